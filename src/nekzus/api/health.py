@@ -1,0 +1,66 @@
+"""Probes: /healthz, /livez, /readyz and /api/v1/healthz (Part A §4)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from nekzus import __version__
+from nekzus.api.deps import services_of
+from nekzus.health import ComponentHealth, Status
+from nekzus.services import Services
+
+router = APIRouter(tags=["health"])
+
+
+@router.api_route("/healthz", methods=["GET", "HEAD"], summary="Overall health (text, or JSON detail)")
+async def healthz(request: Request) -> Response:
+    services = services_of(request)
+    overall, components = await services.health.check_all()
+    healthy = overall in (Status.HEALTHY, Status.DEGRADED) and services.ready
+    status_code = 200 if healthy else 503
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse(
+            {
+                "status": overall.value if services.ready else Status.UNHEALTHY.value,
+                "version": __version__,
+                "uptime": round(time.time() - services.started_at, 3),
+                "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                "components": {name: c.to_json() for name, c in components.items()},
+            },
+            status_code=status_code,
+        )
+    return PlainTextResponse("ok" if healthy else "unhealthy", status_code=status_code)
+
+
+@router.api_route("/livez", methods=["GET", "HEAD"], summary="Liveness: the process is running")
+async def livez() -> Response:
+    return PlainTextResponse("ok")
+
+
+@router.api_route("/readyz", methods=["GET", "HEAD"], summary="Readiness: storage open and migrated")
+async def readyz(request: Request) -> Response:
+    if services_of(request).ready:
+        return PlainTextResponse("ok")
+    return PlainTextResponse("not ready", status_code=503)
+
+
+@router.api_route("/api/v1/healthz", methods=["GET", "HEAD"], summary="Simple health for probes")
+async def api_healthz(request: Request) -> Response:
+    if services_of(request).ready:
+        return PlainTextResponse("ok")
+    return PlainTextResponse("not ready", status_code=503)
+
+
+def install(api: FastAPI, services: Services) -> None:
+    async def storage_check() -> ComponentHealth:
+        if not services.db.ready:
+            return ComponentHealth(Status.UNHEALTHY, "storage not open")
+        await services.db.ping()
+        return ComponentHealth(Status.HEALTHY, "database reachable")
+
+    services.health.register("storage", storage_check)
+    api.include_router(router)

@@ -1,0 +1,57 @@
+"""Route security declared in one place: `Depends(require("write:*"))` on each route.
+
+`require()` with no scope = any authenticated caller; `require(scope)` = caller must hold the scope.
+`strict=True` = a JWT (device or user) is needed even from a trusted network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+
+from nekzus.api.deps import client_ip, services_of
+from nekzus.auth.principal import ADMIN, AuthError, Principal
+from nekzus.http.clientip import in_networks, parse_ip
+from nekzus.http.errors import ApiError
+
+
+async def current_principal(request: Request) -> Principal | None:
+    """Authenticate once per request (cached on request.state)."""
+    cached = getattr(request.state, "principal", ...)
+    if cached is not ...:
+        return cached
+    services = services_of(request)
+    ip = client_ip(request)
+    authenticator = services.domains.get("auth")
+    principal: Principal | None
+    if authenticator is not None:
+        try:
+            principal = await authenticator.authenticate(request.headers, ip)
+        except AuthError as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+    elif in_networks(parse_ip(ip), services.local_networks):
+        principal = Principal("trusted", "local", frozenset({ADMIN}), name="local")
+    else:
+        principal = None
+    request.state.principal = principal
+    return principal
+
+
+def require(*scopes: str, strict: bool = False) -> Callable[[Request], Awaitable[Principal]]:
+    async def dependency(request: Request) -> Principal:
+        principal = await current_principal(request)
+        if principal is None:
+            raise ApiError(401, "UNAUTHORIZED", "Authentication required")
+        if strict and principal.kind not in ("device", "user"):
+            raise ApiError(401, "UNAUTHORIZED", "A valid JWT token is required")
+        if principal.kind == "bootstrap":
+            raise ApiError(403, "FORBIDDEN", "Bootstrap tokens can only be used for pairing")
+        if scopes and not principal.allows(*scopes):
+            hook = services_of(request).domains.get("audit_denied")
+            if hook is not None:
+                await hook(request, principal, scopes)
+            raise ApiError(403, "FORBIDDEN", f"Missing required scope: {', '.join(scopes)}")
+        return principal
+
+    return dependency

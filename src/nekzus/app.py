@@ -1,0 +1,122 @@
+"""The composition root: build every service from the config and wire the ASGI stack.
+
+Request path, outermost first:
+  NekzusApp ── /apps/... (or a routed subdomain) ──> reverse proxy (its own lean pipeline)
+      └── EnvelopeMiddleware (request id, headers, client ip, body limit, error boundary, access log)
+            └── readiness gate (503 until storage is open)
+                  └── RateLimitMiddleware
+                        └── FastAPI (routers of each feature)
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from nekzus import __version__
+from nekzus.config import Config
+from nekzus.http.envelope import EnvelopeMiddleware
+from nekzus.http.errors import send_error
+from nekzus.http.handlers import install_error_handlers
+from nekzus.http.ratelimit import RateLimitMiddleware
+from nekzus.services import Services
+
+log = logging.getLogger("nekzus")
+
+# Each feature module exposes `install(api, services)`; it decides from the config whether to
+# mount anything and imports its heavy dependencies only then.
+FEATURES: list[str] = [
+    "nekzus.api.health",
+    "nekzus.api.docs",
+]
+
+# Paths that answer before storage is ready.
+_ALWAYS_AVAILABLE = ("/healthz", "/livez", "/readyz", "/api/v1/healthz", "/api/docs", "/api/v1/openapi.json")
+
+
+class ReadinessGate:
+    def __init__(self, app: Any, services: Services) -> None:
+        self.app = app
+        self.services = services
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.services.ready or scope["type"] == "lifespan" or scope["path"] in _ALWAYS_AVAILABLE:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1013, "reason": "storage not ready"})
+            return
+        await send_error(
+            send,
+            503,
+            "STORAGE_UNAVAILABLE",
+            "Storage is starting up, try again shortly",
+            {"Retry-After": "1"},
+        )
+
+
+class NekzusApp:
+    """The ASGI callable uvicorn serves."""
+
+    def __init__(self, services: Services, api: FastAPI) -> None:
+        self.services = services
+        self.api = api
+        inner = RateLimitMiddleware(ReadinessGate(api, services), services.limiter)
+        self.stack = EnvelopeMiddleware(
+            inner,
+            max_body_bytes=services.config.server.max_body_bytes,
+            trusted_proxies=services.trusted_proxies,
+            tls=services.config.tls_enabled,
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        proxy = self.services.proxy
+        if proxy is not None and scope["type"] != "lifespan" and proxy.handles(scope):
+            await proxy(scope, receive, send)
+            return
+        await self.stack(scope, receive, send)
+
+
+def create_app(
+    config: Config,
+    *,
+    base_url: str | None = None,
+    tls_cert_path: Path | None = None,
+    tls_key_path: Path | None = None,
+    features: list[str] | None = None,
+) -> NekzusApp:
+    from nekzus.netinfo import detect_base_url
+
+    url = base_url or config.server.base_url or detect_base_url(config.server.addr, tls=config.tls_enabled)
+    services = Services.build(config, base_url=url, tls_cert_path=tls_cert_path, tls_key_path=tls_key_path)
+
+    @asynccontextmanager
+    async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
+        # Storage opens in the background so probes answer (503) while migrations run.
+        services.spawn(services.start(), "startup")
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    api = FastAPI(
+        title="Nekzus",
+        version=__version__,
+        description="Secure gateway for the home lab.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    api.state.services = services
+    install_error_handlers(api)
+    for name in features if features is not None else FEATURES:
+        module = importlib.import_module(name)
+        module.install(api, services)
+    return NekzusApp(services, api)

@@ -1,0 +1,1 @@
+"""Certificates: the served TLS certificate and (later) managed certificates."""

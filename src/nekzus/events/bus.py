@@ -1,0 +1,64 @@
+"""An in-process publish/subscribe bus.
+
+Publishing never blocks: each subscriber is a plain callback run synchronously, so a slow consumer
+must queue on its own side (the WebSocket hub does). Subscribers that raise are logged and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("nekzus.events")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened. `type` is REF's WebSocket message type (e.g. `device_paired`).
+
+    Audience: `device_id` set → only that device's connections; `connection_id` set → only that
+    connection (e.g. the client that asked); neither → everyone allowed to read events.
+    """
+
+    type: str
+    data: Any = None
+    device_id: str | None = None
+    connection_id: str | None = None
+    topic: str | None = None
+    timestamp: float = field(default_factory=time.time)
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._subscribers: list[tuple[Subscriber, frozenset[str] | None]] = []
+
+    def subscribe(self, callback: Subscriber, types: set[str] | None = None) -> Callable[[], None]:
+        """Register a callback (optionally only for some event types); returns an unsubscribe function."""
+        entry = (callback, frozenset(types) if types else None)
+        self._subscribers.append(entry)
+
+        def unsubscribe() -> None:
+            if entry in self._subscribers:
+                self._subscribers.remove(entry)
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        for callback, types in list(self._subscribers):
+            if types is not None and event.type not in types:
+                continue
+            try:
+                callback(event)
+            except Exception:
+                log.exception("event subscriber failed on %s", event.type)
+
+    def emit(self, type_: str, data: Any = None, **audience: Any) -> Event:
+        event = Event(type_, data, **audience)
+        self.publish(event)
+        return event

@@ -1,0 +1,101 @@
+"""The one error shape every failure leaves the server in: {"error": {"code", "message"}}."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.responses import Response
+
+STATUS_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    408: "REQUEST_TIMEOUT",
+    409: "CONFLICT",
+    410: "GONE",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    429: "RATE_LIMIT_EXCEEDED",
+    500: "INTERNAL_ERROR",
+    502: "BAD_GATEWAY",
+    503: "SERVICE_UNAVAILABLE",
+    504: "GATEWAY_TIMEOUT",
+}
+
+DEFAULT_MESSAGES = {
+    400: "Invalid request",
+    401: "Authentication required",
+    403: "Insufficient permissions",
+    404: "Resource not found",
+    405: "Method not allowed",
+    413: "Request body too large",
+    429: "Too many requests",
+    500: "Internal server error",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+}
+
+
+class ApiError(Exception):
+    """Raise anywhere in a handler to answer with REF's error shape."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str | None = None,
+        message: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code or STATUS_CODES.get(status, "ERROR")
+        self.message = message or DEFAULT_MESSAGES.get(status, "Request failed")
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+        super().__init__(f"{self.status} {self.code}: {self.message}")
+
+
+def error_body(code: str, message: str, extra: Mapping[str, Any] | None = None) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if extra:
+        error.update(extra)
+    return json.dumps({"error": error}, separators=(",", ":")).encode()
+
+
+def error_response(
+    status: int,
+    code: str | None = None,
+    message: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Response:
+    err = ApiError(status, code, message, headers=headers, extra=extra)
+    return Response(
+        error_body(err.code, err.message, err.extra),
+        status_code=status,
+        media_type="application/json",
+        headers=err.headers,
+    )
+
+
+async def send_error(
+    send: Any,
+    status: int,
+    code: str | None = None,
+    message: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Answer from raw ASGI code (middleware, the proxy) with the same shape."""
+    err = ApiError(status, code, message, headers=headers)
+    body = error_body(err.code, err.message)
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in err.headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})

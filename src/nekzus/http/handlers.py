@@ -1,0 +1,67 @@
+"""Exception handlers that turn framework errors into REF's error shape."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from nekzus.http.errors import ApiError, error_response
+
+log = logging.getLogger("nekzus.http")
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts)
+
+
+async def _api_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.headers, exc.extra)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 404:
+        return error_response(404, "NOT_FOUND", "Resource not found", headers)
+    if exc.status_code == 405:
+        return error_response(405, "METHOD_NOT_ALLOWED", "Method not allowed for this path", headers)
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    return error_response(exc.status_code, None, detail, headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return error_response(400, "INVALID_JSON", "Request body is not valid JSON")
+    field = _field(tuple(first.get("loc", ())))
+    if kind == "missing" and not field:
+        return error_response(400, "INVALID_REQUEST", "Request body is required")
+    message = str(first.get("msg", "invalid value"))
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if kind == "missing":
+        message = "is required"
+    text = f"{field}: {message}" if field else message
+    return error_response(400, "VALIDATION_ERROR", text)
+
+
+async def _unhandled(_request: Request, exc: Exception) -> Response:
+    log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+    return error_response(500, "INTERNAL_ERROR", "Internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unhandled)

@@ -1,0 +1,176 @@
+"""Run Nekzus: TLS material, sockets, uvicorn, the optional HTTP→HTTPS redirect, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+from nekzus.config import Config
+
+log = logging.getLogger("nekzus")
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def bind_socket(addr: str) -> socket.socket:
+    """Listen on `addr`; an empty host means every interface, IPv4 and IPv6 where available."""
+    host, port = split_addr(addr)
+    candidates: list[tuple[int, str]] = []
+    if host in ("", "*"):
+        if socket.has_ipv6:
+            candidates.append((socket.AF_INET6, "::"))
+        candidates.append((socket.AF_INET, "0.0.0.0"))
+    else:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        candidates = [(int(family), str(sockaddr[0])) for family, _, _, _, sockaddr in info]
+    last_error: OSError | None = None
+    for family, bind_host in candidates:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and bind_host == "::":
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind((bind_host, port))
+            sock.listen(2048)
+            sock.setblocking(False)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+    raise OSError(f"cannot listen on {addr}: {last_error}")
+
+
+def prepare_tls(config: Config) -> tuple[Path, Path] | None:
+    if not config.tls_enabled:
+        return None
+    from nekzus.certs.selfsigned import ensure_certificate, validate_pair
+
+    if config.server.tls_cert:
+        cert, key, generated = Path(config.server.tls_cert), Path(config.server.tls_key), False
+    else:
+        tls_dir = Path(config.data_dir) / "tls"
+        cert, key, generated = tls_dir / "server.crt", tls_dir / "server.key", True
+    ensure_certificate(cert, key, generated=generated)
+    validate_pair(cert, key)
+    return cert, key
+
+
+async def _redirect_server(addr: str, https_port: int) -> asyncio.Server:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            lines = head.decode("latin-1").split("\r\n")
+            parts = lines[0].split(" ")
+            target = parts[1] if len(parts) >= 2 and parts[1].startswith("/") else "/"
+            host = "localhost"
+            for line in lines[1:]:
+                if line.lower().startswith("host:"):
+                    host = line.split(":", 1)[1].strip()
+            if host.startswith("["):
+                host = host[: host.index("]") + 1] if "]" in host else "localhost"
+            else:
+                host = host.split(":", 1)[0]
+            if not host or any(c in host for c in "\r\n\0/\\ @"):
+                host = "localhost"
+            port = "" if https_port == 443 else f":{https_port}"
+            location = f"https://{host}{port}{target}"
+            body = b"Redirecting to HTTPS\n"
+            writer.write(
+                b"HTTP/1.1 301 Moved Permanently\r\nLocation: "
+                + location.encode("latin-1", "replace")
+                + b"\r\nContent-Type: text/plain\r\nX-API-Version: v1\r\nConnection: close"
+                + b"\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    sock = bind_socket(addr)
+    return await asyncio.start_server(handle, sock=sock, limit=16384)
+
+
+def _exit_cleanly(_signum: int, _frame: Any) -> None:
+    # uvicorn re-raises the signal it caught once shutdown is complete: finish with exit code 0.
+    sys.exit(0)
+
+
+def run(config: Config) -> int:
+    from nekzus.certs.selfsigned import TlsSetupError
+
+    try:
+        tls = prepare_tls(config)
+    except TlsSetupError as exc:
+        print(f"nekzus: {exc}", file=sys.stderr)
+        return 2
+    if tls is None:
+        log.warning("serving plain HTTP (--insecure-http): credentials and tokens travel unencrypted")
+
+    import uvicorn
+
+    from nekzus.app import create_app
+
+    app = create_app(config, tls_cert_path=tls[0] if tls else None, tls_key_path=tls[1] if tls else None)
+    try:
+        sock = bind_socket(config.server.addr)
+    except OSError as exc:
+        print(f"nekzus: server.addr: {exc}", file=sys.stderr)
+        return 1
+    uv_config = uvicorn.Config(
+        app,
+        ssl_certfile=str(tls[0]) if tls else None,
+        ssl_keyfile=str(tls[1]) if tls else None,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=max(1, int(config.server.shutdown_timeout) - 1),
+        timeout_keep_alive=75,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        ws_max_size=1 << 20,
+        h11_max_incomplete_event_size=1 << 20,
+    )
+    uv_config.load()
+    if uv_config.ssl is not None:
+        uv_config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
+    server = uvicorn.Server(uv_config)
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.signal(signal.SIGINT, _exit_cleanly)
+    scheme = "https" if tls else "http"
+    log.info("Nekzus listening on %s://%s (base URL %s)", scheme, config.server.addr, app.services.base_url)
+
+    async def main() -> None:
+        redirect = None
+        if config.server.http_redirect_addr and tls:
+            redirect = await _redirect_server(
+                config.server.http_redirect_addr, split_addr(config.server.addr)[1]
+            )
+            log.info("redirecting http://%s to HTTPS", config.server.http_redirect_addr)
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            if redirect is not None:
+                redirect.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(redirect.wait_closed(), 1)
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,150 @@
+"""The shared state of one running Nekzus: config, storage, bus, health, limiter and each domain's service.
+
+Built once by the app factory and handed to every feature; nothing lives in module globals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from nekzus.config import Config
+from nekzus.events import EventBus
+from nekzus.health import HealthRegistry
+from nekzus.http.clientip import IPNetwork, parse_networks
+from nekzus.http.ratelimit import RateLimiter
+from nekzus.store import Database
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger("nekzus")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class ProxyDispatch(Protocol):
+    """What the catalog's reverse proxy offers the outer ASGI app."""
+
+    def handles(self, scope: dict[str, Any]) -> bool: ...
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None: ...
+
+
+@dataclass
+class Services:
+    config: Config
+    db: Database
+    bus: EventBus
+    health: HealthRegistry
+    limiter: RateLimiter
+    base_url: str
+    tls_cert_path: Path | None = None
+    tls_key_path: Path | None = None
+    nexus_id: str = ""
+    started_at: float = field(default_factory=time.time)
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    local_networks: tuple[IPNetwork, ...] = ()
+    proxy: ProxyDispatch | None = None
+    ready: bool = False
+    capabilities: list[str] = field(default_factory=list)
+    # Domain services, filled by their features' install functions.
+    domains: dict[str, Any] = field(default_factory=dict)
+    _startup: list[tuple[str, Hook]] = field(default_factory=list)
+    _shutdown: list[tuple[str, Hook]] = field(default_factory=list)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @classmethod
+    def build(
+        cls,
+        config: Config,
+        *,
+        base_url: str,
+        tls_cert_path: Path | None = None,
+        tls_key_path: Path | None = None,
+    ) -> Services:
+        return cls(
+            config=config,
+            db=Database(config.storage.database_path),
+            bus=EventBus(),
+            health=HealthRegistry(),
+            limiter=RateLimiter(config.rate_limits, config.metrics.path),
+            base_url=base_url,
+            tls_cert_path=tls_cert_path,
+            tls_key_path=tls_key_path,
+            trusted_proxies=parse_networks(config.server.trusted_proxies),
+            local_networks=parse_networks(config.auth.local_networks),
+        )
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.config.data_dir)
+
+    def on_startup(self, name: str, hook: Hook) -> None:
+        """Run after storage is ready, in registration order."""
+        self._startup.append((name, hook))
+
+    def on_shutdown(self, name: str, hook: Hook) -> None:
+        """Run at shutdown, in reverse registration order, before the database closes."""
+        self._shutdown.append((name, hook))
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        """Start a background task that is kept referenced and cancelled at shutdown."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def start(self) -> None:
+        """Open storage (retrying while it is unavailable), then start every feature."""
+        delay = 0.5
+        while True:
+            try:
+                await self.db.open()
+                break
+            except Exception as exc:
+                log.warning("storage unavailable (%s); retrying in %.1fs", type(exc).__name__, delay)
+                await self.db.close()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.nexus_id = await self._instance_id()
+        for name, hook in self._startup:
+            try:
+                await hook()
+            except Exception:
+                log.exception("start-up of %s failed", name)
+        self.ready = True
+        log.info("Nekzus ready (nexusId %s)", self.nexus_id)
+
+    async def _instance_id(self) -> str:
+        existing = await self.db.get_setting("nexus_id")
+        if existing:
+            return existing
+        value = "nexus_" + secrets.token_hex(6)
+        await self.db.set_setting("nexus_id", value)
+        return value
+
+    async def stop(self) -> None:
+        self.ready = False
+        for name, hook in reversed(self._shutdown):
+            try:
+                await asyncio.wait_for(hook(), 3.0)
+            except Exception:
+                log.warning("shutdown of %s did not finish cleanly", name, exc_info=True)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2.0)
+        await self.db.close()

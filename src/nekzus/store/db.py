@@ -1,0 +1,98 @@
+"""The database handle: one async engine, SQLite rules on every connection, migrations at open."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from nekzus.store.base import SystemSetting
+
+log = logging.getLogger("nekzus.store")
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Each pooled connection gets the same rules, so cascades and locking behave the same everywhere.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def run_migrations(sync_connection: Any) -> None:
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions"))
+    cfg.attributes["connection"] = sync_connection
+    command.upgrade(cfg, "heads")
+
+
+class Database:
+    """Owns the engine; `ready` turns true once migrations have run."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        self.ready = False
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("database is not open")
+        return self._engine
+
+    async def open(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}", pool_size=5, max_overflow=5)
+        event.listen(engine.sync_engine, "connect", _on_connect)
+        async with engine.begin() as conn:
+            await conn.run_sync(run_migrations)
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self.ready = True
+        log.info("database ready at %s", self.path)
+
+    async def close(self) -> None:
+        self.ready = False
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work: committed when the block ends, rolled back if it raises."""
+        if self._sessions is None:
+            raise RuntimeError("database is not open")
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def get_setting(self, key: str) -> str | None:
+        async with self.session() as session:
+            row = await session.scalar(select(SystemSetting).where(SystemSetting.key == key))
+            return row.value if row else None
+
+    async def set_setting(self, key: str, value: str) -> None:
+        async with self.session() as session:
+            row = await session.get(SystemSetting, key)
+            if row is None:
+                session.add(SystemSetting(key=key, value=value))
+            else:
+                row.value = value

@@ -1,0 +1,45 @@
+"""Shared fixtures: a real Nekzus server per test session, and a factory for tests that need their own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.nekzus_server import NekzusServer
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
+    """A shared server on loopback (a trusted network by default), rate limits off."""
+    srv = NekzusServer(data_dir=tmp_path_factory.mktemp("shared"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def client(server: NekzusServer) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        yield c
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Callable[..., NekzusServer]]:
+    """Start extra servers with their own config; all are stopped at the end of the test."""
+    started: list[NekzusServer] = []
+
+    def factory(config: dict[str, Any] | None = None, *, start: bool = True, **kwargs: Any) -> NekzusServer:
+        kwargs.setdefault("data_dir", tmp_path / f"srv{len(started)}")
+        srv = NekzusServer(config, **kwargs)
+        started.append(srv)
+        if start:
+            srv.start()
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
