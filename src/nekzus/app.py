@@ -27,6 +27,8 @@ from nekzus.http.handlers import install_error_handlers
 from nekzus.http.ratelimit import RateLimitMiddleware
 from nekzus.services import Services
 
+__all__ = ["FEATURES", "NekzusApp", "create_app"]
+
 log = logging.getLogger("nekzus")
 
 # Each feature module exposes `install(api, services)`; it decides from the config whether to
@@ -73,6 +75,7 @@ class NekzusApp:
             max_body_bytes=services.config.server.max_body_bytes,
             trusted_proxies=services.trusted_proxies,
             tls=services.config.tls_enabled,
+            metrics=services.metrics,
         )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -95,6 +98,8 @@ def create_app(
 
     url = base_url or config.server.base_url or detect_base_url(config.server.addr, tls=config.tls_enabled)
     services = Services.build(config, base_url=url, tls_cert_path=tls_cert_path, tls_key_path=tls_key_path)
+    rejections = services.metrics.rate_limit_rejections_total
+    services.limiter.rejections = lambda category: rejections.labels(category).inc()
 
     @asynccontextmanager
     async def lifespan(_api: FastAPI) -> AsyncIterator[None]:

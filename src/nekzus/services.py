@@ -12,17 +12,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from nekzus.config import Config
 from nekzus.events import EventBus
 from nekzus.health import HealthRegistry
 from nekzus.http.clientip import IPNetwork, parse_networks
 from nekzus.http.ratelimit import RateLimiter
+from nekzus.metrics import Metrics
 from nekzus.store import Database
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("nekzus")
 
@@ -44,6 +42,7 @@ class Services:
     bus: EventBus
     health: HealthRegistry
     limiter: RateLimiter
+    metrics: Metrics
     base_url: str
     tls_cert_path: Path | None = None
     tls_key_path: Path | None = None
@@ -75,6 +74,7 @@ class Services:
             bus=EventBus(),
             health=HealthRegistry(),
             limiter=RateLimiter(config.rate_limits, config.metrics.path),
+            metrics=Metrics(),
             base_url=base_url,
             tls_cert_path=tls_cert_path,
             tls_key_path=tls_key_path,

@@ -19,14 +19,17 @@ log = logging.getLogger("nekzus.events")
 class Event:
     """Something that happened. `type` is REF's WebSocket message type (e.g. `device_paired`).
 
-    Audience: `device_id` set → only that device's connections; `connection_id` set → only that
-    connection (e.g. the client that asked); neither → everyone allowed to read events.
+    Audience: `device_id` set → only the connections of that principal id (a device id, `user-<name>`
+    or `local`); `connection_id` set → only that connection (e.g. the client that asked); neither →
+    everyone allowed to read events. `include_admins` additionally delivers a targeted event to every
+    dashboard connection (user or trusted-network principals).
     """
 
     type: str
     data: Any = None
     device_id: str | None = None
     connection_id: str | None = None
+    include_admins: bool = False
     topic: str | None = None
     timestamp: float = field(default_factory=time.time)
 

@@ -12,6 +12,7 @@ from typing import Any
 from nekzus import API_VERSION
 from nekzus.http.clientip import IPNetwork, resolve_client_ip
 from nekzus.http.errors import error_body
+from nekzus.metrics import Metrics
 
 access_log = logging.getLogger("nekzus.access")
 log = logging.getLogger("nekzus.http")
@@ -52,9 +53,16 @@ class BodyTooLarge(Exception):
 
 class EnvelopeMiddleware:
     def __init__(
-        self, app: Any, *, max_body_bytes: int, trusted_proxies: tuple[IPNetwork, ...], tls: bool
+        self,
+        app: Any,
+        *,
+        max_body_bytes: int,
+        trusted_proxies: tuple[IPNetwork, ...],
+        tls: bool,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
+        self.metrics = metrics
         self.max_body = max_body_bytes
         self.trusted_proxies = trusted_proxies
         self.tls = tls
@@ -174,11 +182,19 @@ class EnvelopeMiddleware:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    @staticmethod
-    def _log(scope: dict[str, Any], status: int, started: float, request_id: str, client_ip: str) -> None:
+    def _log(
+        self, scope: dict[str, Any], status: int, started: float, request_id: str, client_ip: str
+    ) -> None:
+        elapsed = time.perf_counter() - started
+        if self.metrics is not None:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "WS")
+            self.metrics.http_requests_total.labels(method, template, str(status)).inc()
+            self.metrics.http_request_duration_seconds.labels(method, template).observe(elapsed)
         if not access_log.isEnabledFor(logging.INFO):
             return
-        duration_ms = (time.perf_counter() - started) * 1000
+        duration_ms = elapsed * 1000
         # The path only: query strings may carry tokens.
         access_log.info(
             "%s %s %d %.1fms",
