@@ -36,6 +36,7 @@ log = logging.getLogger("nekzus")
 FEATURES: list[str] = [
     "nekzus.api.health",
     "nekzus.api.docs",
+    "nekzus.api.auth",
 ]
 
 # Paths that answer before storage is ready.
