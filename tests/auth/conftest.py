@@ -66,7 +66,12 @@ def login(client: httpx.Client) -> str:
 
 
 def pair(
-    client: httpx.Client, device_id: str, *, platform: str = "ios", token: str = PERMANENT_BOOTSTRAP, **extra: Any
+    client: httpx.Client,
+    device_id: str,
+    *,
+    platform: str = "ios",
+    token: str = PERMANENT_BOOTSTRAP,
+    **extra: Any,
 ) -> dict[str, Any]:
     body = {"device": {"id": device_id, "platform": platform, "model": f"Model of {device_id}", **extra}}
     r = client.post("/api/v1/auth/pair", json=body, headers=bearer(token))

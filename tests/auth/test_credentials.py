@@ -46,7 +46,9 @@ def client(srv: NekzusServer) -> Iterator[httpx.Client]:
 
 
 def make_key(client: httpx.Client, admin: dict[str, str], scopes: list[str], **extra: Any) -> dict[str, Any]:
-    r = client.post("/api/v1/apikeys", json={"name": f"key {scopes}", "scopes": scopes, **extra}, headers=admin)
+    r = client.post(
+        "/api/v1/apikeys", json={"name": f"key {scopes}", "scopes": scopes, **extra}, headers=admin
+    )
     assert r.status_code == 201, r.text
     data: dict[str, Any] = r.json()
     return data
