@@ -102,3 +102,20 @@ def test_client_ip_keys_ignore_spoofed_forwarding_headers(make_server: object) -
     spoofed = [{"X-Forwarded-For": f"10.0.0.{n}", "X-Real-IP": f"10.8.8.{n}"} for n in range(3)]
     with httpx.Client(base_url=srv.url) as c:
         assert [c.get("/api/v1/x", headers=h).status_code for h in spoofed] == [404, 404, 429]
+
+
+def test_forwarded_client_counts_only_behind_a_trusted_proxy(make_server: object) -> None:
+    srv: NekzusServer = make_server(  # type: ignore[operator]
+        {
+            "server": {"trusted_proxies": ["127.0.0.1/32"]},
+            "rate_limits": {"general": {"rate": "1/min", "burst": 1}},
+        },
+        rate_limits=True,
+    )
+    with httpx.Client(base_url=srv.url) as c:
+        # Each forwarded client has its own bucket when the peer (loopback) is a trusted proxy.
+        statuses = [
+            c.get("/api/v1/x", headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code for n in range(3)
+        ]
+        assert statuses == [404, 404, 404]
+        assert c.get("/api/v1/x", headers={"X-Forwarded-For": "203.0.113.1"}).status_code == 429
