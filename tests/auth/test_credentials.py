@@ -339,3 +339,14 @@ def test_permanent_bootstrap_token_is_reusable(client: httpx.Client) -> None:
     a = pair(client, "perm-a", token=PERMANENT_BOOTSTRAP)
     b = pair(client, "perm-b", token=PERMANENT_BOOTSTRAP)
     assert a["deviceId"] == "perm-a" and b["deviceId"] == "perm-b"
+
+
+def test_rate_limits_are_keyed_by_credential(make_server: Callable[..., NekzusServer]) -> None:
+    srv = make_server(TRUSTED, rate_limits=True)
+    with srv.client() as c:
+        first = bearer(pair(c, "greedy")["accessToken"])
+        second = bearer(pair(c, "patient")["accessToken"])
+        codes = [c.get("/api/v1/devices", headers=first).status_code for _ in range(31)]
+        assert codes[:30] == [200] * 30 and codes[30] == 429
+        # Same IP, another device: its own bucket.
+        assert c.get("/api/v1/devices", headers=second).status_code == 200
