@@ -182,6 +182,9 @@ class AuthService:
 
     async def flush(self, force: bool = False) -> None:
         now = time.time()
+        # Deny-list entries past expiry + refresh grace can never be presented successfully again.
+        for jti in [j for j, exp in self.revoked.items() if exp < now - self.refresh_grace]:
+            del self.revoked[jti]
         seen = self.seen.due(now, force)
         used = self.key_used.due(now, force)
         if seen or used:
