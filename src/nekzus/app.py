@@ -36,6 +36,11 @@ log = logging.getLogger("nekzus")
 FEATURES: list[str] = [
     "nekzus.api.health",
     "nekzus.api.docs",
+    "nekzus.api.ws",
+    "nekzus.api.notifications",
+    "nekzus.api.webhooks",
+    "nekzus.api.admin_ws",
+    "nekzus.api.metrics",
 ]
 
 # Paths that answer before storage is ready.
