@@ -186,12 +186,13 @@ class Client:
             self._wake.set()
         return True
 
-    def close_soon(self, code: int, reason: str) -> None:
-        """Stop delivering, drop what is queued, and close from the writer task."""
+    def close_soon(self, code: int, reason: str, *, flush: bool = False) -> None:
+        """Stop accepting messages and close from the writer task; `flush` sends what is queued first."""
         if self._closing is not None:
             return
         self._closing = (code, reason)
-        self._queue.clear()
+        if not flush:
+            self._queue.clear()
         self._wake.set()
 
     async def run_writer(self) -> None:
@@ -573,7 +574,7 @@ class Hub:
                 "error", {"error": f"message larger than {MAX_FRAME} bytes", "code": "MESSAGE_TOO_LARGE"}
             )
         )
-        client.close_soon(CLOSE_TOO_BIG, "message too big")
+        client.close_soon(CLOSE_TOO_BIG, "message too big", flush=True)
 
     def _flooded(self, client: Client) -> None:
         self.m_rejected.inc()
@@ -583,7 +584,7 @@ class Hub:
             client.push(envelope("error", {"error": "too many messages, slow down", "code": "RATE_LIMITED"}))
         if client._flood_rejections >= FLOOD_LIMIT:
             log.warning("closing flooding WebSocket client %s (%s)", client.id, client.principal.rate_key)
-            client.close_soon(CLOSE_POLICY, "message flood")
+            client.close_soon(CLOSE_POLICY, "message flood", flush=True)
 
     async def _error(self, client: Client, error: str, code: str, **extra: Any) -> None:
         self.m_invalid.inc()
