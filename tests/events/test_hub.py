@@ -376,7 +376,9 @@ def test_last_will_published_on_unexpected_disconnect(hub_server: InProcServer) 
     async def scenario() -> None:
         watcher = await WS.open(hub_server.ws_url, "user:lw-watcher")
         dying = await WS.open(hub_server.ws_url, "device:lw-dev")
-        await dying.send({"type": "set_last_will", "data": {"topic": "devices.lw-dev.gone", "message": {"bye": 1}}})
+        await dying.send(
+            {"type": "set_last_will", "data": {"topic": "devices.lw-dev.gone", "message": {"bye": 1}}}
+        )
         assert (await dying.recv_type("lwtack"))["data"] == {"success": True}
         await watcher.barrier()
         dying.conn.transport.abort()  # no close frame: an unexpected disconnect

@@ -492,6 +492,8 @@ class Hub:
         if len(raw) > MAX_FRAME // 4 and len(raw.encode()) > MAX_FRAME:
             await self._fail(ws, "message too large", "MESSAGE_TOO_LARGE", CLOSE_TOO_BIG)
             return None
+        self.m_in.inc()
+        self.m_bytes_in.inc(len(raw))
         try:
             obj = json.loads(raw)
         except ValueError:
