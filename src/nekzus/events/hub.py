@@ -196,12 +196,20 @@ class Client:
         self._wake.set()
 
     async def run_writer(self) -> None:
-        send = self.ws.send
+        # Starlette's WebSocket.send only adds state bookkeeping around the ASGI send; the hot path
+        # calls the ASGI send it wraps (falls back to the public method if that ever changes).
+        send = getattr(self.ws, "_send", None) or self.ws.send
         m_out, m_bytes = self.hub.m_out, self.hub.m_bytes_out
+        count = size = 0
         try:
             while True:
                 if not self._queue:
                     self._drops_in_row = 0
+                    if count:  # metrics in batches: one update per burst, not per message
+                        m_out.inc(count)
+                        m_bytes.inc(size)
+                        self.sent += count
+                        count = size = 0
                     if self._closing is not None:
                         break
                     self._wake.clear()
@@ -209,13 +217,17 @@ class Client:
                     continue
                 text = self._queue.popleft()
                 await send({"type": "websocket.send", "text": text})
-                self.sent += 1
-                m_out.inc()
-                m_bytes.inc(len(text))
+                count += 1
+                size += len(text)
         except Exception as exc:  # the peer went away mid-send: the reader sees the disconnect
             log.debug("websocket %s writer stopped: %s", self.id, type(exc).__name__)
             self._closing = self._closing or (CLOSE_GOING_AWAY, "")
             return
+        finally:
+            if count:
+                m_out.inc(count)
+                m_bytes.inc(size)
+                self.sent += count
         code, reason = self._closing or (CLOSE_NORMAL, "")
         try:
             await self.ws.send({"type": "websocket.close", "code": code, "reason": reason})
