@@ -134,6 +134,7 @@ async def activity_webhook(request: Request, _principal: Any = Depends(require()
                     icon=event["icon"],
                     icon_class=hook.iconClass,
                     details=hook.details,
+                    event_id=event_id,
                 )
             except Exception:
                 raise ApiError(500, "ACTIVITY_ADD_FAILED", "Failed to record the activity event") from None
