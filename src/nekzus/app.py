@@ -36,6 +36,11 @@ log = logging.getLogger("nekzus")
 FEATURES: list[str] = [
     "nekzus.api.health",
     "nekzus.api.docs",
+    "nekzus.catalog.feature",
+    "nekzus.api.apps",
+    "nekzus.api.routes",
+    "nekzus.api.service_health",
+    "nekzus.api.session_cookies",
 ]
 
 # Paths that answer before storage is ready.

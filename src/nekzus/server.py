@@ -140,6 +140,8 @@ def run(config: Config) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        # Nekzus resolves forwarded addresses itself (server.trusted_proxies only).
+        proxy_headers=False,
         timeout_graceful_shutdown=max(1, int(config.server.shutdown_timeout) - 1),
         timeout_keep_alive=75,
         loop="uvloop",
