@@ -693,6 +693,11 @@ class ProxyApp:
                 await _error(send, common, exc.status, exc.code, str(exc))
         except _ClientGone:
             status = 499
+        except Exception:
+            log.exception("proxying to %s failed (request %s)", spec.route_id, request_id.decode())
+            if not response_started:
+                status = 502
+                await _error(send, common, 502, "BAD_GATEWAY", "Proxy error")
         finally:
             if conn is not None:
                 conn.abort()
@@ -745,7 +750,7 @@ class ProxyApp:
     async def _stream_response(self, conn: UpstreamConnection, receive: Any, send: Any) -> int:
         """Relay body chunks as they arrive (SSE, downloads); stop when the client goes away."""
         sent = 0
-        watcher = asyncio.ensure_future(receive())
+        watcher = asyncio.ensure_future(_wait_disconnect(receive))
         watcher.add_done_callback(lambda _f: conn.abort() if not conn.complete else None)
         try:
             while True:
@@ -796,6 +801,11 @@ class ProxyApp:
 
 class _ClientGone(Exception):
     pass
+
+
+async def _wait_disconnect(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _port_of(addr: str) -> int:

@@ -15,7 +15,7 @@ import asyncio
 import collections
 import socket
 import ssl
-from typing import Any
+from typing import Any, cast
 
 import httptools
 
@@ -70,6 +70,7 @@ class UpstreamConnection(asyncio.Protocol):
         "status",
         "transport",
         "until_close",
+        "keep_alive",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -97,19 +98,20 @@ class UpstreamConnection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._read_paused = False
         self.until_close = False
+        self.keep_alive = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
+        # uvloop's transports are not asyncio.Transport subclasses, but behave like one.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = self.transport.get_extra_info("socket")
         if sock is not None:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+        self.transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
 
     def data_received(self, data: bytes) -> None:
         self.bytes_received += len(data)
@@ -164,6 +166,8 @@ class UpstreamConnection(asyncio.Protocol):
             n in (b"content-length", b"transfer-encoding") for n, _ in self.headers
         ):
             self.until_close = True
+        # Asked now: llhttp forgets it once the message is complete.
+        self.keep_alive = self.parser.should_keep_alive()
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -207,7 +211,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.error = None
 
     def write(self, data: bytes) -> None:
-        assert self.transport is not None
+        if self.transport is None or self.closed:
+            raise UpstreamBroken("upstream connection closed")
         self.transport.write(data)
 
     async def drain(self) -> None:
@@ -260,7 +265,7 @@ class UpstreamConnection(asyncio.Protocol):
                 self._waiter = None
 
     def reusable(self) -> bool:
-        return self.complete and not self.closed and self.error is None and self.parser.should_keep_alive()
+        return self.complete and self.keep_alive and not self.closed and self.error is None
 
     def close(self) -> None:
         self.closed = True
