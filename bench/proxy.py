@@ -270,7 +270,9 @@ def main() -> int:
         try:
             stack.start()
             if args.serve:
-                print(f"upstream {stack.upstream} nekzus {stack.nekzus} caddy {stack.caddy} nginx {stack.nginx}")
+                print(
+                    f"upstream {stack.upstream} nekzus {stack.nekzus} caddy {stack.caddy} nginx {stack.nginx}"
+                )
                 print(f"logs in {tmp}", flush=True)
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})
                 return 0
@@ -310,9 +312,8 @@ def main() -> int:
         for name, (rate, p50, p99) in by_proxy.items():
             ratio_c = f"{rate / caddy_rate:.2f}x" if name == "nekzus" else ""
             ratio_n = f"{rate / nginx_rate:.2f}x" if name == "nekzus" else ""
-            print(
-                f"{labels[test]:<36} {name:<7} {rate:>10.0f} {p50:>8.2f} {p99:>8.2f} {ratio_c:>9} {ratio_n:>9}"
-            )
+            row = f"{labels[test]:<36} {name:<7} {rate:>10.0f} {p50:>8.2f} {p99:>8.2f}"
+            print(f"{row} {ratio_c:>9} {ratio_n:>9}")
         if "nekzus" in by_proxy:
             p99_ratio = by_proxy["nekzus"][2] / by_proxy["caddy"][2]
             print(f"{'':<36} {'':<7} nekzus p99 / caddy p99 = {p99_ratio:.2f}x")

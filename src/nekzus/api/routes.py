@@ -25,7 +25,7 @@ _fields: dict[str, Any] = {
     for name, info in RouteSpec.model_fields.items()
 }
 _fields["icon"] = (str | None, None)
-RouteBody: type[BaseModel] = create_model(  # type: ignore[call-overload]
+RouteBody: type[BaseModel] = create_model(
     "RouteBody", __config__=ConfigDict(populate_by_name=True, extra="ignore"), **_fields
 )
 
@@ -50,7 +50,8 @@ def _catalog(request: Request) -> CatalogService:
 
 
 def _validation(exc: ValidationError) -> ApiError:
-    first = exc.errors()[0] if exc.errors() else {}
+    errors = exc.errors()
+    first: dict[str, Any] = dict(errors[0]) if errors else {}
     loc = ".".join(str(p) for p in first.get("loc", ()))
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     if first.get("type") == "missing":
@@ -122,7 +123,7 @@ async def get_route(route_id: str, request: Request) -> dict[str, Any]:
 @router.post("/routes", response_model=RouteOut, status_code=201, summary="Create a route")
 async def create_route(
     request: Request,
-    body: RouteBody = Body(...),  # type: ignore[valid-type]
+    body: RouteBody = Body(...),
     principal: Principal = Depends(require("write:*")),
 ) -> dict[str, Any]:
     data, icon = _body(body)
@@ -143,7 +144,7 @@ async def create_route(
 async def replace_route(
     route_id: str,
     request: Request,
-    body: RouteBody = Body(...),  # type: ignore[valid-type]
+    body: RouteBody = Body(...),
     principal: Principal = Depends(require("write:*")),
 ) -> dict[str, Any]:
     catalog = _catalog(request)
@@ -160,7 +161,7 @@ async def replace_route(
 async def patch_route(
     route_id: str,
     request: Request,
-    body: RouteBody = Body(...),  # type: ignore[valid-type]
+    body: RouteBody = Body(...),
     principal: Principal = Depends(require("write:*")),
 ) -> dict[str, Any]:
     catalog = _catalog(request)

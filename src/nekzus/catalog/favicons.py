@@ -57,7 +57,7 @@ class FaviconFetcher:
 
         base = route.to.rstrip("/")
         origin = urlsplit(route.to)
-        ssl: Any = False if route.tls_skip_verify else True
+        ssl: Any = not route.tls_skip_verify
         timeout = aiohttp.ClientTimeout(total=TIMEOUT)
         headers = {"User-Agent": "Nekzus/1.0"}
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:

@@ -169,7 +169,7 @@ class ServiceHealthChecker:
             async with self._session.get(
                 url,
                 timeout=aiohttp.ClientTimeout(total=timeout),
-                ssl=False if spec.tls_skip_verify else True,
+                ssl=not spec.tls_skip_verify,
                 allow_redirects=True,
                 max_redirects=5,
             ) as resp:

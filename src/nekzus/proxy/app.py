@@ -328,7 +328,7 @@ class ProxyApp:
             return None, (401, "UNAUTHORIZED", "Authentication required")
         if principal.kind == "bootstrap":
             return None, (403, "FORBIDDEN", "Bootstrap tokens can only be used for pairing")
-        if route.scopes and not principal.allows(*route.scopes):
+        if route.scopes and ADMIN not in principal.scopes and not principal.allows(*route.scopes):
             return None, (403, "FORBIDDEN", f"Missing required scope: {', '.join(route.scopes)}")
         return principal, None
 
@@ -447,8 +447,8 @@ class ProxyApp:
             upstream_path = b"/" + upstream_path
         if route.base_path:
             upstream_path = route.base_path + upstream_path
-        query: bytes = scope.get("query_string", b"")
-        target = upstream_path + b"?" + query if query else upstream_path
+        query_string: bytes = scope.get("query_string", b"")
+        target = upstream_path + b"?" + query_string if query_string else upstream_path
 
         if connection_tokens:
             extra = {t.strip().lower() for t in connection_tokens.split(b",")} - {
@@ -598,6 +598,7 @@ class ProxyApp:
             out_headers: list[tuple[bytes, bytes]] = []
             content_type = b""
             resp_length: int | None = None
+            length_value: int | None
             set_cookies: list[bytes] = []
             for name, value in resp_headers:
                 if name in _RESPONSE_HOP:
@@ -606,9 +607,10 @@ class ProxyApp:
                     content_type = value
                 elif name == b"content-length":
                     try:
-                        resp_length = int(value)
+                        length_value = int(value)
                     except ValueError:
-                        resp_length = None
+                        length_value = None
+                    resp_length = length_value
                 elif name == b"set-cookie":
                     set_cookies.append(value)
                     if spec.strip_response_cookies:
@@ -623,21 +625,22 @@ class ProxyApp:
             if cookie_store is not None and set_cookies:
                 cookie_store.capture(device_id, spec.app_id, set_cookies)
 
-            kind = None
+            body_type: str | None = None
             if rewriter is not None and spec.rewrite_html and not is_head and 200 <= status < 300:
-                kind = body_kind(content_type, resp_length, upstream_path.decode("latin-1"))
+                body_type = body_kind(content_type, resp_length, upstream_path.decode("latin-1"))
             store_in_cache = (
                 cache is not None and not is_head and resp_length is not None and resp_length <= 1 << 20
             )
 
-            if kind is not None or store_in_cache:
-                body, overflow = await self._buffer(conn, MAX_REWRITE_BYTES if kind else 1 << 20)
+            if body_type is not None or store_in_cache:
+                body, overflow = await self._buffer(conn, MAX_REWRITE_BYTES if body_type else 1 << 20)
                 if not overflow:
-                    if kind is not None:
+                    if body_type is not None:
                         encoding = _header(out_headers, b"content-encoding")
                         text = _decode(body, encoding, content_type)
                         if text is not None:
-                            body = rewriter.body(kind, text, upstream_path.decode("latin-1")).encode(  # type: ignore[union-attr]
+                            assert rewriter is not None
+                            body = rewriter.body(body_type, text, upstream_path.decode("latin-1")).encode(
                                 _charset(content_type)
                             )
                             out_headers = [

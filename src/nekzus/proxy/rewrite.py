@@ -65,9 +65,9 @@ class Rewriter:
             return self.prefix + stripped
         if host and stripped.startswith(("http://", "https://")):
             parts = urlsplit(stripped)
-            if parts.netloc and (parts.netloc == host or parts.netloc.split(":")[0] == host.split(":")[0]):
-                if self.should(parts.path or "/"):
-                    return urlunsplit(parts._replace(path=self.prefix + (parts.path or "/")))
+            same_host = parts.netloc == host or parts.netloc.split(":")[0] == host.split(":")[0]
+            if parts.netloc and same_host and self.should(parts.path or "/"):
+                return urlunsplit(parts._replace(path=self.prefix + (parts.path or "/")))
         return url
 
     # -- headers ------------------------------------------------------------------------------------
@@ -212,14 +212,23 @@ _HEAD = re.compile(r"<head\b[^>]*>", re.I)
 _BASE = re.compile(r"<base\b", re.I)
 
 # Keeps client-side code that builds root-relative URLs inside the prefix.
-_INTERCEPTOR = """<script>(function(){var P=__PREFIX__;function fix(u){if(typeof u!=="string")return u;
-if(u.charAt(0)==="/"&&u.charAt(1)!=="/"&&u.indexOf(P+"/")!==0&&u!==P)return P+u;try{var x=new URL(u,location.href);
-if(x.host===location.host&&(x.protocol==="http:"||x.protocol==="https:"||x.protocol==="ws:"||x.protocol==="wss:")&&
-x.pathname.indexOf(P+"/")!==0&&x.pathname!==P){x.pathname=P+x.pathname;return x.toString();}}catch(e){}return u;}
-var f=window.fetch;if(f)window.fetch=function(i,o){if(typeof i==="string")i=fix(i);return f.call(this,i,o);};
-var xo=XMLHttpRequest.prototype.open;XMLHttpRequest.prototype.open=function(m,u){arguments[1]=fix(u);
-return xo.apply(this,arguments);};var W=window.WebSocket;if(W){window.WebSocket=function(u,p){return p===undefined?
-new W(fix(u)):new W(fix(u),p);};window.WebSocket.prototype=W.prototype;}var E=window.EventSource;if(E){
-window.EventSource=function(u,o){return new E(fix(u),o);};window.EventSource.prototype=E.prototype;}
-var ps=history.pushState,rs=history.replaceState;history.pushState=function(s,t,u){return ps.call(this,s,t,fix(u));};
-history.replaceState=function(s,t,u){return rs.call(this,s,t,fix(u));};})();</script>"""
+_INTERCEPTOR = "".join(
+    [
+        '<script>(function(){var P=__PREFIX__;function fix(u){if(typeof u!=="string")return u;',
+        'if(u.charAt(0)==="/"&&u.charAt(1)!=="/"&&u.indexOf(P+"/")!==0&&u!==P)return P+u;',
+        "try{var x=new URL(u,location.href);",
+        'if(x.host===location.host&&(x.protocol==="http:"||x.protocol==="https:"||x.protocol==="ws:"||x.protocol==="wss:")&&x.pathname.indexOf(P+"/")!==0&&x.pathname!==P){x.pathname=P+x.pathname;',
+        "return x.toString();}}catch(e){}return u;}var f=window.fetch;",
+        'if(f)window.fetch=function(i,o){if(typeof i==="string")i=fix(i);return f.call(this,i,o);};',
+        "var xo=XMLHttpRequest.prototype.open;",
+        "XMLHttpRequest.prototype.open=function(m,u){arguments[1]=fix(u);",
+        "return xo.apply(this,arguments);};var W=window.WebSocket;",
+        "if(W){window.WebSocket=function(u,p){return p===undefined?new W(fix(u)):new W(fix(u),p);};",
+        "window.WebSocket.prototype=W.prototype;}var E=window.EventSource;",
+        "if(E){window.EventSource=function(u,o){return new E(fix(u),o);};",
+        "window.EventSource.prototype=E.prototype;",
+        "}var ps=history.pushState,rs=history.replaceState;",
+        "history.pushState=function(s,t,u){return ps.call(this,s,t,fix(u));};",
+        "history.replaceState=function(s,t,u){return rs.call(this,s,t,fix(u));};})();</script>",
+    ]
+)

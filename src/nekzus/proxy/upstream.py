@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import socket
 import ssl
 from typing import Any, cast
@@ -64,13 +65,13 @@ class UpstreamConnection(asyncio.Protocol):
         "error",
         "headers",
         "idle_since",
+        "keep_alive",
         "parser",
         "pool",
         "reused",
         "status",
         "transport",
         "until_close",
-        "keep_alive",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -107,10 +108,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         sock = self.transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         self.transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
 
     def data_received(self, data: bytes) -> None:
@@ -332,10 +331,8 @@ class UpstreamPool:
             conn.close()
 
     def forget(self, conn: UpstreamConnection) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self.idle.remove(conn)
-        except ValueError:
-            pass
 
     def close(self) -> None:
         for conn in self.idle:

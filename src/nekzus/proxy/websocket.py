@@ -72,6 +72,7 @@ async def _reject(scope: dict[str, Any], send: Any, status: int, code: str, mess
 async def tunnel(proxy: ProxyApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
     import websockets
     from websockets.asyncio.client import connect
+    from websockets.typing import Origin, Subprotocol
 
     from nekzus.proxy.app import _bad_path
 
@@ -170,8 +171,8 @@ async def tunnel(proxy: ProxyApp, scope: dict[str, Any], receive: Any, send: Any
         upstream = await connect(
             uri,
             additional_headers=extra,
-            subprotocols=subprotocols or None,  # type: ignore[arg-type]
-            origin=origin,  # type: ignore[arg-type]
+            subprotocols=[Subprotocol(p) for p in subprotocols] or None,
+            origin=Origin(origin) if origin else None,
             user_agent_header=user_agent,
             ssl=tls,
             open_timeout=OPEN_TIMEOUT,
@@ -192,14 +193,15 @@ async def tunnel(proxy: ProxyApp, scope: dict[str, Any], receive: Any, send: Any
             await _reject(scope, send, 502, "BAD_GATEWAY", message)
         return
 
-    accept_headers = [(b"x-api-version", API_VERSION.encode())]
+    accept_headers: list[tuple[bytes, bytes]] = [(b"x-api-version", API_VERSION.encode())]
     response = upstream.response
     if response is not None:
-        for key, value in response.headers.raw_items():
+        for key, text_value in response.headers.raw_items():
             if key.lower() == "set-cookie" and not spec.strip_response_cookies:
-                accept_headers.append((b"set-cookie", value.encode("latin-1")))
+                raw_cookie = text_value.encode("latin-1")
+                accept_headers.append((b"set-cookie", raw_cookie))
                 if spec.persist_cookies and device_id and proxy.cookies is not None:
-                    proxy.cookies.capture(device_id, app_id, [value.encode("latin-1")])
+                    proxy.cookies.capture(device_id, app_id, [raw_cookie])
     await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol, "headers": accept_headers})
     metrics.websocket_connections_total.labels(app_id, "connected").inc()
     metrics.websocket_connections_active.inc()
@@ -243,7 +245,7 @@ async def tunnel(proxy: ProxyApp, scope: dict[str, Any], receive: Any, send: Any
 
     tasks = [asyncio.ensure_future(client_to_upstream()), asyncio.ensure_future(upstream_to_client())]
     try:
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if tasks[0] in done:
             # Client left: let the upstream finish its close handshake, then stop relaying.
             with contextlib.suppress(BaseException):
