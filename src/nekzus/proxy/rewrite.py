@@ -120,7 +120,7 @@ class Rewriter:
         return _CSS_IMPORT.sub(lambda m: m.group(1) + self.url(m.group(2)) + m.group(3), text)
 
     def url_base(self, text: str) -> str:
-        return _URL_BASE.sub(lambda m: m.group(1) + self.prefix + m.group(3), text)
+        return _URL_BASE.sub(lambda m: m.group(1) + m.group(2) + self.prefix + m.group(3), text)
 
     def manifest(self, text: str) -> str:
         try:
