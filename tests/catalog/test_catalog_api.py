@@ -66,8 +66,13 @@ def test_route_crud_takes_effect_without_restart(srv: NekzusServer, upstream: Up
         assert c.get("/apps/new/x").status_code == 404
         r = c.post(
             "/api/v1/routes",
-            json={"routeId": "r_new", "appId": "newapp", "pathBase": "/apps/new/", "to": upstream.url,
-                  "stripPrefix": True},
+            json={
+                "routeId": "r_new",
+                "appId": "newapp",
+                "pathBase": "/apps/new/",
+                "to": upstream.url,
+                "stripPrefix": True,
+            },
         )
         assert r.status_code == 201, r.text
         assert r.json()["pathBase"] == "/apps/new/"
@@ -81,8 +86,13 @@ def test_route_crud_takes_effect_without_restart(srv: NekzusServer, upstream: Up
         # PUT replaces: omitted fields reset, path id wins.
         r = c.put(
             "/api/v1/routes/r_new",
-            json={"routeId": "ignored", "appId": "newapp", "pathBase": "/apps/newer/", "to": upstream.url,
-                  "websockets": True},
+            json={
+                "routeId": "ignored",
+                "appId": "newapp",
+                "pathBase": "/apps/newer/",
+                "to": upstream.url,
+                "websockets": True,
+            },
         )
         assert r.status_code == 200
         assert r.json()["routeId"] == "r_new"
@@ -93,7 +103,9 @@ def test_route_crud_takes_effect_without_restart(srv: NekzusServer, upstream: Up
         assert c.get("/apps/newer/x").status_code == 404
         assert c.get("/api/v1/routes/r_new").status_code == 404
         assert c.delete("/api/v1/routes/r_new").status_code == 404
-        assert c.put("/api/v1/routes/nope", json={"pathBase": "/apps/x/", "to": upstream.url}).status_code == 404
+        assert (
+            c.put("/api/v1/routes/nope", json={"pathBase": "/apps/x/", "to": upstream.url}).status_code == 404
+        )
         assert "newapp" not in [a["id"] for a in c.get("/api/v1/apps").json()]
 
 
@@ -102,15 +114,22 @@ def test_conflicts_and_validation(srv: NekzusServer, upstream: Upstream) -> None
         r = c.post("/api/v1/routes", json={"routeId": "dup", "pathBase": "/apps/grafana", "to": upstream.url})
         assert r.status_code == 409
         assert r.json()["error"]["code"] == "ROUTE_CONFLICT"
-        r = c.post("/api/v1/routes", json={"routeId": "route_grafana", "pathBase": "/apps/z/", "to": upstream.url})
+        r = c.post(
+            "/api/v1/routes", json={"routeId": "route_grafana", "pathBase": "/apps/z/", "to": upstream.url}
+        )
         assert r.status_code == 409
         bad = [
             {"routeId": "b1", "pathBase": "/apps/b1/", "to": "ftp://x"},
             {"routeId": "b2", "pathBase": "/apps/b2/", "to": "not a url"},
             {"routeId": "b3", "pathBase": "apps/b3", "to": upstream.url},
             {"routeId": "b4", "pathBase": "/apps/../b4/", "to": upstream.url},
-            {"routeId": "b5", "pathBase": "/apps/b5/", "to": upstream.url, "routingMode": "subdomain",
-             "subdomain": "Bad_Name"},
+            {
+                "routeId": "b5",
+                "pathBase": "/apps/b5/",
+                "to": upstream.url,
+                "routingMode": "subdomain",
+                "subdomain": "Bad_Name",
+            },
             {"routeId": "b6", "to": upstream.url},
             {"routeId": "b 7", "pathBase": "/apps/b7/", "to": upstream.url},
         ]
@@ -120,14 +139,32 @@ def test_conflicts_and_validation(srv: NekzusServer, upstream: Upstream) -> None
             assert r.json()["error"]["code"] == "VALIDATION_ERROR"
         r = c.post("/api/v1/routes", content=b"{nope", headers={"Content-Type": "application/json"})
         assert r.status_code == 400
-        c.post("/api/v1/routes", json={"routeId": "s1", "pathBase": "/apps/s1/", "to": upstream.url,
-                                        "routingMode": "both", "subdomain": "same"})
-        r = c.post("/api/v1/routes", json={"routeId": "s2", "pathBase": "/apps/s2/", "to": upstream.url,
-                                            "routingMode": "subdomain", "subdomain": "same"})
+        c.post(
+            "/api/v1/routes",
+            json={
+                "routeId": "s1",
+                "pathBase": "/apps/s1/",
+                "to": upstream.url,
+                "routingMode": "both",
+                "subdomain": "same",
+            },
+        )
+        r = c.post(
+            "/api/v1/routes",
+            json={
+                "routeId": "s2",
+                "pathBase": "/apps/s2/",
+                "to": upstream.url,
+                "routingMode": "subdomain",
+                "subdomain": "same",
+            },
+        )
         assert r.status_code == 409
 
 
-def test_every_field_persists_and_config_does_not_wipe_api_routes(srv: NekzusServer, upstream: Upstream) -> None:
+def test_every_field_persists_and_config_does_not_wipe_api_routes(
+    srv: NekzusServer, upstream: Upstream
+) -> None:
     body = {
         "routeId": "full",
         "appId": "fullapp",
@@ -246,8 +283,11 @@ def test_config_reapplied_at_start_keeps_api_routes(srv: NekzusServer, upstream:
 
 def test_session_cookie_endpoints_need_a_jwt(srv: NekzusServer) -> None:
     with srv.client() as c:
-        for method, path in (("GET", "/api/v1/session-cookies"), ("DELETE", "/api/v1/session-cookies"),
-                             ("DELETE", "/api/v1/session-cookies/grafana")):
+        for method, path in (
+            ("GET", "/api/v1/session-cookies"),
+            ("DELETE", "/api/v1/session-cookies"),
+            ("DELETE", "/api/v1/session-cookies/grafana"),
+        ):
             r = c.request(method, path)
             assert r.status_code == 401, (method, path)
             assert r.json()["error"]["code"] == "UNAUTHORIZED"

@@ -114,7 +114,10 @@ class Upstream:
         return web.Response(
             text=PAGE,
             content_type="text/html",
-            headers={"Link": "</static/site.css>; rel=preload", "Content-Security-Policy": "script-src 'self' /static/"},
+            headers={
+                "Link": "</static/site.css>; rel=preload",
+                "Content-Security-Policy": "script-src 'self' /static/",
+            },
         )
 
     async def css(self, request: web.Request) -> web.Response:
@@ -191,7 +194,13 @@ def routes_for(up: Upstream, dead_port: int) -> list[dict[str, Any]]:
     return [
         {"id": "echo", "app_id": "echo", "path_base": "/apps/echo/", "to": up.url, "strip_prefix": True},
         {"id": "raw", "app_id": "raw", "path_base": "/apps/raw", "to": up.url},
-        {"id": "based", "app_id": "based", "path_base": "/apps/based/", "to": up.url + "/base", "strip_prefix": True},
+        {
+            "id": "based",
+            "app_id": "based",
+            "path_base": "/apps/based/",
+            "to": up.url + "/base",
+            "strip_prefix": True,
+        },
         {
             "id": "ws",
             "app_id": "wsapp",
@@ -201,5 +210,12 @@ def routes_for(up: Upstream, dead_port: int) -> list[dict[str, Any]]:
             "websockets": True,
         },
         {"id": "dead", "app_id": "dead", "path_base": "/apps/dead/", "to": f"http://127.0.0.1:{dead_port}"},
-        {"id": "cache", "app_id": "cache", "path_base": "/apps/cache/", "to": up.url, "strip_prefix": True, "cache": True},
+        {
+            "id": "cache",
+            "app_id": "cache",
+            "path_base": "/apps/cache/",
+            "to": up.url,
+            "strip_prefix": True,
+            "cache": True,
+        },
     ]

@@ -51,7 +51,9 @@ def test_websocket_echo_with_subprotocol_and_cookie(nekzus: NekzusServer) -> Non
     async def run() -> None:
         url = nekzus.ws_url + "/apps/ws/ws/room?x=1"
         async with connect(
-            url, subprotocols=["chat.v1"], additional_headers={"Cookie": "sid=42", "Authorization": "Bearer t"}
+            url,
+            subprotocols=["chat.v1"],
+            additional_headers={"Cookie": "sid=42", "Authorization": "Bearer t"},
         ) as ws:
             assert ws.subprotocol == "chat.v1"
             assert "wscookie=1" in (ws.response.headers.get("Set-Cookie") or "")
@@ -139,7 +141,13 @@ def locked(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "to": upstream.url,
             "scopes": ["access:scoped"],
         },
-        {"id": "pubws", "app_id": "pubws", "path_base": "/apps/pubws/", "to": upstream.url, "websockets": True},
+        {
+            "id": "pubws",
+            "app_id": "pubws",
+            "path_base": "/apps/pubws/",
+            "to": upstream.url,
+            "websockets": True,
+        },
     ]
     srv = NekzusServer(
         {"routes": routes, "auth": {"local_networks": []}, "health_checks": {"enabled": False}},

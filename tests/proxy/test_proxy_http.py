@@ -34,7 +34,9 @@ def http(nekzus: NekzusServer) -> Iterator[httpx.Client]:
 
 
 def test_strip_prefix_query_and_body_pass_through(http: httpx.Client) -> None:
-    r = http.post("/apps/echo/a/b%20c?x=1&y=%2F", content=b"hello body", headers={"Content-Type": "text/plain"})
+    r = http.post(
+        "/apps/echo/a/b%20c?x=1&y=%2F", content=b"hello body", headers={"Content-Type": "text/plain"}
+    )
     assert r.status_code == 200
     assert r.headers["x-api-version"] == "v1"
     assert r.headers["x-request-id"]
