@@ -42,6 +42,11 @@ FEATURES: list[str] = [
     "nekzus.api.webhooks",
     "nekzus.api.admin_ws",
     "nekzus.api.metrics",
+    "nekzus.catalog.feature",
+    "nekzus.api.apps",
+    "nekzus.api.routes",
+    "nekzus.api.service_health",
+    "nekzus.api.session_cookies",
 ]
 
 # Paths that answer before storage is ready.
