@@ -37,6 +37,11 @@ FEATURES: list[str] = [
     "nekzus.api.health",
     "nekzus.api.docs",
     "nekzus.api.auth",
+    "nekzus.api.ws",
+    "nekzus.api.notifications",
+    "nekzus.api.webhooks",
+    "nekzus.api.admin_ws",
+    "nekzus.api.metrics",
 ]
 
 # Paths that answer before storage is ready.
