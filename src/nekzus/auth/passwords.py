@@ -67,6 +67,8 @@ class LoginLockout:
         while times and times[0] < now - FAILURE_WINDOW:
             times.popleft()
         if len(times) >= LOCK_AFTER:
+            if len(self._locked_until) >= MAX_TRACKED:
+                self._locked_until = {u: t for u, t in self._locked_until.items() if t > now}
             self._locked_until[username] = now + LOCK_SECONDS
             times.clear()
             return True
