@@ -36,6 +36,9 @@ log = logging.getLogger("nekzus")
 FEATURES: list[str] = [
     "nekzus.api.health",
     "nekzus.api.docs",
+    "nekzus.api.containers",
+    "nekzus.api.discovery",
+    "nekzus.api.export",
 ]
 
 # Paths that answer before storage is ready.
