@@ -333,7 +333,13 @@ async def catch_all(request: Request) -> JSONResponse:
     """Any other path under /containers: path tricks are 400, known shapes with a wrong method 405."""
     rest = request.path_params.get("rest", "")
     parts = rest.split("/", 1)
-    if not valid_container_id(parts[0]) or any(seg in ("", ".", "..") for seg in rest.split("/")):
+    raw = bytes(request.scope.get("raw_path") or b"").decode("latin-1").lower()
+    encoded_tricks = any(marker in raw for marker in ("%2f", "%5c", "%2e", "\\"))
+    if (
+        encoded_tricks
+        or not valid_container_id(parts[0])
+        or any(seg in ("", ".", "..") for seg in rest.split("/"))
+    ):
         raise ApiError(400, "INVALID_CONTAINER_ID", "Invalid container id")
     if len(parts) == 1 or parts[1] in _KNOWN_TAILS:
         raise ApiError(405, "METHOD_NOT_ALLOWED", "Method not allowed")
