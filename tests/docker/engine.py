@@ -6,6 +6,7 @@ Everything talks to the daemon over its unix socket with httpx (no docker CLI).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -29,7 +30,11 @@ ROOTFS_TAR = CACHE_DIR / "busybox-rootfs.tar"
 def _busybox_deb(workdir: Path) -> Path:
     def download() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["apt-get", "download", "busybox-static"], cwd=workdir, capture_output=True, text=True, timeout=120
+            ["apt-get", "download", "busybox-static"],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     result = download()
@@ -225,7 +230,9 @@ class DockerEngine:
 
     def httpd(self, name: str, port: int, *, labels: Mapping[str, str] | None = None, **kw: Any) -> str:
         """A busybox httpd serving `ok` on container port 80, published on 127.0.0.1:port."""
-        return self.run(name, ["httpd", "-f", "-p", "80", "-h", "/www"], ports={80: port}, labels=labels, **kw)
+        return self.run(
+            name, ["httpd", "-f", "-p", "80", "-h", "/www"], ports={80: port}, labels=labels, **kw
+        )
 
     def start_container(self, cid: str) -> None:
         response = self.http.post(f"/containers/{cid}/start")
@@ -235,10 +242,8 @@ class DockerEngine:
         self.http.post(f"/containers/{cid}/stop", params={"t": t})
 
     def remove(self, cid: str) -> None:
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             self.http.delete(f"/containers/{cid}", params={"force": "1", "v": "1"})
-        except httpx.HTTPError:
-            pass
         if cid in self.created:
             self.created.remove(cid)
 

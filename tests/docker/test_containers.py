@@ -167,15 +167,20 @@ def test_batch_validation(dclient: httpx.Client) -> None:
         response = dclient.post("/api/v1/containers/batch", json=body)
         assert response.status_code == 400, (body, response.text)
         assert response.json()["error"]["code"] == code, body
-    raw = dclient.post("/api/v1/containers/batch", content=b"{nope", headers={"content-type": "application/json"})
+    raw = dclient.post(
+        "/api/v1/containers/batch", content=b"{nope", headers={"content-type": "application/json"}
+    )
     assert 400 <= raw.status_code < 500
 
 
-def test_batch_operation_and_action_spellings(dclient: httpx.Client, docker_engine: DockerEngine, container) -> None:
+def test_batch_operation_and_action_spellings(
+    dclient: httpx.Client, docker_engine: DockerEngine, container
+) -> None:
     a = container("batch-a")
     b = container("batch-b")
     stopped = dclient.post(
-        "/api/v1/containers/batch", json={"action": "stop", "containerIds": [a[:12], b[:12], "ghost"], "timeout": 1}
+        "/api/v1/containers/batch",
+        json={"action": "stop", "containerIds": [a[:12], b[:12], "ghost"], "timeout": 1},
     )
     assert stopped.status_code == 200, stopped.text
     body = stopped.json()
@@ -190,7 +195,9 @@ def test_batch_operation_and_action_spellings(dclient: httpx.Client, docker_engi
     assert docker_engine.state(a) == "running" and docker_engine.state(b) == "running"
 
 
-def test_bulk_operations_skip_protected(dclient: httpx.Client, docker_engine: DockerEngine, container) -> None:
+def test_bulk_operations_skip_protected(
+    dclient: httpx.Client, docker_engine: DockerEngine, container
+) -> None:
     a = container("bulk-a")
     b = container("bulk-b", start=False)
     keep = container("bulk-keep", labels={"nekzus.skip": "true"})
@@ -226,13 +233,17 @@ def test_never_touches_its_own_container(docker_engine: DockerEngine, make_serve
         ids = {r["id"] for r in result["results"]}
         assert other[:12] in ids and me[:12] not in ids
         assert docker_engine.state(me) == "running"
-        batch = c.post("/api/v1/containers/batch", json={"operation": "restart", "containerIds": [me[:12]]}).json()
+        batch = c.post(
+            "/api/v1/containers/batch", json={"operation": "restart", "containerIds": [me[:12]]}
+        ).json()
         assert batch["failed"] == 1 and batch["results"][0]["success"] is False
         assert docker_engine.state(me) == "running"
 
 
 def test_runtime_down_is_503(make_server, tmp_path) -> None:
-    srv = make_server({"runtimes": {"docker": {"enabled": True, "socket_path": f"unix://{tmp_path}/none.sock"}}})
+    srv = make_server(
+        {"runtimes": {"docker": {"enabled": True, "socket_path": f"unix://{tmp_path}/none.sock"}}}
+    )
     with srv.client() as c:
         for method, path in (
             ("GET", "/api/v1/containers"),

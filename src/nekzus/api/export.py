@@ -201,7 +201,12 @@ async def _single(request: Request, principal: Principal, container_id: str, bod
     return _result(result, f"{name}-compose.yml")
 
 
-@router.get("/{containerId}/export/preview", response_model=ExportOut, summary="Preview a container export")
+@router.get(
+    "/{containerId}/export/preview",
+    response_model=ExportOut,
+    response_model_exclude_none=True,
+    summary="Preview a container export",
+)
 async def preview_get(
     request: Request,
     containerId: str,
@@ -218,14 +223,24 @@ async def preview_get(
     return await _single(request, principal, containerId, body)
 
 
-@router.post("/{containerId}/export/preview", response_model=ExportOut, summary="Preview a container export")
+@router.post(
+    "/{containerId}/export/preview",
+    response_model=ExportOut,
+    response_model_exclude_none=True,
+    summary="Preview a container export",
+)
 async def preview_post(
     request: Request, containerId: str, body: Any = Body(None), principal: Principal = Depends(require())
 ) -> dict[str, Any]:
     return await _single(request, principal, containerId, body)
 
 
-@router.post("/{containerId}/export", response_model=ExportOut, summary="Export a container to Compose")
+@router.post(
+    "/{containerId}/export",
+    response_model=ExportOut,
+    response_model_exclude_none=True,
+    summary="Export a container to Compose",
+)
 async def export(
     request: Request, containerId: str, body: Any = Body(None), principal: Principal = Depends(require())
 ) -> dict[str, Any]:

@@ -150,7 +150,7 @@ def build_service(
     volumes_top: dict[str, Any] = {}
     if options.include_volumes:
         mounts: list[str] = []
-        for mount in info.get("Mounts") or []:
+        for mount in sorted(info.get("Mounts") or [], key=lambda m: str(m.get("Destination", ""))):
             dest = mount.get("Destination")
             mode = "" if mount.get("RW", True) else ":ro"
             if mount.get("Type") == "volume" and mount.get("Name"):
