@@ -25,8 +25,8 @@ run: install
 	$(BIN)/nekzus --config $(CONFIG)
 
 lint: install-test
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff format --check src tests $(wildcard bench)
 
 typecheck: install-test
 	$(BIN)/mypy

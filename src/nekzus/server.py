@@ -140,6 +140,7 @@ def run(config: Config) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # forwarding headers are judged by server.trusted_proxies, not uvicorn
         timeout_graceful_shutdown=max(1, int(config.server.shutdown_timeout) - 1),
         timeout_keep_alive=75,
         loop="uvloop",
