@@ -114,7 +114,12 @@ async def proposals(request: Request, _p: Principal = Depends(require())) -> lis
     return result
 
 
-@router.post("/proposals/{proposalId}/approve", response_model=ActionOut, summary="Approve a proposal")
+@router.post(
+    "/proposals/{proposalId}/approve",
+    response_model=ActionOut,
+    response_model_exclude_none=True,
+    summary="Approve a proposal",
+)
 async def approve(
     request: Request,
     proposalId: str,
@@ -134,7 +139,12 @@ async def approve(
     return result
 
 
-@router.post("/proposals/{proposalId}/dismiss", response_model=ActionOut, summary="Dismiss a proposal")
+@router.post(
+    "/proposals/{proposalId}/dismiss",
+    response_model=ActionOut,
+    response_model_exclude_none=True,
+    summary="Dismiss a proposal",
+)
 async def dismiss(
     request: Request, proposalId: str, principal: Principal = Depends(require("write:*"))
 ) -> dict[str, Any]:

@@ -195,5 +195,7 @@ class DockerWorker:
         try:
             async with self._session.head(url, allow_redirects=False, ssl=False) as response:
                 return response.status > 0
+        except aiohttp.ClientResponseError:
+            return True  # an HTTP status line came back (e.g. busybox httpd sends a body with HEAD)
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
