@@ -36,6 +36,7 @@ log = logging.getLogger("nekzus")
 FEATURES: list[str] = [
     "nekzus.api.health",
     "nekzus.api.docs",
+    "nekzus.api.auth",
     "nekzus.api.containers",
     "nekzus.api.discovery",
     "nekzus.api.export",

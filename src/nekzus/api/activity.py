@@ -1,0 +1,43 @@
+"""The dashboard's activity feed (`GET /api/v1/activity/recent`), persisted and paginated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from nekzus.api.deps import services_of
+from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.security import require
+from nekzus.auth.http import int_param
+from nekzus.auth.principal import Principal
+from nekzus.http.errors import ApiError
+
+router = APIRouter(tags=["activity"], responses=ERROR_RESPONSES)
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+
+
+@router.get(
+    "/api/v1/activity/recent",
+    summary="Recent activity, newest first (array; a page object when limit/offset are given)",
+)
+async def recent(
+    request: Request,
+    limit: str | None = Query(None, description="max events (default 50)"),
+    offset: str | None = Query(None, description="events to skip"),
+    _principal: Principal = Depends(require("read:events")),
+) -> Any:
+    lim = int_param(limit, DEFAULT_LIMIT)
+    if lim < 0:
+        lim = DEFAULT_LIMIT
+    lim = min(lim, MAX_LIMIT)
+    off = max(0, int_param(offset, 0))
+    service = services_of(request).domains.get("activity")
+    if service is None:
+        raise ApiError(503, "SERVICE_UNAVAILABLE", "Activity feed is not available")
+    items, total = await service.recent(lim, off)
+    if limit is None and offset is None:
+        return items
+    return {"activities": items, "total": total, "limit": lim, "offset": off}

@@ -1,0 +1,60 @@
+"""Audit log reads (`GET /api/v1/audit-logs`): strict JWT with access:admin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict
+
+from nekzus.api.deps import services_of
+from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.security import require
+from nekzus.auth.http import int_param
+from nekzus.auth.principal import ADMIN, Principal
+from nekzus.http.errors import ApiError
+
+router = APIRouter(tags=["audit"], responses=ERROR_RESPONSES)
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+class AuditEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: int
+    action: str
+    actor: str
+    target: str
+    details: str
+    ip: str
+    timestamp: str | None
+
+
+class AuditPage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    logs: list[AuditEntry]
+    limit: int
+    offset: int
+    count: int
+
+
+@router.get("/api/v1/audit-logs", summary="Security audit log, newest first", response_model=AuditPage)
+async def audit_logs(
+    request: Request,
+    action: str = Query("", max_length=64, description="only this action"),
+    actor: str = Query("", max_length=255, description="only this actor (device id, user-<name>, …)"),
+    limit: str | None = Query(None, description="max rows (default 100, max 1000)"),
+    offset: str | None = Query(None, description="rows to skip"),
+    _principal: Principal = Depends(require(ADMIN, strict=True)),
+) -> dict[str, Any]:
+    lim = int_param(limit, DEFAULT_LIMIT)
+    if lim < 1:
+        lim = DEFAULT_LIMIT
+    lim = min(lim, MAX_LIMIT)
+    off = max(0, int_param(offset, 0))
+    service = services_of(request).domains.get("audit")
+    if service is None:
+        raise ApiError(503, "SERVICE_UNAVAILABLE", "Audit log is not available")
+    logs, total = await service.query(action=action.strip(), actor=actor.strip(), limit=lim, offset=off)
+    return {"logs": logs, "limit": lim, "offset": off, "count": len(logs), "total": total}

@@ -1,0 +1,189 @@
+"""Paired devices: list, get, rename or rescope, revoke.
+
+The same handlers serve /api/v1/admin/devices, the path the dashboard uses.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+from nekzus.api.deps import services_of
+from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.security import require
+from nekzus.auth.http import auth_service, deny, int_param, ip_of, read_json, require_self_or, validate
+from nekzus.auth.principal import ADMIN, Principal
+from nekzus.auth.service import valid_device_id, valid_scope
+from nekzus.http.errors import ApiError
+
+router = APIRouter(tags=["devices"], responses=ERROR_RESPONSES)
+
+PATCH_BODY_LIMIT = 10 * 1024
+PREFIXES = ("/api/v1/devices", "/api/v1/admin/devices")
+
+
+class DeviceOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    deviceId: str
+    deviceName: str
+    scopes: list[str]
+    createdAt: str | None
+    lastSeenAt: str | None
+
+
+class DevicePage(BaseModel):
+    devices: list[DeviceOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class DevicePatch(BaseModel):
+    device_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("deviceName", "device_name", "name")
+    )
+    scopes: list[str] | None = None
+
+    @field_validator("device_name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value or len(value) > 255 or not value.isprintable():
+            raise ValueError("must be 1-255 printable characters")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if len(value) > 50:
+            raise ValueError("at most 50 scopes")
+        bad = [s for s in value if not valid_scope(s)]
+        if bad:
+            raise ValueError(f"invalid scope {bad[0]!r}")
+        return value
+
+
+def _device_id(raw: str) -> str:
+    device_id = raw.rstrip("/")
+    if not valid_device_id(device_id):
+        raise ApiError(400, "INVALID_DEVICE_ID", "Device ID required")
+    return device_id
+
+
+async def list_devices(
+    request: Request,
+    limit: str | None = Query(None, description="max devices (-1 = all)"),
+    offset: str | None = Query(None, description="devices to skip"),
+    _principal: Principal = Depends(require()),
+) -> Any:
+    lim = int_param(limit, -1)
+    if lim < -1:
+        lim = -1
+    off = max(0, int_param(offset, 0))
+    items, total = await auth_service(request).list_devices(lim, off)
+    if limit is None and offset is None:
+        return items
+    return {"devices": items, "total": total, "limit": lim, "offset": off}
+
+
+async def get_device(
+    request: Request, device_id: str, _principal: Principal = Depends(require())
+) -> dict[str, Any]:
+    result: dict[str, Any] = await auth_service(request).get_device(_device_id(device_id))
+    return result
+
+
+async def patch_device(
+    request: Request, device_id: str, principal: Principal = Depends(require_self_or("write:*"))
+) -> dict[str, Any]:
+    target = _device_id(device_id)
+    body = validate(DevicePatch, await read_json(request, PATCH_BODY_LIMIT))
+    if body.scopes is not None and not principal.allows(ADMIN):
+        await deny(request, principal, (ADMIN,))
+        raise ApiError(403, "FORBIDDEN", "Changing device scopes requires access:admin")
+    if body.device_name is None and body.scopes is None:
+        raise ApiError(400, "VALIDATION_ERROR", "deviceName: is required")
+    service = auth_service(request)
+    result: dict[str, Any] = await service.update_device(target, body.device_name, body.scopes)
+    details: dict[str, Any] = {}
+    if body.device_name is not None:
+        details["deviceName"] = body.device_name
+    if body.scopes is not None:
+        details["scopes"] = sorted(set(body.scopes))
+    service.metrics.device_operations_total.labels("update", "success").inc()
+    await service.audit(
+        "device.updated", actor=principal.id, target=target, ip=ip_of(request), details=details
+    )
+    return result
+
+
+async def delete_device(
+    request: Request, device_id: str, principal: Principal = Depends(require_self_or("write:*"))
+) -> dict[str, Any]:
+    target = _device_id(device_id)
+    service = auth_service(request)
+    services = services_of(request)
+    device = await service.get_device(target)
+    await service.revoke_device(target)
+    services.bus.emit("device_revoked", {"deviceId": target})
+    service.metrics.device_operations_total.labels("revoke", "success").inc()
+    await service.activity(
+        "device_revoked", f"Device revoked: {device['deviceName']}", icon="XCircle", key=target
+    )
+    await service.audit(
+        "device.revoked",
+        actor=principal.id,
+        target=target,
+        ip=ip_of(request),
+        details={"deviceName": device["deviceName"]},
+    )
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return {
+        "status": "revoked",
+        "deviceId": target,
+        "message": "Device access has been revoked. Existing tokens are now invalid.",
+        "revokedAt": now,
+    }
+
+
+for _prefix in PREFIXES:
+    router.add_api_route(
+        _prefix,
+        list_devices,
+        methods=["GET"],
+        summary="List paired devices (array, or a page with limit/offset)",
+        responses={200: {"model": list[DeviceOut] | DevicePage}},
+    )
+    router.add_api_route(
+        _prefix + "/{device_id:path}",
+        get_device,
+        methods=["GET"],
+        summary="One device",
+        response_model=DeviceOut,
+    )
+    router.add_api_route(
+        _prefix + "/{device_id:path}",
+        patch_device,
+        methods=["PATCH"],
+        summary="Rename a device (itself or write:*); change scopes (access:admin)",
+        response_model=DeviceOut,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": DevicePatch.model_json_schema(by_alias=False)}},
+            }
+        },
+    )
+    router.add_api_route(
+        _prefix + "/{device_id:path}",
+        delete_device,
+        methods=["DELETE"],
+        summary="Revoke a device: every token it holds stops working at once",
+    )

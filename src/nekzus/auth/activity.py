@@ -1,0 +1,85 @@
+"""The dashboard's activity feed, persisted (`services.domains["activity"]`)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from nekzus.auth.models import ActivityEvent
+from nekzus.store import Database
+
+MAX_ROWS = 5000
+
+
+class ActivityService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._writes = 0
+
+    async def add(
+        self,
+        type: str,
+        message: str,
+        *,
+        icon: str = "",
+        icon_class: str = "",
+        details: Any = None,
+        key: str = "",
+    ) -> dict[str, Any]:
+        """Persist one event and return its JSON; ids are unique (`<type>_<key>_<random>`)."""
+        suffix = secrets.token_hex(4)
+        event_id = f"{type}_{key}_{suffix}" if key else f"{type}_{suffix}"
+        now_ms = int(time.time() * 1000)
+        row = ActivityEvent(
+            event_id=event_id[:255],
+            type=type[:64],
+            icon=icon[:64],
+            icon_class=icon_class[:64],
+            message=message,
+            details=None if details is None else json.dumps(details, default=str),
+            timestamp=now_ms,
+        )
+        async with self.db.session() as session:
+            session.add(row)
+        self._writes += 1
+        if self._writes % 200 == 0:
+            await self._prune()
+        return activity_json(row)
+
+    async def _prune(self) -> None:
+        async with self.db.session() as session:
+            newest = await session.scalar(select(func.max(ActivityEvent.id)))
+            if newest is not None and newest > MAX_ROWS:
+                await session.execute(delete(ActivityEvent).where(ActivityEvent.id <= newest - MAX_ROWS))
+
+    async def recent(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        async with self.db.session() as session:
+            total = int(await session.scalar(select(func.count()).select_from(ActivityEvent)) or 0)
+            if limit == 0:
+                return [], total
+            stmt = select(ActivityEvent).order_by(ActivityEvent.id.desc()).offset(offset)
+            if limit > 0:
+                stmt = stmt.limit(limit)
+            rows = list(await session.scalars(stmt))
+        return [activity_json(r) for r in rows], total
+
+
+def activity_json(row: ActivityEvent) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": row.event_id,
+        "type": row.type,
+        "icon": row.icon,
+        "iconClass": row.icon_class,
+        "message": row.message,
+        "timestamp": row.timestamp,
+    }
+    if row.details is not None:
+        try:
+            out["details"] = json.loads(row.details)
+        except ValueError:
+            out["details"] = row.details
+    return out

@@ -1,0 +1,93 @@
+"""The audit log: who did what, from where, and whether it worked (`services.domains["audit"]`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from nekzus.auth.models import AuditLog
+from nekzus.auth.timefmt import rfc3339
+from nekzus.store import Database
+
+log = logging.getLogger("nekzus.audit")
+
+MAX_DETAILS = 4096
+MAX_ROWS = 100_000
+
+
+class AuditService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._writes = 0
+
+    async def record(
+        self,
+        action: str,
+        *,
+        actor: str,
+        target: str = "",
+        ip: str = "",
+        details: dict[str, Any] | None = None,
+        success: bool = True,
+    ) -> None:
+        """Write one row. Never raises: a failing audit write must not break the request it describes."""
+        text = json.dumps(details or {}, separators=(",", ":"), default=str, sort_keys=True)
+        if len(text) > MAX_DETAILS:
+            text = json.dumps({"truncated": True, "preview": text[:1024]})
+        row = AuditLog(
+            timestamp=time.time(),
+            action=action[:64],
+            actor=(actor or "")[:255],
+            target=(target or "")[:512],
+            ip=(ip or "")[:64],
+            details=text,
+            success=success,
+        )
+        try:
+            async with self.db.session() as session:
+                session.add(row)
+            self._writes += 1
+            if self._writes % 1000 == 0:
+                await self._prune()
+        except Exception:
+            log.warning("could not write audit event %s", action, exc_info=True)
+
+    async def _prune(self) -> None:
+        async with self.db.session() as session:
+            newest = await session.scalar(select(func.max(AuditLog.id)))
+            if newest is not None and newest > MAX_ROWS:
+                await session.execute(delete(AuditLog).where(AuditLog.id <= newest - MAX_ROWS))
+
+    async def query(
+        self, *, action: str = "", actor: str = "", limit: int = 100, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        stmt = select(AuditLog)
+        count = select(func.count()).select_from(AuditLog)
+        if action:
+            stmt = stmt.where(AuditLog.action == action)
+            count = count.where(AuditLog.action == action)
+        if actor:
+            stmt = stmt.where(AuditLog.actor == actor)
+            count = count.where(AuditLog.actor == actor)
+        stmt = stmt.order_by(AuditLog.id.desc()).limit(limit).offset(offset)
+        async with self.db.session() as session:
+            rows = list(await session.scalars(stmt))
+            total = int(await session.scalar(count) or 0)
+        return [audit_json(r) for r in rows], total
+
+
+def audit_json(row: AuditLog) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "action": row.action,
+        "actor": row.actor,
+        "target": row.target,
+        "details": row.details,
+        "ip": row.ip,
+        "success": row.success,
+        "timestamp": rfc3339(row.timestamp),
+    }

@@ -1,0 +1,86 @@
+"""Small request helpers shared by the identity routers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from nekzus.api.deps import client_ip, services_of
+from nekzus.api.security import require
+from nekzus.auth.principal import Principal
+from nekzus.http.errors import ApiError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def auth_service(request: Request) -> Any:
+    service = services_of(request).domains.get("auth")
+    if service is None:
+        raise ApiError(503, "SERVICE_UNAVAILABLE", "Authentication is not available")
+    return service
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The JSON body, with its own (smaller) size limit; empty or malformed bodies are a 400."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise ApiError(413, "PAYLOAD_TOO_LARGE", f"Request body exceeds {max_bytes} bytes")
+    if not body.strip():
+        raise ApiError(400, "INVALID_REQUEST", "Request body is required")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "INVALID_JSON", "Request body is not valid JSON") from None
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ()))
+        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+        if first.get("type") == "missing":
+            message = "is required"
+        raise ApiError(400, "VALIDATION_ERROR", f"{field}: {message}" if field else message) from None
+
+
+def int_param(value: str | None, default: int) -> int:
+    """Tolerant integer query parameter (ORIG: garbage means the default)."""
+    if value is None or value.strip() == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return default
+
+
+def require_self_or(scope: str) -> Callable[[Request, str], Awaitable[Principal]]:
+    """The device named in the path may act on itself; anyone else needs `scope`."""
+    authenticated = require()
+
+    async def dependency(request: Request, device_id: str) -> Principal:
+        principal = await authenticated(request)
+        target = device_id.rstrip("/")
+        if principal.device_id == target or principal.allows(scope):
+            return principal
+        await deny(request, principal, (scope,))
+        raise ApiError(403, "FORBIDDEN", f"Missing required scope: {scope}")
+
+    return dependency
+
+
+async def deny(request: Request, principal: Principal, scopes: tuple[str, ...]) -> None:
+    hook = services_of(request).domains.get("audit_denied")
+    if hook is not None:
+        await hook(request, principal, scopes)
+
+
+def ip_of(request: Request) -> str:
+    return client_ip(request)

@@ -1,0 +1,662 @@
+"""The identity service (`services.domains["auth"]`): the one authentication step, and the state behind it.
+
+Every request is judged from memory: JWT signature/claims (PyJWT), then the live-device map, the
+revoked-jti deny-list, the user set and the API-key hash map, all loaded at start-up and updated on
+every change (and persisted). `lastSeenAt` / `lastUsedAt` are collected in memory and written by a
+background flush at most once a minute per device or key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, func, select, update
+
+from nekzus.auth.models import ApiKey, Device, RevokedToken, User
+from nekzus.auth.pairing import PairingStore
+from nekzus.auth.passwords import LoginLockout, Passwords
+from nekzus.auth.principal import ADMIN, AuthError, Principal
+from nekzus.auth.timefmt import rfc3339
+from nekzus.auth.tokens import TokenCodec
+from nekzus.http.clientip import in_networks, parse_ip
+from nekzus.http.errors import ApiError
+from nekzus.secretfiles import load_or_create
+
+if TYPE_CHECKING:
+    from nekzus.services import Services
+
+log = logging.getLogger("nekzus.auth")
+
+TRUSTED = Principal("trusted", "local", frozenset({ADMIN}), name="local")
+API_KEY_RE = re.compile(r"^nekzus_[0-9a-f]{64}$")
+SCOPE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9_.*-]{1,64}$")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
+ONLINE_WINDOW = 300.0
+SEEN_WRITE_INTERVAL = 60.0
+FLUSH_PERIOD = 30.0
+DENIAL_AUDIT_INTERVAL = 10.0
+SUPPORTED_PLATFORMS = ("ios", "android", "web", "desktop", "linux", "macos", "windows")
+
+
+def valid_device_id(device_id: str) -> bool:
+    """1-100 printable chars, no path separators or `..`, not a reserved principal id."""
+    return (
+        0 < len(device_id) <= 100
+        and "/" not in device_id
+        and "\\" not in device_id
+        and ".." not in device_id
+        and device_id.isprintable()
+        and device_id.strip() == device_id
+        and not device_id.startswith("user-")
+        and device_id != "local"
+    )
+
+
+def valid_scope(scope: str) -> bool:
+    return bool(SCOPE_RE.match(scope))
+
+
+def key_hash(key: str) -> str:
+    # API keys carry 256 random bits, so a plain SHA-256 is a safe, fast lookup hash.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class DeviceState:
+    session_id: str
+    scopes: frozenset[str]
+    name: str
+
+
+@dataclass(slots=True)
+class KeyState:
+    id: str
+    name: str
+    scopes: frozenset[str]
+    expires_at: float | None
+    revoked_at: float | None
+
+
+@dataclass
+class _Dirty:
+    """Latest in-memory timestamps and when each was last written."""
+
+    latest: dict[str, float] = field(default_factory=dict)
+    written: dict[str, float] = field(default_factory=dict)
+
+    def touch(self, key: str, now: float) -> None:
+        self.latest[key] = now
+
+    def due(self, now: float, force: bool) -> dict[str, float]:
+        out = {}
+        for key, ts in self.latest.items():
+            last = self.written.get(key)
+            if last is None or (ts > last and (force or now - last >= SEEN_WRITE_INTERVAL)):
+                out[key] = ts
+        return out
+
+    def forget(self, key: str) -> None:
+        self.latest.pop(key, None)
+        self.written.pop(key, None)
+
+
+class AuthService:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        cfg = services.config.auth
+        secret = cfg.hs256_secret or load_or_create(services.data_dir / "jwt_secret")
+        self.codec = TokenCodec(secret, cfg.issuer, cfg.audience, cfg.token_ttl)
+        self.default_scopes = tuple(dict.fromkeys(cfg.default_scopes))
+        self.refresh_grace = cfg.refresh_grace
+        boot = services.config.bootstrap
+        self.pairing = PairingStore(
+            permanent_tokens=tuple(t for t in boot.tokens if t), allow_any=boot.allow_any
+        )
+        self.passwords = Passwords()
+        self.lockout = LoginLockout()
+        self.loaded = False
+        self.devices: dict[str, DeviceState] = {}
+        self.users: dict[str, bool] = {}
+        self.revoked: dict[str, float] = {}
+        self.keys: dict[str, KeyState] = {}
+        self.seen = _Dirty()
+        self.key_used = _Dirty()
+        self.setup_token: str | None = None
+        self._setup_lock = asyncio.Lock()
+        self._denials: dict[str, float] = {}
+        self.metrics = services.metrics
+
+    # -- start-up / shutdown --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        now = time.time()
+        async with self.services.db.session() as session:
+            for device in await session.scalars(select(Device)):
+                self.devices[device.device_id] = DeviceState(
+                    device.session_id, frozenset(_loads_list(device.scopes)), device.device_name
+                )
+                if device.last_seen is not None:
+                    self.seen.latest[device.device_id] = device.last_seen
+                    self.seen.written[device.device_id] = device.last_seen
+            for user in await session.scalars(select(User)):
+                self.users[user.username] = user.is_active
+            cutoff = now - self.refresh_grace
+            await session.execute(delete(RevokedToken).where(RevokedToken.expires_at < cutoff))
+            for row in await session.scalars(select(RevokedToken)):
+                self.revoked[row.jti] = row.expires_at
+            for key in await session.scalars(select(ApiKey)):
+                self.keys[key.key_hash] = KeyState(
+                    key.id, key.name, frozenset(_loads_list(key.scopes)), key.expires_at, key.revoked_at
+                )
+        if not self.users:
+            self.setup_token = secrets.token_urlsafe(24)
+            # Part A §8: the one-time setup token is printed at first start, for remote first-run setup.
+            log.warning(
+                "No admin user exists yet. Create one from a trusted network, or remotely with the "
+                "one-time setup token (header X-Setup-Token): %s",
+                self.setup_token,
+            )
+        self.loaded = True
+        self._update_gauges()
+        self.services.spawn(self._flush_loop(), "auth-flush")
+
+    async def stop(self) -> None:
+        await self.flush(force=True)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_PERIOD)
+            try:
+                await self.flush()
+            except Exception:
+                log.warning("could not write last-seen times", exc_info=True)
+
+    async def flush(self, force: bool = False) -> None:
+        now = time.time()
+        # Deny-list entries past expiry + refresh grace can never be presented successfully again.
+        for jti in [j for j, exp in self.revoked.items() if exp < now - self.refresh_grace]:
+            del self.revoked[jti]
+        seen = self.seen.due(now, force)
+        used = self.key_used.due(now, force)
+        if seen or used:
+            async with self.services.db.session() as session:
+                for device_id, ts in seen.items():
+                    await session.execute(
+                        update(Device).where(Device.device_id == device_id).values(last_seen=ts)
+                    )
+                for key_id, ts in used.items():
+                    await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=ts))
+            for device_id in seen:
+                self.seen.written[device_id] = now
+            for key_id in used:
+                self.key_used.written[key_id] = now
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        total = len(self.devices)
+        online = self.online_count()
+        self.metrics.devices_total.set(total)
+        self.metrics.devices_online.set(online)
+        self.metrics.devices_offline.set(total - online)
+        self.metrics.auth_bootstrap_tokens_active.set(self.pairing.active_tokens())
+
+    def online_count(self) -> int:
+        cutoff = time.time() - ONLINE_WINDOW
+        return sum(1 for d in self.devices if self.seen.latest.get(d, 0.0) >= cutoff)
+
+    # -- the authentication step ----------------------------------------------------------------
+
+    def trusted(self, client_ip: str) -> bool:
+        return in_networks(parse_ip(client_ip), self.services.local_networks)
+
+    async def authenticate(self, headers: Mapping[str, str], client_ip: str) -> Principal | None:
+        credential = _credential(headers)
+        if credential is None:
+            if self.trusted(client_ip):
+                self.metrics.auth_local_auth_total.labels("success").inc()
+                return TRUSTED
+            return None
+        return self._judge(credential, client_ip)
+
+    async def authenticate_token(self, token: str, client_ip: str) -> Principal | None:
+        token = (token or "").strip()
+        if not token:
+            return TRUSTED if self.trusted(client_ip) else None
+        principal = self._judge(token, client_ip)
+        if principal.kind == "bootstrap":
+            raise AuthError(401, "UNAUTHORIZED", "Bootstrap tokens can only be used for pairing")
+        return principal
+
+    def _judge(self, credential: str, client_ip: str) -> Principal:
+        if not self.loaded:
+            raise AuthError(503, "STORAGE_UNAVAILABLE", "Storage is starting up, try again shortly")
+        try:
+            if credential.startswith("nekzus_"):
+                return self._api_key(credential)
+            if credential.count(".") == 2:
+                return self._jwt(credential)
+            if credential and self.pairing.is_bootstrap(credential):
+                return Principal("bootstrap", "bootstrap", frozenset(), name="bootstrap")
+            raise AuthError(401, "UNAUTHORIZED", "Invalid token")
+        except AuthError as exc:
+            self._denied(exc, credential, client_ip)
+            raise
+
+    def _jwt(self, token: str) -> Principal:
+        try:
+            claims = self.codec.verify(token)
+        except AuthError as exc:
+            self.metrics.auth_jwt_validations_total.labels(
+                "expired" if exc.code == "TOKEN_EXPIRED" else "invalid"
+            ).inc()
+            raise
+        principal = self._principal_for(claims)
+        self.metrics.auth_jwt_validations_total.labels("success").inc()
+        if principal.kind == "device":
+            self.seen.touch(principal.id, time.time())
+        return principal
+
+    def _principal_for(self, claims: dict[str, Any]) -> Principal:
+        """Revocation checks on signature-valid claims (shared by authentication and refresh)."""
+        jti = claims["jti"]
+        if jti in self.revoked:
+            self.metrics.auth_jwt_validations_total.labels("revoked").inc()
+            raise AuthError(401, "TOKEN_REVOKED", "Token has been revoked")
+        subject: str = claims["sub"]
+        if claims["typ"] == "user":
+            username = subject.removeprefix("user-")
+            if not subject.startswith("user-") or not self.users.get(username, False):
+                raise AuthError(401, "UNAUTHORIZED", "User account no longer exists or is disabled")
+            return Principal("user", subject, frozenset({ADMIN}), name=username, token_id=jti)
+        state = self.devices.get(subject)
+        if state is None or not secrets.compare_digest(state.session_id, str(claims.get("sid", ""))):
+            self.metrics.auth_jwt_validations_total.labels("revoked").inc()
+            raise AuthError(401, "DEVICE_REVOKED", "Device access has been revoked")
+        return Principal("device", subject, state.scopes, name=state.name, token_id=jti)
+
+    def _api_key(self, key: str) -> Principal:
+        if not API_KEY_RE.match(key):
+            raise AuthError(401, "UNAUTHORIZED", "Invalid API key")
+        state = self.keys.get(key_hash(key))
+        if state is None:
+            raise AuthError(401, "UNAUTHORIZED", "Invalid API key")
+        now = time.time()
+        if state.revoked_at is not None:
+            raise AuthError(401, "UNAUTHORIZED", "API key has been revoked")
+        if state.expires_at is not None and state.expires_at <= now:
+            raise AuthError(401, "UNAUTHORIZED", "API key has expired")
+        self.key_used.touch(state.id, now)
+        return Principal("apikey", state.id, state.scopes, name=state.name)
+
+    def _denied(self, exc: AuthError, credential: str, client_ip: str) -> None:
+        """Audit a refused credential, at most once per (ip, reason) every few seconds."""
+        if exc.status != 401:
+            return
+        kind = "apikey" if credential.startswith("nekzus_") else "token"
+        throttle_key = f"{client_ip}|{kind}|{exc.message}"
+        now = time.time()
+        if now - self._denials.get(throttle_key, 0.0) < DENIAL_AUDIT_INTERVAL:
+            return
+        if len(self._denials) > 10_000:
+            self._denials.clear()
+        self._denials[throttle_key] = now
+        target = ""
+        if kind == "apikey":
+            state = self.keys.get(key_hash(credential))
+            target = state.id if state else credential[:10]
+        else:
+            claims = self.codec.peek(credential)
+            target = str(claims["sub"]) if claims else ""
+        action = "apikey.denied" if kind == "apikey" else "auth.token_rejected"
+        self.services.spawn(
+            self.audit(
+                action,
+                actor=target or "anonymous",
+                target=target,
+                ip=client_ip,
+                details={"code": exc.code, "reason": exc.message},
+                success=False,
+            ),
+            "audit",
+        )
+
+    def identify(self, scope: dict[str, Any]) -> str | None:
+        """Rate-limit key for a request carrying a signature-valid credential (memory only)."""
+        try:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+            credential = _credential(headers)
+            if not credential:
+                return None
+            if credential.startswith("nekzus_"):
+                state = self.keys.get(key_hash(credential)) if API_KEY_RE.match(credential) else None
+                return f"apikey:{state.id}" if state else None
+            if credential.count(".") != 2:
+                return None
+            claims = self.codec.peek(credential)
+            if claims is None:
+                return None
+            if claims["typ"] == "user":
+                return "user:" + str(claims["sub"]).removeprefix("user-")
+            return f"device:{claims['sub']}"
+        except Exception:
+            return None
+
+    # -- helpers for other parts of this domain -------------------------------------------------
+
+    async def audit(
+        self,
+        action: str,
+        *,
+        actor: str,
+        target: str = "",
+        ip: str = "",
+        details: dict[str, Any] | None = None,
+        success: bool = True,
+    ) -> None:
+        service = self.services.domains.get("audit")
+        if service is not None:
+            await service.record(action, actor=actor, target=target, ip=ip, details=details, success=success)
+
+    async def activity(self, type_: str, message: str, **kwargs: Any) -> None:
+        service = self.services.domains.get("activity")
+        if service is None:
+            return
+        try:
+            await service.add(type_, message, **kwargs)
+        except Exception:
+            log.warning("could not record activity %s", type_, exc_info=True)
+
+    # -- tokens -----------------------------------------------------------------------------------
+
+    def issue_device_token(self, device_id: str) -> dict[str, Any]:
+        state = self.devices[device_id]
+        token, _claims = self.codec.issue(device_id, state.scopes, kind="device", session_id=state.session_id)
+        return {
+            "accessToken": token,
+            "expiresIn": round(self.codec.ttl),
+            "scopes": sorted(state.scopes),
+            "deviceId": device_id,
+        }
+
+    async def refresh(self, token: str, client_ip: str) -> dict[str, Any]:
+        """Part A §7: a fresh token for a token expired up to the grace, never for a revoked device."""
+        if not self.loaded:
+            raise ApiError(503, "STORAGE_UNAVAILABLE", "Storage is starting up, try again shortly")
+        try:
+            claims = self.codec.verify(token, allow_expired=True)
+            if claims["exp"] < time.time() - self.refresh_grace:
+                raise AuthError(
+                    401,
+                    "TOKEN_EXPIRED_BEYOND_GRACE",
+                    "Token expired too long ago to refresh. Please re-pair your device.",
+                )
+            principal = self._principal_for(claims)
+        except AuthError as exc:
+            self.metrics.auth_refresh_total.labels("failure").inc()
+            await self.audit(
+                "auth.refresh",
+                actor="anonymous",
+                ip=client_ip,
+                details={"code": exc.code},
+                success=False,
+            )
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        self.metrics.auth_refresh_total.labels("success").inc()
+        if principal.kind == "user":
+            new_token, _ = self.codec.issue(principal.id, principal.scopes, kind="user")
+            return {
+                "accessToken": new_token,
+                "token": new_token,
+                "expiresIn": round(self.codec.ttl),
+                "scopes": sorted(principal.scopes),
+                "deviceId": principal.id,
+            }
+        self.seen.touch(principal.id, time.time())
+        return self.issue_device_token(principal.id)
+
+    async def revoke_token(self, principal: Principal, claims_exp: float | None = None) -> None:
+        """Put one token id on the persisted deny-list (logout)."""
+        if not principal.token_id:
+            return
+        exp = claims_exp if claims_exp is not None else time.time() + self.codec.ttl
+        self.revoked[principal.token_id] = exp
+        async with self.services.db.session() as session:
+            if await session.get(RevokedToken, principal.token_id) is None:
+                session.add(
+                    RevokedToken(
+                        jti=principal.token_id, subject=principal.id, expires_at=exp, revoked_at=time.time()
+                    )
+                )
+
+    # -- devices ----------------------------------------------------------------------------------
+
+    async def pair_device(self, device: dict[str, Any]) -> dict[str, Any]:
+        """Create (or re-pair) a device: a new session id cuts off any older tokens of the same id."""
+        device_id = device["id"]
+        now = time.time()
+        scopes = list(self.default_scopes)
+        session_id = secrets.token_hex(16)
+        name = device["name"]
+        async with self.services.db.session() as session:
+            row = await session.get(Device, device_id)
+            if row is None:
+                row = Device(device_id=device_id, created_at=now)
+                session.add(row)
+            row.device_name = name
+            row.platform = device["platform"]
+            row.platform_version = device.get("platformVersion", "")
+            row.model = device.get("model", "")
+            row.push_token = device.get("pushToken", "")
+            row.scopes = json.dumps(scopes)
+            row.session_id = session_id
+            row.last_seen = now
+        self.devices[device_id] = DeviceState(session_id, frozenset(scopes), name)
+        self.seen.latest[device_id] = now
+        self.seen.written[device_id] = now
+        self._update_gauges()
+        return self.issue_device_token(device_id)
+
+    def device_json(self, row: Device) -> dict[str, Any]:
+        last_seen = max(self.seen.latest.get(row.device_id, 0.0), row.last_seen or 0.0) or None
+        online = last_seen is not None and last_seen >= time.time() - ONLINE_WINDOW
+        scopes = sorted(_loads_list(row.scopes))
+        return {
+            "deviceId": row.device_id,
+            "deviceName": row.device_name,
+            "platform": row.platform,
+            "platformVersion": row.platform_version,
+            "model": row.model,
+            "scopes": scopes,
+            "createdAt": rfc3339(row.created_at),
+            "lastSeenAt": rfc3339(last_seen),
+            "status": "online" if online else "offline",
+            # ORIG's spellings, which the existing dashboard reads.
+            "id": row.device_id,
+            "name": row.device_name,
+            "pairedAt": rfc3339(row.created_at),
+            "lastSeen": rfc3339(last_seen),
+        }
+
+    async def list_devices(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        async with self.services.db.session() as session:
+            rows = list(await session.scalars(select(Device)))
+        items = [self.device_json(r) for r in rows]
+        items.sort(key=lambda d: (d["lastSeenAt"] or "", d["createdAt"] or "", d["deviceId"]), reverse=True)
+        total = len(items)
+        if limit == 0:
+            return [], total
+        items = items[offset:] if limit < 0 else items[offset : offset + limit]
+        return items, total
+
+    async def get_device(self, device_id: str) -> dict[str, Any]:
+        async with self.services.db.session() as session:
+            row = await session.get(Device, device_id)
+        if row is None:
+            raise ApiError(404, "DEVICE_NOT_FOUND", "Device not found")
+        return self.device_json(row)
+
+    async def update_device(
+        self, device_id: str, name: str | None, scopes: list[str] | None
+    ) -> dict[str, Any]:
+        async with self.services.db.session() as session:
+            row = await session.get(Device, device_id)
+            if row is None:
+                raise ApiError(404, "DEVICE_NOT_FOUND", "Device not found")
+            if name is not None:
+                row.device_name = name
+            if scopes is not None:
+                row.scopes = json.dumps(sorted(set(scopes)))
+        state = self.devices.get(device_id)
+        if state is not None:
+            if name is not None:
+                state.name = name
+            if scopes is not None:
+                state.scopes = frozenset(scopes)
+        return self.device_json(row)
+
+    async def revoke_device(self, device_id: str) -> bool:
+        """Delete the device and cut off every token it holds (memory first, so nothing slips through)."""
+        self.devices.pop(device_id, None)
+        async with self.services.db.session() as session:
+            result = await session.execute(delete(Device).where(Device.device_id == device_id))
+        self.seen.forget(device_id)
+        self._update_gauges()
+        return bool(getattr(result, "rowcount", 0))
+
+    # -- users ------------------------------------------------------------------------------------
+
+    async def user_count(self) -> int:
+        async with self.services.db.session() as session:
+            return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+
+    def setup_token_ok(self, presented: str) -> bool:
+        return bool(self.setup_token and presented and secrets.compare_digest(self.setup_token, presented))
+
+    async def create_first_user(self, username: str, password: str) -> User:
+        async with self._setup_lock:
+            if await self.user_count() > 0:
+                raise ApiError(
+                    400,
+                    "SETUP_ALREADY_COMPLETED",
+                    "Setup has already been completed. Please use the login page.",
+                )
+            password_hash = await self.passwords.hash(password)
+            user = User(
+                username=username, password_hash=password_hash, created_at=time.time(), is_active=True
+            )
+            async with self.services.db.session() as session:
+                session.add(user)
+            self.users[username] = True
+            self.setup_token = None
+        return user
+
+    async def find_user(self, username: str) -> User | None:
+        async with self.services.db.session() as session:
+            user: User | None = await session.scalar(select(User).where(User.username == username))
+            return user
+
+    async def mark_login(self, user: User) -> None:
+        user.last_login = time.time()
+        async with self.services.db.session() as session:
+            await session.execute(update(User).where(User.id == user.id).values(last_login=user.last_login))
+
+    def issue_user_token(self, username: str) -> str:
+        token, _ = self.codec.issue(f"user-{username}", [ADMIN], kind="user")
+        return token
+
+    # -- API keys ---------------------------------------------------------------------------------
+
+    async def create_api_key(
+        self, name: str, scopes: Iterable[str], expires_at: float | None, created_by: str
+    ) -> tuple[ApiKey, str]:
+        key = "nekzus_" + secrets.token_hex(32)
+        digest = key_hash(key)
+        row = ApiKey(
+            id="key_" + secrets.token_hex(16),
+            name=name,
+            key_hash=digest,
+            prefix=key[:10],
+            scopes=json.dumps(sorted(set(scopes))),
+            expires_at=expires_at,
+            created_at=time.time(),
+            created_by=created_by,
+        )
+        async with self.services.db.session() as session:
+            session.add(row)
+        self.keys[digest] = KeyState(row.id, name, frozenset(_loads_list(row.scopes)), expires_at, None)
+        return row, key
+
+    def api_key_json(self, row: ApiKey) -> dict[str, Any]:
+        used = max(self.key_used.latest.get(row.id, 0.0), row.last_used_at or 0.0) or None
+        return {
+            "id": row.id,
+            "name": row.name,
+            "prefix": row.prefix,
+            "scopes": sorted(_loads_list(row.scopes)),
+            "expiresAt": rfc3339(row.expires_at),
+            "lastUsedAt": rfc3339(used),
+            "createdAt": rfc3339(row.created_at),
+            "createdBy": row.created_by,
+            "revokedAt": rfc3339(row.revoked_at),
+        }
+
+    async def list_api_keys(self) -> list[dict[str, Any]]:
+        async with self.services.db.session() as session:
+            rows = list(await session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id)))
+        return [self.api_key_json(r) for r in rows]
+
+    async def get_api_key(self, key_id: str) -> ApiKey:
+        async with self.services.db.session() as session:
+            row = await session.get(ApiKey, key_id)
+        if row is None:
+            raise ApiError(404, "NOT_FOUND", "API key not found")
+        return row
+
+    async def revoke_api_key(self, key_id: str, permanent: bool) -> ApiKey:
+        now = time.time()
+        async with self.services.db.session() as session:
+            row = await session.get(ApiKey, key_id)
+            if row is None:
+                raise ApiError(404, "NOT_FOUND", "API key not found")
+            state = self.keys.get(row.key_hash)
+            if permanent:
+                self.keys.pop(row.key_hash, None)
+                await session.delete(row)
+            else:
+                row.revoked_at = now
+                if state is not None:
+                    state.revoked_at = now
+        if permanent:
+            self.key_used.forget(key_id)
+        return row
+
+
+def _credential(headers: Mapping[str, str]) -> str | None:
+    """The presented credential: `X-API-Key`, else a Bearer token. Other schemes are not ours."""
+    api_key = headers.get("x-api-key") or headers.get("X-API-Key")
+    if api_key is not None and api_key.strip():
+        return api_key.strip()
+    auth = headers.get("authorization") or headers.get("Authorization")
+    if not auth:
+        return None
+    scheme, _, value = auth.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip()
+
+
+def _loads_list(text: str | None) -> list[str]:
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
