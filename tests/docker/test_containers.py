@@ -288,3 +288,31 @@ def test_stop_of_long_running_request_is_bounded(dclient: httpx.Client, containe
     response = dclient.post(f"/api/v1/containers/{cid[:12]}/stop", params={"timeout": 30})
     assert response.status_code == 202
     assert time.monotonic() - started < 5.0  # accepted at once, the stop runs in the background
+
+
+def test_scopes_with_api_keys(dclient: httpx.Client, container) -> None:
+    """Reads take any credential; actions, bulk, approve and unsanitized export need write:*."""
+    cid = container("scoped")
+    created = dclient.post("/api/v1/apikeys", json={"name": "reader", "scopes": ["read:catalog"]})
+    assert created.status_code == 201, created.text
+    reader = {"X-API-Key": created.json()["key"]}
+    writer_key = dclient.post("/api/v1/apikeys", json={"name": "writer", "scopes": ["write:*"]}).json()["key"]
+    writer = {"X-API-Key": writer_key}
+    short = cid[:12]
+    assert dclient.get("/api/v1/containers", headers=reader).status_code == 200
+    assert dclient.get(f"/api/v1/containers/{short}", headers=reader).status_code == 200
+    assert dclient.post(f"/api/v1/containers/{short}/export", headers=reader).status_code == 200
+    for method, path, body in (
+        ("POST", f"/api/v1/containers/{short}/stop", None),
+        ("POST", "/api/v1/containers/stop-all", None),
+        ("POST", "/api/v1/containers/batch", {"operation": "stop", "containerIds": [short]}),
+        ("POST", f"/api/v1/containers/{short}/export", {"sanitize_secrets": False}),
+        ("POST", "/api/v1/discovery/proposals/x/approve", None),
+        ("POST", "/api/v1/discovery/rediscover", None),
+    ):
+        response = dclient.request(method, path, json=body, headers=reader)
+        assert response.status_code == 403, (path, response.text)
+        assert response.json()["error"]["code"] == "FORBIDDEN"
+    assert dclient.post(f"/api/v1/containers/{short}/restart?timeout=1", headers=writer).status_code == 202
+    bad = dclient.get("/api/v1/containers", headers={"X-API-Key": "nekzus_" + "0" * 64})
+    assert bad.status_code == 401
