@@ -7,6 +7,7 @@ app ids, fixed status words), never raw paths or user input.
 from __future__ import annotations
 
 import platform
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -27,6 +28,8 @@ _SIZES = tuple(100.0 * 10**n for n in range(8))
 
 class Metrics:
     def __init__(self) -> None:
+        # Async callbacks run before each scrape, to refresh gauges that are cheaper to compute on demand.
+        self.refreshers: list[Callable[[], Awaitable[None]]] = []
         r = self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)

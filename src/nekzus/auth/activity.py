@@ -29,10 +29,13 @@ class ActivityService:
         icon_class: str = "",
         details: Any = None,
         key: str = "",
+        event_id: str = "",
     ) -> dict[str, Any]:
-        """Persist one event and return its JSON; ids are unique (`<type>_<key>_<random>`)."""
-        suffix = secrets.token_hex(4)
-        event_id = f"{type}_{key}_{suffix}" if key else f"{type}_{suffix}"
+        """Persist one event and return its JSON; ids are unique (`<type>_<key>_<random>`) unless the
+        caller brings its own unique id (webhooks use REF's `webhook-<unix nanos>`)."""
+        if not event_id:
+            suffix = secrets.token_hex(4)
+            event_id = f"{type}_{key}_{suffix}" if key else f"{type}_{suffix}"
         now_ms = int(time.time() * 1000)
         row = ActivityEvent(
             event_id=event_id[:255],

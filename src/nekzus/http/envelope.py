@@ -9,6 +9,8 @@ import secrets
 import time
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 from nekzus import API_VERSION
 from nekzus.http.clientip import IPNetwork, resolve_client_ip
 from nekzus.http.errors import error_body
@@ -47,8 +49,14 @@ SECURITY_HEADERS = [
 ]
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` when a streamed body passes the limit.
+
+    An HTTPException so that framework body parsing re-raises it as-is (a 413), not as a parse error.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request body exceeds {limit} bytes")
 
 
 class EnvelopeMiddleware:
@@ -100,7 +108,7 @@ class EnvelopeMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_body)
             return message
 
         async def wrapped_send(message: dict[str, Any]) -> None:

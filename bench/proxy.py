@@ -1,0 +1,324 @@
+"""Reverse-proxy benchmark: Nekzus vs Caddy vs nginx in front of the same upstream, on loopback.
+
+    make bench            # or: python bench/proxy.py [--duration 10] [--connections 50]
+
+Starts an upstream (nginx serving a small body and a 1 MiB file, plus a Python WebSocket echo server),
+then Nekzus, Caddy and nginx as reverse proxies (keep-alive to the upstream), drives each with the same
+load: wrk for small responses (keep-alive, 50 connections) and a 1 MiB download, and a Python client for
+WebSocket echo round trips. Prints requests/s, p50/p99 and the Nekzus/Caddy and Nekzus/nginx ratios.
+Needs `nginx`, `caddy` and `wrk` (`bash scripts/install-system-deps.sh bench`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL_BODY = "hello from upstream\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status < 500:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+class Stack:
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.upstream = free_port()
+        self.ws_upstream = free_port()
+        self.nekzus = free_port()
+        self.caddy = free_port()
+        self.nginx = free_port()
+
+    def spawn(self, cmd: list[str], name: str, **kw: object) -> None:
+        log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the child
+        self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **kw))  # type: ignore[call-overload]
+
+    def nginx_conf(self, name: str, body: str) -> Path:
+        conf = self.dir / f"{name}.conf"
+        conf.write_text(
+            f"""
+worker_processes {1 if name == "upstream" else "auto"};
+daemon off;
+pid {self.dir}/{name}.pid;
+error_log {self.dir}/{name}.error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {self.dir}/{name}_body;
+  proxy_temp_path {self.dir}/{name}_proxy;
+  fastcgi_temp_path {self.dir}/{name}_fcgi;
+  uwsgi_temp_path {self.dir}/{name}_uwsgi;
+  scgi_temp_path {self.dir}/{name}_scgi;
+  keepalive_requests 1000000;
+  {body}
+}}
+"""
+        )
+        return conf
+
+    def start(self) -> None:
+        self.dir.chmod(0o755)  # nginx workers run as an unprivileged user
+        www = self.dir / "www" / "apps" / "bench"
+        www.mkdir(parents=True)
+        (www / "1m.bin").write_bytes(os.urandom(1 << 20))
+        upstream = self.nginx_conf(
+            "upstream",
+            f"""server {{
+    listen 127.0.0.1:{self.upstream};
+    root {self.dir / "www"};
+    location = /apps/bench/small {{ default_type text/plain; return 200 "{SMALL_BODY.strip()}\\n"; }}
+    location / {{ }}
+  }}""",
+        )
+        self.spawn(["nginx", "-c", str(upstream)], "upstream")
+        self.spawn([sys.executable, str(Path(__file__).with_name("ws_echo.py")), str(self.ws_upstream)], "ws")
+
+        proxy = self.nginx_conf(
+            "nginx",
+            f"""upstream app {{ server 127.0.0.1:{self.upstream}; keepalive 64; }}
+  map $http_upgrade $conn {{ default upgrade; "" ""; }}
+  server {{
+    listen 127.0.0.1:{self.nginx};
+    location /apps/ws/ {{
+      proxy_pass http://127.0.0.1:{self.ws_upstream}/;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $conn;
+    }}
+    location / {{
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_buffering off;
+    }}
+  }}""",
+        )
+        self.spawn(["nginx", "-c", str(proxy)], "nginx")
+
+        caddyfile = self.dir / "Caddyfile"
+        caddyfile.write_text(
+            f"""{{
+  admin off
+  auto_https off
+}}
+http://127.0.0.1:{self.caddy} {{
+  handle_path /apps/ws/* {{
+    reverse_proxy 127.0.0.1:{self.ws_upstream}
+  }}
+  handle {{
+    reverse_proxy 127.0.0.1:{self.upstream}
+  }}
+}}
+"""
+        )
+        env = {
+            **os.environ,
+            "HOME": str(self.dir),
+            "XDG_DATA_HOME": str(self.dir),
+            "XDG_CONFIG_HOME": str(self.dir),
+        }
+        self.spawn(["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"], "caddy", env=env)
+
+        config = {
+            "server": {"addr": f"127.0.0.1:{self.nekzus}"},
+            "storage": {"database_path": str(self.dir / "nekzus" / "nexus.db")},
+            "rate_limits": {"enabled": False},
+            "routes": [
+                {
+                    "id": "bench",
+                    "app_id": "bench",
+                    "path_base": "/apps/bench/",
+                    "to": f"http://127.0.0.1:{self.upstream}",
+                    "health_check_path": "/apps/bench/small",
+                },
+                {
+                    "id": "ws",
+                    "app_id": "ws",
+                    "path_base": "/apps/ws/",
+                    "to": f"http://127.0.0.1:{self.ws_upstream}",
+                    "strip_prefix": True,
+                    "websockets": True,
+                    "skip_health_check": True,
+                },
+            ],
+        }
+        (self.dir / "nekzus").mkdir()
+        cfg = self.dir / "nekzus" / "config.yaml"
+        cfg.write_text(yaml.safe_dump(config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEKZUS_")}
+        self.spawn(
+            [sys.executable, "-m", "nekzus", "--config", str(cfg), "--insecure-http"], "nekzus", env=env
+        )
+
+        try:
+            wait_http(f"http://127.0.0.1:{self.upstream}/apps/bench/small")
+            for port in (self.nekzus, self.caddy, self.nginx):
+                wait_http(f"http://127.0.0.1:{port}/apps/bench/small")
+        except RuntimeError:
+            for log in sorted(self.dir.glob("*.log")):
+                print(f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
+            raise
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _ms(text: str) -> float:
+    match = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def wrk(url: str, connections: int, duration: int, threads: int) -> tuple[float, float, float]:
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    if "Non-2xx" in out or "Socket errors" in out:
+        errors = [line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line]
+        print(f"  warning for {url}: {'; '.join(errors)}", file=sys.stderr)
+    return rps, p50, p99
+
+
+async def _ws_bench(url: str, connections: int, duration: float) -> tuple[float, float, float]:
+    from websockets.asyncio.client import connect
+
+    latencies: list[float] = []
+    deadline = time.monotonic() + duration
+
+    async def worker() -> None:
+        async with connect(url, max_size=None, compression=None) as ws:
+            payload = "x" * 64
+            while time.monotonic() < deadline:
+                t0 = time.perf_counter()
+                await ws.send(payload)
+                await ws.recv()
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.monotonic() - started
+    qs = statistics.quantiles(latencies, n=100)
+    return len(latencies) / elapsed, qs[49], qs[98]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", choices=["small", "download", "ws"], action="append")
+    parser.add_argument("--serve", action="store_true", help="start the stack, print its ports and wait")
+    args = parser.parse_args()
+    for tool in ("nginx", "caddy", "wrk"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is missing: run `bash scripts/install-system-deps.sh bench`", file=sys.stderr)
+            return 2
+    tests = args.only or ["small", "download", "ws"]
+    with tempfile.TemporaryDirectory(prefix="nekzus-bench-") as tmp:
+        stack = Stack(Path(tmp))
+        try:
+            stack.start()
+            if args.serve:
+                print(
+                    f"upstream {stack.upstream} nekzus {stack.nekzus} caddy {stack.caddy} nginx {stack.nginx}"
+                )
+                print(f"logs in {tmp}", flush=True)
+                signal.sigwait({signal.SIGINT, signal.SIGTERM})
+                return 0
+            targets = {"nekzus": stack.nekzus, "caddy": stack.caddy, "nginx": stack.nginx}
+            results: dict[str, dict[str, tuple[float, float, float]]] = {}
+            for test in tests:
+                results[test] = {}
+                for name, port in targets.items():
+                    base = f"http://127.0.0.1:{port}"
+                    if test == "small":
+                        wrk(base + "/apps/bench/small", args.connections, 2, args.threads)  # warm-up
+                        results[test][name] = wrk(
+                            base + "/apps/bench/small", args.connections, args.duration, args.threads
+                        )
+                    elif test == "download":
+                        results[test][name] = wrk(
+                            base + "/apps/bench/1m.bin", 10, args.duration, args.threads
+                        )
+                    else:
+                        ws = f"ws://127.0.0.1:{port}/apps/ws/echo"
+                        results[test][name] = asyncio.run(_ws_bench(ws, 10, args.duration))
+                    print(f"  {test:<9} {name:<7} done", file=sys.stderr)
+        finally:
+            stack.stop()
+    labels = {
+        "small": f"small GET, {args.connections} conns (req/s)",
+        "download": "1 MiB GET, 10 conns (req/s)",
+        "ws": "WebSocket echo, 10 conns (msg/s)",
+    }
+    header = (
+        f"{'test':<36} {'proxy':<7} {'rate':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs caddy':>9} {'vs nginx':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for test, by_proxy in results.items():
+        caddy_rate, nginx_rate = by_proxy["caddy"][0], by_proxy["nginx"][0]
+        for name, (rate, p50, p99) in by_proxy.items():
+            ratio_c = f"{rate / caddy_rate:.2f}x" if name == "nekzus" else ""
+            ratio_n = f"{rate / nginx_rate:.2f}x" if name == "nekzus" else ""
+            row = f"{labels[test]:<36} {name:<7} {rate:>10.0f} {p50:>8.2f} {p99:>8.2f}"
+            print(f"{row} {ratio_c:>9} {ratio_n:>9}")
+        if "nekzus" in by_proxy:
+            p99_ratio = by_proxy["nekzus"][2] / by_proxy["caddy"][2]
+            print(f"{'':<36} {'':<7} nekzus p99 / caddy p99 = {p99_ratio:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

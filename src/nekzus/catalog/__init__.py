@@ -1,0 +1,1 @@
+"""The catalog domain: apps, routes, their health, favicons and per-device session cookies."""

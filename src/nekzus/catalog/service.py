@@ -1,0 +1,406 @@
+"""The catalog: apps and routes in memory (the proxy's source of truth) backed by SQLite.
+
+Reads never touch the database; every change is persisted first, then swapped into memory, then
+announced (`config_reload` on the bus and the change listeners, e.g. the proxy's route table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+from sqlalchemy import delete, select
+
+from nekzus.catalog.models import AppRow, RouteRow, ServiceHealthRow
+from nekzus.catalog.spec import AppSpec, RouteSpec
+from nekzus.services import Services
+
+log = logging.getLogger("nekzus.catalog")
+
+SOURCES = ("config", "api", "discovery")
+
+
+def rfc3339(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CatalogError(Exception):
+    """A refused change: `status` and `code` map onto the API error."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(slots=True)
+class HealthState:
+    status: str = "unknown"
+    message: str = ""
+    last_check: float | None = None
+    last_success: float | None = None
+    consecutive_failures: int = 0
+    response_time_ms: float | None = None
+    status_code: int | None = None
+
+
+@dataclass(slots=True)
+class RouteEntry:
+    spec: RouteSpec
+    source: str
+
+
+@dataclass(slots=True)
+class AppEntry:
+    spec: AppSpec
+    source: str
+
+
+@dataclass
+class CatalogService:
+    services: Services
+    apps: dict[str, AppEntry] = field(default_factory=dict)
+    routes: dict[str, RouteEntry] = field(default_factory=dict)
+    health: dict[str, HealthState] = field(default_factory=dict)
+    _listeners: list[Callable[[], None]] = field(default_factory=list)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)
+        callback()
+
+    def _changed(self, message: str, **details: Any) -> None:
+        for callback in self._listeners:
+            try:
+                callback()
+            except Exception:
+                log.exception("catalog listener failed")
+        metrics = self.services.metrics
+        metrics.storage_apps_total.set(len(self.apps))
+        metrics.storage_routes_total.set(len(self.routes))
+        self.services.bus.emit("config_reload", {"message": message, **details})
+
+    async def load(self) -> None:
+        """Read the catalog, then re-apply the config file's apps and routes (apps first)."""
+        async with self.services.db.session() as session:
+            for app_row in (await session.scalars(select(AppRow))).all():
+                try:
+                    spec = AppSpec.model_validate(json.loads(app_row.spec))
+                except (ValidationError, ValueError):
+                    log.warning("skipping unreadable app %s", app_row.id)
+                    continue
+                self.apps[spec.id] = AppEntry(spec, app_row.source)
+            for route_row in (await session.scalars(select(RouteRow))).all():
+                try:
+                    rspec = RouteSpec.model_validate(json.loads(route_row.spec))
+                except (ValidationError, ValueError):
+                    log.warning("skipping unreadable route %s", route_row.id)
+                    continue
+                self.routes[rspec.route_id] = RouteEntry(rspec, route_row.source)
+            for health_row in (await session.scalars(select(ServiceHealthRow))).all():
+                self.health[health_row.app_id] = HealthState(
+                    status=health_row.status,
+                    message=health_row.message,
+                    last_check=health_row.last_check,
+                    last_success=health_row.last_success,
+                    consecutive_failures=health_row.consecutive_failures,
+                    response_time_ms=health_row.response_time_ms,
+                    status_code=health_row.status_code,
+                )
+        config = self.services.config
+        for app_cfg in config.apps:
+            try:
+                spec = AppSpec.model_validate(app_cfg.model_dump())
+                await self._save_app(spec, "config")
+            except (ValidationError, ValueError) as exc:
+                log.warning("config app %s ignored: %s", app_cfg.id, exc)
+        for route_cfg in config.routes:
+            raw = {k: v for k, v in route_cfg.model_dump().items() if v is not None}
+            raw["route_id"] = raw.pop("id")
+            try:
+                rspec = RouteSpec.model_validate(raw)
+                self._check_conflicts(rspec)
+                await self._save_route(rspec, "config")
+            except (ValidationError, ValueError, CatalogError) as exc:
+                log.warning("config route %s ignored: %s", route_cfg.id, exc)
+        self._changed("Catalog loaded")
+
+    # ---- queries (memory only) -------------------------------------------------------------------
+
+    def count_routes(self) -> int:
+        return len(self.routes)
+
+    def count_apps(self) -> int:
+        return len(self.apps)
+
+    def route(self, route_id: str) -> RouteSpec | None:
+        entry = self.routes.get(route_id)
+        return entry.spec if entry else None
+
+    def route_for_app(self, app_id: str) -> RouteSpec | None:
+        candidates = sorted(
+            (e.spec for e in self.routes.values() if e.spec.app_id == app_id), key=lambda s: s.path_base
+        )
+        return candidates[0] if candidates else None
+
+    def sorted_routes(self) -> list[RouteSpec]:
+        return sorted((e.spec for e in self.routes.values()), key=lambda s: (s.path_base, s.route_id))
+
+    def sorted_apps(self) -> list[AppSpec]:
+        return sorted((e.spec for e in self.apps.values()), key=lambda a: (a.name.lower(), a.id))
+
+    def app_json(self, app: AppSpec) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": app.id,
+            "name": app.name,
+            "icon": app.icon,
+            "tags": list(app.tags),
+            "endpoints": dict(app.endpoints),
+            "faviconURL": f"/api/v1/apps/{app.id}/favicon",
+            "healthStatus": "unknown",
+        }
+        route = self.route_for_app(app.id)
+        if route is not None:
+            out["proxyPath"] = route.path_base
+            out["url"] = self._public_url(route)
+        state = self.health.get(app.id)
+        if state is not None:
+            out["healthStatus"] = state.status
+            if state.last_check is not None:
+                out["lastHealthCheck"] = rfc3339(state.last_check)
+        if app.discovery_meta:
+            out["discoveryMeta"] = app.discovery_meta
+        return out
+
+    def _public_url(self, route: RouteSpec) -> str:
+        base = self.services.base_url.rstrip("/")
+        domain = self.services.config.server.base_domain
+        if route.subdomain_routed and domain:
+            parts = urlsplit(base)
+            port = f":{parts.port}" if parts.port and parts.port not in (80, 443) else ""
+            return f"{parts.scheme}://{route.subdomain}.{domain}{port}/"
+        return base + route.path_base
+
+    def route_json(self, route: RouteSpec) -> dict[str, Any]:
+        out = route.to_json()
+        state = self.health.get(route.app_id)
+        status = state.status if state else "unknown"
+        if route.skip_health_check and state is None:
+            status = "healthy"
+        out["status"] = {"healthy": "ACTIVE", "unhealthy": "UNHEALTHY"}.get(status, "UNKNOWN")
+        if status == "unknown" and state is None:
+            out["status"] = "ACTIVE"
+        info: dict[str, Any] = {"status": status}
+        if state is not None:
+            if state.last_check is not None:
+                info["lastCheck"] = rfc3339(state.last_check)
+            if state.response_time_ms is not None:
+                info["responseTime"] = round(state.response_time_ms)
+            if state.status_code is not None:
+                info["statusCode"] = state.status_code
+            if state.message and status != "healthy":
+                info["lastError"] = state.message
+        checker = self.services.domains.get("catalog_health")
+        if checker is not None:
+            info.update(checker.describe(route))
+        out["healthInfo"] = info
+        return out
+
+    async def list_apps(self) -> list[dict[str, Any]]:
+        return [self.app_json(a) for a in self.sorted_apps()]
+
+    async def get_route_by_app(self, app_id: str) -> dict[str, Any] | None:
+        route = self.route_for_app(app_id)
+        return self.route_json(route) if route else None
+
+    # ---- changes ---------------------------------------------------------------------------------
+
+    def _check_conflicts(self, spec: RouteSpec) -> None:
+        key = spec.path_base.rstrip("/")
+        for entry in self.routes.values():
+            other = entry.spec
+            if other.route_id == spec.route_id:
+                continue
+            if spec.path_routed and other.path_routed and other.path_base.rstrip("/") == key:
+                raise CatalogError(
+                    409,
+                    "ROUTE_CONFLICT",
+                    f'path "{spec.path_base}" already used by route "{other.route_id}"',
+                )
+            if spec.subdomain_routed and other.subdomain_routed and other.subdomain == spec.subdomain:
+                raise CatalogError(
+                    409,
+                    "ROUTE_CONFLICT",
+                    f'subdomain "{spec.subdomain}" already used by route "{other.route_id}"',
+                )
+
+    async def _save_app(self, spec: AppSpec, source: str) -> None:
+        async with self.services.db.session() as session:
+            row = await session.get(AppRow, spec.id)
+            if row is None:
+                session.add(
+                    AppRow(id=spec.id, name=spec.name, spec=json.dumps(spec.storage()), source=source)
+                )
+            else:
+                row.name = spec.name
+                row.spec = json.dumps(spec.storage())
+                row.source = source
+        self.apps[spec.id] = AppEntry(spec, source)
+
+    async def _ensure_app(self, app_id: str, source: str) -> None:
+        if app_id not in self.apps:
+            await self._save_app(AppSpec(id=app_id, name=app_id), source)
+
+    async def _save_route(self, spec: RouteSpec, source: str) -> None:
+        await self._ensure_app(spec.app_id, source)
+        async with self.services.db.session() as session:
+            row = await session.get(RouteRow, spec.route_id)
+            data = json.dumps(spec.storage())
+            if row is None:
+                session.add(
+                    RouteRow(
+                        id=spec.route_id,
+                        app_id=spec.app_id,
+                        path_base=spec.path_base,
+                        target=spec.to,
+                        spec=data,
+                        source=source,
+                    )
+                )
+            else:
+                row.app_id = spec.app_id
+                row.path_base = spec.path_base
+                row.target = spec.to
+                row.spec = data
+                row.source = source
+        self.routes[spec.route_id] = RouteEntry(spec, source)
+
+    async def save_route(self, spec: RouteSpec, *, source: str = "api", icon: str | None = None) -> RouteSpec:
+        """Create or replace a route (409 on a path/subdomain clash)."""
+        async with self._lock:
+            self._check_conflicts(spec)
+            existing = self.routes.get(spec.route_id)
+            await self._save_route(spec, existing.source if existing and source == "api" else source)
+            if icon is not None and spec.app_id in self.apps:
+                app = self.apps[spec.app_id]
+                await self._save_app(app.spec.model_copy(update={"icon": icon}), app.source)
+            if existing is not None and existing.spec.app_id != spec.app_id:
+                await self._drop_orphan_app(existing.spec.app_id)
+        self._changed("Route saved", routeId=spec.route_id)
+        return spec
+
+    async def delete_route(self, route_id: str) -> bool:
+        async with self._lock:
+            entry = self.routes.get(route_id)
+            if entry is None:
+                return False
+            async with self.services.db.session() as session:
+                await session.execute(delete(RouteRow).where(RouteRow.id == route_id))
+            del self.routes[route_id]
+            await self._drop_orphan_app(entry.spec.app_id)
+        self._changed("Route deleted", routeId=route_id)
+        return True
+
+    async def _drop_orphan_app(self, app_id: str) -> None:
+        if any(e.spec.app_id == app_id for e in self.routes.values()):
+            return
+        async with self.services.db.session() as session:
+            await session.execute(delete(AppRow).where(AppRow.id == app_id))
+            await session.execute(delete(ServiceHealthRow).where(ServiceHealthRow.app_id == app_id))
+        self.apps.pop(app_id, None)
+        self.health.pop(app_id, None)
+
+    async def register(self, app: dict[str, Any], route: dict[str, Any]) -> None:
+        """Upsert an app and its route (discovery approval, toolbox); raises CatalogError on conflict."""
+        app_spec = AppSpec.model_validate(app)
+        route_data = dict(route)
+        route_data.setdefault("appId", app_spec.id)
+        route_spec = RouteSpec.model_validate(route_data)
+        async with self._lock:
+            self._check_conflicts(route_spec)
+            existing = self.apps.get(app_spec.id)
+            await self._save_app(app_spec, existing.source if existing else "discovery")
+            route_existing = self.routes.get(route_spec.route_id)
+            await self._save_route(route_spec, route_existing.source if route_existing else "discovery")
+        self._changed("Route registered", routeId=route_spec.route_id)
+
+    async def set_route_target(self, route_id: str, to: str) -> None:
+        entry = self.routes.get(route_id)
+        if entry is None:
+            raise CatalogError(404, "ROUTE_NOT_FOUND", f"route {route_id!r} not found")
+        spec = RouteSpec.model_validate({**entry.spec.storage(), "to": to})
+        async with self._lock:
+            await self._save_route(spec, entry.source)
+        self._changed("Route target changed", routeId=route_id)
+
+    # ---- health ----------------------------------------------------------------------------------
+
+    def set_health(self, app_id: str, state: HealthState, *, announce_from: str | None) -> None:
+        """Record a check result; publish `health_change` when the status changed."""
+        self.health[app_id] = state
+        self.services.metrics.service_health_status.labels(app_id).set(
+            {"healthy": 1, "unhealthy": 2}.get(state.status, 0)
+        )
+        if announce_from is not None and announce_from != state.status:
+            route = self.route_for_app(app_id)
+            app = self.apps.get(app_id)
+            message = state.message
+            if state.status == "healthy":
+                message = "Service recovered"
+            self.services.bus.emit(
+                "health_change",
+                {
+                    "appId": app_id,
+                    "appName": app.spec.name if app else app_id,
+                    "proxyPath": route.path_base if route else "",
+                    "status": state.status,
+                    "previousStatus": announce_from,
+                    "message": message,
+                    "timestamp": rfc3339(time.time()),
+                },
+            )
+        self.services.spawn(self._persist_health(app_id, state), "catalog-health-save")
+
+    async def _persist_health(self, app_id: str, state: HealthState) -> None:
+        if app_id not in self.apps:
+            return
+        async with self.services.db.session() as session:
+            row = await session.get(ServiceHealthRow, app_id)
+            if row is None:
+                row = ServiceHealthRow(app_id=app_id)
+                session.add(row)
+            row.status = state.status
+            row.message = state.message
+            row.last_check = state.last_check
+            row.last_success = state.last_success
+            row.consecutive_failures = state.consecutive_failures
+            row.response_time_ms = state.response_time_ms
+            row.status_code = state.status_code
+
+    def mark_unhealthy(self, app_id: str, message: str) -> None:
+        previous = self.health.get(app_id)
+        state = HealthState(
+            status="unhealthy",
+            message=message,
+            last_check=time.time(),
+            last_success=previous.last_success if previous else None,
+            consecutive_failures=(previous.consecutive_failures if previous else 0) + 1,
+        )
+        self.set_health(app_id, state, announce_from=previous.status if previous else "unknown")
+
+    def is_unhealthy(self, app_id: str) -> bool:
+        state = self.health.get(app_id)
+        return state is not None and state.status == "unhealthy"

@@ -1,0 +1,725 @@
+"""The WebSocket hub behind `/api/v1/ws`: authentication inside the protocol, per-client send queues,
+fan-out of every event-bus event to its audience, topic filters, and handlers other domains plug in.
+
+Design notes (behaviour B §12, fixes of B §18.1.15 and §18.2.12):
+- Every connection gets a bounded send queue (SEND_QUEUE messages) drained by one writer task. The bus
+  callback only appends pre-serialised text to the queues, so publishing never blocks. A full queue drops
+  the new message (counted as `websocket_messages_total{app_id="hub",direction="dropped"}`); DROP_LIMIT
+  drops in a row (without the queue ever draining) closes the connection with 1013 "slow consumer".
+- Topic filters apply to every bus event and queued notification; direct replies (auth_success, hello,
+  pong, suback, errors, handler replies) always go through.
+- Bad input never takes the hub down: non-JSON / unknown types → an `error` message; frames over
+  MAX_FRAME → close 1009; floods → `error` RATE_LIMITED, then close 1008 after FLOOD_LIMIT rejections.
+- Protocol-level keepalive pings are sent by uvicorn (its `ws_ping_interval`/`ws_ping_timeout`, 20 s
+  each by default); JSON `ping` is answered with JSON `pong`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import os
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from nekzus import __version__
+from nekzus.auth.principal import ADMIN, AuthError, Principal
+from nekzus.events.bus import Event
+from nekzus.events.topics import MAX_SUBSCRIPTIONS, TopicError, any_match, validate_pattern
+from nekzus.http.clientip import in_networks, parse_ip
+
+if TYPE_CHECKING:
+    from starlette.websockets import WebSocket
+
+    from nekzus.services import Services
+
+log = logging.getLogger("nekzus.ws")
+
+SEND_QUEUE = 256
+DROP_LIMIT = 64
+MAX_FRAME = 64 * 1024
+INBOUND_RATE = 20.0
+INBOUND_BURST = 60.0
+FLOOD_LIMIT = 200
+APP_LABEL = "hub"
+REQUIRED_SCOPE = "read:events"
+
+# Close codes the hub uses.
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013
+
+NUMERIC_CODES = {
+    "TOKEN_EXPIRED": 1001,
+    "INVALID_TOKEN": 1002,
+    "TOKEN_REVOKED": 1003,
+    "DEVICE_REVOKED": 1004,
+    "AUTH_REQUIRED": 1005,
+}
+
+Handler = Callable[["Client", dict[str, Any]], Awaitable[None]]
+ConnectHook = Callable[["Client"], Awaitable[None]]
+
+
+def auth_timeout_from_env() -> float:
+    """`NEKZUS_WS_AUTH_TIMEOUT` (seconds) shortens the 15 s auth window, for tests."""
+    raw = os.environ.get("NEKZUS_WS_AUTH_TIMEOUT", "").strip()
+    try:
+        value = float(raw) if raw else 15.0
+    except ValueError:
+        value = 15.0
+    return min(max(value, 0.1), 300.0)
+
+
+def rfc3339(ts: float | None = None) -> str:
+    moment = datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def envelope(type_: str, data: Any = None, ts: float | None = None, **extra: Any) -> str:
+    """Serialise one server message: `{type, data, timestamp}` plus optional top-level fields."""
+    body: dict[str, Any] = {"type": type_, "data": data, "timestamp": rfc3339(ts)}
+    for key, value in extra.items():
+        if value is not None:
+            body[key] = value
+    return json.dumps(body, separators=(",", ":"), default=_json_default)
+
+
+def _origin_key(value: str) -> str | None:
+    """Normalise an origin to `scheme://host:port` (default ports made explicit)."""
+    try:
+        parts = urlsplit(value.strip())
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host.lower()}:{port}"
+
+
+class Client:
+    """One authenticated WebSocket connection (the object handlers of other domains receive)."""
+
+    def __init__(self, hub: Hub, ws: WebSocket, principal: Principal, ip: str, user_agent: str) -> None:
+        self.hub = hub
+        self.ws = ws
+        self.id = "ws_" + secrets.token_hex(8)
+        self.principal = principal
+        self.ip = ip
+        self.user_agent = user_agent[:200]
+        self.connected_at = time.time()
+        self.subscriptions: list[str] = []
+        self.last_will: tuple[str, Any] | None = None
+        self.dropped = 0
+        self.sent = 0
+        self.received = 0
+        self._queue: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._drops_in_row = 0
+        self._closing: tuple[int, str] | None = None
+        self._close_callbacks: list[Callable[[Client], Any]] = []
+        self._tokens = INBOUND_BURST
+        self._token_time = time.monotonic()
+        self._flood_rejections = 0
+        self._flood_warned = False
+
+    # --- what handlers use -------------------------------------------------------------------
+    @property
+    def device_id(self) -> str:
+        """The principal id this connection belongs to (device id, `user-<name>`, key id or `local`)."""
+        return self.principal.id
+
+    @property
+    def closing(self) -> bool:
+        return self._closing is not None
+
+    async def send(self, type_: str, data: Any = None, **extra: Any) -> bool:
+        """Queue one message for this client; False if it was dropped or the client is closing."""
+        return self.push(envelope(type_, data, **extra))
+
+    def on_close(self, callback: Callable[[Client], Any]) -> None:
+        """Run `callback(client)` (sync or async) once the connection is gone."""
+        self._close_callbacks.append(callback)
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        self.close_soon(code, reason)
+
+    # --- queue ------------------------------------------------------------------------------
+    def wants(self, topic: str) -> bool:
+        return not self.subscriptions or any_match(self.subscriptions, topic)
+
+    def push(self, text: str) -> bool:
+        if self._closing is not None:
+            return False
+        if len(self._queue) >= SEND_QUEUE:
+            self.dropped += 1
+            self._drops_in_row += 1
+            self.hub.m_dropped.inc()
+            if self._drops_in_row >= DROP_LIMIT:
+                log.warning("closing slow WebSocket consumer %s (%s)", self.id, self.principal.rate_key)
+                self.close_soon(CLOSE_TRY_AGAIN, "slow consumer")
+            return False
+        self._queue.append(text)
+        if len(self._queue) == 1:
+            self._wake.set()
+        return True
+
+    def close_soon(self, code: int, reason: str, *, flush: bool = False) -> None:
+        """Stop accepting messages and close from the writer task; `flush` sends what is queued first."""
+        if self._closing is not None:
+            return
+        self._closing = (code, reason)
+        if not flush:
+            self._queue.clear()
+        self._wake.set()
+
+    async def run_writer(self) -> None:
+        # Starlette's WebSocket.send only adds state bookkeeping around the ASGI send; the hot path
+        # calls the ASGI send it wraps (falls back to the public method if that ever changes).
+        send = getattr(self.ws, "_send", None) or self.ws.send
+        m_out, m_bytes = self.hub.m_out, self.hub.m_bytes_out
+        count = size = 0
+        try:
+            while True:
+                if not self._queue:
+                    self._drops_in_row = 0
+                    if count:  # metrics in batches: one update per burst, not per message
+                        m_out.inc(count)
+                        m_bytes.inc(size)
+                        self.sent += count
+                        count = size = 0
+                    if self._closing is not None:
+                        break
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                text = self._queue.popleft()
+                await send({"type": "websocket.send", "text": text})
+                count += 1
+                size += len(text)
+        except Exception as exc:  # the peer went away mid-send: the reader sees the disconnect
+            log.debug("websocket %s writer stopped: %s", self.id, type(exc).__name__)
+            self._closing = self._closing or (CLOSE_GOING_AWAY, "")
+            return
+        finally:
+            if count:
+                m_out.inc(count)
+                m_bytes.inc(size)
+                self.sent += count
+        code, reason = self._closing or (CLOSE_NORMAL, "")
+        try:
+            await self.ws.send({"type": "websocket.close", "code": code, "reason": reason})
+        except Exception:
+            log.debug("websocket %s already closed", self.id)
+
+    # --- inbound flood control ----------------------------------------------------------------
+    def take_token(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(INBOUND_BURST, self._tokens + (now - self._token_time) * INBOUND_RATE)
+        self._token_time = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    async def run_close_callbacks(self) -> None:
+        for callback in self._close_callbacks:
+            try:
+                result = callback(self)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("websocket close callback failed")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "deviceId": self.principal.id,
+            "kind": self.principal.kind,
+            "name": self.principal.name or self.principal.id,
+            "remoteAddr": self.ip,
+            "userAgent": self.user_agent,
+            "connectedAt": rfc3339(self.connected_at),
+            "subscriptions": list(self.subscriptions),
+            "queued": len(self._queue),
+            "messagesSent": self.sent,
+            "messagesReceived": self.received,
+            "dropped": self.dropped,
+        }
+
+
+class Hub:
+    """Registry of live connections; `services.domains["ws"]`."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.clients: dict[str, Client] = {}
+        self.by_principal: dict[str, set[Client]] = {}
+        self.admins: set[Client] = set()
+        self.handlers: dict[str, Handler] = {}
+        self.connect_hooks: list[ConnectHook] = []
+        self.auth_timeout = auth_timeout_from_env()
+        m = services.metrics
+        self.m_out = m.websocket_messages_total.labels(APP_LABEL, "out")
+        self.m_in = m.websocket_messages_total.labels(APP_LABEL, "in")
+        self.m_dropped = m.websocket_messages_total.labels(APP_LABEL, "dropped")
+        self.m_invalid = m.websocket_messages_total.labels(APP_LABEL, "invalid")
+        self.m_rejected = m.websocket_messages_total.labels(APP_LABEL, "rejected")
+        self.m_bytes_out = m.websocket_bytes_transferred_total.labels(APP_LABEL, "out")
+        self.m_bytes_in = m.websocket_bytes_transferred_total.labels(APP_LABEL, "in")
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # --- contract for other domains ------------------------------------------------------------
+    def register_handler(self, msg_type: str, handler: Handler) -> None:
+        """Route client messages of `msg_type` to `handler(client, data)`."""
+        if msg_type in _BUILTIN:
+            raise ValueError(f"{msg_type!r} is handled by the hub itself")
+        self.handlers[msg_type] = handler
+
+    def on_connect(self, hook: ConnectHook) -> None:
+        """Run `hook(client)` after a client authenticated (e.g. redeliver queued notifications)."""
+        self.connect_hooks.append(hook)
+
+    async def close_device(self, device_id: str, reason: str = "disconnected") -> int:
+        """Close every connection of a principal id at once; returns how many were closed."""
+        return self.close_principal(device_id, CLOSE_POLICY, reason)
+
+    def close_principal(self, principal_id: str, code: int, reason: str) -> int:
+        targets = [c for c in self.by_principal.get(principal_id, ()) if not c.closing]
+        for client in targets:
+            client.close_soon(code, reason)
+        return len(targets)
+
+    def is_online(self, principal_id: str) -> bool:
+        return any(not c.closing for c in self.by_principal.get(principal_id, ()))
+
+    def connections_of(self, principal_id: str) -> list[Client]:
+        return [c for c in self.by_principal.get(principal_id, ()) if not c.closing]
+
+    def start(self) -> None:
+        self._unsubscribe = self.services.bus.subscribe(self.on_event)
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for client in list(self.clients.values()):
+            client.close_soon(CLOSE_GOING_AWAY, "server shutting down")
+
+    # --- fan-out ---------------------------------------------------------------------------------
+    def on_event(self, event: Event) -> None:
+        if event.type == "device_revoked":
+            revoked = event.data.get("deviceId") if isinstance(event.data, dict) else None
+            if isinstance(revoked, str) and revoked:
+                self.close_principal(revoked, CLOSE_POLICY, "device_revoked")
+        targets = self._audience(event)
+        if not targets:
+            return
+        topic = event.topic or event.type
+        text: str | None = None
+        for client in targets:
+            if client.subscriptions and not any_match(client.subscriptions, topic):
+                continue
+            if text is None:
+                text = envelope(event.type, event.data, event.timestamp, topic=event.topic)
+            client.push(text)
+
+    def _audience(self, event: Event) -> list[Client] | tuple[Client, ...]:
+        if event.device_id is None and event.connection_id is None:
+            return tuple(self.clients.values())
+        chosen: dict[str, Client] = {}
+        if event.device_id is not None:
+            for client in self.by_principal.get(event.device_id, ()):
+                chosen[client.id] = client
+        if event.connection_id is not None:
+            target = self.clients.get(event.connection_id)
+            if target is not None:
+                chosen[target.id] = target
+        if event.include_admins:
+            for client in self.admins:
+                chosen[client.id] = client
+        return list(chosen.values())
+
+    # --- registry --------------------------------------------------------------------------------
+    def _register(self, client: Client) -> bool:
+        """Add a client; True when it is the principal's first live connection."""
+        self.clients[client.id] = client
+        group = self.by_principal.setdefault(client.principal.id, set())
+        first = not group
+        group.add(client)
+        if client.principal.kind in ("user", "trusted"):
+            self.admins.add(client)
+        self.services.metrics.websocket_connections_active.set(len(self.clients))
+        return first
+
+    def _unregister(self, client: Client) -> bool:
+        """Remove a client; True when it was the principal's last connection."""
+        self.clients.pop(client.id, None)
+        self.admins.discard(client)
+        group = self.by_principal.get(client.principal.id)
+        last = False
+        if group is not None:
+            group.discard(client)
+            if not group:
+                del self.by_principal[client.principal.id]
+                last = True
+        self.services.metrics.websocket_connections_active.set(len(self.clients))
+        return last
+
+    def summary(self) -> dict[str, Any]:
+        devices = {pid: len(group) for pid, group in sorted(self.by_principal.items())}
+        clients = sorted(self.clients.values(), key=lambda c: c.connected_at)
+        return {
+            "totalConnections": len(self.clients),
+            "devices": devices,
+            "clients": [c.describe() for c in clients],
+        }
+
+    # --- the endpoint ------------------------------------------------------------------------------
+    def origin_allowed(self, origin: str, host: str | None) -> bool:
+        """Browsers send Origin: only our own origins may open a socket (no cross-site hijacking)."""
+        key = _origin_key(origin)
+        if key is None:
+            return False
+        allowed: set[str] = set()
+        base = _origin_key(self.services.base_url) if self.services.base_url else None
+        if base:
+            allowed.add(base)
+        if host:
+            for scheme in ("http", "https"):
+                candidate = _origin_key(f"{scheme}://{host}")
+                if candidate:
+                    allowed.add(candidate)
+        return key in allowed
+
+    async def serve(self, ws: WebSocket) -> None:
+        metrics = self.services.metrics
+        origin = ws.headers.get("origin")
+        if origin is not None and not self.origin_allowed(origin, ws.headers.get("host")):
+            metrics.websocket_connections_total.labels(APP_LABEL, "rejected_origin").inc()
+            log.warning("refused WebSocket from foreign origin %r", origin[:200])
+            await ws.close(code=CLOSE_POLICY)
+            return
+        ip = str(ws.scope.get("state", {}).get("client_ip") or (ws.client.host if ws.client else ""))
+        await ws.accept()
+        principal = await self._authenticate(ws, ip)
+        if principal is None:
+            metrics.websocket_connections_total.labels(APP_LABEL, "auth_failed").inc()
+            return
+        metrics.websocket_connections_total.labels(APP_LABEL, "accepted").inc()
+        client = Client(self, ws, principal, ip, ws.headers.get("user-agent", ""))
+        client.push(envelope("auth_success", {"deviceId": principal.id, "message": "authenticated"}))
+        client.push(
+            envelope(
+                "hello",
+                {
+                    "message": "connected",
+                    "nexusId": self.services.nexus_id,
+                    "nekzusId": self.services.nexus_id,
+                    "version": __version__,
+                    "connectionId": client.id,
+                    "timestamp": int(time.time()),
+                },
+            )
+        )
+        first = self._register(client)
+        writer = self.services.spawn(client.run_writer(), f"ws-writer-{client.id}")
+        if first:
+            self.services.bus.emit("device_status", {"deviceId": principal.id, "status": "online"})
+        for hook in self.connect_hooks:
+            self.services.spawn(self._run_hook(hook, client), "ws-connect-hook")
+        close_code: int | None = None
+        try:
+            close_code = await self._read_loop(client)
+        except Exception:
+            log.exception("websocket %s reader failed", client.id)
+        finally:
+            last = self._unregister(client)
+            client.close_soon(CLOSE_NORMAL, "")
+            if not writer.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(writer), 2.0)
+                except (TimeoutError, asyncio.CancelledError, Exception):
+                    writer.cancel()
+            metrics.websocket_connection_duration_seconds.observe(time.time() - client.connected_at)
+            await client.run_close_callbacks()
+            if client.last_will is not None and close_code not in (CLOSE_NORMAL, None):
+                topic, message = client.last_will
+                self.services.bus.emit(topic, message, topic=topic)
+            if last:
+                self.services.bus.emit("device_status", {"deviceId": principal.id, "status": "offline"})
+
+    async def _run_hook(self, hook: ConnectHook, client: Client) -> None:
+        try:
+            await hook(client)
+        except Exception:
+            log.exception("websocket connect hook failed")
+
+    async def _fail(self, ws: WebSocket, error: str, code: str, close: int = CLOSE_POLICY) -> None:
+        data: dict[str, Any] = {"error": error, "code": code}
+        if code in NUMERIC_CODES:
+            data["numericCode"] = NUMERIC_CODES[code]
+        try:
+            await ws.send({"type": "websocket.send", "text": envelope("auth_failed", data)})
+            await ws.send({"type": "websocket.close", "code": close, "reason": code.lower()[:100]})
+        except Exception:
+            log.debug("client left before auth_failed was sent")
+
+    async def _authenticate(self, ws: WebSocket, ip: str) -> Principal | None:
+        try:
+            message = await asyncio.wait_for(ws.receive(), self.auth_timeout)
+        except TimeoutError:
+            await self._fail(ws, "timeout waiting for auth message", "AUTH_TIMEOUT")
+            return None
+        if message["type"] == "websocket.disconnect":
+            return None
+        raw = message.get("text")
+        if raw is None:
+            raw_bytes = message.get("bytes") or b""
+            if len(raw_bytes) > MAX_FRAME:
+                await self._fail(ws, "message too large", "MESSAGE_TOO_LARGE", CLOSE_TOO_BIG)
+                return None
+            raw = raw_bytes.decode("utf-8", "replace")
+        if len(raw) > MAX_FRAME // 4 and len(raw.encode()) > MAX_FRAME:
+            await self._fail(ws, "message too large", "MESSAGE_TOO_LARGE", CLOSE_TOO_BIG)
+            return None
+        self.m_in.inc()
+        self.m_bytes_in.inc(len(raw))
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict) or obj.get("type") != "auth":
+            await self._fail(ws, "expected auth message", "AUTH_REQUIRED")
+            return None
+        data = obj.get("data")
+        token: Any = data.get("token") if isinstance(data, dict) else obj.get("token")
+        if token is None:
+            token = ""
+        if not isinstance(token, str) or len(token) > 8192:
+            await self._fail(ws, "token must be a string", "INVALID_TOKEN")
+            return None
+        token = token.strip()
+        principal: Principal | None
+        authenticator = self.services.domains.get("auth")
+        try:
+            if authenticator is not None:
+                principal = await authenticator.authenticate_token(token, ip)
+            elif not token and in_networks(parse_ip(ip), self.services.local_networks):
+                principal = Principal("trusted", "local", frozenset({ADMIN}), name="local")
+            else:
+                principal = None
+        except AuthError as exc:
+            await self._fail(ws, exc.message, exc.code)
+            return None
+        except Exception:
+            log.exception("websocket authentication error")
+            await self._fail(ws, "authentication error", "INTERNAL_ERROR", 1011)
+            return None
+        if principal is None:
+            if token:
+                await self._fail(ws, "invalid token", "INVALID_TOKEN")
+            else:
+                await self._fail(ws, "token required for external connections", "AUTH_REQUIRED")
+            return None
+        if principal.kind == "bootstrap":
+            await self._fail(ws, "Bootstrap tokens can only be used for pairing", "FORBIDDEN")
+            return None
+        if not principal.allows(REQUIRED_SCOPE):
+            await self._fail(ws, f"Missing required scope: {REQUIRED_SCOPE}", "FORBIDDEN")
+            return None
+        return principal
+
+    async def _read_loop(self, client: Client) -> int | None:
+        ws = client.ws
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                code = message.get("code")
+                return int(code) if code is not None else None
+            if client.closing:
+                continue
+            raw = message.get("text")
+            if raw is None:
+                raw_bytes = message.get("bytes") or b""
+                if len(raw_bytes) > MAX_FRAME:
+                    self._too_big(client)
+                    continue
+                raw = raw_bytes.decode("utf-8", "replace")
+            size = len(raw)
+            if size > MAX_FRAME // 4:
+                size = len(raw.encode())
+                if size > MAX_FRAME:
+                    self._too_big(client)
+                    continue
+            self.m_in.inc()
+            self.m_bytes_in.inc(size)
+            client.received += 1
+            if not client.take_token():
+                self._flooded(client)
+                continue
+            await self._dispatch(client, raw)
+
+    def _too_big(self, client: Client) -> None:
+        self.m_invalid.inc()
+        client.push(
+            envelope(
+                "error", {"error": f"message larger than {MAX_FRAME} bytes", "code": "MESSAGE_TOO_LARGE"}
+            )
+        )
+        client.close_soon(CLOSE_TOO_BIG, "message too big", flush=True)
+
+    def _flooded(self, client: Client) -> None:
+        self.m_rejected.inc()
+        client._flood_rejections += 1
+        if not client._flood_warned:
+            client._flood_warned = True
+            client.push(envelope("error", {"error": "too many messages, slow down", "code": "RATE_LIMITED"}))
+        if client._flood_rejections >= FLOOD_LIMIT:
+            log.warning("closing flooding WebSocket client %s (%s)", client.id, client.principal.rate_key)
+            client.close_soon(CLOSE_POLICY, "message flood", flush=True)
+
+    async def _error(self, client: Client, error: str, code: str, **extra: Any) -> None:
+        self.m_invalid.inc()
+        await client.send("error", {"error": error, "code": code, **extra})
+
+    async def _dispatch(self, client: Client, raw: str) -> None:
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            await self._error(client, "message is not valid JSON", "INVALID_JSON")
+            return
+        if not isinstance(obj, dict) or not isinstance(obj.get("type"), str) or not obj["type"]:
+            await self._error(client, "message must be an object with a string 'type'", "INVALID_MESSAGE")
+            return
+        msg_type: str = obj["type"][:100]
+        data_raw = obj.get("data")
+        data: dict[str, Any] = dict(data_raw) if isinstance(data_raw, dict) else {}
+        for key, value in obj.items():
+            if key not in ("type", "data"):
+                data.setdefault(key, value)
+        builtin = _BUILTIN.get(msg_type)
+        if builtin is not None:
+            await builtin(self, client, data_raw, data)
+            return
+        handler = self.handlers.get(msg_type)
+        if handler is None:
+            await self._error(client, f"unknown message type {msg_type!r}", "UNKNOWN_TYPE", type=msg_type)
+            return
+        try:
+            await handler(client, data)
+        except Exception:
+            log.exception("websocket handler for %s failed", msg_type)
+            await client.send(
+                "error", {"error": "internal error", "code": "INTERNAL_ERROR", "type": msg_type}
+            )
+
+    # --- built-in messages -----------------------------------------------------------------------
+    async def _on_ping(self, client: Client, data_raw: Any, _data: dict[str, Any]) -> None:
+        await client.send("pong", data_raw if data_raw is not None else {"timestamp": int(time.time())})
+
+    async def _on_ignore(self, client: Client, data_raw: Any, _data: dict[str, Any]) -> None:
+        return None
+
+    async def _on_auth(self, client: Client, data_raw: Any, _data: dict[str, Any]) -> None:
+        await self._error(client, "already authenticated", "ALREADY_AUTHENTICATED")
+
+    @staticmethod
+    def _topics(data: dict[str, Any]) -> list[Any] | None:
+        topics = data.get("topics")
+        if topics is None and "topic" in data:
+            topics = [data["topic"]]
+        if isinstance(topics, str):
+            topics = [topics]
+        return topics if isinstance(topics, list) else None
+
+    async def _on_subscribe(self, client: Client, data_raw: Any, data: dict[str, Any]) -> None:
+        topics = self._topics(data)
+        if not topics:
+            self.m_invalid.inc()
+            await client.send("suback", {"topics": [], "success": False, "error": "topics must be a list"})
+            return
+        try:
+            patterns = [validate_pattern(t) for t in topics]
+        except TopicError as exc:
+            self.m_invalid.inc()
+            await client.send(
+                "suback", {"topics": topics[:MAX_SUBSCRIPTIONS], "success": False, "error": str(exc)}
+            )
+            return
+        merged = list(client.subscriptions)
+        for pattern in patterns:
+            if pattern not in merged:
+                merged.append(pattern)
+        if len(merged) > MAX_SUBSCRIPTIONS:
+            self.m_invalid.inc()
+            await client.send(
+                "suback",
+                {
+                    "topics": patterns[:MAX_SUBSCRIPTIONS],
+                    "success": False,
+                    "error": f"at most {MAX_SUBSCRIPTIONS} subscriptions per connection",
+                },
+            )
+            return
+        client.subscriptions = merged
+        await client.send("suback", {"topics": patterns, "success": True})
+
+    async def _on_unsubscribe(self, client: Client, data_raw: Any, data: dict[str, Any]) -> None:
+        topics = self._topics(data)
+        if topics is None:
+            self.m_invalid.inc()
+            await client.send("unsuback", {"topics": [], "success": False, "error": "topics must be a list"})
+            return
+        names = [t for t in topics if isinstance(t, str)]
+        client.subscriptions = [p for p in client.subscriptions if p not in names]
+        await client.send("unsuback", {"topics": names, "success": True})
+
+    async def _on_last_will(self, client: Client, data_raw: Any, data: dict[str, Any]) -> None:
+        topic = data.get("topic") or ""
+        if topic == "":
+            client.last_will = None
+            await client.send("lwtack", {"success": True, "cleared": True})
+            return
+        try:
+            validate_pattern(topic)
+            if "+" in topic.split(".") or "#" in topic.split("."):
+                raise TopicError("a last-will topic must not contain wildcards")
+        except TopicError as exc:
+            self.m_invalid.inc()
+            await client.send("lwtack", {"success": False, "error": str(exc)})
+            return
+        client.last_will = (topic, data.get("message"))
+        await client.send("lwtack", {"success": True})
+
+
+_BUILTIN: dict[str, Callable[[Hub, Client, Any, dict[str, Any]], Awaitable[None]]] = {
+    "ping": Hub._on_ping,
+    "pong": Hub._on_ignore,
+    "ack": Hub._on_ignore,
+    "auth": Hub._on_auth,
+    "subscribe": Hub._on_subscribe,
+    "unsubscribe": Hub._on_unsubscribe,
+    "set_last_will": Hub._on_last_will,
+}

@@ -1,0 +1,35 @@
+"""Webhook fan-out (behaviour B §12.7): deliver a `webhook` message to everyone or to chosen devices;
+targets that are offline get a queued notification when the queue is enabled."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nekzus.services import Services
+
+log = logging.getLogger("nekzus.webhooks")
+
+WEBHOOK_TTL = 30 * 86400.0
+WEBHOOK_RETRIES = 5
+
+
+async def deliver(
+    services: Services, payload: Any, device_ids: list[str], queued_type: str
+) -> dict[str, int]:
+    """Publish `webhook`; returns counts of devices reached live and queued for later."""
+    if not device_ids:
+        services.bus.emit("webhook", payload)
+        return {"online": -1, "queued": 0}
+    hub = services.domains.get("ws")
+    queue = services.domains.get("notifications")
+    online = queued = 0
+    for device_id in dict.fromkeys(device_ids):
+        if hub is not None and hub.is_online(device_id):
+            services.bus.emit("webhook", payload, device_id=device_id)
+            online += 1
+        elif queue is not None and queue.enabled:
+            await queue.enqueue(device_id, queued_type, payload, ttl=WEBHOOK_TTL, max_retries=WEBHOOK_RETRIES)
+            queued += 1
+    return {"online": online, "queued": queued}

@@ -1,0 +1,381 @@
+"""A small HTTP/1.1 client for the proxy's data path: keep-alive pools per upstream, httptools parsing.
+
+Why not aiohttp/httpx: per request they allocate far more (request/response objects, tasks, timers)
+than a forwarder needs. Here a pooled connection is an `asyncio.Protocol`; the response head arrives
+as a future, body chunks are queued with back-pressure (reading pauses when the consumer lags), and
+timeouts are plain timer handles.
+
+Errors (all `UpstreamError`): `ConnectFailed` → 502, `UpstreamTimeout` → 504, `UpstreamBroken`
+(reset, bad response, closed early) → 502.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import socket
+import ssl
+from typing import Any, cast
+
+import httptools
+
+CONNECT_TIMEOUT = 10.0
+MAX_IDLE_PER_UPSTREAM = 64
+IDLE_KEEPALIVE_SECONDS = 60.0
+HIGH_WATER = 512 * 1024
+LOW_WATER = 64 * 1024
+MAX_RESPONSE_HEAD = 64 * 1024
+
+
+class UpstreamError(Exception):
+    status = 502
+    code = "BAD_GATEWAY"
+
+
+class ConnectFailed(UpstreamError):
+    pass
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "GATEWAY_TIMEOUT"
+
+
+class UpstreamBroken(UpstreamError):
+    pass
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection; serves one request at a time."""
+
+    __slots__ = (
+        "_body_bytes",
+        "_chunks",
+        "_drain",
+        "_head_size",
+        "_head_waiter",
+        "_loop",
+        "_paused",
+        "_read_paused",
+        "_waiter",
+        "bytes_received",
+        "closed",
+        "complete",
+        "error",
+        "headers",
+        "idle_since",
+        "keep_alive",
+        "parser",
+        "pool",
+        "reused",
+        "status",
+        "transport",
+        "until_close",
+    )
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self._loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.reused = False
+        self.idle_since = 0.0
+        self.error: Exception | None = None
+        self._paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._body_bytes = 0
+        self.complete = False
+        self.bytes_received = 0
+        self._head_size = 0
+        self._head_waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._read_paused = False
+        self.until_close = False
+        self.keep_alive = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave like one.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_received += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamBroken(f"invalid response from upstream: {exc}"))
+            if self.transport is not None:
+                self.transport.close()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        if self.until_close and self.status and not self.complete:
+            # A response delimited by the connection closing ends here.
+            self.complete = True
+            self._wake()
+        if not self.complete:
+            self._fail(UpstreamBroken("upstream closed the connection"))
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- httptools callbacks ------------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value)
+        if self._head_size > MAX_RESPONSE_HEAD:
+            raise httptools.HttpParserError("response head too large")
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        if 100 <= self.status < 200 and self.status != 101:
+            # Interim response (100 Continue, 103 Early Hints): wait for the real one.
+            self.headers = []
+            self.status = 0
+            return
+        if self.status not in (204, 304) and not any(
+            n in (b"content-length", b"transfer-encoding") for n, _ in self.headers
+        ):
+            self.until_close = True
+        # Asked now: llhttp forgets it once the message is complete.
+        self.keep_alive = self.parser.should_keep_alive()
+        waiter = self._head_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        self._chunks.append(body)
+        self._body_bytes += len(body)
+        if self._body_bytes > HIGH_WATER and not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.status == 0:
+            return
+        self.complete = True
+        self._wake()
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, exc: Exception) -> None:
+        if self.error is None:
+            self.error = exc
+        for waiter in (self._head_waiter, self._waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
+
+    def _on_timeout(self, waiter: asyncio.Future[None], what: str) -> None:
+        if not waiter.done():
+            waiter.set_exception(UpstreamTimeout(f"upstream {what} timed out"))
+
+    # -- client API ---------------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        self._reset()
+        self.error = None
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None or self.closed:
+            raise UpstreamBroken("upstream connection closed")
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self._paused and not self.closed:
+            self._drain = self._loop.create_future()
+            await self._drain
+
+    async def read_head(self, timeout: float) -> None:
+        """Wait for the status line and headers (the idle timeout applies until they arrive)."""
+        if self.status:
+            return
+        if self.error is not None:
+            raise self.error
+        waiter = self._head_waiter = self._loop.create_future()
+        timer = self._loop.call_later(timeout, self._on_timeout, waiter, "response")
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._head_waiter = None
+
+    def take_buffered(self) -> bytes:
+        """Everything received so far of the body (may be b'')."""
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._body_bytes = 0
+        if self._read_paused and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def read_chunk(self, timeout: float) -> bytes:
+        """The next body bytes, or b'' at the end of the response; the timeout is an idle timeout."""
+        while True:
+            if self._chunks:
+                return self.take_buffered()
+            if self.complete:
+                return b""
+            if self.error is not None:
+                raise self.error
+            waiter = self._waiter = self._loop.create_future()
+            timer = self._loop.call_later(timeout, self._on_timeout, waiter, "read")
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+
+    def reusable(self) -> bool:
+        return self.complete and self.keep_alive and not self.closed and self.error is None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections to one upstream (scheme, host, port, TLS verification)."""
+
+    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, server_hostname: str | None) -> None:
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.server_hostname = server_hostname
+        self.idle: list[UpstreamConnection] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def acquire(self) -> UpstreamConnection:
+        idle = self.idle
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        now = loop.time()
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < IDLE_KEEPALIVE_SECONDS:
+                conn.reused = True
+                conn.begin()
+                return conn
+            conn.close()
+        return await self.connect()
+
+    async def connect(self) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                _, protocol = await loop.create_connection(
+                    lambda: UpstreamConnection(self),
+                    self.host,
+                    self.port,
+                    ssl=self.tls,
+                    server_hostname=self.server_hostname if self.tls else None,
+                )
+        except TimeoutError:
+            raise UpstreamTimeout("connecting to the upstream timed out") from None
+        except ssl.SSLError as exc:
+            raise ConnectFailed(f"TLS handshake with the upstream failed: {exc.reason or exc}") from None
+        except OSError as exc:
+            raise ConnectFailed(f"upstream unreachable: {exc.strerror or exc}") from None
+        assert isinstance(protocol, UpstreamConnection)
+        protocol.begin()
+        return protocol
+
+    def release(self, conn: UpstreamConnection) -> None:
+        if conn.reusable() and len(self.idle) < MAX_IDLE_PER_UPSTREAM:
+            conn.idle_since = (self._loop or asyncio.get_running_loop()).time()
+            self.idle.append(conn)
+        else:
+            conn.close()
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        with contextlib.suppress(ValueError):
+            self.idle.remove(conn)
+
+    def close(self) -> None:
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
+
+
+def tls_context(verify: bool) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class PoolRegistry:
+    """One pool per upstream key; pools whose upstream no route uses any more are closed."""
+
+    def __init__(self) -> None:
+        self.pools: dict[tuple[str, str, int, bool], UpstreamPool] = {}
+        self._tls: dict[bool, ssl.SSLContext] = {}
+
+    def get(self, scheme: str, host: str, port: int, verify: bool) -> UpstreamPool:
+        key = (scheme, host, port, verify)
+        pool = self.pools.get(key)
+        if pool is None:
+            tls = None
+            if scheme == "https":
+                tls = self._tls.get(verify)
+                if tls is None:
+                    tls = self._tls[verify] = tls_context(verify)
+            pool = self.pools[key] = UpstreamPool(host, port, tls, host)
+        return pool
+
+    def retain(self, keep: set[tuple[str, str, int, bool]]) -> None:
+        for key in [k for k in self.pools if k not in keep]:
+            self.pools.pop(key).close()
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
+        self.pools.clear()
+
+    def describe(self) -> dict[str, Any]:
+        return {f"{k[0]}://{k[1]}:{k[2]}": len(p.idle) for k, p in self.pools.items()}

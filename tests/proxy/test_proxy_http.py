@@ -1,0 +1,216 @@
+"""The HTTP data path against a real upstream: matching, stripping, headers, bodies, errors, streaming."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import psutil
+import pytest
+import yaml
+
+from tests.nekzus_server import NekzusServer, free_port
+from tests.proxy.conftest import Upstream, routes_for
+
+
+@pytest.fixture(scope="module")
+def nekzus(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
+    srv = NekzusServer(
+        {"routes": routes_for(upstream, free_port()), "health_checks": {"enabled": False}},
+        data_dir=tmp_path_factory.mktemp("proxy-http"),
+        env={"NEKZUS_PROXY_IDLE_TIMEOUT": "1.5"},
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def http(nekzus: NekzusServer) -> Iterator[httpx.Client]:
+    with nekzus.client() as c:
+        yield c
+
+
+def test_strip_prefix_query_and_body_pass_through(http: httpx.Client) -> None:
+    r = http.post(
+        "/apps/echo/a/b%20c?x=1&y=%2F", content=b"hello body", headers={"Content-Type": "text/plain"}
+    )
+    assert r.status_code == 200
+    assert r.headers["x-api-version"] == "v1"
+    assert r.headers["x-request-id"]
+    data = r.json()
+    assert data["method"] == "POST"
+    assert data["raw_path"] == "/a/b%20c?x=1&y=%2F"
+    assert data["body"] == "hello body"
+    assert data["headers"]["x-forwarded-prefix"] == "/apps/echo"
+
+
+def test_no_strip_keeps_path_and_segment_boundary(http: httpx.Client) -> None:
+    r = http.get("/apps/raw/sub/x?q=2")
+    assert r.json()["path"] == "/apps/raw/sub/x"
+    assert r.json()["query"] == "q=2"
+    assert http.get("/apps/raw").json()["path"] == "/apps/raw"
+    # /apps/rawx is not /apps/raw: segment boundary
+    assert http.get("/apps/rawx/").status_code == 404
+
+
+def test_target_base_path_is_joined(http: httpx.Client) -> None:
+    assert http.get("/apps/based/x").json()["path"] == "/base/x"
+
+
+def test_trailing_slash_redirect_keeps_query(http: httpx.Client) -> None:
+    r = http.get("/apps/echo?a=1&b=2", follow_redirects=False)
+    assert r.status_code == 301
+    assert r.headers["location"] == "/apps/echo/?a=1&b=2"
+
+
+def test_unknown_route_is_json_404(http: httpx.Client) -> None:
+    r = http.get("/apps/nothing/here")
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "NOT_FOUND"
+
+
+def test_upstream_status_codes_and_large_body_upload(http: httpx.Client) -> None:
+    for code in (201, 204, 404, 418, 500, 503):
+        assert http.get(f"/apps/echo/status/{code}").status_code == code
+    payload = b"x" * (3 * 1024 * 1024 + 7)
+    r = http.put("/apps/echo/upload", content=payload)
+    assert r.json()["body_len"] == len(payload)
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(5):
+            yield b"y" * 10000
+
+    r = http.post("/apps/echo/chunked", content=chunks())
+    assert r.json()["body_len"] == 50000
+
+
+def test_forwarded_headers_set_and_spoofed_dropped(http: httpx.Client, nekzus: NekzusServer) -> None:
+    r = http.get(
+        "/apps/echo/h",
+        headers={
+            "X-Forwarded-For": "6.6.6.6",
+            "X-Real-IP": "6.6.6.6",
+            "X-Forwarded-Host": "evil.example",
+            "X_Forwarded_For": "7.7.7.7",
+            "Authorization": "Bearer secret-token",
+            "X-API-Key": "nekzus_secret",
+            "Cookie": "a=1",
+            "Connection": "keep-alive, X-Drop-Me",
+            "X-Drop-Me": "1",
+        },
+    )
+    headers = r.json()["headers"]
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-real-ip"] == "127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-host"] == f"127.0.0.1:{nekzus.port}"
+    assert headers["x-forwarded-port"] == str(nekzus.port)
+    assert "authorization" not in headers
+    assert "x-api-key" not in headers
+    assert "x_forwarded_for" not in headers
+    assert "x-drop-me" not in headers
+    assert headers["cookie"] == "a=1"
+
+
+def test_upstream_unreachable_is_502_json(http: httpx.Client) -> None:
+    r = http.get("/apps/dead/")
+    assert r.status_code == 502
+    assert r.json()["error"]["code"] == "BAD_GATEWAY"
+
+
+def test_upstream_timeout_is_504_json(http: httpx.Client) -> None:
+    r = http.get("/apps/echo/slow?s=4")
+    assert r.status_code == 504
+    assert r.json()["error"]["code"] == "GATEWAY_TIMEOUT"
+
+
+def test_bad_input_refused(nekzus: NekzusServer) -> None:
+    def raw(request: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", nekzus.port), timeout=5) as s:
+            s.sendall(request)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                part = s.recv(65536)
+                if not part:
+                    break
+                data += part
+            return data
+
+    assert raw(b"GET /apps/echo/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw(b"GET /apps/echo/%2e%2e/%2e%2e/x HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw(b"GET /apps/echo/a%00b HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 400")
+    big = b"X-Big: " + b"a" * 70000 + b"\r\n"
+    assert raw(b"GET /apps/echo/ HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n")[:12] in (
+        b"HTTP/1.1 431",
+        b"HTTP/1.1 400",
+    )
+    # The server is still fine.
+    with nekzus.client() as c:
+        assert c.get("/apps/echo/ok").status_code == 200
+
+
+def test_sse_events_arrive_one_by_one(http: httpx.Client) -> None:
+    arrivals: list[float] = []
+    start = time.monotonic()
+    with http.stream("GET", "/apps/echo/sse") as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                arrivals.append(time.monotonic() - start)
+    assert len(arrivals) == 4
+    # The first event came well before the last (1.2 s of upstream pauses in between).
+    assert arrivals[-1] - arrivals[0] > 0.9
+    assert arrivals[0] < 0.6
+
+
+def test_big_download_streams_with_flat_memory(http: httpx.Client, nekzus: NekzusServer) -> None:
+    assert nekzus.proc is not None
+    proc = psutil.Process(nekzus.proc.pid)
+    before = proc.memory_info().rss
+    peak = before
+    received = 0
+    with http.stream("GET", "/apps/echo/big?mb=50") as r:
+        assert r.headers["content-length"] == str(50 * 1024 * 1024)
+        for i, chunk in enumerate(r.iter_bytes(1 << 20)):
+            received += len(chunk)
+            if i % 4 == 0:
+                peak = max(peak, proc.memory_info().rss)
+    assert received == 50 * 1024 * 1024
+    # Nothing like the 50 MiB body was held in memory.
+    assert peak - before < 20 * 1024 * 1024, (before, peak)
+
+
+def test_loop_to_itself_is_508(make_server: Callable[..., NekzusServer]) -> None:
+    srv = make_server({"health_checks": {"enabled": False}}, start=False)
+    srv.config["routes"] = [{"id": "me", "path_base": "/apps/me/", "to": f"http://localhost:{srv.port}"}]
+    srv.config_path.write_text(yaml.safe_dump(srv.config))
+    srv.start()
+    with srv.client() as c:
+        r = c.get("/apps/me/")
+        assert r.status_code == 508
+        assert r.json()["error"]["code"] == "LOOP_DETECTED"
+        # A route to Nekzus through another name is caught by the hop marker.
+        c.put(
+            "/api/v1/routes/me",
+            json={"routeId": "me", "pathBase": "/apps/me/", "to": f"http://127.0.0.2:{srv.port}"},
+        )
+
+
+def test_response_cache_opt_in(http: httpx.Client, upstream: Upstream) -> None:
+    first = http.get("/apps/cache/cached")
+    second = http.get("/apps/cache/cached")
+    assert first.text == second.text == first.text
+    assert second.headers.get("x-cache") == "HIT"
+    assert upstream.hits["cached"] == 1
+    r = http.get("/apps/cache/cached", headers={"If-None-Match": '"v1"'})
+    assert r.status_code == 304
+    # Requests carrying cookies are never served from or stored in the cache.
+    http.get("/apps/cache/cached", headers={"Cookie": "s=1"})
+    assert upstream.hits["cached"] == 2
+    # Routes without `cache` never cache.
+    http.get("/apps/echo/cached")
+    http.get("/apps/echo/cached")
+    assert upstream.hits["cached"] == 4
