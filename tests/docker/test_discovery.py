@@ -196,7 +196,10 @@ def _catalog_enabled(client: httpx.Client) -> bool:
 def test_approval_creates_working_route(dserver: NekzusServer, dclient: httpx.Client, httpd) -> None:
     if not _catalog_enabled(dclient):
         pytest.skip("needs the catalog/proxy feature (proxy branch) merged")
-    _cid, port = httpd("approve-me", labels={"nekzus.enable": "true", "nekzus.app.id": "approveme"})
+    _cid, port = httpd(
+        "approve-me",
+        labels={"nekzus.enable": "true", "nekzus.app.id": "approveme"},
+    )
     pid = "proposal_docker_http_approve_me_80"
     wait_proposal(dclient, pid)
     approved = dclient.post(f"/api/v1/discovery/proposals/{pid}/approve", json={"port": port})
@@ -208,7 +211,12 @@ def test_approval_creates_working_route(dserver: NekzusServer, dclient: httpx.Cl
     assert body["portExposure"]["riskLevel"] == "none"
     assert pid not in proposals(dclient)
     page = poll(lambda: (r := dclient.get("/apps/approveme/")).status_code == 200 and r, what="proxied route")
-    assert page.text == "ok\n"
+    assert page.text.endswith("ok\n")  # the upstream's page, behind the proxy's HTML rewriting
+    assert '<base href="/apps/approveme/">' in page.text
     routes = dclient.get("/api/v1/routes").json()
     assert any(r["appId"] == "approveme" and r["to"] == f"http://127.0.0.1:{port}" for r in routes)
     wait_http(f"http://127.0.0.1:{port}/")
+    # the app is routed now: the container is no longer proposed, even after rediscover
+    dclient.post("/api/v1/discovery/rediscover")
+    time.sleep(1.0)
+    assert pid not in proposals(dclient)

@@ -94,7 +94,7 @@ def test_streams_in_process(docker_engine: DockerEngine, container) -> None:
             await svc._ws_subscribe(client, {"containerId": a[:12], "follow": True})
             await client.wait(lambda t, d: t == "container.logs.started" and len(svc._log_streams) == 1)
             for closer in client.closers:
-                closer()  # the hub reports the connection closed
+                closer(client)  # the hub reports the connection closed
             await asyncio.sleep(0.05)
             assert svc._log_streams == {}
 

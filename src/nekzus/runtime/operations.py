@@ -348,7 +348,7 @@ class ContainerService:
         if previous is not None:
             previous.cancel()
         if not any(k[0] == key[0] for k in self._log_streams):
-            _on_close(client, lambda: self._close_client(key[0]))
+            _on_close(client, lambda *_client: self._close_client(key[0]))
         task = self.services.spawn(
             self._stream(client, rt, cid, tail, follow, timestamps), f"logs-{key[0]}-{cid[:12]}"
         )
@@ -423,17 +423,17 @@ def _log_error(cid: str, code: str, message: str) -> dict[str, Any]:
 
 
 async def _send(client: Any, type_: str, data: dict[str, Any]) -> bool:
-    """Send to a WebSocket client; False when it is gone."""
+    """Send to a WebSocket client; False when it is gone (a frame dropped under back-pressure is not)."""
     try:
         result = client.send(type_, data)
         if inspect.isawaitable(result):
-            result = await result
+            await result
     except Exception:
         return False
-    return result is not False
+    return not bool(getattr(client, "closing", False))
 
 
-def _on_close(client: Any, callback: Callable[[], None]) -> None:
+def _on_close(client: Any, callback: Callable[..., None]) -> None:
     register = getattr(client, "on_close", None)
     if register is not None:
         register(callback)
