@@ -50,6 +50,7 @@ FEATURES: list[str] = [
     "nekzus.api.containers",
     "nekzus.api.discovery",
     "nekzus.api.export",
+    "nekzus.config.reload",
 ]
 
 # Paths that answer before storage is ready.
@@ -107,11 +108,14 @@ def create_app(
     tls_cert_path: Path | None = None,
     tls_key_path: Path | None = None,
     features: list[str] | None = None,
+    config_path: str | None = None,
 ) -> NekzusApp:
     from nekzus.netinfo import detect_base_url
 
     url = base_url or config.server.base_url or detect_base_url(config.server.addr, tls=config.tls_enabled)
-    services = Services.build(config, base_url=url, tls_cert_path=tls_cert_path, tls_key_path=tls_key_path)
+    services = Services.build(
+        config, base_url=url, tls_cert_path=tls_cert_path, tls_key_path=tls_key_path, config_path=config_path
+    )
     rejections = services.metrics.rate_limit_rejections_total
     services.limiter.rejections = lambda category: rejections.labels(category).inc()
 
@@ -138,4 +142,13 @@ def create_app(
     for name in features if features is not None else FEATURES:
         module = importlib.import_module(name)
         module.install(api, services)
-    return NekzusApp(services, api)
+    app = NekzusApp(services, api)
+    reloader = services.domains.get("config_reload")
+    if reloader is not None:
+
+        def envelope_settings(_old: Config, new: Config) -> None:
+            app.stack.trusted_proxies = services.trusted_proxies
+            app.stack.max_body = new.server.max_body_bytes
+
+        reloader.on_reload(envelope_settings)
+    return app

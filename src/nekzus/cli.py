@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from nekzus.server import run
 
-    return run(config)
+    return run(config, config_path=args.config)
 
 
 def _warn_unknown_keys(path: str) -> None:

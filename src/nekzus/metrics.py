@@ -154,6 +154,13 @@ class Metrics:
         )
         # Config
         self.config_reloads_total = c("config_reloads_total", "Config reloads", ("status",))
+        self.config_reload_duration_seconds = h("config_reload_duration_seconds", "Config reload duration")
+        self.config_last_reload_time_seconds = g(
+            "config_last_reload_time_seconds", "Unix time of the last config reload attempt"
+        )
+        self.config_last_reload_status = g(
+            "config_last_reload_status", "Outcome of the last config reload (1 success, 0 failure)"
+        )
         # Notifications
         self.notification_queue_depth = g("notification_queue_depth", "Queued notifications")
         self.notifications_enqueued_total = c("notifications_enqueued_total", "Notifications queued")

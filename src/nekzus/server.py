@@ -114,7 +114,7 @@ def _exit_cleanly(_signum: int, _frame: Any) -> None:
     sys.exit(0)
 
 
-def run(config: Config) -> int:
+def run(config: Config, config_path: str | None = None) -> int:
     from nekzus.certs.selfsigned import TlsSetupError
 
     try:
@@ -129,7 +129,12 @@ def run(config: Config) -> int:
 
     from nekzus.app import create_app
 
-    app = create_app(config, tls_cert_path=tls[0] if tls else None, tls_key_path=tls[1] if tls else None)
+    app = create_app(
+        config,
+        tls_cert_path=tls[0] if tls else None,
+        tls_key_path=tls[1] if tls else None,
+        config_path=config_path,
+    )
     try:
         sock = bind_socket(config.server.addr)
     except OSError as exc:

@@ -53,6 +53,8 @@ class Services:
     proxy: ProxyDispatch | None = None
     ready: bool = False
     capabilities: list[str] = field(default_factory=list)
+    # The config file the server was started with (None in-process/tests): enables hot reload.
+    config_path: str | None = None
     # Domain services, filled by their features' install functions.
     domains: dict[str, Any] = field(default_factory=dict)
     _startup: list[tuple[str, Hook]] = field(default_factory=list)
@@ -67,6 +69,7 @@ class Services:
         base_url: str,
         tls_cert_path: Path | None = None,
         tls_key_path: Path | None = None,
+        config_path: str | None = None,
     ) -> Services:
         return cls(
             config=config,
@@ -80,6 +83,7 @@ class Services:
             tls_key_path=tls_key_path,
             trusted_proxies=parse_networks(config.server.trusted_proxies),
             local_networks=parse_networks(config.auth.local_networks),
+            config_path=config_path,
         )
 
     @property

@@ -1,7 +1,7 @@
 """Prometheus exposition at `metrics.path` (default `/metrics`; behaviour B §14, fixing ORIG's ignored path).
 
 No authentication (REF); the rate limiter gives it its own `metrics` category. `metrics.enabled: false`
-→ 404 in the JSON error shape.
+→ 404 in the JSON error shape (checked per request, so a config reload toggles it).
 """
 
 from __future__ import annotations
@@ -20,21 +20,15 @@ log = logging.getLogger("nekzus.metrics")
 
 def install(api: FastAPI, services: Services) -> None:
     path = services.config.metrics.path
-
-    if not services.config.metrics.enabled:
-
-        @api.get(path, include_in_schema=False)
-        async def metrics_disabled() -> Response:
-            return error_response(404, "NOT_FOUND", "Metrics are disabled")
-
-        return
-
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
     metrics = services.metrics
 
+    # `metrics.enabled` is read per request: a config reload toggles the endpoint live (B §1.6).
     @api.get(path, include_in_schema=False)
     async def prometheus_metrics() -> Response:
+        if not services.config.metrics.enabled:
+            return error_response(404, "NOT_FOUND", "Metrics are disabled")
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
         metrics.uptime_seconds.set(time.time() - services.started_at)
         for refresh in list(metrics.refreshers):
             try:

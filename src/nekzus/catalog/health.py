@@ -15,6 +15,7 @@ from typing import Any
 
 from nekzus.catalog.service import CatalogService, HealthState
 from nekzus.catalog.spec import RouteSpec, format_duration
+from nekzus.config.model import HealthChecksConfig
 from nekzus.health import ComponentHealth, Status
 from nekzus.services import Services
 
@@ -34,6 +35,7 @@ class ServiceHealthChecker:
         self._sem = asyncio.Semaphore(self.config.max_concurrency)
         self._session: Any = None
         self._task: asyncio.Task[Any] | None = None
+        self._listening = False
 
     # -- effective settings -------------------------------------------------------------------------
 
@@ -77,8 +79,28 @@ class ServiceHealthChecker:
     def start(self) -> None:
         if not self.config.enabled:
             return
+        self._listening = True
         self.catalog.on_change(self._wake.set)
         self._task = self.services.spawn(self._run(), "service-health-checker")
+
+    def reconfigure(self, config: HealthChecksConfig) -> None:
+        """Apply new `health_checks` settings (config reload): every app is rescheduled at once."""
+        old, self.config = self.config, config
+        if config == old:
+            return
+        if config.max_concurrency != old.max_concurrency:
+            self._sem = asyncio.Semaphore(config.max_concurrency)
+        self._due.clear()
+        running = self._task is not None and not self._task.done()
+        if config.enabled and not running:
+            if not self._listening:
+                self._listening = True
+                self.catalog.on_change(self._wake.set)
+            self._task = self.services.spawn(self._run(), "service-health-checker")
+        elif not config.enabled and running and self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._wake.set()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -110,10 +132,11 @@ class ServiceHealthChecker:
     async def _run(self) -> None:
         import aiohttp
 
-        self._session = aiohttp.ClientSession(
-            headers={"User-Agent": "Nekzus-HealthCheck/1.0"},
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        if self._session is None:  # kept when a config reload restarts the checker
+            self._session = aiohttp.ClientSession(
+                headers={"User-Agent": "Nekzus-HealthCheck/1.0"},
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()

@@ -28,6 +28,12 @@ log = logging.getLogger("nekzus.catalog")
 SOURCES = ("config", "api", "discovery")
 
 
+def _route_from_config(route_cfg: Any) -> RouteSpec:
+    raw = {k: v for k, v in route_cfg.model_dump().items() if v is not None}
+    raw["route_id"] = raw.pop("id")
+    return RouteSpec.model_validate(raw)
+
+
 def rfc3339(ts: float | None) -> str | None:
     if ts is None:
         return None
@@ -82,7 +88,7 @@ class CatalogService:
         self._listeners.append(callback)
         callback()
 
-    def _changed(self, message: str, **details: Any) -> None:
+    def _changed(self, message: str, *, announce: bool = True, **details: Any) -> None:
         for callback in self._listeners:
             try:
                 callback()
@@ -91,7 +97,8 @@ class CatalogService:
         metrics = self.services.metrics
         metrics.storage_apps_total.set(len(self.apps))
         metrics.storage_routes_total.set(len(self.routes))
-        self.services.bus.emit("config_reload", {"message": message, **details})
+        if announce:
+            self.services.bus.emit("config_reload", {"message": message, **details})
 
     async def load(self) -> None:
         """Read the catalog, then re-apply the config file's apps and routes (apps first)."""
@@ -128,15 +135,105 @@ class CatalogService:
             except (ValidationError, ValueError) as exc:
                 log.warning("config app %s ignored: %s", app_cfg.id, exc)
         for route_cfg in config.routes:
-            raw = {k: v for k, v in route_cfg.model_dump().items() if v is not None}
-            raw["route_id"] = raw.pop("id")
             try:
-                rspec = RouteSpec.model_validate(raw)
+                rspec = _route_from_config(route_cfg)
                 self._check_conflicts(rspec)
                 await self._save_route(rspec, "config")
             except (ValidationError, ValueError, CatalogError) as exc:
                 log.warning("config route %s ignored: %s", route_cfg.id, exc)
         self._changed("Catalog loaded")
+
+    async def apply_config(self, apps: list[Any], routes: list[Any]) -> dict[str, list[str]]:
+        """Merge the config file's apps and routes on hot reload (behaviour B §1.6 REC).
+
+        Config entries are upserted; entries that came from the config file (`source == "config"`) and
+        are gone from it are removed; routes and apps created through the API or approved from
+        discovery are never touched (a config entry whose id they already use is skipped).
+        """
+        summary: dict[str, list[str]] = {
+            "routesAdded": [],
+            "routesUpdated": [],
+            "routesRemoved": [],
+            "appsAdded": [],
+            "appsUpdated": [],
+            "appsRemoved": [],
+            "skipped": [],
+        }
+        app_specs: dict[str, AppSpec] = {}
+        for app_cfg in apps:
+            try:
+                app_specs[app_cfg.id] = AppSpec.model_validate(app_cfg.model_dump())
+            except (ValidationError, ValueError) as exc:
+                log.warning("config app %s ignored: %s", app_cfg.id, exc)
+                summary["skipped"].append(f"app:{app_cfg.id}")
+        route_specs: dict[str, RouteSpec] = {}
+        for route_cfg in routes:
+            try:
+                route_specs[route_cfg.id] = _route_from_config(route_cfg)
+            except (ValidationError, ValueError) as exc:
+                log.warning("config route %s ignored: %s", route_cfg.id, exc)
+                summary["skipped"].append(f"route:{route_cfg.id}")
+        async with self._lock:
+            # Stale config routes go first, so a renamed route may take over its old path.
+            stale = [e for rid, e in self.routes.items() if e.source == "config" and rid not in route_specs]
+            if stale:
+                async with self.services.db.session() as session:
+                    for entry in stale:
+                        await session.execute(delete(RouteRow).where(RouteRow.id == entry.spec.route_id))
+                for entry in stale:
+                    del self.routes[entry.spec.route_id]
+                    summary["routesRemoved"].append(entry.spec.route_id)
+            for app_id, spec in app_specs.items():
+                existing_app = self.apps.get(app_id)
+                if existing_app is not None and existing_app.source != "config":
+                    log.warning(
+                        "config app %s ignored: the id is used by a %s app", app_id, existing_app.source
+                    )
+                    summary["skipped"].append(f"app:{app_id}")
+                    continue
+                if existing_app is not None and existing_app.spec == spec:
+                    continue
+                await self._save_app(spec, "config")
+                summary["appsAdded" if existing_app is None else "appsUpdated"].append(app_id)
+            for route_id, rspec in route_specs.items():
+                existing = self.routes.get(route_id)
+                if existing is not None and existing.source != "config":
+                    log.warning(
+                        "config route %s ignored: the id is used by a %s route", route_id, existing.source
+                    )
+                    summary["skipped"].append(f"route:{route_id}")
+                    continue
+                if existing is not None and existing.spec == rspec:
+                    continue
+                try:
+                    self._check_conflicts(rspec)
+                except CatalogError as exc:
+                    log.warning("config route %s ignored: %s", route_id, exc.message)
+                    summary["skipped"].append(f"route:{route_id}")
+                    continue
+                await self._save_route(rspec, "config")
+                summary["routesAdded" if existing is None else "routesUpdated"].append(route_id)
+                if existing is not None and existing.spec.app_id != rspec.app_id:
+                    await self._drop_config_app(existing.spec.app_id, app_specs, summary)
+            for entry in stale:
+                await self._drop_config_app(entry.spec.app_id, app_specs, summary)
+            for app_id, app_entry in list(self.apps.items()):
+                if app_entry.source == "config" and app_id not in app_specs:
+                    await self._drop_config_app(app_id, app_specs, summary)
+        if any(v for k, v in summary.items() if k != "skipped"):
+            self._changed("Configuration reloaded", announce=False)
+        return summary
+
+    async def _drop_config_app(
+        self, app_id: str, wanted: dict[str, AppSpec], summary: dict[str, list[str]]
+    ) -> None:
+        """Remove an app left without routes, unless the config file still lists it."""
+        if app_id in wanted or app_id not in self.apps:
+            return
+        if any(e.spec.app_id == app_id for e in self.routes.values()):
+            return
+        await self._drop_orphan_app(app_id)
+        summary["appsRemoved"].append(app_id)
 
     # ---- queries (memory only) -------------------------------------------------------------------
 

@@ -83,25 +83,26 @@ def _build(limit: RateLimit) -> Bucket | None:
 class RateLimiter:
     """All categories of REF's table; `classify` maps a request onto one of them."""
 
+    CATEGORIES = ("health", "auth", "qr", "websocket", "device", "container", "general", "metrics", "proxy")
+
     def __init__(self, config: RateLimitsConfig, metrics_path: str = "/metrics") -> None:
+        self.config = config
         self.enabled = config.enabled
         self.metrics_path = metrics_path
         self.buckets: dict[str, Bucket | None] = {
-            name: _build(getattr(config, name))
-            for name in (
-                "health",
-                "auth",
-                "qr",
-                "websocket",
-                "device",
-                "container",
-                "general",
-                "metrics",
-                "proxy",
-            )
+            name: _build(getattr(config, name)) for name in self.CATEGORIES
         }
         self.identify: Identify | None = None
         self.rejections: Callable[[str], None] | None = None
+
+    def reconfigure(self, config: RateLimitsConfig) -> list[str]:
+        """Apply new limits (config reload): rebuild the buckets of the categories that changed."""
+        changed = [n for n in self.CATEGORIES if getattr(config, n) != getattr(self.config, n)]
+        for name in changed:
+            self.buckets[name] = _build(getattr(config, name))
+        self.config = config
+        self.enabled = config.enabled
+        return changed
 
     def classify(self, method: str, path: str, scope_type: str = "http") -> str | None:
         if path in ("/healthz", "/livez", "/readyz", "/api/v1/healthz") or path.startswith(
