@@ -31,7 +31,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from nekzus.config.loader import ConfigError, load_config, read_file
+from nekzus.config.loader import ConfigError, load_config, read_file, unknown_keys
 from nekzus.config.model import Config
 from nekzus.http.clientip import parse_networks
 from nekzus.services import Services
@@ -219,9 +219,12 @@ class ConfigReloader:
         services = self.services
         old = services.config
         try:
-            await asyncio.to_thread(read_file, self.path)
+            raw = await asyncio.to_thread(read_file, self.path)
         except ConfigError as exc:
             return "error_load", str(exc)
+        unknown = unknown_keys(raw)
+        if unknown:
+            log.warning("ignoring unknown config keys: %s", ", ".join(unknown))
         try:
             new = await asyncio.to_thread(load_config, self.path, insecure_http=old.insecure_http)
         except ConfigError as exc:
