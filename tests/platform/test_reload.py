@@ -281,12 +281,34 @@ def test_reload_is_audited_and_announced(srv: NekzusServer, upstreams: dict[str,
         assert reloads[0]["icon"] == "RefreshCw"
 
 
-def test_sighup_reloads(srv: NekzusServer, upstreams: dict[str, Upstream]) -> None:
+def test_sighup_reloads_and_announces_on_the_websocket(srv: NekzusServer) -> None:
+    import websockets
+
     assert srv.proc is not None
+    proc = srv.proc
+
+    async def scenario() -> dict[str, Any]:
+        url = srv.ws_url + "/api/v1/ws"
+        async with websockets.connect(url, open_timeout=5, close_timeout=2) as ws:
+            await ws.send(json.dumps({"type": "auth", "data": {"token": ""}}))
+            deadline = time.monotonic() + 10
+            authed = False
+            while time.monotonic() < deadline:
+                message = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
+                if message["type"] == "auth_success":
+                    authed = True
+                elif message["type"] == "hello" and authed:
+                    proc.send_signal(signal.SIGHUP)
+                elif message["type"] == "config_reload":
+                    found: dict[str, Any] = message
+                    return found
+            raise AssertionError("no config_reload message after SIGHUP")
+
     with srv.client() as c:
         before = reload_metric(c, "success")
-        srv.proc.send_signal(signal.SIGHUP)
+        message = asyncio.run(scenario())
+        assert message["data"]["message"] == "Configuration reloaded"
         wait_log_count(srv, "configuration reloaded (sighup)", 1)
         assert reload_metric(c, "success") == before + 1
-        assert srv.proc.poll() is None
+        assert proc.poll() is None
         assert c.get("/apps/old/s").text == "alpha:/s"
