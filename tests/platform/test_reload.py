@@ -249,6 +249,21 @@ def test_live_settings_metrics_trust_bootstrap_rate_limits(srv: NekzusServer) ->
         assert reload_metric(c, "success") == 2
 
 
+def test_health_checks_switched_on_by_a_reload(srv: NekzusServer) -> None:
+    def old_health() -> str:
+        routes = {x["routeId"]: x for x in c.get("/api/v1/routes").json()}
+        status: str = routes["old"]["healthInfo"]["status"]
+        return status
+
+    with srv.client() as c:
+        assert old_health() == "unknown"  # checks are off at start
+        srv.config["health_checks"] = {"enabled": True, "interval": "1s", "timeout": "2s"}
+        write_config(srv)
+        wait_for(lambda: old_health() == "healthy", "the first health check after the reload", srv)
+        routes = {x["routeId"]: x for x in c.get("/api/v1/routes").json()}
+        assert routes["old"]["healthInfo"]["effectiveInterval"] == "1s"
+
+
 def test_reload_is_audited_and_announced(srv: NekzusServer, upstreams: dict[str, Upstream]) -> None:
     with srv.client() as c:
         r = c.post("/api/v1/auth/setup", json=ADMIN)
@@ -312,3 +327,19 @@ def test_sighup_reloads_and_announces_on_the_websocket(srv: NekzusServer) -> Non
         assert reload_metric(c, "success") == before + 1
         assert proc.poll() is None
         assert c.get("/apps/old/s").text == "alpha:/s"
+
+
+def test_effective_config_keeps_restart_only_values() -> None:
+    from nekzus.config import load_config
+    from nekzus.config.reload import changed_keys, effective_config
+
+    old = load_config(None, env={})
+    new = load_config(None, env={})
+    new.discovery.enabled = True
+    new.metrics.enabled = False
+    new.auth.default_scopes = ["read:catalog"]
+    running = effective_config(old, new)
+    assert running.discovery.enabled is False  # needs a restart: the running value stays
+    assert running.metrics.enabled is False
+    assert running.auth.default_scopes == ["read:catalog"]
+    assert changed_keys(old, new) == ["auth.default_scopes", "discovery.enabled", "metrics.enabled"]
