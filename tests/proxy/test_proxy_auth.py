@@ -245,7 +245,9 @@ def test_device_revocation_cuts_off_proxy_and_rest_at_once(
     assert reached_upstream(client.get("/apps/grafana/a", headers=admin), "/a")
 
 
-def test_device_revokes_itself(client: httpx.Client, new_device: Callable[..., tuple[str, dict[str, str]]]) -> None:
+def test_device_revokes_itself(
+    client: httpx.Client, new_device: Callable[..., tuple[str, dict[str, str]]]
+) -> None:
     device_id, headers = new_device()
     assert reached_upstream(client.get("/apps/plain/s", headers=headers), "/apps/plain/s")
     assert client.delete(f"/api/v1/devices/{device_id}", headers=headers).status_code == 200
@@ -253,7 +255,10 @@ def test_device_revokes_itself(client: httpx.Client, new_device: Callable[..., t
 
 
 def test_websocket_tunnel_refused_after_revocation(
-    srv: NekzusServer, client: httpx.Client, admin: dict[str, str], new_device: Callable[..., tuple[str, dict[str, str]]]
+    srv: NekzusServer,
+    client: httpx.Client,
+    admin: dict[str, str],
+    new_device: Callable[..., tuple[str, dict[str, str]]],
 ) -> None:
     device_id, headers = new_device(["access:grafana", *DEFAULT_SCOPES])
     assert client.delete(f"/api/v1/devices/{device_id}", headers=admin).status_code == 200
