@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from websockets.exceptions import InvalidStatus
 
 from nekzus.auth.principal import ADMIN
 from tests.auth.conftest import PERMANENT_BOOTSTRAP, bearer, create_admin, login, pair
+from tests.auth.test_audit_activity import audit, find
 from tests.nekzus_server import NekzusServer
 from tests.proxy.conftest import Upstream
 
@@ -373,3 +375,78 @@ def test_session_cookie_endpoints_need_a_jwt(client: httpx.Client, new_key: Call
     for headers in ({}, key):
         assert client.get("/api/v1/session-cookies", headers=headers).status_code == 401
         assert client.delete("/api/v1/session-cookies", headers=headers).status_code == 401
+
+
+# --- audit: denials on the proxy path, route changes through the API ---------------------------------
+
+
+def details_of(row: dict[str, Any]) -> dict[str, Any]:
+    raw = row["details"]
+    data: dict[str, Any] = json.loads(raw) if isinstance(raw, str) else raw
+    return data
+
+
+def test_proxy_refusals_are_audited(
+    client: httpx.Client, admin: dict[str, str], new_key: Callable[..., tuple[str, dict[str, str]]]
+) -> None:
+    key_id, key = new_key(DEFAULT_SCOPES)
+    for _ in range(5):  # repeated refusals are audited once, not once per request
+        assert client.get("/apps/grafana/d", headers=key).status_code == 403
+    row = find(client, admin, "access.denied", actor=key_id)
+    assert row["success"] is False and row["ip"] == "127.0.0.1" and row["target"] == "/apps/grafana/d"
+    details = details_of(row)
+    assert details["routeId"] == "grafana" and details["required"] == ["access:grafana"]
+    assert details["kind"] == "apikey"
+    rows = [r for r in audit(client, admin, action="access.denied", limit=1000) if r["actor"] == key_id]
+    assert len(rows) == 1
+    # A revoked key used on the proxy path.
+    assert client.delete(f"/api/v1/apikeys/{key_id}", headers=admin).status_code in (200, 204)
+    assert client.get("/apps/plain/d", headers=key).status_code == 401
+    assert find(client, admin, "apikey.denied", target=key_id)["success"] is False
+
+
+def test_route_changes_are_audited_and_take_effect_on_the_proxy(
+    client: httpx.Client, admin: dict[str, str], upstream: Upstream
+) -> None:
+    route_id = f"audited-{time.monotonic_ns()}"
+    app_id = f"app-{route_id}"
+    body = {"routeId": route_id, "appId": app_id, "pathBase": f"/apps/{route_id}/", "to": upstream.url}
+    r = client.post("/api/v1/routes", json={**body, "scopes": ["access:audited"]}, headers=admin)
+    assert r.status_code == 201, r.text
+    created = find(client, admin, "route.created", target=route_id)
+    assert created["actor"] == "user-admin" and created["ip"] == "127.0.0.1"
+    assert details_of(created)["pathBase"] == f"/apps/{route_id}/"
+    assert find(client, admin, "app.registered", target=app_id)["actor"] == "user-admin"
+    # The new route is live and guarded at once.
+    assert client.get(f"/apps/{route_id}/x").status_code == 401
+    assert reached_upstream(client.get(f"/apps/{route_id}/x", headers=admin), f"/apps/{route_id}/x")
+
+    r = client.patch(f"/api/v1/routes/{route_id}", json={"publicAccess": True}, headers=admin)
+    assert r.status_code == 200, r.text
+    updated = find(client, admin, "route.updated", target=route_id)
+    assert "public_access" in details_of(updated)["fields"]
+    assert reached_upstream(client.get(f"/apps/{route_id}/x"), f"/apps/{route_id}/x")
+    r = client.put(f"/api/v1/routes/{route_id}", json=body, headers=admin)
+    assert r.status_code == 200, r.text
+    assert client.get(f"/apps/{route_id}/x").status_code == 401
+    rows = [r for r in audit(client, admin, action="route.updated", limit=1000) if r["target"] == route_id]
+    assert len(rows) == 2
+
+    assert client.delete(f"/api/v1/routes/{route_id}", headers=admin).status_code == 204
+    deleted = find(client, admin, "route.deleted", target=route_id)
+    assert deleted["actor"] == "user-admin" and details_of(deleted)["appId"] == app_id
+    assert find(client, admin, "app.deleted", target=app_id)
+    assert client.get(f"/apps/{route_id}/x", headers=admin).status_code == 404
+
+
+def test_refused_route_changes_are_not_audited_as_changes(
+    client: httpx.Client, admin: dict[str, str], new_key: Callable[..., tuple[str, dict[str, str]]]
+) -> None:
+    key_id, key = new_key(["read:catalog"])
+    body = {"routeId": "sneaky", "pathBase": "/apps/sneaky/", "to": "http://127.0.0.1:9"}
+    assert client.post("/api/v1/routes", json=body, headers=key).status_code == 403
+    assert find(client, admin, "access.denied", actor=key_id)["target"] == "/api/v1/routes"
+    assert client.post("/api/v1/routes", json={**body, "to": "not a url"}, headers=admin).status_code == 400
+    assert not [
+        r for r in audit(client, admin, action="route.created", limit=1000) if r["target"] == "sneaky"
+    ]
