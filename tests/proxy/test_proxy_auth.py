@@ -24,6 +24,7 @@ from websockets.exceptions import InvalidStatus
 from nekzus.auth.principal import ADMIN
 from tests.auth.conftest import PERMANENT_BOOTSTRAP, bearer, create_admin, login, pair
 from tests.auth.test_audit_activity import audit, find
+from tests.events.conftest import WS
 from tests.nekzus_server import NekzusServer
 from tests.proxy.conftest import Upstream
 
@@ -450,3 +451,25 @@ def test_refused_route_changes_are_not_audited_as_changes(
     assert not [
         r for r in audit(client, admin, action="route.created", limit=1000) if r["target"] == "sneaky"
     ]
+
+
+def test_websocket_hub_scope_denial_is_audited(
+    srv: NekzusServer,
+    client: httpx.Client,
+    admin: dict[str, str],
+    new_key: Callable[..., tuple[str, dict[str, str]]],
+) -> None:
+    key_id, key = new_key(["read:catalog"])
+
+    async def run() -> dict[str, Any]:
+        ws = await WS.open(srv.ws_url, key["X-API-Key"], expect_ok=False)
+        try:
+            assert ws.auth is not None
+            return ws.auth
+        finally:
+            await ws.close()
+
+    reply = asyncio.run(asyncio.wait_for(run(), 20))
+    assert reply["type"] == "auth_failed", reply
+    row = find(client, admin, "access.denied", actor=key_id)
+    assert row["target"] == "/api/v1/ws" and details_of(row)["required"] == ["read:events"]
