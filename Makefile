@@ -32,7 +32,7 @@ typecheck: install-test
 	$(BIN)/mypy
 
 test: system-deps install-test lint typecheck
-	$(BIN)/pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 bench: install-test
 	bash scripts/install-system-deps.sh bench

@@ -43,3 +43,13 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., NekzusServer]]:
     yield factory
     for srv in started:
         srv.stop()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, a test without an explicit `xdist_group` is grouped by its file, so
+    modules keep the `loadfile` behaviour (one module-scoped server, tests in order) while every
+    docker module shares the "docker" group, one worker and one test Docker engine."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))

@@ -47,6 +47,9 @@ FEATURES: list[str] = [
     "nekzus.api.routes",
     "nekzus.api.service_health",
     "nekzus.api.session_cookies",
+    "nekzus.api.containers",
+    "nekzus.api.discovery",
+    "nekzus.api.export",
 ]
 
 # Paths that answer before storage is ready.

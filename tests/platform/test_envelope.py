@@ -88,3 +88,12 @@ def test_malformed_requests_do_not_hurt_the_server(server: NekzusServer, raw: by
         reply = sock.recv(4096)
     assert reply == b"" or reply.startswith(b"HTTP/1.1 4")
     assert httpx.get(server.url + "/livez").text == "ok"
+
+
+def test_openapi_operations_are_unique_and_typed(client: httpx.Client) -> None:
+    document = client.get("/api/v1/openapi.json").json()
+    ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+    login = document["paths"]["/api/v1/auth/login"]["post"]
+    assert "requestBody" in login
+    assert "ErrorResponse" in document["components"]["schemas"]

@@ -16,7 +16,8 @@ from nekzus.services import Services
 router = APIRouter(tags=["health"])
 
 
-@router.api_route("/healthz", methods=["GET", "HEAD"], summary="Overall health (text, or JSON detail)")
+@router.head("/healthz", include_in_schema=False)
+@router.get("/healthz", summary="Overall health (text, or JSON detail)")
 async def healthz(request: Request) -> Response:
     services = services_of(request)
     overall, components = await services.health.check_all()
@@ -36,19 +37,22 @@ async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok" if healthy else "unhealthy", status_code=status_code)
 
 
-@router.api_route("/livez", methods=["GET", "HEAD"], summary="Liveness: the process is running")
+@router.head("/livez", include_in_schema=False)
+@router.get("/livez", summary="Liveness: the process is running")
 async def livez() -> Response:
     return PlainTextResponse("ok")
 
 
-@router.api_route("/readyz", methods=["GET", "HEAD"], summary="Readiness: storage open and migrated")
+@router.head("/readyz", include_in_schema=False)
+@router.get("/readyz", summary="Readiness: storage open and migrated")
 async def readyz(request: Request) -> Response:
     if services_of(request).ready:
         return PlainTextResponse("ok")
     return PlainTextResponse("not ready", status_code=503)
 
 
-@router.api_route("/api/v1/healthz", methods=["GET", "HEAD"], summary="Simple health for probes")
+@router.head("/api/v1/healthz", include_in_schema=False)
+@router.get("/api/v1/healthz", summary="Simple health for probes")
 async def api_healthz(request: Request) -> Response:
     if services_of(request).ready:
         return PlainTextResponse("ok")

@@ -17,9 +17,11 @@ from nekzus.services import Services
 router = APIRouter(prefix="/api/v1", tags=["health"], responses=ERROR_RESPONSES)
 
 
-@router.api_route(
+@router.head(
+    "/services/{app_id}/health", dependencies=[Depends(require("read:catalog"))], include_in_schema=False
+)
+@router.get(
     "/services/{app_id}/health",
-    methods=["GET", "HEAD"],
     dependencies=[Depends(require("read:catalog"))],
     summary="Health of one app's upstream (503 when unhealthy)",
 )

@@ -1,0 +1,413 @@
+"""Container management routes (REF Containers + Bulk Operations; B §7).
+
+Mounted when `runtimes.docker.enabled` (or, for compatibility, `discovery.docker.enabled`). Reads need
+any credential, actions `write:*`. The container rate-limit category applies by path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from nekzus.api.deps import services_of
+from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.security import require
+from nekzus.auth.principal import Principal
+from nekzus.health import ComponentHealth, Status
+from nekzus.http.errors import ApiError
+from nekzus.runtime.base import RuntimeErrorBase, valid_container_id
+from nekzus.runtime.manager import RuntimeManager, UnknownRuntime
+from nekzus.runtime.operations import ContainerService
+from nekzus.services import Services
+
+log = logging.getLogger("nekzus.containers")
+
+router = APIRouter(prefix="/api/v1/containers", tags=["containers"], responses=ERROR_RESPONSES)
+
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+
+
+# -- models ------------------------------------------------------------------------------------------
+
+
+class PortOut(BaseModel):
+    ip: str | None = None
+    privatePort: int
+    publicPort: int | None = None
+    type: str
+
+
+class ContainerOut(BaseModel):
+    id: str
+    name: str
+    image: str
+    state: str
+    status: str
+    created: int
+    ports: list[PortOut]
+    labels: dict[str, str]
+    runtime: str
+    namespace: str
+
+
+class AcceptedOut(BaseModel):
+    status: str
+    containerId: str
+    message: str
+    timestamp: int
+    runtime: str | None = None
+    timeout: int | None = None
+
+
+class CpuOut(BaseModel):
+    usage: float
+    coresUsed: float
+    totalCores: float
+
+
+class MemoryOut(BaseModel):
+    usage: float
+    used: int
+    limit: int
+    available: int
+
+
+class NetworkOut(BaseModel):
+    rx: int
+    tx: int
+
+
+class StatsOut(BaseModel):
+    containerId: str
+    cpu: CpuOut
+    memory: MemoryOut
+    network: NetworkOut
+    timestamp: int
+
+
+class AllStatsOut(BaseModel):
+    containers: list[StatsOut]
+    timestamp: int
+
+
+class BulkItem(BaseModel):
+    id: str
+    name: str
+    success: bool
+    error: str | None = None
+
+
+class BulkOut(BaseModel):
+    message: str
+    total: int
+    success: int
+    failed: int
+    results: list[BulkItem]
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    operation: Any = Field(default=None, validation_alias=AliasChoices("operation", "action"))
+    containerIds: Any = Field(default=None, validation_alias=AliasChoices("containerIds", "container_ids"))
+    timeout: Any = None
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def _svc(request: Request) -> ContainerService:
+    svc = services_of(request).domains.get("containers")
+    if svc is None:
+        raise ApiError(503, "RUNTIME_UNAVAILABLE", "No container runtime is enabled")
+    return svc
+
+
+def _check_id(container_id: str) -> str:
+    if not valid_container_id(container_id):
+        raise ApiError(400, "INVALID_CONTAINER_ID", "Invalid container id")
+    return container_id
+
+
+def parse_timeout(value: Any) -> int | None:
+    """1-300 seconds (REF); anything else is a 400, never silently ignored."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ApiError(400, "INVALID_TIMEOUT", "timeout must be between 1 and 300 seconds")
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ApiError(400, "INVALID_TIMEOUT", "timeout must be between 1 and 300 seconds") from None
+    if not 1 <= number <= 300:
+        raise ApiError(400, "INVALID_TIMEOUT", "timeout must be between 1 and 300 seconds")
+    return number
+
+
+def runtime_error(exc: UnknownRuntime | RuntimeErrorBase) -> ApiError:
+    if isinstance(exc, UnknownRuntime):
+        return ApiError(400, "INVALID_RUNTIME", "runtime must be 'docker' or 'kubernetes'")
+    message = "container not found" if exc.code == "CONTAINER_NOT_FOUND" else exc.message
+    return ApiError(exc.status, exc.code, message)
+
+
+@contextmanager
+def _Guard() -> Iterator[None]:
+    """`with _Guard():` turns runtime errors into REF error responses."""
+    try:
+        yield
+    except (UnknownRuntime, RuntimeErrorBase) as exc:
+        raise runtime_error(exc) from None
+
+
+# -- routes (static paths before `{containerId}`) ----------------------------------------------------
+
+
+@router.get("", response_model=list[ContainerOut], summary="List containers")
+async def list_containers(
+    request: Request,
+    runtime: str | None = Query(None, description="docker or kubernetes"),
+    namespace: str | None = Query(None, description="Kubernetes namespace"),
+    _p: Principal = Depends(require()),
+) -> list[dict[str, Any]]:
+    if runtime and runtime not in ("docker", "kubernetes"):
+        raise ApiError(400, "INVALID_RUNTIME", "runtime must be 'docker' or 'kubernetes'")
+    with _Guard():
+        items = await _svc(request).list_containers(runtime, namespace)
+    return [c.to_json() for c in items]
+
+
+@router.get("/stats", response_model=AllStatsOut, summary="Stats of running app containers")
+async def all_stats(
+    request: Request,
+    all: bool = Query(False, description="every running container, not only catalog apps"),
+    _p: Principal = Depends(require()),
+) -> dict[str, Any]:
+    import time
+
+    with _Guard():
+        items = await _svc(request).all_stats(include_all=all)
+    return {"containers": items, "timestamp": int(time.time())}
+
+
+async def _bulk(
+    request: Request, action: Literal["start", "stop", "restart"], timeout: Any
+) -> dict[str, Any]:
+    seconds = parse_timeout(timeout)
+    with _Guard():
+        return await _svc(request).bulk(action, seconds)
+
+
+@router.post("/start-all", response_model=BulkOut, summary="Start every stopped container")
+async def start_all(
+    request: Request, timeout: str | None = Query(None), _p: Principal = Depends(require("write:*"))
+) -> dict[str, Any]:
+    return await _bulk(request, "start", timeout)
+
+
+@router.post("/stop-all", response_model=BulkOut, summary="Stop every running container (not Nekzus)")
+async def stop_all(
+    request: Request, timeout: str | None = Query(None), _p: Principal = Depends(require("write:*"))
+) -> dict[str, Any]:
+    return await _bulk(request, "stop", timeout)
+
+
+@router.post("/restart-all", response_model=BulkOut, summary="Restart every container (not Nekzus)")
+async def restart_all(
+    request: Request, timeout: str | None = Query(None), _p: Principal = Depends(require("write:*"))
+) -> dict[str, Any]:
+    return await _bulk(request, "restart", timeout)
+
+
+@router.post("/batch", response_model=BulkOut, summary="Start, stop or restart several containers")
+async def batch(
+    request: Request,
+    body: Any = Body(None),
+    _p: Principal = Depends(require("write:*")),
+) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "INVALID_REQUEST_BODY", "Request body must be a JSON object")
+    parsed = BatchIn.model_validate(body)
+    action = parsed.operation
+    if action not in ("start", "stop", "restart"):
+        raise ApiError(400, "INVALID_ACTION", "action must be 'start', 'stop', or 'restart'")
+    ids = parsed.containerIds
+    if ids is None or (isinstance(ids, list) and not ids):
+        raise ApiError(400, "EMPTY_CONTAINER_LIST", "containerIds cannot be empty")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ApiError(400, "INVALID_REQUEST_BODY", "containerIds must be a list of strings")
+    if len(ids) > 200:
+        raise ApiError(400, "INVALID_REQUEST_BODY", "at most 200 containers per batch")
+    for cid in ids:
+        _check_id(cid)
+    seconds = parse_timeout(parsed.timeout)
+    unique = list(dict.fromkeys(ids))
+    with _Guard():
+        return await _svc(request).batch(action, unique, seconds)
+
+
+@router.get("/{containerId}", summary="Inspect a container (raw runtime details)")
+async def inspect_container(
+    request: Request,
+    containerId: str,
+    runtime: str | None = Query(None),
+    _p: Principal = Depends(require()),
+) -> dict[str, Any]:
+    _check_id(containerId)
+    with _Guard():
+        return await _svc(request).inspect(containerId, runtime)
+
+
+async def _action(
+    request: Request,
+    principal: Principal,
+    action: Literal["start", "stop", "restart"],
+    container_id: str,
+    timeout: Any,
+    runtime: str | None,
+) -> JSONResponse:
+    _check_id(container_id)
+    seconds = parse_timeout(timeout) if action != "start" else None
+    with _Guard():
+        body = await _svc(request).accept_action(principal, action, container_id, seconds, runtime)
+    return JSONResponse(body, status_code=202)
+
+
+@router.post("/{containerId}/start", status_code=202, response_model=AcceptedOut, summary="Start a container")
+async def start_container(
+    request: Request,
+    containerId: str,
+    runtime: str | None = Query(None),
+    principal: Principal = Depends(require("write:*")),
+) -> JSONResponse:
+    return await _action(request, principal, "start", containerId, None, runtime)
+
+
+@router.post("/{containerId}/stop", status_code=202, response_model=AcceptedOut, summary="Stop a container")
+async def stop_container(
+    request: Request,
+    containerId: str,
+    timeout: str | None = Query(None, description="grace period 1-300 s"),
+    runtime: str | None = Query(None),
+    principal: Principal = Depends(require("write:*")),
+) -> JSONResponse:
+    return await _action(request, principal, "stop", containerId, timeout, runtime)
+
+
+@router.post(
+    "/{containerId}/restart", status_code=202, response_model=AcceptedOut, summary="Restart a container"
+)
+async def restart_container(
+    request: Request,
+    containerId: str,
+    timeout: str | None = Query(None, description="grace period 1-300 s"),
+    runtime: str | None = Query(None),
+    principal: Principal = Depends(require("write:*")),
+) -> JSONResponse:
+    return await _action(request, principal, "restart", containerId, timeout, runtime)
+
+
+@router.get("/{containerId}/stats", response_model=StatsOut, summary="Resource usage of a container")
+async def container_stats(
+    request: Request,
+    containerId: str,
+    runtime: str | None = Query(None),
+    _p: Principal = Depends(require()),
+) -> dict[str, Any]:
+    _check_id(containerId)
+    with _Guard():
+        return await _svc(request).stats(containerId, runtime)
+
+
+_KNOWN_TAILS = {"start", "stop", "restart", "stats", "export", "export/preview"}
+
+
+async def catch_all(request: Request) -> JSONResponse:
+    """Any other path under /containers: path tricks are 400, known shapes with a wrong method 405."""
+    rest = request.path_params.get("rest", "")
+    parts = rest.split("/", 1)
+    raw = bytes(request.scope.get("raw_path") or b"").decode("latin-1").lower()
+    encoded_tricks = any(marker in raw for marker in ("%2f", "%5c", "%2e", "\\"))
+    if (
+        encoded_tricks
+        or not valid_container_id(parts[0])
+        or any(seg in ("", ".", "..") for seg in rest.split("/"))
+    ):
+        raise ApiError(400, "INVALID_CONTAINER_ID", "Invalid container id")
+    if len(parts) == 1 or parts[1] in _KNOWN_TAILS:
+        raise ApiError(405, "METHOD_NOT_ALLOWED", "Method not allowed")
+    raise ApiError(404, "NOT_FOUND", "Resource not found")
+
+
+# -- wiring ------------------------------------------------------------------------------------------
+
+
+def docker_socket(services: Services) -> str:
+    cfg = services.config
+    socket = (
+        cfg.runtimes.docker.socket_path if cfg.runtimes.docker.enabled else cfg.discovery.docker.socket_path
+    )
+    if (not socket or socket == DEFAULT_SOCKET) and os.environ.get("DOCKER_HOST"):
+        return os.environ["DOCKER_HOST"]
+    return socket
+
+
+def install(api: FastAPI, services: Services) -> None:
+    cfg = services.config
+    if not (cfg.runtimes.docker.enabled or cfg.discovery.docker.enabled):
+        return
+    from nekzus.runtime.docker import DockerRuntime
+
+    manager = RuntimeManager()
+    manager.add(DockerRuntime(docker_socket(services)))
+    service = ContainerService(services, manager)
+    services.domains["runtime"] = manager
+    services.domains["containers"] = service
+    if "containers" not in services.capabilities:
+        services.capabilities.append("containers")
+
+    async def runtime_health() -> ComponentHealth:
+        details: dict[str, Any] = {"primary": manager.primary}
+        problems: list[str] = []
+        for name, rt in manager.runtimes.items():
+            try:
+                details[name] = await rt.ping()
+            except RuntimeErrorBase as exc:
+                problems.append(f"{name}: {exc.message}")
+                details[name] = {"status": "unavailable"}
+        if problems:
+            return ComponentHealth(Status.DEGRADED, "; ".join(problems), details)
+        return ComponentHealth(Status.HEALTHY, "container runtime reachable", details)
+
+    services.health.register("runtime", runtime_health)
+
+    async def startup() -> None:
+        hub = services.domains.get("ws")
+        if hub is not None:
+            service.register_ws(hub)
+        else:
+            log.info("WebSocket hub not present; container log streaming disabled")
+
+    async def shutdown() -> None:
+        await manager.close()
+
+    services.on_startup("containers", startup)
+    services.on_shutdown("containers", shutdown)
+    api.include_router(router)
+
+
+def install_catch_all(api: FastAPI) -> None:
+    """Mounted last (by the export feature) so every specific container route wins first."""
+    api.add_api_route(
+        "/api/v1/containers/{rest:path}",
+        catch_all,
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        include_in_schema=False,
+    )

@@ -1,0 +1,111 @@
+"""Docker-suite fixtures: one private dockerd per session (all docker tests run in one xdist worker,
+group "docker"), a Nekzus server wired to it, and helpers to wait for WebSocket messages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.docker.engine import DockerEngine
+from tests.nekzus_server import NekzusServer, free_port
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    engine = DockerEngine().start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+def docker_config(engine: DockerEngine, *, discovery: bool = True, **extra: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "runtimes": {"docker": {"enabled": True, "socket_path": engine.host}},
+    }
+    if discovery:
+        config["discovery"] = {
+            "enabled": True,
+            "docker": {
+                "enabled": True,
+                "socket_path": engine.host,
+                "network_mode": "published",
+                "poll_interval": "3s",
+            },
+        }
+    config.update(extra)
+    return config
+
+
+@pytest.fixture(scope="module")
+def dserver(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
+    """A Nekzus with the Docker runtime and published-mode discovery on the test engine."""
+    srv = NekzusServer(docker_config(docker_engine), data_dir=tmp_path_factory.mktemp("dsrv"))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def dclient(dserver: NekzusServer) -> Iterator[httpx.Client]:
+    with dserver.client(timeout=60.0) as c:
+        yield c
+
+
+@pytest.fixture
+def container(docker_engine: DockerEngine) -> Iterator[Callable[..., str]]:
+    """Factory for containers removed at the end of the test."""
+    made: list[str] = []
+
+    def factory(name: str | None = None, *args: Any, **kwargs: Any) -> str:
+        cid = docker_engine.run(name or f"t{time.monotonic_ns()}", *args, **kwargs)
+        made.append(cid)
+        return cid
+
+    yield factory
+    for cid in made:
+        docker_engine.remove(cid)
+
+
+@pytest.fixture
+def httpd(docker_engine: DockerEngine) -> Iterator[Callable[..., tuple[str, int]]]:
+    """Factory for busybox web servers on a fresh 127.0.0.1 port; returns (id, port)."""
+    made: list[str] = []
+
+    def factory(name: str, labels: dict[str, str] | None = None, **kwargs: Any) -> tuple[str, int]:
+        port = free_port()
+        cid = docker_engine.httpd(name, port, labels=labels, **kwargs)
+        made.append(cid)
+        wait_http(f"http://127.0.0.1:{port}/")
+        return cid, port
+
+    yield factory
+    for cid in made:
+        docker_engine.remove(cid)
+
+
+def wait_http(url: str, timeout: float = 10.0) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            return httpx.get(url, timeout=2.0)
+        except httpx.TransportError as exc:
+            last = exc
+            time.sleep(0.05)
+    raise AssertionError(f"{url} not answering: {last}")
+
+
+def poll(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1, what: str = "") -> Any:
+    """Call `check` until it returns something truthy (bounded in time)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what or check}")

@@ -1,0 +1,318 @@
+"""Container endpoints against the real test Docker engine."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.docker.conftest import docker_config, poll
+from tests.docker.engine import DockerEngine
+
+pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.docker]
+
+
+def test_list_shows_running_and_stopped(dclient: httpx.Client, httpd, container) -> None:
+    cid, port = httpd("web-list", labels={"nekzus.app.id": "weblist"})
+    stopped = container("stopped-list", start=False)
+    response = dclient.get("/api/v1/containers")
+    assert response.status_code == 200
+    items = {c["id"]: c for c in response.json()}
+    web = items[cid[:12]]
+    assert web["name"] == "web-list"
+    assert web["image"] == "local/busybox:latest"
+    assert web["state"] == "running"
+    assert web["status"].startswith("Up")
+    assert isinstance(web["created"], int) and web["created"] > 1_600_000_000
+    assert web["ports"] == [{"ip": "127.0.0.1", "privatePort": 80, "publicPort": port, "type": "tcp"}]
+    assert web["labels"] == {"nekzus.app.id": "weblist"}
+    assert web["runtime"] == "docker" and web["namespace"] == ""
+    assert items[stopped[:12]]["state"] == "created"
+
+    assert dclient.get("/api/v1/containers", params={"runtime": "docker"}).status_code == 200
+    bad = dclient.get("/api/v1/containers", params={"runtime": "podman"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_RUNTIME"
+    k8s = dclient.get("/api/v1/containers", params={"runtime": "kubernetes"})
+    assert k8s.status_code == 503 and k8s.json()["error"]["code"] == "RUNTIME_UNAVAILABLE"
+    assert dclient.get("/api/v1/containers", params={"namespace": "default"}).json() == []
+
+
+def test_inspect_by_id_and_name(dclient: httpx.Client, container) -> None:
+    cid = container("inspect-me", labels={"a": "b"})
+    by_id = dclient.get(f"/api/v1/containers/{cid[:12]}")
+    assert by_id.status_code == 200
+    assert by_id.json()["Id"] == cid and by_id.json()["Config"]["Labels"] == {"a": "b"}
+    assert dclient.get("/api/v1/containers/inspect-me").json()["Id"] == cid
+    missing = dclient.get("/api/v1/containers/doesnotexist123")
+    assert missing.status_code == 404
+    assert missing.json()["error"] == {"code": "CONTAINER_NOT_FOUND", "message": "container not found"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/containers/%2E%2E",
+        "/api/v1/containers/..%2F..%2Fetc",
+        "/api/v1/containers/-rm",
+        "/api/v1/containers/a%20b",
+        "/api/v1/containers/%2E%2E/start",
+        "/api/v1/containers/x%2Fy/stats",
+    ],
+)
+def test_path_tricks_are_rejected(dclient: httpx.Client, path: str) -> None:
+    method = "POST" if path.endswith("/start") else "GET"
+    response = dclient.request(method, httpx.URL(path))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "INVALID_CONTAINER_ID"
+
+
+def test_wrong_method_is_405(dclient: httpx.Client, container) -> None:
+    cid = container("method-check")
+    response = dclient.get(f"/api/v1/containers/{cid[:12]}/start")
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+def test_stop_start_restart_are_async(dclient: httpx.Client, docker_engine: DockerEngine, container) -> None:
+    cid = container("lifecycle")
+    short = cid[:12]
+    stop = dclient.post(f"/api/v1/containers/{short}/stop", params={"timeout": 1})
+    assert stop.status_code == 202
+    body = stop.json()
+    assert body["status"] == "accepted" and body["containerId"] == short
+    assert body["message"] == "Container stop initiated" and body["timeout"] == 1
+    assert isinstance(body["timestamp"], int)
+    docker_engine.wait_state(cid, "exited")
+
+    start = dclient.post(f"/api/v1/containers/{short}/start")
+    assert start.status_code == 202 and start.json()["message"] == "Container start initiated"
+    docker_engine.wait_state(cid, "running")
+
+    before = docker_engine.inspect(cid)["State"]["StartedAt"]
+    restart = dclient.post(f"/api/v1/containers/{short}/restart", params={"timeout": "1"})
+    assert restart.status_code == 202 and restart.json()["message"] == "Container restart initiated"
+    poll(lambda: docker_engine.inspect(cid)["State"]["StartedAt"] != before, what="restart")
+    assert docker_engine.state(cid) == "running"
+
+
+@pytest.mark.parametrize("value", ["0", "301", "-5", "abc", "1.5"])
+def test_timeout_is_validated(dclient: httpx.Client, container, value: str) -> None:
+    cid = container(f"timeout-{value.replace('.', '_')}", start=False)
+    for action in ("stop", "restart"):
+        response = dclient.post(f"/api/v1/containers/{cid[:12]}/{action}", params={"timeout": value})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == {
+            "code": "INVALID_TIMEOUT",
+            "message": "timeout must be between 1 and 300 seconds",
+        }
+
+
+def test_actions_on_unknown_container_are_404(dclient: httpx.Client) -> None:
+    for action in ("start", "stop", "restart", "stats"):
+        method = "GET" if action == "stats" else "POST"
+        response = dclient.request(method, f"/api/v1/containers/nosuchcontainer/{action}")
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "CONTAINER_NOT_FOUND"
+
+
+def test_stats_move_when_cpu_burns(dclient: httpx.Client, container) -> None:
+    burner = container("burner", ["sh", "-c", "while :; do :; done"])
+    idle = container("idler")
+    hot = dclient.get(f"/api/v1/containers/{burner[:12]}/stats")
+    assert hot.status_code == 200, hot.text
+    stats = hot.json()
+    assert stats["containerId"] == burner[:12]
+    assert stats["cpu"]["totalCores"] >= 1
+    assert stats["cpu"]["usage"] > 30.0, stats
+    assert stats["cpu"]["coresUsed"] == pytest.approx(stats["cpu"]["usage"] / 100, rel=0.05)
+    assert 0 < stats["memory"]["used"] <= stats["memory"]["limit"]
+    assert stats["memory"]["available"] == stats["memory"]["limit"] - stats["memory"]["used"]
+    assert stats["network"]["rx"] >= 0 and stats["network"]["tx"] >= 0
+    cold = dclient.get(f"/api/v1/containers/{idle[:12]}/stats").json()
+    assert cold["cpu"]["usage"] < 5.0, cold
+
+
+def test_stats_of_stopped_container(dclient: httpx.Client, container) -> None:
+    cid = container("not-running", start=False)
+    response = dclient.get(f"/api/v1/containers/{cid[:12]}/stats")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "CONTAINER_NOT_RUNNING"
+
+
+def test_all_stats_lists_app_containers(dclient: httpx.Client, container) -> None:
+    app = container("stats-app", labels={"nekzus.app.id": "statsapp"})
+    other = container("stats-other")
+    body = dclient.get("/api/v1/containers/stats").json()
+    ids = [c["containerId"] for c in body["containers"]]
+    assert isinstance(body["timestamp"], int)
+    assert app[:12] in ids or "catalog" in dclient.get("/api/v1/openapi.json").text
+    assert other[:12] not in ids
+    everything = dclient.get("/api/v1/containers/stats", params={"all": "true"}).json()
+    all_ids = {c["containerId"] for c in everything["containers"]}
+    assert {app[:12], other[:12]} <= all_ids
+
+
+def test_batch_validation(dclient: httpx.Client) -> None:
+    cases = [
+        ([1, 2], "INVALID_REQUEST_BODY"),
+        ({"operation": "explode", "containerIds": ["a"]}, "INVALID_ACTION"),
+        ({"action": "start", "containerIds": []}, "EMPTY_CONTAINER_LIST"),
+        ({"operation": "start"}, "EMPTY_CONTAINER_LIST"),
+        ({"operation": "start", "containerIds": "abc"}, "INVALID_REQUEST_BODY"),
+        ({"operation": "start", "containerIds": ["../x"]}, "INVALID_CONTAINER_ID"),
+        ({"operation": "stop", "containerIds": ["abc"], "timeout": 0}, "INVALID_TIMEOUT"),
+    ]
+    for body, code in cases:
+        response = dclient.post("/api/v1/containers/batch", json=body)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"]["code"] == code, body
+    raw = dclient.post(
+        "/api/v1/containers/batch", content=b"{nope", headers={"content-type": "application/json"}
+    )
+    assert 400 <= raw.status_code < 500
+
+
+def test_batch_operation_and_action_spellings(
+    dclient: httpx.Client, docker_engine: DockerEngine, container
+) -> None:
+    a = container("batch-a")
+    b = container("batch-b")
+    stopped = dclient.post(
+        "/api/v1/containers/batch",
+        json={"action": "stop", "containerIds": [a[:12], b[:12], "ghost"], "timeout": 1},
+    )
+    assert stopped.status_code == 200, stopped.text
+    body = stopped.json()
+    assert body["message"] == "Batch operation completed"
+    assert (body["total"], body["success"], body["failed"]) == (3, 2, 1)
+    by_id = {r["id"]: r for r in body["results"]}
+    assert by_id[a[:12]] == {"id": a[:12], "name": "batch-a", "success": True, "error": None}
+    assert by_id["ghost"]["success"] is False and by_id["ghost"]["error"]
+    assert docker_engine.state(a) == "exited" and docker_engine.state(b) == "exited"
+    started = dclient.post("/api/v1/containers/batch", json={"operation": "start", "container_ids": [a, b]})
+    assert started.json()["success"] == 2
+    assert docker_engine.state(a) == "running" and docker_engine.state(b) == "running"
+
+
+def test_bulk_operations_skip_protected(
+    dclient: httpx.Client, docker_engine: DockerEngine, container
+) -> None:
+    a = container("bulk-a")
+    b = container("bulk-b", start=False)
+    keep = container("bulk-keep", labels={"nekzus.skip": "true"})
+    started = dclient.post("/api/v1/containers/start-all")
+    assert started.status_code == 200
+    body = started.json()
+    assert body["message"] == "Start all operation completed"
+    assert b[:12] in {r["id"] for r in body["results"]}
+    assert docker_engine.state(b) == "running"
+
+    stopped = dclient.post("/api/v1/containers/stop-all", params={"timeout": 1}).json()
+    assert stopped["message"] == "Stop all operation completed"
+    ids = {r["id"] for r in stopped["results"]}
+    assert {a[:12], b[:12]} <= ids and keep[:12] not in ids
+    assert stopped["failed"] == 0
+    assert docker_engine.state(a) == "exited" and docker_engine.state(keep) == "running"
+
+    restarted = dclient.post("/api/v1/containers/restart-all", params={"timeout": 1}).json()
+    assert restarted["message"] == "Restart all operation completed"
+    assert {a[:12], b[:12]} <= {r["id"] for r in restarted["results"] if r["success"]}
+    assert docker_engine.state(a) == "running"
+    bad = dclient.post("/api/v1/containers/stop-all", params={"timeout": 999})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_TIMEOUT"
+
+
+def test_never_touches_its_own_container(docker_engine: DockerEngine, make_server, container) -> None:
+    """Nekzus recognises itself by HOSTNAME (= its container id, as Docker sets it)."""
+    me = container("pretend-nekzus")
+    other = container("someone-else")
+    srv = make_server(docker_config(docker_engine, discovery=False), env={"HOSTNAME": me[:12]})
+    with srv.client(timeout=60.0) as c:
+        result = c.post("/api/v1/containers/stop-all", params={"timeout": 1}).json()
+        ids = {r["id"] for r in result["results"]}
+        assert other[:12] in ids and me[:12] not in ids
+        assert docker_engine.state(me) == "running"
+        batch = c.post(
+            "/api/v1/containers/batch", json={"operation": "restart", "containerIds": [me[:12]]}
+        ).json()
+        assert batch["failed"] == 1 and batch["results"][0]["success"] is False
+        assert docker_engine.state(me) == "running"
+
+
+def test_runtime_down_is_503(make_server, tmp_path) -> None:
+    srv = make_server(
+        {"runtimes": {"docker": {"enabled": True, "socket_path": f"unix://{tmp_path}/none.sock"}}}
+    )
+    with srv.client() as c:
+        for method, path in (
+            ("GET", "/api/v1/containers"),
+            ("GET", "/api/v1/containers/abc"),
+            ("POST", "/api/v1/containers/abc/start"),
+            ("GET", "/api/v1/containers/stats"),
+            ("POST", "/api/v1/containers/stop-all"),
+        ):
+            response = c.request(method, path)
+            assert response.status_code == 503, (path, response.text)
+            assert response.json()["error"]["code"] == "RUNTIME_UNAVAILABLE"
+        health = c.get("/healthz", headers={"Accept": "application/json"}).json()
+        assert health["components"]["runtime"]["status"] == "degraded"
+        assert "unreachable" in health["components"]["runtime"]["message"]
+
+
+def test_disabled_runtime_has_no_routes(make_server) -> None:
+    srv = make_server({})
+    with srv.client() as c:
+        assert c.get("/api/v1/containers").status_code == 404
+
+
+def test_legacy_discovery_switch_enables_containers(docker_engine: DockerEngine, make_server) -> None:
+    srv = make_server({"discovery": {"docker": {"enabled": True, "socket_path": docker_engine.host}}})
+    with srv.client() as c:
+        assert c.get("/api/v1/containers").status_code == 200
+        health = c.get("/healthz", headers={"Accept": "application/json"}).json()
+        assert health["components"]["runtime"]["status"] == "healthy"
+
+
+def test_unauthenticated_callers_are_refused(docker_engine: DockerEngine, make_server) -> None:
+    srv = make_server(docker_config(docker_engine, discovery=False, auth={"local_networks": []}))
+    with srv.client() as c:
+        assert c.get("/api/v1/containers").status_code == 401
+        assert c.post("/api/v1/containers/x/start").status_code == 401
+        assert c.post("/api/v1/containers/stop-all").status_code == 401
+
+
+def test_stop_of_long_running_request_is_bounded(dclient: httpx.Client, container) -> None:
+    cid = container("bounded")
+    started = time.monotonic()
+    response = dclient.post(f"/api/v1/containers/{cid[:12]}/stop", params={"timeout": 30})
+    assert response.status_code == 202
+    assert time.monotonic() - started < 5.0  # accepted at once, the stop runs in the background
+
+
+def test_scopes_with_api_keys(dclient: httpx.Client, container) -> None:
+    """Reads take any credential; actions, bulk, approve and unsanitized export need write:*."""
+    cid = container("scoped")
+    created = dclient.post("/api/v1/apikeys", json={"name": "reader", "scopes": ["read:catalog"]})
+    assert created.status_code == 201, created.text
+    reader = {"X-API-Key": created.json()["key"]}
+    writer_key = dclient.post("/api/v1/apikeys", json={"name": "writer", "scopes": ["write:*"]}).json()["key"]
+    writer = {"X-API-Key": writer_key}
+    short = cid[:12]
+    assert dclient.get("/api/v1/containers", headers=reader).status_code == 200
+    assert dclient.get(f"/api/v1/containers/{short}", headers=reader).status_code == 200
+    assert dclient.post(f"/api/v1/containers/{short}/export", headers=reader).status_code == 200
+    for method, path, body in (
+        ("POST", f"/api/v1/containers/{short}/stop", None),
+        ("POST", "/api/v1/containers/stop-all", None),
+        ("POST", "/api/v1/containers/batch", {"operation": "stop", "containerIds": [short]}),
+        ("POST", f"/api/v1/containers/{short}/export", {"sanitize_secrets": False}),
+        ("POST", "/api/v1/discovery/proposals/x/approve", None),
+        ("POST", "/api/v1/discovery/rediscover", None),
+    ):
+        response = dclient.request(method, path, json=body, headers=reader)
+        assert response.status_code == 403, (path, response.text)
+        assert response.json()["error"]["code"] == "FORBIDDEN"
+    assert dclient.post(f"/api/v1/containers/{short}/restart?timeout=1", headers=writer).status_code == 202
+    bad = dclient.get("/api/v1/containers", headers={"X-API-Key": "nekzus_" + "0" * 64})
+    assert bad.status_code == 401
