@@ -1,4 +1,4 @@
-"""`catalog.register` (the entry point discovery approval and the toolbox use) on real storage: the app and
+"""`catalog.register` / `set_route_target` (the entry points discovery uses) on real storage: the app and
 route are saved, announced, and audited (`app.registered`, `route.created` / `route.updated`)."""
 
 from __future__ import annotations
@@ -42,6 +42,12 @@ def test_register_is_audited(tmp_path: Path) -> None:
         updated, _ = await audit.query(action="route.updated")
         assert [(r["target"], r["actor"]) for r in updated] == [("route_grafana", "system")]
         assert json.loads(updated[0]["details"])["to"] == "http://127.0.0.1:3001"
+        # A container that moved (discovery reconcile) changes the target: audited as the system's doing.
+        await catalog.set_route_target("route_grafana", "http://127.0.0.1:3002")
+        updated, _ = await audit.query(action="route.updated")
+        assert updated[0]["actor"] == "system"
+        assert json.loads(updated[0]["details"])["previous"] == "http://127.0.0.1:3001"
+        assert json.loads(updated[0]["details"])["to"] == "http://127.0.0.1:3002"
         await services.db.close()
 
     asyncio.run(run())

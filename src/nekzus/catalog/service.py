@@ -365,6 +365,14 @@ class CatalogService:
         async with self._lock:
             await self._save_route(spec, entry.source)
         self._changed("Route target changed", routeId=route_id)
+        audit = self.services.domains.get("audit")
+        if audit is not None:
+            await audit.record(
+                "route.updated",
+                actor="system",
+                target=route_id,
+                details={"to": to, "previous": entry.spec.to, "reason": "target changed"},
+            )
 
     # ---- health ----------------------------------------------------------------------------------
 
