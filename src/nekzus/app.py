@@ -51,6 +51,7 @@ FEATURES: list[str] = [
     "nekzus.api.discovery",
     "nekzus.api.export",
     "nekzus.config.reload",
+    "nekzus.api.disabled",  # last: answers for features that are switched off
 ]
 
 # Paths that answer before storage is ready.

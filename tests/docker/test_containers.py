@@ -260,10 +260,13 @@ def test_runtime_down_is_503(make_server, tmp_path) -> None:
         assert "unreachable" in health["components"]["runtime"]["message"]
 
 
-def test_disabled_runtime_has_no_routes(make_server) -> None:
+def test_disabled_runtime_answers_with_a_clear_503(make_server) -> None:
+    # Switched-off container features say why (main 1fbd79c), instead of a bare 404.
     srv = make_server({})
     with srv.client() as c:
-        assert c.get("/api/v1/containers").status_code == 404
+        r = c.get("/api/v1/containers")
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "RUNTIME_UNAVAILABLE"
 
 
 def test_legacy_discovery_switch_enables_containers(docker_engine: DockerEngine, make_server) -> None:

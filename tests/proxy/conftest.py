@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType, web
 
-from tests.nekzus_server import free_port
+from nekzus.auth.principal import ADMIN
+from tests.auth.conftest import bearer, create_admin, login
+from tests.nekzus_server import NekzusServer, free_port
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -149,7 +151,12 @@ class Upstream:
         ws = web.WebSocketResponse(protocols=("chat.v2", "chat.v1"))
         ws.set_cookie("wscookie", "1")
         await ws.prepare(request)
-        await ws.send_str(json.dumps({"cookie": request.headers.get("Cookie", ""), "path": request.path}))
+        hello = {
+            "cookie": request.headers.get("Cookie", ""),
+            "path": request.path,
+            "credentials": sorted(h for h in ("Authorization", "X-API-Key") if h in request.headers),
+        }
+        await ws.send_str(json.dumps(hello))
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 if msg.data == "close-me":
@@ -181,6 +188,25 @@ class Upstream:
         return web.Response(
             text=f"hit {self.hits['cached']}", headers={"Cache-Control": "public, max-age=60", "ETag": '"v1"'}
         )
+
+
+_admin_credentials: dict[str, tuple[str, str]] = {}
+
+
+def admin_credentials(srv: NekzusServer) -> tuple[str, str]:
+    """(user token, admin API key) obtained like a client: first-run setup + login, then an API key.
+
+    Setup works once per server, so the pair is remembered per server URL."""
+    cached = _admin_credentials.get(srv.url)
+    if cached is not None:
+        return cached
+    with srv.client() as c:
+        create_admin(c, srv)  # with the one-time setup token from the log, trusted network or not
+        token = login(c)
+        r = c.post("/api/v1/apikeys", json={"name": "proxy tests", "scopes": [ADMIN]}, headers=bearer(token))
+        assert r.status_code == 201, r.text
+    _admin_credentials[srv.url] = (token, str(r.json()["key"]))
+    return _admin_credentials[srv.url]
 
 
 @pytest.fixture(scope="module")

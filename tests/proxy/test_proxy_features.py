@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.nekzus_server import NekzusServer, free_port
-from tests.proxy.conftest import Upstream, routes_for
+from tests.proxy.conftest import Upstream, admin_credentials, routes_for
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +48,22 @@ def nekzus(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def test_websocket_echo_with_subprotocol_and_cookie(nekzus: NekzusServer) -> None:
+    # A real user token: a presented credential is judged by itself, even from a trusted network.
+    token, _key = admin_credentials(nekzus)
+
     async def run() -> None:
         url = nekzus.ws_url + "/apps/ws/ws/room?x=1"
         async with connect(
             url,
             subprotocols=["chat.v1"],
-            additional_headers={"Cookie": "sid=42", "Authorization": "Bearer t"},
+            additional_headers={"Cookie": "sid=42", "Authorization": f"Bearer {token}"},
         ) as ws:
             assert ws.subprotocol == "chat.v1"
             assert "wscookie=1" in (ws.response.headers.get("Set-Cookie") or "")
             hello = json.loads(await ws.recv())
             assert hello["cookie"] == "sid=42"
             assert hello["path"] == "/ws/room"
+            assert hello["credentials"] == []  # the credential is Nekzus's, not the upstream's
             for i in range(20):
                 await ws.send(f"m{i}")
                 assert await ws.recv() == f"echo:m{i}"
@@ -69,6 +73,11 @@ def test_websocket_echo_with_subprotocol_and_cookie(nekzus: NekzusServer) -> Non
             with pytest.raises(ConnectionClosed) as info:
                 await ws.recv()
             assert info.value.rcvd is not None and info.value.rcvd.code == 4001
+        # A bogus token is refused before any tunnel is opened.
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url, additional_headers={"Authorization": "Bearer t"}):
+                pass
+        assert refused.value.response.status_code == 401
 
     asyncio.run(run())
 

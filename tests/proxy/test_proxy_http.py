@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.nekzus_server import NekzusServer, free_port
-from tests.proxy.conftest import Upstream, routes_for
+from tests.proxy.conftest import Upstream, admin_credentials, routes_for
 
 
 @pytest.fixture(scope="module")
@@ -88,31 +88,40 @@ def test_upstream_status_codes_and_large_body_upload(http: httpx.Client) -> None
 
 
 def test_forwarded_headers_set_and_spoofed_dropped(http: httpx.Client, nekzus: NekzusServer) -> None:
-    r = http.get(
-        "/apps/echo/h",
-        headers={
-            "X-Forwarded-For": "6.6.6.6",
-            "X-Real-IP": "6.6.6.6",
-            "X-Forwarded-Host": "evil.example",
-            "X_Forwarded_For": "7.7.7.7",
-            "Authorization": "Bearer secret-token",
-            "X-API-Key": "nekzus_secret",
-            "Cookie": "a=1",
-            "Connection": "keep-alive, X-Drop-Me",
-            "X-Drop-Me": "1",
-        },
-    )
-    headers = r.json()["headers"]
-    assert headers["x-forwarded-for"] == "127.0.0.1"
-    assert headers["x-real-ip"] == "127.0.0.1"
-    assert headers["x-forwarded-proto"] == "http"
-    assert headers["x-forwarded-host"] == f"127.0.0.1:{nekzus.port}"
-    assert headers["x-forwarded-port"] == str(nekzus.port)
-    assert "authorization" not in headers
-    assert "x-api-key" not in headers
-    assert "x_forwarded_for" not in headers
-    assert "x-drop-me" not in headers
-    assert headers["cookie"] == "a=1"
+    # Real credentials (a presented credential is judged even from a trusted network): they authenticate
+    # the caller to Nekzus and must never reach the upstream.
+    token, api_key = admin_credentials(nekzus)
+    for credential in ({"Authorization": f"Bearer {token}"}, {"X-API-Key": api_key}):
+        r = http.get(
+            "/apps/echo/h",
+            headers={
+                "X-Forwarded-For": "6.6.6.6",
+                "X-Real-IP": "6.6.6.6",
+                "X-Forwarded-Host": "evil.example",
+                "X_Forwarded_For": "7.7.7.7",
+                "Cookie": "a=1",
+                "Connection": "keep-alive, X-Drop-Me",
+                "X-Drop-Me": "1",
+                **credential,
+            },
+        )
+        assert r.status_code == 200, r.text
+        headers = r.json()["headers"]
+        assert headers["x-forwarded-for"] == "127.0.0.1"
+        assert headers["x-real-ip"] == "127.0.0.1"
+        assert headers["x-forwarded-proto"] == "http"
+        assert headers["x-forwarded-host"] == f"127.0.0.1:{nekzus.port}"
+        assert headers["x-forwarded-port"] == str(nekzus.port)
+        assert "authorization" not in headers
+        assert "x-api-key" not in headers
+        assert "x_forwarded_for" not in headers
+        assert "x-drop-me" not in headers
+        assert headers["cookie"] == "a=1"
+    # A bogus credential is refused even from loopback, and nothing reaches the upstream.
+    r = http.get("/apps/echo/h", headers={"Authorization": "Bearer secret-token"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHORIZED"
+    r = http.get("/apps/echo/h", headers={"X-API-Key": "nekzus_" + "0" * 64})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHORIZED"
 
 
 def test_upstream_unreachable_is_502_json(http: httpx.Client) -> None:

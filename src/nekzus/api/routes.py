@@ -75,17 +75,28 @@ def _body(body: BaseModel) -> tuple[dict[str, Any], str | None]:
 
 
 async def _after_change(
-    request: Request, principal: Principal, action: str, route_id: str, details: dict[str, Any] | None = None
+    request: Request,
+    principal: Principal,
+    action: str,
+    route_id: str,
+    details: dict[str, Any] | None = None,
+    *,
+    apps_before: set[str] | None = None,
 ) -> None:
+    """Audit a route change (behaviour B §15.5 actions), and the apps it created or removed."""
     audit = services_of(request).domains.get("audit")
-    if audit is not None:
-        await audit.record(
-            action,
-            actor=principal.name or principal.id,
-            target=route_id,
-            ip=client_ip(request),
-            details=details,
-        )
+    if audit is None:
+        return
+    actor = principal.id
+    ip = client_ip(request)
+    await audit.record(action, actor=actor, target=route_id, ip=ip, details=details)
+    if apps_before is None:
+        return
+    apps_now = set(_catalog(request).apps)
+    for app_id in sorted(apps_now - apps_before):
+        await audit.record("app.registered", actor=actor, target=app_id, ip=ip, details={"routeId": route_id})
+    for app_id in sorted(apps_before - apps_now):
+        await audit.record("app.deleted", actor=actor, target=app_id, ip=ip, details={"routeId": route_id})
 
 
 async def _save(request: Request, spec: RouteSpec, icon: str | None) -> RouteSpec:
@@ -135,8 +146,16 @@ async def create_route(
     catalog = _catalog(request)
     if catalog.route(str(data["route_id"]).strip()) is not None:
         raise ApiError(409, "ROUTE_CONFLICT", f"route {data['route_id']!r} already exists")
+    apps_before = set(catalog.apps)
     spec = await _save(request, _spec(data), icon)
-    await _after_change(request, principal, "route.create", spec.route_id, {"pathBase": spec.path_base})
+    await _after_change(
+        request,
+        principal,
+        "route.created",
+        spec.route_id,
+        {"pathBase": spec.path_base, "appId": spec.app_id, "to": spec.to},
+        apps_before=apps_before,
+    )
     return catalog.route_json(spec)
 
 
@@ -152,8 +171,16 @@ async def replace_route(
         raise ApiError(404, "ROUTE_NOT_FOUND", f"Route {route_id!r} not found")
     data, icon = _body(body)
     data["route_id"] = route_id
+    apps_before = set(catalog.apps)
     spec = await _save(request, _spec(data), icon)
-    await _after_change(request, principal, "route.update", route_id)
+    await _after_change(
+        request,
+        principal,
+        "route.updated",
+        route_id,
+        {"replaced": True, "pathBase": spec.path_base, "appId": spec.app_id, "to": spec.to},
+        apps_before=apps_before,
+    )
     return catalog.route_json(spec)
 
 
@@ -173,8 +200,11 @@ async def patch_route(
     merged["route_id"] = route_id
     if current.strip_prefix and data.get("strip_prefix") is False and "rewrite_html" not in data:
         merged["rewrite_html"] = False
+    apps_before = set(catalog.apps)
     spec = await _save(request, _spec(merged), icon)
-    await _after_change(request, principal, "route.update", route_id, {"fields": sorted(data)})
+    await _after_change(
+        request, principal, "route.updated", route_id, {"fields": sorted(data)}, apps_before=apps_before
+    )
     return catalog.route_json(spec)
 
 
@@ -182,9 +212,13 @@ async def patch_route(
 async def delete_route(
     route_id: str, request: Request, principal: Principal = Depends(require("write:*"))
 ) -> Response:
-    if not await _catalog(request).delete_route(route_id):
+    catalog = _catalog(request)
+    current = catalog.route(route_id)
+    apps_before = set(catalog.apps)
+    if not await catalog.delete_route(route_id):
         raise ApiError(404, "ROUTE_NOT_FOUND", f"Route {route_id!r} not found")
-    await _after_change(request, principal, "route.delete", route_id)
+    details = {"pathBase": current.path_base, "appId": current.app_id} if current is not None else None
+    await _after_change(request, principal, "route.deleted", route_id, details, apps_before=apps_before)
     return Response(status_code=204)
 
 

@@ -298,24 +298,25 @@ class AuthService:
         return Principal("apikey", state.id, state.scopes, name=state.name)
 
     def _denied(self, exc: AuthError, credential: str, client_ip: str) -> None:
-        """Audit a refused credential, at most once per (ip, reason) every few seconds."""
+        """Audit a refused credential, at most once per (ip, reason, key or token subject) every few
+        seconds: a flood is one row, but each revoked key or device that is tried shows up."""
         if exc.status != 401:
             return
         kind = "apikey" if credential.startswith("nekzus_") else "token"
-        throttle_key = f"{client_ip}|{kind}|{exc.message}"
+        target = ""
+        if kind == "apikey":
+            state = self.keys.get(key_hash(credential)) if API_KEY_RE.match(credential) else None
+            target = state.id if state else credential[:10]
+        else:
+            claims = self.codec.peek(credential)
+            target = str(claims["sub"]) if claims else ""
+        throttle_key = f"{client_ip}|{kind}|{exc.message}|{target}"
         now = time.time()
         if now - self._denials.get(throttle_key, 0.0) < DENIAL_AUDIT_INTERVAL:
             return
         if len(self._denials) > 10_000:
             self._denials.clear()
         self._denials[throttle_key] = now
-        target = ""
-        if kind == "apikey":
-            state = self.keys.get(key_hash(credential))
-            target = state.id if state else credential[:10]
-        else:
-            claims = self.codec.peek(credential)
-            target = str(claims["sub"]) if claims else ""
         action = "apikey.denied" if kind == "apikey" else "auth.token_rejected"
         self.services.spawn(
             self.audit(

@@ -420,8 +420,12 @@ class CatalogService:
         self.apps.pop(app_id, None)
         self.health.pop(app_id, None)
 
-    async def register(self, app: dict[str, Any], route: dict[str, Any]) -> None:
-        """Upsert an app and its route (discovery approval, toolbox); raises CatalogError on conflict."""
+    async def register(
+        self, app: dict[str, Any], route: dict[str, Any], *, actor: str = "system", ip: str = ""
+    ) -> None:
+        """Upsert an app and its route (discovery approval, toolbox); raises CatalogError on conflict.
+
+        Audited as `app.registered` and `route.created` / `route.updated` (actor defaults to `system`)."""
         app_spec = AppSpec.model_validate(app)
         route_data = dict(route)
         route_data.setdefault("appId", app_spec.id)
@@ -433,6 +437,22 @@ class CatalogService:
             route_existing = self.routes.get(route_spec.route_id)
             await self._save_route(route_spec, route_existing.source if route_existing else "discovery")
         self._changed("Route registered", routeId=route_spec.route_id)
+        audit = self.services.domains.get("audit")
+        if audit is not None:
+            await audit.record(
+                "app.registered",
+                actor=actor,
+                target=app_spec.id,
+                ip=ip,
+                details={"name": app_spec.name, "routeId": route_spec.route_id, "new": existing is None},
+            )
+            await audit.record(
+                "route.updated" if route_existing is not None else "route.created",
+                actor=actor,
+                target=route_spec.route_id,
+                ip=ip,
+                details={"pathBase": route_spec.path_base, "appId": app_spec.id, "to": route_spec.to},
+            )
 
     async def set_route_target(self, route_id: str, to: str) -> None:
         entry = self.routes.get(route_id)
@@ -442,6 +462,14 @@ class CatalogService:
         async with self._lock:
             await self._save_route(spec, entry.source)
         self._changed("Route target changed", routeId=route_id)
+        audit = self.services.domains.get("audit")
+        if audit is not None:
+            await audit.record(
+                "route.updated",
+                actor="system",
+                target=route_id,
+                details={"to": to, "previous": entry.spec.to, "reason": "target changed"},
+            )
 
     # ---- health ----------------------------------------------------------------------------------
 

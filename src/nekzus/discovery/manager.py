@@ -230,7 +230,7 @@ class DiscoveryManager:
             app = copy.deepcopy(proposal["suggestedApp"])
             route = copy.deepcopy(proposal["suggestedRoute"])
             try:
-                await catalog.register(app, route)
+                await catalog.register(app, route, actor=actor, ip=ip)
             except Exception as exc:
                 status = getattr(exc, "status", None)
                 if isinstance(status, int) and 400 <= status < 500:

@@ -547,9 +547,27 @@ class Hub:
             await self._fail(ws, "Bootstrap tokens can only be used for pairing", "FORBIDDEN")
             return None
         if not principal.allows(REQUIRED_SCOPE):
+            await self._audit_denied(principal, ip)
             await self._fail(ws, f"Missing required scope: {REQUIRED_SCOPE}", "FORBIDDEN")
             return None
         return principal
+
+    async def _audit_denied(self, principal: Principal, ip: str) -> None:
+        """Scope denials are security events (issue 3), on the WebSocket as on REST and the proxy."""
+        audit = self.services.domains.get("audit")
+        if audit is None:
+            return
+        try:
+            await audit.record(
+                "access.denied",
+                actor=principal.id,
+                target="/api/v1/ws",
+                ip=ip,
+                details={"required": [REQUIRED_SCOPE], "kind": principal.kind},
+                success=False,
+            )
+        except Exception:
+            log.warning("could not audit a WebSocket scope denial", exc_info=True)
 
     async def _read_loop(self, client: Client) -> int | None:
         ws = client.ws

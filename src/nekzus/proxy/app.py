@@ -38,6 +38,7 @@ log = logging.getLogger("nekzus.proxy")
 access_log = logging.getLogger("nekzus.access.proxy")
 
 MAX_REQUEST_HEAD = 64 * 1024
+DENIAL_AUDIT_INTERVAL = 10.0
 HOP_HEADER = b"x-nekzus-hop"
 _TRUSTED = Principal("trusted", "local", frozenset({ADMIN}), name="local")
 
@@ -196,6 +197,7 @@ class ProxyApp:
         self.listen_port = _port_of(services.config.server.addr)
         self.default_scopes = tuple(services.config.auth.default_scopes)
         self._ip_cache: dict[str, tuple[str, bool]] = {}
+        self._denials: dict[tuple[str, str], float] = {}
         self.cookies: Any = None  # SessionCookieStore, set by the feature when enabled
         self.websocket: Callable[..., Any] | None = None
         m = services.metrics
@@ -329,8 +331,42 @@ class ProxyApp:
         if principal.kind == "bootstrap":
             return None, (403, "FORBIDDEN", "Bootstrap tokens can only be used for pairing")
         if route.scopes and ADMIN not in principal.scopes and not principal.allows(*route.scopes):
+            self._audit_denial(route, scope, principal, client_ip)
             return None, (403, "FORBIDDEN", f"Missing required scope: {', '.join(route.scopes)}")
         return principal, None
+
+    def _audit_denial(
+        self, route: CompiledRoute, scope: dict[str, Any], principal: Principal, client_ip: str
+    ) -> None:
+        """Audit a scope denial (issue 3), in the background and at most once per principal and route
+        every few seconds, so a refused client cannot turn the hot path into audit writes."""
+        audit = self.services.domains.get("audit")
+        if audit is None:
+            return
+        key = (principal.rate_key, route.spec.route_id)
+        now = time.monotonic()
+        if now - self._denials.get(key, -DENIAL_AUDIT_INTERVAL) < DENIAL_AUDIT_INTERVAL:
+            return
+        if len(self._denials) > 10_000:
+            self._denials.clear()
+        self._denials[key] = now
+        self.services.spawn(
+            audit.record(
+                "access.denied",
+                actor=principal.id,
+                target=scope["path"][:512],
+                ip=client_ip,
+                details={
+                    "method": scope.get("method", "GET"),
+                    "required": list(route.scopes),
+                    "kind": principal.kind,
+                    "routeId": route.spec.route_id,
+                    "appId": route.spec.app_id,
+                },
+                success=False,
+            ),
+            "audit",
+        )
 
     async def http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()

@@ -1,0 +1,54 @@
+"""Answers for features switched off in the config, so clients get a clear reason instead of a 404.
+
+Mounted last: it only adds routes for domains that did not register themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from nekzus.api.security import require
+from nekzus.http.errors import ApiError
+from nekzus.services import Services
+
+_ANY = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _discovery_router() -> APIRouter:
+    router = APIRouter(prefix="/api/v1/discovery", tags=["discovery"], dependencies=[Depends(require())])
+
+    @router.get("/proposals", summary="Pending proposals (always empty while discovery is disabled)")
+    async def no_proposals() -> list[Any]:
+        return []
+
+    @router.api_route("/{rest:path}", methods=_ANY, include_in_schema=False)
+    async def discovery_disabled(rest: str) -> None:
+        raise ApiError(503, "DISCOVERY_DISABLED", "Discovery is disabled (set discovery.enabled: true)")
+
+    return router
+
+
+def _containers_router() -> APIRouter:
+    router = APIRouter(tags=["containers"], dependencies=[Depends(require())])
+
+    async def runtime_disabled() -> None:
+        raise ApiError(
+            503,
+            "RUNTIME_UNAVAILABLE",
+            "No container runtime is enabled (set runtimes.docker.enabled: true)",
+        )
+
+    router.add_api_route("/api/v1/containers", runtime_disabled, methods=_ANY, include_in_schema=False)
+    router.add_api_route(
+        "/api/v1/containers/{rest:path}", runtime_disabled, methods=_ANY, include_in_schema=False
+    )
+    return router
+
+
+def install(api: FastAPI, services: Services) -> None:
+    if "discovery" not in services.domains:
+        api.include_router(_discovery_router())
+    if "containers" not in services.domains:
+        api.include_router(_containers_router())
