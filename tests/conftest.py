@@ -45,11 +45,35 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., NekzusServer]]:
         srv.stop()
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_itemcollected(item: pytest.Item) -> None:
     """Under `--dist loadgroup`, a test without an explicit `xdist_group` is grouped by its file, so
     modules keep the `loadfile` behaviour (one module-scoped server, tests in order) while every
-    docker module shares the "docker" group, one worker and one test Docker engine."""
+    docker module shares the "docker" group, one worker and one test Docker engine.
+
+    Marked as each item is collected: xdist's worker turns the marks into `@group` node-id suffixes in
+    its own `pytest_collection_modifyitems`, which can run before a conftest's (then nothing groups)."""
+    if item.get_closest_marker("xdist_group") is None:
+        item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """pytest 9 keeps node ids in `Node._id`, but xdist 3.8 still renames `item._nodeid` to add the
+    `@group` suffix that `--dist loadgroup` schedules by: nothing was grouped, module-scoped servers were
+    shared across workers and order-dependent tests broke. Add the suffix here when xdist's did not take."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import coerce_node_id
+
     for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+        nodeid = item.nodeid
+        if nodeid.rfind("@") > nodeid.rfind("]") or not hasattr(item, "_id"):
+            continue
+        names = sorted(
+            {
+                str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                for m in item.iter_markers("xdist_group")
+            }
+        )
+        if names:
+            item._id = coerce_node_id(f"{nodeid}@{'_'.join(names)}")
