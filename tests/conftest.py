@@ -51,29 +51,7 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     docker module shares the "docker" group, one worker and one test Docker engine.
 
     Marked as each item is collected: xdist's worker turns the marks into `@group` node-id suffixes in
-    its own `pytest_collection_modifyitems`, which can run before a conftest's (then nothing groups)."""
+    its own `pytest_collection_modifyitems`, which can run before a conftest's (then nothing groups).
+    (xdist 3.8 renames `item._nodeid`, which pytest 9 no longer reads: pytest is pinned below 9.)"""
     if item.get_closest_marker("xdist_group") is None:
         item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """pytest 9 keeps node ids in `Node._id`, but xdist 3.8 still renames `item._nodeid` to add the
-    `@group` suffix that `--dist loadgroup` schedules by: nothing was grouped, module-scoped servers were
-    shared across workers and order-dependent tests broke. Add the suffix here when xdist's did not take."""
-    if not getattr(config.option, "loadgroup", False):
-        return
-    from _pytest.nodeid import coerce_node_id
-
-    for item in items:
-        nodeid = item.nodeid
-        if nodeid.rfind("@") > nodeid.rfind("]") or not hasattr(item, "_id"):
-            continue
-        names = sorted(
-            {
-                str(m.args[0] if m.args else m.kwargs.get("name", "default"))
-                for m in item.iter_markers("xdist_group")
-            }
-        )
-        if names:
-            item._id = coerce_node_id(f"{nodeid}@{'_'.join(names)}")
