@@ -128,6 +128,7 @@ def run(config: Config, config_path: str | None = None) -> int:
     import uvicorn
 
     from nekzus.app import create_app
+    from nekzus.http.protocol import CoalescingHttpToolsProtocol
 
     app = create_app(
         config,
@@ -152,7 +153,7 @@ def run(config: Config, config_path: str | None = None) -> int:
         timeout_graceful_shutdown=max(1, int(config.server.shutdown_timeout) - 1),
         timeout_keep_alive=75,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         ws="websockets-sansio",
         ws_max_size=1 << 20,
         h11_max_incomplete_event_size=1 << 20,
