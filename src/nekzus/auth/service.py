@@ -134,6 +134,9 @@ class AuthService:
         self._setup_lock = asyncio.Lock()
         self._denials: dict[str, float] = {}
         self.metrics = services.metrics
+        # Per-request counters resolved once: label lookups take a lock and a dict walk each time.
+        self._local_ok = services.metrics.auth_local_auth_total.labels("success")
+        self._jwt_ok = services.metrics.auth_jwt_validations_total.labels("success")
 
     # -- start-up / shutdown --------------------------------------------------------------------
 
@@ -222,7 +225,7 @@ class AuthService:
         credential = _credential(headers)
         if credential is None:
             if self.trusted(client_ip):
-                self.metrics.auth_local_auth_total.labels("success").inc()
+                self._local_ok.inc()
                 return TRUSTED
             return None
         return self._judge(credential, client_ip)
@@ -260,7 +263,7 @@ class AuthService:
             ).inc()
             raise
         principal = self._principal_for(claims)
-        self.metrics.auth_jwt_validations_total.labels("success").inc()
+        self._jwt_ok.inc()
         if principal.kind == "device":
             self.seen.touch(principal.id, time.time())
         return principal
