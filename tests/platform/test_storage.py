@@ -27,6 +27,12 @@ def test_started_server_has_a_migrated_wal_database(tmp_path: Path) -> None:
             assert versions == expected_heads()
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            assert {"system_settings", "auth_devices", "catalog_routes", "catalog_apps", "notifications"} <= tables
+            assert {
+                "system_settings",
+                "auth_devices",
+                "catalog_routes",
+                "catalog_apps",
+                "notifications",
+            } <= tables
         finally:
             conn.close()
