@@ -170,7 +170,9 @@ def _Guard() -> Iterator[None]:
 # -- routes (static paths before `{containerId}`) ----------------------------------------------------
 
 
-@router.get("", response_model=list[ContainerOut], summary="List containers")
+@router.get(
+    "", response_model=list[ContainerOut], response_model_exclude_none=True, summary="List containers"
+)
 async def list_containers(
     request: Request,
     runtime: str | None = Query(None, description="docker or kubernetes"),
