@@ -36,6 +36,26 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable
         srv.stop()
 
 
+@pytest.fixture(scope="module")
+def srv(module_server: Callable[..., NekzusServer]) -> NekzusServer:
+    """The module's server: untrusted by default; a module overrides this for other settings."""
+    return module_server(UNTRUSTED)
+
+
+@pytest.fixture(scope="module")
+def admin(srv: NekzusServer) -> dict[str, str]:
+    """Authorization headers of the first admin, created through setup and login."""
+    with srv.client() as c:
+        create_admin(c, srv)
+        return bearer(login(c))
+
+
+@pytest.fixture
+def client(srv: NekzusServer) -> Iterator[httpx.Client]:
+    with srv.client() as c:
+        yield c
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

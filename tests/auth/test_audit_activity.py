@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -25,12 +25,6 @@ def admin(srv: NekzusServer) -> dict[str, str]:
         create_admin(c)
         c.post("/api/v1/auth/login", json={"username": "admin", "password": "wrong password"})
         return bearer(login(c))
-
-
-@pytest.fixture
-def client(srv: NekzusServer) -> Iterator[httpx.Client]:
-    with srv.client() as c:
-        yield c
 
 
 def audit(client: httpx.Client, admin: dict[str, str], **params: Any) -> list[dict[str, Any]]:

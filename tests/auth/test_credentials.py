@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,24 +25,6 @@ from tests.auth.conftest import (
     pair,
 )
 from tests.nekzus_server import NekzusServer
-
-
-@pytest.fixture(scope="module")
-def srv(module_server: Callable[..., NekzusServer]) -> NekzusServer:
-    return module_server(UNTRUSTED)
-
-
-@pytest.fixture(scope="module")
-def admin(srv: NekzusServer) -> dict[str, str]:
-    with srv.client() as c:
-        create_admin(c, srv)
-        return bearer(login(c))
-
-
-@pytest.fixture
-def client(srv: NekzusServer) -> Iterator[httpx.Client]:
-    with srv.client() as c:
-        yield c
 
 
 def make_key(client: httpx.Client, admin: dict[str, str], scopes: list[str], **extra: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -17,37 +17,16 @@ from PIL import Image
 
 from tests.auth.conftest import (
     PERMANENT_BOOTSTRAP,
-    UNTRUSTED,
     assert_healthy,
     assert_rejected_as_too_large,
     bearer,
-    create_admin,
     error_code,
-    login,
     pair,
 )
 from tests.nekzus_server import NekzusServer
 
 ALPHABET = set("ABCDEFGHJKMNPQRSTUVWXYZ23456789")
 PAIR_HEADERS = {"X-Pairing-Request": "true"}
-
-
-@pytest.fixture(scope="module")
-def srv(module_server: Callable[..., NekzusServer]) -> NekzusServer:
-    return module_server(UNTRUSTED)
-
-
-@pytest.fixture(scope="module")
-def admin(srv: NekzusServer) -> dict[str, str]:
-    with srv.client() as c:
-        create_admin(c, srv)
-        return bearer(login(c))
-
-
-@pytest.fixture
-def client(srv: NekzusServer) -> Iterator[httpx.Client]:
-    with srv.client() as c:
-        yield c
 
 
 def decode_png(data: bytes) -> dict[str, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,12 +17,6 @@ from tests.nekzus_server import NekzusServer, deep_merge
 @pytest.fixture(scope="module")
 def srv(module_server: Callable[..., NekzusServer]) -> NekzusServer:
     return module_server(deep_merge(UNTRUSTED, {"auth": {"token_ttl": "2s"}}))
-
-
-@pytest.fixture
-def client(srv: NekzusServer) -> Iterator[httpx.Client]:
-    with srv.client() as c:
-        yield c
 
 
 def wait_until_expired(client: httpx.Client, token: str, timeout: float = 10.0) -> httpx.Response:
