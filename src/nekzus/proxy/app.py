@@ -282,6 +282,36 @@ class ProxyApp:
                 return None
         return None
 
+    def lookup(self, scope: dict[str, Any], path: str) -> tuple[CompiledRoute | None, bool]:
+        """The route for a request and whether it was found by subdomain (no prefix handling then)."""
+        if self.base_domain and not path.startswith("/apps/"):
+            route = self._subdomain_route(scope)
+            return route, route is not None
+        return self.table.match(path), False
+
+    async def admit(
+        self, route: CompiledRoute, scope: dict[str, Any], hop: bytes | None
+    ) -> tuple[Principal | None, str]:
+        """Checks shared by HTTP and WebSocket proxying: loop, authentication and scopes, rate limit.
+
+        Returns (principal, client ip); raises `Refused` with the answer to give otherwise.
+        """
+        if hop == self.hop_token or route.loop:
+            raise Refused(508, "LOOP_DETECTED", "The route points back at Nekzus")
+        client_ip, trusted = self._client(scope)
+        principal, denied = await self.authorize(route, scope, client_ip, trusted)
+        if denied is not None:
+            raise Refused(*denied)
+        limiter = self.services.limiter
+        if limiter.enabled and limiter.buckets.get("proxy") is not None:
+            key = principal.rate_key if principal is not None else f"ip:{client_ip}"
+            decision = limiter.check("proxy", key)
+            if decision is not None and not decision.allowed:
+                raise Refused(
+                    429, "RATE_LIMIT_EXCEEDED", "Rate limit exceeded, please slow down", decision.headers()
+                )
+        return principal, client_ip
+
     def _client(self, scope: dict[str, Any]) -> tuple[str, bool]:
         """(client ip, whether it is in auth.local_networks), cached per peer when no proxy is trusted."""
         services = self.services
@@ -427,45 +457,21 @@ class ProxyApp:
             await _error(send, common, 400, "INVALID_REQUEST", "Invalid Content-Length")
             return
 
-        route: CompiledRoute | None = None
-        subdomain = False
-        if self.base_domain and not path.startswith("/apps/"):
-            route = self._subdomain_route(scope)
-            subdomain = route is not None
-        else:
-            route = self.table.match(path)
-            if route is None and path + "/" in self.table.by_path:
-                query = scope.get("query_string", b"")
-                location = quote(path + "/").encode("latin-1") + (b"?" + query if query else b"")
-                await _respond(send, 301, [*common, (b"location", location), (b"content-length", b"0")], b"")
-                return
+        route, subdomain = self.lookup(scope, path)
+        if route is None and not subdomain and path + "/" in self.table.by_path:
+            query = scope.get("query_string", b"")
+            location = quote(path + "/").encode("latin-1") + (b"?" + query if query else b"")
+            await _respond(send, 301, [*common, (b"location", location), (b"content-length", b"0")], b"")
+            return
         if route is None:
             await _error(send, common, 404, "NOT_FOUND", "No route for this path")
             return
         spec = route.spec
-        if hop == self.hop_token or route.loop:
-            await _error(send, common, 508, "LOOP_DETECTED", "The route points back at Nekzus")
+        try:
+            principal, client_ip = await self.admit(route, scope, hop)
+        except Refused as refused:
+            await _error(send, [*common, *refused.headers], refused.status, refused.code, refused.message)
             return
-
-        client_ip, trusted = self._client(scope)
-        principal, denied = await self.authorize(route, scope, client_ip, trusted)
-        if denied is not None:
-            status, code, message = denied
-            await _error(send, common, status, code, message)
-            return
-        limiter = self.services.limiter
-        if limiter.enabled and limiter.buckets.get("proxy") is not None:
-            key = principal.rate_key if principal is not None else f"ip:{client_ip}"
-            decision = limiter.check("proxy", key)
-            if decision is not None and not decision.allowed:
-                await _error(
-                    send,
-                    [*common, *decision.headers()],
-                    429,
-                    "RATE_LIMIT_EXCEEDED",
-                    "Rate limit exceeded, please slow down",
-                )
-                return
         if self.catalog.is_unhealthy(spec.app_id):
             self._count(route, 503)
             await _error(send, common, 503, "SERVICE_UNHEALTHY", "Service is currently unhealthy")
@@ -836,6 +842,19 @@ class ProxyApp:
 
     def close(self) -> None:
         self.pools.close()
+
+
+class Refused(Exception):
+    """A proxied request is turned away before reaching the upstream."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+    ):
+        super().__init__(f"{status} {code}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or []
 
 
 class _ClientGone(Exception):

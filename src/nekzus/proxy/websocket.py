@@ -20,6 +20,8 @@ from nekzus.http.errors import error_body
 if TYPE_CHECKING:
     from nekzus.proxy.app import ProxyApp
 
+from nekzus.proxy.app import Refused
+
 log = logging.getLogger("nekzus.proxy.ws")
 
 OPEN_TIMEOUT = 10.0
@@ -88,23 +90,15 @@ async def tunnel(proxy: ProxyApp, scope: dict[str, Any], receive: Any, send: Any
     if _bad_path(path) or b"\x00" in host:
         await _reject(scope, send, 400, "INVALID_PATH", "Invalid request path")
         return
-    subdomain = False
-    if proxy.base_domain and not path.startswith("/apps/"):
-        route = proxy._subdomain_route(scope)
-        subdomain = True
-    else:
-        route = proxy.table.match(path)
+    route, subdomain = proxy.lookup(scope, path)
     if route is None:
         await _reject(scope, send, 404, "NOT_FOUND", "No route for this path")
         return
     spec = route.spec
-    if hop == proxy.hop_token or route.loop:
-        await _reject(scope, send, 508, "LOOP_DETECTED", "The route points back at Nekzus")
-        return
-    client_ip, trusted = proxy._client(scope)
-    principal, denied = await proxy.authorize(route, scope, client_ip, trusted)
-    if denied is not None:
-        await _reject(scope, send, *denied)
+    try:
+        principal, client_ip = await proxy.admit(route, scope, hop)
+    except Refused as refused:
+        await _reject(scope, send, refused.status, refused.code, refused.message)
         return
     if not spec.websocket:
         await _reject(scope, send, 403, "WEBSOCKET_DISABLED", "WebSockets are not enabled for this route")
