@@ -7,6 +7,8 @@ JWT demanded anyway), JWTs and trusted-network callers too.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -15,6 +17,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from nekzus.api.deps import services_of
 from nekzus.api.security import require
 from nekzus.http.errors import ApiError
+from nekzus.metrics import Metrics
 from nekzus.services import Services
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
@@ -93,6 +96,19 @@ def _clean_ids(ids: list[str]) -> list[str]:
     return out
 
 
+@contextmanager
+def _measured(metrics: Metrics, endpoint: str) -> Iterator[None]:
+    """Count the call as success or error and time the successful ones."""
+    started = time.perf_counter()
+    try:
+        yield
+    except ApiError:
+        metrics.webhook_requests_total.labels(endpoint, "error").inc()
+        raise
+    metrics.webhook_requests_total.labels(endpoint, "success").inc()
+    metrics.webhook_request_duration_seconds.labels(endpoint).observe(time.perf_counter() - started)
+
+
 @router.post(
     "/activity",
     response_model=ActivityReply,
@@ -103,9 +119,7 @@ async def activity_webhook(request: Request, _principal: Any = Depends(require()
     from nekzus.events.webhooks import deliver
 
     services = services_of(request)
-    started = time.perf_counter()
-    metrics = services.metrics
-    try:
+    with _measured(services.metrics, "activity"):
         body = await _body(request)
         if not isinstance(body.get("message"), str) or not body["message"].strip():
             raise ApiError(400, "INVALID_REQUEST", "Missing required field: message")
@@ -142,11 +156,6 @@ async def activity_webhook(request: Request, _principal: Any = Depends(require()
                 event = {**event, **{k: v for k, v in stored.items() if v is not None}}
                 event_id = str(event.get("id") or event_id)
         await deliver(services, event, targets, "webhook.activity")
-    except ApiError:
-        metrics.webhook_requests_total.labels("activity", "error").inc()
-        raise
-    metrics.webhook_requests_total.labels("activity", "success").inc()
-    metrics.webhook_request_duration_seconds.labels("activity").observe(time.perf_counter() - started)
     return {"success": True, "eventId": event_id}
 
 
@@ -160,9 +169,7 @@ async def notify_webhook(request: Request, _principal: Any = Depends(require()))
     from nekzus.events.webhooks import deliver
 
     services = services_of(request)
-    started = time.perf_counter()
-    metrics = services.metrics
-    try:
+    with _measured(services.metrics, "notify"):
         body = await _body(request)
         try:
             hook = NotifyWebhook.model_validate(body)
@@ -176,11 +183,6 @@ async def notify_webhook(request: Request, _principal: Any = Depends(require()))
             payload["data"] = hook.data
         payload["deviceIds"] = targets
         await deliver(services, payload, targets, "webhook.notify")
-    except ApiError:
-        metrics.webhook_requests_total.labels("notify", "error").inc()
-        raise
-    metrics.webhook_requests_total.labels("notify", "success").inc()
-    metrics.webhook_request_duration_seconds.labels("notify").observe(time.perf_counter() - started)
     return {"success": True, "sent": True}
 
 
