@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from nekzus.errors import NekzusError
 from nekzus.http.errors import ApiError, error_response
 
 log = logging.getLogger("nekzus.http")
@@ -22,6 +23,13 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 async def _api_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, exc.headers, exc.extra)
+
+
+async def _domain_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NekzusError)
+    if exc.status >= 500 and type(exc) is NekzusError:
+        log.error("domain error: %s", exc.code, exc_info=exc)
     return error_response(exc.status, exc.code, exc.message, exc.headers, exc.extra)
 
 
@@ -62,6 +70,7 @@ async def _unhandled(_request: Request, exc: Exception) -> Response:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(NekzusError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unhandled)
