@@ -96,10 +96,11 @@ async def run_process(
         timed_out = await _pump(proc, proc.stdout, capture, deadline)
         if timed_out:
             await _terminate_group(pgid, proc, kill_grace)
-            await _drain(proc.stdout, capture, 1.0)
-        # Whatever the leader left running in its group goes with it.
+        # Whatever the leader left running in its group goes with it; then read to the end of the pipe
+        # (its last writer is gone now), which also lets the transport close cleanly.
         if _group_alive(pgid):
             _signal_group(pgid, signal.SIGKILL)
+        await _drain(proc.stdout, capture, 2.0)
         if proc.returncode is None:
             await proc.wait()
     except asyncio.CancelledError:
@@ -177,6 +178,7 @@ async def _drain(stdout: asyncio.StreamReader, capture: _Capture, budget: float)
     end = time.monotonic() + budget
     while time.monotonic() < end:
         chunk = await _read_some(stdout, end - time.monotonic())
-        if not chunk:
+        if chunk == b"":
             return
-        capture.feed(chunk)
+        if chunk:
+            capture.feed(chunk)
