@@ -38,11 +38,16 @@ out = os.environ["OUT_DIR"]
 pid = os.fork()
 if pid == 0:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    with open(os.path.join(out, "child.pid"), "w") as fh:
+    with open(os.path.join(out, "child.tmp"), "w") as fh:
         fh.write(str(os.getpid()))
+    os.rename(os.path.join(out, "child.tmp"), os.path.join(out, "child.pid"))
     while True:
         time.sleep(0.1)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
+for _ in range(200):
+    if os.path.exists(os.path.join(out, "child.pid")):
+        break
+    time.sleep(0.05)
 print("parent waiting", flush=True)
 time.sleep(120)
 """
