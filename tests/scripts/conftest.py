@@ -104,7 +104,7 @@ def srv(workdir: Path) -> Iterator[NekzusServer]:
     server = NekzusServer(
         scripts_config(workdir / "scripts"), data_dir=workdir / "data", env={"NEKZUS_SECRET_CHECK": "leak"}
     )
-    server.start()
+    server.start(timeout=60)  # generous: the test machine is shared and often loaded
     yield server
     server.stop()
 

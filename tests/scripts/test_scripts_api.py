@@ -313,3 +313,33 @@ def test_schedule_crud_and_validation(api: httpx.Client) -> None:
     assert [s["id"] for s in api.get("/api/v1/schedules").json()["schedules"]] == [sid]
     assert api.delete(f"/api/v1/schedules/{sid}").status_code == 204
     assert api.get(f"/api/v1/schedules/{sid}").json()["error"]["code"] == "SCHEDULE_NOT_FOUND"
+
+
+def test_cancel_through_the_jobs_api(api: httpx.Client) -> None:
+    register(
+        api, "Sleeper", "slow.sh", parameters=[{"name": "seconds_to_sleep", "type": "number", "default": 60}]
+    )
+    accepted = api.post("/api/v1/scripts/sleeper/execute", params={"async": "true"}).json()
+    execution_id = accepted["executionId"]
+    deadline = time.monotonic() + 20
+    while api.get(f"/api/v1/executions/{execution_id}").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    job = api.get(f"/api/v1/jobs/{execution_id}").json()
+    assert job["kind"] == "script" and job["state"] == "running" and job["triggeredBy"].startswith("web:")
+    assert api.post(f"/api/v1/jobs/{execution_id}/cancel").json() == {"id": execution_id, "cancelled": True}
+    done = poll_execution(api, execution_id)
+    assert done["status"] == "cancelled"
+    deadline = time.monotonic() + 10  # the job record is finalised just after the execution record
+    while (state := api.get(f"/api/v1/jobs/{execution_id}").json()["state"]) == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert state == "cancelled"
+    assert api.get("/api/v1/jobs", params={"kind": "script", "state": "cancelled"}).json()["count"] >= 1
+    assert api.get("/api/v1/jobs/job_missing").json()["error"]["code"] == "JOB_NOT_FOUND"
+
+
+def test_wrong_method_is_405(api: httpx.Client) -> None:
+    for method, path in (("PATCH", "/api/v1/scripts/greeter"), ("GET", "/api/v1/scripts/greeter/execute")):
+        response = api.request(method, path)
+        assert response.status_code == 405 and response.json()["error"]["code"] == "METHOD_NOT_ALLOWED", path

@@ -8,8 +8,8 @@ switched off (`scripts.enabled` false or no `scripts.directory`) the list endpoi
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+import copy
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from nekzus.api.jobs import job_runner
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
 from nekzus.auth.timefmt import rfc3339
-from nekzus.errors import Forbidden, Invalid, NotFound, Unavailable
+from nekzus.errors import Forbidden, Invalid, NekzusError, NotFound, Unavailable
 from nekzus.jobs import CronScheduler, SystemClock, resolve_zone
 from nekzus.scripts.models import ExecutionRow, ScheduleRow, ScriptRow, WorkflowExecutionRow, WorkflowRow
 from nekzus.scripts.schedules import ScheduleService
@@ -418,6 +418,15 @@ def _schedules_router(schedules: ScheduleService, timezone: str) -> APIRouter:
     return router
 
 
+_KNOWN_TAILS = {"execute", "dry-run", "enable", "disable", "executions"}
+
+
+class MethodNotAllowed(NekzusError):
+    status = 405
+    default_code = "METHOD_NOT_ALLOWED"
+    default_message = "Method not allowed for this path"
+
+
 def _catch_all(prefix: str) -> APIRouter:
     """Paths under a prefix that matched nothing: ids carrying separators or `..` are 400, the rest 404."""
     router = APIRouter(prefix=prefix, dependencies=[Depends(require())])
@@ -427,6 +436,9 @@ def _catch_all(prefix: str) -> APIRouter:
         raw = bytes(request.scope.get("raw_path") or b"").decode("latin-1").lower()
         if ".." in rest or "%2f" in raw or "%5c" in raw or "\\" in rest or "//" in rest:
             raise Invalid("Invalid id", code="INVALID_ID")
+        parts = rest.split("/")
+        if len(parts) == 1 or (len(parts) <= 3 and parts[1] in _KNOWN_TAILS):
+            raise MethodNotAllowed()
         raise NotFound("Resource not found")
 
     return router
@@ -441,14 +453,17 @@ _STUBS = {
 }
 
 
+def _stub(payload: dict[str, Any]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def stub() -> dict[str, Any]:
+        return copy.deepcopy(payload)
+
+    return stub
+
+
 def _disabled_router() -> APIRouter:
     router = APIRouter(tags=["scripts"], dependencies=[Depends(require())])
     for path, payload in _STUBS.items():
-
-        async def stub(_payload: dict[str, Any] = payload) -> dict[str, Any]:
-            return json.loads(json.dumps(_payload))
-
-        router.add_api_route(path, stub, methods=["GET"], summary="Scripts are disabled")
+        router.add_api_route(path, _stub(payload), methods=["GET"], summary="Scripts are disabled")
 
     async def disabled() -> None:
         raise Unavailable(
