@@ -9,10 +9,11 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from nekzus import __version__
-from nekzus.api.deps import services_of
+from nekzus.api.deps import client_ip, services_of
 from nekzus.api.security import current_principal
 from nekzus.errors import NekzusError
 from nekzus.health import ComponentHealth, Status
+from nekzus.http.clientip import in_networks, parse_ip
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
 
@@ -21,6 +22,9 @@ router = APIRouter(tags=["health"])
 
 async def _may_see_detail(request: Request) -> bool:
     """Component detail is for trusted networks and authenticated callers (not bootstrap tokens)."""
+    services = services_of(request)
+    if not services.ready:  # credentials cannot be checked before storage opens: trusted networks only
+        return in_networks(parse_ip(client_ip(request)), services.local_networks)
     try:
         principal = await current_principal(request)
     except (ApiError, NekzusError):
