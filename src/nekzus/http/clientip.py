@@ -45,17 +45,17 @@ def forwarded_chain(scope: dict[str, Any]) -> list[str]:
 
 def client_from_chain(
     peer_ip: IPAddress, chain: list[str], trusted_proxies: tuple[IPNetwork, ...]
-) -> IPAddress:
+) -> IPAddress | None:
     """Walk the chain from the right past our own proxies; the first untrusted hop is the client.
 
-    An unparsable hop ends the walk at the last address we could vouch for: everything to its left was
-    written by someone we cannot trust to have written it correctly.
+    An unparsable hop means nobody we trust vouched for what lies to its left, so the client is unknown
+    (None): never the proxy's own, trusted, address, and never a value from another header.
     """
     current = peer_ip
     for hop in reversed(chain):
         hop_ip = parse_ip(hop)
         if hop_ip is None:
-            return current
+            return None
         if not in_networks(hop_ip, trusted_proxies):
             return hop_ip
         current = hop_ip
@@ -73,7 +73,8 @@ def resolve_client_ip(scope: dict[str, Any], trusted_proxies: tuple[IPNetwork, .
         return str(peer_ip)
     chain = forwarded_chain(scope)
     if chain:
-        return str(client_from_chain(peer_ip, chain, trusted_proxies))
+        client = client_from_chain(peer_ip, chain, trusted_proxies)
+        return str(client) if client is not None else "unknown"
     # X-Real-IP only when the proxy sent no chain at all (never as a fallback for a broken chain).
     real_lines = _header_lines(scope, b"x-real-ip")
     real = parse_ip(real_lines[0]) if len(real_lines) == 1 else None
