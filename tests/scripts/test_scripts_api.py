@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def test_disabled_stubs(server: NekzusServer) -> None:
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "SCRIPTS_DISABLED"
 
 
-def test_register_crud_and_available(api: httpx.Client) -> None:
+def test_register_crud_and_available(api: httpx.Client, srv: NekzusServer) -> None:
     before = api.get("/api/v1/scripts/available").json()
     paths = {item["path"] for item in before["available"]}
     assert {"hello.sh", "tools/check.sh", "big.py"} <= paths and ".hidden.sh" not in paths
@@ -49,6 +50,16 @@ def test_register_crud_and_available(api: httpx.Client) -> None:
     assert api.get("/api/v1/scripts/say-hello").json()["timeoutSeconds"] == 20
     temp = register(api, "Temp", "env.sh")
     assert api.delete(f"/api/v1/scripts/{temp['id']}").status_code == 204
+    db = sqlite3.connect(srv.data_dir / "nexus.db")
+    try:
+        rows = db.execute("SELECT action, target FROM audit_logs WHERE action LIKE 'script.%'").fetchall()
+    finally:
+        db.close()
+    assert {
+        ("script.registered", "say-hello"),
+        ("script.updated", "say-hello"),
+        ("script.deleted", "temp"),
+    } <= set(rows)
     missing = api.get(f"/api/v1/scripts/{temp['id']}")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "SCRIPT_NOT_FOUND"
 

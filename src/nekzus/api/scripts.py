@@ -19,13 +19,14 @@ from fastapi.responses import JSONResponse, Response
 from nekzus.api.deps import client_ip
 from nekzus.api.jobs import job_runner
 from nekzus.api.security import require
+from nekzus.auth.audit import AuditService
 from nekzus.auth.principal import Principal
 from nekzus.auth.timefmt import rfc3339
 from nekzus.errors import Forbidden, Invalid, NekzusError, NotFound, Unavailable
 from nekzus.jobs import CronScheduler, SystemClock, resolve_zone
 from nekzus.scripts.models import ExecutionRow, ScheduleRow, ScriptRow, WorkflowExecutionRow, WorkflowRow
 from nekzus.scripts.schedules import ScheduleService
-from nekzus.scripts.service import ExecutionRequest, ScriptService, check_id, loads
+from nekzus.scripts.service import ExecutionRequest, ScriptService, check_id, loads, no_audit
 from nekzus.scripts.workflows import WorkflowRun, WorkflowService
 from nekzus.services import Services
 
@@ -208,14 +209,19 @@ def _scripts_router(scripts: ScriptService) -> APIRouter:
 
     @router.put("/{script_id}", summary="Update a script (fields given are changed)")
     async def update_script(
-        script_id: str, body: dict[str, Any] = Body(...), _p: Principal = Depends(require(_WRITE))
+        request: Request,
+        script_id: str,
+        body: dict[str, Any] = Body(...),
+        principal: Principal = Depends(require(_WRITE)),
     ) -> dict[str, Any]:
         data = {k: v for k, v in normalize(body).items() if v is not None and k != "id"}
-        return script_json(await scripts.update(script_id, data))
+        return script_json(await scripts.update(script_id, data, triggered_by(principal, client_ip(request))))
 
     @router.delete("/{script_id}", status_code=204, summary="Delete a script and its executions")
-    async def delete_script(script_id: str, _p: Principal = Depends(require(_WRITE))) -> Response:
-        await scripts.delete(script_id)
+    async def delete_script(
+        request: Request, script_id: str, principal: Principal = Depends(require(_WRITE))
+    ) -> Response:
+        await scripts.delete(script_id, triggered_by(principal, client_ip(request)))
         return Response(status_code=204)
 
     async def _request(
@@ -488,6 +494,7 @@ def install(api: FastAPI, services: Services) -> None:
     directory = Path(cfg.directory)
     directory.mkdir(parents=True, exist_ok=True)
     runner = job_runner(services)
+    audit: AuditService | None = services.domains.get("audit")
     runner.set_limit("script", concurrency=cfg.workers, max_queued=cfg.queue_size)
     runner.set_limit("workflow", concurrency=cfg.workers, max_queued=cfg.queue_size)
     scripts = ScriptService(
@@ -498,6 +505,7 @@ def install(api: FastAPI, services: Services) -> None:
         default_timeout=cfg.default_timeout,
         max_output_bytes=cfg.max_output_bytes,
         max_executions=cfg.max_executions,
+        audit=audit.record if audit is not None else no_audit,
     )
     workflows = WorkflowService(services.db, runner, scripts)
     cron = CronScheduler(clock=SystemClock(), zone=resolve_zone(cfg.timezone), spawn=services.spawn)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, select, update
 
@@ -37,7 +37,7 @@ from nekzus.scripts.params import (
 from nekzus.scripts.paths import command_for, resolve_in, scan, script_type, split_dry_run
 from nekzus.store import Database
 
-__all__ = ["ExecutionRequest", "ScriptService", "slug"]
+__all__ = ["AuditSink", "ExecutionRequest", "ScriptService", "slug"]
 
 log = logging.getLogger("nekzus.scripts")
 
@@ -46,6 +46,20 @@ STATUSES = ("pending", "running", "completed", "failed", "timeout", "cancelled")
 FINAL = ("completed", "failed", "timeout", "cancelled")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_TIMEOUT = 24 * 3600
+
+
+class AuditSink(Protocol):
+    """The audit log's `record` (it never raises: a failed audit write must not fail the change)."""
+
+    async def __call__(
+        self, action: str, *, actor: str, target: str = "", details: dict[str, Any] | None = None
+    ) -> None: ...
+
+
+async def no_audit(
+    action: str, *, actor: str, target: str = "", details: dict[str, Any] | None = None
+) -> None:
+    return None
 
 
 def slug(name: str) -> str:
@@ -96,7 +110,9 @@ class ScriptService:
         max_output_bytes: int,
         max_executions: int,
         clock: Callable[[], float] = time.time,
+        audit: AuditSink = no_audit,
     ) -> None:
+        self.audit = audit
         self.db = db
         self.bus = bus
         self.runner = runner
@@ -189,9 +205,12 @@ class ScriptService:
             if await session.get(ScriptRow, script_id) is not None:
                 raise Conflict(f"A script with id {script_id} already exists", code="SCRIPT_EXISTS")
             session.add(row)
+        await self.audit(
+            "script.registered", actor=created_by, target=row.id, details={"path": row.script_path}
+        )
         return row
 
-    async def update(self, script_id: str, data: Mapping[str, Any]) -> ScriptRow:
+    async def update(self, script_id: str, data: Mapping[str, Any], actor: str = "") -> ScriptRow:
         values = self._validate(data)
         async with self.db.session() as session:
             row = await session.get(ScriptRow, check_id(script_id))
@@ -200,14 +219,16 @@ class ScriptService:
             for key, value in values.items():
                 setattr(row, key, value)
             row.updated_at = self.clock()
+        await self.audit("script.updated", actor=actor, target=row.id, details={"fields": sorted(values)})
         return row
 
-    async def delete(self, script_id: str) -> None:
+    async def delete(self, script_id: str, actor: str = "") -> None:
         async with self.db.session() as session:
             row = await session.get(ScriptRow, check_id(script_id))
             if row is None:
                 raise NotFound("Script not found", code="SCRIPT_NOT_FOUND")
             await session.delete(row)
+        await self.audit("script.deleted", actor=actor, target=script_id)
 
     async def get(self, script_id: str) -> ScriptRow:
         async with self.db.session() as session:
@@ -269,6 +290,12 @@ class ScriptService:
             async with self.db.session() as session:
                 await session.execute(delete(ExecutionRow).where(ExecutionRow.id == execution_id))
             raise
+        await self.audit(
+            "script.executed",
+            actor=request.triggered_by,
+            target=script.id,
+            details={"executionId": execution_id, "dryRun": request.dry_run, "parameters": sorted(values)},
+        )
         if wait:
             await self.runner.wait(job.id)
             return await self.execution(execution_id)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from nekzus.errors import Conflict, Invalid, NekzusError, NotFound
 from nekzus.jobs import JobContext, JobFailed, JobRunner
@@ -165,7 +165,12 @@ class WorkflowService:
         async def work(ctx: JobContext) -> str:
             return await self._run(ctx, workflow, row.id, run)
 
-        job = await self.runner.submit(JOB_KIND, work, triggered_by=run.triggered_by, job_id=row.id)
+        try:
+            job = await self.runner.submit(JOB_KIND, work, triggered_by=run.triggered_by, job_id=row.id)
+        except BaseException:  # queue full: leave no run record behind
+            async with self.db.session() as session:
+                await session.execute(delete(WorkflowExecutionRow).where(WorkflowExecutionRow.id == row.id))
+            raise
         if wait:
             await self.runner.wait(job.id)
             return await self.execution(row.id)
