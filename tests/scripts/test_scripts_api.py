@@ -354,3 +354,16 @@ def test_wrong_method_is_405(api: httpx.Client) -> None:
     for method, path in (("PATCH", "/api/v1/scripts/greeter"), ("GET", "/api/v1/scripts/greeter/execute")):
         response = api.request(method, path)
         assert response.status_code == 405 and response.json()["error"]["code"] == "METHOD_NOT_ALLOWED", path
+
+
+def test_api_key_runs_are_attributed_and_scoped(api: httpx.Client) -> None:
+    register(api, "Keyed", "hello.sh", parameters=[{"name": "name", "default": "key"}])
+    reader = api.post("/api/v1/apikeys", json={"name": "reader", "scopes": ["read:catalog"]}).json()
+    writer = api.post("/api/v1/apikeys", json={"name": "writer", "scopes": ["write:*"]}).json()
+    denied = api.post("/api/v1/scripts/keyed/execute", headers={"X-API-Key": reader["key"]})
+    assert denied.status_code == 403
+    ran = api.post("/api/v1/scripts/keyed/execute", headers={"X-API-Key": writer["key"]})
+    assert ran.status_code == 200, ran.text
+    assert ran.json()["triggeredBy"] == f"api_key:{writer['id']}"
+    listed = api.get("/api/v1/executions", headers={"X-API-Key": reader["key"]})
+    assert listed.status_code == 200  # reads need any valid credential
