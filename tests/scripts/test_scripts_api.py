@@ -367,3 +367,6 @@ def test_api_key_runs_are_attributed_and_scoped(api: httpx.Client) -> None:
     assert ran.json()["triggeredBy"] == f"api_key:{writer['id']}"
     listed = api.get("/api/v1/executions", headers={"X-API-Key": reader["key"]})
     assert listed.status_code == 200  # reads need any valid credential
+    register(api, "Admin Only", "hello.sh", allowedScopes=["access:admin"])
+    refused = api.post("/api/v1/scripts/admin-only/execute", headers={"X-API-Key": writer["key"]})
+    assert refused.status_code == 403 and "access:admin" in refused.json()["error"]["message"]
