@@ -17,6 +17,7 @@ from nekzus.jobs import (
     JOB_QUEUED,
     JOB_STARTED,
     JOB_SUCCEEDED,
+    Job,
     JobContext,
     JobFailed,
     JobRow,
@@ -193,5 +194,38 @@ def test_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
             while _alive(child) and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             assert not _alive(child)
+
+    asyncio.run(main())
+
+
+def test_cancel_right_after_submit(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with runner_env(tmp_path) as (runner, events, _db, _tasks):
+            runner.set_limit("c", concurrency=1, max_queued=1)
+
+            async def work(ctx: JobContext) -> None:
+                await asyncio.sleep(30)
+
+            skipped: list[str] = []
+
+            async def cleanup(job: Job) -> None:
+                skipped.append(job.id)
+
+            job = await runner.submit("c", work, on_skipped=cleanup)
+            assert runner.cancel(job.id)  # before its task ever ran
+            done = await asyncio.wait_for(runner.wait(job.id), 5)
+            assert done.state is JobState.CANCELLED
+            deadline = time.monotonic() + 5
+            while (row := await runner.record(job.id)) is not None and row.state != "cancelled":
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            assert any(e.type == JOB_CANCELLED and e.data["jobId"] == job.id for e in events)
+            assert skipped == [job.id]
+            # its slot was given back: two more fit again (one running, one queued)
+            first = await runner.submit("c", work)
+            second = await runner.submit("c", work)
+            for other in (first, second):
+                runner.cancel(other.id)
+                assert (await asyncio.wait_for(runner.wait(other.id), 5)).state is JobState.CANCELLED
 
     asyncio.run(main())

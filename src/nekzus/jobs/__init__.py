@@ -9,6 +9,7 @@ Public API (everything else in this package is internal):
         timeout=600,                       # seconds, None = no limit; expiry cancels the work -> failed
         triggered_by="dev-1234",           # who asked: device id, user, api_key:<id>, scheduler:<id>
         event_prefix="toolbox.deploy",     # optional: also publish <prefix>.started/.progress/.completed/...
+        on_skipped=cleanup,                # optional: async cleanup(job) if cancelled before it started
     )                                      # raises QueueFull (503 QUEUE_FULL) when the kind's queue is full
     job.id, job.state                      # live view; pending → running → succeeded|failed|cancelled
     await runner.wait(job.id)              # the finished Job (job.result = what `work` returned)

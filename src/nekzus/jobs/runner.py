@@ -89,6 +89,8 @@ class Job:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[Any] | None = None
     cancel_requested: bool = False
+    # Called once when the job ends without its work ever starting (cancelled while queued).
+    on_skipped: Callable[[Job], Awaitable[None]] | None = None
 
     def snapshot(self) -> JobEvent:
         return JobEvent(
@@ -242,6 +244,7 @@ class JobRunner:
         triggered_by: str = "",
         job_id: str | None = None,
         event_prefix: str | None = None,
+        on_skipped: Callable[[Job], Awaitable[None]] | None = None,
     ) -> Job:
         """Queue `work`; raises QueueFull (503 QUEUE_FULL) when the kind's queue is at its bound."""
         if self._closing:
@@ -256,6 +259,7 @@ class JobRunner:
             triggered_by=triggered_by,
             timeout=timeout,
             event_prefix=event_prefix,
+            on_skipped=on_skipped,
         )
         self._jobs[job.id] = job
         try:
@@ -266,6 +270,7 @@ class JobRunner:
             raise
         self._publish(JOB_QUEUED, job)
         job.task = self._spawn(self._run(job, work, pool), f"job:{job.id}")
+        job.task.add_done_callback(lambda _task: self._task_ended(job, pool))
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -334,7 +339,6 @@ class JobRunner:
             job.state = JobState.FAILED
             job.error = f"{type(exc).__name__}: {exc}"
         finally:
-            pool.waiting -= 1
             job.finished_at = time.time()
             if not job.state.final:
                 job.state = JobState.CANCELLED
@@ -343,11 +347,28 @@ class JobRunner:
             finally:
                 job.done.set()
 
+    def _task_ended(self, job: Job, pool: _Pool) -> None:
+        """Runs exactly once per job, even when its task was cancelled before it ever started."""
+        pool.waiting -= 1
+        if job.done.is_set():
+            return
+        job.state = JobState.CANCELLED
+        job.error = job.error or "cancelled"
+        job.finished_at = job.finished_at or time.time()
+        job.done.set()
+        if not self._closing:
+            self._spawn(self._finish(job), f"job-end:{job.id}")
+
     async def _finish(self, job: Job) -> None:
         try:
             await self._save(job)
         except Exception:
             log.exception("could not record the end of job %s", job.id)
+        if job.started_at is None and job.on_skipped is not None:
+            try:
+                await job.on_skipped(job)
+            except Exception:
+                log.exception("clean-up of skipped job %s failed", job.id)
         topic = {JobState.SUCCEEDED: JOB_SUCCEEDED, JobState.FAILED: JOB_FAILED}.get(job.state, JOB_CANCELLED)
         self._publish(topic, job)
         self._forget_finished()

@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, select, update
 
 from nekzus.errors import Conflict, Invalid, NotFound
 from nekzus.events import EventBus
-from nekzus.jobs import JobContext, JobFailed, JobRunner
+from nekzus.jobs import Job, JobContext, JobFailed, JobRunner
 from nekzus.scripts import events as ev
 from nekzus.scripts.models import ExecutionRow, ScriptRow
 from nekzus.scripts.params import (
@@ -285,6 +285,7 @@ class ScriptService:
                 timeout=script.timeout_seconds + 30,  # the script's own timeout fires first
                 triggered_by=request.triggered_by,
                 job_id=execution_id,
+                on_skipped=self._skipped,
             )
         except BaseException:
             async with self.db.session() as session:
@@ -300,6 +301,12 @@ class ScriptService:
             await self.runner.wait(job.id)
             return await self.execution(execution_id)
         return row
+
+    async def _skipped(self, job: Job) -> None:
+        """A run cancelled while still queued: its record ends `cancelled` instead of staying `pending`."""
+        await self._save(
+            job.id, status="cancelled", error_message="cancelled before it started", completed_at=self.clock()
+        )
 
     def _argv(self, script: ScriptRow, dry_run: bool) -> list[str]:
         if dry_run and script.dry_run_command:

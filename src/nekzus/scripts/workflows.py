@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from nekzus.errors import Conflict, Invalid, NekzusError, NotFound
-from nekzus.jobs import JobContext, JobFailed, JobRunner
+from nekzus.jobs import Job, JobContext, JobFailed, JobRunner
 from nekzus.scripts.models import WorkflowExecutionRow, WorkflowRow
 from nekzus.scripts.service import ExecutionRequest, ScriptService, check_id, loads, slug
 from nekzus.store import Database
@@ -166,7 +166,9 @@ class WorkflowService:
             return await self._run(ctx, workflow, row.id, run)
 
         try:
-            job = await self.runner.submit(JOB_KIND, work, triggered_by=run.triggered_by, job_id=row.id)
+            job = await self.runner.submit(
+                JOB_KIND, work, triggered_by=run.triggered_by, job_id=row.id, on_skipped=self._skipped
+            )
         except BaseException:  # queue full: leave no run record behind
             async with self.db.session() as session:
                 await session.execute(delete(WorkflowExecutionRow).where(WorkflowExecutionRow.id == row.id))
@@ -201,6 +203,11 @@ class WorkflowService:
         if final != "completed":
             raise JobFailed(f"workflow {final}")
         return final
+
+    async def _skipped(self, job: Job) -> None:
+        await self._save(
+            job.id, status="cancelled", error_message="cancelled before it started", completed_at=self.clock()
+        )
 
     async def _step(
         self, index: int, step: Mapping[str, Any], workflow_id: str, run_id: str, run: WorkflowRun
