@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from nekzus import __version__
+from nekzus.api.scopes import document_scopes
 from nekzus.certs.selfsigned import machine_addresses
 from nekzus.config import Config
 from nekzus.http.envelope import EnvelopeMiddleware
@@ -158,6 +159,7 @@ def create_app(
     for name in features if features is not None else FEATURES:
         module = importlib.import_module(name)
         module.install(api, services)
+    document_scopes(api)
     app = NekzusApp(services, api)
     reloader = services.domains.get("config_reload")
     if reloader is not None:
