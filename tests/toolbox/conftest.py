@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The private dockerd of the Docker suite (one per session of this package's docker tests).
+from tests.docker.conftest import docker_engine  # noqa: F401
+
 WEB = """\
 services:
   web:
@@ -42,8 +45,8 @@ networks:
   backend: {}
 """
 
-# The second service's bind mount source does not exist, so creation fails after the network, the
-# volume and the first container were made: the rollback must remove all of them.
+# The second service cannot start (its command does not exist), after the network, the volume and
+# both containers were made and the first one started: the rollback must remove all of them.
 BROKEN = """\
 services:
   first:
@@ -57,14 +60,8 @@ services:
       nekzus.toolbox.category: testing
   second:
     image: local/busybox:latest
-    command: ["sleep", "3600"]
+    command: ["/nonexistent-command"]
     depends_on: [first]
-    volumes:
-      - type: bind
-        source: /nonexistent/nekzus-toolbox-test
-        target: /x
-        bind:
-          create_host_path: false
 volumes:
   scratch: {}
 """

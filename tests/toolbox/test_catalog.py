@@ -40,7 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
         "runtimes": {"docker": {"enabled": False, "socket_path": f"unix://{root}/none.sock"}},
     }
     srv = NekzusServer(config, data_dir=root / "srv")
-    srv.start(timeout=60)
+    srv.start(timeout=90)
     yield srv
     srv.stop()
 

@@ -519,7 +519,8 @@ class ToolboxService:
             created_volumes.update(await self._project_volumes(row.project_name) - before)
         if row.auto_start:
             await step("starting", 75)
-            await self.compose.run([*base, "start"], cwd=folder)
+            started = await self.compose.run([*base, "start"], cwd=folder)
+            await self._verify_started(row.project_name, started.stderr)
         container = await self._primary_container(row)
         result: dict[str, Any] = dict(container)
         if self.auto_route and self.routes is not None:
@@ -531,6 +532,17 @@ class ToolboxService:
                 log.warning("auto route for %s not created: %s", row.id, message)
                 result["warning"] = f"Deployed, but the route was not created: {message}"
         return result
+
+    async def _verify_started(self, project: str, stderr: str) -> None:
+        """`compose start` exits 0 even when a container fails to start: check every container's state."""
+        for info in await self._project_containers(project):
+            state = str(info.get("State") or "")
+            if state in ("running", "restarting") or (state == "exited" and "(0)" in str(info.get("Status"))):
+                continue
+            service = (info.get("Labels") or {}).get("com.docker.compose.service", "?")
+            errors = [line.strip() for line in stderr.splitlines() if "Error" in line]
+            detail = errors[-1][:500] if errors else f"state {state or 'unknown'}"
+            raise DeployError(f"Service {service} did not start: {detail}")
 
     async def _pull_missing(self, row: DeploymentRow, project: dict[str, Any], step: Progress) -> None:
         services = project.get("services") or {}
@@ -556,6 +568,9 @@ class ToolboxService:
                 raise DeployError(
                     f"Image {image} is not available locally and could not be pulled: {exc.message}"
                 ) from None
+            # Some pull failures are only warnings to Compose: trust the engine, not the exit status.
+            if not await self._image_present(image):
+                raise DeployError(f"Image {image} is not available locally and could not be pulled")
         await step("pulling", 40)
 
     async def _image_present(self, image: str) -> bool:
