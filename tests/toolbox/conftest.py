@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# The private dockerd of the Docker suite (one per session of this package's docker tests).
-from tests.docker.conftest import docker_engine  # noqa: F401
-
 WEB = """\
 services:
   web:
