@@ -182,10 +182,13 @@ def test_status_filter_validated(client: httpx.Client) -> None:
 
 
 def test_disabled_stubs(tmp_path: Path) -> None:
-    with NekzusServer({}, data_dir=tmp_path) as srv, srv.client() as c:
-        assert c.get("/api/v1/toolbox/services").json() == {"services": [], "count": 0, "enabled": False}
-        assert c.get("/api/v1/toolbox/deployments").json() == {
-            "deployments": [],
-            "count": 0,
-            "enabled": False,
-        }
+    srv = NekzusServer({}, data_dir=tmp_path)
+    srv.start(timeout=90)
+    try:
+        with srv.client() as c:
+            services = c.get("/api/v1/toolbox/services").json()
+            deployments = c.get("/api/v1/toolbox/deployments").json()
+    finally:
+        srv.stop()
+    assert services == {"services": [], "count": 0, "enabled": False}
+    assert deployments == {"deployments": [], "count": 0, "enabled": False}
