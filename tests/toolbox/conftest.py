@@ -73,6 +73,17 @@ services:
       nekzus.toolbox.category: testing
 """
 
+# Pulled from a "registry" the test runs on loopback that accepts connections and never answers, so
+# the deployment stays in its pulling phase until the test is done with it.
+HANG = """\
+services:
+  app:
+    image: ${REGISTRY}/nekzus/hang:latest
+    labels:
+      nekzus.toolbox.name: Hanging Pull
+      nekzus.toolbox.category: testing
+"""
+
 NO_LABELS = """\
 services:
   app:
@@ -95,6 +106,7 @@ def write_catalog(root: Path) -> Path:
         "testweb": WEB,
         "broken": BROKEN,
         "noimage": NO_IMAGE,
+        "hang": HANG,
         "nolabels": NO_LABELS,
         "notcompose": NOT_COMPOSE,
     }.items():

@@ -4,6 +4,8 @@ with the volume intact, remove with and without volumes, roll back failures, sur
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,6 +247,32 @@ def test_missing_image_fails_cleanly(client: httpx.Client, docker_engine: Docker
     assert "127.0.0.1:9/nekzus/missing:latest" in record["error_message"]
     assert project_objects(docker_engine, "noimage") == {"containers": [], "networks": [], "volumes": []}
     remove(client, deployment, volumes=False)
+
+
+def test_deployment_cut_off_by_a_crash_is_failed_at_start_up(
+    client: httpx.Client, server: NekzusServer, docker_engine: DockerEngine
+) -> None:
+    with socket.socket() as registry:
+        registry.bind(("127.0.0.1", 0))
+        registry.listen(16)
+        port = registry.getsockname()[1]
+        deployment = deploy(
+            client, {"serviceId": "hang", "serviceName": "hang", "envVars": {"REGISTRY": f"127.0.0.1:{port}"}}
+        )
+
+        def pulling() -> bool:
+            record = client.get(f"/api/v1/toolbox/deployments/{deployment}").json()
+            return bool(record["status"] == "deploying" and record["phase"] == "pulling")
+
+        poll(pulling, timeout=30, what="pulling phase")
+        server.stop(sig=signal.SIGKILL)
+        server.start(timeout=90)
+    with server.client(timeout=60.0) as fresh:
+        record = fresh.get(f"/api/v1/toolbox/deployments/{deployment}").json()
+        assert record["status"] == "failed"
+        assert record["error_message"] == "Interrupted by a server restart"
+        remove(fresh, deployment, volumes=True)
+    assert project_objects(docker_engine, "hang") == {"containers": [], "networks": [], "volumes": []}
 
 
 def test_deployments_survive_restart(

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
-from nekzus.api.deps import services_of
+from nekzus.api.deps import client_ip, services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
@@ -48,7 +48,7 @@ async def get_service(request: Request, service_id: str) -> dict[str, Any]:
 async def deploy(
     request: Request, body: Any = Body(None), principal: Principal = Depends(require("write:*"))
 ) -> JSONResponse:
-    result = await _toolbox(request).deploy(body, actor=principal.id)
+    result = await _toolbox(request).deploy(body, actor=principal.id, ip=client_ip(request))
     return JSONResponse(result, status_code=202)
 
 
@@ -64,16 +64,20 @@ async def get_deployment(request: Request, deployment_id: str) -> dict[str, Any]
     return result
 
 
-@router.delete(
-    "/deployments/{deployment_id}", summary="Remove a deployment", dependencies=[Depends(require("write:*"))]
-)
+@router.delete("/deployments/{deployment_id}", summary="Remove a deployment")
 async def delete_deployment(
     request: Request,
     deployment_id: str,
+    principal: Principal = Depends(require("write:*")),
     remove_volumes: bool = Query(False, alias="removeVolumes"),
     remove_volumes_snake: bool = Query(False, alias="remove_volumes"),
 ) -> dict[str, Any]:
-    await _toolbox(request).remove(deployment_id, remove_volumes=remove_volumes or remove_volumes_snake)
+    await _toolbox(request).remove(
+        deployment_id,
+        remove_volumes=remove_volumes or remove_volumes_snake,
+        actor=principal.id,
+        ip=client_ip(request),
+    )
     return {"message": "Deployment removed successfully"}
 
 
@@ -135,6 +139,7 @@ def install(api: FastAPI, services: Services) -> None:
     async def startup() -> None:
         holder["docker"] = toolbox.docker = aiodocker.Docker(url=docker_url(socket))
         toolbox.routes = services.domains.get("catalog")
+        toolbox.audit = services.domains.get("audit")
         await toolbox.start()
 
     async def shutdown() -> None:

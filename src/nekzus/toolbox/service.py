@@ -186,6 +186,7 @@ class ToolboxService:
         auto_start_default: bool = True,
         auto_route: bool = False,
         catalog: Any = None,
+        audit: Any = None,
     ) -> None:
         self.db = db
         self.bus = bus
@@ -198,6 +199,9 @@ class ToolboxService:
         self.auto_start_default = auto_start_default
         self.auto_route = auto_route
         self.routes = catalog
+        self.audit = audit
+        # Host ports promised to deployments still on their way up (the engine has not bound them yet).
+        self._reserved: dict[str, set[tuple[str, int]]] = {}
         self.templates: dict[str, Template] = {}
         self._tasks: dict[str, asyncio.Task[Any]] = {}
         self._project_lock = asyncio.Lock()
@@ -233,8 +237,8 @@ class ToolboxService:
                     select(DeploymentRow).where(DeploymentRow.status.in_(("pending", "deploying")))
                 )
             ).all()
-            stuck = [(row.id, row.project_name, row.auto_start, row.status) for row in rows]
-        for deployment_id, project, _auto_start, _status in stuck:
+            stuck = [(row.id, row.project_name) for row in rows]
+        for deployment_id, project in stuck:
             with contextlib.suppress(Exception):
                 await self._down(deployment_id, project, remove_volumes=False)
             await self._update(
@@ -313,7 +317,7 @@ class ToolboxService:
     def _project_dir(self, deployment_id: str) -> Path:
         return self.data_dir / deployment_id
 
-    async def deploy(self, body: Any, *, actor: str) -> dict[str, Any]:
+    async def deploy(self, body: Any, *, actor: str, ip: str = "") -> dict[str, Any]:
         """Check and record a deployment, then run it in the background; answers with the pending record."""
         request = DeployRequest.parse(body, self.auto_start_default)
         template = self.template(request.service_id)
@@ -339,8 +343,10 @@ class ToolboxService:
             await self._check_project_free(project)
             deployment_id = self._new_id()
             rendered = await self._render(template, project, env, request, deployment_id)
-            for host, port in published_ports(rendered):
-                if not await asyncio.to_thread(_port_free, host, port):
+            wanted = published_ports(rendered)
+            promised = {port for ports in self._reserved.values() for _host, port in ports}
+            for host, port in wanted:
+                if port in promised or not await asyncio.to_thread(_port_free, host, port):
                     raise Conflict(f"Port {port} is already in use on the host", code="PORT_CONFLICT")
             folder = self._project_dir(deployment_id)
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -372,6 +378,14 @@ class ToolboxService:
             )
             async with self.db.session() as session:
                 session.add(row)
+            self._reserved[deployment_id] = set(wanted)
+        await self._audit(
+            "toolbox.deploy",
+            actor,
+            deployment_id,
+            ip,
+            {"serviceId": template.id, "serviceName": request.service_name, "autoStart": request.auto_start},
+        )
         task = self.spawn(self._run(deployment_id), f"toolbox-deploy-{deployment_id}")
         if isinstance(task, asyncio.Task):
             self._tasks[deployment_id] = task
@@ -450,8 +464,22 @@ class ToolboxService:
     async def _run(self, deployment_id: str) -> None:
         await self.execute(deployment_id, self.progress_reporter(deployment_id))
 
+    async def _audit(self, action: str, actor: str, target: str, ip: str, details: dict[str, Any]) -> None:
+        if self.audit is None:
+            return
+        try:
+            await self.audit.record(action, actor=actor, target=target, ip=ip, details=details)
+        except Exception:
+            log.warning("audit of %s failed", action, exc_info=True)
+
     async def execute(self, deployment_id: str, progress: Progress) -> None:
         """Bring one recorded deployment up; never raises for a failed deployment (it is recorded)."""
+        try:
+            await self._execute(deployment_id, progress)
+        finally:
+            self._reserved.pop(deployment_id, None)
+
+    async def _execute(self, deployment_id: str, progress: Progress) -> None:
         row = await self._row(deployment_id)
         await self._update(deployment_id, status="deploying")
         phase = ["starting"]
@@ -688,7 +716,9 @@ class ToolboxService:
 
     # -- delete ------------------------------------------------------------------------------------------
 
-    async def remove(self, deployment_id: str, *, remove_volumes: bool) -> None:
+    async def remove(
+        self, deployment_id: str, *, remove_volumes: bool, actor: str = "system", ip: str = ""
+    ) -> None:
         row = await self._row(deployment_id)
         task = self._tasks.get(deployment_id)
         if task is not None and not task.done():
@@ -709,3 +739,10 @@ class ToolboxService:
         async with self.db.session() as session:
             await session.execute(delete(DeploymentRow).where(DeploymentRow.id == deployment_id))
         shutil.rmtree(self._project_dir(deployment_id), ignore_errors=True)
+        await self._audit(
+            "toolbox.remove",
+            actor,
+            deployment_id,
+            ip,
+            {"serviceName": row.service_name, "removeVolumes": remove_volumes},
+        )
