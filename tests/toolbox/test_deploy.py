@@ -246,7 +246,18 @@ def test_missing_image_fails_cleanly(client: httpx.Client, docker_engine: Docker
     assert record["status"] == "failed"
     assert "127.0.0.1:9/nekzus/missing:latest" in record["error_message"]
     assert project_objects(docker_engine, "noimage") == {"containers": [], "networks": [], "volumes": []}
-    remove(client, deployment, volumes=False)
+    # The name is free again; removing the old failed record later leaves the new deployment alone.
+    port = free_port()
+    newer = deploy(
+        client,
+        {"serviceId": "testweb", "serviceName": "noimage", "envVars": {"GREETING": "n"}, "customPort": port},
+    )
+    assert settled(client, newer)["status"] == "deployed"
+    remove(client, deployment, volumes=True)
+    assert wait_http(f"http://127.0.0.1:{port}/index.html").text.startswith("n ")
+    assert len(project_objects(docker_engine, "noimage")["volumes"]) == 1
+    remove(client, newer, volumes=True)
+    assert project_objects(docker_engine, "noimage") == {"containers": [], "networks": [], "volumes": []}
 
 
 def test_deployment_cut_off_by_a_crash_is_failed_at_start_up(

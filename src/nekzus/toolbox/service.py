@@ -157,6 +157,14 @@ def published_ports(project: dict[str, Any]) -> list[tuple[str, int]]:
     return found
 
 
+def _write_project(folder: Path, rendered: dict[str, Any]) -> None:
+    """Keep the rendered project for later `down`; it holds the user's secrets, so only we may read it."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(folder / "docker-compose.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(rendered, fh, indent=2)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -349,12 +357,7 @@ class ToolboxService:
                 if port in promised or not await asyncio.to_thread(_port_free, host, port):
                     raise Conflict(f"Port {port} is already in use on the host", code="PORT_CONFLICT")
             folder = self._project_dir(deployment_id)
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            compose_file = folder / "docker-compose.json"
-            # The rendered file holds the user's secrets: readable by the server only.
-            fd = os.open(compose_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(rendered, fh, indent=2)
+            await asyncio.to_thread(_write_project, folder, rendered)
             row = DeploymentRow(
                 id=deployment_id,
                 service_template_id=template.id,
@@ -376,8 +379,12 @@ class ToolboxService:
                 auto_start=request.auto_start,
                 deployed_by=actor,
             )
-            async with self.db.session() as session:
-                session.add(row)
+            try:
+                async with self.db.session() as session:
+                    session.add(row)
+            except Exception:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
             self._reserved[deployment_id] = set(wanted)
         await self._audit(
             "toolbox.deploy",
@@ -396,6 +403,19 @@ class ToolboxService:
             "status": "pending",
             "message": f"Deployment '{request.service_name}' initiated",
         }
+
+    async def _project_taken_by_other(self, row: DeploymentRow) -> bool:
+        async with self.db.session() as session:
+            other = (
+                await session.scalars(
+                    select(DeploymentRow.id).where(
+                        DeploymentRow.project_name == row.project_name,
+                        DeploymentRow.id != row.id,
+                        DeploymentRow.status != "failed",
+                    )
+                )
+            ).first()
+        return other is not None
 
     async def _check_project_free(self, project: str) -> None:
         async with self.db.session() as session:
@@ -726,7 +746,10 @@ class ToolboxService:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(task), 10)
         try:
-            await self._down(row.id, row.project_name, remove_volumes=remove_volumes)
+            # A failed deployment was rolled back already, and its project name may now belong to a
+            # newer deployment of the same name: only take the project down when it is still ours.
+            if not await self._project_taken_by_other(row):
+                await self._down(row.id, row.project_name, remove_volumes=remove_volumes)
         except ComposeFailed as exc:
             raise NekzusError(
                 f"Could not remove the deployment: {exc.message}", code="DELETE_FAILED"
