@@ -54,6 +54,7 @@ FEATURES: list[str] = [
     "nekzus.api.containers",
     "nekzus.api.discovery",
     "nekzus.api.export",
+    "nekzus.api.toolbox",
     "nekzus.config.reload",
     "nekzus.api.disabled",  # last: answers for features that are switched off
 ]
