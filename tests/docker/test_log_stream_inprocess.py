@@ -62,7 +62,7 @@ def _service(engine: DockerEngine) -> tuple[Services, ContainerService]:
     services = Services.build(Config(), base_url="http://127.0.0.1")
     manager = RuntimeManager()
     manager.add(DockerRuntime(engine.host))
-    return services, ContainerService(services, manager)
+    return services, ContainerService(manager, bus=services.bus, spawn=services.spawn)
 
 
 def test_streams_in_process(docker_engine: DockerEngine, container) -> None:

@@ -166,7 +166,9 @@ class InProcServer:
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.app = create_app(cfg, base_url=self.url)
         self.services = self.app.services
-        self.services.domains["auth"] = StubAuthenticator()
+        stub: Any = StubAuthenticator()
+        self.services.domains.auth = stub
+        self.services.domains.hub.authenticator = stub
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
         self.server: Any = None

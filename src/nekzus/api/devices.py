@@ -13,8 +13,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.requests import auth_service, deny, int_param, ip_of, read_json, require_self_or, validate
 from nekzus.api.security import require
-from nekzus.auth.http import auth_service, deny, int_param, ip_of, read_json, require_self_or, validate
 from nekzus.auth.principal import ADMIN, Principal
 from nekzus.auth.service import valid_device_id, valid_scope
 from nekzus.http.errors import ApiError

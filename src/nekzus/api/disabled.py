@@ -48,7 +48,7 @@ def _containers_router() -> APIRouter:
 
 
 def install(api: FastAPI, services: Services) -> None:
-    if "discovery" not in services.domains:
+    if services.domains.discovery is None:
         api.include_router(_discovery_router())
-    if "containers" not in services.domains:
+    if services.domains.containers is None:
         api.include_router(_containers_router())

@@ -6,7 +6,7 @@ Every route needs `access:admin`: the queue spans all devices.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +15,9 @@ from nekzus.api.deps import services_of
 from nekzus.api.security import require
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
+
+if TYPE_CHECKING:
+    from nekzus.events.notifications import NotificationQueue
 
 ADMIN = Depends(require("access:admin"))
 
@@ -81,11 +84,8 @@ class RetryMany(BaseModel):
     ids: list[int] = Field(default_factory=list)
 
 
-def _queue(request: Request) -> Any:
-    queue = services_of(request).domains.get("notifications")
-    if queue is None:
-        raise ApiError(503, "SERVICE_UNAVAILABLE", "Notification queue is not available")
-    return queue
+def _queue(request: Request) -> NotificationQueue:
+    return services_of(request).domains.notifications
 
 
 def _parse_id(raw: str) -> int:
@@ -209,12 +209,4 @@ async def retry_one(request: Request, notification_id: str) -> dict[str, Any]:
 
 
 def install(api: FastAPI, services: Services) -> None:
-    from nekzus.events.notifications import NotificationQueue
-
-    hub = services.domains.get("ws")
-    if hub is None:
-        return
-    queue = NotificationQueue(services, hub)
-    queue.install()
-    services.domains["notifications"] = queue
     api.include_router(router)

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.requests import auth_service, ip_of, read_json
 from nekzus.api.security import require
-from nekzus.auth.http import auth_service, ip_of, read_json
 from nekzus.auth.pairing import PairingCode, config_hash
 from nekzus.auth.principal import ADMIN, Principal
 from nekzus.auth.spki import spki_pins

@@ -45,7 +45,7 @@ class RouteOut(BaseModel):
 
 
 def _catalog(request: Request) -> CatalogService:
-    catalog: CatalogService = services_of(request).domains["catalog"]
+    catalog: CatalogService = services_of(request).domains.catalog
     return catalog
 
 
@@ -84,9 +84,7 @@ async def _after_change(
     apps_before: set[str] | None = None,
 ) -> None:
     """Audit a route change (behaviour B §15.5 actions), and the apps it created or removed."""
-    audit = services_of(request).domains.get("audit")
-    if audit is None:
-        return
+    audit = services_of(request).domains.audit
     actor = principal.id
     ip = client_ip(request)
     await audit.record(action, actor=actor, target=route_id, ip=ip, details=details)

@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api/v1", tags=["health"], responses=ERROR_RESPONSES)
     summary="Health of one app's upstream (503 when unhealthy)",
 )
 async def service_health(app_id: str, request: Request) -> JSONResponse:
-    catalog = services_of(request).domains["catalog"]
+    catalog = services_of(request).domains.catalog
     if catalog.route_for_app(app_id) is None:
         raise ApiError(404, "SERVICE_NOT_FOUND", f"No route for service {app_id!r}")
     state = catalog.health.get(app_id)

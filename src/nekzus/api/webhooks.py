@@ -139,8 +139,8 @@ async def activity_webhook(request: Request, _principal: Any = Depends(require()
         }
         if hook.details:
             event["details"] = hook.details
-        activity = services.domains.get("activity")
-        if activity is not None:
+        activity = services.domains.activity
+        if True:
             try:
                 stored = await activity.add(
                     "webhook.activity",
@@ -155,7 +155,8 @@ async def activity_webhook(request: Request, _principal: Any = Depends(require()
             if isinstance(stored, dict):
                 event = {**event, **{k: v for k, v in stored.items() if v is not None}}
                 event_id = str(event.get("id") or event_id)
-        await deliver(services, event, targets, "webhook.activity")
+        d = services.domains
+        await deliver(services.bus, d.hub, d.notifications, event, targets, "webhook.activity")
     return {"success": True, "eventId": event_id}
 
 
@@ -182,7 +183,8 @@ async def notify_webhook(request: Request, _principal: Any = Depends(require()))
         if hook.data is not None:
             payload["data"] = hook.data
         payload["deviceIds"] = targets
-        await deliver(services, payload, targets, "webhook.notify")
+        d = services.domains
+        await deliver(services.bus, d.hub, d.notifications, payload, targets, "webhook.notify")
     return {"success": True, "sent": True}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -60,8 +60,14 @@ class AuthError(Exception):
         super().__init__(f"{status} {code}: {message}")
 
 
+class Headers(Protocol):
+    """Case-insensitive header lookup (Starlette's Headers, a plain dict, the proxy's raw-header view)."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
 class Authenticator(Protocol):
-    """The one authentication step (implemented by the identity domain, `services.domains["auth"]`).
+    """The one authentication step (implemented by the identity domain, `services.domains.auth`).
 
     `authenticate` looks at `Authorization: Bearer …` and `X-API-Key`, and the client address:
     - a presented credential is judged by itself: bad/expired/revoked → AuthError(401);
@@ -70,6 +76,6 @@ class Authenticator(Protocol):
     It must be cheap (no database round trip per request on the proxy path).
     """
 
-    async def authenticate(self, headers: Mapping[str, str], client_ip: str) -> Principal | None: ...
+    async def authenticate(self, headers: Headers, client_ip: str) -> Principal | None: ...
 
     async def authenticate_token(self, token: str, client_ip: str) -> Principal | None: ...

@@ -1,4 +1,4 @@
-"""The identity service (`services.domains["auth"]`): the one authentication step, and the state behind it.
+"""The identity service (`services.domains.auth`): the one authentication step, and the state behind it.
 
 Every request is judged from memory: JWT signature/claims (PyJWT), then the live-device map, the
 revoked-jti deny-list, the user set and the API-key hash map, all loaded at start-up and updated on
@@ -15,7 +15,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,15 +24,23 @@ from sqlalchemy import delete, func, select, update
 from nekzus.auth.models import ApiKey, Device, RevokedToken, User
 from nekzus.auth.pairing import PairingStore
 from nekzus.auth.passwords import LoginLockout, Passwords
-from nekzus.auth.principal import ADMIN, AuthError, Principal
+from nekzus.auth.principal import ADMIN, AuthError, Headers, Principal
 from nekzus.auth.timefmt import rfc3339
 from nekzus.auth.tokens import TokenCodec
-from nekzus.http.clientip import in_networks, parse_ip
+from nekzus.http.clientip import in_networks, parse_ip, parse_networks
 from nekzus.http.errors import ApiError
 from nekzus.secretfiles import load_or_create
 
 if TYPE_CHECKING:
-    from nekzus.services import Services
+    from pathlib import Path
+
+    from nekzus.auth.activity import ActivityService
+    from nekzus.auth.audit import AuditService
+    from nekzus.config import Config
+    from nekzus.http.clientip import IPNetwork
+    from nekzus.metrics import Metrics
+    from nekzus.store import Database
+    from nekzus.tasks import Spawn
 
 log = logging.getLogger("nekzus.auth")
 
@@ -110,14 +118,29 @@ class _Dirty:
 
 
 class AuthService:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        cfg = services.config.auth
-        secret = cfg.hs256_secret or load_or_create(services.data_dir / "jwt_secret")
+    def __init__(
+        self,
+        config: Config,
+        *,
+        data_dir: Path,
+        db: Database,
+        metrics: Metrics,
+        spawn: Spawn,
+        audit_log: AuditService,
+        activity_feed: ActivityService,
+        local_networks: tuple[IPNetwork, ...],
+    ) -> None:
+        self.db = db
+        self.spawn = spawn
+        self.audit_log = audit_log
+        self.activity_feed = activity_feed
+        self.local_networks = local_networks
+        cfg = config.auth
+        secret = cfg.hs256_secret or load_or_create(data_dir / "jwt_secret")
         self.codec = TokenCodec(secret, cfg.issuer, cfg.audience, cfg.token_ttl)
         self.default_scopes = tuple(dict.fromkeys(cfg.default_scopes))
         self.refresh_grace = cfg.refresh_grace
-        boot = services.config.bootstrap
+        boot = config.bootstrap
         self.pairing = PairingStore(
             permanent_tokens=tuple(t for t in boot.tokens if t), allow_any=boot.allow_any
         )
@@ -133,16 +156,16 @@ class AuthService:
         self.setup_token: str | None = None
         self._setup_lock = asyncio.Lock()
         self._denials: dict[str, float] = {}
-        self.metrics = services.metrics
+        self.metrics = metrics
         # Per-request counters resolved once: label lookups take a lock and a dict walk each time.
-        self._local_ok = services.metrics.auth_local_auth_total.labels("success")
-        self._jwt_ok = services.metrics.auth_jwt_validations_total.labels("success")
+        self._local_ok = metrics.auth_local_auth_total.labels("success")
+        self._jwt_ok = metrics.auth_jwt_validations_total.labels("success")
 
     # -- start-up / shutdown --------------------------------------------------------------------
 
     async def start(self) -> None:
         now = time.time()
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             for device in await session.scalars(select(Device)):
                 self.devices[device.device_id] = DeviceState(
                     device.session_id, frozenset(_loads_list(device.scopes)), device.device_name
@@ -170,10 +193,19 @@ class AuthService:
             )
         self.loaded = True
         self._update_gauges()
-        self.services.spawn(self._flush_loop(), "auth-flush")
+        self.spawn(self._flush_loop(), "auth-flush")
 
     async def stop(self) -> None:
         await self.flush(force=True)
+
+    def reconfigure(self, _old: Config, new: Config) -> None:
+        """Apply a reloaded config: scopes, grace, token lifetime, bootstrap tokens, trusted networks."""
+        self.default_scopes = tuple(dict.fromkeys(new.auth.default_scopes))
+        self.refresh_grace = new.auth.refresh_grace
+        self.codec.ttl = new.auth.token_ttl
+        self.pairing.permanent_tokens = tuple(t for t in new.bootstrap.tokens if t)
+        self.metrics.auth_bootstrap_tokens_active.set(self.pairing.active_tokens())
+        self.local_networks = parse_networks(new.auth.local_networks)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -191,7 +223,7 @@ class AuthService:
         seen = self.seen.due(now, force)
         used = self.key_used.due(now, force)
         if seen or used:
-            async with self.services.db.session() as session:
+            async with self.db.session() as session:
                 for device_id, ts in seen.items():
                     await session.execute(
                         update(Device).where(Device.device_id == device_id).values(last_seen=ts)
@@ -219,9 +251,9 @@ class AuthService:
     # -- the authentication step ----------------------------------------------------------------
 
     def trusted(self, client_ip: str) -> bool:
-        return in_networks(parse_ip(client_ip), self.services.local_networks)
+        return in_networks(parse_ip(client_ip), self.local_networks)
 
-    async def authenticate(self, headers: Mapping[str, str], client_ip: str) -> Principal | None:
+    async def authenticate(self, headers: Headers, client_ip: str) -> Principal | None:
         credential = _credential(headers)
         if credential is None:
             if self.trusted(client_ip):
@@ -321,7 +353,7 @@ class AuthService:
             self._denials.clear()
         self._denials[throttle_key] = now
         action = "apikey.denied" if kind == "apikey" else "auth.token_rejected"
-        self.services.spawn(
+        self.spawn(
             self.audit(
                 action,
                 actor=target or "anonymous",
@@ -366,16 +398,13 @@ class AuthService:
         details: dict[str, Any] | None = None,
         success: bool = True,
     ) -> None:
-        service = self.services.domains.get("audit")
-        if service is not None:
-            await service.record(action, actor=actor, target=target, ip=ip, details=details, success=success)
+        await self.audit_log.record(
+            action, actor=actor, target=target, ip=ip, details=details, success=success
+        )
 
     async def activity(self, type_: str, message: str, **kwargs: Any) -> None:
-        service = self.services.domains.get("activity")
-        if service is None:
-            return
         try:
-            await service.add(type_, message, **kwargs)
+            await self.activity_feed.add(type_, message, **kwargs)
         except Exception:
             log.warning("could not record activity %s", type_, exc_info=True)
 
@@ -433,7 +462,7 @@ class AuthService:
             return
         exp = claims_exp if claims_exp is not None else time.time() + self.codec.ttl
         self.revoked[principal.token_id] = exp
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             if await session.get(RevokedToken, principal.token_id) is None:
                 session.add(
                     RevokedToken(
@@ -450,7 +479,7 @@ class AuthService:
         scopes = list(self.default_scopes)
         session_id = secrets.token_hex(16)
         name = device["name"]
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(Device, device_id)
             if row is None:
                 row = Device(device_id=device_id, created_at=now)
@@ -491,7 +520,7 @@ class AuthService:
         }
 
     async def list_devices(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             rows = list(await session.scalars(select(Device)))
         items = [self.device_json(r) for r in rows]
         items.sort(key=lambda d: (d["lastSeenAt"] or "", d["createdAt"] or "", d["deviceId"]), reverse=True)
@@ -502,7 +531,7 @@ class AuthService:
         return items, total
 
     async def get_device(self, device_id: str) -> dict[str, Any]:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(Device, device_id)
         if row is None:
             raise ApiError(404, "DEVICE_NOT_FOUND", "Device not found")
@@ -511,7 +540,7 @@ class AuthService:
     async def update_device(
         self, device_id: str, name: str | None, scopes: list[str] | None
     ) -> dict[str, Any]:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(Device, device_id)
             if row is None:
                 raise ApiError(404, "DEVICE_NOT_FOUND", "Device not found")
@@ -530,7 +559,7 @@ class AuthService:
     async def revoke_device(self, device_id: str) -> bool:
         """Delete the device and cut off every token it holds (memory first, so nothing slips through)."""
         self.devices.pop(device_id, None)
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             result = await session.execute(delete(Device).where(Device.device_id == device_id))
         self.seen.forget(device_id)
         self._update_gauges()
@@ -539,7 +568,7 @@ class AuthService:
     # -- users ------------------------------------------------------------------------------------
 
     async def user_count(self) -> int:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             return int(await session.scalar(select(func.count()).select_from(User)) or 0)
 
     def setup_token_ok(self, presented: str) -> bool:
@@ -557,20 +586,20 @@ class AuthService:
             user = User(
                 username=username, password_hash=password_hash, created_at=time.time(), is_active=True
             )
-            async with self.services.db.session() as session:
+            async with self.db.session() as session:
                 session.add(user)
             self.users[username] = True
             self.setup_token = None
         return user
 
     async def find_user(self, username: str) -> User | None:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             user: User | None = await session.scalar(select(User).where(User.username == username))
             return user
 
     async def mark_login(self, user: User) -> None:
         user.last_login = time.time()
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             await session.execute(update(User).where(User.id == user.id).values(last_login=user.last_login))
 
     def issue_user_token(self, username: str) -> str:
@@ -594,7 +623,7 @@ class AuthService:
             created_at=time.time(),
             created_by=created_by,
         )
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             session.add(row)
         self.keys[digest] = KeyState(row.id, name, frozenset(_loads_list(row.scopes)), expires_at, None)
         return row, key
@@ -614,12 +643,12 @@ class AuthService:
         }
 
     async def list_api_keys(self) -> list[dict[str, Any]]:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             rows = list(await session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id)))
         return [self.api_key_json(r) for r in rows]
 
     async def get_api_key(self, key_id: str) -> ApiKey:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(ApiKey, key_id)
         if row is None:
             raise ApiError(404, "NOT_FOUND", "API key not found")
@@ -627,7 +656,7 @@ class AuthService:
 
     async def revoke_api_key(self, key_id: str, permanent: bool) -> ApiKey:
         now = time.time()
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(ApiKey, key_id)
             if row is None:
                 raise ApiError(404, "NOT_FOUND", "API key not found")
@@ -644,7 +673,7 @@ class AuthService:
         return row
 
 
-def _credential(headers: Mapping[str, str]) -> str | None:
+def _credential(headers: Headers) -> str | None:
     """The presented credential: `X-API-Key`, else a Bearer token. Other schemes are not ours."""
     api_key = headers.get("x-api-key") or headers.get("X-API-Key")
     if api_key is not None and api_key.strip():

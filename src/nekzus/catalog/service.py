@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -21,7 +21,15 @@ from sqlalchemy import delete, select
 
 from nekzus.catalog.models import AppRow, RouteRow, ServiceHealthRow
 from nekzus.catalog.spec import AppSpec, RouteSpec
-from nekzus.services import Services
+from nekzus.config import Config
+from nekzus.events import EventBus
+from nekzus.metrics import Metrics
+from nekzus.store import Database
+from nekzus.tasks import Spawn
+
+if TYPE_CHECKING:
+    from nekzus.auth.audit import AuditService
+    from nekzus.catalog.health import ServiceHealthChecker
 
 log = logging.getLogger("nekzus.catalog")
 
@@ -75,7 +83,15 @@ class AppEntry:
 
 @dataclass
 class CatalogService:
-    services: Services
+    config: Config
+    db: Database
+    bus: EventBus
+    metrics: Metrics
+    spawn: Spawn
+    base_url: str
+    audit: AuditService | None = None
+    # Set by the composition root once the checker (which reads this catalog) exists.
+    health_checker: ServiceHealthChecker | None = None
     apps: dict[str, AppEntry] = field(default_factory=dict)
     routes: dict[str, RouteEntry] = field(default_factory=dict)
     health: dict[str, HealthState] = field(default_factory=dict)
@@ -94,15 +110,15 @@ class CatalogService:
                 callback()
             except Exception:
                 log.exception("catalog listener failed")
-        metrics = self.services.metrics
+        metrics = self.metrics
         metrics.storage_apps_total.set(len(self.apps))
         metrics.storage_routes_total.set(len(self.routes))
         if announce:
-            self.services.bus.emit("config_reload", {"message": message, **details})
+            self.bus.emit("config_reload", {"message": message, **details})
 
     async def load(self) -> None:
         """Read the catalog, then re-apply the config file's apps and routes (apps first)."""
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             for app_row in (await session.scalars(select(AppRow))).all():
                 try:
                     spec = AppSpec.model_validate(json.loads(app_row.spec))
@@ -127,7 +143,7 @@ class CatalogService:
                     response_time_ms=health_row.response_time_ms,
                     status_code=health_row.status_code,
                 )
-        config = self.services.config
+        config = self.config
         for app_cfg in config.apps:
             try:
                 spec = AppSpec.model_validate(app_cfg.model_dump())
@@ -142,6 +158,11 @@ class CatalogService:
             except (ValidationError, ValueError, CatalogError) as exc:
                 log.warning("config route %s ignored: %s", route_cfg.id, exc)
         self._changed("Catalog loaded")
+
+    async def reconfigure(self, _old: Config, new: Config) -> dict[str, list[str]]:
+        """Reload hook: merge the new config's apps and routes."""
+        self.config = new
+        return await self.apply_config(new.apps, new.routes)
 
     async def apply_config(self, apps: list[Any], routes: list[Any]) -> dict[str, list[str]]:
         """Merge the config file's apps and routes on hot reload (behaviour B §1.6 REC).
@@ -177,7 +198,7 @@ class CatalogService:
             # Stale config routes go first, so a renamed route may take over its old path.
             stale = [e for rid, e in self.routes.items() if e.source == "config" and rid not in route_specs]
             if stale:
-                async with self.services.db.session() as session:
+                async with self.db.session() as session:
                     for entry in stale:
                         await session.execute(delete(RouteRow).where(RouteRow.id == entry.spec.route_id))
                 for entry in stale:
@@ -283,8 +304,8 @@ class CatalogService:
         return out
 
     def _public_url(self, route: RouteSpec) -> str:
-        base = self.services.base_url.rstrip("/")
-        domain = self.services.config.server.base_domain
+        base = self.base_url.rstrip("/")
+        domain = self.config.server.base_domain
         if route.subdomain_routed and domain:
             parts = urlsplit(base)
             port = f":{parts.port}" if parts.port and parts.port not in (80, 443) else ""
@@ -310,7 +331,7 @@ class CatalogService:
                 info["statusCode"] = state.status_code
             if state.message and status != "healthy":
                 info["lastError"] = state.message
-        checker = self.services.domains.get("catalog_health")
+        checker = self.health_checker
         if checker is not None:
             info.update(checker.describe(route))
         out["healthInfo"] = info
@@ -345,7 +366,7 @@ class CatalogService:
                 )
 
     async def _save_app(self, spec: AppSpec, source: str) -> None:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(AppRow, spec.id)
             if row is None:
                 session.add(
@@ -363,7 +384,7 @@ class CatalogService:
 
     async def _save_route(self, spec: RouteSpec, source: str) -> None:
         await self._ensure_app(spec.app_id, source)
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(RouteRow, spec.route_id)
             data = json.dumps(spec.storage())
             if row is None:
@@ -404,7 +425,7 @@ class CatalogService:
             entry = self.routes.get(route_id)
             if entry is None:
                 return False
-            async with self.services.db.session() as session:
+            async with self.db.session() as session:
                 await session.execute(delete(RouteRow).where(RouteRow.id == route_id))
             del self.routes[route_id]
             await self._drop_orphan_app(entry.spec.app_id)
@@ -414,7 +435,7 @@ class CatalogService:
     async def _drop_orphan_app(self, app_id: str) -> None:
         if any(e.spec.app_id == app_id for e in self.routes.values()):
             return
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             await session.execute(delete(AppRow).where(AppRow.id == app_id))
             await session.execute(delete(ServiceHealthRow).where(ServiceHealthRow.app_id == app_id))
         self.apps.pop(app_id, None)
@@ -437,7 +458,7 @@ class CatalogService:
             route_existing = self.routes.get(route_spec.route_id)
             await self._save_route(route_spec, route_existing.source if route_existing else "discovery")
         self._changed("Route registered", routeId=route_spec.route_id)
-        audit = self.services.domains.get("audit")
+        audit = self.audit
         if audit is not None:
             await audit.record(
                 "app.registered",
@@ -462,7 +483,7 @@ class CatalogService:
         async with self._lock:
             await self._save_route(spec, entry.source)
         self._changed("Route target changed", routeId=route_id)
-        audit = self.services.domains.get("audit")
+        audit = self.audit
         if audit is not None:
             await audit.record(
                 "route.updated",
@@ -476,7 +497,7 @@ class CatalogService:
     def set_health(self, app_id: str, state: HealthState, *, announce_from: str | None) -> None:
         """Record a check result; publish `health_change` when the status changed."""
         self.health[app_id] = state
-        self.services.metrics.service_health_status.labels(app_id).set(
+        self.metrics.service_health_status.labels(app_id).set(
             {"healthy": 1, "unhealthy": 2}.get(state.status, 0)
         )
         if announce_from is not None and announce_from != state.status:
@@ -485,7 +506,7 @@ class CatalogService:
             message = state.message
             if state.status == "healthy":
                 message = "Service recovered"
-            self.services.bus.emit(
+            self.bus.emit(
                 "health_change",
                 {
                     "appId": app_id,
@@ -497,12 +518,12 @@ class CatalogService:
                     "timestamp": rfc3339(time.time()),
                 },
             )
-        self.services.spawn(self._persist_health(app_id, state), "catalog-health-save")
+        self.spawn(self._persist_health(app_id, state), "catalog-health-save")
 
     async def _persist_health(self, app_id: str, state: HealthState) -> None:
         if app_id not in self.apps:
             return
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(ServiceHealthRow, app_id)
             if row is None:
                 row = ServiceHealthRow(app_id=app_id)

@@ -30,15 +30,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from nekzus import __version__
-from nekzus.auth.principal import ADMIN, AuthError, Principal
+from nekzus.auth.principal import Authenticator, AuthError, Principal
 from nekzus.events.bus import Event
 from nekzus.events.topics import MAX_SUBSCRIPTIONS, TopicError, any_match, validate_pattern
-from nekzus.http.clientip import in_networks, parse_ip
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
-    from nekzus.services import Services
+    from nekzus.auth.audit import AuditService
+    from nekzus.events.bus import EventBus
+    from nekzus.metrics import Metrics
+    from nekzus.tasks import Spawn
 
 log = logging.getLogger("nekzus.ws")
 
@@ -271,17 +273,33 @@ class Client:
 
 
 class Hub:
-    """Registry of live connections; `services.domains["ws"]`."""
+    """Registry of live connections; `services.domains.hub`."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        metrics: Metrics,
+        spawn: Spawn,
+        authenticator: Authenticator,
+        audit: AuditService,
+        base_url: str,
+        instance_id: Callable[[], str],
+    ) -> None:
+        self.bus = bus
+        self.metrics = metrics
+        self.spawn = spawn
+        self.authenticator = authenticator
+        self.audit = audit
+        self.base_url = base_url
+        self.instance_id = instance_id
         self.clients: dict[str, Client] = {}
         self.by_principal: dict[str, set[Client]] = {}
         self.admins: set[Client] = set()
         self.handlers: dict[str, Handler] = {}
         self.connect_hooks: list[ConnectHook] = []
         self.auth_timeout = auth_timeout_from_env()
-        m = services.metrics
+        m = metrics
         self.m_out = m.websocket_messages_total.labels(APP_LABEL, "out")
         self.m_in = m.websocket_messages_total.labels(APP_LABEL, "in")
         self.m_dropped = m.websocket_messages_total.labels(APP_LABEL, "dropped")
@@ -319,7 +337,7 @@ class Hub:
         return [c for c in self.by_principal.get(principal_id, ()) if not c.closing]
 
     def start(self) -> None:
-        self._unsubscribe = self.services.bus.subscribe(self.on_event)
+        self._unsubscribe = self.bus.subscribe(self.on_event)
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -370,7 +388,7 @@ class Hub:
         group.add(client)
         if client.principal.kind in ("user", "trusted"):
             self.admins.add(client)
-        self.services.metrics.websocket_connections_active.set(len(self.clients))
+        self.metrics.websocket_connections_active.set(len(self.clients))
         return first
 
     def _unregister(self, client: Client) -> bool:
@@ -384,7 +402,7 @@ class Hub:
             if not group:
                 del self.by_principal[client.principal.id]
                 last = True
-        self.services.metrics.websocket_connections_active.set(len(self.clients))
+        self.metrics.websocket_connections_active.set(len(self.clients))
         return last
 
     def summary(self) -> dict[str, Any]:
@@ -403,7 +421,7 @@ class Hub:
         if key is None:
             return False
         allowed: set[str] = set()
-        base = _origin_key(self.services.base_url) if self.services.base_url else None
+        base = _origin_key(self.base_url) if self.base_url else None
         if base:
             allowed.add(base)
         if host:
@@ -414,7 +432,7 @@ class Hub:
         return key in allowed
 
     async def serve(self, ws: WebSocket) -> None:
-        metrics = self.services.metrics
+        metrics = self.metrics
         origin = ws.headers.get("origin")
         if origin is not None and not self.origin_allowed(origin, ws.headers.get("host")):
             metrics.websocket_connections_total.labels(APP_LABEL, "rejected_origin").inc()
@@ -435,8 +453,8 @@ class Hub:
                 "hello",
                 {
                     "message": "connected",
-                    "nexusId": self.services.nexus_id,
-                    "nekzusId": self.services.nexus_id,
+                    "nexusId": self.instance_id(),
+                    "nekzusId": self.instance_id(),
                     "version": __version__,
                     "connectionId": client.id,
                     "timestamp": int(time.time()),
@@ -444,11 +462,11 @@ class Hub:
             )
         )
         first = self._register(client)
-        writer = self.services.spawn(client.run_writer(), f"ws-writer-{client.id}")
+        writer = self.spawn(client.run_writer(), f"ws-writer-{client.id}")
         if first:
-            self.services.bus.emit("device_status", {"deviceId": principal.id, "status": "online"})
+            self.bus.emit("device_status", {"deviceId": principal.id, "status": "online"})
         for hook in self.connect_hooks:
-            self.services.spawn(self._run_hook(hook, client), "ws-connect-hook")
+            self.spawn(self._run_hook(hook, client), "ws-connect-hook")
         close_code: int | None = None
         try:
             close_code = await self._read_loop(client)
@@ -466,9 +484,9 @@ class Hub:
             await client.run_close_callbacks()
             if client.last_will is not None and close_code not in (CLOSE_NORMAL, None):
                 topic, message = client.last_will
-                self.services.bus.emit(topic, message, topic=topic)
+                self.bus.emit(topic, message, topic=topic)
             if last:
-                self.services.bus.emit("device_status", {"deviceId": principal.id, "status": "offline"})
+                self.bus.emit("device_status", {"deviceId": principal.id, "status": "offline"})
 
     async def _run_hook(self, hook: ConnectHook, client: Client) -> None:
         try:
@@ -522,14 +540,8 @@ class Hub:
             return None
         token = token.strip()
         principal: Principal | None
-        authenticator = self.services.domains.get("auth")
         try:
-            if authenticator is not None:
-                principal = await authenticator.authenticate_token(token, ip)
-            elif not token and in_networks(parse_ip(ip), self.services.local_networks):
-                principal = Principal("trusted", "local", frozenset({ADMIN}), name="local")
-            else:
-                principal = None
+            principal = await self.authenticator.authenticate_token(token, ip)
         except AuthError as exc:
             await self._fail(ws, exc.message, exc.code)
             return None
@@ -554,11 +566,8 @@ class Hub:
 
     async def _audit_denied(self, principal: Principal, ip: str) -> None:
         """Scope denials are security events (issue 3), on the WebSocket as on REST and the proxy."""
-        audit = self.services.domains.get("audit")
-        if audit is None:
-            return
         try:
-            await audit.record(
+            await self.audit.record(
                 "access.denied",
                 actor=principal.id,
                 target="/api/v1/ws",

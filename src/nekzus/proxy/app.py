@@ -22,6 +22,7 @@ from nekzus import API_VERSION
 from nekzus.auth.principal import ADMIN, AuthError, Principal
 from nekzus.catalog.service import CatalogService
 from nekzus.catalog.spec import RouteSpec
+from nekzus.config import Config
 from nekzus.http.clientip import in_networks, parse_ip, resolve_client_ip
 from nekzus.http.errors import error_body
 from nekzus.proxy.cache import ResponseCache
@@ -204,6 +205,12 @@ class ProxyApp:
         self._active = m.proxy_active_sessions
         catalog.on_change(self.rebuild)
 
+    def reconfigure(self, _old: Config, new: Config) -> None:
+        """Reload hook: trusted peers and default route scopes may have changed."""
+        self._ip_cache.clear()
+        self.default_scopes = tuple(new.auth.default_scopes)
+        self.rebuild()
+
     # -- route table --------------------------------------------------------------------------------
 
     def rebuild(self) -> None:
@@ -343,7 +350,7 @@ class ProxyApp:
     ) -> tuple[Principal | None, tuple[int, str, str] | None]:
         """The caller's principal, or the error to answer with (Part A §6)."""
         spec = route.spec
-        authenticator = self.services.domains.get("auth")
+        authenticator = self.services.domains.auth
         principal: Principal | None = None
         if authenticator is not None:
             try:
@@ -370,9 +377,7 @@ class ProxyApp:
     ) -> None:
         """Audit a scope denial (issue 3), in the background and at most once per principal and route
         every few seconds, so a refused client cannot turn the hot path into audit writes."""
-        audit = self.services.domains.get("audit")
-        if audit is None:
-            return
+        audit = self.services.domains.audit
         key = (principal.rate_key, route.spec.route_id)
         now = time.monotonic()
         if now - self._denials.get(key, -DENIAL_AUDIT_INTERVAL) < DENIAL_AUDIT_INTERVAL:

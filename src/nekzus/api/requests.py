@@ -10,18 +10,16 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from nekzus.api.deps import client_ip, services_of
-from nekzus.api.security import require
+from nekzus.api.security import audit_denied, require
 from nekzus.auth.principal import Principal
+from nekzus.auth.service import AuthService
 from nekzus.http.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def auth_service(request: Request) -> Any:
-    service = services_of(request).domains.get("auth")
-    if service is None:
-        raise ApiError(503, "SERVICE_UNAVAILABLE", "Authentication is not available")
-    return service
+def auth_service(request: Request) -> AuthService:
+    return services_of(request).domains.auth
 
 
 async def read_json(request: Request, max_bytes: int) -> Any:
@@ -77,9 +75,7 @@ def require_self_or(scope: str) -> Callable[[Request, str], Awaitable[Principal]
 
 
 async def deny(request: Request, principal: Principal, scopes: tuple[str, ...]) -> None:
-    hook = services_of(request).domains.get("audit_denied")
-    if hook is not None:
-        await hook(request, principal, scopes)
+    await audit_denied(request, principal, scopes)
 
 
 def ip_of(request: Request) -> str:
