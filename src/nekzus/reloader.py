@@ -197,12 +197,9 @@ class ConfigReloader:
         return "success", ""
 
     async def _audit(self, success: bool, details: dict[str, Any]) -> None:
-        try:
-            await self.audit.record(
-                "config.reloaded", actor="system", target=self.path, details=details, success=success
-            )
-        except Exception:
-            log.warning("could not audit the config reload", exc_info=True)
+        await self.audit.record(
+            "config.reloaded", actor="system", target=self.path, details=details, success=success
+        )
 
     async def _apply(self, old: Config, new: Config) -> dict[str, Any]:
         """Run every domain's reload hook; one failing hook does not stop the others."""

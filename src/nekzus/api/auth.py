@@ -19,6 +19,7 @@ from nekzus.api.security import require
 from nekzus.auth.principal import Principal
 from nekzus.auth.service import SUPPORTED_PLATFORMS, USERNAME_RE, valid_device_id
 from nekzus.auth.timefmt import rfc3339
+from nekzus.errors import NekzusError
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
 
@@ -246,7 +247,7 @@ async def pair(request: Request) -> dict[str, Any]:
         raise ApiError(401, "UNAUTHORIZED", "A bootstrap token is required")
     try:
         grant = service.pairing.authorize(token)
-    except ApiError as exc:
+    except NekzusError as exc:
         services.metrics.auth_pairing_total.labels("failure", "unknown").inc()
         await service.audit(
             "device.pair", actor="anonymous", ip=ip, details={"code": exc.code}, success=False

@@ -101,15 +101,6 @@ def _check_pid(proposal_id: str) -> None:
         raise ApiError(400, "INVALID_PROPOSAL_ID", "Invalid proposal id")
 
 
-async def _call(coro: Any) -> Any:
-    from nekzus.discovery.manager import DiscoveryError
-
-    try:
-        return await coro
-    except DiscoveryError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
-
-
 @router.get("/proposals", response_model=list[ProposalOut], summary="Pending discovery proposals")
 async def proposals(request: Request, _p: Principal = Depends(require())) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = await _manager(request).list()
@@ -137,7 +128,7 @@ async def approve(
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
             raise ApiError(400, "INVALID_PORT", "port must be an integer")
     manager = _manager(request)
-    result: dict[str, Any] = await _call(manager.approve(proposalId, port, principal.id, client_ip(request)))
+    result: dict[str, Any] = await manager.approve(proposalId, port, principal.id, client_ip(request))
     return result
 
 
@@ -151,15 +142,13 @@ async def dismiss(
     request: Request, proposalId: str, principal: Principal = Depends(require("write:*"))
 ) -> dict[str, Any]:
     _check_pid(proposalId)
-    result: dict[str, Any] = await _call(
-        _manager(request).dismiss(proposalId, principal.id, client_ip(request))
-    )
+    result: dict[str, Any] = await _manager(request).dismiss(proposalId, principal.id, client_ip(request))
     return result
 
 
 @router.post("/rediscover", response_model=RediscoverOut, summary="Clear dismissals and rescan")
 async def rediscover(request: Request, principal: Principal = Depends(require("write:*"))) -> dict[str, Any]:
-    result: dict[str, Any] = await _call(_manager(request).rediscover(principal.id, client_ip(request)))
+    result: dict[str, Any] = await _manager(request).rediscover(principal.id, client_ip(request))
     return result
 
 

@@ -177,13 +177,8 @@ async def retry_many(request: Request) -> dict[str, Any]:
 
 @router.delete("/{notification_id}", response_model=StatusReply, dependencies=[ADMIN], summary="Dismiss one")
 async def dismiss_one(request: Request, notification_id: str) -> dict[str, Any]:
-    from nekzus.events.notifications import NotFound
-
     nid = _parse_id(notification_id)
-    try:
-        await _queue(request).dismiss(nid)
-    except NotFound:
-        raise ApiError(404, "NOT_FOUND", "Notification not found or not pending") from None
+    await _queue(request).dismiss(nid)
     return {"status": "dismissed", "id": nid, "message": "Notification dismissed"}
 
 
@@ -191,15 +186,8 @@ async def dismiss_one(request: Request, notification_id: str) -> dict[str, Any]:
     "/{notification_id}/retry", response_model=StatusReply, dependencies=[ADMIN], summary="Retry one"
 )
 async def retry_one(request: Request, notification_id: str) -> dict[str, Any]:
-    from nekzus.events.notifications import Expired, NotFound
-
     nid = _parse_id(notification_id)
-    try:
-        outcome = await _queue(request).retry(nid)
-    except NotFound:
-        raise ApiError(404, "NOT_FOUND", "Notification not found") from None
-    except Expired:
-        raise ApiError(410, "EXPIRED", "Notification has expired and cannot be retried") from None
+    outcome = await _queue(request).retry(nid)
     messages = {
         "sent": "Notification sent to device (awaiting confirmation)",
         "offline": "Device not connected",

@@ -13,6 +13,7 @@ from nekzus.api.deps import client_ip, services_of
 from nekzus.api.security import audit_denied, require
 from nekzus.auth.principal import Principal
 from nekzus.auth.service import AuthService
+from nekzus.errors import validation_message
 from nekzus.http.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
@@ -41,12 +42,7 @@ def validate(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ()))
-        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        if first.get("type") == "missing":
-            message = "is required"
-        raise ApiError(400, "VALIDATION_ERROR", f"{field}: {message}" if field else message) from None
+        raise ApiError(400, "VALIDATION_ERROR", validation_message(exc.errors())) from None
 
 
 def int_param(value: str | None, default: int) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from fastapi import Request
 
 from nekzus.api.deps import client_ip, services_of
-from nekzus.auth.principal import Authenticator, AuthError, Principal
+from nekzus.auth.principal import Authenticator, Principal
 from nekzus.http.errors import ApiError
 
 
@@ -23,10 +23,7 @@ async def current_principal(request: Request) -> Principal | None:
     services = services_of(request)
     ip = client_ip(request)
     authenticator: Authenticator = services.domains.auth
-    try:
-        principal = await authenticator.authenticate(request.headers, ip)
-    except AuthError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    principal = await authenticator.authenticate(request.headers, ip)
     request.state.principal = principal
     return principal
 

@@ -16,6 +16,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from nekzus.api.deps import services_of
 from nekzus.api.security import require
+from nekzus.errors import NekzusError
 from nekzus.http.errors import ApiError
 from nekzus.metrics import Metrics
 from nekzus.services import Services
@@ -102,7 +103,7 @@ def _measured(metrics: Metrics, endpoint: str) -> Iterator[None]:
     started = time.perf_counter()
     try:
         yield
-    except ApiError:
+    except NekzusError:
         metrics.webhook_requests_total.labels(endpoint, "error").inc()
         raise
     metrics.webhook_requests_total.labels(endpoint, "success").inc()

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from nekzus.errors import NekzusError
+
 PrincipalKind = Literal["trusted", "device", "user", "apikey", "bootstrap"]
 
 ADMIN = "access:admin"
@@ -50,14 +52,12 @@ class Principal:
         return f"{self.kind}:{self.id}"
 
 
-class AuthError(Exception):
+class AuthError(NekzusError):
     """A presented credential is bad (401) or not enough (403)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
         self.status = status
-        self.code = code
-        self.message = message
-        super().__init__(f"{status} {code}: {message}")
 
 
 class Headers(Protocol):

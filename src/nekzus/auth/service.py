@@ -27,8 +27,8 @@ from nekzus.auth.passwords import LoginLockout, Passwords
 from nekzus.auth.principal import ADMIN, AuthError, Headers, Principal
 from nekzus.auth.timefmt import rfc3339
 from nekzus.auth.tokens import TokenCodec
+from nekzus.errors import error_for
 from nekzus.http.clientip import in_networks, parse_ip, parse_networks
-from nekzus.http.errors import ApiError
 from nekzus.secretfiles import load_or_create
 
 if TYPE_CHECKING:
@@ -423,7 +423,7 @@ class AuthService:
     async def refresh(self, token: str, client_ip: str) -> dict[str, Any]:
         """Part A §7: a fresh token for a token expired up to the grace, never for a revoked device."""
         if not self.loaded:
-            raise ApiError(503, "STORAGE_UNAVAILABLE", "Storage is starting up, try again shortly")
+            raise error_for(503, "STORAGE_UNAVAILABLE", "Storage is starting up, try again shortly")
         try:
             claims = self.codec.verify(token, allow_expired=True)
             if claims["exp"] < time.time() - self.refresh_grace:
@@ -442,7 +442,7 @@ class AuthService:
                 details={"code": exc.code},
                 success=False,
             )
-            raise ApiError(exc.status, exc.code, exc.message) from None
+            raise
         self.metrics.auth_refresh_total.labels("success").inc()
         if principal.kind == "user":
             new_token, _ = self.codec.issue(principal.id, principal.scopes, kind="user")
@@ -534,7 +534,7 @@ class AuthService:
         async with self.db.session() as session:
             row = await session.get(Device, device_id)
         if row is None:
-            raise ApiError(404, "DEVICE_NOT_FOUND", "Device not found")
+            raise error_for(404, "DEVICE_NOT_FOUND", "Device not found")
         return self.device_json(row)
 
     async def update_device(
@@ -543,7 +543,7 @@ class AuthService:
         async with self.db.session() as session:
             row = await session.get(Device, device_id)
             if row is None:
-                raise ApiError(404, "DEVICE_NOT_FOUND", "Device not found")
+                raise error_for(404, "DEVICE_NOT_FOUND", "Device not found")
             if name is not None:
                 row.device_name = name
             if scopes is not None:
@@ -577,7 +577,7 @@ class AuthService:
     async def create_first_user(self, username: str, password: str) -> User:
         async with self._setup_lock:
             if await self.user_count() > 0:
-                raise ApiError(
+                raise error_for(
                     400,
                     "SETUP_ALREADY_COMPLETED",
                     "Setup has already been completed. Please use the login page.",
@@ -651,7 +651,7 @@ class AuthService:
         async with self.db.session() as session:
             row = await session.get(ApiKey, key_id)
         if row is None:
-            raise ApiError(404, "NOT_FOUND", "API key not found")
+            raise error_for(404, "NOT_FOUND", "API key not found")
         return row
 
     async def revoke_api_key(self, key_id: str, permanent: bool) -> ApiKey:
@@ -659,7 +659,7 @@ class AuthService:
         async with self.db.session() as session:
             row = await session.get(ApiKey, key_id)
             if row is None:
-                raise ApiError(404, "NOT_FOUND", "API key not found")
+                raise error_for(404, "NOT_FOUND", "API key not found")
             state = self.keys.get(row.key_hash)
             if permanent:
                 self.keys.pop(row.key_hash, None)

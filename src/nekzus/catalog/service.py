@@ -22,6 +22,7 @@ from sqlalchemy import delete, select
 from nekzus.catalog.models import AppRow, RouteRow, ServiceHealthRow
 from nekzus.catalog.spec import AppSpec, RouteSpec
 from nekzus.config import Config
+from nekzus.errors import NekzusError
 from nekzus.events import EventBus
 from nekzus.metrics import Metrics
 from nekzus.store import Database
@@ -48,14 +49,12 @@ def rfc3339(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class CatalogError(Exception):
+class CatalogError(NekzusError):
     """A refused change: `status` and `code` map onto the API error."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
         self.status = status
-        self.code = code
-        self.message = message
-        super().__init__(message)
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import delete, select
 
 from nekzus.discovery.models import DismissalRow, ProposalRow
+from nekzus.errors import NekzusError
 from nekzus.events.bus import EventBus
 from nekzus.metrics import Metrics
 from nekzus.store import Database
@@ -38,10 +39,10 @@ class Worker(Protocol):
     def kick(self) -> None: ...
 
 
-class DiscoveryError(Exception):
+class DiscoveryError(NekzusError):
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        super().__init__(message, code=code)
+        self.status = status
 
 
 def _material(proposal: dict[str, Any]) -> tuple[Any, ...]:
@@ -369,9 +370,7 @@ class DiscoveryManager:
             await activity.add(type_, message, icon=icon, icon_class=icon_class, details=details)
 
     async def _audit(self, action: str, actor: str, target: str, ip: str, details: Any) -> None:
-        audit = self.audit
-        with contextlib.suppress(Exception):
-            await audit.record(action, actor=actor, target=target, ip=ip, details=details)
+        await self.audit.record(action, actor=actor, target=target, ip=ip, details=details)
 
 
 def _already(proposal_id: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, update
 
+from nekzus.errors import Gone, NotFound
 from nekzus.events.bus import Event
 from nekzus.events.hub import Client, envelope
 from nekzus.events.models import Notification
@@ -60,14 +61,6 @@ def iso(value: datetime | None) -> str | None:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(timespec="seconds") + "Z"
-
-
-class NotFound(Exception):
-    pass
-
-
-class Expired(Exception):
-    pass
 
 
 class NotificationQueue:
@@ -364,7 +357,7 @@ class NotificationQueue:
         async with self.db.session() as session:
             row = await session.get(Notification, notification_id)
             if row is None or row.status not in ("pending", "failed"):
-                raise NotFound
+                raise NotFound("Notification not found or not pending")
             row.status = "dismissed"
 
     async def dismiss_device(self, device_id: str) -> int:
@@ -381,11 +374,11 @@ class NotificationQueue:
         async with self.db.session() as session:
             row = await session.get(Notification, notification_id)
             if row is None:
-                raise NotFound
+                raise NotFound("Notification not found")
             if row.status == "expired" or row.expires_at <= now_utc():
                 if row.status != "expired":
                     row.status = "expired"
-                raise Expired
+                raise Gone("Notification has expired and cannot be retried", code="EXPIRED")
             row.status = "pending"
             row.retry_count = 0
             row.last_attempt_at = None

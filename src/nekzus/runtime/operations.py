@@ -222,11 +222,8 @@ class ContainerService:
     async def _audit(
         self, principal: Principal, action: str, container_id: str, *, success: bool, error: str = ""
     ) -> None:
-        audit = self.audit
-        if audit is None:
-            return
-        with contextlib.suppress(Exception):
-            await audit.record(
+        if self.audit is not None:
+            await self.audit.record(
                 f"container.{action}",
                 actor=principal.id,
                 target=container_id,
