@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 from typing import Any
 
 from nekzus.auth.activity import ActivityService
@@ -32,8 +31,6 @@ from nekzus.proxy.websocket import tunnel
 from nekzus.services import Services
 
 log = logging.getLogger("nekzus")
-
-DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
 
 
 def build_domains(services: Services) -> Domains:
@@ -66,6 +63,7 @@ def build_domains(services: Services) -> Domains:
         audit=audit,
         base_url=services.base_url,
         instance_id=lambda: services.nexus_id,
+        auth_timeout=cfg.server.ws_auth_timeout,
     )
     _capability(services, "websocket")
     hub.start()
@@ -140,13 +138,11 @@ def _register_storage_health(services: Services) -> None:
 
 
 def docker_socket(cfg: Config) -> str:
-    """The Docker endpoint for the container runtime: its own key, else discovery's, else DOCKER_HOST."""
-    socket = (
-        cfg.runtimes.docker.socket_path if cfg.runtimes.docker.enabled else cfg.discovery.docker.socket_path
-    )
-    if (not socket or socket == DEFAULT_DOCKER_SOCKET) and os.environ.get("DOCKER_HOST"):
-        return os.environ["DOCKER_HOST"]
-    return socket
+    """The Docker endpoint of the container runtime: its own key when it is enabled, else discovery's
+    (`DOCKER_HOST` is applied to both keys by the config loader)."""
+    if cfg.runtimes.docker.enabled:
+        return cfg.runtimes.docker.socket_path
+    return cfg.discovery.docker.socket_path
 
 
 def _build_runtime(services: Services, domains: Domains) -> None:

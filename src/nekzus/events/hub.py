@@ -20,7 +20,6 @@ import asyncio
 import inspect
 import json
 import logging
-import os
 import secrets
 import time
 from collections import deque
@@ -70,16 +69,6 @@ NUMERIC_CODES = {
 
 Handler = Callable[["Client", dict[str, Any]], Awaitable[None]]
 ConnectHook = Callable[["Client"], Awaitable[None]]
-
-
-def auth_timeout_from_env() -> float:
-    """`NEKZUS_WS_AUTH_TIMEOUT` (seconds) shortens the 15 s auth window, for tests."""
-    raw = os.environ.get("NEKZUS_WS_AUTH_TIMEOUT", "").strip()
-    try:
-        value = float(raw) if raw else 15.0
-    except ValueError:
-        value = 15.0
-    return min(max(value, 0.1), 300.0)
 
 
 def rfc3339(ts: float | None = None) -> str:
@@ -285,6 +274,7 @@ class Hub:
         audit: AuditService,
         base_url: str,
         instance_id: Callable[[], str],
+        auth_timeout: float = 15.0,
     ) -> None:
         self.bus = bus
         self.metrics = metrics
@@ -298,7 +288,7 @@ class Hub:
         self.admins: set[Client] = set()
         self.handlers: dict[str, Handler] = {}
         self.connect_hooks: list[ConnectHook] = []
-        self.auth_timeout = auth_timeout_from_env()
+        self.auth_timeout = auth_timeout
         m = metrics
         self.m_out = m.websocket_messages_total.labels(APP_LABEL, "out")
         self.m_in = m.websocket_messages_total.labels(APP_LABEL, "in")

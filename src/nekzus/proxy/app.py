@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -190,7 +189,7 @@ class ProxyApp:
         self.pools = PoolRegistry()
         self.table = RouteTable([])
         self.cache = ResponseCache()
-        self.idle_timeout = float(os.environ.get("NEKZUS_PROXY_IDLE_TIMEOUT", "300"))
+        self.idle_timeout = services.config.server.proxy_idle_timeout
         self.hop_token = secrets.token_hex(8).encode()
         self.base_domain = services.config.server.base_domain.lower().strip(".")
         self.tls = services.config.tls_enabled
