@@ -95,6 +95,7 @@ def build_domains(services: Services) -> Domains:
 
     async def stop_catalog() -> None:
         await checker.stop()
+        await catalog.flush_health()
         proxy.close()
 
     services.on_startup("catalog", start_catalog)

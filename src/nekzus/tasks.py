@@ -24,7 +24,7 @@ class TaskSet:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
+        task = asyncio.ensure_future(coro)  # noqa: TID251 - the spawn helper itself
         task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._done)

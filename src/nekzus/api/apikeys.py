@@ -13,8 +13,8 @@ from nekzus.api.requests import auth_service, ip_of
 from nekzus.api.security import require
 from nekzus.auth.principal import ADMIN, Principal
 from nekzus.auth.service import valid_scope
-from nekzus.auth.timefmt import parse_rfc3339
 from nekzus.http.errors import ApiError
+from nekzus.timefmt import parse_rfc3339
 
 router = APIRouter(prefix="/api/v1/apikeys", tags=["apikeys"], responses=ERROR_RESPONSES)
 

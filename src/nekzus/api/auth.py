@@ -18,10 +18,10 @@ from nekzus.api.requests import auth_service, ip_of, read_json, validate
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
 from nekzus.auth.service import SUPPORTED_PLATFORMS, USERNAME_RE, valid_device_id
-from nekzus.auth.timefmt import rfc3339
 from nekzus.errors import NekzusError
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
+from nekzus.timefmt import rfc3339_or_none
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=ERROR_RESPONSES)
 
@@ -61,11 +61,11 @@ def user_json(user: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": user.id,
         "username": user.username,
-        "createdAt": rfc3339(user.created_at),
+        "createdAt": rfc3339_or_none(user.created_at),
         "isActive": bool(user.is_active),
     }
     if user.last_login is not None:
-        out["lastLogin"] = rfc3339(user.last_login)
+        out["lastLogin"] = rfc3339_or_none(user.last_login)
     return out
 
 

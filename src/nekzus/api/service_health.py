@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
-from nekzus.catalog.service import rfc3339
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
+from nekzus.timefmt import rfc3339_or_none as rfc3339
 
 router = APIRouter(prefix="/api/v1", tags=["health"], responses=ERROR_RESPONSES)
 

@@ -25,11 +25,11 @@ from nekzus.auth.models import ApiKey, Device, RevokedToken, User
 from nekzus.auth.pairing import PairingStore
 from nekzus.auth.passwords import LoginLockout, Passwords
 from nekzus.auth.principal import ADMIN, AuthError, Headers, Principal
-from nekzus.auth.timefmt import rfc3339
 from nekzus.auth.tokens import TokenCodec
 from nekzus.errors import error_for
 from nekzus.http.clientip import in_networks, parse_ip, parse_networks
 from nekzus.secretfiles import load_or_create
+from nekzus.timefmt import rfc3339_or_none
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -509,14 +509,14 @@ class AuthService:
             "platformVersion": row.platform_version,
             "model": row.model,
             "scopes": scopes,
-            "createdAt": rfc3339(row.created_at),
-            "lastSeenAt": rfc3339(last_seen),
+            "createdAt": rfc3339_or_none(row.created_at),
+            "lastSeenAt": rfc3339_or_none(last_seen),
             "status": "online" if online else "offline",
             # ORIG's spellings, which the existing dashboard reads.
             "id": row.device_id,
             "name": row.device_name,
-            "pairedAt": rfc3339(row.created_at),
-            "lastSeen": rfc3339(last_seen),
+            "pairedAt": rfc3339_or_none(row.created_at),
+            "lastSeen": rfc3339_or_none(last_seen),
         }
 
     async def list_devices(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
@@ -635,11 +635,11 @@ class AuthService:
             "name": row.name,
             "prefix": row.prefix,
             "scopes": sorted(_loads_list(row.scopes)),
-            "expiresAt": rfc3339(row.expires_at),
-            "lastUsedAt": rfc3339(used),
-            "createdAt": rfc3339(row.created_at),
+            "expiresAt": rfc3339_or_none(row.expires_at),
+            "lastUsedAt": rfc3339_or_none(used),
+            "createdAt": rfc3339_or_none(row.created_at),
             "createdBy": row.created_by,
-            "revokedAt": rfc3339(row.revoked_at),
+            "revokedAt": rfc3339_or_none(row.revoked_at),
         }
 
     async def list_api_keys(self) -> list[dict[str, Any]]:

@@ -12,12 +12,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nekzus.catalog.models import AppRow, RouteRow, ServiceHealthRow
 from nekzus.catalog.spec import AppSpec, RouteSpec
@@ -27,6 +27,7 @@ from nekzus.events import EventBus
 from nekzus.metrics import Metrics
 from nekzus.store import Database
 from nekzus.tasks import Spawn
+from nekzus.timefmt import rfc3339_or_none
 
 if TYPE_CHECKING:
     from nekzus.auth.audit import AuditService
@@ -35,18 +36,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("nekzus.catalog")
 
 SOURCES = ("config", "api", "discovery")
+# Health results are written behind: at most one transaction per this many seconds, whatever the number
+# of routes checked.
+HEALTH_WRITE_DELAY = 1.0
 
 
 def _route_from_config(route_cfg: Any) -> RouteSpec:
     raw = {k: v for k, v in route_cfg.model_dump().items() if v is not None}
     raw["route_id"] = raw.pop("id")
     return RouteSpec.model_validate(raw)
-
-
-def rfc3339(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class CatalogError(NekzusError):
@@ -96,6 +94,9 @@ class CatalogService:
     health: dict[str, HealthState] = field(default_factory=dict)
     _listeners: list[Callable[[], None]] = field(default_factory=list)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Health results waiting to be written (app ids), written behind in one transaction per window.
+    _health_dirty: set[str] = field(default_factory=set)
+    _health_flush: asyncio.Task[None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -297,7 +298,7 @@ class CatalogService:
         if state is not None:
             out["healthStatus"] = state.status
             if state.last_check is not None:
-                out["lastHealthCheck"] = rfc3339(state.last_check)
+                out["lastHealthCheck"] = rfc3339_or_none(state.last_check)
         if app.discovery_meta:
             out["discoveryMeta"] = app.discovery_meta
         return out
@@ -323,7 +324,7 @@ class CatalogService:
         info: dict[str, Any] = {"status": status}
         if state is not None:
             if state.last_check is not None:
-                info["lastCheck"] = rfc3339(state.last_check)
+                info["lastCheck"] = rfc3339_or_none(state.last_check)
             if state.response_time_ms is not None:
                 info["responseTime"] = round(state.response_time_ms)
             if state.status_code is not None:
@@ -514,26 +515,39 @@ class CatalogService:
                     "status": state.status,
                     "previousStatus": announce_from,
                     "message": message,
-                    "timestamp": rfc3339(time.time()),
+                    "timestamp": rfc3339_or_none(time.time()),
                 },
             )
-        self.spawn(self._persist_health(app_id, state), "catalog-health-save")
+        self._health_dirty.add(app_id)
+        if self._health_flush is None or self._health_flush.done():
+            self._health_flush = self.spawn(self._flush_health_later(), "catalog-health-save")
 
-    async def _persist_health(self, app_id: str, state: HealthState) -> None:
-        if app_id not in self.apps:
+    async def _flush_health_later(self) -> None:
+        await asyncio.sleep(HEALTH_WRITE_DELAY)
+        await self.flush_health()
+
+    async def flush_health(self) -> None:
+        """Write every pending health result in one transaction (also called at shutdown)."""
+        pending, self._health_dirty = self._health_dirty, set()
+        items = [(a, self.health[a]) for a in sorted(pending) if a in self.apps and a in self.health]
+        if not items or not self.db.ready:
             return
         async with self.db.session() as session:
-            row = await session.get(ServiceHealthRow, app_id)
-            if row is None:
-                row = ServiceHealthRow(app_id=app_id)
-                session.add(row)
-            row.status = state.status
-            row.message = state.message
-            row.last_check = state.last_check
-            row.last_success = state.last_success
-            row.consecutive_failures = state.consecutive_failures
-            row.response_time_ms = state.response_time_ms
-            row.status_code = state.status_code
+            for app_id, state in items:
+                await self._persist_health(session, app_id, state)
+
+    async def _persist_health(self, session: AsyncSession, app_id: str, state: HealthState) -> None:
+        row = await session.get(ServiceHealthRow, app_id)
+        if row is None:
+            row = ServiceHealthRow(app_id=app_id)
+            session.add(row)
+        row.status = state.status
+        row.message = state.message
+        row.last_check = state.last_check
+        row.last_success = state.last_success
+        row.consecutive_failures = state.consecutive_failures
+        row.response_time_ms = state.response_time_ms
+        row.status_code = state.status_code
 
     def mark_unhealthy(self, app_id: str, message: str) -> None:
         previous = self.health.get(app_id)

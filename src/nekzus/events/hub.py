@@ -32,6 +32,7 @@ from nekzus import __version__
 from nekzus.auth.principal import Authenticator, AuthError, Principal
 from nekzus.events.bus import Event
 from nekzus.events.topics import MAX_SUBSCRIPTIONS, TopicError, any_match, validate_pattern
+from nekzus.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
@@ -71,11 +72,6 @@ Handler = Callable[["Client", dict[str, Any]], Awaitable[None]]
 ConnectHook = Callable[["Client"], Awaitable[None]]
 
 
-def rfc3339(ts: float | None = None) -> str:
-    moment = datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -88,7 +84,7 @@ def _json_default(value: Any) -> Any:
 
 def envelope(type_: str, data: Any = None, ts: float | None = None, **extra: Any) -> str:
     """Serialise one server message: `{type, data, timestamp}` plus optional top-level fields."""
-    body: dict[str, Any] = {"type": type_, "data": data, "timestamp": rfc3339(ts)}
+    body: dict[str, Any] = {"type": type_, "data": data, "timestamp": rfc3339(ts, millis=True)}
     for key, value in extra.items():
         if value is not None:
             body[key] = value
@@ -252,7 +248,7 @@ class Client:
             "name": self.principal.name or self.principal.id,
             "remoteAddr": self.ip,
             "userAgent": self.user_agent,
-            "connectedAt": rfc3339(self.connected_at),
+            "connectedAt": rfc3339(self.connected_at, millis=True),
             "subscriptions": list(self.subscriptions),
             "queued": len(self._queue),
             "messagesSent": self.sent,

@@ -799,7 +799,7 @@ class ProxyApp:
     async def _stream_response(self, conn: UpstreamConnection, receive: Any, send: Any) -> int:
         """Relay body chunks as they arrive (SSE, downloads); stop when the client goes away."""
         sent = 0
-        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        watcher = asyncio.ensure_future(_wait_disconnect(receive))  # noqa: TID251 - cancelled in finally
         watcher.add_done_callback(lambda _f: conn.abort() if not conn.complete else None)
         try:
             while True:

@@ -295,12 +295,14 @@ class ContainerService:
                     return {"id": cid[:12], "name": name, "success": False, "error": message}
                 return {"id": cid[:12], "name": name, "success": True}
 
-        tasks = [asyncio.ensure_future(one(cid, name)) for cid, name in items]
+        tasks = [self.spawn(one(cid, name), f"container-{action}-{cid[:12]}") for cid, name in items]
         results: list[dict[str, Any]] = []
         if tasks:
             done, pending = await asyncio.wait(tasks, timeout=BULK_TOTAL_SECONDS)
             for task in pending:
                 task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5.0)
             for task, (cid, name) in zip(tasks, items, strict=True):
                 if task in done and not task.cancelled():
                     results.append(task.result())
