@@ -29,6 +29,7 @@ from nekzus.config.reload import (
     effective_config,
     file_signature,
 )
+from nekzus.events.types import EventType
 from nekzus.tasks import Spawn, cancel_and_wait
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ class ConfigReloader:
             trigger,
             ", ".join(_summarise(live)) if live else "no live changes",
         )
-        self.bus.emit("config_reload", {"message": "Configuration reloaded"})
+        self.bus.emit(EventType.CONFIG_RELOAD, {"message": "Configuration reloaded"})
         try:
             await self.activity.add(
                 "config_reload", "Configuration reloaded", icon="RefreshCw", key=str(int(time.time()))

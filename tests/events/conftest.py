@@ -226,7 +226,9 @@ class InProcServer:
         return asyncio.run_coroutine_threadsafe(runner(), self.loop).result(10)
 
     def emit(self, type_: str, data: Any = None, **audience: Any) -> None:
-        self.call(self.services.bus.emit, type_, data, **audience)
+        from nekzus.events import Event
+
+        self.call(self.services.bus.publish, Event(type_, data, **audience))
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10)

@@ -19,6 +19,7 @@ from nekzus.api.security import require
 from nekzus.auth.principal import Principal
 from nekzus.auth.service import SUPPORTED_PLATFORMS, USERNAME_RE, valid_device_id
 from nekzus.errors import NekzusError
+from nekzus.events.types import EventType
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
 from nekzus.timefmt import rfc3339_or_none
@@ -274,7 +275,7 @@ async def pair(request: Request) -> dict[str, Any]:
         with contextlib.suppress(Exception):  # closing stale sockets is best effort
             await services.domains.hub.close_device(device_id, "device re-paired")
     services.bus.emit(
-        "device_paired", {"deviceId": device_id, "deviceName": name, "platform": device.platform}
+        EventType.DEVICE_PAIRED, {"deviceId": device_id, "deviceName": name, "platform": device.platform}
     )
     services.metrics.auth_pairing_total.labels("success", device.platform).inc()
     services.metrics.auth_pairing_duration_seconds.observe(time.monotonic() - started)

@@ -17,6 +17,7 @@ from nekzus.api.requests import auth_service, deny, int_param, ip_of, read_json,
 from nekzus.api.security import require
 from nekzus.auth.principal import ADMIN, Principal
 from nekzus.auth.service import valid_device_id, valid_scope
+from nekzus.events.types import EventType
 from nekzus.http.errors import ApiError
 
 router = APIRouter(tags=["devices"], responses=ERROR_RESPONSES)
@@ -132,7 +133,7 @@ async def delete_device(
     services = services_of(request)
     device = await service.get_device(target)
     await service.revoke_device(target)
-    services.bus.emit("device_revoked", {"deviceId": target})
+    services.bus.emit(EventType.DEVICE_REVOKED, {"deviceId": target})
     service.metrics.device_operations_total.labels("revoke", "success").inc()
     await service.activity(
         "device_revoked", f"Device revoked: {device['deviceName']}", icon="XCircle", key=target

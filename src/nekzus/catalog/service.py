@@ -24,6 +24,7 @@ from nekzus.catalog.spec import AppSpec, RouteSpec
 from nekzus.config import Config
 from nekzus.errors import NekzusError
 from nekzus.events import EventBus
+from nekzus.events.types import EventType
 from nekzus.metrics import Metrics
 from nekzus.store import Database
 from nekzus.tasks import Spawn
@@ -114,7 +115,7 @@ class CatalogService:
         metrics.storage_apps_total.set(len(self.apps))
         metrics.storage_routes_total.set(len(self.routes))
         if announce:
-            self.bus.emit("config_reload", {"message": message, **details})
+            self.bus.emit(EventType.CONFIG_RELOAD, {"message": message, **details})
 
     async def load(self) -> None:
         """Read the catalog, then re-apply the config file's apps and routes (apps first)."""
@@ -507,7 +508,7 @@ class CatalogService:
             if state.status == "healthy":
                 message = "Service recovered"
             self.bus.emit(
-                "health_change",
+                EventType.HEALTH_CHANGE,
                 {
                     "appId": app_id,
                     "appName": app.spec.name if app else app_id,

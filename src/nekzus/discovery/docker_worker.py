@@ -19,6 +19,7 @@ from nekzus.config.model import DockerDiscoveryConfig
 from nekzus.discovery.labels import PortCandidate, build_proposal, plan_container, skip_reason
 from nekzus.discovery.manager import DiscoveryManager
 from nekzus.events.bus import EventBus
+from nekzus.events.types import EventType
 from nekzus.metrics import Metrics
 from nekzus.runtime.base import RuntimeErrorBase, RuntimeUnavailable
 
@@ -155,7 +156,7 @@ class DockerWorker:
             self._warned_daemon = True
             log.warning("Docker discovery: daemon unavailable (%s); retrying", self.last_error)
             self.bus.emit(
-                "config_warning",
+                EventType.CONFIG_WARNING,
                 {"warning": f"Docker Discovery - Docker daemon unavailable: {self.last_error}"},
             )
 

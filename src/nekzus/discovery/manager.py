@@ -19,6 +19,7 @@ from sqlalchemy import delete, select
 from nekzus.discovery.models import DismissalRow, ProposalRow
 from nekzus.errors import NekzusError
 from nekzus.events.bus import EventBus
+from nekzus.events.types import EventType
 from nekzus.metrics import Metrics
 from nekzus.store import Database
 
@@ -153,14 +154,14 @@ class DiscoveryManager:
                 self.pending[pid] = proposal
                 await self._save(proposal)
                 if changed:
-                    self.bus.emit("discovery", copy.deepcopy(proposal))
+                    self.bus.emit(EventType.DISCOVERY, copy.deepcopy(proposal))
                     self.metrics.discovery_proposals_total.labels(source, "updated").inc()
                 return "updated"
             self.pending[pid] = proposal
             await self._save(proposal)
             self._gauge()
         self.metrics.discovery_proposals_total.labels(source, "new").inc()
-        self.bus.emit("discovery", copy.deepcopy(proposal))
+        self.bus.emit(EventType.DISCOVERY, copy.deepcopy(proposal))
         log.info(
             "new discovery proposal %s (%s)", proposal["id"], proposal.get("suggestedRoute", {}).get("to")
         )
@@ -270,7 +271,7 @@ class DiscoveryManager:
         self.metrics.discovery_proposals_total.labels(str(proposal.get("source")), "approved").inc()
         proxy_path = route.get("pathBase", f"/apps/{app['id']}/")
         self.bus.emit(
-            "app_registered",
+            EventType.APP_REGISTERED,
             {
                 "appId": app["id"],
                 "appName": app.get("name", ""),
@@ -303,7 +304,7 @@ class DiscoveryManager:
             await self._dismiss(proposal_id, "dismissed")
             self._gauge()
         self.metrics.discovery_proposals_total.labels("any", "dismissed").inc()
-        self.bus.emit("proposal_dismissed", {"proposalId": proposal_id})
+        self.bus.emit(EventType.PROPOSAL_DISMISSED, {"proposalId": proposal_id})
         await self._activity("proposal_dismissed", f"Proposal dismissed: {proposal_id}", icon="X")
         await self._audit("proposal.dismissed", actor, proposal_id, ip, None)
         return {"status": "dismissed", "id": proposal_id}
@@ -317,7 +318,9 @@ class DiscoveryManager:
                 await session.execute(delete(DismissalRow))
                 await session.execute(delete(ProposalRow))
             self._gauge()
-        self.bus.emit("rediscovery_triggered", {"dismissedCleared": dismissed, "activeCleared": active})
+        self.bus.emit(
+            EventType.REDISCOVERY_TRIGGERED, {"dismissedCleared": dismissed, "activeCleared": active}
+        )
         await self._activity(
             "rediscovery_triggered",
             f"Discovery scan triggered (cleared {dismissed} dismissed, {active} active proposals)",
@@ -351,7 +354,7 @@ class DiscoveryManager:
             return None
         report = check(info, app["id"], app.get("name", ""))
         if report["riskLevel"] != "none":
-            self.bus.emit("port_exposure_warning", report)
+            self.bus.emit(EventType.PORT_EXPOSURE_WARNING, report)
             critical = report["riskLevel"] == "critical"
             await self._activity(
                 "security_warning",

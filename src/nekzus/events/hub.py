@@ -32,6 +32,7 @@ from nekzus import __version__
 from nekzus.auth.principal import Authenticator, AuthError, Principal
 from nekzus.events.bus import Event
 from nekzus.events.topics import MAX_SUBSCRIPTIONS, TopicError, any_match, validate_pattern
+from nekzus.events.types import EventType
 from nekzus.timefmt import rfc3339
 
 if TYPE_CHECKING:
@@ -450,7 +451,7 @@ class Hub:
         first = self._register(client)
         writer = self.spawn(client.run_writer(), f"ws-writer-{client.id}")
         if first:
-            self.bus.emit("device_status", {"deviceId": principal.id, "status": "online"})
+            self.bus.emit(EventType.DEVICE_STATUS, {"deviceId": principal.id, "status": "online"})
         for hook in self.connect_hooks:
             self.spawn(self._run_hook(hook, client), "ws-connect-hook")
         close_code: int | None = None
@@ -470,9 +471,10 @@ class Hub:
             await client.run_close_callbacks()
             if client.last_will is not None and close_code not in (CLOSE_NORMAL, None):
                 topic, message = client.last_will
-                self.bus.emit(topic, message, topic=topic)
+                # A last will is published on the topic the client chose: its name is data, not ours.
+                self.bus.publish(Event(topic, message, topic=topic))
             if last:
-                self.bus.emit("device_status", {"deviceId": principal.id, "status": "offline"})
+                self.bus.emit(EventType.DEVICE_STATUS, {"deviceId": principal.id, "status": "offline"})
 
     async def _run_hook(self, hook: ConnectHook, client: Client) -> None:
         try:

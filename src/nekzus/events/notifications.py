@@ -24,6 +24,7 @@ from nekzus.errors import Gone, NotFound
 from nekzus.events.bus import Event
 from nekzus.events.hub import Client, envelope
 from nekzus.events.models import Notification
+from nekzus.events.types import EventType
 
 if TYPE_CHECKING:
     from nekzus.config.model import NotificationsConfig
@@ -92,7 +93,7 @@ class NotificationQueue:
     def install(self) -> None:
         """Plug into the hub and the bus (the composition root runs `start` after storage opens)."""
         self.hub.register_handler("notification_ack", self._on_ack)
-        self._unsubscribe = self.bus.subscribe(self._on_bus, {"device_revoked"})
+        self._unsubscribe = self.bus.subscribe(self._on_bus, {EventType.DEVICE_REVOKED})
         if self.enabled:
             self.hub.on_connect(self._on_connect)
         self.metrics.refreshers.append(self.refresh_metrics)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from nekzus.events.types import EventType
+
 if TYPE_CHECKING:
     from nekzus.events.bus import EventBus
     from nekzus.events.hub import Hub
@@ -27,12 +29,12 @@ async def deliver(
 ) -> dict[str, int]:
     """Publish `webhook`; returns counts of devices reached live and queued for later."""
     if not device_ids:
-        bus.emit("webhook", payload)
+        bus.emit(EventType.WEBHOOK, payload)
         return {"online": -1, "queued": 0}
     online = queued = 0
     for device_id in dict.fromkeys(device_ids):
         if hub.is_online(device_id):
-            bus.emit("webhook", payload, device_id=device_id)
+            bus.emit(EventType.WEBHOOK, payload, device_id=device_id)
             online += 1
         elif queue.enabled:
             await queue.enqueue(device_id, queued_type, payload, ttl=WEBHOOK_TTL, max_retries=WEBHOOK_RETRIES)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from nekzus.auth.principal import Principal
 from nekzus.events.bus import EventBus
+from nekzus.events.types import container_outcome
 from nekzus.runtime.base import (
     AlreadyInState,
     ContainerInfo,
@@ -179,7 +180,7 @@ class ContainerService:
             code, message = self._failure(action, exc)
             log.info("container %s %s failed: %s", container_id, action, message)
             self.bus.emit(
-                f"container.{action}.failed",
+                container_outcome(action, ok=False),
                 {"containerId": container_id, "error": code, "message": message, "timestamp": _now()},
                 **audience,
             )
@@ -188,7 +189,7 @@ class ContainerService:
         if action == "stop":
             self._mark_stopped(info)
         self.bus.emit(
-            f"container.{action}.completed",
+            container_outcome(action, ok=True),
             {
                 "containerId": container_id,
                 "status": _PAST[action],
