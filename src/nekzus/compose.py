@@ -69,7 +69,9 @@ def build_domains(services: Services) -> Domains:
     hub.start()
     services.on_shutdown("ws", hub.stop)
 
-    notifications = NotificationQueue(cfg.notifications, hub, db=db, bus=bus, metrics=metrics, spawn=spawn)
+    notifications = NotificationQueue(
+        cfg.notifications, hub, db=db, bus=bus, metrics=metrics, spawn=spawn, device_name=auth.device_name
+    )
     notifications.install()
     services.on_startup("notifications", notifications.start)
 

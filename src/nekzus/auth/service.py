@@ -156,6 +156,8 @@ class AuthService:
         self.setup_token: str | None = None
         self._setup_lock = asyncio.Lock()
         self._denials: dict[str, float] = {}
+        self.requests_today: dict[str, int] = {}
+        self._requests_day = 0
         self.metrics = metrics
         # Per-request counters resolved once: label lookups take a lock and a dict walk each time.
         self._local_ok = metrics.auth_local_auth_total.labels("success")
@@ -297,8 +299,23 @@ class AuthService:
         principal = self._principal_for(claims)
         self._jwt_ok.inc()
         if principal.kind == "device":
-            self.seen.touch(principal.id, time.time())
+            now = time.time()
+            self.seen.touch(principal.id, now)
+            self._count_request(principal.id, now)
         return principal
+
+    def _count_request(self, device_id: str, now: float) -> None:
+        """Authenticated requests per device since midnight UTC (memory only; `requestsToday`)."""
+        day = int(now // 86400)
+        if day != self._requests_day:
+            self._requests_day = day
+            self.requests_today.clear()
+        self.requests_today[device_id] = self.requests_today.get(device_id, 0) + 1
+
+    def device_name(self, device_id: str) -> str:
+        """The paired device's name (its id when unknown)."""
+        state = self.devices.get(device_id)
+        return state.name if state is not None and state.name else device_id
 
     def _principal_for(self, claims: dict[str, Any]) -> Principal:
         """Revocation checks on signature-valid claims (shared by authentication and refresh)."""
@@ -512,6 +529,9 @@ class AuthService:
             "createdAt": rfc3339_or_none(row.created_at),
             "lastSeenAt": rfc3339_or_none(last_seen),
             "status": "online" if online else "offline",
+            "requestsToday": self.requests_today.get(row.device_id, 0)
+            if int(time.time() // 86400) == self._requests_day
+            else 0,
             # ORIG's spellings, which the existing dashboard reads.
             "id": row.device_id,
             "name": row.device_name,

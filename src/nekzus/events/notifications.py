@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,9 @@ class NotificationQueue:
         bus: EventBus,
         metrics: Metrics,
         spawn: Spawn,
+        device_name: Callable[[str], str] = str,
     ) -> None:
+        self.device_name = device_name
         self.db = db
         self.bus = bus
         self.spawn = spawn
@@ -262,7 +265,7 @@ class NotificationQueue:
             "id": row.id,
             "notificationId": row.uid,
             "deviceId": row.device_id,
-            "deviceName": row.device_id,
+            "deviceName": self.device_name(row.device_id),
             "type": row.type,
             "status": row.status,
             "retryCount": row.retry_count,
@@ -339,7 +342,7 @@ class NotificationQueue:
                 row.device_id,
                 {
                     "deviceId": row.device_id,
-                    "deviceName": row.device_id,
+                    "deviceName": self.device_name(row.device_id),
                     "count": 0,
                     "oldestAt": iso(row.created_at),
                     "newestAt": iso(row.created_at),

@@ -68,10 +68,12 @@ class ApiError(NekzusError):
 
 
 def error_body(code: str, message: str, extra: Mapping[str, Any] | None = None) -> bytes:
+    """The API's error object under `error`, plus `message` and `code` at the top level: the reference
+    shape nests them, and existing dashboards read the top-level `message`."""
     error: dict[str, Any] = {"code": code, "message": message}
     if extra:
         error.update(extra)
-    return json.dumps({"error": error}, separators=(",", ":")).encode()
+    return json.dumps({"error": error, "message": message, "code": code}, separators=(",", ":")).encode()
 
 
 def error_response(

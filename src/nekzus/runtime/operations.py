@@ -404,6 +404,9 @@ class ContainerService:
                     frame["logTimestamp"] = item.log_timestamp
                 if not await _send(client, "container.logs.data", frame):
                     return  # the client is gone
+                # The same line under the name older dashboards listen for.
+                if not await _send(client, "container.logs", frame):
+                    return
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(
