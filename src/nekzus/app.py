@@ -47,6 +47,7 @@ FEATURES: list[str] = [
     "nekzus.api.webhooks",
     "nekzus.api.admin_ws",
     "nekzus.api.metrics",
+    "nekzus.api.metrics_dashboard",
     "nekzus.api.apps",
     "nekzus.api.routes",
     "nekzus.api.service_health",
