@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from types import EllipsisType
 
 from fastapi import Request
 
@@ -17,8 +18,8 @@ from nekzus.http.errors import ApiError
 
 async def current_principal(request: Request) -> Principal | None:
     """Authenticate once per request (cached on request.state)."""
-    cached = getattr(request.state, "principal", ...)
-    if cached is not ...:
+    cached: Principal | EllipsisType | None = getattr(request.state, "principal", ...)
+    if not isinstance(cached, EllipsisType):
         return cached
     services = services_of(request)
     ip = client_ip(request)
