@@ -15,7 +15,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -129,7 +129,9 @@ class AuthService:
         audit_log: AuditService,
         activity_feed: ActivityService,
         local_networks: tuple[IPNetwork, ...],
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.clock = clock  # token and key expiry read this clock (tests inject their own)
         self.db = db
         self.spawn = spawn
         self.audit_log = audit_log
@@ -137,7 +139,7 @@ class AuthService:
         self.local_networks = local_networks
         cfg = config.auth
         secret = cfg.hs256_secret or load_or_create(data_dir / "jwt_secret")
-        self.codec = TokenCodec(secret, cfg.issuer, cfg.audience, cfg.token_ttl)
+        self.codec = TokenCodec(secret, cfg.issuer, cfg.audience, cfg.token_ttl, clock)
         self.default_scopes = tuple(dict.fromkeys(cfg.default_scopes))
         self.refresh_grace = cfg.refresh_grace
         boot = config.bootstrap
@@ -166,7 +168,7 @@ class AuthService:
     # -- start-up / shutdown --------------------------------------------------------------------
 
     async def start(self) -> None:
-        now = time.time()
+        now = self.clock()
         async with self.db.session() as session:
             for device in await session.scalars(select(Device)):
                 self.devices[device.device_id] = DeviceState(
@@ -218,7 +220,7 @@ class AuthService:
                 log.warning("could not write last-seen times", exc_info=True)
 
     async def flush(self, force: bool = False) -> None:
-        now = time.time()
+        now = self.clock()
         # Deny-list entries past expiry + refresh grace can never be presented successfully again.
         for jti in [j for j, exp in self.revoked.items() if exp < now - self.refresh_grace]:
             del self.revoked[jti]
@@ -247,7 +249,7 @@ class AuthService:
         self.metrics.auth_bootstrap_tokens_active.set(self.pairing.active_tokens())
 
     def online_count(self) -> int:
-        cutoff = time.time() - ONLINE_WINDOW
+        cutoff = self.clock() - ONLINE_WINDOW
         return sum(1 for d in self.devices if self.seen.latest.get(d, 0.0) >= cutoff)
 
     # -- the authentication step ----------------------------------------------------------------
@@ -299,7 +301,7 @@ class AuthService:
         principal = self._principal_for(claims)
         self._jwt_ok.inc()
         if principal.kind == "device":
-            now = time.time()
+            now = self.clock()
             self.seen.touch(principal.id, now)
             self._count_request(principal.id, now)
         return principal
@@ -341,7 +343,7 @@ class AuthService:
         state = self.keys.get(key_hash(key))
         if state is None:
             raise AuthError(401, "UNAUTHORIZED", "Invalid API key")
-        now = time.time()
+        now = self.clock()
         if state.revoked_at is not None:
             raise AuthError(401, "UNAUTHORIZED", "API key has been revoked")
         if state.expires_at is not None and state.expires_at <= now:
@@ -363,7 +365,7 @@ class AuthService:
             claims = self.codec.peek(credential)
             target = str(claims["sub"]) if claims else ""
         throttle_key = f"{client_ip}|{kind}|{exc.message}|{target}"
-        now = time.time()
+        now = self.clock()
         if now - self._denials.get(throttle_key, 0.0) < DENIAL_AUDIT_INTERVAL:
             return
         if len(self._denials) > 10_000:
@@ -443,7 +445,7 @@ class AuthService:
             raise error_for(503, "STORAGE_UNAVAILABLE", "Storage is starting up, try again shortly")
         try:
             claims = self.codec.verify(token, allow_expired=True)
-            if claims["exp"] < time.time() - self.refresh_grace:
+            if claims["exp"] < self.clock() - self.refresh_grace:
                 raise AuthError(
                     401,
                     "TOKEN_EXPIRED_BEYOND_GRACE",
@@ -470,20 +472,20 @@ class AuthService:
                 "scopes": sorted(principal.scopes),
                 "deviceId": principal.id,
             }
-        self.seen.touch(principal.id, time.time())
+        self.seen.touch(principal.id, self.clock())
         return self.issue_device_token(principal.id)
 
     async def revoke_token(self, principal: Principal, claims_exp: float | None = None) -> None:
         """Put one token id on the persisted deny-list (logout)."""
         if not principal.token_id:
             return
-        exp = claims_exp if claims_exp is not None else time.time() + self.codec.ttl
+        exp = claims_exp if claims_exp is not None else self.clock() + self.codec.ttl
         self.revoked[principal.token_id] = exp
         async with self.db.session() as session:
             if await session.get(RevokedToken, principal.token_id) is None:
                 session.add(
                     RevokedToken(
-                        jti=principal.token_id, subject=principal.id, expires_at=exp, revoked_at=time.time()
+                        jti=principal.token_id, subject=principal.id, expires_at=exp, revoked_at=self.clock()
                     )
                 )
 
@@ -492,7 +494,7 @@ class AuthService:
     async def pair_device(self, device: dict[str, Any]) -> dict[str, Any]:
         """Create (or re-pair) a device: a new session id cuts off any older tokens of the same id."""
         device_id = device["id"]
-        now = time.time()
+        now = self.clock()
         scopes = list(self.default_scopes)
         session_id = secrets.token_hex(16)
         name = device["name"]
@@ -517,7 +519,7 @@ class AuthService:
 
     def device_json(self, row: Device) -> dict[str, Any]:
         last_seen = max(self.seen.latest.get(row.device_id, 0.0), row.last_seen or 0.0) or None
-        online = last_seen is not None and last_seen >= time.time() - ONLINE_WINDOW
+        online = last_seen is not None and last_seen >= self.clock() - ONLINE_WINDOW
         scopes = sorted(_loads_list(row.scopes))
         return {
             "deviceId": row.device_id,
@@ -530,7 +532,7 @@ class AuthService:
             "lastSeenAt": rfc3339_or_none(last_seen),
             "status": "online" if online else "offline",
             "requestsToday": self.requests_today.get(row.device_id, 0)
-            if int(time.time() // 86400) == self._requests_day
+            if int(self.clock() // 86400) == self._requests_day
             else 0,
             # ORIG's spellings, which the existing dashboard reads.
             "id": row.device_id,
@@ -604,7 +606,7 @@ class AuthService:
                 )
             password_hash = await self.passwords.hash(password)
             user = User(
-                username=username, password_hash=password_hash, created_at=time.time(), is_active=True
+                username=username, password_hash=password_hash, created_at=self.clock(), is_active=True
             )
             async with self.db.session() as session:
                 session.add(user)
@@ -618,7 +620,7 @@ class AuthService:
             return user
 
     async def mark_login(self, user: User) -> None:
-        user.last_login = time.time()
+        user.last_login = self.clock()
         async with self.db.session() as session:
             await session.execute(update(User).where(User.id == user.id).values(last_login=user.last_login))
 
@@ -640,7 +642,7 @@ class AuthService:
             prefix=key[:10],
             scopes=json.dumps(sorted(set(scopes))),
             expires_at=expires_at,
-            created_at=time.time(),
+            created_at=self.clock(),
             created_by=created_by,
         )
         async with self.db.session() as session:
@@ -675,7 +677,7 @@ class AuthService:
         return row
 
     async def revoke_api_key(self, key_id: str, permanent: bool) -> ApiKey:
-        now = time.time()
+        now = self.clock()
         async with self.db.session() as session:
             row = await session.get(ApiKey, key_id)
             if row is None:
