@@ -28,11 +28,11 @@ async def recent(
     offset: str | None = Query(None, description="events to skip"),
     _principal: Principal = Depends(require("read:events")),
 ) -> Any:
-    lim = int_param(limit, DEFAULT_LIMIT)
+    lim = int_param(limit, DEFAULT_LIMIT, "limit")
     if lim < 0:
         lim = DEFAULT_LIMIT
     lim = min(lim, MAX_LIMIT)
-    off = max(0, int_param(offset, 0))
+    off = max(0, int_param(offset, 0, "offset"))
     service = services_of(request).domains.activity
     items, total = await service.recent(lim, off)
     if limit is None and offset is None:

@@ -51,8 +51,6 @@ def _containers_router() -> APIRouter:
 # Features that are not built (or switched off) answer these stubs, so a client can tell "off" from
 # "broken". Mounted last: a feature that registers the same path answers first.
 _OFF_STUBS: dict[str, dict[str, Any]] = {
-    "/api/v1/toolbox/services": {"services": [], "count": 0, "enabled": False},
-    "/api/v1/toolbox/deployments": {"deployments": [], "count": 0, "enabled": False},
     "/api/v1/scripts": {"scripts": [], "count": 0, "enabled": False},
     "/api/v1/scripts/available": {"scripts": [], "enabled": False},
     "/api/v1/executions": {"executions": [], "count": 0, "enabled": False},

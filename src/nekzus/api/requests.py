@@ -6,11 +6,11 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import Request, Security
 from pydantic import BaseModel, ValidationError
 
 from nekzus.api.deps import client_ip, services_of
-from nekzus.api.security import audit_denied, require
+from nekzus.api.security import API_KEY, BEARER, audit_denied, require
 from nekzus.auth.principal import Principal
 from nekzus.auth.service import AuthService
 from nekzus.errors import validation_message
@@ -34,7 +34,7 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         raise ApiError(400, "INVALID_REQUEST", "Request body is required")
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "INVALID_JSON", "Request body is not valid JSON") from None
 
 
@@ -45,21 +45,33 @@ def validate(model: type[M], data: Any) -> M:
         raise ApiError(400, "VALIDATION_ERROR", validation_message(exc.errors())) from None
 
 
-def int_param(value: str | None, default: int) -> int:
-    """Tolerant integer query parameter (ORIG: garbage means the default)."""
+MAX_INT_PARAM = 2**31 - 1
+
+
+def int_param(value: str | None, default: int, name: str = "value") -> int:
+    """Tolerant integer query parameter: garbage means the default, as older clients expect; a number too
+    large for the database is refused rather than passed on to fail there."""
     if value is None or value.strip() == "":
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         return default
+    if abs(number) > MAX_INT_PARAM:
+        raise ApiError(400, "VALIDATION_ERROR", f"{name}: must be between 0 and {MAX_INT_PARAM}")
+    return number
 
 
 def require_self_or(scope: str) -> Callable[[Request, str], Awaitable[Principal]]:
     """The device named in the path may act on itself; anyone else needs `scope`."""
     authenticated = require()
 
-    async def dependency(request: Request, device_id: str) -> Principal:
+    async def dependency(
+        request: Request,
+        device_id: str,
+        _bearer: Any = Security(BEARER, scopes=[scope]),
+        _key: Any = Security(API_KEY, scopes=[scope]),
+    ) -> Principal:
         principal = await authenticated(request)
         target = device_id.rstrip("/")
         if principal.device_id == target or principal.allows(scope):

@@ -1,4 +1,4 @@
-"""The audit log: who did what, from where, and whether it worked (`services.domains["audit"]`)."""
+"""The audit log: who did what, from where, and whether it worked (`services.domains.audit`)."""
 
 from __future__ import annotations
 

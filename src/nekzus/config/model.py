@@ -87,6 +87,9 @@ class ServerConfig(Section):
     tls_key: str = ""
     routing_mode: Literal["", "path", "subdomain"] = ""
     base_domain: str = ""
+    # Extra host names this instance is reached by (besides localhost, its addresses and host name,
+    # base_url's host and base_domain): requests for any other Host are refused (DNS rebinding).
+    allowed_hosts: StrList = Field(default_factory=list)
     trusted_proxies: StrList = Field(default_factory=list)
     log_format: Literal["text", "json"] = "text"
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
@@ -95,6 +98,9 @@ class ServerConfig(Section):
     proxy_idle_timeout: Annotated[Duration, Field(gt=0, le=86400)] = 300.0
     # A WebSocket client must authenticate within this window after connecting.
     ws_auth_timeout: Annotated[Duration, Field(ge=0.1, le=300)] = 15.0
+    # A request head must arrive within this long of its first byte; a request body may not stall longer.
+    read_header_timeout: Duration = Field(default=10.0, gt=0)
+    read_body_timeout: Duration = Field(default=60.0, gt=0)
 
     @field_validator("addr")
     @classmethod
@@ -164,9 +170,21 @@ class AuthConfig(Section):
         return value
 
 
+MIN_BOOTSTRAP_TOKEN_LENGTH = 32
+
+
 class BootstrapConfig(Section):
+    # Permanent pairing tokens: anyone holding one can pair a device, so they must be unguessable.
     tokens: StrList = Field(default_factory=list)
     allow_any: bool = False
+
+    @field_validator("tokens")
+    @classmethod
+    def _long_enough(cls, value: list[str]) -> list[str]:
+        for token in value:
+            if len(token) < MIN_BOOTSTRAP_TOKEN_LENGTH:
+                raise ValueError(f"each token must be at least {MIN_BOOTSTRAP_TOKEN_LENGTH} characters")
+        return value
 
 
 class StorageConfig(Section):
@@ -215,6 +233,10 @@ class ToolboxConfig(Section):
     host_data_dir: str = ""
     auto_route: bool = False
     auto_start: bool = True
+    # Also offer the templates shipped with Nekzus (catalog_dir entries override them by id).
+    include_bundled: bool = True
+    # Path of the Compose v2 binary; empty = the one installed with Nekzus, else `docker-compose` on PATH.
+    compose_binary: str = ""
 
 
 class ScriptsConfig(Section):
