@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any, Protocol
 
 log = logging.getLogger("nekzus")
@@ -37,6 +37,9 @@ class TaskSet:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+    def __iter__(self) -> Iterator[asyncio.Task[Any]]:
+        return iter(list(self._tasks))
 
     async def cancel_all(self, timeout: float) -> None:
         """Cancel every task and give them `timeout` seconds in total to finish."""
