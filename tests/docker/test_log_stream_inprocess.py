@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from nekzus.auth.principal import Principal
 from nekzus.config import Config
 from nekzus.runtime.docker import DockerRuntime
 from nekzus.runtime.manager import RuntimeManager
@@ -30,7 +31,7 @@ LOGGER = [
 class FakeClient:
     def __init__(self) -> None:
         self.id = "conn-1"
-        self.principal = None
+        self.principal = Principal("user", "user-admin", frozenset({"write:*"}), name="admin")
         self.frames: list[tuple[str, dict[str, Any]]] = []
         self.closers: list[Callable[[], Any]] = []
         self.changed = asyncio.Event()
