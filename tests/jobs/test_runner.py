@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,20 @@ from nekzus.jobs import (
     JOB_SUCCEEDED,
     Job,
     JobContext,
+    JobEvent,
     JobFailed,
     JobRow,
     JobState,
     QueueFull,
 )
 from tests.jobs.helpers import runner_env
+
+
+class DemoEvent(StrEnum):
+    """A feature's own events, published as twins of the runner's."""
+
+    PROGRESS = "demo.thing.progress"
+    COMPLETED = "demo.thing.completed"
 
 
 def test_success_progress_and_record(tmp_path: Path) -> None:
@@ -37,7 +46,8 @@ def test_success_progress_and_record(tmp_path: Path) -> None:
                 ctx.progress(60, "second")
                 return "done"
 
-            job = await runner.submit("demo", work, triggered_by="tester", event_prefix="demo.thing")
+            twins = {JobEvent.PROGRESS: DemoEvent.PROGRESS, JobEvent.SUCCEEDED: DemoEvent.COMPLETED}
+            job = await runner.submit("demo", work, triggered_by="tester", twins=twins)
             finished = await runner.wait(job.id)
             assert finished.state is JobState.SUCCEEDED and finished.result == "done"
             types = [e.type for e in events if e.data["jobId"] == job.id]

@@ -1,6 +1,7 @@
 """The job runner's wiring and its read/cancel API (`/api/v1/jobs`), so any client can follow a job.
 
-Other features get the runner with `job_runner(services)`; this feature must be installed before them.
+Other features get the runner with `services.domains.features.require(JOBS)` (or `job_runner(services)`);
+this feature is installed before them.
 """
 
 from __future__ import annotations
@@ -11,22 +12,21 @@ from fastapi import APIRouter, Depends, FastAPI, Query
 
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
-from nekzus.auth.timefmt import rfc3339
+from nekzus.domains import Key
 from nekzus.errors import Invalid, NotFound
 from nekzus.jobs import JobRow, JobRunner, JobState
 from nekzus.services import Services
+from nekzus.timefmt import rfc3339_or_none as rfc3339
 
-__all__ = ["install", "job_runner"]
+__all__ = ["JOBS", "install", "job_runner"]
 
-JOBS_KEY = "jobs"
+# The server's one job runner, for every feature that submits background work.
+JOBS: Key[JobRunner] = Key("jobs")
 
 
 def job_runner(services: Services) -> JobRunner:
-    """The server's job runner; fails loudly when the jobs feature was not installed first."""
-    runner = services.domains.get(JOBS_KEY)
-    if not isinstance(runner, JobRunner):
-        raise RuntimeError("the jobs feature (nekzus.api.jobs) must be installed before its users")
-    return runner
+    """The server's job runner; a `MissingDependency` at start-up when nekzus.api.jobs was not installed."""
+    return services.domains.features.require(JOBS)
 
 
 def job_json(row: JobRow) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def install(api: FastAPI, services: Services) -> None:
         max_queued=cfg.max_queued,
         keep_records=cfg.keep_records,
     )
-    services.domains[JOBS_KEY] = runner
+    services.domains.features.provide(JOBS, runner)
 
     async def start() -> None:
         await runner.start()

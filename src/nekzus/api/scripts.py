@@ -19,18 +19,21 @@ from fastapi.responses import JSONResponse, Response
 from nekzus.api.deps import client_ip
 from nekzus.api.jobs import job_runner
 from nekzus.api.security import require
-from nekzus.auth.audit import AuditService
 from nekzus.auth.principal import Principal
-from nekzus.auth.timefmt import rfc3339
-from nekzus.errors import Forbidden, Invalid, NekzusError, NotFound, Unavailable
+from nekzus.domains import Key
+from nekzus.errors import Forbidden, Invalid, NotFound, Unavailable, error_for
 from nekzus.jobs import CronScheduler, SystemClock, resolve_zone
 from nekzus.scripts.models import ExecutionRow, ScheduleRow, ScriptRow, WorkflowExecutionRow, WorkflowRow
 from nekzus.scripts.schedules import ScheduleService
-from nekzus.scripts.service import ExecutionRequest, ScriptService, check_id, loads, no_audit
+from nekzus.scripts.service import ExecutionRequest, ScriptService, check_id, loads
 from nekzus.scripts.workflows import WorkflowRun, WorkflowService
 from nekzus.services import Services
+from nekzus.timefmt import rfc3339_or_none as rfc3339
 
-__all__ = ["install"]
+__all__ = ["SCRIPTS", "install"]
+
+# Other features reach the script service through this typed key.
+SCRIPTS: Key[ScriptService] = Key("scripts")
 
 _ANY = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _WRITE = "write:*"
@@ -427,12 +430,6 @@ def _schedules_router(schedules: ScheduleService, timezone: str) -> APIRouter:
 _KNOWN_TAILS = {"execute", "dry-run", "enable", "disable", "executions"}
 
 
-class MethodNotAllowed(NekzusError):
-    status = 405
-    default_code = "METHOD_NOT_ALLOWED"
-    default_message = "Method not allowed for this path"
-
-
 def _catch_all(prefix: str) -> APIRouter:
     """Paths under a prefix that matched nothing: ids carrying separators or `..` are 400, the rest 404."""
     router = APIRouter(prefix=prefix, dependencies=[Depends(require())])
@@ -444,7 +441,7 @@ def _catch_all(prefix: str) -> APIRouter:
             raise Invalid("Invalid id", code="INVALID_ID")
         parts = rest.split("/")
         if len(parts) == 1 or (len(parts) <= 3 and parts[1] in _KNOWN_TAILS):
-            raise MethodNotAllowed()
+            raise error_for(405, "METHOD_NOT_ALLOWED", "Method not allowed for this path")
         raise NotFound("Resource not found")
 
     return router
@@ -494,7 +491,7 @@ def install(api: FastAPI, services: Services) -> None:
     directory = Path(cfg.directory)
     directory.mkdir(parents=True, exist_ok=True)
     runner = job_runner(services)
-    audit: AuditService | None = services.domains.get("audit")
+    audit = services.domains.audit
     runner.set_limit("script", concurrency=cfg.workers, max_queued=cfg.queue_size)
     runner.set_limit("workflow", concurrency=cfg.workers, max_queued=cfg.queue_size)
     scripts = ScriptService(
@@ -505,12 +502,12 @@ def install(api: FastAPI, services: Services) -> None:
         default_timeout=cfg.default_timeout,
         max_output_bytes=cfg.max_output_bytes,
         max_executions=cfg.max_executions,
-        audit=audit.record if audit is not None else no_audit,
+        audit=audit.record,
     )
     workflows = WorkflowService(services.db, runner, scripts)
     cron = CronScheduler(clock=SystemClock(), zone=resolve_zone(cfg.timezone), spawn=services.spawn)
     schedules = ScheduleService(services.db, cron, scripts, workflows)
-    services.domains["scripts"] = scripts
+    services.domains.features.provide(SCRIPTS, scripts)
     if "scripts" not in services.capabilities:
         services.capabilities.append("scripts")
 

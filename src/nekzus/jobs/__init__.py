@@ -2,13 +2,13 @@
 
 Public API (everything else in this package is internal):
 
-    runner = job_runner(services)          # from nekzus.api.jobs (built once by its install)
+    runner = services.domains.features.require(JOBS)   # JOBS: Key[JobRunner] from nekzus.api.jobs
     job = await runner.submit(
         "toolbox.deploy",                  # kind: a short dotted name; each kind may get its own pool
         work,                              # async def work(ctx: JobContext) -> Any
         timeout=600,                       # seconds, None = no limit; expiry cancels the work -> failed
         triggered_by="dev-1234",           # who asked: device id, user, api_key:<id>, scheduler:<id>
-        event_prefix="toolbox.deploy",     # optional: also publish <prefix>.started/.progress/.completed/...
+        twins={JobEvent.PROGRESS: Mine.PROGRESS},  # optional: also publish a feature's own events
         on_skipped=cleanup,                # optional: async cleanup(job) if cancelled before it started
     )                                      # raises QueueFull (503 QUEUE_FULL) when the kind's queue is full
     job.id, job.state                      # live view; pending → running → succeeded|failed|cancelled
@@ -19,14 +19,15 @@ Public API (everything else in this package is internal):
 
 Inside `work`:
 
-    ctx.progress(percent=40, phase="pulling", message="pulling image")   # published as JOB_PROGRESS
+    ctx.progress(percent=40, phase="pulling", message="pulling image")   # published as JobEvent.PROGRESS
     ctx.log("text")                                                       # kept in the record's output tail
     result = await ctx.run_process(argv, env=env, timeout=30, max_output_bytes=1 << 20)
     # ProcessResult(exit_code, output, truncated, timed_out, duration); never a shell; own process group
     raise JobFailed("clear reason")                                       # -> failed with this error
 
-Events (constants in `nekzus.jobs.events`, data = `JobEvent.wire()`): JOB_QUEUED, JOB_STARTED, JOB_PROGRESS,
-JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED. The WebSocket hub forwards them to clients that read events.
+Events (the `JobEvent` StrEnum in `nekzus.jobs.events`, data = `JobSnapshot.wire()`): job.queued,
+job.started, job.progress, job.succeeded, job.failed, job.cancelled. The WebSocket hub forwards them to
+clients that read events.
 
 Records: table `jobs` (id, kind, state, percent, phase, message, error, output tail, triggered_by,
 created/started/finished). Jobs found `pending`/`running` at start-up were interrupted by a crash and are
@@ -50,6 +51,7 @@ from nekzus.jobs.events import (
     JOB_STARTED,
     JOB_SUCCEEDED,
     JobEvent,
+    JobSnapshot,
 )
 from nekzus.jobs.models import JobRow, JobState
 from nekzus.jobs.process import ProcessResult, run_process
@@ -71,6 +73,7 @@ __all__ = [
     "JobFailed",
     "JobRow",
     "JobRunner",
+    "JobSnapshot",
     "JobState",
     "ManualClock",
     "ProcessResult",

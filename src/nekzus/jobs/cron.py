@@ -27,6 +27,7 @@ from croniter import croniter
 
 from nekzus.errors import Invalid
 from nekzus.jobs.clock import Clock
+from nekzus.tasks import Spawn
 
 __all__ = ["CronScheduler", "local_zone", "next_fire", "resolve_zone", "validate_cron"]
 
@@ -35,7 +36,6 @@ log = logging.getLogger("nekzus.jobs.cron")
 MAX_CRON_LENGTH = 100
 RECHECK = timedelta(seconds=60)
 Fire = Callable[[datetime], Awaitable[None]]
-Spawn = Callable[[Awaitable[Any], str], "asyncio.Task[Any]"]
 
 
 def validate_cron(expression: str) -> str:

@@ -1,15 +1,16 @@
 """The typed events the job runner publishes on the EventBus.
 
-Every job publishes `JOB_QUEUED`, `JOB_STARTED`, any number of `JOB_PROGRESS`, then exactly one of
-`JOB_SUCCEEDED`, `JOB_FAILED`, `JOB_CANCELLED`. The event's `data` is `JobEvent.wire()`: the WebSocket hub
-forwards it to every client allowed to read events, so a dashboard can follow any job by its id.
-A job submitted with `event_prefix="toolbox.deploy"` additionally publishes `toolbox.deploy.started`,
-`.progress`, `.completed`, `.failed` and `.cancelled` with the same data.
+Every job publishes `JobEvent.QUEUED`, `JobEvent.STARTED`, any number of `JobEvent.PROGRESS`, then exactly
+one of `JobEvent.SUCCEEDED`, `JobEvent.FAILED`, `JobEvent.CANCELLED`. The event's `data` is
+`JobSnapshot.wire()`: the WebSocket hub forwards it to every client allowed to read events, so a dashboard
+can follow any job by its id. A job submitted with `twins={JobEvent.PROGRESS: MyEvent.PROGRESS, ...}`
+additionally publishes the feature's own event types, with the same data, at those moments.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Final
 
 __all__ = [
@@ -21,31 +22,33 @@ __all__ = [
     "JOB_STARTED",
     "JOB_SUCCEEDED",
     "JobEvent",
+    "JobSnapshot",
 ]
 
-JOB_QUEUED: Final = "job.queued"
-JOB_STARTED: Final = "job.started"
-JOB_PROGRESS: Final = "job.progress"
-JOB_SUCCEEDED: Final = "job.succeeded"
-JOB_FAILED: Final = "job.failed"
-JOB_CANCELLED: Final = "job.cancelled"
-JOB_EVENT_TYPES: Final = frozenset(
-    {JOB_QUEUED, JOB_STARTED, JOB_PROGRESS, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED}
-)
 
-# Suffixes of the per-kind twins published when a job has an `event_prefix`.
-PREFIXED_SUFFIX: Final = {
-    JOB_STARTED: "started",
-    JOB_PROGRESS: "progress",
-    JOB_SUCCEEDED: "completed",
-    JOB_FAILED: "failed",
-    JOB_CANCELLED: "cancelled",
-}
+class JobEvent(StrEnum):
+    """Event types of the job runner (also the WebSocket message `type`)."""
+
+    QUEUED = "job.queued"
+    STARTED = "job.started"
+    PROGRESS = "job.progress"
+    SUCCEEDED = "job.succeeded"
+    FAILED = "job.failed"
+    CANCELLED = "job.cancelled"
+
+
+JOB_QUEUED: Final = JobEvent.QUEUED
+JOB_STARTED: Final = JobEvent.STARTED
+JOB_PROGRESS: Final = JobEvent.PROGRESS
+JOB_SUCCEEDED: Final = JobEvent.SUCCEEDED
+JOB_FAILED: Final = JobEvent.FAILED
+JOB_CANCELLED: Final = JobEvent.CANCELLED
+JOB_EVENT_TYPES: Final = frozenset(JobEvent)
 
 
 @dataclass(frozen=True, slots=True)
-class JobEvent:
-    """A snapshot of one job at the moment something happened to it."""
+class JobSnapshot:
+    """One job at the moment something happened to it (the data of every job event)."""
 
     job_id: str
     kind: str

@@ -14,25 +14,18 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, select, update
 
 from nekzus.errors import NekzusError, NotFound, Unavailable
 from nekzus.events import EventBus
-from nekzus.jobs.events import (
-    JOB_CANCELLED,
-    JOB_FAILED,
-    JOB_PROGRESS,
-    JOB_QUEUED,
-    JOB_STARTED,
-    JOB_SUCCEEDED,
-    PREFIXED_SUFFIX,
-    JobEvent,
-)
+from nekzus.jobs.events import JobEvent, JobSnapshot
 from nekzus.jobs.models import JobRow, JobState
 from nekzus.jobs.process import ProcessResult, run_process
 from nekzus.store import Database
+from nekzus.tasks import Spawn
 
 __all__ = ["Job", "JobContext", "JobFailed", "JobRunner", "QueueFull", "Work"]
 
@@ -41,8 +34,6 @@ log = logging.getLogger("nekzus.jobs")
 OUTPUT_TAIL_BYTES = 4096
 # Progress is published on every call but written to the database at most this often.
 PERSIST_INTERVAL = 1.0
-
-Spawn = Callable[[Awaitable[Any], str], "asyncio.Task[Any]"]
 
 
 class QueueFull(Unavailable):
@@ -55,7 +46,7 @@ class QueueFull(Unavailable):
 class JobFailed(NekzusError):
     """Raise from a work function to fail the job with exactly this message (no traceback logged)."""
 
-    default_code = "JOB_FAILED"
+    default_code = "JobEvent.FAILED"
     default_message = "Job failed"
 
 
@@ -75,7 +66,7 @@ class Job:
     kind: str
     triggered_by: str
     timeout: float | None
-    event_prefix: str | None
+    twins: Mapping[JobEvent, StrEnum]
     state: JobState = JobState.PENDING
     percent: float | None = None
     phase: str = ""
@@ -92,8 +83,8 @@ class Job:
     # Called once when the job ends without its work ever starting (cancelled while queued).
     on_skipped: Callable[[Job], Awaitable[None]] | None = None
 
-    def snapshot(self) -> JobEvent:
-        return JobEvent(
+    def snapshot(self) -> JobSnapshot:
+        return JobSnapshot(
             self.id,
             self.kind,
             self.state.value,
@@ -139,7 +130,7 @@ class JobContext:
             job.phase = phase[:128]
         if message is not None:
             job.message = message[:1000]
-        self._runner._publish(JOB_PROGRESS, job)
+        self._runner._publish(JobEvent.PROGRESS, job)
         now = time.monotonic()
         if now - self._persisted_at >= PERSIST_INTERVAL:
             self._persisted_at = now
@@ -243,7 +234,7 @@ class JobRunner:
         timeout: float | None = None,
         triggered_by: str = "",
         job_id: str | None = None,
-        event_prefix: str | None = None,
+        twins: Mapping[JobEvent, StrEnum] | None = None,
         on_skipped: Callable[[Job], Awaitable[None]] | None = None,
     ) -> Job:
         """Queue `work`; raises QueueFull (503 QUEUE_FULL) when the kind's queue is at its bound."""
@@ -258,7 +249,7 @@ class JobRunner:
             kind=kind,
             triggered_by=triggered_by,
             timeout=timeout,
-            event_prefix=event_prefix,
+            twins=dict(twins or {}),
             on_skipped=on_skipped,
         )
         self._jobs[job.id] = job
@@ -268,7 +259,7 @@ class JobRunner:
             pool.waiting -= 1
             self._jobs.pop(job.id, None)
             raise
-        self._publish(JOB_QUEUED, job)
+        self._publish(JobEvent.QUEUED, job)
         job.task = self._spawn(self._run(job, work, pool), f"job:{job.id}")
         job.task.add_done_callback(lambda _task: self._task_ended(job, pool))
         return job
@@ -320,7 +311,7 @@ class JobRunner:
                 job.state = JobState.RUNNING
                 job.started_at = time.time()
                 await self._save(job)
-                self._publish(JOB_STARTED, job)
+                self._publish(JobEvent.STARTED, job)
                 async with asyncio.timeout(job.timeout):
                     job.result = await work(ctx)
             job.state = JobState.SUCCEEDED
@@ -369,7 +360,9 @@ class JobRunner:
                 await job.on_skipped(job)
             except Exception:
                 log.exception("clean-up of skipped job %s failed", job.id)
-        topic = {JobState.SUCCEEDED: JOB_SUCCEEDED, JobState.FAILED: JOB_FAILED}.get(job.state, JOB_CANCELLED)
+        topic = {JobState.SUCCEEDED: JobEvent.SUCCEEDED, JobState.FAILED: JobEvent.FAILED}.get(
+            job.state, JobEvent.CANCELLED
+        )
         self._publish(topic, job)
         self._forget_finished()
         with contextlib.suppress(Exception):
@@ -380,11 +373,12 @@ class JobRunner:
         for job in finished[: max(len(finished) - 200, 0)]:
             self._jobs.pop(job.id, None)
 
-    def _publish(self, type_: str, job: Job) -> None:
+    def _publish(self, type_: JobEvent, job: Job) -> None:
         data = job.snapshot().wire()
         self._bus.emit(type_, data)
-        if job.event_prefix and type_ in PREFIXED_SUFFIX:
-            self._bus.emit(f"{job.event_prefix}.{PREFIXED_SUFFIX[type_]}", data)
+        twin = job.twins.get(type_)
+        if twin is not None:
+            self._bus.emit(twin, data)
 
     def _persist_soon(self, job: Job) -> None:
         self._spawn(self._save_quietly(job), f"job-progress:{job.id}")

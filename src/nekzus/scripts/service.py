@@ -402,7 +402,7 @@ class ScriptService:
             log.warning("could not prune old executions", exc_info=True)
 
     def _emit(
-        self, type_: str, row: ExecutionRow, script: ScriptRow, device: str | None, **data: Any
+        self, type_: ev.ScriptEvent, row: ExecutionRow, script: ScriptRow, device: str | None, **data: Any
     ) -> None:
         payload = {
             "executionId": row.id,
