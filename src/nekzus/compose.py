@@ -143,6 +143,7 @@ def build_domains(services: Services) -> Domains:
         favicons=FaviconFetcher(),
         proxy=proxy,
     )
+    _build_jobs(services, domains)
     _build_runtime(services, domains)
     _build_discovery(services, domains)
     services.domains = domains
@@ -175,10 +176,33 @@ def docker_socket(cfg: Config) -> str:
     return cfg.discovery.docker.socket_path
 
 
+def _build_jobs(services: Services, domains: Domains) -> None:
+    """The one job runner (container actions, toolbox deploys, script runs); its shutdown hook is
+    registered by `nekzus.api.jobs`, installed late so that jobs stop before what they use closes."""
+    from nekzus.jobs import JOBS, JobRunner
+
+    cfg = services.config.jobs
+    runner = JobRunner(
+        services.db,
+        services.bus,
+        services.spawn,
+        max_concurrent=cfg.max_concurrent,
+        max_queued=cfg.max_queued,
+        keep_records=cfg.keep_records,
+    )
+    domains.features.provide(JOBS, runner)
+
+    async def start() -> None:
+        await runner.start()
+
+    services.on_startup("jobs", start)
+
+
 def _build_runtime(services: Services, domains: Domains) -> None:
     cfg = services.config
     if not (cfg.runtimes.docker.enabled or cfg.discovery.docker.enabled):
         return
+    from nekzus.jobs import JOBS
     from nekzus.runtime.base import RuntimeErrorBase
     from nekzus.runtime.docker import DockerRuntime
     from nekzus.runtime.manager import RuntimeManager
@@ -187,7 +211,12 @@ def _build_runtime(services: Services, domains: Domains) -> None:
     manager = RuntimeManager()
     manager.add(DockerRuntime(docker_socket(cfg)))
     containers = ContainerService(
-        manager, bus=services.bus, spawn=services.spawn, catalog=domains.catalog, audit=domains.audit
+        manager,
+        bus=services.bus,
+        spawn=services.spawn,
+        jobs=domains.features.require(JOBS),
+        catalog=domains.catalog,
+        audit=domains.audit,
     )
     domains.runtime = manager
     domains.containers = containers
