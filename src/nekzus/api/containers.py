@@ -136,6 +136,18 @@ def _check_id(container_id: str) -> str:
     return container_id
 
 
+def _target(container_id: str, runtime: str | None, namespace: str | None) -> tuple[str, str | None]:
+    """(id, runtime) for the runtime: a `namespace` names a pod (`namespace/pod`, Kubernetes)."""
+    _check_id(container_id)
+    if not namespace:
+        return container_id, runtime
+    if not valid_container_id(namespace):
+        raise ApiError(400, "INVALID_NAMESPACE", "Invalid namespace")
+    if runtime not in (None, "", "kubernetes"):
+        raise ApiError(400, "INVALID_RUNTIME", "namespace applies to the kubernetes runtime only")
+    return f"{namespace}/{container_id}", "kubernetes"
+
+
 def parse_timeout(value: Any) -> int | None:
     """1-300 seconds (REF); anything else is a 400, never silently ignored."""
     if value is None or value == "":
@@ -260,11 +272,12 @@ async def inspect_container(
     request: Request,
     containerId: str,
     runtime: str | None = Query(None),
+    namespace: str | None = Query(None, description="Kubernetes namespace of the pod"),
     _p: Principal = Depends(require()),
 ) -> dict[str, Any]:
-    _check_id(containerId)
+    cid, runtime = _target(containerId, runtime, namespace)
     with _Guard():
-        return await _svc(request).inspect(containerId, runtime)
+        return await _svc(request).inspect(cid, runtime)
 
 
 async def _action(
@@ -274,8 +287,9 @@ async def _action(
     container_id: str,
     timeout: Any,
     runtime: str | None,
+    namespace: str | None = None,
 ) -> JSONResponse:
-    _check_id(container_id)
+    container_id, runtime = _target(container_id, runtime, namespace)
     seconds = parse_timeout(timeout) if action != "start" else None
     with _Guard():
         body = await _svc(request).accept_action(principal, action, container_id, seconds, runtime)
@@ -287,9 +301,10 @@ async def start_container(
     request: Request,
     containerId: str,
     runtime: str | None = Query(None),
+    namespace: str | None = Query(None, description="Kubernetes namespace of the pod"),
     principal: Principal = Depends(require("write:*")),
 ) -> JSONResponse:
-    return await _action(request, principal, "start", containerId, None, runtime)
+    return await _action(request, principal, "start", containerId, None, runtime, namespace)
 
 
 @router.post("/{containerId}/stop", status_code=202, response_model=AcceptedOut, summary="Stop a container")
@@ -298,9 +313,10 @@ async def stop_container(
     containerId: str,
     timeout: str | None = Query(None, description="grace period 1-300 s"),
     runtime: str | None = Query(None),
+    namespace: str | None = Query(None, description="Kubernetes namespace of the pod"),
     principal: Principal = Depends(require("write:*")),
 ) -> JSONResponse:
-    return await _action(request, principal, "stop", containerId, timeout, runtime)
+    return await _action(request, principal, "stop", containerId, timeout, runtime, namespace)
 
 
 @router.post(
@@ -311,9 +327,10 @@ async def restart_container(
     containerId: str,
     timeout: str | None = Query(None, description="grace period 1-300 s"),
     runtime: str | None = Query(None),
+    namespace: str | None = Query(None, description="Kubernetes namespace of the pod"),
     principal: Principal = Depends(require("write:*")),
 ) -> JSONResponse:
-    return await _action(request, principal, "restart", containerId, timeout, runtime)
+    return await _action(request, principal, "restart", containerId, timeout, runtime, namespace)
 
 
 @router.get("/{containerId}/stats", response_model=StatsOut, summary="Resource usage of a container")
@@ -321,11 +338,55 @@ async def container_stats(
     request: Request,
     containerId: str,
     runtime: str | None = Query(None),
+    namespace: str | None = Query(None, description="Kubernetes namespace of the pod"),
     _p: Principal = Depends(require()),
 ) -> dict[str, Any]:
-    _check_id(containerId)
+    cid, runtime = _target(containerId, runtime, namespace)
     with _Guard():
-        return await _svc(request).stats(containerId, runtime)
+        return await _svc(request).stats(cid, runtime)
+
+
+# Kubernetes path form: /containers/{namespace}/{pod}/{action} (implies runtime=kubernetes).
+
+
+@router.post("/{namespace}/{pod}/start", status_code=202, response_model=AcceptedOut, summary="Start a pod")
+async def start_pod(
+    request: Request, namespace: str, pod: str, principal: Principal = Depends(require("write:*"))
+) -> JSONResponse:
+    return await _action(request, principal, "start", pod, None, "kubernetes", namespace)
+
+
+@router.post("/{namespace}/{pod}/stop", status_code=202, response_model=AcceptedOut, summary="Stop a pod")
+async def stop_pod(
+    request: Request,
+    namespace: str,
+    pod: str,
+    timeout: str | None = Query(None, description="grace period 1-300 s"),
+    principal: Principal = Depends(require("write:*")),
+) -> JSONResponse:
+    return await _action(request, principal, "stop", pod, timeout, "kubernetes", namespace)
+
+
+@router.post(
+    "/{namespace}/{pod}/restart", status_code=202, response_model=AcceptedOut, summary="Restart a pod"
+)
+async def restart_pod(
+    request: Request,
+    namespace: str,
+    pod: str,
+    timeout: str | None = Query(None, description="grace period 1-300 s"),
+    principal: Principal = Depends(require("write:*")),
+) -> JSONResponse:
+    return await _action(request, principal, "restart", pod, timeout, "kubernetes", namespace)
+
+
+@router.get("/{namespace}/{pod}/stats", summary="Resource usage of a pod (metrics-server)")
+async def pod_stats(
+    request: Request, namespace: str, pod: str, _p: Principal = Depends(require())
+) -> dict[str, Any]:
+    cid, runtime = _target(pod, "kubernetes", namespace)
+    with _Guard():
+        return await _svc(request).stats(cid, runtime)
 
 
 _KNOWN_TAILS = {"start", "stop", "restart", "stats", "export", "export/preview"}
@@ -363,12 +424,23 @@ def docker_socket(services: Services) -> str:
 
 def install(api: FastAPI, services: Services) -> None:
     cfg = services.config
-    if not (cfg.runtimes.docker.enabled or cfg.discovery.docker.enabled):
+    kube = cfg.runtimes.kubernetes
+    docker_on = cfg.runtimes.docker.enabled or cfg.discovery.docker.enabled
+    if not (docker_on or kube.enabled):
         return
-    from nekzus.runtime.docker import DockerRuntime
+    manager = RuntimeManager(primary=cfg.runtimes.primary)
+    if docker_on:
+        from nekzus.runtime.docker import DockerRuntime
 
-    manager = RuntimeManager()
-    manager.add(DockerRuntime(docker_socket(services)))
+        manager.add(DockerRuntime(docker_socket(services)))
+    if kube.enabled:
+        from nekzus.runtime.kubernetes import KubernetesRuntime
+
+        manager.add(
+            KubernetesRuntime(
+                kube.kubeconfig, kube.context, kube.in_cluster, list(kube.namespaces), kube.metrics_cache_ttl
+            )
+        )
     service = ContainerService(services, manager)
     services.domains["runtime"] = manager
     services.domains["containers"] = service

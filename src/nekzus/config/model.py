@@ -234,6 +234,7 @@ class KubernetesRuntimeConfig(Section):
     enabled: bool = False
     kubeconfig: str = ""
     context: str = ""
+    in_cluster: bool = False
     namespaces: StrList = Field(default_factory=list)
     metrics_server: bool = False
     metrics_cache_ttl: Duration = 30.0

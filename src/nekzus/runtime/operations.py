@@ -122,6 +122,9 @@ class ContainerService:
         """Check the container exists, then run the action in the background (202 semantics)."""
         rt = self.manager.get(runtime)
         info = await rt.inspect(container_id)
+        precheck = getattr(rt, "precheck", None)
+        if precheck is not None:  # runtimes that can refuse up front (Kubernetes bare pods)
+            await precheck(action, container_id)
         self.services.spawn(
             self._run_action(rt, principal, action, container_id, info, timeout),
             f"container-{action}-{container_id[:12]}",
@@ -133,6 +136,8 @@ class ContainerService:
             "timestamp": _now(),
             "runtime": rt.name,
         }
+        if "/" in container_id:  # Kubernetes `namespace/pod`
+            out["namespace"], out["containerId"] = container_id.split("/", 1)
         if timeout is not None and action != "start":
             out["timeout"] = timeout
         return out
@@ -327,6 +332,14 @@ class ContainerService:
         follow = _truthy(data.get("follow", True))
         timestamps = _truthy(data.get("timestamps", False))
         runtime = data.get("runtime") or None
+        namespace = str(data.get("namespace") or "")
+        if namespace:  # a pod: `namespace/pod` for the Kubernetes runtime
+            if not valid_container_id(namespace):
+                await _send(
+                    client, "container.logs.error", _log_error(cid, "INVALID_NAMESPACE", "invalid namespace")
+                )
+                return
+            runtime, cid = runtime or "kubernetes", f"{namespace}/{cid}"
         try:
             rt = self.manager.get(str(runtime) if runtime else None)
             await rt.inspect(cid)
