@@ -15,6 +15,7 @@ subprocess watches them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import threading
@@ -118,7 +119,7 @@ class KubeEmulator:
         self.requests: list[tuple[str, str]] = []  # (method, path) for assertions
         self.watch_count = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._changed: asyncio.Condition | None = None
+        self._changed: asyncio.Event | None = None
         self._drop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -146,7 +147,7 @@ class KubeEmulator:
         return self
 
     async def _serve(self) -> None:
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()
         self._drop = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -160,7 +161,22 @@ class KubeEmulator:
 
     def stop(self) -> None:
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
+            loop = self._loop
+
+            async def shutdown() -> None:
+                if self._drop is not None:
+                    self._drop.set()  # end open watches and followed logs
+                if self._runner is not None:
+                    await self._runner.cleanup()
+                    self._runner = None
+                current = asyncio.current_task()
+                for task in asyncio.all_tasks():
+                    if task is not current:
+                        task.cancel()
+
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(10)
 
@@ -294,13 +310,9 @@ class KubeEmulator:
             self.compacted = dropped[-1][0]
             del self.events[: len(self.events) - HISTORY]
         if self._changed is not None:
-            changed = self._changed
-
-            async def wake() -> None:
-                async with changed:
-                    changed.notify_all()
-
-            asyncio.ensure_future(wake())
+            # Wake every watcher: each holds the event that was current when it last looked.
+            self._changed.set()
+            self._changed = asyncio.Event()
 
     def _owner(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         for ref in obj["metadata"].get("ownerReferences") or []:
@@ -433,7 +445,7 @@ class KubeEmulator:
             )
         kind, namespace, name, sub = route
         if request.method == "GET" and name is None:
-            if request.query.get("watch") in ("true", "1"):
+            if request.query.get("watch", "").lower() in ("true", "1"):
                 return await self._watch(request, kind, namespace)
             return self._list(request, kind, namespace)
         key = (kind, namespace or "", name or "")
@@ -510,6 +522,7 @@ class KubeEmulator:
         deadline = time.monotonic() + timeout
         drop = self._drop
         while True:
+            changed = self._changed
             for rv, k, event, obj in list(self.events):
                 if rv <= since or k != kind:
                     continue
@@ -528,14 +541,10 @@ class KubeEmulator:
                 if drop.is_set() and request.transport is not None:
                     request.transport.close()  # an abrupt cut, not a clean end of stream
                 return response
-            async with self._changed:
-                waiter = asyncio.ensure_future(self._changed.wait())
-                dropper = asyncio.ensure_future(drop.wait())
-                await asyncio.wait(
-                    {waiter, dropper}, timeout=min(remaining, 1.0), return_when="FIRST_COMPLETED"
-                )
-                for task in (waiter, dropper):
-                    task.cancel()
+            waiters = {asyncio.ensure_future(changed.wait()), asyncio.ensure_future(drop.wait())}
+            await asyncio.wait(waiters, timeout=min(remaining, 1.0), return_when="FIRST_COMPLETED")
+            for task in waiters:
+                task.cancel()
 
     async def _logs(self, request: web.Request, namespace: str, name: str) -> web.StreamResponse:
         lines = self.pod_logs.get((namespace, name), [])
@@ -546,10 +555,10 @@ class KubeEmulator:
         await response.prepare(request)
         for line in lines:
             await response.write((line + "\n").encode())
-        if request.query.get("follow") in ("true", "1"):
+        if request.query.get("follow", "").lower() in ("true", "1"):
             # Followed logs stay open while the pod exists (bounded: 60 s).
             for _ in range(600):
-                if ("Pod", namespace, name) not in self.objects:
+                if ("Pod", namespace, name) not in self.objects or (self._drop and self._drop.is_set()):
                     break
                 await asyncio.sleep(0.1)
         return response

@@ -171,7 +171,7 @@ def install(api: FastAPI, services: Services) -> None:
     services.domains["discovery"] = manager
     if "discovery" not in services.capabilities:
         services.capabilities.append("discovery")
-    docker_wanted = cfg.docker.enabled
+    docker_wanted = cfg.docker.enabled or cfg.kubernetes.enabled or cfg.mdns.enabled
 
     async def health() -> ComponentHealth:
         if not manager.workers:
@@ -188,7 +188,15 @@ def install(api: FastAPI, services: Services) -> None:
 
     async def startup() -> None:
         await manager.load()
-        if not docker_wanted:
+        if cfg.kubernetes.enabled:
+            from nekzus.discovery.kubernetes_worker import install_worker as install_kubernetes
+
+            install_kubernetes(services, manager)
+        if cfg.mdns.enabled:
+            from nekzus.discovery.mdns import install_worker as install_mdns
+
+            install_mdns(services, manager)
+        if not cfg.docker.enabled:
             return
         from nekzus.discovery.docker_worker import DockerWorker
         from nekzus.runtime.docker import DockerRuntime
