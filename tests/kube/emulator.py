@@ -211,6 +211,9 @@ class KubeEmulator:
         result: dict[str, Any] = self.call(lambda: self._put(copy.deepcopy(obj)))
         return result
 
+    def apply_many(self, objs: list[dict[str, Any]]) -> None:
+        self.call(lambda: [self._put(copy.deepcopy(o)) for o in objs])
+
     def delete(self, kind: str, namespace: str, name: str) -> None:
         self.call(lambda: self._remove(kind, namespace, name))
 

@@ -5,6 +5,7 @@ points nowhere leaves the rest of Nekzus working."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -180,19 +181,33 @@ def test_logs_over_websocket(rserver: NekzusServer, emulator: KubeEmulator) -> N
 def test_kubeconfig_pointing_nowhere(make_server: Callable[..., NekzusServer], tmp_path: Path) -> None:
     dead = KubeEmulator()
     dead.port = free_port()  # nothing listens there
-    config_path = dead.write_kubeconfig(tmp_path / "dead-kubeconfig")
-    for kubeconfig in (str(config_path), str(tmp_path / "missing")):
-        srv = make_server(
-            {
-                "runtimes": {"kubernetes": {"enabled": True, "kubeconfig": kubeconfig}},
-                "discovery": {"enabled": True, "kubernetes": {"enabled": True}},
-            }
-        )
-        with srv.client() as client:
-            response = client.get("/api/v1/containers", params={"runtime": "kubernetes"})
-            assert response.status_code == 503, response.text
-            assert response.json()["error"]["code"] == "RUNTIME_UNAVAILABLE"
-            assert client.get("/api/v1/routes").status_code == 200
-            assert client.get("/api/v1/discovery/proposals").json() == []
-            assert client.get("/readyz").status_code == 200
-        srv.stop()
+    kubeconfig = dead.write_kubeconfig(tmp_path / "dead-kubeconfig")
+    srv = make_server(
+        {
+            "runtimes": {"kubernetes": {"enabled": True, "kubeconfig": str(kubeconfig)}},
+            "discovery": {"enabled": True, "kubernetes": {"enabled": True}},
+        }
+    )
+    with srv.client() as client:
+        response = client.get("/api/v1/containers", params={"runtime": "kubernetes"})
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "RUNTIME_UNAVAILABLE"
+        assert client.get("/api/v1/routes").status_code == 200
+        assert client.get("/api/v1/discovery/proposals").json() == []
+        assert client.get("/readyz").status_code == 200
+        health = client.get("/healthz", headers={"Accept": "application/json"}).json()
+        assert health["components"]["runtime"]["status"] == "degraded"
+
+
+def test_missing_kubeconfig_is_unavailable_not_fatal(tmp_path: Path) -> None:
+    from nekzus.runtime.base import RuntimeUnavailable
+    from nekzus.runtime.kubernetes import KubernetesRuntime
+
+    async def scenario() -> None:
+        runtime = KubernetesRuntime(str(tmp_path / "missing"))
+        for _ in range(2):  # retried on every call, never cached as broken
+            with pytest.raises(RuntimeUnavailable):
+                await runtime.list()
+        await runtime.close()
+
+    asyncio.run(scenario())
