@@ -34,7 +34,7 @@ def kserver(
         }
     }
     srv = NekzusServer(config, data_dir=tmp_path_factory.mktemp("kdisc"))
-    srv.start()
+    srv.start(timeout=90)
     yield srv
     srv.stop()
 
@@ -73,7 +73,9 @@ def test_helm_grafana_service_and_tls_ingress_are_proposed(kclient: httpx.Client
     assert p["suggestedRoute"]["pathBase"] == "/apps/grafana/"
     assert p["suggestedRoute"]["to"] == "http://grafana.monitoring.svc.cluster.local:80"
     assert "Namespace: monitoring" in p["securityNotes"]
-    assert p["confidence"] == pytest.approx(0.8)  # inferred (Helm chart, not a backend) + known chart + port 80
+    assert p["confidence"] == pytest.approx(
+        0.8
+    )  # inferred (Helm chart, not a backend) + known chart + port 80
 
     ing = wait_for(kclient, GRAFANA_INGRESS)
     assert (ing["detectedScheme"], ing["detectedHost"], ing["detectedPort"]) == (
@@ -112,10 +114,15 @@ def test_changes_update_and_deletion_withdraws(kclient: httpx.Client, emulator: 
 
 def test_namespace_inheritance(kclient: httpx.Client, emulator: KubeEmulator) -> None:
     emulator.apply(objects.namespace("homelab", {"nekzus.enable": "true", "nekzus.route.websocket": "true"}))
-    emulator.apply(objects.service("wiki", "homelab", {}, [{"name": "http", "port": 8080, "protocol": "TCP"}]))
+    emulator.apply(
+        objects.service("wiki", "homelab", {}, [{"name": "http", "port": 8080, "protocol": "TCP"}])
+    )
     emulator.apply(
         objects.service(
-            "internal", "homelab", {"nekzus.enable": "false"}, [{"name": "http", "port": 80, "protocol": "TCP"}]
+            "internal",
+            "homelab",
+            {"nekzus.enable": "false"},
+            [{"name": "http", "port": 80, "protocol": "TCP"}],
         )
     )
     p = wait_for(kclient, "proposal_kubernetes_http_homelab_wiki_8080")

@@ -37,7 +37,7 @@ def rserver(
         }
     }
     srv = NekzusServer(config, data_dir=tmp_path_factory.mktemp("krt"))
-    srv.start()
+    srv.start(timeout=90)
     yield srv
     srv.stop()
 
@@ -145,7 +145,9 @@ def test_stats_from_metrics_server(rclient: httpx.Client, emulator: KubeEmulator
 
 
 def test_logs_over_websocket(rserver: NekzusServer, emulator: KubeEmulator) -> None:
-    emulator.set_logs("default", "postgres-0", ["LOG:  database system is ready", "LOG:  checkpoint starting"])
+    emulator.set_logs(
+        "default", "postgres-0", ["LOG:  database system is ready", "LOG:  checkpoint starting"]
+    )
     with connect(rserver.ws_url + "/api/v1/ws", open_timeout=5) as conn:
         conn.send(json.dumps({"type": "auth", "data": {"token": ""}}))
         seen: list[dict[str, Any]] = []
@@ -164,7 +166,12 @@ def test_logs_over_websocket(rserver: NekzusServer, emulator: KubeEmulator) -> N
             json.dumps(
                 {
                     "type": "container.logs.subscribe",
-                    "data": {"containerId": "postgres-0", "namespace": "default", "tail": 10, "follow": False},
+                    "data": {
+                        "containerId": "postgres-0",
+                        "namespace": "default",
+                        "tail": 10,
+                        "follow": False,
+                    },
                 }
             )
         )
@@ -186,8 +193,10 @@ def test_kubeconfig_pointing_nowhere(make_server: Callable[..., NekzusServer], t
         {
             "runtimes": {"kubernetes": {"enabled": True, "kubeconfig": str(kubeconfig)}},
             "discovery": {"enabled": True, "kubernetes": {"enabled": True}},
-        }
+        },
+        start=False,
     )
+    srv.start(timeout=90)
     with srv.client() as client:
         response = client.get("/api/v1/containers", params={"runtime": "kubernetes"})
         assert response.status_code == 503, response.text

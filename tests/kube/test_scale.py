@@ -21,7 +21,9 @@ def test_ten_thousand_services(emulator: KubeEmulator, kubeconfig: Path) -> None
     batch = []
     for i in range(TOTAL):
         labels = {"nekzus.enable": "true"} if i % (TOTAL // OPTED_IN) == 0 else {"tier": "backend"}
-        svc = objects.service(f"svc-{i:05d}", "scale", labels, [{"name": "http", "port": 8080, "protocol": "TCP"}])
+        svc = objects.service(
+            f"svc-{i:05d}", "scale", labels, [{"name": "http", "port": 8080, "protocol": "TCP"}]
+        )
         svc["metadata"]["annotations"] = {"kubectl.kubernetes.io/last-applied-configuration": "x" * 500}
         batch.append(svc)
     emulator.apply_many(batch)

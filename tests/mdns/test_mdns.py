@@ -42,7 +42,7 @@ def mserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
         }
     }
     srv = NekzusServer(config, data_dir=tmp_path_factory.mktemp("mdns"))
-    srv.start()
+    srv.start(timeout=90)
     yield srv
     srv.stop()
 
@@ -73,7 +73,13 @@ def test_announced_service_is_proposed_and_withdrawn(mserver: NekzusServer, zc: 
     info = service(
         "Jellyfin Media",
         8096,
-        {"app_id": "jellyfin", "app_name": "Jellyfin", "icon": "film", "tags": "media,video", "path": "/media"},
+        {
+            "app_id": "jellyfin",
+            "app_name": "Jellyfin",
+            "icon": "film",
+            "tags": "media,video",
+            "path": "/media",
+        },
     )
     started = time.monotonic()
     zc.register_service(info)
@@ -84,7 +90,12 @@ def test_announced_service_is_proposed_and_withdrawn(mserver: NekzusServer, zc: 
         assert p["source"] == "mdns"
         assert (p["detectedScheme"], p["detectedHost"], p["detectedPort"]) == ("http", "127.0.0.1", 8096)
         app = p["suggestedApp"]
-        assert (app["id"], app["name"], app["icon"], app["tags"]) == ("jellyfin", "Jellyfin", "film", ["media", "video"])
+        assert (app["id"], app["name"], app["icon"], app["tags"]) == (
+            "jellyfin",
+            "Jellyfin",
+            "film",
+            ["media", "video"],
+        )
         assert app["endpoints"] == {"lan": "http://127.0.0.1:8096", "mdns": "http://homelab-box.local:8096"}
         assert p["suggestedRoute"]["pathBase"] == "/media/"
         assert p["suggestedRoute"]["scopes"] == ["access:jellyfin"]
@@ -97,7 +108,13 @@ def test_garbage_txt_and_non_web_types(mserver: NekzusServer, zc: Zeroconf) -> N
     garbage = service(
         "Weird",
         8081,
-        {b"\xff\xfe\x00": b"\x00\x01binary", "scheme": "gopher", "app_id": "../../etc", b"path": b"//x/../y", "x" * 200: "y"},
+        {
+            b"\xff\xfe\x00": b"\x00\x01binary",
+            "scheme": "gopher",
+            "app_id": "../../etc",
+            b"path": b"//x/../y",
+            "x" * 200: "y",
+        },
     )
     ssh = service("nas-ssh", 22, {}, kind="_ssh._tcp.local.")
     tls = service("Router", 443, {"nekzus_enable": "true"}, kind="_https._tcp.local.")

@@ -104,8 +104,18 @@ def test_advertisement_resolves_from_another_namespace(netns_pair: tuple[str, st
     env["PYTHONPATH"] = str(ROOT / "src")
     log = open(tmp_path / "nekzus.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", ns_a, sys.executable, "-m", "nekzus", "--config", str(tmp_path / "config.yaml"),
-         "--insecure-http"],
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns_a,
+            sys.executable,
+            "-m",
+            "nekzus",
+            "--config",
+            str(tmp_path / "config.yaml"),
+            "--insecure-http",
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=tmp_path,

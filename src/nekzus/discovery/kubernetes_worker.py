@@ -95,13 +95,15 @@ def _str_map(value: Any) -> dict[str, str]:
     """Labels/annotations as a str->str map; anything malformed is dropped, never fatal."""
     if not isinstance(value, dict):
         return {}
-    return {str(k): str(v) for k, v in value.items() if isinstance(k, str) and isinstance(v, str | int | bool)}
+    return {
+        str(k): str(v) for k, v in value.items() if isinstance(k, str) and isinstance(v, str | int | bool)
+    }
 
 
 def trim(obj: dict[str, Any]) -> dict[str, Any]:
     """What discovery keeps of an object (no status, managedFields, templates)."""
-    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+    meta: dict[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
+    spec: dict[str, Any] = obj["spec"] if isinstance(obj.get("spec"), dict) else {}
     out: dict[str, Any] = {
         "name": str(meta.get("name") or ""),
         "namespace": str(meta.get("namespace") or ""),
@@ -109,7 +111,7 @@ def trim(obj: dict[str, Any]) -> dict[str, Any]:
         "annotations": {
             k: v
             for k, v in _str_map(meta.get("annotations")).items()
-            if k.startswith("nekzus.") or k.startswith("sidecar.istio.io/")
+            if k.startswith(("nekzus.", "sidecar.istio.io/"))
         },
     }
     kind = obj.get("kind")
@@ -386,7 +388,8 @@ def ingress_proposals(
         if not isinstance(rule, dict):
             continue
         rule_host = str(rule.get("host") or "")
-        for path in ((rule.get("http") or {}).get("paths") or []) if isinstance(rule.get("http"), dict) else []:
+        http = rule["http"] if isinstance(rule.get("http"), dict) else {}
+        for path in http.get("paths") or []:
             if not isinstance(path, dict):
                 continue
             backend = (path.get("backend") or {}).get("service") or {}
@@ -408,8 +411,10 @@ def ingress_proposals(
             base = {**svc, "labels": {**svc["labels"], **ing["labels"]}}
             app_id, explicit_id, app_name = _app_identity(base, ctx)
             override = (ctx.get("nekzus.scheme") or "").strip().lower()
-            scheme = override if override in ("http", "https") else (
-                "https" if (rule_host in tls_hosts or (has_tls and not rule_host)) else "http"
+            scheme = (
+                override
+                if override in ("http", "https")
+                else ("https" if (rule_host in tls_hosts or (has_tls and not rule_host)) else "http")
             )
             svc_host = f"{svc['name']}.{ns}.svc.cluster.local"
             host = rule_host or svc_host
@@ -516,6 +521,9 @@ class KubernetesWorker:
         self.relists = 0
         self.gone = 0
 
+    def _scope_list(self) -> list[str | None]:
+        return list(self.namespaces) if self.namespaces else [None]
+
     def kick(self) -> None:
         """Re-evaluate everything now (rediscover): forget what was already submitted."""
         self.emitted.clear()
@@ -531,7 +539,7 @@ class KubernetesWorker:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._reflect("Namespace", None))
-                for ns in self.namespaces or [None]:
+                for ns in self._scope_list():
                     group.create_task(self._reflect("Service", ns))
                     group.create_task(self._reflect("Ingress", ns))
                 group.create_task(self._process_loop())
@@ -542,15 +550,15 @@ class KubernetesWorker:
     async def _api_calls(self, kind: str, ns: str | None) -> Callable[..., Awaitable[Any]]:
         if kind == "Namespace":
             core = await self.conn.core()
-            return core.list_namespace  # type: ignore[no-any-return]
+            return core.list_namespace
         if kind == "Service":
             core = await self.conn.core()
             if ns is None:
-                return core.list_service_for_all_namespaces  # type: ignore[no-any-return]
+                return core.list_service_for_all_namespaces
             return lambda **kw: core.list_namespaced_service(ns, **kw)
         net = await self.conn.networking()
         if ns is None:
-            return net.list_ingress_for_all_namespaces  # type: ignore[no-any-return]
+            return net.list_ingress_for_all_namespaces
         return lambda **kw: net.list_namespaced_ingress(ns, **kw)
 
     async def _reflect(self, kind: str, ns: str | None) -> None:
@@ -569,7 +577,9 @@ class KubernetesWorker:
                         rv = await self._watch(kind, fn, rv, deadline)
                     except Gone:
                         self.gone += 1
-                        log.info("kubernetes watch %s: resourceVersion %s expired (410); re-listing", scope, rv)
+                        log.info(
+                            "kubernetes watch %s: resourceVersion %s expired (410); re-listing", scope, rv
+                        )
                         break
                     except (RuntimeErrorBase, OSError, TimeoutError, ValueError) as exc:
                         # A watch cut mid-stream: resume from the last version seen.
@@ -749,7 +759,7 @@ class KubernetesWorker:
                 log.exception("kubernetes discovery processing failed")
 
     def _scopes(self) -> set[str]:
-        return {f"{k}/{ns or '*'}" for ns in (self.namespaces or [None]) for k in ("Service", "Ingress")}
+        return {f"{k}/{ns or '*'}" for ns in self._scope_list() for k in ("Service", "Ingress")}
 
     async def process(self) -> None:
         dirty, self._dirty = self._dirty, set()

@@ -23,7 +23,6 @@ import contextlib
 import ipaddress
 import logging
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit

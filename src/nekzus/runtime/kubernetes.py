@@ -304,7 +304,7 @@ class KubernetesRuntime:
         core = await self.conn.core()
         for ns in namespaces:
             try:
-                return await self._call(  # type: ignore[no-any-return]
+                return await self._call(
                     name,
                     lambda ns=ns: _json(
                         core.read_namespaced_pod(
@@ -320,7 +320,7 @@ class KubernetesRuntime:
         apps = await self.conn.apps()
         for reader in (apps.read_namespaced_deployment, apps.read_namespaced_stateful_set):
             try:
-                return await self._call(  # type: ignore[no-any-return]
+                return await self._call(
                     name,
                     lambda reader=reader: _json(
                         reader(name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
@@ -403,7 +403,7 @@ class KubernetesRuntime:
             return []
         core = await self.conn.core()
         apps = await self.conn.apps()
-        scopes = [namespace] if namespace else (self.namespaces or [None])
+        scopes: list[str | None] = [namespace] if namespace else (list(self.namespaces) or [None])
         pods: list[dict[str, Any]] = []
         workloads: list[dict[str, Any]] = []
         for ns in scopes:
