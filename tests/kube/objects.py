@@ -177,6 +177,7 @@ def database_and_debug() -> list[dict[str, Any]]:
                     {
                         "name": "debug",
                         "image": "busybox:1.36",
+                        "imageID": "docker.io/library/busybox@sha256:" + "0" * 64,
                         "ready": True,
                         "restartCount": 0,
                         "state": {"running": {"startedAt": "2026-12-01T20:00:00Z"}},
