@@ -590,6 +590,12 @@ class KubernetesWorker:
                 raise
             except Exception as exc:
                 err = map_api_error(exc)
+                if kind == "Namespace" and "(403)" in str(getattr(err, "message", "")):
+                    # Namespace-scoped permissions only: no namespace labels, so no inheritance.
+                    log.warning("kubernetes discovery: cannot list namespaces (403); namespace labels ignored")
+                    self._synced.add(scope)
+                    self._wake.set()
+                    return
                 self.healthy = False
                 self.last_error = str(getattr(err, "message", err))
                 log.warning("kubernetes discovery %s: %s; retrying in %.0fs", scope, self.last_error, delay)
