@@ -118,6 +118,7 @@ class KubeEmulator:
         self.pod_logs: dict[tuple[str, str], list[str]] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) for assertions
         self.watch_count = 0
+        self.forbidden: set[str] = set()  # request paths answered 403
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed: asyncio.Event | None = None
         self._drop: asyncio.Event | None = None
@@ -425,6 +426,8 @@ class KubeEmulator:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.path))
         path = request.path
+        if path in self.forbidden:  # RBAC without access to this collection
+            return web.json_response(_status(403, "Forbidden", f"cannot list {path}"), status=403)
         if path.rstrip("/") == "/version":
             return web.json_response(
                 {

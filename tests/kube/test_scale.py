@@ -85,3 +85,45 @@ def test_ten_thousand_services(emulator: KubeEmulator, kubeconfig: Path) -> None
             await worker.conn.close()
 
     asyncio.run(scenario())
+
+
+def test_namespace_scoped_permissions(emulator: KubeEmulator, kubeconfig: Path) -> None:
+    """Only namespace-scoped RBAC (cluster-wide namespace list forbidden): Services are still proposed."""
+    for obj in objects.grafana():
+        emulator.apply(obj)
+    emulator.forbidden.add("/api/v1/namespaces")
+
+    async def scenario() -> list[str]:
+        submitted: list[str] = []
+
+        async def submit(p: dict[str, Any]) -> None:
+            submitted.append(p["id"])
+
+        async def noop(*args: Any) -> None:
+            return None
+
+        worker = KubernetesWorker(
+            KubeConnection(str(kubeconfig)),
+            submit=submit,
+            withdraw=noop,
+            retain=noop,
+            namespaces=["monitoring"],
+            resync_interval=600,
+        )
+        task = asyncio.create_task(worker.run())
+        try:
+            for _ in range(200):
+                if "proposal_kubernetes_http_monitoring_grafana_80" in submitted:
+                    break
+                await asyncio.sleep(0.1)
+            assert worker.healthy
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await worker.conn.close()
+        return submitted
+
+    try:
+        assert "proposal_kubernetes_http_monitoring_grafana_80" in asyncio.run(scenario())
+    finally:
+        emulator.forbidden.clear()

@@ -592,7 +592,9 @@ class KubernetesWorker:
                 err = map_api_error(exc)
                 if kind == "Namespace" and "(403)" in str(getattr(err, "message", "")):
                     # Namespace-scoped permissions only: no namespace labels, so no inheritance.
-                    log.warning("kubernetes discovery: cannot list namespaces (403); namespace labels ignored")
+                    log.warning(
+                        "kubernetes discovery: namespaces not listable (403); namespace labels ignored"
+                    )
                     self._synced.add(scope)
                     self._wake.set()
                     return
