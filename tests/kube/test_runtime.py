@@ -182,6 +182,7 @@ def test_logs_over_websocket(rserver: NekzusServer, emulator: KubeEmulator) -> N
             "LOG:  checkpoint starting",
         ]
         assert first["data"]["stream"] == "stdout"
+        assert (first["data"]["containerId"], first["data"]["namespace"]) == ("postgres-0", "default")
         until(lambda m: m["type"] == "container.logs.ended")
 
 

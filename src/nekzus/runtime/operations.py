@@ -388,12 +388,16 @@ class ContainerService:
     async def _stream(
         self, client: Any, rt: ContainerRuntime, cid: str, tail: int, follow: bool, timestamps: bool
     ) -> None:
-        await _send(client, "container.logs.started", {"containerId": cid, "timestamp": _now()})
+        shown, where = cid, {}
+        if "/" in cid:  # a Kubernetes pod: frames name the pod and its namespace separately
+            where["namespace"], shown = cid.split("/", 1)
+        await _send(client, "container.logs.started", {"containerId": shown, **where, "timestamp": _now()})
         reason, message = ("container_stopped" if follow else "completed"), ""
         try:
             async for item in rt.logs(cid, tail=tail, follow=follow, timestamps=timestamps):
                 frame: dict[str, Any] = {
-                    "containerId": cid,
+                    "containerId": shown,
+                    **where,
                     "stream": item.stream,
                     "line": item.line,
                     "message": item.line,
@@ -409,7 +413,7 @@ class ContainerService:
                     _send(
                         client,
                         "container.logs.ended",
-                        {"containerId": cid, "reason": "stopped", "timestamp": _now()},
+                        {"containerId": shown, **where, "reason": "stopped", "timestamp": _now()},
                     )
                 )
             raise
@@ -419,7 +423,7 @@ class ContainerService:
             reason, message = "error", exc.message
         except Exception as exc:
             reason, message = "error", type(exc).__name__
-        ended: dict[str, Any] = {"containerId": cid, "reason": reason, "timestamp": _now()}
+        ended: dict[str, Any] = {"containerId": shown, **where, "reason": reason, "timestamp": _now()}
         if message:
             ended["message"] = message
         await _send(client, "container.logs.ended", ended)
