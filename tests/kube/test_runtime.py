@@ -118,6 +118,13 @@ def test_stop_start_restart_through_the_deployment(rclient: httpx.Client, emulat
     assert fresh["state"] == "running"
 
 
+def test_encoded_separators_are_not_the_path_form(rclient: httpx.Client) -> None:
+    for path in ("/api/v1/containers/default%2Fdebug/stop", "/api/v1/containers/x%2Fy/stats"):
+        method = rclient.post if path.endswith("stop") else rclient.get
+        response = method(path)
+        assert response.status_code == 400 and response.json()["error"]["code"] == "INVALID_CONTAINER_ID"
+
+
 def test_bare_pod_cannot_be_started_or_restarted(rclient: httpx.Client) -> None:
     for action in ("start", "restart"):
         response = rclient.post(f"/api/v1/containers/default/debug/{action}")

@@ -136,6 +136,13 @@ def _check_id(container_id: str) -> str:
     return container_id
 
 
+def _reject_encoded(request: Request) -> None:
+    """Encoded separators (`%2F`, `%5C`, `%2E`) never name a container, in either path form."""
+    raw = bytes(request.scope.get("raw_path") or b"").decode("latin-1").lower()
+    if any(marker in raw for marker in ("%2f", "%5c", "%2e", "\\")):
+        raise ApiError(400, "INVALID_CONTAINER_ID", "Invalid container id")
+
+
 def _target(container_id: str, runtime: str | None, namespace: str | None) -> tuple[str, str | None]:
     """(id, runtime) for the runtime: a `namespace` names a pod (`namespace/pod`, Kubernetes)."""
     _check_id(container_id)
@@ -289,6 +296,7 @@ async def _action(
     runtime: str | None,
     namespace: str | None = None,
 ) -> JSONResponse:
+    _reject_encoded(request)
     container_id, runtime = _target(container_id, runtime, namespace)
     seconds = parse_timeout(timeout) if action != "start" else None
     with _Guard():
@@ -384,6 +392,7 @@ async def restart_pod(
 async def pod_stats(
     request: Request, namespace: str, pod: str, _p: Principal = Depends(require())
 ) -> dict[str, Any]:
+    _reject_encoded(request)
     cid, runtime = _target(pod, "kubernetes", namespace)
     with _Guard():
         return await _svc(request).stats(cid, runtime)
