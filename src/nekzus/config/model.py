@@ -87,6 +87,9 @@ class ServerConfig(Section):
     tls_key: str = ""
     routing_mode: Literal["", "path", "subdomain"] = ""
     base_domain: str = ""
+    # Extra host names this instance is reached by (besides localhost, its addresses and host name,
+    # base_url's host and base_domain): requests for any other Host are refused (DNS rebinding).
+    allowed_hosts: StrList = Field(default_factory=list)
     trusted_proxies: StrList = Field(default_factory=list)
     log_format: Literal["text", "json"] = "text"
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
