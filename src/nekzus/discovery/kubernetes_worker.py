@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nekzus.discovery.labels import _APP_ID, _PATH, DEFAULT_ICON, now_rfc3339, sanitize
+from nekzus.metrics import Metrics
 from nekzus.runtime.base import RuntimeErrorBase
 from nekzus.runtime.kubernetes import KubeConnection, map_api_error
 
@@ -499,7 +500,7 @@ class KubernetesWorker:
         retain: Retain,
         namespaces: list[str],
         resync_interval: float,
-        metrics: Any = None,
+        metrics: Metrics | None = None,
         watch_timeout: int = WATCH_TIMEOUT,
     ) -> None:
         self.conn = conn
@@ -548,18 +549,23 @@ class KubernetesWorker:
                 self.metrics.discovery_workers_active.dec()
 
     async def _api_calls(self, kind: str, ns: str | None) -> Callable[..., Awaitable[Any]]:
+        call: Callable[..., Awaitable[Any]]
         if kind == "Namespace":
             core = await self.conn.core()
-            return core.list_namespace
-        if kind == "Service":
+            call = core.list_namespace
+        elif kind == "Service":
             core = await self.conn.core()
             if ns is None:
-                return core.list_service_for_all_namespaces
-            return lambda **kw: core.list_namespaced_service(ns, **kw)
-        net = await self.conn.networking()
-        if ns is None:
-            return net.list_ingress_for_all_namespaces
-        return lambda **kw: net.list_namespaced_ingress(ns, **kw)
+                call = core.list_service_for_all_namespaces
+            else:
+                call = lambda **kw: core.list_namespaced_service(ns, **kw)  # noqa: E731
+        else:
+            net = await self.conn.networking()
+            if ns is None:
+                call = net.list_ingress_for_all_namespaces
+            else:
+                call = lambda **kw: net.list_namespaced_ingress(ns, **kw)  # noqa: E731
+        return call
 
     async def _reflect(self, kind: str, ns: str | None) -> None:
         """List, then watch from the list's version; re-list on 410 and every resync interval."""
@@ -823,28 +829,3 @@ def _status_error(status: int) -> Exception:
     from kubernetes_asyncio.client.exceptions import ApiException
 
     return ApiException(status=status, reason="watch/list failed")
-
-
-def install_worker(services: Any, manager: Any) -> KubernetesWorker:
-    """Build the worker from `discovery.kubernetes` (falling back to `runtimes.kubernetes` for the
-    connection) and start it; called from the discovery feature's start-up hook."""
-    cfg = services.config.discovery.kubernetes
-    runtime_cfg = services.config.runtimes.kubernetes
-    conn = KubeConnection(
-        cfg.kubeconfig or runtime_cfg.kubeconfig,
-        cfg.context or runtime_cfg.context,
-        cfg.in_cluster or runtime_cfg.in_cluster,
-    )
-    worker = KubernetesWorker(
-        conn,
-        submit=manager.submit,
-        withdraw=manager.withdraw,
-        retain=manager.retain,
-        namespaces=list(cfg.namespaces or runtime_cfg.namespaces),
-        resync_interval=float(cfg.poll_interval),
-        metrics=services.metrics,
-    )
-    manager.workers.append(worker)
-    services.spawn(worker.run(), "discovery-kubernetes")
-    services.on_shutdown("discovery-kubernetes", conn.close)
-    return worker

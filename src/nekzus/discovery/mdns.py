@@ -24,6 +24,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -169,6 +170,16 @@ def build_proposal(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Advertisement:
+    """What Nekzus announces about itself as `_nekzus._tcp` (read when the worker starts)."""
+
+    nexus_id: str
+    base_url: str
+    port: int
+    version: str = ""
+
+
 class MdnsWorker:
     """Browses the configured service types and keeps one proposal per announced instance."""
 
@@ -182,7 +193,7 @@ class MdnsWorker:
         service_types: list[str],
         interfaces: list[str],
         scan_interval: float,
-        advertise: Callable[[], dict[str, Any] | None] | None = None,
+        advertise: Callable[[], Advertisement] | None = None,
     ) -> None:
         self.submit, self.withdraw = submit, withdraw
         self.types = sorted({_fqdn_type(t) + "." for t in service_types if t.strip()})
@@ -319,8 +330,6 @@ class MdnsWorker:
 
         assert self.advertise is not None
         details = self.advertise()
-        if not details:
-            return
         addresses = self.interfaces or local_addresses()
         packed = []
         for address in addresses:
@@ -332,16 +341,16 @@ class MdnsWorker:
         host = socket.gethostname().split(".")[0] or "nekzus"
         info = AsyncServiceInfo(
             NEKZUS_TYPE,
-            f"Nekzus {details['nexusId']}.{NEKZUS_TYPE}",
-            port=int(details["port"]),
+            f"Nekzus {details.nexus_id}.{NEKZUS_TYPE}",
+            port=details.port,
             addresses=packed,
             server=f"{host}.local.",
             properties={
-                "nexusId": details["nexusId"],
-                "baseUrl": details["baseUrl"],
+                "nexusId": details.nexus_id,
+                "baseUrl": details.base_url,
                 "api": "/api/v1",
-                "version": details.get("version", ""),
-                "tls": "true" if details["baseUrl"].startswith("https") else "false",
+                "version": details.version,
+                "tls": "true" if details.base_url.startswith("https") else "false",
             },
         )
         try:
@@ -350,7 +359,7 @@ class MdnsWorker:
             log.warning("mDNS: could not advertise Nekzus: %s", exc)
             return
         self.advertised = info
-        log.info("advertising %s on port %s via mDNS", info.name, details["port"])
+        log.info("advertising %s on port %s via mDNS", info.name, details.port)
         await asyncio.Event().wait()  # keep the registration until shutdown
 
 
@@ -371,7 +380,8 @@ def local_addresses() -> list[str]:
     return out
 
 
-def _port_of(base_url: str, addr: str) -> int:
+def port_of(base_url: str, addr: str) -> int:
+    """The port the phone app should use: the base URL's, else the listen address's, else the scheme's."""
     parts = urlsplit(base_url)
     if parts.port:
         return parts.port
@@ -379,30 +389,3 @@ def _port_of(base_url: str, addr: str) -> int:
     if port.isdigit():
         return int(port)
     return 443 if parts.scheme == "https" else 80
-
-
-def install_worker(services: Any, manager: Any) -> MdnsWorker:
-    """Build the mDNS worker from `discovery.mdns` and start it (discovery start-up hook)."""
-    from nekzus import __version__
-
-    cfg = services.config.discovery.mdns
-
-    def advertisement() -> dict[str, Any] | None:
-        return {
-            "nexusId": services.nexus_id,
-            "baseUrl": services.base_url,
-            "port": _port_of(services.base_url, services.config.server.addr),
-            "version": __version__,
-        }
-
-    worker = MdnsWorker(
-        submit=manager.submit,
-        withdraw=manager.withdraw,
-        service_types=list(cfg.services),
-        interfaces=list(cfg.interfaces),
-        scan_interval=float(cfg.scan_interval),
-        advertise=advertisement if cfg.advertise else None,
-    )
-    manager.workers.append(worker)
-    services.spawn(worker.run(), "discovery-mdns")
-    return worker

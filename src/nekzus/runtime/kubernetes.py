@@ -99,7 +99,8 @@ async def load_api_client(kubeconfig: str, context: str, in_cluster: bool) -> An
     configuration = client.Configuration()
     try:
         if in_cluster:
-            config.load_incluster_config(client_configuration=configuration)
+            # the client ships no type information for this one function
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
             await config.load_kube_config(
                 config_file=kubeconfig or None,
@@ -304,7 +305,7 @@ class KubernetesRuntime:
         core = await self.conn.core()
         for ns in namespaces:
             try:
-                return await self._call(
+                pod: dict[str, Any] = await self._call(
                     name,
                     lambda ns=ns: _json(
                         core.read_namespaced_pod(
@@ -314,13 +315,14 @@ class KubernetesRuntime:
                 )
             except ContainerNotFound:
                 continue
+            return pod
         return None
 
     async def _workload(self, namespace: str, name: str) -> dict[str, Any] | None:
         apps = await self.conn.apps()
         for reader in (apps.read_namespaced_deployment, apps.read_namespaced_stateful_set):
             try:
-                return await self._call(
+                workload: dict[str, Any] = await self._call(
                     name,
                     lambda reader=reader: _json(
                         reader(name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
@@ -328,6 +330,7 @@ class KubernetesRuntime:
                 )
             except ContainerNotFound:
                 continue
+            return workload
         return None
 
     async def _owner(self, pod: dict[str, Any]) -> dict[str, Any] | None:
