@@ -260,6 +260,7 @@ class KubernetesRuntimeConfig(Section):
     enabled: bool = False
     kubeconfig: str = ""
     context: str = ""
+    in_cluster: bool = False
     namespaces: StrList = Field(default_factory=list)
     metrics_server: bool = False
     metrics_cache_ttl: Duration = 30.0
@@ -299,13 +300,17 @@ class MdnsDiscoveryConfig(Section):
             "_workstation._tcp",
         ]
     )
+    advertise: bool = True  # announce Nekzus itself as _nekzus._tcp
+    interfaces: StrList = Field(default_factory=list)  # addresses to browse/advertise on; empty = all
 
 
 class KubernetesDiscoveryConfig(Section):
     enabled: bool = False
-    kubeconfig: str = ""
+    kubeconfig: str = ""  # empty: the runtimes.kubernetes settings, then the client's defaults
+    context: str = ""
+    in_cluster: bool = False
     namespaces: StrList = Field(default_factory=list)
-    poll_interval: Duration = 30.0
+    poll_interval: Duration = 30.0  # full re-list period; changes arrive through watches meanwhile
 
 
 class DiscoveryConfig(Section):
