@@ -59,6 +59,8 @@ FEATURES: list[str] = [
     "nekzus.api.containers",
     "nekzus.api.discovery",
     "nekzus.api.export",
+    "nekzus.api.jobs",  # before every feature that submits background work
+    "nekzus.api.scripts",
     "nekzus.api.toolbox",
     "nekzus.api.disabled",  # last: answers for features that are switched off
 ]

@@ -245,6 +245,33 @@ class ScriptsConfig(Section):
     host_directory: str = ""
     default_timeout: int = Field(default=300, ge=1)
     max_output_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # IANA zone for schedules' cron expressions; empty = the server's zone.
+    timezone: str = ""
+    workers: int = Field(default=3, ge=1, le=64)
+    queue_size: int = Field(default=100, ge=0, le=10000)
+    max_executions: int = Field(default=1000, ge=10)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)"
+                ) from None
+        return value
+
+
+class JobsConfig(Section):
+    """Defaults of the background job runner (a feature may give its kind of job its own limits)."""
+
+    max_concurrent: int = Field(default=4, ge=1, le=64)
+    max_queued: int = Field(default=100, ge=0, le=10000)
+    keep_records: int = Field(default=1000, ge=10)
 
 
 class SystemConfig(Section):
@@ -506,6 +533,7 @@ class Config(Section):
     backup: BackupConfig = Field(default_factory=BackupConfig)
     toolbox: ToolboxConfig = Field(default_factory=ToolboxConfig)
     scripts: ScriptsConfig = Field(default_factory=ScriptsConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
     system: SystemConfig = Field(default_factory=SystemConfig)
     runtimes: RuntimesConfig = Field(default_factory=RuntimesConfig)
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
