@@ -50,6 +50,7 @@ FEATURES: list[str] = [
     "nekzus.api.containers",
     "nekzus.api.discovery",
     "nekzus.api.export",
+    "nekzus.api.federation",  # after the catalog: wraps its proxy for remote routes
     "nekzus.config.reload",
     "nekzus.api.disabled",  # last: answers for features that are switched off
 ]

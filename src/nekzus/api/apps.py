@@ -31,6 +31,7 @@ class AppOut(BaseModel):
     healthStatus: str
     lastHealthCheck: str | None = None
     discoveryMeta: dict[str, Any] | None = None
+    origin: dict[str, Any] | None = None  # federated apps: the instance that owns them
 
 
 @router.get(
@@ -41,8 +42,13 @@ class AppOut(BaseModel):
     summary="All apps with their health",
 )
 async def list_apps(request: Request) -> list[dict[str, Any]]:
-    catalog = services_of(request).domains["catalog"]
+    services = services_of(request)
+    catalog = services.domains["catalog"]
     result: list[dict[str, Any]] = await catalog.list_apps()
+    federation = services.domains.get("federation")
+    if federation is not None:
+        # Apps other instances publish, unless an app with the same id exists here.
+        result.extend(federation.remote_apps({a["id"] for a in result}, services.base_url))
     return result
 
 

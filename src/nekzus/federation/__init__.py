@@ -1,0 +1,1 @@
+"""Federation: several Nekzus instances sharing one app catalog over an authenticated channel."""

@@ -1,0 +1,75 @@
+"""The replicated catalog: one Yjs document (pycrdt) holding every instance's published apps.
+
+Layout: a top-level map `apps`, keyed `<originPeerId>/<appId>`, whose values are JSON strings describing the
+app and its route. Each instance writes only the keys of its own origin, so concurrent writers never fight
+over a key; deletes are Yjs deletions, kept in the document's delete set, so they converge like updates do.
+Synchronisation is Yjs' state-vector exchange: "here is what I have" -> "here is what you are missing".
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pycrdt import Doc, Map
+
+SEP = "/"
+
+
+class CatalogDocument:
+    def __init__(self) -> None:
+        self.doc: Doc = Doc()
+        self.apps: Map = self.doc.get("apps", type=Map)
+
+    # -- sync protocol ------------------------------------------------------------------------------
+
+    def state_vector(self) -> bytes:
+        return bytes(self.doc.get_state())
+
+    def snapshot(self) -> bytes:
+        """The whole document as one update (what is persisted)."""
+        return bytes(self.doc.get_update())
+
+    def missing_for(self, state_vector: bytes) -> bytes:
+        """What a peer holding `state_vector` lacks."""
+        return bytes(self.doc.get_update(state_vector))
+
+    def apply(self, update: bytes) -> None:
+        self.doc.apply_update(update)
+
+    # -- content ------------------------------------------------------------------------------------
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for key in list(self.apps.keys()):
+            raw = self.apps.get(key)
+            if not isinstance(raw, str):
+                continue
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                out[key] = value
+        return out
+
+    def publish(self, origin: str, entries: dict[str, dict[str, Any]]) -> bool:
+        """Make the keys of `origin` equal `entries` (app id -> description). True if anything changed."""
+        prefix = origin + SEP
+        wanted = {prefix + app_id: json.dumps(value, sort_keys=True) for app_id, value in entries.items()}
+        changed = False
+        with self.doc.transaction():
+            for key in [k for k in self.apps.keys() if k.startswith(prefix)]:
+                if key not in wanted:
+                    del self.apps[key]
+                    changed = True
+            for key, text in wanted.items():
+                if self.apps.get(key) != text:
+                    self.apps[key] = text
+                    changed = True
+        return changed
+
+
+def split_key(key: str) -> tuple[str, str]:
+    origin, _, app_id = key.partition(SEP)
+    return origin, app_id
