@@ -834,8 +834,12 @@ class FederationService:
             sender, payload = await self._signed(request, "sync")
         except (crypto.AuthFailure, Forbidden) as exc:
             return self.refusal(exc)
-        self._apply_remote(_unb64(payload.get("update")))
-        update = self.doc.missing_for(_unb64(payload.get("sv")))
+        try:
+            self._apply_remote(_unb64(payload.get("update")))
+            sv = _unb64(payload.get("sv"))
+            update = self.doc.missing_for(sv) if sv else self.doc.snapshot()
+        except Exception:
+            return self.refusal(ValueError("malformed"))
         return self._reply(request, {"update": _b64(update), "sv": _b64(self.doc.state_vector())})
 
     async def _h_update(self, request: web.Request) -> web.StreamResponse:
@@ -843,7 +847,10 @@ class FederationService:
             _, payload = await self._signed(request, "update")
         except (crypto.AuthFailure, Forbidden) as exc:
             return self.refusal(exc)
-        self._apply_remote(_unb64(payload.get("update")))
+        try:
+            self._apply_remote(_unb64(payload.get("update")))
+        except Exception:
+            return self.refusal(ValueError("malformed"))
         return self._reply(request, {"ok": True})
 
     async def _h_route(self, request: web.Request) -> web.StreamResponse:
