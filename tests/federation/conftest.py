@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
-
 from tests.nekzus_server import NekzusServer, free_port
 
 SECRET = "test-cluster-secret-0123456789-abcdefghij"

@@ -9,9 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.sync.client import connect
-
-from nekzus.federation import crypto
 from tests.federation.conftest import (
     SECRET,
     add_route,
@@ -24,6 +21,9 @@ from tests.federation.conftest import (
 )
 from tests.nekzus_server import NekzusServer, free_port
 from tests.proxy.conftest import Upstream
+from websockets.sync.client import connect
+
+from nekzus.federation import crypto
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -114,7 +114,9 @@ def test_replayed_and_forged_sync_refused(cluster: list[NekzusServer]) -> None:
     key = crypto.derive_key(SECRET)
     body = json.dumps({"sv": ""}).encode()
     path = "/federation/v1/sync"
-    headers = crypto.sign_request(key, peer_id=peer_id(b), method="POST", path=path, digest=crypto.body_digest(body))
+    headers = crypto.sign_request(
+        key, peer_id=peer_id(b), method="POST", path=path, digest=crypto.body_digest(body)
+    )
     url = f"https://127.0.0.1:{a.gossip_port}{path}"  # type: ignore[attr-defined]
     with httpx.Client(verify=False, timeout=10) as cl:
         first = cl.post(url, content=body, headers=headers)
@@ -125,14 +127,20 @@ def test_replayed_and_forged_sync_refused(cluster: list[NekzusServer]) -> None:
         assert replay.json()["error"]["code"] == "FEDERATION_AUTH_FAILED"
         assert "replayed" in replay.json()["error"]["message"]
         forged = crypto.sign_request(
-            crypto.derive_key("x" * 40), peer_id=peer_id(b), method="POST", path=path, digest=crypto.body_digest(body)
+            crypto.derive_key("x" * 40),
+            peer_id=peer_id(b),
+            method="POST",
+            path=path,
+            digest=crypto.body_digest(body),
         )
         assert cl.post(url, content=body, headers=forged).status_code == 401
         stale = crypto.sign_request(
             key, peer_id=peer_id(b), method="POST", path=path, digest=crypto.body_digest(body), ts=1_000_000
         )
         assert cl.post(url, content=body, headers=stale).status_code == 401
-        tampered = dict(crypto.sign_request(key, peer_id=peer_id(b), method="POST", path=path, digest="0" * 64))
+        tampered = dict(
+            crypto.sign_request(key, peer_id=peer_id(b), method="POST", path=path, digest="0" * 64)
+        )
         assert cl.post(url, content=body, headers=tampered).status_code == 401
     with a.client() as cl:
         metrics = cl.get("/metrics").text
@@ -140,7 +148,9 @@ def test_replayed_and_forged_sync_refused(cluster: list[NekzusServer]) -> None:
     assert 'nekzus_federation_auth_failures_total{reason="bad_signature"}' in metrics
 
 
-def test_wrong_secret_is_refused_and_never_sees_the_catalog(cluster: list[NekzusServer], upstream: Upstream) -> None:
+def test_wrong_secret_is_refused_and_never_sees_the_catalog(
+    cluster: list[NekzusServer], upstream: Upstream
+) -> None:
     a = cluster[0]
     add_route(a, "secretapp", upstream.url)
     intruder = fed_server(None, [a.gossip_port], secret="wrong-secret-but-long-enough-0123456789")  # type: ignore[attr-defined]
@@ -148,7 +158,10 @@ def test_wrong_secret_is_refused_and_never_sees_the_catalog(cluster: list[Nekzus
     try:
         add_route(intruder, "intruderapp", upstream.url)
         wait_for(
-            lambda: 'nekzus_federation_auth_failures_total{reason="bad_signature"}' in a.client().get("/metrics").text,
+            lambda: (
+                'nekzus_federation_auth_failures_total{reason="bad_signature"}'
+                in a.client().get("/metrics").text
+            ),
             20,
             "the refused hello",
         )
@@ -184,7 +197,9 @@ def _api_key(srv: NekzusServer, scopes: list[str]) -> str:
         return key
 
 
-def test_remote_route_http_websocket_and_scopes_at_owner(cluster: list[NekzusServer], upstream: Upstream) -> None:
+def test_remote_route_http_websocket_and_scopes_at_owner(
+    cluster: list[NekzusServer], upstream: Upstream
+) -> None:
     a, b, _ = cluster
     add_route(a, "remoteecho", upstream.url, stripPrefix=True, websocket=True, scopes=["read:catalog"])
     wait_for(lambda: apps(b).get("remoteecho"), 15, "the remote app on the caller")
@@ -252,7 +267,9 @@ class EventTap:
         self.thread.join(5)
 
 
-def test_stopped_instance_goes_offline_and_catches_up(cluster: list[NekzusServer], upstream: Upstream) -> None:
+def test_stopped_instance_goes_offline_and_catches_up(
+    cluster: list[NekzusServer], upstream: Upstream
+) -> None:
     a, b, c = cluster
     c_id = peer_id(c)
     tap = EventTap(a)
@@ -276,8 +293,10 @@ def test_stopped_instance_goes_offline_and_catches_up(cluster: list[NekzusServer
     delete_route(c, "fromc")
     wait_for(lambda: "fromc" not in apps(a), 15, "C's delete to reach A")
     wait_for(
-        lambda: {"peer_offline", "peer_online", "federation_service_added", "federation_service_removed"}
-        <= set(tap.types),
+        lambda: (
+            {"peer_offline", "peer_online", "federation_service_added", "federation_service_removed"}
+            <= set(tap.types)
+        ),
         10,
         f"peer and service events on the WebSocket (got {tap.types})",
     )
@@ -291,6 +310,9 @@ def test_delete_peer_then_it_rejoins_by_authenticating(cluster: list[NekzusServe
         r = cl.delete(f"/api/v1/federation/peers/{b_id}")
         assert r.status_code == 200, r.text
         assert r.json() == {"success": True, "message": "Peer removed successfully", "peer_id": b_id}
-        assert cl.delete("/api/v1/federation/peers/nexus_000000000000").json()["error"]["code"] == "PEER_NOT_FOUND"
+        assert (
+            cl.delete("/api/v1/federation/peers/nexus_000000000000").json()["error"]["code"]
+            == "PEER_NOT_FOUND"
+        )
     # B is still in A's bootstrap list: it comes back only through a fresh authenticated hello.
     wait_for(lambda: peers(a).get(b_id, {}).get("status") == "online", 20, "B to rejoin")

@@ -31,7 +31,9 @@ def _fed(request: Request) -> Any:
     return services_of(request).domains["federation"]
 
 
-@router.get("/peers", summary="All federation peers (this instance excluded)", dependencies=[Depends(require())])
+@router.get(
+    "/peers", summary="All federation peers (this instance excluded)", dependencies=[Depends(require())]
+)
 async def list_peers(request: Request) -> dict[str, Any]:
     peers = [p.to_json() for p in _fed(request).list_peers()]
     return {"peers": peers, "count": len(peers)}
@@ -53,7 +55,11 @@ async def remove_peer(peer_id: str, request: Request) -> dict[str, Any]:
     return {"success": True, "message": "Peer removed successfully", "peer_id": peer_id}
 
 
-@router.post("/sync", summary="Synchronise the catalog with every online peer now", dependencies=[Depends(require("write:*"))])
+@router.post(
+    "/sync",
+    summary="Synchronise the catalog with every online peer now",
+    dependencies=[Depends(require("write:*"))],
+)
 async def sync(request: Request) -> dict[str, Any]:
     result = await _fed(request).sync_all("manual")
     return {"success": True, "message": "Sync completed", **result}
@@ -198,7 +204,9 @@ def _install_remote_routes(services: Services, fed: Any, catalog: Any) -> None:
     """Wrap the reverse proxy: remote apps not served locally go to their owner (no change to the proxy)."""
     from nekzus.federation.remote import OwnerRouteHandler, RemoteRouteDispatch, match_prefix
 
-    async def authenticate(scope: dict[str, Any]) -> tuple[dict[str, Any] | None, tuple[int, str, str] | None]:
+    async def authenticate(
+        scope: dict[str, Any],
+    ) -> tuple[dict[str, Any] | None, tuple[int, str, str] | None]:
         ip = resolve_client_ip(scope, services.trusted_proxies)
         trusted = in_networks(parse_ip(ip), services.local_networks)
         authenticator = services.domains.get("auth")
@@ -239,7 +247,12 @@ def _install_remote_routes(services: Services, fed: Any, catalog: Any) -> None:
         audit = services.domains.get("audit")
         if audit is not None:
             await audit.record(
-                "access.denied", actor=actor, target=target[:512], ip=ip, details={"federated": True, **details}, success=False
+                "access.denied",
+                actor=actor,
+                target=target[:512],
+                ip=ip,
+                details={"federated": True, **details},
+                success=False,
             )
 
     fed.route_handler = OwnerRouteHandler(

@@ -135,7 +135,7 @@ class Verifier:
     def _expire(self, now: float) -> None:
         seen = self._seen
         while seen:
-            token, until = next(iter(seen.items()))
+            _token, until = next(iter(seen.items()))
             if until >= now - self.max_skew:
                 break
             seen.popitem(last=False)

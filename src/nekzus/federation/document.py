@@ -59,7 +59,8 @@ class CatalogDocument:
         wanted = {prefix + app_id: json.dumps(value, sort_keys=True) for app_id, value in entries.items()}
         changed = False
         with self.doc.transaction():
-            for key in [k for k in self.apps.keys() if k.startswith(prefix)]:
+            stale = [k for k in list(self.apps.keys()) if k.startswith(prefix)]
+            for key in stale:
                 if key not in wanted:
                     del self.apps[key]
                     changed = True

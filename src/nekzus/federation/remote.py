@@ -1,13 +1,14 @@
 """Remote routes: `/apps/<app>/…` of an app owned by another instance, proxied over the federation channel.
 
-Caller side (`RemoteRouteDispatch`): wraps the local reverse proxy. A request whose path matches no local route
-but a replicated remote route is authenticated here as usual (token, API key or trusted network), then sent to
-the owner's federation port with the caller's identity and scopes in a header the request signature covers.
+Caller side (`RemoteRouteDispatch`): wraps the local reverse proxy. A request whose path matches no local
+route but a replicated remote route is authenticated here as usual (token, API key or trusted network),
+then sent to the owner's federation port with the caller's identity and scopes in a header the request
+signature covers.
 
-Owner side (`OwnerRouteHandler`): verifies the signature (a joined peer holding the cluster secret), then judges
-the asserted identity against its own route's scopes exactly like a local credential; a federated request is
-never a trusted local caller. Only then is the request proxied to the upstream. HTTP (streamed both ways, so
-SSE works) and WebSocket.
+Owner side (`OwnerRouteHandler`): verifies the signature (a joined peer holding the cluster secret), then
+judges the asserted identity against its own route's scopes exactly like a local credential; a federated
+request is never a trusted local caller. Only then is the request proxied to the upstream. HTTP (streamed
+both ways, so SSE works) and WebSocket.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ _HOP = frozenset(
 )
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _CREDENTIALS = frozenset({"authorization", "x-api-key", "x_api_key"})
-_OUR_HEADERS = frozenset(h.lower() for h in (crypto.H_PEER, crypto.H_TIME, crypto.H_NONCE, crypto.H_SIG, crypto.H_IDENTITY))
+_OUR_HEADERS = frozenset(
+    h.lower() for h in (crypto.H_PEER, crypto.H_TIME, crypto.H_NONCE, crypto.H_SIG, crypto.H_IDENTITY)
+)
 _WS_HANDSHAKE = frozenset(
     {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept"}
 )
@@ -81,10 +84,16 @@ def _json_error(status: int, code: str, message: str) -> tuple[int, list[tuple[b
     import json
 
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    return status, [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())], body
+    return (
+        status,
+        [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        body,
+    )
 
 
-Authenticate = Callable[[dict[str, Any]], Awaitable[tuple[dict[str, Any] | None, tuple[int, str, str] | None]]]
+Authenticate = Callable[
+    [dict[str, Any]], Awaitable[tuple[dict[str, Any] | None, tuple[int, str, str] | None]]
+]
 
 
 class RemoteRouteDispatch:
@@ -158,7 +167,9 @@ class RemoteRouteDispatch:
         else:
             await self._http(route, scope, receive, send)
 
-    async def _identity(self, route: RemoteRoute, scope: dict[str, Any]) -> tuple[str, tuple[int, str, str] | None]:
+    async def _identity(
+        self, route: RemoteRoute, scope: dict[str, Any]
+    ) -> tuple[str, tuple[int, str, str] | None]:
         identity, denied = await self.authenticate(scope)
         if denied is not None and not route.public:
             return "", denied
@@ -183,7 +194,9 @@ class RemoteRouteDispatch:
             url += "?" + query.decode("latin-1")
         return url, PREFIX + "/route" + scope["path"], peer.fingerprint
 
-    def _forward_headers(self, scope: dict[str, Any], identity: str, signed: dict[str, str]) -> dict[str, str]:
+    def _forward_headers(
+        self, scope: dict[str, Any], identity: str, signed: dict[str, str]
+    ) -> dict[str, str]:
         out: dict[str, str] = {}
         host = ""
         for raw_name, raw_value in scope["headers"]:
@@ -213,7 +226,9 @@ class RemoteRouteDispatch:
             return
         target = self._target(route, scope, ws=False)
         if target is None:
-            await _send_plain(send, *_json_error(502, "PEER_UNAVAILABLE", "The instance owning this app is offline"))
+            await _send_plain(
+                send, *_json_error(502, "PEER_UNAVAILABLE", "The instance owning this app is offline")
+            )
             return
         url, signed_path, fingerprint = target
         method = scope.get("method", "GET")
@@ -246,7 +261,8 @@ class RemoteRouteDispatch:
                 out = [
                     (k.lower(), v)
                     for k, v in resp.raw_headers
-                    if k.decode("latin-1").lower() not in _HOP and k.decode("latin-1").lower() not in _OUR_HEADERS
+                    if k.decode("latin-1").lower() not in _HOP
+                    and k.decode("latin-1").lower() not in _OUR_HEADERS
                 ]
                 out.append((b"x-nekzus-federated-from", route.origin.encode()))
                 await send({"type": "http.response.start", "status": resp.status, "headers": out})
@@ -254,10 +270,14 @@ class RemoteRouteDispatch:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except aiohttp.ServerFingerprintMismatch:
-            await _send_plain(send, *_json_error(502, "PEER_UNTRUSTED", "The owning instance's certificate changed"))
+            await _send_plain(
+                send, *_json_error(502, "PEER_UNTRUSTED", "The owning instance's certificate changed")
+            )
         except (aiohttp.ClientError, OSError, TimeoutError):
             with contextlib.suppress(Exception):
-                await _send_plain(send, *_json_error(502, "PEER_UNAVAILABLE", "The owning instance did not answer"))
+                await _send_plain(
+                    send, *_json_error(502, "PEER_UNAVAILABLE", "The owning instance did not answer")
+                )
 
     async def _websocket(self, route: RemoteRoute, scope: dict[str, Any], receive: Any, send: Any) -> None:
         message = await receive()
@@ -376,7 +396,10 @@ class OwnerRouteHandler:
             if not self.allowed(held, required):
                 actor = f"{identity.get('via', '')}:{identity.get('kind', '')}:{identity.get('id', '')}"
                 await self.audit_denied(
-                    actor, path, str(identity.get("ip") or request.remote or ""), {"required": required, "appId": spec.app_id}
+                    actor,
+                    path,
+                    str(identity.get("ip") or request.remote or ""),
+                    {"required": required, "appId": spec.app_id},
                 )
                 return _error(403, "FORBIDDEN", f"Missing required scope: {', '.join(required)}")
         target = _upstream_url(spec, path, request.query_string)
@@ -404,7 +427,7 @@ class OwnerRouteHandler:
                 yarl.URL(target, encoded=True),
                 headers=self._headers(request),
                 data=request.content if request.body_exists else None,
-                ssl=False if spec.tls_skip_verify else None,
+                ssl=not spec.tls_skip_verify,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300),
             ) as upstream:
@@ -422,18 +445,24 @@ class OwnerRouteHandler:
 
     async def _websocket(self, request: web.Request, target: str, spec: Any) -> web.StreamResponse:
         ws_target = "ws" + target[4:] if target.startswith("http") else target
-        protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        protocols = [
+            p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()
+        ]
         try:
             upstream = await self.federation.session.ws_connect(
                 yarl.URL(ws_target, encoded=True),
-                headers={k: v for k, v in self._headers(request).items() if k.lower() != "sec-websocket-protocol"},
+                headers={
+                    k: v for k, v in self._headers(request).items() if k.lower() != "sec-websocket-protocol"
+                },
                 protocols=protocols,
-                ssl=False if spec.tls_skip_verify else None,
+                ssl=not spec.tls_skip_verify,
                 max_msg_size=16 * 1024 * 1024,
             )
         except (aiohttp.ClientError, OSError, TimeoutError):
             return _error(502, "BAD_GATEWAY", "The upstream service did not accept the WebSocket")
-        client = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (), max_msg_size=0)
+        client = web.WebSocketResponse(
+            protocols=(upstream.protocol,) if upstream.protocol else (), max_msg_size=0
+        )
         await client.prepare(request)
 
         async def up() -> None:

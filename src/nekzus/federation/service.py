@@ -106,7 +106,11 @@ class FederationMetrics:
             "federation_sync_duration_seconds", "Catalog sync duration", namespace=ns, registry=registry
         )
         self.messages_sent_total = Counter(
-            "federation_messages_sent_total", "Federation messages sent", ("type",), namespace=ns, registry=registry
+            "federation_messages_sent_total",
+            "Federation messages sent",
+            ("type",),
+            namespace=ns,
+            registry=registry,
         )
         self.messages_received_total = Counter(
             "federation_messages_received_total",
@@ -228,7 +232,9 @@ class FederationService:
         self._refresh_view(announce=False)
         self.spawn(self._publisher(), "federation-publish")
         self.spawn(self._membership_loop(), "federation-membership")
-        self.spawn(self._periodic(self.config.sync.anti_entropy_period, "anti_entropy"), "federation-anti-entropy")
+        self.spawn(
+            self._periodic(self.config.sync.anti_entropy_period, "anti_entropy"), "federation-anti-entropy"
+        )
         self.spawn(self._periodic(self.config.sync.full_sync_interval, "periodic"), "federation-full-sync")
         self.catalog_changed()
 
@@ -414,7 +420,8 @@ class FederationService:
             if app_id in seen:
                 continue
             seen.add(app_id)
-            app = value.get("app") if isinstance(value.get("app"), dict) else {}
+            raw_app = value.get("app")
+            app: dict[str, Any] = raw_app if isinstance(raw_app, dict) else {}
             tags = [t for t in app.get("tags") or [] if isinstance(t, str)]
             if "federated" not in tags:
                 tags.append("federated")
@@ -429,7 +436,11 @@ class FederationService:
                 "origin": {"peerId": origin, "peerName": self.peer_name(origin)},
             }
             route = value.get("route")
-            if self.config.allow_remote_routes and isinstance(route, dict) and isinstance(route.get("pathBase"), str):
+            if (
+                self.config.allow_remote_routes
+                and isinstance(route, dict)
+                and isinstance(route.get("pathBase"), str)
+            ):
                 item["proxyPath"] = route["pathBase"]
                 item["url"] = base_url.rstrip("/") + route["pathBase"]
             out.append(item)
@@ -495,7 +506,14 @@ class FederationService:
         self.metrics.peers_active.set(len(self.online_peers()))
 
     async def _seen(
-        self, peer_id: str, *, name: str, address: str, gossip_addr: str, fingerprint: str | None, meta: dict[str, Any]
+        self,
+        peer_id: str,
+        *,
+        name: str,
+        address: str,
+        gossip_addr: str,
+        fingerprint: str | None,
+        meta: dict[str, Any],
     ) -> Peer:
         """Record that an authenticated peer was heard from."""
         now = time.time()
@@ -585,11 +603,13 @@ class FederationService:
         if not isinstance(view, list):
             return
         for item in view[:256]:
-            if isinstance(item, dict):
-                pid, addr = item.get("id"), item.get("gossip_addr")
-                if isinstance(addr, str) and isinstance(pid, str) and pid != self.peer_id:
-                    if pid not in self.peers and pid not in self.removed:
-                        self.add_target(addr)
+            if not isinstance(item, dict):
+                continue
+            pid, addr = item.get("id"), item.get("gossip_addr")
+            if not (isinstance(addr, str) and isinstance(pid, str)) or pid == self.peer_id:
+                continue
+            if pid not in self.peers and pid not in self.removed:
+                self.add_target(addr)
 
     async def _join(self, addr: str) -> None:
         try:
@@ -627,7 +647,9 @@ class FederationService:
         if not peer.gossip_addr or not peer.fingerprint:
             return
         try:
-            reply, _ = await self._call(peer.gossip_addr, "heartbeat", {"peers": self._view()}, peer.fingerprint, peer.id)
+            reply, _ = await self._call(
+                peer.gossip_addr, "heartbeat", {"peers": self._view()}, peer.fingerprint, peer.id
+            )
         except PeerError as exc:
             if exc.status == UNREACHABLE:
                 await self._mark(peer, UNREACHABLE)
@@ -658,7 +680,9 @@ class FederationService:
             their_sv = _unb64(reply.get("sv"))
             missing = self.doc.missing_for(their_sv)
             if len(missing) > EMPTY_UPDATE_LEN:
-                await self._call(peer.gossip_addr, "update", {"update": _b64(missing)}, peer.fingerprint, peer.id)
+                await self._call(
+                    peer.gossip_addr, "update", {"update": _b64(missing)}, peer.fingerprint, peer.id
+                )
         except PeerError as exc:
             self.metrics.sync_errors_total.labels(kind, exc.reason).inc()
             return False
@@ -754,16 +778,22 @@ class FederationService:
     async def authenticate(self, request: web.Request, digest: str, *, joined: bool = True) -> str:
         """The verified sender of a request; refuses (and audits) anything else."""
         try:
-            sender = self.verifier.verify(request.headers, method=request.method, path=request.path, digest=digest)
+            sender = self.verifier.verify(
+                request.headers, method=request.method, path=request.path, digest=digest
+            )
         except crypto.AuthFailure as exc:
-            await self._refused(request.remote or "", request.headers.get(crypto.H_PEER, ""), exc.reason, request.path)
+            await self._refused(
+                request.remote or "", request.headers.get(crypto.H_PEER, ""), exc.reason, request.path
+            )
             raise
         if joined and (sender not in self.peers or sender in self.removed):
             await self._refused(request.remote or "", sender, "not_joined", request.path)
             raise Forbidden("Peer has not joined", code="PEER_NOT_JOINED")
         return sender
 
-    async def _signed(self, request: web.Request, kind: str, *, joined: bool = True) -> tuple[str, dict[str, Any]]:
+    async def _signed(
+        self, request: web.Request, kind: str, *, joined: bool = True
+    ) -> tuple[str, dict[str, Any]]:
         body = await request.read()
         sender = await self.authenticate(request, crypto.body_digest(body), joined=joined)
         self.metrics.messages_received_total.labels(kind).inc()
@@ -831,7 +861,7 @@ class FederationService:
 
     async def _h_sync(self, request: web.Request) -> web.StreamResponse:
         try:
-            sender, payload = await self._signed(request, "sync")
+            _, payload = await self._signed(request, "sync")
         except (crypto.AuthFailure, Forbidden) as exc:
             return self.refusal(exc)
         try:
@@ -856,7 +886,8 @@ class FederationService:
     async def _h_route(self, request: web.Request) -> web.StreamResponse:
         if self.route_handler is None:
             return web.json_response(
-                {"error": {"code": "REMOTE_ROUTES_DISABLED", "message": "Remote routes are disabled"}}, status=403
+                {"error": {"code": "REMOTE_ROUTES_DISABLED", "message": "Remote routes are disabled"}},
+                status=403,
             )
         return await self.route_handler(request)
 
