@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -225,6 +226,15 @@ def test_remote_route_http_websocket_and_scopes_at_owner(
         assert denied.json()["error"]["code"] == "FORBIDDEN"
         assert denied.headers["x-nekzus-federated-from"] == peer_id(a)
         assert cl.get("/apps/remoteecho/x", headers={"X-API-Key": "nekzus_" + "0" * 64}).status_code == 401
+        # Server-sent events stream through both hops without buffering.
+        with cl.stream("GET", "/apps/remoteecho/sse") as sse:
+            assert sse.status_code == 200
+            arrivals = []
+            for line in sse.iter_lines():
+                if line.startswith("data:"):
+                    arrivals.append(time.monotonic())
+            assert len(arrivals) == 4
+            assert arrivals[-1] - arrivals[0] > 0.8  # the first event came long before the last was sent
     # The owner refuses the route request without a valid peer signature (a LAN caller is not trusted).
     direct = httpx.get(
         f"https://127.0.0.1:{a.gossip_port}/federation/v1/route/apps/remoteecho/x",  # type: ignore[attr-defined]
