@@ -20,6 +20,9 @@ class CatalogDocument:
     def __init__(self) -> None:
         self.doc: Doc = Doc()
         self.apps: Map = self.doc.get("apps", type=Map)
+        # Plain-Python mirrors, dropped whenever the document changes (it only changes through this class).
+        self._raw: dict[str, Any] | None = None
+        self._entries: dict[str, dict[str, Any]] | None = None
 
     # -- sync protocol ------------------------------------------------------------------------------
 
@@ -35,14 +38,16 @@ class CatalogDocument:
         return bytes(self.doc.get_update(state_vector))
 
     def apply(self, update: bytes) -> None:
+        self._raw = self._entries = None
         self.doc.apply_update(update)
 
     # -- content ------------------------------------------------------------------------------------
 
     def entries(self) -> dict[str, dict[str, Any]]:
+        if self._entries is not None:
+            return self._entries
         out: dict[str, dict[str, Any]] = {}
-        for key in list(self.apps.keys()):
-            raw = self.apps.get(key)
+        for key, raw in self.raw().items():
             if not isinstance(raw, str):
                 continue
             try:
@@ -51,24 +56,32 @@ class CatalogDocument:
                 continue
             if isinstance(value, dict):
                 out[key] = value
+        self._entries = out
         return out
 
     def publish(self, origin: str, entries: dict[str, dict[str, Any]]) -> bool:
         """Make the keys of `origin` equal `entries` (app id -> description). True if anything changed."""
         prefix = origin + SEP
         wanted = {prefix + app_id: json.dumps(value, sort_keys=True) for app_id, value in entries.items()}
-        changed = False
+        current = self.raw()
+        stale = [k for k in current if k.startswith(prefix) and k not in wanted]
+        fresh = {k: v for k, v in wanted.items() if current.get(k) != v}
+        if not stale and not fresh:
+            return False
+        self._raw = self._entries = None
         with self.doc.transaction():
-            stale = [k for k in list(self.apps.keys()) if k.startswith(prefix)]
             for key in stale:
-                if key not in wanted:
-                    del self.apps[key]
-                    changed = True
-            for key, text in wanted.items():
-                if self.apps.get(key) != text:
-                    self.apps[key] = text
-                    changed = True
-        return changed
+                del self.apps[key]
+            for key, text in fresh.items():
+                self.apps[key] = text
+        return True
+
+    def raw(self) -> dict[str, Any]:
+        """The map as plain Python in one call (per-key access into the document is far slower)."""
+        if self._raw is None:
+            value = self.apps.to_py()
+            self._raw = value if isinstance(value, dict) else {}
+        return self._raw
 
 
 def split_key(key: str) -> tuple[str, str]:

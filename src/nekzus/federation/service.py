@@ -662,23 +662,27 @@ class FederationService:
     async def _periodic(self, period: float, kind: str) -> None:
         while self.running:
             await asyncio.sleep(period)
-            await self.sync_all(kind)
+            await self.sync_all(kind, full=kind == "periodic")
 
-    async def sync_all(self, kind: str = "manual") -> dict[str, Any]:
+    async def sync_all(self, kind: str = "manual", *, full: bool = False) -> dict[str, Any]:
         peers = self.online_peers()
-        results = await asyncio.gather(*(self.sync_with(p, kind) for p in peers))
+        results = await asyncio.gather(*(self.sync_with(p, kind, full=full) for p in peers))
         return {"peers": len(peers), "succeeded": sum(1 for ok in results if ok)}
 
-    async def sync_with(self, peer: Peer, kind: str) -> bool:
-        """Two-way state-vector exchange: pull what we lack, then push what the peer lacks."""
+    async def sync_with(self, peer: Peer, kind: str, *, full: bool = False) -> bool:
+        """Two-way state-vector exchange: pull what we lack, then push what the peer lacks.
+
+        A full sync ignores state vectors and exchanges whole documents (applying known parts is a no-op).
+        """
         started = time.perf_counter()
         try:
+            mine = b"" if full else self.doc.state_vector()
             reply, _ = await self._call(
-                peer.gossip_addr, "sync", {"sv": _b64(self.doc.state_vector())}, peer.fingerprint, peer.id
+                peer.gossip_addr, "sync", {"sv": _b64(mine)}, peer.fingerprint, peer.id
             )
             self._apply_remote(_unb64(reply.get("update")))
             their_sv = _unb64(reply.get("sv"))
-            missing = self.doc.missing_for(their_sv)
+            missing = self.doc.snapshot() if full else self.doc.missing_for(their_sv)
             if len(missing) > EMPTY_UPDATE_LEN:
                 await self._call(
                     peer.gossip_addr, "update", {"update": _b64(missing)}, peer.fingerprint, peer.id
