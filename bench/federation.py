@@ -22,10 +22,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from websockets.sync.client import connect  # noqa: E402
-
-from tests.federation.conftest import apps, fed_server, peers, wait_for  # noqa: E402
-from tests.nekzus_server import NekzusServer, free_port  # noqa: E402
+from tests.federation.conftest import apps, fed_server, peers, wait_for
+from tests.nekzus_server import NekzusServer, free_port
+from websockets.sync.client import connect
 
 
 class Tap:
@@ -65,7 +64,7 @@ class Tap:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
