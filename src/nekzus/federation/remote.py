@@ -379,7 +379,7 @@ class OwnerRouteHandler:
         fed = self.federation
         value = request.headers.get(crypto.H_IDENTITY, "")
         try:
-            await fed.authenticate(request, crypto.identity_digest(value))
+            sender = await fed.authenticate(request, crypto.identity_digest(value))
         except Exception as exc:
             return fed.refusal(exc)
         fed.metrics.messages_received_total.labels("route").inc()
@@ -394,7 +394,8 @@ class OwnerRouteHandler:
                 return _error(401, "UNAUTHORIZED", "Authentication required")
             required = list(spec.scopes) or self.default_scopes
             if not self.allowed(held, required):
-                actor = f"{identity.get('via', '')}:{identity.get('kind', '')}:{identity.get('id', '')}"
+                # The peer is the one the signature proved, not whatever the assertion claims.
+                actor = f"{sender}:{identity.get('kind', '')}:{identity.get('id', '')}"
                 await self.audit_denied(
                     actor,
                     path,
