@@ -120,13 +120,23 @@ def install(api: FastAPI, services: Services) -> None:
         """What this instance publishes: its apps and, for routed ones, what peers need to proxy them."""
         if catalog is None:
             return {}
+        # One pass over the routes (first by path per app), so publishing stays linear in the catalog size.
+        first_route: dict[str, Any] = {}
+        for route in catalog.sorted_routes():
+            first_route.setdefault(route.app_id, route)
         out: dict[str, dict[str, Any]] = {}
         for app in catalog.sorted_apps():
-            data = catalog.app_json(app)
-            for key in ("url", "proxyPath", "lastHealthCheck", "faviconURL"):
-                data.pop(key, None)
+            state = catalog.health.get(app.id)
+            data: dict[str, Any] = {
+                "id": app.id,
+                "name": app.name,
+                "icon": app.icon,
+                "tags": list(app.tags),
+                "endpoints": dict(app.endpoints),
+                "healthStatus": state.status if state is not None else "unknown",
+            }
             entry: dict[str, Any] = {"app": data}
-            route = catalog.route_for_app(app.id)
+            route = first_route.get(app.id)
             if route is not None and route.path_routed:
                 entry["route"] = {
                     "pathBase": route.path_base,

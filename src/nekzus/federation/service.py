@@ -344,7 +344,8 @@ class FederationService:
                 await self._publish_local()
             except Exception:
                 log.exception("publishing the local catalog failed")
-            await asyncio.sleep(0.05)
+            # Coalesce bursts (a bulk import is one publish every few hundred ms, not one per app).
+            await asyncio.sleep(0.1)
 
     async def _publish_local(self) -> None:
         before = self.doc.state_vector()
