@@ -22,9 +22,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import yaml
 from tests.federation.conftest import apps, fed_server, peers, wait_for
 from tests.nekzus_server import NekzusServer, free_port
-import yaml
 from websockets.sync.client import connect
 
 
