@@ -24,6 +24,7 @@ from tests.nekzus_server import NekzusServer, free_port
 from tests.proxy.conftest import Upstream
 from websockets.sync.client import connect
 
+from nekzus.api.scopes import undeclared
 from nekzus.federation import crypto
 
 pytestmark = pytest.mark.timeout(180)
@@ -83,6 +84,15 @@ def test_membership_status_and_metrics(cluster: list[NekzusServer]) -> None:
         metrics = cl.get("/metrics").text
         assert "nekzus_federation_peers_active 2.0" in metrics
         assert "nekzus_federation_messages_sent_total" in metrics
+
+
+def test_federation_operations_declare_their_scopes(cluster: list[NekzusServer]) -> None:
+    with cluster[0].client() as cl:
+        schema = cl.get("/api/v1/openapi.json").json()
+    assert undeclared(schema) == []
+    paths = schema["paths"]
+    assert paths["/api/v1/federation/peers/{peer_id}"]["delete"]["x-required-scopes"] == ["access:admin"]
+    assert paths["/api/v1/federation/sync"]["post"]["x-required-scopes"] == ["write:*"]
 
 
 def test_add_and_delete_propagate(cluster: list[NekzusServer], upstream: Upstream) -> None:

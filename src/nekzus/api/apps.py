@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
+from nekzus.federation import FEDERATION
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
 
@@ -43,9 +44,8 @@ class AppOut(BaseModel):
 )
 async def list_apps(request: Request) -> list[dict[str, Any]]:
     services = services_of(request)
-    catalog = services.domains["catalog"]
-    result: list[dict[str, Any]] = await catalog.list_apps()
-    federation = services.domains.get("federation")
+    result: list[dict[str, Any]] = await services.domains.catalog.list_apps()
+    federation = services.domains.features.get(FEDERATION)
     if federation is not None:
         # Apps other instances publish, unless an app with the same id exists here.
         result.extend(federation.remote_apps({a["id"] for a in result}, services.base_url))
@@ -60,11 +60,11 @@ async def list_apps(request: Request) -> list[dict[str, Any]]:
 )
 async def favicon(app_id: str, request: Request) -> Response:
     services = services_of(request)
-    catalog = services.domains["catalog"]
+    catalog = services.domains.catalog
     route = catalog.route_for_app(app_id)
     if route is None:
         raise ApiError(404, "APP_NOT_FOUND", f"App {app_id!r} not found")
-    icon = await services.domains["favicons"].get(app_id, route)
+    icon = await services.domains.favicons.get(app_id, route)
     if icon is None:
         raise ApiError(404, "FAVICON_NOT_FOUND", "Favicon not available")
     return Response(
@@ -81,7 +81,4 @@ async def favicon(app_id: str, request: Request) -> Response:
 
 
 def install(api: FastAPI, services: Services) -> None:
-    from nekzus.catalog.favicons import FaviconFetcher
-
-    services.domains["favicons"] = FaviconFetcher()
     api.include_router(router)

@@ -17,9 +17,12 @@ from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
 from nekzus.auth.principal import ADMIN, AuthError, Principal, scopes_satisfied
+from nekzus.catalog.service import CatalogService
 from nekzus.errors import Unavailable
+from nekzus.federation import FEDERATION
+from nekzus.federation.service import FederationService
 from nekzus.health import ComponentHealth, Status
-from nekzus.http.clientip import in_networks, parse_ip, resolve_client_ip
+from nekzus.http.clientip import resolve_client_ip
 from nekzus.services import Services
 
 log = logging.getLogger("nekzus.federation")
@@ -27,8 +30,8 @@ log = logging.getLogger("nekzus.federation")
 router = APIRouter(prefix="/api/v1/federation", tags=["federation"], responses=ERROR_RESPONSES)
 
 
-def _fed(request: Request) -> Any:
-    return services_of(request).domains["federation"]
+def _fed(request: Request) -> FederationService:
+    return services_of(request).domains.features.require(FEDERATION)
 
 
 @router.get(
@@ -110,16 +113,12 @@ def install(api: FastAPI, services: Services) -> None:
     if not cfg.enabled:
         api.include_router(_disabled_router())
         return
-    from nekzus.federation.service import FederationService
-
-    catalog = services.domains.get("catalog")
-    audit = services.domains.get("audit")
+    catalog = services.domains.catalog
+    audit = services.domains.audit
     listen_host = services.config.server.addr.rpartition(":")[0].strip("[]")
 
     def local_apps() -> dict[str, dict[str, Any]]:
         """What this instance publishes: its apps and, for routed ones, what peers need to proxy them."""
-        if catalog is None:
-            return {}
         # One pass over the routes (first by path per app), so publishing stays linear in the catalog size.
         first_route: dict[str, Any] = {}
         for route in catalog.sorted_routes():
@@ -136,13 +135,13 @@ def install(api: FastAPI, services: Services) -> None:
                 "healthStatus": state.status if state is not None else "unknown",
             }
             entry: dict[str, Any] = {"app": data}
-            route = first_route.get(app.id)
-            if route is not None and route.path_routed:
+            routed = first_route.get(app.id)
+            if routed is not None and routed.path_routed:
                 entry["route"] = {
-                    "pathBase": route.path_base,
-                    "publicAccess": route.public_access,
-                    "websocket": route.websocket,
-                    "scopes": list(route.scopes),
+                    "pathBase": routed.path_base,
+                    "publicAccess": routed.public_access,
+                    "websocket": routed.websocket,
+                    "scopes": list(routed.scopes),
                 }
             out[app.id] = entry
         return out
@@ -154,25 +153,24 @@ def install(api: FastAPI, services: Services) -> None:
         registry=services.metrics.registry,
         spawn=services.spawn,
         local_apps=local_apps,
-        audit=audit.record if audit is not None else None,
+        audit=audit.record,
         listen_host=listen_host,
         api_address=services.base_url,
         cert_paths=_cert_paths(services),
         peer_timeout=cfg.peer_timeout,
     )
-    services.domains["federation"] = fed
+    services.domains.features.provide(FEDERATION, fed)
     if "federation" not in services.capabilities:
         services.capabilities.append("federation")
 
-    if cfg.allow_remote_routes and catalog is not None:
+    if cfg.allow_remote_routes:
         _install_remote_routes(services, fed, catalog)
 
     discovery: list[Any] = []
 
     async def start() -> None:
         await fed.start(services.nexus_id)
-        if catalog is not None:
-            catalog.on_change(fed.catalog_changed)
+        catalog.on_change(fed.catalog_changed)
         if cfg.mdns_enabled:
             from nekzus.federation.mdns import PeerDiscovery
 
@@ -210,7 +208,7 @@ def install(api: FastAPI, services: Services) -> None:
     api.include_router(router)
 
 
-def _install_remote_routes(services: Services, fed: Any, catalog: Any) -> None:
+def _install_remote_routes(services: Services, fed: FederationService, catalog: CatalogService) -> None:
     """Wrap the reverse proxy: remote apps not served locally go to their owner (no change to the proxy)."""
     from nekzus.federation.remote import OwnerRouteHandler, RemoteRouteDispatch, match_prefix
 
@@ -218,16 +216,11 @@ def _install_remote_routes(services: Services, fed: Any, catalog: Any) -> None:
         scope: dict[str, Any],
     ) -> tuple[dict[str, Any] | None, tuple[int, str, str] | None]:
         ip = resolve_client_ip(scope, services.trusted_proxies)
-        trusted = in_networks(parse_ip(ip), services.local_networks)
-        authenticator = services.domains.get("auth")
         principal: Principal | None = None
-        if authenticator is not None:
-            try:
-                principal = await authenticator.authenticate(Headers(raw=scope["headers"]), ip)
-            except AuthError as exc:
-                return None, (exc.status, exc.code, exc.message)
-        elif trusted:
-            principal = Principal("trusted", "local", frozenset({ADMIN}), name="local")
+        try:
+            principal = await services.domains.auth.authenticate(Headers(raw=scope["headers"]), ip)
+        except AuthError as exc:
+            return None, (exc.status, exc.code, exc.message)
         if principal is None:
             return None, None
         if principal.kind == "bootstrap":
@@ -254,16 +247,14 @@ def _install_remote_routes(services: Services, fed: Any, catalog: Any) -> None:
         return match_prefix(table, path)
 
     async def audit_denied(actor: str, target: str, ip: str, details: dict[str, Any]) -> None:
-        audit = services.domains.get("audit")
-        if audit is not None:
-            await audit.record(
-                "access.denied",
-                actor=actor,
-                target=target[:512],
-                ip=ip,
-                details={"federated": True, **details},
-                success=False,
-            )
+        await services.domains.audit.record(
+            "access.denied",
+            actor=actor,
+            target=target[:512],
+            ip=ip,
+            details={"federated": True, **details},
+            success=False,
+        )
 
     fed.route_handler = OwnerRouteHandler(
         fed,

@@ -18,8 +18,8 @@ SEP = "/"
 
 class CatalogDocument:
     def __init__(self) -> None:
-        self.doc: Doc = Doc()
-        self.apps: Map = self.doc.get("apps", type=Map)
+        self.doc: Doc[Any] = Doc()
+        self.apps: Map[Any] = self.doc.get("apps", type=Map)
         # Plain-Python mirrors, dropped whenever the document changes (it only changes through this class).
         self._raw: dict[str, Any] | None = None
         self._entries: dict[str, dict[str, Any]] | None = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -337,14 +337,25 @@ async def _pump_asgi(upstream: aiohttp.ClientWebSocketResponse, receive: Any, se
         with contextlib.suppress(Exception):
             await send({"type": "websocket.close", "code": upstream.close_code or 1000})
 
-    tasks = [asyncio.ensure_future(client_to_upstream()), asyncio.ensure_future(upstream_to_client())]
+    try:
+        await until_first_ends(client_to_upstream(), upstream_to_client())
+    finally:
+        await upstream.close()
+
+
+async def until_first_ends(*pumps: Coroutine[Any, Any, None]) -> None:
+    """Run the directions of a tunnel until one ends, then stop the others.
+
+    The tasks are scoped to the one request that awaits them here (never outliving it), so they are not
+    background work for the spawn helper.
+    """
+    tasks = [asyncio.ensure_future(p) for p in pumps]  # noqa: TID251 - request-scoped, awaited below
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await upstream.close()
 
 
 async def _send_plain(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -484,13 +495,9 @@ class OwnerRouteHandler:
                 else:
                     break
 
-        tasks = [asyncio.ensure_future(up()), asyncio.ensure_future(down())]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await until_first_ends(up(), down())
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             await upstream.close()
             await client.close()
         return client

@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,17 @@ from nekzus.store import Database
 
 log = logging.getLogger("nekzus.federation")
 
-PEER_JOINED = "peer_joined"
-PEER_LEFT = "peer_left"
-PEER_ONLINE = "peer_online"
-PEER_OFFLINE = "peer_offline"
-SERVICE_ADDED = "federation_service_added"
-SERVICE_REMOVED = "federation_service_removed"
+
+class FederationEvent(StrEnum):
+    """Federation's events on the bus (and the WebSocket message `type` clients receive)."""
+
+    PEER_JOINED = "peer_joined"
+    PEER_LEFT = "peer_left"
+    PEER_ONLINE = "peer_online"
+    PEER_OFFLINE = "peer_offline"
+    SERVICE_ADDED = "federation_service_added"
+    SERVICE_REMOVED = "federation_service_removed"
+
 
 ONLINE = "online"
 OFFLINE = "offline"
@@ -383,12 +389,12 @@ class FederationService:
         self._count_services()
         if announce:
             for key in view.keys() - old.keys():
-                self.bus.emit(SERVICE_ADDED, self._event_data(key, view[key]))
+                self.bus.emit(FederationEvent.SERVICE_ADDED, self._event_data(key, view[key]))
             for key in old.keys() - view.keys():
-                self.bus.emit(SERVICE_REMOVED, self._event_data(key, old[key]))
+                self.bus.emit(FederationEvent.SERVICE_REMOVED, self._event_data(key, old[key]))
             for key in view.keys() & old.keys():
                 if view[key] != old[key]:
-                    self.bus.emit(SERVICE_ADDED, self._event_data(key, view[key]))
+                    self.bus.emit(FederationEvent.SERVICE_ADDED, self._event_data(key, view[key]))
         if view != old:
             for callback in self.on_catalog_change:
                 callback()
@@ -477,7 +483,7 @@ class FederationService:
             await session.execute(delete(PeerRow).where(PeerRow.id == peer_id))
             await session.commit()
         self._update_active()
-        self.bus.emit(PEER_LEFT, {"peer_id": peer_id, "name": peer.name})
+        self.bus.emit(FederationEvent.PEER_LEFT, {"peer_id": peer_id, "name": peer.name})
         for callback in self.on_catalog_change:
             callback()
 
@@ -546,9 +552,9 @@ class FederationService:
         self._update_active()
         data = {"peer_id": peer_id, "name": peer.name, "address": peer.address}
         if joined:
-            self.bus.emit(PEER_JOINED, data)
+            self.bus.emit(FederationEvent.PEER_JOINED, data)
         if was != ONLINE:
-            self.bus.emit(PEER_ONLINE, data)
+            self.bus.emit(FederationEvent.PEER_ONLINE, data)
             if peer.fingerprint:
                 # Back from a partition or a restart: exchange everything missed (anti-entropy).
                 self.spawn(self.sync_with(peer, "rejoin"), "federation-sync")
@@ -563,7 +569,8 @@ class FederationService:
         await self._save_peer(peer)
         self._update_active()
         if was == ONLINE:
-            self.bus.emit(PEER_OFFLINE, {"peer_id": peer.id, "name": peer.name, "status": status})
+            data = {"peer_id": peer.id, "name": peer.name, "status": status}
+            self.bus.emit(FederationEvent.PEER_OFFLINE, data)
 
     async def _membership_loop(self) -> None:
         # Checked at least twice per timeout so a silent peer turns offline within 1.5 x peer_timeout.
