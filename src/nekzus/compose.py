@@ -39,7 +39,6 @@ log = logging.getLogger("nekzus")
 # removes its entry; while it is listed, enabling the section logs a start-up warning naming it.
 UNBUILT_SECTIONS: tuple[str, ...] = (
     "backup",
-    "federation",
 )
 
 

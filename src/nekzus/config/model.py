@@ -317,6 +317,8 @@ class DockerDiscoveryConfig(Section):
 class MdnsDiscoveryConfig(Section):
     enabled: bool = False
     scan_interval: Duration = 60.0
+    # Interface addresses mDNS may use (empty: all); also used by federation peer discovery.
+    interfaces: StrList = Field(default_factory=list)
     services: StrList = Field(
         default_factory=lambda: [
             "_http._tcp",
@@ -406,6 +408,8 @@ class FederationConfig(Section):
     bootstrap_peers: StrList = Field(default_factory=list)
     sync: FederationSyncConfig = Field(default_factory=FederationSyncConfig)
     allow_remote_routes: bool = False
+    # A peer not heard from for this long is offline (checked at least every peer_timeout / 2).
+    peer_timeout: Duration = Field(default=30.0, ge=1.0)
 
     @model_validator(mode="after")
     def _secret(self) -> FederationConfig:
