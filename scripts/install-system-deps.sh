@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=()
 case "${1:-test}" in
-  test) packages=(docker.io) ;;
+  test) packages=(docker.io chromium fonts-dejavu-core) ;;
   bench) packages=(nginx caddy wrk) ;;
   *) echo "usage: $0 [test|bench]" >&2; exit 2 ;;
 esac

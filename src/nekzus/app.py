@@ -51,6 +51,7 @@ FEATURES: list[str] = [
     "nekzus.api.discovery",
     "nekzus.api.export",
     "nekzus.config.reload",
+    "nekzus.api.ui",
     "nekzus.api.disabled",  # last: answers for features that are switched off
 ]
 

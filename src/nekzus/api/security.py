@@ -14,6 +14,8 @@ from nekzus.api.deps import client_ip, services_of
 from nekzus.auth.principal import ADMIN, AuthError, Principal
 from nekzus.http.clientip import in_networks, parse_ip
 from nekzus.http.errors import ApiError
+from nekzus.services import Services
+from nekzus.ui.sessions import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
 
 
 async def current_principal(request: Request) -> Principal | None:
@@ -27,7 +29,11 @@ async def current_principal(request: Request) -> Principal | None:
     principal: Principal | None
     if authenticator is not None:
         try:
-            principal = await authenticator.authenticate(request.headers, ip)
+            token = _session_token(request, services)
+            if token is not None:
+                principal = await authenticator.authenticate_token(token, ip)
+            else:
+                principal = await authenticator.authenticate(request.headers, ip)
         except AuthError as exc:
             raise ApiError(exc.status, exc.code, exc.message) from None
     elif in_networks(parse_ip(ip), services.local_networks):
@@ -36,6 +42,29 @@ async def current_principal(request: Request) -> Principal | None:
         principal = None
     request.state.principal = principal
     return principal
+
+
+def _session_token(request: Request, services: Services) -> str | None:
+    """The dashboard's session cookie, used only when the request carries no header credential.
+
+    The cookie maps (server-side) to the user token issued at sign-in. A cookie alone must never be
+    enough to change anything: every mutation also needs the session's CSRF token in `X-CSRF-Token`,
+    which a cross-site page cannot read.
+    """
+    store = services.domains.get("ui_sessions")
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if store is None or not session_id:
+        return None
+    if "authorization" in request.headers or "x-api-key" in request.headers:
+        return None
+    # Background polling (marked by the page) must not keep an idle session alive.
+    session = store.get(session_id, touch="x-nekzus-background" not in request.headers)
+    if session is None:
+        raise ApiError(401, "SESSION_EXPIRED", "Your session has ended, please sign in again")
+    if request.method not in SAFE_METHODS and not store.csrf_ok(session, request.headers.get(CSRF_HEADER)):
+        raise ApiError(403, "CSRF_TOKEN_INVALID", "Missing or invalid CSRF token")
+    token: str = session.token
+    return token
 
 
 def require(*scopes: str, strict: bool = False) -> Callable[[Request], Awaitable[Principal]]:

@@ -486,6 +486,16 @@ class Hub:
         except Exception:
             log.debug("client left before auth_failed was sent")
 
+    def _session_token(self, ws: WebSocket) -> str:
+        """A dashboard page authenticates its socket with its session cookie (sent on the upgrade, which
+        `serve` already limited to our own origins) instead of a token its scripts cannot see."""
+        store = self.services.domains.get("ui_sessions")
+        session_id = ws.cookies.get("nekzus_session")
+        if store is None or not session_id:
+            return ""
+        session = store.get(session_id, touch=False)
+        return str(session.token) if session is not None else ""
+
     async def _authenticate(self, ws: WebSocket, ip: str) -> Principal | None:
         try:
             message = await asyncio.wait_for(ws.receive(), self.auth_timeout)
@@ -521,6 +531,8 @@ class Hub:
             await self._fail(ws, "token must be a string", "INVALID_TOKEN")
             return None
         token = token.strip()
+        if not token:
+            token = self._session_token(ws)
         principal: Principal | None
         authenticator = self.services.domains.get("auth")
         try:
