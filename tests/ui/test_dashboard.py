@@ -90,7 +90,10 @@ def test_shell_headers_csp_and_hashed_assets(server: NekzusServer) -> None:
         for name in assets:
             res = c.get("/ui/assets/" + name)
             assert res.status_code == 200
-            assert "immutable" in res.headers["cache-control"] and "max-age=31536000" in res.headers["cache-control"]
+            assert (
+                "immutable" in res.headers["cache-control"]
+                and "max-age=31536000" in res.headers["cache-control"]
+            )
         assert c.get("/ui/assets/app.000000000000.js").status_code == 404
         # untrusted and without a session: the API refuses
         assert c.get("/api/v1/devices").status_code == 401
@@ -103,9 +106,14 @@ def test_pair_device_through_qr_page_appears_live(page: Any, server: NekzusServe
     show(page, "devices")
     page.get_by_role("button", name="Pair a device").click()
     code_el = page.locator("[data-pair-code]")
-    page.wait_for_function("() => /^[A-Z0-9]{8}$/.test(document.querySelector('[data-pair-code]').textContent)")
+    page.wait_for_function(
+        "() => /^[A-Z0-9]{8}$/.test(document.querySelector('[data-pair-code]').textContent)"
+    )
     code = code_el.inner_text().strip()
-    assert "Code valid for 4:" in page.get_by_role("timer").inner_text() or "5:00" in page.get_by_role("timer").inner_text()
+    assert (
+        "Code valid for 4:" in page.get_by_role("timer").inner_text()
+        or "5:00" in page.get_by_role("timer").inner_text()
+    )
     # the QR on screen encodes this server and this code
     page.wait_for_function("() => document.querySelector('img.qr').naturalWidth > 0")
     png = page.locator("img.qr").screenshot()
@@ -124,7 +132,7 @@ def test_pair_device_through_qr_page_appears_live(page: Any, server: NekzusServe
             json={"device": {"id": "ui-phone-1", "name": "Kitchen Phone", "platform": "android"}},
         )
         assert paired.status_code == 200, paired.text
-        SHARED['phone_token'] = paired.json()["accessToken"]
+        SHARED["phone_token"] = paired.json()["accessToken"]
     page.locator("dialog").get_by_text("paired.").wait_for()
     page.locator("dialog").get_by_role("button", name="Close").click()
     page.locator("tr[data-id='ui-phone-1']").wait_for()  # live, no reload

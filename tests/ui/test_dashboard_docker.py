@@ -22,7 +22,9 @@ def server(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory
     srv = NekzusServer(docker_config(docker_engine), data_dir=tmp_path_factory.mktemp("uidocker"))
     srv.start()
     with srv.client() as c:  # loopback is trusted here: first-run setup needs no token
-        assert c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD}).status_code == 201
+        assert (
+            c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD}).status_code == 201
+        )
     yield srv
     srv.stop()
 
@@ -73,7 +75,8 @@ def test_container_stop_start_live_and_logs_follow(
     )
     try:
         show(page, "containers")
-        row = page.locator(f"tr[data-id='{cid}']")
+        page.get_by_label("Search").fill("ui-ticker")
+        row = page.locator(f"tr[data-id^='{cid[:12]}']")
         row.wait_for()
         row.locator("[data-state='running']").wait_for()
         row.get_by_role("button", name="stop ui-ticker").click()

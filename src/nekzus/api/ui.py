@@ -145,11 +145,15 @@ def install(api: FastAPI, services: Services) -> None:
                     if principal is not None:
                         await auth.revoke_token(principal)
                         await auth.audit(
-                            "auth.logout", actor=principal.id, target=principal.token_id or "",
+                            "auth.logout",
+                            actor=principal.id,
+                            target=principal.token_id or "",
                             ip=client_ip(request),
                         )
                 except Exception:  # noqa: S110 - an already invalid token needs no revoking
                     pass
         response = JSONResponse({"message": "Logged out successfully"})
-        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
+        response.delete_cookie(
+            SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request)
+        )
         return response

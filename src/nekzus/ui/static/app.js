@@ -130,8 +130,11 @@ async function downloadFrom(path, fallbackName, method = "GET", body) {
 }
 
 // ---------- table with search, sort and pagination ----------
+// Search, sort and page survive a live reload of the same table (kept per page view, by label).
+const tableState = new Map();
 function dataTable({ columns, rows, searchable = true, pageSize = 20, empty = "Nothing here yet.", label }) {
-  let query = "", sortKey = null, dir = 1, page = 0;
+  const saved = tableState.get(label) || {};
+  let query = saved.query || "", sortKey = saved.sortKey || null, dir = saved.dir || 1, page = saved.page || 0;
   const wrap = h("div", {});
   const search = searchable ? input("search", { type: "search", placeholder: "Search…" }) : null;
   const body = h("tbody", {});
@@ -141,6 +144,7 @@ function dataTable({ columns, rows, searchable = true, pageSize = 20, empty = "N
   const table = h("table", {}, label ? h("caption", { class: "hidden" }, label) : null, h("thead", {}, headRow), body);
   function value(r, c) { const v = c.value ? c.value(r) : r[c.key]; return v === undefined || v === null ? "" : v; }
   function draw() {
+    tableState.set(label, { query, sortKey, dir, page });
     let data = rows.filter((r) => !query || columns.some((c) => String(value(r, c)).toLowerCase().includes(query)));
     if (sortKey) {
       const c = columns.find((x) => x.key === sortKey);
@@ -162,6 +166,7 @@ function dataTable({ columns, rows, searchable = true, pageSize = 20, empty = "N
     }
   }
   if (search) {
+    search.value = query;
     search.addEventListener("input", () => { query = search.value.toLowerCase(); page = 0; draw(); });
     wrap.append(field("Search", search));
   }
@@ -346,6 +351,7 @@ function buildNav() {
 async function route() {
   if (!state.user) return;
   for (const fn of state.cleanup.splice(0)) { try { fn(); } catch { /* ignore */ } }
+  tableState.clear();
   const name = (location.hash.replace(/^#\//, "").split("?")[0]) || "overview";
   const page = PAGES[name] || PAGES.overview;
   document.querySelectorAll("#nav a").forEach((a) => a.toggleAttribute("aria-current", false));
@@ -615,7 +621,7 @@ PAGES.containers = async (main, title) => {
   });
   const op = (c, action) => h("button", { type: "button", class: "btn small", "aria-label": `${action} ${c.name}`, onclick: (e) => guard(async () => {
     await api("POST", `/api/v1/containers/${encodeURIComponent(c.id)}/${action}`);
-    pending.add(c.id); toast(`${action} requested for ${c.name}`); table.load();
+    pending.add(c.id); toast(`${action[0].toUpperCase() + action.slice(1)} requested for ${c.name}`); table.load();
   }, e.target) }, action[0].toUpperCase() + action.slice(1));
   section(main, title, table.el);
   await table.load();
@@ -892,7 +898,7 @@ PAGES.certificates = async (main, title) => {
   };
   section(main, title, h("div", { class: "row" },
     h("button", { type: "button", class: "btn primary", onclick: generate }, "Generate certificate"),
-    h("button", { type: "button", class: "btn", onclick: (e) => guard(() => downloadFrom("/api/v1/certificates/ca", "nekzus-ca.pem"), e.target) }, "Download local CA")),
+    h("button", { type: "button", class: "btn", onclick: (e) => guard(() => downloadFrom("/api/v1/certificates/ca.pem", "nekzus-ca.pem"), e.target) }, "Download local CA")),
   table.el);
   await table.load();
 };
@@ -901,16 +907,17 @@ PAGES.backups = async (main, title) => {
   const table = region("Backups", async () => {
     const rows = list(await api("GET", "/api/v1/backups"), "backups");
     return dataTable({ label: "Backups", rows, empty: "No backups yet.", columns: [
-      { key: "id", title: "Id" }, { key: "description", title: "Description" }, { key: "createdAt", title: "Created", render: (b) => ago(b.createdAt || b.created_at) },
+      { key: "id", title: "Id" }, { key: "description", title: "Description" }, { key: "createdAt", title: "Created", render: (b) => ago(b.timestamp || b.createdAt || b.created_at) },
       { key: "size", title: "Size", value: (b) => b.size ?? b.sizeBytes ?? "", render: (b) => bytes(b.size ?? b.sizeBytes) },
       { key: "actions", title: "Actions", sort: false, render: (b) => h("div", { class: "row" },
-        h("button", { type: "button", class: "btn small", "aria-label": `Download backup ${b.id}`, onclick: (e) => guard(() => downloadFrom(`/api/v1/backups/${encodeURIComponent(b.id)}/download`, `${b.id}.json`), e.target) }, "Download"),
+        h("button", { type: "button", class: "btn small", "aria-label": `Download backup ${b.id}`, onclick: (e) => guard(() => downloadFrom(`/api/v1/backups/${encodeURIComponent(b.id)}/download`, `${b.id}.tar.gz`), e.target) }, "Download"),
         h("button", { type: "button", class: "btn small", "aria-label": `Restore backup ${b.id}`, onclick: () => restore(b) }, "Restore"),
         h("button", { type: "button", class: "btn small danger", "aria-label": `Delete backup ${b.id}`, onclick: async (e) => { if (await confirmDialog(`Delete backup ${b.id}?`, "Delete")) await guard(async () => { await api("DELETE", `/api/v1/backups/${encodeURIComponent(b.id)}`); table.load(); }, e.target); } }, "Delete")) }] });
   });
   const restore = (b) => {
-    const opts = [["restoreApps", "Apps"], ["restoreRoutes", "Routes"], ["restoreDevices", "Devices"]].map(([k, l]) => [k, l, checkbox(k, k !== "restoreDevices")]);
-    formDialog(`Restore ${b.id}`, [h("p", {}, "Choose what to restore. The current data of those kinds is replaced."), opts.map(([, l, el]) => field(`Restore ${l.toLowerCase()}`, el))], "Restore", async () => {
+    const opts = [["restoreApps", "Apps"], ["restoreRoutes", "Routes"], ["restoreDevices", "Devices"], ["restoreApiKeys", "API keys"],
+      ["restoreUsers", "Users"], ["restoreCertificates", "Certificates"], ["restoreSettings", "Settings"]].map(([k, l]) => [k, l, checkbox(k, true)]);
+    formDialog(`Restore ${b.id}`, [h("p", {}, "Choose what to restore. The current data of those kinds is replaced."), opts.map(([, l, el]) => field(`Restore ${l}`, el))], "Restore", async () => {
       const r = await api("POST", `/api/v1/backups/${encodeURIComponent(b.id)}/restore`, Object.fromEntries(opts.map(([k, , el]) => [k, el.checked])));
       toast((r && r.message) || "Backup restored");
     });
