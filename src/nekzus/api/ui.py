@@ -73,15 +73,19 @@ def install(api: FastAPI, services: Services) -> None:
         return Response(assets.shell(), media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
     @api.get("/ui/assets/{name}", include_in_schema=False)
-    async def asset(name: str) -> Response:
+    async def asset(name: str, request: Request) -> Response:
         found = assets.by_hashed.get(name)
         if found is None:
             raise ApiError(404, "NOT_FOUND", "No such asset")
-        return Response(
-            found.body,
-            media_type=found.media_type,
-            headers={"Cache-Control": ASSET_CACHE, "X-Content-Type-Options": "nosniff"},
-        )
+        headers = {
+            "Cache-Control": ASSET_CACHE,
+            "X-Content-Type-Options": "nosniff",
+            "Vary": "Accept-Encoding",
+        }
+        if "gzip" in request.headers.get("accept-encoding", "") and len(found.gzipped) < len(found.body):
+            headers["Content-Encoding"] = "gzip"
+            return Response(found.gzipped, media_type=found.media_type, headers=headers)
+        return Response(found.body, media_type=found.media_type, headers=headers)
 
     @api.get("/ui/session", include_in_schema=False)
     async def session_status(request: Request) -> Any:

@@ -6,6 +6,7 @@ stale. The HTML shell (never cached) names the current versions.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
@@ -27,6 +28,7 @@ class Asset:
     hashed: str
     body: bytes
     media_type: str
+    gzipped: bytes
 
 
 class AssetTable:
@@ -44,7 +46,8 @@ class AssetTable:
             body = entry.read_bytes()
             digest = hashlib.sha256(body).hexdigest()[:12]
             stem = name[: -len(suffix)]
-            asset = Asset(name, f"{stem}.{digest}{suffix}", body, MEDIA_TYPES[suffix])
+            packed = gzip.compress(body, compresslevel=9, mtime=0)
+            asset = Asset(name, f"{stem}.{digest}{suffix}", body, MEDIA_TYPES[suffix], packed)
             self.by_name[name] = asset
             self.by_hashed[asset.hashed] = asset
         self.shell_template = root.joinpath("index.html").read_text(encoding="utf-8")

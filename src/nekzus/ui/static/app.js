@@ -111,9 +111,11 @@ function stateKind(s) {
   s = String(s || "").toLowerCase();
   if (["running", "healthy", "active", "connected", "completed", "delivered", "online", "success", "succeeded"].includes(s)) return "ok";
   if (["exited", "dead", "unhealthy", "failed", "error", "revoked", "disconnected"].includes(s)) return "bad";
-  if (["pending", "paused", "restarting", "created", "running-job", "unknown"].includes(s)) return "warn";
+  if (["pending", "paused", "restarting", "created", "deploying", "running-job", "unknown"].includes(s)) return "warn";
   return "idle";
 }
+// The endpoints of newer features answer in camelCase or snake_case: read either.
+const pick = (o, ...keys) => { for (const k of keys) if (o && o[k] !== undefined && o[k] !== null) return o[k]; return ""; };
 const list = (d, key) => Array.isArray(d) ? d : (d && Array.isArray(d[key]) ? d[key] : []);
 
 function download(filename, content, type = "text/plain") {
@@ -230,8 +232,10 @@ function connectWs() {
     let msg; try { msg = JSON.parse(ev.data); } catch { return; }
     if (msg.type === "auth_success") { setConn(true); backoff = 1000; return; }
     if (msg.type === "ping") { ws.send(JSON.stringify({ type: "pong" })); return; }
-    if (msg.type === "webhook") { const d = msg.data || {}; toast(d.message || d.title || "Webhook notification"); }
-    if (msg.type === "device_revoked" && state.user) { /* a page may refresh */ }
+    if (msg.type === "webhook" || msg.type === "webhook.activity") {
+      const d = msg.data || {}; const inner = d.data && typeof d.data === "object" ? d.data : {};
+      toast(d.message || d.title || inner.title || inner.message || d.type || "Webhook notification");
+    }
     for (const fn of [...state.listeners]) { try { fn(msg); } catch (e) { console.error(e); } }
   };
   ws.onclose = () => {
@@ -681,24 +685,33 @@ PAGES.toolbox = async (main, title) => {
   const deployments = region("Deployments", async () => {
     const rows = list(await api("GET", "/api/v1/toolbox/deployments"), "deployments");
     return dataTable({ label: "Deployments", rows, searchable: false, empty: "No deployments yet.", columns: [
-      { key: "serviceName", title: "Name", value: (d) => d.serviceName || d.service_name || d.id }, { key: "serviceId", title: "Template", value: (d) => d.serviceId || d.service_id || "" },
-      { key: "status", title: "Status", render: (d) => badge(d.status, stateKind(d.status)) },
-      { key: "progress", title: "Progress", value: (d) => d.progress ?? d.message ?? "" },
-      { key: "actions", title: "Actions", sort: false, render: (d) => h("button", { type: "button", class: "btn small danger", "aria-label": `Remove ${d.serviceName || d.id}`, onclick: async (e) => {
-        const vols = await confirmDialog(`Remove ${d.serviceName || d.id}? Choose “Remove with volumes” to delete its data too.`, "Remove with volumes");
-        await guard(async () => { await api("DELETE", `/api/v1/toolbox/deployments/${encodeURIComponent(d.id)}?removeVolumes=${vols}`); toast("Removal started"); deployments.load(); }, e.target);
+      { key: "serviceName", title: "Name", value: (d) => pick(d, "serviceName", "service_name", "id") },
+      { key: "serviceId", title: "Template", value: (d) => pick(d, "serviceId", "service_template_id", "service_id") },
+      { key: "status", title: "Status", render: (d) => h("span", { "data-status": d.status }, badge(d.status, stateKind(d.status))) },
+      { key: "progress", title: "Progress", value: (d) => Number(pick(d, "progress")) || 0, render: (d) => {
+        const pct = Math.max(0, Math.min(100, Number(pick(d, "progress")) || 0));
+        return h("div", {}, h("div", { class: "muted" }, `${pick(d, "phase") || ""} ${pct}%`),
+          h("div", { class: "bar", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100, "aria-label": `Progress of ${pick(d, "serviceName", "service_name", "id")}` }, h("span", { width: pct + "%" })));
+      } },
+      { key: "actions", title: "Actions", sort: false, render: (d) => h("button", { type: "button", class: "btn small danger", "aria-label": `Remove ${d.serviceName || d.id}`, onclick: () => {
+        const vols = checkbox("removeVolumes", false);
+        formDialog(`Remove ${pick(d, "serviceName", "service_name", "id")}?`, [h("p", {}, "Its containers are stopped and removed."), field("Also remove its volumes (its data)", vols)], "Remove", async () => {
+          await api("DELETE", `/api/v1/toolbox/deployments/${encodeURIComponent(d.id)}?removeVolumes=${vols.checked}`); toast("Deployment removed"); deployments.load();
+        });
       } }, "Remove") }] });
   });
   const deployDialog = async (s) => {
     let detail = s;
     try { detail = await api("GET", `/api/v1/toolbox/services/${encodeURIComponent(s.id)}`); detail = detail.service || detail; } catch { /* the list entry will do */ }
     const vars = detail.variables || detail.envVars || detail.env_vars || [];
+    const labels = {};
     const name = input("serviceName", { value: s.id, required: true });
     const port = input("customPort", { type: "number", min: 1, max: 65535 });
     const auto = checkbox("autoStart", true);
     const varInputs = (Array.isArray(vars) ? vars : Object.entries(vars).map(([k, v]) => ({ name: k, ...(typeof v === "object" ? v : { default: v }) })))
-      .map((v) => [v.name, input(v.name, { type: v.type === "password" || v.secret ? "password" : v.type === "number" ? "number" : "text", value: v.default ?? "", required: !!v.required })]);
-    formDialog(`Deploy ${s.name}`, [field("Service name", name), varInputs.map(([k, el]) => field(k, el)), field("Custom port", port), field("Start after deploying", auto)],
+      .map((v) => { labels[v.name] = (v.label || v.name) + (v.required ? " (required)" : "");
+        return [v.name, input(v.name, { type: v.type === "password" || v.secret ? "password" : v.type === "number" ? "number" : "text", value: v.default ?? "", required: !!v.required })]; });
+    formDialog(`Deploy ${s.name}`, [field("Service name", name), varInputs.map(([k, el]) => field(labels[k], el)), field("Custom port", port), field("Start after deploying", auto)],
       "Deploy", async () => {
         const envVars = Object.fromEntries(varInputs.map(([k, el]) => [k, el.value]));
         const body = { serviceId: s.id, serviceName: name.value, envVars, autoStart: auto.checked };
@@ -709,7 +722,8 @@ PAGES.toolbox = async (main, title) => {
   };
   section(main, title, catalog.el, h("h2", {}, "Deployments"), deployments.el);
   await Promise.all([catalog.load(), deployments.load()]);
-  onEvent((m) => { if (/toolbox|deploy/.test(m.type)) deployments.load(); });
+  let pendingReload = 0;  // progress events can be frequent: at most one reload per 300 ms
+  onEvent((m) => { if (/toolbox|deploy/.test(m.type) && !pendingReload) pendingReload = setTimeout(() => { pendingReload = 0; deployments.load(); }, 300); });
 };
 
 function tabs(main, defs) {
@@ -728,15 +742,21 @@ function tabs(main, defs) {
 PAGES.scripts = async (main, title) => {
   section(main, title);
   const runDialog = (s, dry) => {
-    const params = (s.parameters || []).map((p) => [p.name, input(p.name, { value: p.default ?? "", required: !!p.required })]);
+    const params = (Array.isArray(s.parameters) ? s.parameters : []).map((p) => [p.name, input(p.name, { value: p.default ?? "", required: !!p.required })]);
     const out = h("pre", { "aria-label": "Script output" });
     const d = formDialog(`${dry ? "Dry run" : "Run"} ${s.name}`, [params.map(([k, el]) => field(k, el)), out], dry ? "Dry run" : "Run", async () => {
       const parameters = Object.fromEntries(params.map(([k, el]) => [k, el.value]));
       const r = await api("POST", `/api/v1/scripts/${encodeURIComponent(s.id)}/${dry ? "dry-run" : "execute"}`, { parameters, dryRun: dry });
-      out.textContent = `${r.status}${r.exitCode !== undefined && r.exitCode !== null ? " (exit " + r.exitCode + ")" : ""}\n${r.output || ""}`;
+      const exit = pick(r, "exitCode", "exit_code");
+      out.textContent = `${r.status}${exit !== "" ? " (exit " + exit + ")" : ""}\n${r.output || ""}`;
       const id = r.id;
       if (r.status === "running" || r.status === "pending") {
-        const listener = (m) => { const e = m.data || {}; if ((e.id === id || e.executionId === id) && e.output !== undefined) out.textContent = `${e.status || ""}\n${e.output}`; };
+        const listener = (m) => {
+          const e = m.data || {};
+          if (!/^execution_/.test(m.type || "") || (e.executionId !== id && e.id !== id)) return;
+          const exit = pick(e, "exitCode", "exit_code");
+          out.textContent = `${m.type.replace("execution_", "")}${exit !== "" ? " (exit " + exit + ")" : ""}\n${pick(e, "output")}`;
+        };
         state.listeners.add(listener); d.addEventListener("close", () => state.listeners.delete(listener));
       }
       return false;
@@ -748,7 +768,7 @@ PAGES.scripts = async (main, title) => {
       let avail = [];
       try { avail = list(await api("GET", "/api/v1/scripts/available"), "scripts"); } catch { avail = []; }
       p.replaceChildren(dataTable({ label: "Scripts", rows, empty: "No scripts registered.", columns: [
-        { key: "name", title: "Name" }, { key: "category", title: "Category" }, { key: "scriptPath", title: "File" },
+        { key: "name", title: "Name" }, { key: "category", title: "Category" }, { key: "scriptPath", title: "File", value: (s) => pick(s, "scriptPath", "script_path") },
         { key: "actions", title: "Actions", sort: false, render: (s) => h("div", { class: "row" },
           h("button", { type: "button", class: "btn small primary", onclick: () => runDialog(s, false) }, "Run"),
           h("button", { type: "button", class: "btn small", onclick: () => runDialog(s, true) }, "Dry run"),
@@ -758,8 +778,8 @@ PAGES.scripts = async (main, title) => {
     ["Executions", async (p) => {
       const rows = list(await api("GET", "/api/v1/executions?limit=100"), "executions");
       p.replaceChildren(dataTable({ label: "Executions", rows, empty: "No executions yet.", columns: [
-        { key: "scriptId", title: "Script" }, { key: "status", title: "Status", render: (e) => badge(e.status, stateKind(e.status)) },
-        { key: "exitCode", title: "Exit" }, { key: "createdAt", title: "When", render: (e) => ago(e.createdAt) },
+        { key: "scriptId", title: "Script", value: (e) => pick(e, "scriptId", "script_id") }, { key: "status", title: "Status", render: (e) => badge(e.status, stateKind(e.status)) },
+        { key: "exitCode", title: "Exit", value: (e) => pick(e, "exitCode", "exit_code") }, { key: "createdAt", title: "When", render: (e) => ago(pick(e, "createdAt", "created_at")) },
         { key: "output", title: "Output", sort: false, render: (e) => h("button", { type: "button", class: "btn small", onclick: () => dialog(`Output of ${e.id}`, h("pre", {}, e.output || "(no output)")) }, "Show") }] }));
     }],
     ["Workflows", async (p) => {
@@ -774,7 +794,9 @@ PAGES.scripts = async (main, title) => {
       const form = h("form", {}, field("Script id", script), field("Cron expression", cron), h("button", { type: "submit", class: "btn primary" }, "Add schedule"));
       form.addEventListener("submit", (ev) => { ev.preventDefault(); guard(async () => { await api("POST", "/api/v1/schedules", { scriptId: script.value, cronExpression: cron.value, enabled: true }); toast("Schedule added"); }); });
       p.replaceChildren(dataTable({ label: "Schedules", rows, empty: "No schedules.", columns: [
-        { key: "scriptId", title: "Script" }, { key: "cronExpression", title: "Cron" }, { key: "nextRunAt", title: "Next run" },
+        { key: "scriptId", title: "Script", value: (s) => pick(s, "scriptId", "script_id", "workflowId", "workflow_id") },
+        { key: "cronExpression", title: "Cron", value: (s) => pick(s, "cronExpression", "cron_expression") },
+        { key: "nextRunAt", title: "Next run", value: (s) => pick(s, "nextRunAt", "nextRun", "next_run") },
         { key: "actions", title: "Actions", sort: false, render: (s) => h("button", { type: "button", class: "btn small danger", onclick: (e) => guard(async () => { await api("DELETE", `/api/v1/schedules/${encodeURIComponent(s.id)}`); toast("Deleted"); }, e.target) }, "Delete") }] }), h("h2", {}, "New schedule"), form);
     }],
   ]);
