@@ -30,7 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
         {"auth": {"local_networks": ["192.0.2.0/24"]}},  # a documentation range: loopback is NOT trusted
         data_dir=tmp_path_factory.mktemp("ui"),
     )
-    srv.start()
+    srv.start(timeout=60)
     yield srv
     srv.stop()
 
@@ -73,6 +73,7 @@ def test_first_run_setup_explains_token_then_login(page: Any, server: NekzusServ
 
     cookie = session_cookie(page)
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["path"] == "/api/"  # never sent to proxied apps under /apps/
     assert not cookie["secure"]  # plain HTTP test server; Secure is set over TLS
     # the page's scripts cannot see the credential
     assert "nekzus_session" not in page.evaluate("document.cookie")
@@ -168,7 +169,7 @@ def test_mutation_without_csrf_token_is_refused(page: Any, server: NekzusServer)
         wrong = c.post("/api/v1/apikeys", json=body, headers={"X-CSRF-Token": "guess"})
         assert wrong.status_code == 403 and wrong.json()["error"]["code"] == "CSRF_TOKEN_INVALID"
         assert c.delete("/api/v1/devices/ui-phone-1").status_code == 403
-        assert c.post("/ui/logout").status_code == 403
+        assert c.post("/api/v1/ui/logout").status_code == 403
     # the dashboard's own mutations carry the token
     show(page, "apikeys")
     page.get_by_role("button", name="New API key").click()
@@ -233,4 +234,4 @@ def test_sign_out_ends_the_session(page: Any, server: NekzusServer) -> None:
     with server.client(cookies={"nekzus_session": cookie}) as c:
         res = c.get("/api/v1/devices")
         assert res.status_code == 401 and res.json()["error"]["code"] == "SESSION_EXPIRED"
-        assert c.get("/ui/session").json()["authenticated"] is False
+        assert c.get("/api/v1/ui/session").json()["authenticated"] is False

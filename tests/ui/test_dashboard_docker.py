@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.docker, pytest.mark
 @pytest.fixture(scope="module")
 def server(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:  # noqa: F811
     srv = NekzusServer(docker_config(docker_engine), data_dir=tmp_path_factory.mktemp("uidocker"))
-    srv.start()
+    srv.start(timeout=60)
     with srv.client() as c:  # loopback is trusted here: first-run setup needs no token
         assert (
             c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD}).status_code == 201

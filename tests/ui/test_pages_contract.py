@@ -25,7 +25,7 @@ SENT: list[tuple[str, str, Any, str]] = []  # (method, path, body, csrf header) 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
     srv = NekzusServer(data_dir=tmp_path_factory.mktemp("uicontract"))
-    srv.start()
+    srv.start(timeout=60)
     with srv.client() as c:
         assert (
             c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD}).status_code == 201

@@ -34,6 +34,9 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 ASSET_CACHE = "public, max-age=31536000, immutable"
+# The browser sends the session cookie only to the API (and its WebSocket), never to proxied apps under
+# /apps/, which share this origin: an upstream must not receive an admin credential.
+COOKIE_PATH = "/api/"
 
 
 class LoginBody(BaseModel):
@@ -87,7 +90,7 @@ def install(api: FastAPI, services: Services) -> None:
             return Response(found.gzipped, media_type=found.media_type, headers=headers)
         return Response(found.body, media_type=found.media_type, headers=headers)
 
-    @api.get("/ui/session", include_in_schema=False)
+    @api.get("/api/v1/ui/session", include_in_schema=False)
     async def session_status(request: Request) -> Any:
         """Who the browser is signed in as (with the CSRF token its scripts send on mutations)."""
         auth = services.domains.get("auth")
@@ -109,7 +112,7 @@ def install(api: FastAPI, services: Services) -> None:
             body.update(setupRequired=False, trustedNetwork=trusted)
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
-    @api.post("/ui/login", include_in_schema=False)
+    @api.post("/api/v1/ui/login", include_in_schema=False)
     async def ui_login(request: Request, body: LoginBody) -> Any:
         """Sign in with the same checks as `POST /api/v1/auth/login`; the token stays server-side."""
         if not request.headers.get("content-type", "").startswith("application/json"):
@@ -129,11 +132,11 @@ def install(api: FastAPI, services: Services) -> None:
             httponly=True,
             secure=_secure(request),
             samesite="strict",
-            path="/",
+            path=COOKIE_PATH,
         )
         return response
 
-    @api.post("/ui/logout", include_in_schema=False)
+    @api.post("/api/v1/ui/logout", include_in_schema=False)
     async def ui_logout(request: Request) -> Any:
         """End the session: the user token behind it is revoked, the cookie cleared."""
         session_id = request.cookies.get(SESSION_COOKIE, "")
@@ -158,6 +161,6 @@ def install(api: FastAPI, services: Services) -> None:
                     pass
         response = JSONResponse({"message": "Logged out successfully"})
         response.delete_cookie(
-            SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request)
+            SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=_secure(request)
         )
         return response

@@ -251,7 +251,7 @@ export function wsSend(type, data) { if (state.ws && state.ws.readyState === 1) 
 
 // ---------- sign-in ----------
 async function loadSession() {
-  const res = await fetch("/ui/session", { credentials: "same-origin", headers: { Accept: "application/json" } });
+  const res = await fetch("/api/v1/ui/session", { credentials: "same-origin", headers: { Accept: "application/json" } });
   return res.json();
 }
 function sessionEnded(message) {
@@ -312,7 +312,7 @@ function showLogin(prefill) {
     ev.preventDefault(); err.replaceChildren();
     const btn = form.querySelector("button"); btn.disabled = true;
     try {
-      const res = await fetch("/ui/login", { method: "POST", credentials: "same-origin",
+      const res = await fetch("/api/v1/ui/login", { method: "POST", credentials: "same-origin",
         headers: { "Content-Type": "application/json" }, body: JSON.stringify({ username: username.value, password: pw.value }) });
       if (!res.ok) throw await errorOf(res);
       signedIn(await res.json());
@@ -330,7 +330,7 @@ function signedIn(s) {
   else route();
 }
 async function logout() {
-  await guard(() => api("POST", "/ui/logout"));
+  await guard(() => api("POST", "/api/v1/ui/logout"));
   state.user = null; state.csrf = "";
   if (state.ws) { const w = state.ws; state.ws = null; w.close(); }
   showLogin();
