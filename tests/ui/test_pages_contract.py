@@ -239,3 +239,13 @@ def test_webhook_notification_shows_a_toast(page: Any, server: NekzusServer) -> 
         res = c.post("/api/v1/webhooks/notify", json={"type": "build", "data": {"title": "Build complete"}})
         assert res.status_code == 200, res.text
     page.locator(".toast", has_text="Build complete").wait_for()
+
+
+def test_offline_indicator_and_reconnect(page: Any, server: NekzusServer) -> None:
+    """The live connection drops when Nekzus restarts; the page says so, then reconnects by itself."""
+    page.locator("#conn.online").wait_for()
+    server.stop()
+    page.locator("#conn.offline").wait_for()
+    assert page.locator("#conn").inner_text() == "offline"
+    server.start(timeout=60)
+    page.locator("#conn.online").wait_for(timeout=60000)  # backoff: 1 s, 2 s, 4 s, ...
