@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from nekzus import __version__
+from nekzus.api.scopes import document_scopes
 from nekzus.certs.selfsigned import machine_addresses
 from nekzus.config import Config
 from nekzus.http.envelope import EnvelopeMiddleware
@@ -53,6 +54,7 @@ FEATURES: list[str] = [
     "nekzus.api.containers",
     "nekzus.api.discovery",
     "nekzus.api.export",
+    "nekzus.api.toolbox",
     "nekzus.config.reload",
     "nekzus.api.ui",
     "nekzus.api.disabled",  # last: answers for features that are switched off
@@ -159,6 +161,7 @@ def create_app(
     for name in features if features is not None else FEATURES:
         module = importlib.import_module(name)
         module.install(api, services)
+    document_scopes(api)
     app = NekzusApp(services, api)
     reloader = services.domains.get("config_reload")
     if reloader is not None:

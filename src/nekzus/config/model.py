@@ -229,6 +229,10 @@ class ToolboxConfig(Section):
     host_data_dir: str = ""
     auto_route: bool = False
     auto_start: bool = True
+    # Also offer the templates shipped with Nekzus (catalog_dir entries override them by id).
+    include_bundled: bool = True
+    # Path of the Compose v2 binary; empty = the one installed with Nekzus, else `docker-compose` on PATH.
+    compose_binary: str = ""
 
 
 class ScriptsConfig(Section):
