@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.docker.conftest import docker_config, docker_engine, httpd  # noqa: F401 - fixtures
+from tests.docker.conftest import docker_config, httpd  # noqa: F401 - fixture
 from tests.docker.engine import DockerEngine
 from tests.nekzus_server import NekzusServer
 from tests.ui.conftest import PASSWORD, screenshot, show, sign_in
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.docker, pytest.mark
 
 
 @pytest.fixture(scope="module")
-def server(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:  # noqa: F811
+def server(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
     srv = NekzusServer(docker_config(docker_engine), data_dir=tmp_path_factory.mktemp("uidocker"))
     srv.start(timeout=60)
     with srv.client() as c:  # loopback is trusted here: first-run setup needs no token
@@ -68,7 +68,7 @@ def test_approve_proposal_and_open_proxied_app(page: Any, server: NekzusServer, 
 def test_container_stop_start_live_and_logs_follow(
     page: Any,
     server: NekzusServer,
-    docker_engine: DockerEngine,  # noqa: F811
+    docker_engine: DockerEngine,
 ) -> None:
     cid = docker_engine.run(
         "ui-ticker", ["sh", "-c", "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.3; done"]
