@@ -6,42 +6,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from types import EllipsisType
 from typing import Any
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from nekzus.api.deps import client_ip, services_of
-from nekzus.auth.principal import ADMIN, AuthError, Principal
-from nekzus.http.clientip import in_networks, parse_ip
+from nekzus.auth.principal import Authenticator, Principal
+from nekzus.errors import Forbidden, Unauthorized
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
-from nekzus.ui.sessions import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
+from nekzus.ui.sessions import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, UI_SESSIONS
 
 
 async def current_principal(request: Request) -> Principal | None:
     """Authenticate once per request (cached on request.state)."""
-    cached = getattr(request.state, "principal", ...)
-    if cached is not ...:
+    cached: Principal | EllipsisType | None = getattr(request.state, "principal", ...)
+    if not isinstance(cached, EllipsisType):
         return cached
     services = services_of(request)
     ip = client_ip(request)
-    authenticator = services.domains.get("auth")
-    principal: Principal | None
-    if authenticator is not None:
-        try:
-            token = _session_token(request, services)
-            if token is not None:
-                principal = await authenticator.authenticate_token(token, ip)
-            else:
-                principal = await authenticator.authenticate(request.headers, ip)
-        except AuthError as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from None
-    elif in_networks(parse_ip(ip), services.local_networks):
-        principal = Principal("trusted", "local", frozenset({ADMIN}), name="local")
+    authenticator: Authenticator = services.domains.auth
+    token = _session_token(request, services)
+    if token is not None:
+        principal = await authenticator.authenticate_token(token, ip)
     else:
-        principal = None
+        principal = await authenticator.authenticate(request.headers, ip)
     request.state.principal = principal
     return principal
 
@@ -53,7 +45,7 @@ def _session_token(request: Request, services: Services) -> str | None:
     enough to change anything: every mutation also needs the session's CSRF token in `X-CSRF-Token`,
     which a cross-site page cannot read.
     """
-    store = services.domains.get("ui_sessions")
+    store = services.domains.features.get(UI_SESSIONS)
     session_id = request.cookies.get(SESSION_COOKIE)
     if store is None or not session_id:
         return None
@@ -62,11 +54,23 @@ def _session_token(request: Request, services: Services) -> str | None:
     # Background polling (marked by the page) must not keep an idle session alive.
     session = store.get(session_id, touch="x-nekzus-background" not in request.headers)
     if session is None:
-        raise ApiError(401, "SESSION_EXPIRED", "Your session has ended, please sign in again")
+        raise Unauthorized("Your session has ended, please sign in again", code="SESSION_EXPIRED")
     if request.method not in SAFE_METHODS and not store.csrf_ok(session, request.headers.get(CSRF_HEADER)):
-        raise ApiError(403, "CSRF_TOKEN_INVALID", "Missing or invalid CSRF token")
+        raise Forbidden("Missing or invalid CSRF token", code="CSRF_TOKEN_INVALID")
     token: str = session.token
     return token
+
+
+async def audit_denied(request: Request, principal: Principal, scopes: Iterable[str]) -> None:
+    """A scope denial is a security event: audited with the path, method and the scopes required."""
+    await services_of(request).domains.audit.record(
+        "access.denied",
+        actor=principal.id,
+        target=request.url.path,
+        ip=client_ip(request),
+        details={"method": request.method, "required": list(scopes), "kind": principal.kind},
+        success=False,
+    )
 
 
 # Declared as security schemes so the OpenAPI document shows, per operation, which credentials are
@@ -85,9 +89,7 @@ def require(*scopes: str, strict: bool = False) -> Callable[..., Awaitable[Princ
         if principal.kind == "bootstrap":
             raise ApiError(403, "FORBIDDEN", "Bootstrap tokens can only be used for pairing")
         if scopes and not principal.allows(*scopes):
-            hook = services_of(request).domains.get("audit_denied")
-            if hook is not None:
-                await hook(request, principal, scopes)
+            await audit_denied(request, principal, scopes)
             raise ApiError(403, "FORBIDDEN", f"Missing required scope: {', '.join(scopes)}")
         return principal
 

@@ -16,10 +16,10 @@ from pydantic import BaseModel
 from nekzus.api.auth import Credentials
 from nekzus.api.auth import login as api_login
 from nekzus.api.deps import client_ip, services_of
-from nekzus.http.errors import ApiError
+from nekzus.errors import Forbidden, NekzusError, NotFound, error_for
 from nekzus.services import Services
 from nekzus.ui.assets import AssetTable
-from nekzus.ui.sessions import CSRF_HEADER, SESSION_COOKIE, SessionStore
+from nekzus.ui.sessions import CSRF_HEADER, SESSION_COOKIE, UI_SESSIONS, SessionStore
 
 # Scripts, styles and connections only from this origin; no inline script, no framing, no plugins.
 CSP = (
@@ -45,8 +45,7 @@ class LoginBody(BaseModel):
 
 
 def _store(request: Request) -> SessionStore:
-    store: SessionStore = services_of(request).domains["ui_sessions"]
-    return store
+    return services_of(request).domains.features.require(UI_SESSIONS)
 
 
 def _secure(request: Request) -> bool:
@@ -68,8 +67,9 @@ def install(api: FastAPI, services: Services) -> None:
     if not cfg.enabled:
         return
     assets = AssetTable()
-    store = SessionStore(cfg.session_idle_timeout)
-    services.domains["ui_sessions"] = store
+    store = services.domains.features.provide(UI_SESSIONS, SessionStore(cfg.session_idle_timeout))
+    auth = services.domains.auth
+    services.domains.hub.cookie_token = store.token_from_cookies
 
     @api.get("/", include_in_schema=False)
     async def shell() -> Response:
@@ -79,7 +79,7 @@ def install(api: FastAPI, services: Services) -> None:
     async def asset(name: str, request: Request) -> Response:
         found = assets.by_hashed.get(name)
         if found is None:
-            raise ApiError(404, "NOT_FOUND", "No such asset")
+            raise NotFound("No such asset")
         headers = {
             "Cache-Control": ASSET_CACHE,
             "X-Content-Type-Options": "nosniff",
@@ -93,15 +93,14 @@ def install(api: FastAPI, services: Services) -> None:
     @api.get("/api/v1/ui/session", include_in_schema=False)
     async def session_status(request: Request) -> Any:
         """Who the browser is signed in as (with the CSRF token its scripts send on mutations)."""
-        auth = services.domains.get("auth")
-        setup_required = auth is not None and await auth.user_count() == 0
-        trusted = bool(auth is not None and auth.trusted(client_ip(request)))
+        setup_required = await auth.user_count() == 0
+        trusted = auth.trusted(client_ip(request))
         session_id = request.cookies.get(SESSION_COOKIE, "")
         session = store.get(session_id) if session_id else None
-        if session is not None and auth is not None:
+        if session is not None:
             try:
                 await auth.authenticate_token(session.token, client_ip(request))
-            except Exception:
+            except NekzusError:
                 store.drop(session.id)
                 session = None
         body: dict[str, Any]
@@ -117,7 +116,7 @@ def install(api: FastAPI, services: Services) -> None:
         """Sign in with the same checks as `POST /api/v1/auth/login`; the token stays server-side."""
         if not request.headers.get("content-type", "").startswith("application/json"):
             # A JSON body cannot be sent cross-site without a CORS preflight, which we never grant.
-            raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "Send the credentials as application/json")
+            raise error_for(415, "UNSUPPORTED_MEDIA_TYPE", "Send the credentials as application/json")
         result = await api_login(request, Credentials(username=body.username, password=body.password))
         username = str(result["user"]["username"])
         old = request.cookies.get(SESSION_COOKIE)
@@ -143,22 +142,17 @@ def install(api: FastAPI, services: Services) -> None:
         session = store.get(session_id, touch=False) if session_id else None
         if session is not None:
             if not store.csrf_ok(session, request.headers.get(CSRF_HEADER)):
-                raise ApiError(403, "CSRF_TOKEN_INVALID", "Missing or invalid CSRF token")
+                raise Forbidden("Missing or invalid CSRF token", code="CSRF_TOKEN_INVALID")
             store.drop(session.id)
-            auth = services.domains.get("auth")
-            if auth is not None:
-                try:
-                    principal = await auth.authenticate_token(session.token, client_ip(request))
-                    if principal is not None:
-                        await auth.revoke_token(principal)
-                        await auth.audit(
-                            "auth.logout",
-                            actor=principal.id,
-                            target=principal.token_id or "",
-                            ip=client_ip(request),
-                        )
-                except Exception:  # noqa: S110 - an already invalid token needs no revoking
-                    pass
+            try:
+                principal = await auth.authenticate_token(session.token, client_ip(request))
+            except NekzusError:
+                principal = None  # an already invalid token needs no revoking
+            if principal is not None:
+                await auth.revoke_token(principal)
+                await auth.audit(
+                    "auth.logout", actor=principal.id, target=principal.token_id or "", ip=client_ip(request)
+                )
         response = JSONResponse({"message": "Logged out successfully"})
         response.delete_cookie(
             SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict", secure=_secure(request)

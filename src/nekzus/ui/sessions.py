@@ -13,8 +13,10 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+from nekzus.domains import Key
 
 SESSION_COOKIE = "nekzus_session"
 CSRF_HEADER = "x-csrf-token"
@@ -70,6 +72,16 @@ class SessionStore:
             session.last_seen = now
         return session
 
+    def token_from_cookies(self, cookies: Mapping[str, str]) -> str:
+        """The user token behind the session cookie among `cookies` ("" without a live session).
+
+        Used by the WebSocket hub: the upgrade carries the cookie, the page's scripts never see the token.
+        Reading it does not count as activity (an open socket must not keep an idle session alive).
+        """
+        session_id = cookies.get(SESSION_COOKIE)
+        session = self.get(session_id, touch=False) if session_id else None
+        return session.token if session is not None else ""
+
     def drop(self, session_id: str) -> Session | None:
         return self._sessions.pop(session_id, None)
 
@@ -83,3 +95,7 @@ class SessionStore:
         now = self._clock()
         for sid in [s.id for s in self._sessions.values() if now - s.last_seen > self.idle_timeout]:
             self._sessions.pop(sid, None)
+
+
+# The credential check (`nekzus.api.security`) finds the store under this key when the dashboard is on.
+UI_SESSIONS: Key[SessionStore] = Key("ui_sessions")
