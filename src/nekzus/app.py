@@ -63,6 +63,7 @@ FEATURES: list[str] = [
     "nekzus.api.jobs",  # before every feature that submits background work
     "nekzus.api.scripts",
     "nekzus.api.toolbox",
+    "nekzus.api.ui",
     "nekzus.api.disabled",  # last: answers for features that are switched off
 ]
 

@@ -503,6 +503,20 @@ def parse_rate(value: Any) -> float:
 Rate = Annotated[float, BeforeValidator(parse_rate)]
 
 
+class DashboardConfig(Section):
+    """The web dashboard served at `/`: on by default; sessions end after this long without a request."""
+
+    enabled: bool = True
+    session_idle_timeout: Duration = 1800.0
+
+    @field_validator("session_idle_timeout")
+    @classmethod
+    def _positive_idle(cls, value: float) -> float:
+        if value < 60:
+            raise ValueError("must be at least 1m")
+        return value
+
+
 class RateLimit(Section):
     enabled: bool = True
     rate: Rate
@@ -547,6 +561,7 @@ class Config(Section):
     apps: list[AppConfig] = Field(default_factory=list)
     federation: FederationConfig = Field(default_factory=FederationConfig)
     rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 
     # Set by the loader, not by the file: where the config came from and runtime flags.
     insecure_http: bool = False
