@@ -13,6 +13,7 @@ DOMAINS = (
     "config",
     "discovery",
     "events",
+    "federation",
     "health",
     "jobs",
     "proxy",

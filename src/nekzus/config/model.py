@@ -287,6 +287,7 @@ class KubernetesRuntimeConfig(Section):
     enabled: bool = False
     kubeconfig: str = ""
     context: str = ""
+    in_cluster: bool = False
     namespaces: StrList = Field(default_factory=list)
     metrics_server: bool = False
     metrics_cache_ttl: Duration = 30.0
@@ -316,6 +317,8 @@ class DockerDiscoveryConfig(Section):
 class MdnsDiscoveryConfig(Section):
     enabled: bool = False
     scan_interval: Duration = 60.0
+    # Interface addresses mDNS browses and advertises on (empty: all); federation peer discovery too.
+    interfaces: StrList = Field(default_factory=list)
     services: StrList = Field(
         default_factory=lambda: [
             "_http._tcp",
@@ -326,13 +329,16 @@ class MdnsDiscoveryConfig(Section):
             "_workstation._tcp",
         ]
     )
+    advertise: bool = True  # announce Nekzus itself as _nekzus._tcp
 
 
 class KubernetesDiscoveryConfig(Section):
     enabled: bool = False
-    kubeconfig: str = ""
+    kubeconfig: str = ""  # empty: the runtimes.kubernetes settings, then the client's defaults
+    context: str = ""
+    in_cluster: bool = False
     namespaces: StrList = Field(default_factory=list)
-    poll_interval: Duration = 30.0
+    poll_interval: Duration = 30.0  # full re-list period; changes arrive through watches meanwhile
 
 
 class DiscoveryConfig(Section):
@@ -401,6 +407,8 @@ class FederationConfig(Section):
     bootstrap_peers: StrList = Field(default_factory=list)
     sync: FederationSyncConfig = Field(default_factory=FederationSyncConfig)
     allow_remote_routes: bool = False
+    # A peer not heard from for this long is offline (checked at least every peer_timeout / 2).
+    peer_timeout: Duration = Field(default=30.0, ge=1.0)
 
     @model_validator(mode="after")
     def _secret(self) -> FederationConfig:
@@ -494,6 +502,20 @@ def parse_rate(value: Any) -> float:
 Rate = Annotated[float, BeforeValidator(parse_rate)]
 
 
+class DashboardConfig(Section):
+    """The web dashboard served at `/`: on by default; sessions end after this long without a request."""
+
+    enabled: bool = True
+    session_idle_timeout: Duration = 1800.0
+
+    @field_validator("session_idle_timeout")
+    @classmethod
+    def _positive_idle(cls, value: float) -> float:
+        if value < 60:
+            raise ValueError("must be at least 1m")
+        return value
+
+
 class RateLimit(Section):
     enabled: bool = True
     rate: Rate
@@ -538,6 +560,7 @@ class Config(Section):
     apps: list[AppConfig] = Field(default_factory=list)
     federation: FederationConfig = Field(default_factory=FederationConfig)
     rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 
     # Set by the loader, not by the file: where the config came from and runtime flags.
     insecure_http: bool = False
