@@ -3,26 +3,53 @@
 from __future__ import annotations
 
 import gc
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from nekzus.services import Services
 
+if TYPE_CHECKING:
+    from nekzus.catalog.service import CatalogService
+    from nekzus.proxy.app import ProxyApp
+    from nekzus.proxy.cookies import SessionCookieStore
+
+
+def build_proxy(services: Services, catalog: CatalogService, cookies: SessionCookieStore) -> ProxyApp:
+    """The proxy with the narrow collaborators it uses, taken from today's `services`."""
+    from nekzus.proxy.app import ProxyApp, ProxySettings, idle_timeout_from_env
+
+    proxy = ProxyApp(
+        catalog,
+        settings=ProxySettings.from_config(services.config, idle_timeout_from_env()),
+        metrics=services.metrics,
+        limiter=services.limiter,
+        spawn=services.spawn,
+        is_ready=lambda: services.ready,
+        authenticator=services.domains.get("auth"),
+        audit=services.domains.get("audit"),
+        cookies=cookies,
+    )
+
+    async def follow_reloads() -> None:
+        reloader = services.domains.get("config_reload")
+        if reloader is not None:
+            reloader.on_reload(proxy.reconfigure)
+
+    services.on_startup("proxy", follow_reloads)
+    return proxy
+
 
 def install(api: FastAPI, services: Services) -> None:
     from nekzus.catalog.health import ServiceHealthChecker
     from nekzus.catalog.service import CatalogService
-    from nekzus.proxy.app import ProxyApp
     from nekzus.proxy.cookies import SessionCookieStore
-    from nekzus.proxy.websocket import tunnel
 
     catalog = CatalogService(services)
     services.domains["catalog"] = catalog
-    proxy = ProxyApp(services, catalog)
-    proxy.websocket = tunnel
-    cookies = SessionCookieStore(services)
-    proxy.cookies = cookies
+    cookies = SessionCookieStore(services.db, services.bus, services.spawn, services.data_dir)
     services.domains["session_cookies"] = cookies
+    proxy = build_proxy(services, catalog, cookies)
     checker = ServiceHealthChecker(services, catalog)
     services.domains["catalog_health"] = checker
     services.proxy = proxy
@@ -38,6 +65,7 @@ def install(api: FastAPI, services: Services) -> None:
 
     async def stop() -> None:
         await checker.stop()
+        await cookies.stop()
         proxy.close()
 
     services.on_startup("catalog", start)
