@@ -294,7 +294,11 @@ async def _upstream_to_client(upstream: ClientConnection, send: Any, counter: An
                 await send({"type": "websocket.send", "bytes": bytes(data)})
     except websockets.ConnectionClosed:
         pass
-    code = upstream.close_code or 1000
+    code = upstream.close_code
+    if code is None or code == 1006:
+        # No close frame from the upstream: pass on the one Nekzus sent (1009 for an oversized message).
+        sent = upstream.protocol.close_sent
+        code = sent.code if sent is not None else 1006
     if code in (1005, 1006, 1015):
         code = 1000 if code == 1005 else 1011
     with contextlib.suppress(Exception):
