@@ -116,39 +116,44 @@ class RequestHead:
 
 
 def parse_head(raw: Headers) -> RequestHead:
-    head = RequestHead([], [])
-    forward = head.forward.append
+    forward: Headers = []
+    forwarded_in: Headers = []
+    keep = forward.append
     special = STRIPPED_REQUEST_HEADERS
+    host = hop = request_id = connection = b""
+    content_length = -1
+    chunked = False
     size = 0
-    for name, value in raw:
+    for name, value in raw:  # locals only: this loop runs for every header of every request
         size += len(name) + len(value)
         kind = special.get(name)
         if kind is None:
-            forward((name, value))
+            keep((name, value))
         elif kind == _FORWARDED:
-            head.forwarded_in.append((name, value))
+            forwarded_in.append((name, value))
         elif name == b"host":
-            head.host = value
+            host = value
         elif name == b"content-length":
             try:
-                head.content_length = int(value)
+                content_length = int(value)
             except ValueError:
-                head.content_length = -2
+                content_length = -2
         elif name == b"transfer-encoding":
-            head.chunked = b"chunked" in value.lower()
+            chunked = b"chunked" in value.lower()
         elif name == b"connection":
-            head.connection = value
+            connection = value
         elif name == HOP_HEADER:
-            head.hop = value
+            hop = value
         elif name == b"x-request-id":
-            head.request_id = value
-    head.size = size
-    if head.connection:
+            request_id = value
+    if connection:
         # Headers the client named hop-by-hop in `Connection` stay with this hop.
-        named = {t.strip().lower() for t in head.connection.split(b",")} - _CONNECTION_KEEP
+        named = {t.strip().lower() for t in connection.split(b",")} - _CONNECTION_KEEP
         if named:
-            head.forward = [h for h in head.forward if h[0] not in named]
-    return head
+            forward = [h for h in forward if h[0] not in named]
+    return RequestHead(
+        forward, forwarded_in, host, hop, request_id, content_length, chunked, size, connection
+    )
 
 
 def bad_path(path: str) -> bool:
