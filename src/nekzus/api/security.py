@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from nekzus.api.deps import client_ip, services_of
 from nekzus.auth.principal import ADMIN, AuthError, Principal
@@ -38,8 +40,14 @@ async def current_principal(request: Request) -> Principal | None:
     return principal
 
 
-def require(*scopes: str, strict: bool = False) -> Callable[[Request], Awaitable[Principal]]:
-    async def dependency(request: Request) -> Principal:
+# Declared as security schemes so the OpenAPI document shows, per operation, which credentials are
+# accepted and which scopes they need. Parsing is done by the authenticator, not by these objects.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="Device or user JWT")
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="API key")
+
+
+def require(*scopes: str, strict: bool = False) -> Callable[..., Awaitable[Principal]]:
+    async def check(request: Request) -> Principal:
         principal = await current_principal(request)
         if principal is None:
             raise ApiError(401, "UNAUTHORIZED", "Authentication required")
@@ -54,4 +62,20 @@ def require(*scopes: str, strict: bool = False) -> Callable[[Request], Awaitable
             raise ApiError(403, "FORBIDDEN", f"Missing required scope: {', '.join(scopes)}")
         return principal
 
-    return dependency
+    if strict:
+
+        async def jwt_only(
+            request: Request, _bearer: Any = Security(BEARER, scopes=list(scopes))
+        ) -> Principal:
+            return await check(request)
+
+        return jwt_only
+
+    async def any_credential(
+        request: Request,
+        _bearer: Any = Security(BEARER, scopes=list(scopes)),
+        _key: Any = Security(API_KEY, scopes=list(scopes)),
+    ) -> Principal:
+        return await check(request)
+
+    return any_credential

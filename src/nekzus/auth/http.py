@@ -6,11 +6,11 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import Request, Security
 from pydantic import BaseModel, ValidationError
 
 from nekzus.api.deps import client_ip, services_of
-from nekzus.api.security import require
+from nekzus.api.security import API_KEY, BEARER, require
 from nekzus.auth.principal import Principal
 from nekzus.http.errors import ApiError
 
@@ -72,7 +72,12 @@ def require_self_or(scope: str) -> Callable[[Request, str], Awaitable[Principal]
     """The device named in the path may act on itself; anyone else needs `scope`."""
     authenticated = require()
 
-    async def dependency(request: Request, device_id: str) -> Principal:
+    async def dependency(
+        request: Request,
+        device_id: str,
+        _bearer: Any = Security(BEARER, scopes=[scope]),
+        _key: Any = Security(API_KEY, scopes=[scope]),
+    ) -> Principal:
         principal = await authenticated(request)
         target = device_id.rstrip("/")
         if principal.device_id == target or principal.allows(scope):

@@ -87,6 +87,9 @@ class ServerConfig(Section):
     tls_key: str = ""
     routing_mode: Literal["", "path", "subdomain"] = ""
     base_domain: str = ""
+    # Extra host names this instance is reached by (besides localhost, its addresses and host name,
+    # base_url's host and base_domain): requests for any other Host are refused (DNS rebinding).
+    allowed_hosts: StrList = Field(default_factory=list)
     trusted_proxies: StrList = Field(default_factory=list)
     log_format: Literal["text", "json"] = "text"
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
@@ -226,6 +229,10 @@ class ToolboxConfig(Section):
     host_data_dir: str = ""
     auto_route: bool = False
     auto_start: bool = True
+    # Also offer the templates shipped with Nekzus (catalog_dir entries override them by id).
+    include_bundled: bool = True
+    # Path of the Compose v2 binary; empty = the one installed with Nekzus, else `docker-compose` on PATH.
+    compose_binary: str = ""
 
 
 class ScriptsConfig(Section):
