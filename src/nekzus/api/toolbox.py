@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
@@ -17,16 +17,23 @@ from nekzus.api.deps import client_ip, services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
+from nekzus.domains import Key
 from nekzus.errors import Unavailable
 from nekzus.services import Services
+
+if TYPE_CHECKING:
+    from nekzus.toolbox.service import ToolboxService
+
+# Other features reach the toolbox through this typed key (`services.domains.features.require(TOOLBOX)`).
+TOOLBOX: Key[ToolboxService] = Key("toolbox")
 
 log = logging.getLogger("nekzus.toolbox")
 
 router = APIRouter(prefix="/api/v1/toolbox", tags=["toolbox"], responses=ERROR_RESPONSES)
 
 
-def _toolbox(request: Request) -> Any:
-    toolbox = services_of(request).domains.get("toolbox")
+def _toolbox(request: Request) -> ToolboxService:
+    toolbox = services_of(request).domains.features.get(TOOLBOX)
     if toolbox is None:
         raise Unavailable("The toolbox is disabled", code="TOOLBOX_DISABLED")
     return toolbox
@@ -102,13 +109,13 @@ def install(api: FastAPI, services: Services) -> None:
         return
     import aiodocker
 
-    from nekzus.api.containers import docker_socket
+    from nekzus.compose import docker_socket
     from nekzus.runtime.docker import docker_url
     from nekzus.toolbox.compose import Compose, find_binary
     from nekzus.toolbox.service import ToolboxService
     from nekzus.toolbox.templates import BUNDLED_DIR
 
-    socket = docker_socket(services)
+    socket = docker_socket(services.config)
     binary = find_binary(cfg.compose_binary)
     if binary is None:
         log.warning("toolbox: docker-compose binary not found; templates cannot be validated or deployed")
@@ -132,14 +139,14 @@ def install(api: FastAPI, services: Services) -> None:
         auto_start_default=cfg.auto_start,
         auto_route=cfg.auto_route,
     )
-    services.domains["toolbox"] = toolbox
+    services.domains.features.provide(TOOLBOX, toolbox)
     if "toolbox" not in services.capabilities:
         services.capabilities.append("toolbox")
 
     async def startup() -> None:
         holder["docker"] = toolbox.docker = aiodocker.Docker(url=docker_url(socket))
-        toolbox.routes = services.domains.get("catalog")
-        toolbox.audit = services.domains.get("audit")
+        toolbox.routes = services.domains.catalog
+        toolbox.audit = services.domains.audit
         await toolbox.start()
 
     async def shutdown() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -104,7 +103,7 @@ class ProxySettings:
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT  # upstream read and write inactivity limit
 
     @classmethod
-    def from_config(cls, config: Config, idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> ProxySettings:
+    def from_config(cls, config: Config) -> ProxySettings:
         return cls(
             base_domain=config.server.base_domain.lower().strip("."),
             tls=config.tls_enabled,
@@ -112,22 +111,8 @@ class ProxySettings:
             default_scopes=tuple(config.auth.default_scopes),
             trusted_proxies=parse_networks(config.server.trusted_proxies),
             local_networks=parse_networks(config.auth.local_networks),
-            idle_timeout=idle_timeout,
+            idle_timeout=config.server.proxy_idle_timeout,
         )
-
-
-def idle_timeout_from_env(environ: Mapping[str, str] = os.environ) -> float:
-    """`NEKZUS_PROXY_IDLE_TIMEOUT` (seconds), named in the error when it is not a positive number."""
-    raw = environ.get("NEKZUS_PROXY_IDLE_TIMEOUT")
-    if raw is None:
-        return DEFAULT_IDLE_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ValueError(f"NEKZUS_PROXY_IDLE_TIMEOUT: expected a positive number of seconds, got {raw!r}")
-    return value
 
 
 class _Headers(Mapping[str, str]):
@@ -226,7 +211,7 @@ class ProxyApp:
 
     def reconfigure(self, _old: Config, new: Config) -> None:
         """Config reload: new networks and default scopes; cached per-peer answers and routes rebuilt."""
-        self.settings = ProxySettings.from_config(new, self.settings.idle_timeout)
+        self.settings = ProxySettings.from_config(new)
         self._ip_cache.clear()
         self.rebuild()
 

@@ -17,7 +17,6 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,10 @@ from sqlalchemy import delete, select
 
 from nekzus.catalog.models import SessionCookieRow
 from nekzus.events import EventBus
+from nekzus.events.types import EventType
 from nekzus.secretfiles import load_or_create
 from nekzus.store import Database
+from nekzus.timefmt import rfc3339
 
 log = logging.getLogger("nekzus.proxy.cookies")
 
@@ -86,7 +87,7 @@ class SessionCookieStore:
         self._writing = False
 
     def start(self) -> None:
-        self.bus.subscribe(self._on_revoked, {"device_revoked"})
+        self.bus.subscribe(self._on_revoked, {EventType.DEVICE_REVOKED})
 
     async def stop(self) -> None:
         """Write what is still pending (shutdown)."""
@@ -238,11 +239,11 @@ class SessionCookieStore:
             entry: dict[str, Any] = {
                 "appId": app_id,
                 "cookieCount": len(items),
-                "lastUpdated": _rfc3339(max(r.updated_at for r in items)),
+                "lastUpdated": rfc3339(max(r.updated_at for r in items)),
             }
             expiries = [r.expires_at for r in items if r.expires_at is not None]
             if expiries:
-                entry["expiresAt"] = _rfc3339(min(expiries))
+                entry["expiresAt"] = rfc3339(min(expiries))
             out.append(entry)
         return out
 
@@ -263,7 +264,3 @@ class SessionCookieStore:
             await session.execute(stmt)
         for jar_key in [k for k in self._jars if matches(k)]:
             del self._jars[jar_key]
-
-
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,17 @@ from nekzus.toolbox.templates import VAR_NAME, Template, load_catalog
 
 log = logging.getLogger("nekzus.toolbox")
 
+
 # Event types published on the bus (and so over the WebSocket).
-DEPLOY_PROGRESS = "toolbox.deploy.progress"
-DEPLOY_COMPLETED = "toolbox.deploy.completed"
-DEPLOY_FAILED = "toolbox.deploy.failed"
+class ToolboxEvent(StrEnum):
+    DEPLOY_PROGRESS = "toolbox.deploy.progress"
+    DEPLOY_COMPLETED = "toolbox.deploy.completed"
+    DEPLOY_FAILED = "toolbox.deploy.failed"
+
+
+DEPLOY_PROGRESS = ToolboxEvent.DEPLOY_PROGRESS
+DEPLOY_COMPLETED = ToolboxEvent.DEPLOY_COMPLETED
+DEPLOY_FAILED = ToolboxEvent.DEPLOY_FAILED
 
 STATUSES = ("pending", "deploying", "deployed", "failed", "stopped")
 DEPLOY_TIMEOUT = 600.0

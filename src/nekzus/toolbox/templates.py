@@ -182,8 +182,8 @@ def primary_service(project: dict[str, Any], order: list[str]) -> str | None:
     names = [n for n in order if n in services] + sorted(n for n in services if n not in order)
     for name in names:
         if _labels(services[name]).get(_META + "name"):
-            return name
-    return names[0] if names else None
+            return str(name)
+    return str(names[0]) if names else None
 
 
 async def load_template(service_id: str, path: Path, compose: Compose, source: str) -> Template | None:
