@@ -159,6 +159,7 @@ class Upstream:
                 for k in ("X-Forwarded-Proto", "X-Forwarded-Prefix", "X-Request-ID", "X-Real-IP")
             },
             "credentials": sorted(h for h in ("Authorization", "X-API-Key") if h in request.headers),
+            "headers": [[k.lower(), v] for k, v in request.headers.items()],
         }
         await ws.send_str(json.dumps(hello))
         async for msg in ws:

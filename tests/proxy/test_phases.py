@@ -22,6 +22,7 @@ from nekzus.proxy.phases import (
     parse_head,
     request_bytes,
     shape_response,
+    strip_list,
     upstream_path,
 )
 from nekzus.proxy.rewrite import Rewriter
@@ -74,6 +75,34 @@ def test_parse_head_strips_credentials_hop_and_forwarding_headers() -> None:
         b"trace-1",
         12,
     )
+
+
+def test_parse_head_normalises_names_and_honours_every_connection_line() -> None:
+    head = parse_head(
+        [
+            (b"x-forwarded_for", b"7.7.7.7"),
+            (b"x_real_ip", b"7.7.7.7"),
+            (b"remote_user", b"admin"),
+            (b"x-webauth-user", b"admin"),
+            (b"x-site-token", b"t"),
+            (b"connection", b"keep-alive"),
+            (b"connection", b"X_Named"),
+            (b"x-named", b"1"),
+            (b"x-forwarded-for", b"10.0.0.1"),
+            (b"accept", b"*/*"),
+        ],
+        strip_list(["X-Site_Token"]),
+    )
+    assert head.forward == [(b"accept", b"*/*")]
+    # Only the canonical spelling is ever taken as a forwarding header.
+    assert head.forwarded_in == [(b"x-forwarded-for", b"10.0.0.1")]
+
+
+def test_trusted_chain_keeps_every_line_in_order() -> None:
+    head = parse_head([(b"x-forwarded-for", b"1.1.1.1"), (b"x-forwarded-for", b"2.2.2.2, 3.3.3.3")])
+    fwd = Forwarding("10.0.0.9", "1.1.1.1", True, b"https", b"id", b"tok")
+    xff = dict(forwarding_headers(head, fwd, None))[b"x-forwarded-for"]
+    assert xff == b"1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9"
 
 
 @pytest.mark.parametrize(

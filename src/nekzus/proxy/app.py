@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
@@ -52,6 +52,7 @@ from nekzus.proxy.phases import (
     parse_head,
     request_bytes,
     shape_response,
+    strip_list,
     upstream_path,
     with_query,
 )
@@ -101,6 +102,7 @@ class ProxySettings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     local_networks: tuple[IPNetwork, ...] = ()
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT  # upstream read and write inactivity limit
+    strip: dict[bytes, int] = field(default_factory=strip_list)  # request headers never forwarded
 
     @classmethod
     def from_config(cls, config: Config) -> ProxySettings:
@@ -112,6 +114,7 @@ class ProxySettings:
             trusted_proxies=parse_networks(config.server.trusted_proxies),
             local_networks=parse_networks(config.auth.local_networks),
             idle_timeout=config.server.proxy_idle_timeout,
+            strip=strip_list(config.server.proxy_strip_headers),
         )
 
 
@@ -432,7 +435,7 @@ class ProxyApp:
 
     async def http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
-        head = parse_head(scope["headers"])
+        head = parse_head(scope["headers"], self.settings.strip)
         request_id = request_id_or_new(head.request_id)
         common = common_headers(request_id, self.settings.tls)
         path: str = scope["path"]

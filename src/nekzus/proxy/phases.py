@@ -12,6 +12,7 @@ one upstream path computation, one cookie merge and one request-id rule (`nekzus
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -24,11 +25,30 @@ MAX_REQUEST_HEAD = 64 * 1024
 HOP_HEADER = b"x-nekzus-hop"
 Headers = list[tuple[bytes, bytes]]
 
-# Request headers never forwarded as sent. `_DROP`: hop-by-hop, credentials meant for Nekzus, framing
-# Nekzus sets itself; `_FORWARDED`: forwarding headers, rebuilt by `forwarding_headers` (a trusted proxy's
-# chain is kept there). The underscore spellings are dropped too: some servers treat them as dashes.
+# Request headers never forwarded as sent (HTTP and WebSocket alike). `_DROP`: hop-by-hop, credentials
+# meant for Nekzus, identity headers an upstream may trust as "already authenticated" (forward-auth style
+# apps), framing Nekzus sets itself; `_FORWARDED`: forwarding headers, rebuilt by `forwarding_headers` (a
+# trusted proxy's chain is kept there). Names are matched with `_` read as `-` (some servers and
+# frameworks treat them alike), and any non-canonical spelling of a listed name is dropped outright.
 _DROP = 1
 _FORWARDED = 2
+IDENTITY_HEADERS = (
+    b"remote-user",
+    b"remote-email",
+    b"remote-groups",
+    b"remote-name",
+    b"x-remote-user",
+    b"x-remote-email",
+    b"x-remote-groups",
+    b"x-webauth-user",
+    b"x-forwarded-user",
+    b"x-forwarded-email",
+    b"x-forwarded-groups",
+    b"x-forwarded-preferred-username",
+    b"x-auth-request-user",
+    b"x-auth-request-email",
+    b"x-authentik-username",
+)
 STRIPPED_REQUEST_HEADERS: dict[bytes, int] = {
     b"host": _DROP,
     b"connection": _DROP,
@@ -42,11 +62,10 @@ STRIPPED_REQUEST_HEADERS: dict[bytes, int] = {
     b"expect": _DROP,
     b"authorization": _DROP,
     b"x-api-key": _DROP,
-    b"x_api_key": _DROP,
     b"content-length": _DROP,
     b"x-request-id": _DROP,
     HOP_HEADER: _DROP,
-    b"x_nekzus_hop": _DROP,
+    **dict.fromkeys(IDENTITY_HEADERS, _DROP),
     b"forwarded": _FORWARDED,
     b"x-forwarded-for": _FORWARDED,
     b"x-forwarded-proto": _FORWARDED,
@@ -54,13 +73,20 @@ STRIPPED_REQUEST_HEADERS: dict[bytes, int] = {
     b"x-forwarded-port": _FORWARDED,
     b"x-forwarded-prefix": _FORWARDED,
     b"x-real-ip": _FORWARDED,
-    b"x_forwarded_for": _FORWARDED,
-    b"x_forwarded_proto": _FORWARDED,
-    b"x_forwarded_host": _FORWARDED,
-    b"x_forwarded_port": _FORWARDED,
-    b"x_forwarded_prefix": _FORWARDED,
-    b"x_real_ip": _FORWARDED,
 }
+
+
+def header_key(name: bytes) -> bytes:
+    """A header name as the strip list matches it: lower case, `_` read as `-`."""
+    return name.lower().replace(b"_", b"-")
+
+
+def strip_list(extra: Iterable[str] = ()) -> dict[bytes, int]:
+    """The built-in strip list plus configured names (dropped); a built-in entry keeps its kind."""
+    added = {header_key(n.strip().encode("latin-1")): _DROP for n in extra if n.strip()}
+    return {**added, **STRIPPED_REQUEST_HEADERS}
+
+
 # The WebSocket client library writes these itself on the upstream handshake (origin and user agent are
 # handed to it as arguments), so the tunnel leaves them out of the copied headers.
 WEBSOCKET_HANDSHAKE_HEADERS = frozenset(
@@ -115,11 +141,16 @@ class RequestHead:
     connection: bytes = b""
 
 
-def parse_head(raw: Headers) -> RequestHead:
+def parse_head(raw: Headers, strip: Mapping[bytes, int] = STRIPPED_REQUEST_HEADERS) -> RequestHead:
+    """One pass over the client's headers (ASGI gives them lower-cased): what to copy upstream, the
+    client's forwarding headers, and the values the later phases need.
+
+    `strip` is the strip list (`strip_list` with the configured names). Every `Connection` line counts:
+    the headers any of them names stay with this hop, matched like the strip list."""
     forward: Headers = []
     forwarded_in: Headers = []
     keep = forward.append
-    special = STRIPPED_REQUEST_HEADERS
+    special = strip
     host = hop = request_id = connection = b""
     content_length = -1
     chunked = False
@@ -128,7 +159,9 @@ def parse_head(raw: Headers) -> RequestHead:
         size += len(name) + len(value)
         kind = special.get(name)
         if kind is None:
-            keep((name, value))
+            if b"_" not in name or header_key(name) not in special:
+                keep((name, value))
+            # else: an odd spelling of a listed name (`x-forwarded_for`): never copied, never trusted
         elif kind == _FORWARDED:
             forwarded_in.append((name, value))
         elif name == b"host":
@@ -141,16 +174,17 @@ def parse_head(raw: Headers) -> RequestHead:
         elif name == b"transfer-encoding":
             chunked = b"chunked" in value.lower()
         elif name == b"connection":
-            connection = value
+            connection = connection + b"," + value if connection else value
         elif name == HOP_HEADER:
             hop = value
         elif name == b"x-request-id":
             request_id = value
     if connection:
         # Headers the client named hop-by-hop in `Connection` stay with this hop.
-        named = {t.strip().lower() for t in connection.split(b",")} - _CONNECTION_KEEP
+        named = {header_key(t.strip()) for t in connection.split(b",")} - _CONNECTION_KEEP
+        named.discard(b"")
         if named:
-            forward = [h for h in forward if h[0] not in named]
+            forward = [h for h in forward if header_key(h[0]) not in named]
     return RequestHead(
         forward, forwarded_in, host, hop, request_id, content_length, chunked, size, connection
     )
@@ -226,10 +260,12 @@ def forwarding_headers(head: RequestHead, fwd: Forwarding, prefix: str | None) -
     xff = fwd.peer.encode("latin-1")
     proto = fwd.scheme
     if fwd.peer_is_trusted_proxy:
+        # Every X-Forwarded-For line, in order, then the peer (the chain is one list across lines).
+        chain = [value for name, value in head.forwarded_in if name == b"x-forwarded-for"]
+        if chain:
+            xff = b", ".join([*chain, xff])
         for name, value in head.forwarded_in:
-            if name in (b"x-forwarded-for", b"x_forwarded_for"):
-                xff = value + b", " + xff
-            elif name in (b"x-forwarded-proto", b"x_forwarded_proto"):
+            if name == b"x-forwarded-proto":
                 proto = value
     host = head.host
     port = host.rpartition(b":")[2] if host.rfind(b":") > host.rfind(b"]") else b""

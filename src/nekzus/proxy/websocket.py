@@ -148,7 +148,7 @@ async def _admit(
 
 
 async def tunnel(proxy: ProxyApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
-    head = parse_head(scope["headers"])
+    head = parse_head(scope["headers"], proxy.settings.strip)
     try:
         route, subdomain, principal, client_ip = await _admit(proxy, scope, head)
     except Refused as refused:
