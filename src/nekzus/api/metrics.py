@@ -1,7 +1,7 @@
 """Prometheus exposition at `metrics.path` (default `/metrics`; the path setting is honoured).
 
-No authentication, as scrapers expect; the rate limiter gives it its own `metrics` category. `metrics.enabled: false`
-→ 404 in the JSON error shape (checked per request, so a config reload toggles it).
+No authentication, as scrapers expect; the rate limiter gives it its own `metrics` category.
+`metrics.enabled: false` → 404 in the JSON error shape (checked per request, so a config reload toggles it).
 """
 
 from __future__ import annotations

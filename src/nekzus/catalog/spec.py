@@ -1,7 +1,8 @@
 """Route and app specifications: validation, normalisation and the API's JSON shape.
 
-Input accepts the API's camelCase and the older snake_case spellings (and `websockets` for `websocket`); output is
-the API's names. The spec is also what is persisted, so every field survives a restart.
+Input accepts the API's camelCase and the older snake_case spellings (and `websockets` for
+`websocket`); output uses the API's names. The spec is also what is persisted, so every field
+survives a restart.
 """
 
 from __future__ import annotations

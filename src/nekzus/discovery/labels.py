@@ -1,6 +1,7 @@
 """From one `docker inspect` result to a discovery plan and proposal, as pure functions.
 
-Discovery is opt-in (proposing every container on the host only buries the useful ones): a container is considered only when it carries
+Discovery is opt-in (proposing every container on the host only buries the useful ones): a container
+is considered only when it carries
 `nekzus.enable=true`, another `nekzus.*` discovery label, `traefik.enable=true` or a `caddy` label.
 Malformed labels are ignored (the default is used) and reported as warnings, never fatal.
 """
