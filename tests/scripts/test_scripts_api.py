@@ -365,8 +365,10 @@ def test_api_key_runs_are_attributed_and_scoped(api: httpx.Client) -> None:
     ran = api.post("/api/v1/scripts/keyed/execute", headers={"X-API-Key": writer["key"]})
     assert ran.status_code == 200, ran.text
     assert ran.json()["triggeredBy"] == f"api_key:{writer['id']}"
-    listed = api.get("/api/v1/executions", headers={"X-API-Key": reader["key"]})
-    assert listed.status_code == 200  # reads need any valid credential
+    # Output may carry secrets: a read-only key may not read executions or job records; a writer may.
+    for path in ("/api/v1/executions", f"/api/v1/executions/{ran.json()['id']}", "/api/v1/jobs"):
+        assert api.get(path, headers={"X-API-Key": reader["key"]}).status_code == 403, path
+        assert api.get(path, headers={"X-API-Key": writer["key"]}).status_code == 200, path
     register(api, "Admin Only", "hello.sh", allowedScopes=["access:admin"])
     refused = api.post("/api/v1/scripts/admin-only/execute", headers={"X-API-Key": writer["key"]})
     assert refused.status_code == 403 and "access:admin" in refused.json()["error"]["message"]

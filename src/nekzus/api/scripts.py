@@ -292,19 +292,22 @@ def _executions_router(scripts: ScriptService) -> APIRouter:
         status: str | None = Query(default=None),
         limit: str = Query(default="50"),
         offset: str = Query(default="0"),
-        _p: Principal = Depends(require()),
+        # Execution output routinely carries secrets (as container logs do): write:* to read it.
+        _p: Principal = Depends(require(_WRITE)),
     ) -> dict[str, Any]:
         try:
             limit_n, offset_n = int(limit), int(offset)
         except ValueError:
             raise Invalid("limit and offset must be integers", code="VALIDATION_ERROR") from None
+        if not 0 <= offset_n <= 2**31 - 1 or not 1 <= limit_n <= 2**31 - 1:
+            raise Invalid("limit must be positive and offset not negative", code="VALIDATION_ERROR")
         rows, total = await scripts.executions(
             script_id=script_id, status=status, limit=limit_n, offset=offset_n
         )
         return {"executions": [execution_json(r) for r in rows], "count": len(rows), "total": total}
 
     @router.get("/{execution_id}", summary="One execution")
-    async def get_execution(execution_id: str, _p: Principal = Depends(require())) -> dict[str, Any]:
+    async def get_execution(execution_id: str, _p: Principal = Depends(require(_WRITE))) -> dict[str, Any]:
         check_id(execution_id)
         return execution_json(await scripts.execution(execution_id))
 
@@ -371,13 +374,13 @@ def _workflows_router(workflows: WorkflowService) -> APIRouter:
         return workflow_execution_json(row)
 
     @router.get("/{workflow_id}/executions", summary="Runs of a workflow, newest first")
-    async def workflow_runs(workflow_id: str, _p: Principal = Depends(require())) -> dict[str, Any]:
+    async def workflow_runs(workflow_id: str, _p: Principal = Depends(require(_WRITE))) -> dict[str, Any]:
         rows = await workflows.executions(workflow_id)
         return {"executions": [workflow_execution_json(r) for r in rows], "count": len(rows)}
 
     @router.get("/{workflow_id}/executions/{run_id}", summary="One run of a workflow")
     async def workflow_run(
-        workflow_id: str, run_id: str, _p: Principal = Depends(require())
+        workflow_id: str, run_id: str, _p: Principal = Depends(require(_WRITE))
     ) -> dict[str, Any]:
         check_id(workflow_id)
         check_id(run_id)
