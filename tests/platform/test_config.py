@@ -71,6 +71,14 @@ def test_short_permanent_bootstrap_tokens_are_refused(tmp_path: Path) -> None:
         load_config(None, env={"NEKZUS_BOOTSTRAP_TOKEN": "short"})
 
 
+def test_proxy_strip_headers_are_header_names(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", {"server": {"proxy_strip_headers": [" X-Internal_Secret "]}})
+    assert load_config(str(path)).server.proxy_strip_headers == ["X-Internal_Secret"]
+    path = write(tmp_path / "d.yaml", {"server": {"proxy_strip_headers": ["Bad: name"]}})
+    with pytest.raises(ConfigError, match=r"server\.proxy_strip_headers"):
+        load_config(str(path))
+
+
 def test_json_config_and_durations(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     path.write_text(
