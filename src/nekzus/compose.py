@@ -92,6 +92,7 @@ def build_domains(services: Services) -> Domains:
         base_url=services.base_url,
         instance_id=lambda: services.nexus_id,
         auth_timeout=cfg.server.ws_auth_timeout,
+        connections=auth.connections,
     )
     _capability(services, "websocket")
     hub.start()
