@@ -246,15 +246,17 @@ async def pair(request: Request) -> dict[str, Any]:
     token = _bearer(request)
     if not token:
         raise ApiError(401, "UNAUTHORIZED", "A bootstrap token is required")
+    # The body is read and validated first: a malformed request must not spend the token, and the
+    # token is checked and consumed in one synchronous step after the last await of the parsing.
+    body = validate(PairRequest, await read_json(request, PAIR_BODY_LIMIT))
     try:
-        grant = service.pairing.authorize(token)
+        grant = service.pairing.claim(token)
     except NekzusError as exc:
         services.metrics.auth_pairing_total.labels("failure", "unknown").inc()
         await service.audit(
             "device.pair", actor="anonymous", ip=ip, details={"code": exc.code}, success=False
         )
         raise
-    body = validate(PairRequest, await read_json(request, PAIR_BODY_LIMIT))
     device = body.device
     device_id = device.id or "dev-" + secrets.token_urlsafe(8)
     name = device.name.strip() or device.model.strip() or f"{device.platform} Device"
@@ -270,7 +272,6 @@ async def pair(request: Request) -> dict[str, Any]:
             "pushToken": device.push_token,
         }
     )
-    service.pairing.consume(grant)
     if existed:
         with contextlib.suppress(Exception):  # closing stale sockets is best effort
             await services.domains.hub.close_device(device_id, "device re-paired")

@@ -1,8 +1,9 @@
 """Pairing codes and bootstrap tokens (behaviour B §2.4, §3.3). Memory only: they live five minutes.
 
 A QR code carries a short code; redeeming it (`POST /api/v1/pair`) yields the pairing config with a
-temporary bootstrap token; `POST /api/v1/auth/pair` with that token creates the device. The code stays
-redeemable until the pairing succeeds, then it is consumed.
+temporary bootstrap token; `POST /api/v1/auth/pair` with that token creates the device. Both are
+single-use: the code is spent by its first redemption, the temporary token by the pairing that claims it
+(checked and consumed in one step, with no await in between, so racing requests cannot share it).
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ class PairingStore:
             if entry.failures >= CODE_LOCK_AFTER:
                 entry.locked_until = now + CODE_LOCK_SECONDS
             raise self._fail()
+        # Single-use: whoever redeems first holds the bootstrap token; a replay gets nothing.
+        entry.consumed = True
         return dict(entry.config)
 
     def status(self, raw_code: str) -> dict[str, Any]:
@@ -177,6 +180,16 @@ class PairingStore:
             return Grant("dev", token)
         self.strike(token)
         raise error_for(401, "INVALID_BOOTSTRAP", "Invalid or expired bootstrap token")
+
+    def claim(self, token: str) -> Grant:
+        """Judge a bootstrap token and, for a temporary one, consume it in the same step.
+
+        Synchronous on purpose: no other request can run between the check (including the expiry,
+        judged at this moment rather than when the request started) and the consumption.
+        """
+        grant = self.authorize(token)
+        self.consume(grant)
+        return grant
 
     def strike(self, token: str) -> None:
         """Count one failed pairing attempt with this token; the third locks (and drops) it."""
