@@ -65,5 +65,6 @@ def test_malformed_body_does_not_spend_the_token(srv: NekzusServer) -> None:
         headers = {"Authorization": f"Bearer {bootstrap}"}
         bad = c.post("/api/v1/auth/pair", json={"device": {"platform": "toaster"}}, headers=headers)
         assert bad.status_code == 400
-        ok = c.post("/api/v1/auth/pair", json={"device": {"id": "patient", "platform": "ios"}}, headers=headers)
+        good = {"device": {"id": "patient", "platform": "ios"}}
+        ok = c.post("/api/v1/auth/pair", json=good, headers=headers)
         assert ok.status_code == 200, ok.text
