@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nekzus.auth.passwords import source_key
 from nekzus.errors import NekzusError, error_for
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -73,7 +74,8 @@ class PairingStore:
     codes: dict[str, PairingCode] = field(default_factory=dict)
     tokens: dict[str, TempToken] = field(default_factory=dict)
     qr_times: deque[float] = field(default_factory=deque)
-    failure_times: deque[float] = field(default_factory=deque)
+    # Failed code redemptions per source address (IPv6 by /64): one source's guessing locks only it.
+    failure_times: dict[str, deque[float]] = field(default_factory=dict)
     bad_tokens: dict[str, int] = field(default_factory=dict)
 
     # -- QR codes -------------------------------------------------------------------------------
@@ -102,12 +104,18 @@ class PairingStore:
 
     # -- redeeming a code -------------------------------------------------------------------------
 
-    def globally_locked(self) -> bool:
-        _trim(self.failure_times, self.clock() - HOUR)
-        return len(self.failure_times) >= GLOBAL_FAILURES_PER_HOUR
+    def locked(self, source: str = "") -> bool:
+        """Whether this source made too many failed redemptions in the last hour."""
+        times = self.failure_times.get(source_key(source))
+        if times is None:
+            return False
+        _trim(times, self.clock() - HOUR)
+        return len(times) >= GLOBAL_FAILURES_PER_HOUR
 
-    def _fail(self) -> NekzusError:
-        self.failure_times.append(self.clock())
+    def _fail(self, source: str) -> NekzusError:
+        if len(self.failure_times) >= MAX_TRACKED_BAD_TOKENS:
+            self.failure_times.clear()
+        self.failure_times.setdefault(source_key(source), deque()).append(self.clock())
         return error_for(404, "INVALID_CODE", "Invalid or expired pairing code")
 
     def find(self, code: str) -> PairingCode | None:
@@ -118,25 +126,25 @@ class PairingStore:
                 found = entry
         return found
 
-    def redeem(self, raw_code: str) -> dict[str, Any]:
-        if self.globally_locked():
+    def redeem(self, raw_code: str, source: str = "") -> dict[str, Any]:
+        if self.locked(source):
             raise error_for(429, "RATE_LIMITED", "Too many pairing attempts, please try again later")
         code = raw_code.strip().upper()
         now = self.clock()
         self._janitor(now)
         entry = self.find(code)
         if entry is None:
-            raise self._fail()
+            raise self._fail(source)
         if entry.expires <= now:
             self._drop(entry)
-            raise self._fail()
+            raise self._fail(source)
         if entry.locked_until > now:
-            raise self._fail()
+            raise self._fail(source)
         if entry.consumed:
             entry.failures += 1
             if entry.failures >= CODE_LOCK_AFTER:
                 entry.locked_until = now + CODE_LOCK_SECONDS
-            raise self._fail()
+            raise self._fail(source)
         # Single-use: whoever redeems first holds the bootstrap token; a replay gets nothing.
         entry.consumed = True
         return dict(entry.config)

@@ -518,6 +518,27 @@ class AuthService:
 
     # -- devices ----------------------------------------------------------------------------------
 
+    def may_repair(self, device_id: str, proof: str, client_ip: str) -> bool:
+        """Whether a pairing may take over the existing id `device_id`.
+
+        Device ids are visible to every credential, so knowing one proves nothing. Re-pairing needs
+        proof of possession (the device's current token, expired within the refresh grace but not
+        revoked or superseded) or an administrator (a user token, or a trusted network).
+        """
+        if self.trusted(client_ip):
+            return True
+        proof = proof.strip()
+        if not proof or proof.count(".") != 2:
+            return False
+        try:
+            claims = self.codec.verify(proof, allow_expired=True)
+            if claims["exp"] < self.clock() - self.refresh_grace:
+                return False
+            principal = self._principal_for(claims)
+        except AuthError:
+            return False
+        return principal.kind == "user" or principal.id == device_id
+
     async def pair_device(self, device: dict[str, Any]) -> dict[str, Any]:
         """Create (or re-pair) a device: a new session id cuts off any older tokens of the same id."""
         device_id = device["id"]
