@@ -84,8 +84,12 @@ def test_repair_needs_proof_and_starts_clean(srv: NekzusServer) -> None:
         assert old.status_code == 401
         assert _pending(home, "victim-phone") == 0
 
-        # An administrator (here: the trusted network) may re-pair without the device's token.
+        # An administrator may re-pair without the device's token: from the trusted network, or
+        # showing a user token from anywhere.
         assert _pair(home, "victim-phone").status_code == 200
+        with _from(srv, ELSEWHERE) as admin:
+            user_token = _login(admin, PASSWORD).json()["token"]
+            assert _pair(admin, "victim-phone", **{"X-Device-Token": user_token}).status_code == 200
 
 
 def _login(client: httpx.Client, password: str) -> httpx.Response:
