@@ -111,6 +111,7 @@ def build_domains(services: Services) -> Domains:
         authenticator=auth,
         audit=audit,
         cookies=cookies,
+        connections=auth.connections,
     )
     checker = ServiceHealthChecker(
         cfg.health_checks, catalog, metrics=metrics, spawn=spawn, is_ready=lambda: services.ready

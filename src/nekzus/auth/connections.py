@@ -102,7 +102,8 @@ class ConnectionRegistry:
         Raises TooManyConnections when the principal is at its cap. Must be called on the event loop.
         """
         group = self._by_principal.setdefault(principal.rate_key, set())
-        if len(group) >= self.max_per_principal:
+        # The cap is per credential; trusted networks present none (they are the owner's own machines).
+        if principal.kind != "trusted" and len(group) >= self.max_per_principal:
             if not group:
                 del self._by_principal[principal.rate_key]
             raise TooManyConnections(
