@@ -87,6 +87,7 @@ def build_domains(services: Services) -> Domains:
         base_url=services.base_url,
         instance_id=lambda: services.nexus_id,
         auth_timeout=cfg.server.ws_auth_timeout,
+        connections=auth.connections,
     )
     _capability(services, "websocket")
     hub.start()
@@ -110,6 +111,7 @@ def build_domains(services: Services) -> Domains:
         authenticator=auth,
         audit=audit,
         cookies=cookies,
+        connections=auth.connections,
     )
     checker = ServiceHealthChecker(
         cfg.health_checks, catalog, metrics=metrics, spawn=spawn, is_ready=lambda: services.ready

@@ -104,10 +104,10 @@ def test_qr_json_shape_and_hash(client: httpx.Client, admin: dict[str, str]) -> 
     assert set(body["qr"]) >= {"u", "c"}
     status = client.get("/api/v1/auth/qr/status", params={"code": body["code"]}, headers=admin).json()
     assert status["valid"] is True and 290 <= status["ttl"] <= 300
-    # Redemption is idempotent until the device is paired.
+    # Single use: a second redemption of the same code gets nothing.
     first = redeem(client, body["code"]).json()
-    second = redeem(client, body["code"]).json()
-    assert first == second
+    second = redeem(client, body["code"])
+    assert second.status_code == 404 and error_code(second) == "INVALID_CODE"
     expected = hashlib.sha256(
         (body["code"] + ":" + first["baseUrl"] + first["nexusId"] + first["bootstrapToken"]).encode()
     ).hexdigest()[:32]

@@ -19,7 +19,7 @@ import httpx
 import jwt
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from nekzus.auth.principal import ADMIN
 from tests.auth.conftest import PERMANENT_BOOTSTRAP, bearer, create_admin, login, pair
@@ -473,3 +473,41 @@ def test_websocket_hub_scope_denial_is_audited(
     assert reply["type"] == "auth_failed", reply
     row = find(client, admin, "access.denied", actor=key_id)
     assert row["target"] == "/api/v1/ws" and details_of(row)["required"] == ["read:events"]
+
+
+def test_open_websocket_tunnel_closes_when_its_credential_is_revoked(
+    srv: NekzusServer,
+    client: httpx.Client,
+    admin: dict[str, str],
+    new_device: Callable[..., tuple[str, dict[str, str]]],
+    new_key: Callable[..., tuple[str, dict[str, str]]],
+) -> None:
+    """A tunnel already open when its device or API key is revoked is closed at once (1008)."""
+    device_id, device_headers = new_device(["access:grafana", *DEFAULT_SCOPES])
+    key_id, key_headers = new_key(["access:grafana", *DEFAULT_SCOPES])
+    _, bystander = new_key(["access:grafana", *DEFAULT_SCOPES])
+
+    async def run() -> None:
+        url = srv.ws_url + "/apps/grafws/ws"
+        for headers, revoke in (
+            (device_headers, f"/api/v1/devices/{device_id}"),
+            (key_headers, f"/api/v1/apikeys/{key_id}"),
+        ):
+            async with (
+                connect(url, additional_headers=headers, open_timeout=5) as ws,
+                connect(url, additional_headers=bystander, open_timeout=5) as other,
+            ):
+                await asyncio.wait_for(ws.recv(), 5)
+                await asyncio.wait_for(other.recv(), 5)
+                await ws.send("before")
+                assert await asyncio.wait_for(ws.recv(), 5) == "echo:before"
+                r = client.delete(revoke, headers=admin)
+                assert r.status_code == 200, r.text
+                with pytest.raises(ConnectionClosed):
+                    for _ in range(10):
+                        await asyncio.wait_for(ws.recv(), 5)
+                assert ws.close_code == 1008
+                await other.send("still here")
+                assert await asyncio.wait_for(other.recv(), 5) == "echo:still here"
+
+    asyncio.run(run())

@@ -27,6 +27,8 @@ from nekzus.timefmt import rfc3339_or_none
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=ERROR_RESPONSES)
 
 PAIR_BODY_LIMIT = 10 * 1024
+# Proof of possession when pairing onto an existing device id: that device's current token.
+DEVICE_TOKEN_HEADER = "X-Device-Token"  # noqa: S105 - a header name, not a secret
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 
@@ -124,7 +126,8 @@ async def login(request: Request, body: Credentials) -> Any:
     username, password = _fields(body)
     if len(password) > MAX_PASSWORD or len(username) > 255:
         raise ApiError(401, "INVALID_CREDENTIALS", "Invalid username or password")
-    locked = service.lockout.locked_for(username)
+    # Locks are per source address, and a trusted network can always sign in (the owner at home).
+    locked = service.lockout.locked_for(username, ip, trusted=service.trusted(ip))
     if locked > 0:
         service.metrics.auth_login_total.labels("locked").inc()
         await service.audit(
@@ -140,7 +143,7 @@ async def login(request: Request, body: Credentials) -> Any:
     usable = user is not None and user.is_active
     ok = await service.passwords.verify(user.password_hash if usable and user else None, password)
     if not ok or user is None:
-        just_locked = service.lockout.failed(username)
+        just_locked = service.lockout.failed(username, ip)
         service.metrics.auth_login_total.labels("failure").inc()
         await service.audit(
             "auth.login",
@@ -150,7 +153,7 @@ async def login(request: Request, body: Credentials) -> Any:
             success=False,
         )
         raise ApiError(401, "INVALID_CREDENTIALS", "Invalid username or password")
-    service.lockout.succeeded(username)
+    service.lockout.succeeded(username, ip)
     await service.mark_login(user)
     token = service.issue_user_token(username)
     service.metrics.auth_login_total.labels("success").inc()
@@ -246,20 +249,42 @@ async def pair(request: Request) -> dict[str, Any]:
     token = _bearer(request)
     if not token:
         raise ApiError(401, "UNAUTHORIZED", "A bootstrap token is required")
+    # The body is read and validated first: a malformed request must not spend the token, and the
+    # token is checked and consumed in one synchronous step after the last await of the parsing.
+    body = validate(PairRequest, await read_json(request, PAIR_BODY_LIMIT))
+    device_id = body.device.id or "dev-" + secrets.token_urlsafe(8)
+    existed = device_id in service.devices
+    if existed and not service.may_repair(device_id, request.headers.get(DEVICE_TOKEN_HEADER, ""), ip):
+        await service.audit(
+            "device.pair",
+            actor="anonymous",
+            target=device_id,
+            ip=ip,
+            details={"code": "DEVICE_EXISTS"},
+            success=False,
+        )
+        raise ApiError(
+            409,
+            "DEVICE_EXISTS",
+            "A device with this id is already paired: re-pairing needs its current token "
+            f"({DEVICE_TOKEN_HEADER}) or an administrator",
+        )
     try:
-        grant = service.pairing.authorize(token)
+        grant = service.pairing.claim(token)
     except NekzusError as exc:
         services.metrics.auth_pairing_total.labels("failure", "unknown").inc()
         await service.audit(
             "device.pair", actor="anonymous", ip=ip, details={"code": exc.code}, success=False
         )
         raise
-    body = validate(PairRequest, await read_json(request, PAIR_BODY_LIMIT))
     device = body.device
-    device_id = device.id or "dev-" + secrets.token_urlsafe(8)
     name = device.name.strip() or device.model.strip() or f"{device.platform} Device"
-    existed = device_id in service.devices
     started = time.monotonic()
+    if existed:
+        # A new pairing starts clean: nothing stored for the old one (upstream sessions, queued
+        # notifications) passes to it; scopes are reset to the defaults by pair_device.
+        await services.domains.session_cookies.clear(device_id)
+        await services.domains.notifications.delete_device(device_id)
     result: dict[str, Any] = await service.pair_device(
         {
             "id": device_id,
@@ -270,7 +295,6 @@ async def pair(request: Request) -> dict[str, Any]:
             "pushToken": device.push_token,
         }
     )
-    service.pairing.consume(grant)
     if existed:
         with contextlib.suppress(Exception):  # closing stale sockets is best effort
             await services.domains.hub.close_device(device_id, "device re-paired")

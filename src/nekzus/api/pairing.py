@@ -150,7 +150,7 @@ async def redeem(request: Request) -> dict[str, Any]:
     ip = ip_of(request)
     if request.headers.get("x-pairing-request", "").strip().lower() != "true":
         raise ApiError(400, "MISSING_HEADER", "X-Pairing-Request: true header is required")
-    if service.pairing.globally_locked():
+    if service.pairing.locked(ip):
         raise ApiError(429, "RATE_LIMITED", "Too many pairing attempts, please try again later")
     body = await read_json(request, REDEEM_BODY_LIMIT)
     if not isinstance(body, dict):
@@ -161,7 +161,7 @@ async def redeem(request: Request) -> dict[str, Any]:
     if len(code) > 64:
         code = code[:64]
     try:
-        config: dict[str, Any] = service.pairing.redeem(code)
+        config: dict[str, Any] = service.pairing.redeem(code, ip)
     except NekzusError as exc:
         if exc.status == 404:
             await asyncio.sleep((1 + secrets.randbelow(4000) / 1000) / 1000)  # 1-5 ms blurs timing

@@ -14,6 +14,7 @@ from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from nekzus.api.deps import client_ip, services_of
+from nekzus.auth.authorize import decide
 from nekzus.auth.principal import Authenticator, Principal
 from nekzus.errors import Forbidden, Unauthorized
 from nekzus.http.errors import ApiError
@@ -82,15 +83,12 @@ API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey",
 def require(*scopes: str, strict: bool = False) -> Callable[..., Awaitable[Principal]]:
     async def check(request: Request) -> Principal:
         principal = await current_principal(request)
-        if principal is None:
-            raise ApiError(401, "UNAUTHORIZED", "Authentication required")
-        if strict and principal.kind not in ("device", "user"):
-            raise ApiError(401, "UNAUTHORIZED", "A valid JWT token is required")
-        if principal.kind == "bootstrap":
-            raise ApiError(403, "FORBIDDEN", "Bootstrap tokens can only be used for pairing")
-        if scopes and not principal.allows(*scopes):
-            await audit_denied(request, principal, scopes)
-            raise ApiError(403, "FORBIDDEN", f"Missing required scope: {', '.join(scopes)}")
+        decision = decide(principal, scopes, jwt_only=strict)
+        if not decision.allowed:
+            if decision.audit and principal is not None:
+                await audit_denied(request, principal, scopes)
+            raise ApiError(decision.status, decision.code, decision.message)
+        assert principal is not None  # an allowed, non-public decision always has a principal
         return principal
 
     if strict:

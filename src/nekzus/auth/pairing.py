@@ -1,8 +1,9 @@
 """Pairing codes and bootstrap tokens (behaviour B §2.4, §3.3). Memory only: they live five minutes.
 
 A QR code carries a short code; redeeming it (`POST /api/v1/pair`) yields the pairing config with a
-temporary bootstrap token; `POST /api/v1/auth/pair` with that token creates the device. The code stays
-redeemable until the pairing succeeds, then it is consumed.
+temporary bootstrap token; `POST /api/v1/auth/pair` with that token creates the device. Both are
+single-use: the code is spent by its first redemption, the temporary token by the pairing that claims it
+(checked and consumed in one step, with no await in between, so racing requests cannot share it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nekzus.auth.passwords import source_key
 from nekzus.errors import NekzusError, error_for
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -72,7 +74,8 @@ class PairingStore:
     codes: dict[str, PairingCode] = field(default_factory=dict)
     tokens: dict[str, TempToken] = field(default_factory=dict)
     qr_times: deque[float] = field(default_factory=deque)
-    failure_times: deque[float] = field(default_factory=deque)
+    # Failed code redemptions per source address (IPv6 by /64): one source's guessing locks only it.
+    failure_times: dict[str, deque[float]] = field(default_factory=dict)
     bad_tokens: dict[str, int] = field(default_factory=dict)
 
     # -- QR codes -------------------------------------------------------------------------------
@@ -101,12 +104,18 @@ class PairingStore:
 
     # -- redeeming a code -------------------------------------------------------------------------
 
-    def globally_locked(self) -> bool:
-        _trim(self.failure_times, self.clock() - HOUR)
-        return len(self.failure_times) >= GLOBAL_FAILURES_PER_HOUR
+    def locked(self, source: str = "") -> bool:
+        """Whether this source made too many failed redemptions in the last hour."""
+        times = self.failure_times.get(source_key(source))
+        if times is None:
+            return False
+        _trim(times, self.clock() - HOUR)
+        return len(times) >= GLOBAL_FAILURES_PER_HOUR
 
-    def _fail(self) -> NekzusError:
-        self.failure_times.append(self.clock())
+    def _fail(self, source: str) -> NekzusError:
+        if len(self.failure_times) >= MAX_TRACKED_BAD_TOKENS:
+            self.failure_times.clear()
+        self.failure_times.setdefault(source_key(source), deque()).append(self.clock())
         return error_for(404, "INVALID_CODE", "Invalid or expired pairing code")
 
     def find(self, code: str) -> PairingCode | None:
@@ -117,25 +126,27 @@ class PairingStore:
                 found = entry
         return found
 
-    def redeem(self, raw_code: str) -> dict[str, Any]:
-        if self.globally_locked():
+    def redeem(self, raw_code: str, source: str = "") -> dict[str, Any]:
+        if self.locked(source):
             raise error_for(429, "RATE_LIMITED", "Too many pairing attempts, please try again later")
         code = raw_code.strip().upper()
         now = self.clock()
         self._janitor(now)
         entry = self.find(code)
         if entry is None:
-            raise self._fail()
+            raise self._fail(source)
         if entry.expires <= now:
             self._drop(entry)
-            raise self._fail()
+            raise self._fail(source)
         if entry.locked_until > now:
-            raise self._fail()
+            raise self._fail(source)
         if entry.consumed:
             entry.failures += 1
             if entry.failures >= CODE_LOCK_AFTER:
                 entry.locked_until = now + CODE_LOCK_SECONDS
-            raise self._fail()
+            raise self._fail(source)
+        # Single-use: whoever redeems first holds the bootstrap token; a replay gets nothing.
+        entry.consumed = True
         return dict(entry.config)
 
     def status(self, raw_code: str) -> dict[str, Any]:
@@ -177,6 +188,16 @@ class PairingStore:
             return Grant("dev", token)
         self.strike(token)
         raise error_for(401, "INVALID_BOOTSTRAP", "Invalid or expired bootstrap token")
+
+    def claim(self, token: str) -> Grant:
+        """Judge a bootstrap token and, for a temporary one, consume it in the same step.
+
+        Synchronous on purpose: no other request can run between the check (including the expiry,
+        judged at this moment rather than when the request started) and the consumption.
+        """
+        grant = self.authorize(token)
+        self.consume(grant)
+        return grant
 
     def strike(self, token: str) -> None:
         """Count one failed pairing attempt with this token; the third locks (and drops) it."""

@@ -39,6 +39,9 @@ class Principal:
     scopes: frozenset[str] = field(default_factory=frozenset)
     name: str = ""
     token_id: str | None = None
+    # When the credential stops being valid (token `exp`, API key expiry); long-lived connections
+    # opened with it are closed then.
+    expires_at: float | None = None
 
     def allows(self, *required: str) -> bool:
         return scopes_satisfied(self.scopes, required)
@@ -50,6 +53,10 @@ class Principal:
     @property
     def rate_key(self) -> str:
         return f"{self.kind}:{self.id}"
+
+
+# A request from `auth.local_networks` without a credential: acts as administrator. The one copy.
+TRUSTED = Principal("trusted", "local", frozenset({ADMIN}), name="local")
 
 
 class AuthError(NekzusError):

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, update
 
+from nekzus.auth import connections as conn
+from nekzus.auth.connections import ConnectionRegistry
 from nekzus.auth.models import ApiKey, Device, RevokedToken, User
 from nekzus.auth.pairing import PairingStore
 from nekzus.auth.passwords import LoginLockout, Passwords
-from nekzus.auth.principal import ADMIN, AuthError, Headers, Principal
+from nekzus.auth.principal import ADMIN, TRUSTED, AuthError, Headers, Principal
 from nekzus.auth.tokens import TokenCodec
 from nekzus.errors import error_for
 from nekzus.http.clientip import in_networks, parse_ip, parse_networks
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("nekzus.auth")
 
-TRUSTED = Principal("trusted", "local", frozenset({ADMIN}), name="local")
 API_KEY_RE = re.compile(r"^nekzus_[0-9a-f]{64}$")
 SCOPE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9_.*-]{1,64}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
@@ -148,6 +149,10 @@ class AuthService:
         )
         self.passwords = Passwords()
         self.lockout = LoginLockout()
+        # Every long-lived connection, by the credential it was opened with (closed on revocation).
+        self.connections = ConnectionRegistry(
+            clock=clock, max_per_principal=config.server.ws_max_per_principal
+        )
         self.loaded = False
         self.devices: dict[str, DeviceState] = {}
         self.users: dict[str, bool] = {}
@@ -210,6 +215,7 @@ class AuthService:
         self.pairing.permanent_tokens = tuple(t for t in new.bootstrap.tokens if t)
         self.metrics.auth_bootstrap_tokens_active.set(self.pairing.active_tokens())
         self.local_networks = parse_networks(new.auth.local_networks)
+        self.connections.max_per_principal = new.server.ws_max_per_principal
 
     async def _flush_loop(self) -> None:
         while True:
@@ -330,12 +336,16 @@ class AuthService:
             username = subject.removeprefix("user-")
             if not subject.startswith("user-") or not self.users.get(username, False):
                 raise AuthError(401, "UNAUTHORIZED", "User account no longer exists or is disabled")
-            return Principal("user", subject, frozenset({ADMIN}), name=username, token_id=jti)
+            return Principal(
+                "user", subject, frozenset({ADMIN}), name=username, token_id=jti, expires_at=claims["exp"]
+            )
         state = self.devices.get(subject)
         if state is None or not secrets.compare_digest(state.session_id, str(claims.get("sid", ""))):
             self.metrics.auth_jwt_validations_total.labels("revoked").inc()
             raise AuthError(401, "DEVICE_REVOKED", "Device access has been revoked")
-        return Principal("device", subject, state.scopes, name=state.name, token_id=jti)
+        return Principal(
+            "device", subject, state.scopes, name=state.name, token_id=jti, expires_at=claims["exp"]
+        )
 
     def _api_key(self, key: str) -> Principal:
         if not API_KEY_RE.match(key):
@@ -349,7 +359,7 @@ class AuthService:
         if state.expires_at is not None and state.expires_at <= now:
             raise AuthError(401, "UNAUTHORIZED", "API key has expired")
         self.key_used.touch(state.id, now)
-        return Principal("apikey", state.id, state.scopes, name=state.name)
+        return Principal("apikey", state.id, state.scopes, name=state.name, expires_at=state.expires_at)
 
     def _denied(self, exc: AuthError, credential: str, client_ip: str) -> None:
         """Audit a refused credential, at most once per (ip, reason, key or token subject) every few
@@ -493,8 +503,11 @@ class AuthService:
         """Put one token id on the persisted deny-list (logout)."""
         if not principal.token_id:
             return
-        exp = claims_exp if claims_exp is not None else self.clock() + self.codec.ttl
+        exp = (
+            claims_exp if claims_exp is not None else (principal.expires_at or self.clock() + self.codec.ttl)
+        )
         self.revoked[principal.token_id] = exp
+        self.connections.close_token(principal.token_id, conn.LOGGED_OUT)
         async with self.db.session() as session:
             if await session.get(RevokedToken, principal.token_id) is None:
                 session.add(
@@ -504,6 +517,27 @@ class AuthService:
                 )
 
     # -- devices ----------------------------------------------------------------------------------
+
+    def may_repair(self, device_id: str, proof: str, client_ip: str) -> bool:
+        """Whether a pairing may take over the existing id `device_id`.
+
+        Device ids are visible to every credential, so knowing one proves nothing. Re-pairing needs
+        proof of possession (the device's current token, expired within the refresh grace but not
+        revoked or superseded) or an administrator (a user token, or a trusted network).
+        """
+        if self.trusted(client_ip):
+            return True
+        proof = proof.strip()
+        if not proof or proof.count(".") != 2:
+            return False
+        try:
+            claims = self.codec.verify(proof, allow_expired=True)
+            if claims["exp"] < self.clock() - self.refresh_grace:
+                return False
+            principal = self._principal_for(claims)
+        except AuthError:
+            return False
+        return principal.kind == "user" or principal.id == device_id
 
     async def pair_device(self, device: dict[str, Any]) -> dict[str, Any]:
         """Create (or re-pair) a device: a new session id cuts off any older tokens of the same id."""
@@ -526,6 +560,7 @@ class AuthService:
             row.session_id = session_id
             row.last_seen = now
         self.devices[device_id] = DeviceState(session_id, frozenset(scopes), name)
+        self.connections.close_device(device_id, conn.REPAIRED)
         self.seen.latest[device_id] = now
         self.seen.written[device_id] = now
         self._update_gauges()
@@ -590,11 +625,15 @@ class AuthService:
                 state.name = name
             if scopes is not None:
                 state.scopes = frozenset(scopes)
+        if scopes is not None:
+            # Connections were authorised with the old scopes: they must reconnect under the new ones.
+            self.connections.close_device(device_id, conn.RESCOPED)
         return self.device_json(row)
 
     async def revoke_device(self, device_id: str) -> bool:
         """Delete the device and cut off every token it holds (memory first, so nothing slips through)."""
         self.devices.pop(device_id, None)
+        self.connections.close_device(device_id, conn.DEVICE_REVOKED)
         async with self.db.session() as session:
             result = await session.execute(delete(Device).where(Device.device_id == device_id))
         self.seen.forget(device_id)
@@ -637,6 +676,15 @@ class AuthService:
         user.last_login = self.clock()
         async with self.db.session() as session:
             await session.execute(update(User).where(User.id == user.id).values(last_login=user.last_login))
+
+    async def set_user_active(self, username: str, active: bool) -> None:
+        """Enable or disable a user; disabling cuts off its tokens and open connections at once."""
+        async with self.db.session() as session:
+            await session.execute(update(User).where(User.username == username).values(is_active=active))
+        if username in self.users:
+            self.users[username] = active
+        if not active:
+            self.connections.close_user(username, conn.DISABLED)
 
     def issue_user_token(self, username: str) -> str:
         token, _ = self.codec.issue(f"user-{username}", [ADMIN], kind="user")
@@ -704,6 +752,7 @@ class AuthService:
                 row.revoked_at = now
                 if state is not None:
                     state.revoked_at = now
+        self.connections.close_api_key(key_id, conn.REVOKED)
         if permanent:
             self.key_used.forget(key_id)
         return row

@@ -103,6 +103,8 @@ class ServerConfig(Section):
     proxy_strip_headers: StrList = Field(default_factory=list)
     # A WebSocket client must authenticate within this window after connecting.
     ws_auth_timeout: Annotated[Duration, Field(ge=0.1, le=300)] = 15.0
+    # Concurrent long-lived connections (hub sockets, proxied WebSockets) one credential may hold.
+    ws_max_per_principal: int = Field(default=32, ge=1, le=10000)
     # A request head must arrive within this long of its first byte; a request body may not stall longer.
     read_header_timeout: Duration = Field(default=10.0, gt=0)
     read_body_timeout: Duration = Field(default=60.0, gt=0)

@@ -52,6 +52,7 @@ LIVE_KEYS = (
     "auth.refresh_grace",
     "server.trusted_proxies",
     "server.max_body_bytes",
+    "server.ws_max_per_principal",
     "rate_limits",
     "metrics.enabled",
     "health_checks",

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from nekzus import __version__
+from nekzus.auth.authorize import decide
+from nekzus.auth.connections import EXPIRED, ConnectionRegistry, TooManyConnections
 from nekzus.auth.principal import Authenticator, AuthError, Principal
 from nekzus.events.bus import Event
 from nekzus.events.topics import MAX_SUBSCRIPTIONS, TopicError, any_match, validate_pattern
@@ -187,6 +189,14 @@ class Client:
             self._queue.clear()
         self._wake.set()
 
+    def close_with_notice(self, code: int, reason: str, text: str) -> None:
+        """Drop what is queued, send `text` alone, then close."""
+        if self._closing is not None:
+            return
+        self.close_soon(code, reason)
+        self._queue.append(text)
+        self._wake.set()
+
     async def run_writer(self) -> None:
         # Starlette's WebSocket.send only adds state bookkeeping around the ASGI send; the hot path
         # calls the ASGI send it wraps (falls back to the public method if that ever changes).
@@ -276,6 +286,7 @@ class Hub:
         base_url: str,
         instance_id: Callable[[], str],
         auth_timeout: float = 15.0,
+        connections: ConnectionRegistry | None = None,
     ) -> None:
         self.bus = bus
         self.metrics = metrics
@@ -290,6 +301,9 @@ class Hub:
         self.handlers: dict[str, Handler] = {}
         self.connect_hooks: list[ConnectHook] = []
         self.auth_timeout = auth_timeout
+        # The identity domain's registry: revoking, logging out or the expiry of the credential a
+        # socket was opened with closes it; it also caps sockets per credential.
+        self.connections = connections if connections is not None else ConnectionRegistry()
         m = metrics
         self.m_out = m.websocket_messages_total.labels(APP_LABEL, "out")
         self.m_in = m.websocket_messages_total.labels(APP_LABEL, "in")
@@ -449,8 +463,16 @@ class Hub:
         if principal is None:
             metrics.websocket_connections_total.labels(APP_LABEL, "auth_failed").inc()
             return
-        metrics.websocket_connections_total.labels(APP_LABEL, "accepted").inc()
         client = Client(self, ws, principal, ip, ws.headers.get("user-agent", ""))
+        try:
+            handle = self.connections.register(
+                principal, lambda reason: self._credential_gone(client, reason)
+            )
+        except TooManyConnections as exc:
+            metrics.websocket_connections_total.labels(APP_LABEL, "rejected_limit").inc()
+            await self._fail(ws, exc.message, exc.code, CLOSE_TRY_AGAIN)
+            return
+        metrics.websocket_connections_total.labels(APP_LABEL, "accepted").inc()
         client.push(envelope("auth_success", {"deviceId": principal.id, "message": "authenticated"}))
         client.push(
             envelope(
@@ -477,6 +499,7 @@ class Hub:
         except Exception:
             log.exception("websocket %s reader failed", client.id)
         finally:
+            handle.release()
             last = self._unregister(client)
             client.close_soon(CLOSE_NORMAL, "")
             if not writer.done():
@@ -491,6 +514,14 @@ class Hub:
                 self.deliver_client_message(topic, message, sender=principal.id)
             if last:
                 self.bus.emit(EventType.DEVICE_STATUS, {"deviceId": principal.id, "status": "offline"})
+
+    @staticmethod
+    def _credential_gone(client: Client, reason: str) -> None:
+        """The credential this socket was opened with was revoked, logged out or expired: say why, close."""
+        code = "TOKEN_EXPIRED" if reason == EXPIRED else "CREDENTIAL_REVOKED"
+        client.close_with_notice(
+            CLOSE_POLICY, reason, envelope("session_closed", {"code": code, "reason": reason})
+        )
 
     async def _run_hook(self, hook: ConnectHook, client: Client) -> None:
         try:
@@ -568,12 +599,11 @@ class Hub:
             else:
                 await self._fail(ws, "token required for external connections", "AUTH_REQUIRED")
             return None
-        if principal.kind == "bootstrap":
-            await self._fail(ws, "Bootstrap tokens can only be used for pairing", "FORBIDDEN")
-            return None
-        if not principal.allows(REQUIRED_SCOPE):
-            await self._audit_denied(principal, ip)
-            await self._fail(ws, f"Missing required scope: {REQUIRED_SCOPE}", "FORBIDDEN")
+        decision = decide(principal, (REQUIRED_SCOPE,))
+        if not decision.allowed:
+            if decision.audit:
+                await self._audit_denied(principal, ip)
+            await self._fail(ws, decision.message, decision.code)
             return None
         return principal
 

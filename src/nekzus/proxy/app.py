@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
-from nekzus.auth.principal import ADMIN, AuthError, Principal
+from nekzus.auth.authorize import decide
+from nekzus.auth.connections import ConnectionRegistry
+from nekzus.auth.principal import TRUSTED, AuthError, Principal
 from nekzus.catalog.service import CatalogService
 from nekzus.config import Config
 from nekzus.http.clientip import IPNetwork, in_networks, parse_ip, parse_networks, resolve_client_ip
@@ -69,7 +71,6 @@ access_log = logging.getLogger("nekzus.access.proxy")
 DENIAL_AUDIT_INTERVAL = 10.0
 MAX_CACHED_BODY = 1 << 20
 DEFAULT_IDLE_TIMEOUT = 300.0
-_TRUSTED = Principal("trusted", "local", frozenset({ADMIN}), name="local")
 
 Spawn = Callable[[Awaitable[Any], str], "asyncio.Task[Any]"]
 
@@ -189,6 +190,7 @@ class ProxyApp:
         authenticator: Authenticator | None = None,
         audit: AuditLog | None = None,
         cookies: SessionCookieStore | None = None,
+        connections: ConnectionRegistry | None = None,
     ) -> None:
         self.catalog = catalog
         self.settings = settings
@@ -199,6 +201,8 @@ class ProxyApp:
         self.authenticator = authenticator
         self.audit = audit
         self.cookies = cookies
+        # Tunnels register here by credential, so revocation and expiry close them (identity domain).
+        self.connections = connections if connections is not None else ConnectionRegistry()
         self.pools = PoolRegistry()
         self.table = RouteTable([])
         self.cache = ResponseCache()
@@ -368,16 +372,13 @@ class ProxyApp:
                     return None
                 raise Refused(exc.status, exc.code, exc.message) from None
         elif trusted:
-            principal = _TRUSTED
-        if spec.public_access:
-            return principal
-        if principal is None:
-            raise Refused(401, "UNAUTHORIZED", "Authentication required")
-        if principal.kind == "bootstrap":
-            raise Refused(403, "FORBIDDEN", "Bootstrap tokens can only be used for pairing")
-        if route.scopes and ADMIN not in principal.scopes and not principal.allows(*route.scopes):
-            self._audit_denial(route, scope, principal, client_ip)
-            raise Refused(403, "FORBIDDEN", f"Missing required scope: {', '.join(route.scopes)}")
+            principal = TRUSTED
+        # The one authorization decision, shared with REST routes and the hub.
+        decision = decide(principal, route.scopes, public=spec.public_access)
+        if not decision.allowed:
+            if decision.audit and principal is not None:
+                self._audit_denial(route, scope, principal, client_ip)
+            raise Refused(decision.status, decision.code, decision.message)
         return principal
 
     def _audit_denial(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nekzus import API_VERSION
+from nekzus.auth.connections import TooManyConnections
 from nekzus.auth.principal import Principal
 from nekzus.http.errors import error_body
 from nekzus.http.requestid import request_id_or_new
@@ -158,6 +159,23 @@ async def tunnel(proxy: ProxyApp, scope: dict[str, Any], receive: Any, send: Any
     upstream = await _open(proxy, route, handshake, scope, send)
     if upstream is None:
         return
+    # Registered by the credential it was opened with: revocation, logout or expiry closes the tunnel.
+    gone: list[str] = []
+    revoked = asyncio.Event()
+
+    def credential_gone(reason: str) -> None:
+        gone.append(reason)
+        revoked.set()
+
+    handle = None
+    if principal is not None:
+        try:
+            handle = proxy.connections.register(principal, credential_gone)
+        except TooManyConnections as exc:
+            with contextlib.suppress(Exception):
+                await upstream.close()
+            await _reject(scope, send, exc.status, exc.code, exc.message)
+            return
     await send(
         {
             "type": "websocket.accept",
@@ -169,9 +187,21 @@ async def tunnel(proxy: ProxyApp, scope: dict[str, Any], receive: Any, send: Any
     metrics.websocket_connections_total.labels(route.spec.app_id, "connected").inc()
     metrics.websocket_connections_active.inc()
     opened = time.monotonic()
+    relay = proxy.spawn(_relay(proxy, route, upstream, receive, send), "ws-relay")
+    watch = proxy.spawn(revoked.wait(), "ws-revoked")
     try:
-        await _relay(proxy, route, upstream, receive, send)
+        await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if gone:
+            relay.cancel()
+            await asyncio.wait({relay})
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": 1008, "reason": gone[0]})
     finally:
+        for task in (relay, watch):
+            task.cancel()
+        await asyncio.wait({relay, watch})
+        if handle is not None:
+            handle.release()
         with contextlib.suppress(Exception):
             await upstream.close()
         metrics.websocket_connections_active.dec()
