@@ -101,6 +101,16 @@ def _str_map(value: Any) -> dict[str, str]:
     }
 
 
+def _list(value: Any) -> list[Any]:
+    """A list field of an object; anything else (null, a scalar, a map) counts as empty."""
+    return value if isinstance(value, list) else []
+
+
+def _map(value: Any) -> dict[str, Any]:
+    """A map field of an object; anything else counts as empty."""
+    return value if isinstance(value, dict) else {}
+
+
 def trim(obj: dict[str, Any]) -> dict[str, Any]:
     """What discovery keeps of an object (no status, managedFields, templates)."""
     meta: dict[str, Any] = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
@@ -120,19 +130,19 @@ def trim(obj: dict[str, Any]) -> dict[str, Any]:
         out["type"] = str(spec.get("type") or "ClusterIP")
         out["clusterIP"] = str(spec.get("clusterIP") or "")
         ports = []
-        for p in spec.get("ports") or []:
+        for p in _list(spec.get("ports")):
             if isinstance(p, dict):
                 ports.append(
                     {"name": str(p.get("name") or ""), "port": p.get("port"), "protocol": p.get("protocol")}
                 )
         out["ports"] = ports
-        lb = ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        lb = _list(_map(_map(obj.get("status")).get("loadBalancer")).get("ingress"))
         out["lb"] = [str(i.get("ip") or i.get("hostname") or "") for i in lb if isinstance(i, dict)]
     if "rules" in spec or "tls" in spec:
         out["tls"] = [
-            [str(h) for h in (t.get("hosts") or [])] for t in spec.get("tls") or [] if isinstance(t, dict)
+            [str(h) for h in _list(t.get("hosts"))] for t in _list(spec.get("tls")) if isinstance(t, dict)
         ]
-        out["rules"] = spec.get("rules") or []
+        out["rules"] = _list(spec.get("rules"))
     return out
 
 
@@ -390,14 +400,14 @@ def ingress_proposals(
             continue
         rule_host = str(rule.get("host") or "")
         http = rule["http"] if isinstance(rule.get("http"), dict) else {}
-        for path in http.get("paths") or []:
+        for path in _list(http.get("paths")):
             if not isinstance(path, dict):
                 continue
-            backend = (path.get("backend") or {}).get("service") or {}
+            backend = _map(_map(path.get("backend")).get("service"))
             svc = services.get(str(backend.get("name") or ""))
             if svc is None:
                 continue
-            port_ref = backend.get("port") or {}
+            port_ref = _map(backend.get("port"))
             svc_port = None
             for p in svc.get("ports") or []:
                 if p.get("port") == port_ref.get("number") or (
