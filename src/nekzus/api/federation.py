@@ -7,6 +7,7 @@ Everything federation needs is built here: the service, its start/stop hooks, mD
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from nekzus.api.security import require
 from nekzus.auth.principal import ADMIN, AuthError, Principal, scopes_satisfied
 from nekzus.catalog.service import CatalogService
 from nekzus.errors import Unavailable
+from nekzus.events import Event
+from nekzus.events.types import EventType
 from nekzus.federation import FEDERATION
 from nekzus.federation.service import FederationService
 from nekzus.health import ComponentHealth, Status
@@ -210,11 +213,16 @@ def install(api: FastAPI, services: Services) -> None:
 
 def _install_remote_routes(services: Services, fed: FederationService, catalog: CatalogService) -> None:
     """Wrap the reverse proxy: remote apps not served locally go to their owner (no change to the proxy)."""
-    from nekzus.federation.remote import OwnerRouteHandler, RemoteRouteDispatch, match_prefix
+    from nekzus.federation.remote import (
+        Caller,
+        CloseTunnel,
+        Denial,
+        OwnerRouteHandler,
+        RemoteRouteDispatch,
+        match_prefix,
+    )
 
-    async def authenticate(
-        scope: dict[str, Any],
-    ) -> tuple[dict[str, Any] | None, tuple[int, str, str] | None]:
+    async def authenticate(scope: dict[str, Any]) -> tuple[Caller | None, Denial | None]:
         ip = resolve_client_ip(scope, services.trusted_proxies)
         principal: Principal | None = None
         try:
@@ -232,12 +240,36 @@ def _install_remote_routes(services: Services, fed: FederationService, catalog: 
             "scopes": sorted(principal.scopes),
             "ip": ip,
         }
-        return identity, None
+        return Caller(identity, principal), None
+
+    def track(caller: Caller, close: CloseTunnel) -> Callable[[], object]:
+        """Close an open remote WebSocket when the caller's credential is revoked.
+
+        Device revocations arrive as `device_revoked` events; other credentials are checked once per
+        request. (With a connection registry in the auth domain this is one call:
+        `return auth.connections.register(principal, close).release`.)
+        """
+        principal = caller.credential
+        if not isinstance(principal, Principal) or principal.device_id is None:
+            return lambda: None
+        device_id = principal.device_id
+
+        def on_revoked(event: Event) -> None:
+            data = event.data if isinstance(event.data, dict) else {}
+            if data.get("deviceId") == device_id:
+                close("credential revoked")
+
+        return services.bus.subscribe(on_revoked, {EventType.DEVICE_REVOKED})
 
     def local_paths() -> list[str]:
         return [r.path_base for r in catalog.sorted_routes() if r.path_routed]
 
-    dispatch = RemoteRouteDispatch(services.proxy, fed, local_paths=local_paths, authenticate=authenticate)
+    inner = services.proxy
+    if inner is None:
+        return
+    dispatch = RemoteRouteDispatch(
+        inner, fed, local_paths=local_paths, authenticate=authenticate, track=track
+    )
     services.proxy = dispatch
     catalog.on_change(dispatch.rebuild)
     fed.on_catalog_change.append(dispatch.rebuild)
