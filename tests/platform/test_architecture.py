@@ -15,8 +15,10 @@ DOMAINS = (
     "events",
     "federation",
     "health",
+    "jobs",
     "proxy",
     "runtime",
+    "scripts",
     "store",
 )
 WIRING = ("nekzus.api", "nekzus.app", "nekzus.compose", "nekzus.services")
