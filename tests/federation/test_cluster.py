@@ -263,6 +263,20 @@ def test_remote_route_http_websocket_and_scopes_at_owner(
     delete_route(a, "remoteecho")
 
 
+def test_a_local_route_wins_over_a_remote_one(cluster: list[NekzusServer], upstream: Upstream) -> None:
+    a, b, _ = cluster
+    add_route(a, "shadowed", upstream.url, stripPrefix=True)
+    wait_for(lambda: apps(b).get("shadowed"), 15, "the remote app on the caller")
+    with b.client() as cl:
+        assert cl.get("/apps/shadowed/x").headers.get("x-nekzus-federated-from") == peer_id(a)
+        add_route(b, "shadowed", upstream.url, stripPrefix=True)
+        local = cl.get("/apps/shadowed/x")
+        assert local.status_code == 200 and "x-nekzus-federated-from" not in local.headers
+        delete_route(b, "shadowed")
+        assert cl.get("/apps/shadowed/x").headers.get("x-nekzus-federated-from") == peer_id(a)
+    delete_route(a, "shadowed")
+
+
 def test_remote_websocket_closes_when_the_callers_device_is_revoked(
     cluster: list[NekzusServer], upstream: Upstream
 ) -> None:

@@ -18,7 +18,7 @@ from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
 from nekzus.auth.principal import ADMIN, AuthError, Principal, scopes_satisfied
-from nekzus.catalog.service import CatalogService
+from nekzus.catalog.spec import RouteSpec
 from nekzus.errors import Unavailable
 from nekzus.events import Event
 from nekzus.events.types import EventType
@@ -167,7 +167,7 @@ def install(api: FastAPI, services: Services) -> None:
         services.capabilities.append("federation")
 
     if cfg.allow_remote_routes:
-        _install_remote_routes(services, fed, catalog)
+        _install_remote_routes(services, fed)
 
     discovery: list[Any] = []
 
@@ -211,15 +211,14 @@ def install(api: FastAPI, services: Services) -> None:
     api.include_router(router)
 
 
-def _install_remote_routes(services: Services, fed: FederationService, catalog: CatalogService) -> None:
-    """Wrap the reverse proxy: remote apps not served locally go to their owner (no change to the proxy)."""
+def _install_remote_routes(services: Services, fed: FederationService) -> None:
+    """Put the remote-route step in front of the reverse proxy (paths the proxy has no route for only)."""
     from nekzus.federation.remote import (
         Caller,
         CloseTunnel,
         Denial,
         OwnerRouteHandler,
         RemoteRouteDispatch,
-        match_prefix,
     )
 
     async def authenticate(scope: dict[str, Any]) -> tuple[Caller | None, Denial | None]:
@@ -261,22 +260,23 @@ def _install_remote_routes(services: Services, fed: FederationService, catalog: 
 
         return services.bus.subscribe(on_revoked, {EventType.DEVICE_REVOKED})
 
-    def local_paths() -> list[str]:
-        return [r.path_base for r in catalog.sorted_routes() if r.path_routed]
+    proxy = services.domains.proxy
+
+    def local_route(path: str) -> RouteSpec | None:
+        """The local route the proxy itself would pick for `path` (its compiled table, kept current)."""
+        compiled = proxy.table.match(path)
+        return compiled.spec if compiled is not None else None
+
+    def is_local(path: str) -> bool:
+        # A local route wins, also one the proxy redirects to (only the trailing slash missing).
+        return local_route(path) is not None or path + "/" in proxy.table.by_path
 
     inner = services.proxy
     if inner is None:
         return
-    dispatch = RemoteRouteDispatch(
-        inner, fed, local_paths=local_paths, authenticate=authenticate, track=track
-    )
+    dispatch = RemoteRouteDispatch(inner, fed, is_local=is_local, authenticate=authenticate, track=track)
     services.proxy = dispatch
-    catalog.on_change(dispatch.rebuild)
     fed.on_catalog_change.append(dispatch.rebuild)
-
-    def local_route(path: str) -> Any:
-        table = {r.path_base: r for r in catalog.sorted_routes() if r.path_routed}
-        return match_prefix(table, path)
 
     async def audit_denied(actor: str, target: str, ip: str, details: dict[str, Any]) -> None:
         await services.domains.audit.record(

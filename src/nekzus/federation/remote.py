@@ -130,20 +130,18 @@ class RemoteRouteDispatch:
         inner: LocalProxy,
         federation: FederationService,
         *,
-        local_paths: Callable[[], list[str]],
+        is_local: Callable[[str], bool],
         authenticate: Authenticate,
         track: TrackTunnel | None = None,
     ) -> None:
         self.inner = inner
         self.federation = federation
-        self.local_paths = local_paths
+        self.is_local = is_local
         self.authenticate = authenticate
         self.track = track
-        self._local: dict[str, bool] = {}
         self._remote: dict[str, RemoteRoute] = {}
 
     def rebuild(self) -> None:
-        self._local = {p: True for p in self.local_paths()}
         remote: dict[str, RemoteRoute] = {}
         for origin, app_id, value in self.federation.remote_entries():
             route = value.get("route")
@@ -167,7 +165,7 @@ class RemoteRouteDispatch:
         return bool(scope["path"].startswith("/apps/") and self._remote)
 
     def _route(self, path: str) -> RemoteRoute | None:
-        if not path.startswith("/apps/") or not self._remote or match_prefix(self._local, path):
+        if not path.startswith("/apps/") or not self._remote or self.is_local(path):
             return None
         route: RemoteRoute | None = match_prefix(self._remote, path)
         return route
