@@ -268,7 +268,11 @@ def test_a_local_route_wins_over_a_remote_one(cluster: list[NekzusServer], upstr
     add_route(a, "shadowed", upstream.url, stripPrefix=True)
     wait_for(lambda: apps(b).get("shadowed"), 15, "the remote app on the caller")
     with b.client() as cl:
-        assert cl.get("/apps/shadowed/x").headers.get("x-nekzus-federated-from") == peer_id(a)
+        remote = cl.get("/apps/shadowed/x", headers={"Remote-User": "admin", "X_Forwarded_User": "admin"})
+        assert remote.headers.get("x-nekzus-federated-from") == peer_id(a)
+        # The proxy's strip list applies to remote routes too: no identity header reaches the upstream.
+        sent = {k.lower().replace("_", "-") for k in remote.json()["headers"]}
+        assert not sent & {"remote-user", "x-forwarded-user"}, sent
         add_route(b, "shadowed", upstream.url, stripPrefix=True)
         local = cl.get("/apps/shadowed/x")
         assert local.status_code == 200 and "x-nekzus-federated-from" not in local.headers

@@ -274,7 +274,13 @@ def _install_remote_routes(services: Services, fed: FederationService) -> None:
     inner = services.proxy
     if inner is None:
         return
-    dispatch = RemoteRouteDispatch(inner, fed, is_local=is_local, authenticate=authenticate, track=track)
+
+    def strip() -> dict[bytes, int]:
+        return proxy.settings.strip  # live: replaced on config reload
+
+    dispatch = RemoteRouteDispatch(
+        inner, fed, is_local=is_local, authenticate=authenticate, track=track, strip=strip
+    )
     services.proxy = dispatch
     fed.on_catalog_change.append(dispatch.rebuild)
 
@@ -294,4 +300,5 @@ def _install_remote_routes(services: Services, fed: FederationService) -> None:
         default_scopes=list(services.config.auth.default_scopes),
         allowed=scopes_satisfied,
         audit_denied=audit_denied,
+        strip=strip,
     )

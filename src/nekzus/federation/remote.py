@@ -28,6 +28,7 @@ from aiohttp import web
 from nekzus.errors import NekzusError
 from nekzus.federation import crypto
 from nekzus.federation.service import ONLINE, PREFIX, FederationService, split_hostport
+from nekzus.proxy.phases import header_key
 
 log = logging.getLogger("nekzus.federation.remote")
 
@@ -55,6 +56,15 @@ _OUR_HEADERS = frozenset(
 _WS_HANDSHAKE = frozenset(
     {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept"}
 )
+
+
+# Request headers never passed on (the reverse proxy's strip list: names in `header_key` form).
+StripList = Callable[[], Mapping[bytes, object]]
+_PEER_FORWARDING = frozenset({"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"})
+
+
+def _no_strip() -> Mapping[bytes, object]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -133,8 +143,10 @@ class RemoteRouteDispatch:
         is_local: Callable[[str], bool],
         authenticate: Authenticate,
         track: TrackTunnel | None = None,
+        strip: StripList = _no_strip,
     ) -> None:
         self.inner = inner
+        self.strip = strip
         self.federation = federation
         self.is_local = is_local
         self.authenticate = authenticate
@@ -213,12 +225,15 @@ class RemoteRouteDispatch:
     ) -> dict[str, str]:
         out: dict[str, str] = {}
         host = ""
+        strip = self.strip()
         for raw_name, raw_value in scope["headers"]:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
             if name == "host":
                 host = value
             if name in _HOP or name in _CREDENTIALS or name in _OUR_HEADERS or name in _WS_HANDSHAKE:
+                continue
+            if header_key(raw_name) in strip:  # the proxy's strip list: identity headers, forwarding, ...
                 continue
             if name in out:
                 out[name] += ", " + value
@@ -432,8 +447,10 @@ class OwnerRouteHandler:
         default_scopes: list[str],
         allowed: Allowed,
         audit_denied: AuditDenied,
+        strip: StripList = _no_strip,
     ) -> None:
         self.federation = federation
+        self.strip = strip
         self.local_route = local_route
         self.default_scopes = list(default_scopes)
         self.allowed = allowed
@@ -477,9 +494,15 @@ class OwnerRouteHandler:
 
     def _headers(self, request: web.Request) -> dict[str, str]:
         out: dict[str, str] = {}
+        strip = self.strip()
         for name, value in request.headers.items():
             low = name.lower()
             if low in _HOP or low in _OUR_HEADERS or low in _CREDENTIALS or low in _WS_HANDSHAKE:
+                continue
+            # The owner's strip list too (a peer cannot smuggle identity headers), except the forwarding
+            # headers the calling instance rebuilt for this request.
+            key = header_key(name.encode("latin-1"))
+            if key in strip and low not in _PEER_FORWARDING:
                 continue
             out[name] = value
         return out
