@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.events.conftest import pair_device
 from tests.federation.conftest import (
     SECRET,
     add_route,
@@ -22,6 +23,7 @@ from tests.federation.conftest import (
 )
 from tests.nekzus_server import NekzusServer, free_port
 from tests.proxy.conftest import Upstream
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from nekzus.api.scopes import undeclared
@@ -259,6 +261,48 @@ def test_remote_route_http_websocket_and_scopes_at_owner(
         ws.send("ping")
         assert ws.recv(timeout=10) == "echo:ping"
     delete_route(a, "remoteecho")
+
+
+def test_a_local_route_wins_over_a_remote_one(cluster: list[NekzusServer], upstream: Upstream) -> None:
+    a, b, _ = cluster
+    add_route(a, "shadowed", upstream.url, stripPrefix=True)
+    wait_for(lambda: apps(b).get("shadowed"), 15, "the remote app on the caller")
+    with b.client() as cl:
+        remote = cl.get("/apps/shadowed/x", headers={"Remote-User": "admin", "X_Forwarded_User": "admin"})
+        assert remote.headers.get("x-nekzus-federated-from") == peer_id(a)
+        # The proxy's strip list applies to remote routes too: no identity header reaches the upstream.
+        sent = {k.lower().replace("_", "-") for k in remote.json()["headers"]}
+        assert not sent & {"remote-user", "x-forwarded-user"}, sent
+        add_route(b, "shadowed", upstream.url, stripPrefix=True)
+        local = cl.get("/apps/shadowed/x")
+        assert local.status_code == 200 and "x-nekzus-federated-from" not in local.headers
+        delete_route(b, "shadowed")
+        assert cl.get("/apps/shadowed/x").headers.get("x-nekzus-federated-from") == peer_id(a)
+    delete_route(a, "shadowed")
+
+
+def test_remote_websocket_closes_when_the_callers_device_is_revoked(
+    cluster: list[NekzusServer], upstream: Upstream
+) -> None:
+    a, b, _ = cluster
+    add_route(a, "revokeecho", upstream.url, stripPrefix=True, websocket=True, scopes=["read:catalog"])
+    wait_for(lambda: apps(b).get("revokeecho"), 15, "the remote app on the caller")
+    token = pair_device(b, "fed-revoked-phone")
+    with connect(
+        b.ws_url + "/apps/revokeecho/ws",
+        open_timeout=10,
+        additional_headers={"Authorization": f"Bearer {token}"},
+    ) as ws:
+        json.loads(ws.recv(timeout=10))
+        ws.send("ping")
+        assert ws.recv(timeout=10) == "echo:ping"
+        with b.client() as cl:
+            assert cl.delete("/api/v1/devices/fed-revoked-phone").status_code == 200
+        with pytest.raises(ConnectionClosed) as closed:
+            for _ in range(10):
+                ws.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    delete_route(a, "revokeecho")
 
 
 class EventTap:

@@ -7,6 +7,7 @@ Everything federation needs is built here: the service, its start/stop hooks, mD
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
 from nekzus.auth.principal import ADMIN, AuthError, Principal, scopes_satisfied
-from nekzus.catalog.service import CatalogService
+from nekzus.catalog.spec import RouteSpec
 from nekzus.errors import Unavailable
+from nekzus.events import Event
+from nekzus.events.types import EventType
 from nekzus.federation import FEDERATION
 from nekzus.federation.service import FederationService
 from nekzus.health import ComponentHealth, Status
@@ -164,7 +167,7 @@ def install(api: FastAPI, services: Services) -> None:
         services.capabilities.append("federation")
 
     if cfg.allow_remote_routes:
-        _install_remote_routes(services, fed, catalog)
+        _install_remote_routes(services, fed)
 
     discovery: list[Any] = []
 
@@ -208,13 +211,17 @@ def install(api: FastAPI, services: Services) -> None:
     api.include_router(router)
 
 
-def _install_remote_routes(services: Services, fed: FederationService, catalog: CatalogService) -> None:
-    """Wrap the reverse proxy: remote apps not served locally go to their owner (no change to the proxy)."""
-    from nekzus.federation.remote import OwnerRouteHandler, RemoteRouteDispatch, match_prefix
+def _install_remote_routes(services: Services, fed: FederationService) -> None:
+    """Put the remote-route step in front of the reverse proxy (paths the proxy has no route for only)."""
+    from nekzus.federation.remote import (
+        Caller,
+        CloseTunnel,
+        Denial,
+        OwnerRouteHandler,
+        RemoteRouteDispatch,
+    )
 
-    async def authenticate(
-        scope: dict[str, Any],
-    ) -> tuple[dict[str, Any] | None, tuple[int, str, str] | None]:
+    async def authenticate(scope: dict[str, Any]) -> tuple[Caller | None, Denial | None]:
         ip = resolve_client_ip(scope, services.trusted_proxies)
         principal: Principal | None = None
         try:
@@ -232,19 +239,50 @@ def _install_remote_routes(services: Services, fed: FederationService, catalog: 
             "scopes": sorted(principal.scopes),
             "ip": ip,
         }
-        return identity, None
+        return Caller(identity, principal), None
 
-    def local_paths() -> list[str]:
-        return [r.path_base for r in catalog.sorted_routes() if r.path_routed]
+    def track(caller: Caller, close: CloseTunnel) -> Callable[[], object]:
+        """Close an open remote WebSocket when the caller's credential is revoked.
 
-    dispatch = RemoteRouteDispatch(services.proxy, fed, local_paths=local_paths, authenticate=authenticate)
+        Device revocations arrive as `device_revoked` events; other credentials are checked once per
+        request. (With a connection registry in the auth domain this is one call:
+        `return auth.connections.register(principal, close).release`.)
+        """
+        principal = caller.credential
+        if not isinstance(principal, Principal) or principal.device_id is None:
+            return lambda: None
+        device_id = principal.device_id
+
+        def on_revoked(event: Event) -> None:
+            data = event.data if isinstance(event.data, dict) else {}
+            if data.get("deviceId") == device_id:
+                close("credential revoked")
+
+        return services.bus.subscribe(on_revoked, {EventType.DEVICE_REVOKED})
+
+    proxy = services.domains.proxy
+
+    def local_route(path: str) -> RouteSpec | None:
+        """The local route the proxy itself would pick for `path` (its compiled table, kept current)."""
+        compiled = proxy.table.match(path)
+        return compiled.spec if compiled is not None else None
+
+    def is_local(path: str) -> bool:
+        # A local route wins, also one the proxy redirects to (only the trailing slash missing).
+        return local_route(path) is not None or path + "/" in proxy.table.by_path
+
+    inner = services.proxy
+    if inner is None:
+        return
+
+    def strip() -> dict[bytes, int]:
+        return proxy.settings.strip  # live: replaced on config reload
+
+    dispatch = RemoteRouteDispatch(
+        inner, fed, is_local=is_local, authenticate=authenticate, track=track, strip=strip
+    )
     services.proxy = dispatch
-    catalog.on_change(dispatch.rebuild)
     fed.on_catalog_change.append(dispatch.rebuild)
-
-    def local_route(path: str) -> Any:
-        table = {r.path_base: r for r in catalog.sorted_routes() if r.path_routed}
-        return match_prefix(table, path)
 
     async def audit_denied(actor: str, target: str, ip: str, details: dict[str, Any]) -> None:
         await services.domains.audit.record(
@@ -262,4 +300,5 @@ def _install_remote_routes(services: Services, fed: FederationService, catalog: 
         default_scopes=list(services.config.auth.default_scopes),
         allowed=scopes_satisfied,
         audit_denied=audit_denied,
+        strip=strip,
     )

@@ -18,15 +18,17 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 import yarl
 from aiohttp import web
 
+from nekzus.errors import NekzusError
 from nekzus.federation import crypto
 from nekzus.federation.service import ONLINE, PREFIX, FederationService, split_hostport
+from nekzus.proxy.phases import header_key
 
 log = logging.getLogger("nekzus.federation.remote")
 
@@ -54,6 +56,15 @@ _OUR_HEADERS = frozenset(
 _WS_HANDSHAKE = frozenset(
     {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-accept"}
 )
+
+
+# Request headers never passed on (the reverse proxy's strip list: names in `header_key` form).
+StripList = Callable[[], Mapping[bytes, object]]
+_PEER_FORWARDING = frozenset({"x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"})
+
+
+def _no_strip() -> Mapping[bytes, object]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -91,43 +102,58 @@ def _json_error(status: int, code: str, message: str) -> tuple[int, list[tuple[b
     )
 
 
-Authenticate = Callable[
-    [dict[str, Any]], Awaitable[tuple[dict[str, Any] | None, tuple[int, str, str] | None]]
-]
+class LocalProxy(Protocol):
+    """The local reverse proxy, as the outer ASGI app sees it."""
+
+    def handles(self, scope: dict[str, Any]) -> bool: ...
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None: ...
+
+
+Denial = tuple[int, str, str]  # status, error code, message
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling a remote route, as this instance authenticated them."""
+
+    identity: dict[str, Any]  # asserted to the owner: kind, id, name, scopes, ip
+    credential: object = None  # the caller's principal (opaque here), for `TrackTunnel`
+
+
+Authenticate = Callable[[dict[str, Any]], Awaitable[tuple[Caller | None, Denial | None]]]
+# Registers an open remote WebSocket of `caller`: `close(reason)` must be called when the caller's credential
+# stops being valid (revoked, logged out, expired); returns the function that unregisters the tunnel.
+CloseTunnel = Callable[[str], object]
+TrackTunnel = Callable[[Caller, CloseTunnel], Callable[[], object]]
 
 
 class RemoteRouteDispatch:
-    """Implements the proxy dispatch protocol around the local proxy (`inner`)."""
+    """The proxy dispatch in front of the local reverse proxy (`inner`).
+
+    A path under `/apps/` that matches no local route but a replicated remote one goes to its owner; every
+    other request goes to the local proxy untouched, so local routes always win.
+    """
 
     def __init__(
         self,
-        inner: Any,
+        inner: LocalProxy,
         federation: FederationService,
         *,
-        local_paths: Callable[[], list[str]],
+        is_local: Callable[[str], bool],
         authenticate: Authenticate,
+        track: TrackTunnel | None = None,
+        strip: StripList = _no_strip,
     ) -> None:
         self.inner = inner
+        self.strip = strip
         self.federation = federation
-        self.local_paths = local_paths
+        self.is_local = is_local
         self.authenticate = authenticate
-        self._local: dict[str, bool] = {}
+        self.track = track
         self._remote: dict[str, RemoteRoute] = {}
 
-    # The config reloader tunes the proxy by attribute: everything that is not ours goes to the real proxy.
-    _OWN = frozenset({"inner", "federation", "local_paths", "authenticate", "_local", "_remote"})
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in self._OWN:
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self.inner, name, value)
-
     def rebuild(self) -> None:
-        self._local = {p: True for p in self.local_paths()}
         remote: dict[str, RemoteRoute] = {}
         for origin, app_id, value in self.federation.remote_entries():
             route = value.get("route")
@@ -146,12 +172,12 @@ class RemoteRouteDispatch:
         self._remote = remote
 
     def handles(self, scope: dict[str, Any]) -> bool:
-        if self.inner is not None and self.inner.handles(scope):
+        if self.inner.handles(scope):
             return True
         return bool(scope["path"].startswith("/apps/") and self._remote)
 
     def _route(self, path: str) -> RemoteRoute | None:
-        if not path.startswith("/apps/") or not self._remote or match_prefix(self._local, path):
+        if not path.startswith("/apps/") or not self._remote or self.is_local(path):
             return None
         route: RemoteRoute | None = match_prefix(self._remote, path)
         return route
@@ -159,26 +185,26 @@ class RemoteRouteDispatch:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         route = self._route(scope["path"])
         if route is None:
-            if self.inner is not None:
-                await self.inner(scope, receive, send)
+            await self.inner(scope, receive, send)
             return
         if scope["type"] == "websocket":
             await self._websocket(route, scope, receive, send)
         else:
             await self._http(route, scope, receive, send)
 
-    async def _identity(
-        self, route: RemoteRoute, scope: dict[str, Any]
-    ) -> tuple[str, tuple[int, str, str] | None]:
-        identity, denied = await self.authenticate(scope)
+    async def _caller(self, route: RemoteRoute, scope: dict[str, Any]) -> tuple[Caller, Denial | None]:
+        caller, denied = await self.authenticate(scope)
+        anonymous = Caller({"kind": "anonymous", "id": "", "scopes": []})
         if denied is not None and not route.public:
-            return "", denied
-        if identity is None:
+            return anonymous, denied
+        if caller is None:
             if not route.public:
-                return "", (401, "UNAUTHORIZED", "Authentication required")
-            identity = {"kind": "anonymous", "id": "", "scopes": []}
-        identity["via"] = self.federation.peer_id
-        return crypto.encode_identity(identity), None
+                return anonymous, (401, "UNAUTHORIZED", "Authentication required")
+            caller = anonymous
+        return caller, None
+
+    def _assertion(self, caller: Caller) -> str:
+        return crypto.encode_identity({**caller.identity, "via": self.federation.peer_id})
 
     def _target(self, route: RemoteRoute, scope: dict[str, Any], ws: bool) -> tuple[str, str, str] | None:
         peer = self.federation.peers.get(route.origin)
@@ -199,12 +225,15 @@ class RemoteRouteDispatch:
     ) -> dict[str, str]:
         out: dict[str, str] = {}
         host = ""
+        strip = self.strip()
         for raw_name, raw_value in scope["headers"]:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
             if name == "host":
                 host = value
             if name in _HOP or name in _CREDENTIALS or name in _OUR_HEADERS or name in _WS_HANDSHAKE:
+                continue
+            if header_key(raw_name) in strip:  # the proxy's strip list: identity headers, forwarding, ...
                 continue
             if name in out:
                 out[name] += ", " + value
@@ -220,10 +249,11 @@ class RemoteRouteDispatch:
         return out
 
     async def _http(self, route: RemoteRoute, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        identity, denied = await self._identity(route, scope)
+        caller, denied = await self._caller(route, scope)
         if denied is not None:
             await _send_plain(send, *_json_error(*denied))
             return
+        identity = self._assertion(caller)
         target = self._target(route, scope, ws=False)
         if target is None:
             await _send_plain(
@@ -283,12 +313,44 @@ class RemoteRouteDispatch:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        identity, denied = await self._identity(route, scope)
+        caller, denied = await self._caller(route, scope)
         target = self._target(route, scope, ws=True) if denied is None else None
         if denied is not None or target is None:
             await send({"type": "websocket.close", "code": 1008 if denied else 1011})
             return
+        # The tunnel outlives the request that opened it: it is closed when the credential stops being valid.
+        revoked: list[str] = []
+        closed = asyncio.Event()
+
+        def close(reason: str) -> None:
+            revoked.append(reason)
+            closed.set()
+
+        try:
+            release = self.track(caller, close) if self.track is not None and caller.credential else None
+        except NekzusError as exc:  # for example too many open connections for this credential
+            await send({"type": "websocket.close", "code": 1008, "reason": exc.message[:120]})
+            return
+        try:
+            await self._tunnel(target, caller, scope, send, receive, closed)
+        finally:
+            if release is not None:
+                release()
+        if revoked:
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": 1008, "reason": revoked[0][:120]})
+
+    async def _tunnel(
+        self,
+        target: tuple[str, str, str],
+        caller: Caller,
+        scope: dict[str, Any],
+        send: Any,
+        receive: Any,
+        closed: asyncio.Event,
+    ) -> None:
         url, signed_path, fingerprint = target
+        identity = self._assertion(caller)
         signed = self.federation.sign("GET", signed_path, crypto.identity_digest(identity))
         headers = self._forward_headers(scope, identity, signed)
         protocols = tuple(scope.get("subprotocols") or ())
@@ -311,10 +373,12 @@ class RemoteRouteDispatch:
         if upstream.protocol:
             accept["subprotocol"] = upstream.protocol
         await send(accept)
-        await _pump_asgi(upstream, receive, send)
+        await _pump_asgi(upstream, receive, send, closed)
 
 
-async def _pump_asgi(upstream: aiohttp.ClientWebSocketResponse, receive: Any, send: Any) -> None:
+async def _pump_asgi(
+    upstream: aiohttp.ClientWebSocketResponse, receive: Any, send: Any, closed: asyncio.Event
+) -> None:
     async def client_to_upstream() -> None:
         while True:
             message = await receive()
@@ -334,11 +398,15 @@ async def _pump_asgi(upstream: aiohttp.ClientWebSocketResponse, receive: Any, se
                 await send({"type": "websocket.send", "bytes": msg.data})
             else:
                 break
-        with contextlib.suppress(Exception):
-            await send({"type": "websocket.close", "code": upstream.close_code or 1000})
+        if not closed.is_set():
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": upstream.close_code or 1000})
+
+    async def until_closed() -> None:
+        await closed.wait()
 
     try:
-        await until_first_ends(client_to_upstream(), upstream_to_client())
+        await until_first_ends(client_to_upstream(), upstream_to_client(), until_closed())
     finally:
         await upstream.close()
 
@@ -379,8 +447,10 @@ class OwnerRouteHandler:
         default_scopes: list[str],
         allowed: Allowed,
         audit_denied: AuditDenied,
+        strip: StripList = _no_strip,
     ) -> None:
         self.federation = federation
+        self.strip = strip
         self.local_route = local_route
         self.default_scopes = list(default_scopes)
         self.allowed = allowed
@@ -424,9 +494,15 @@ class OwnerRouteHandler:
 
     def _headers(self, request: web.Request) -> dict[str, str]:
         out: dict[str, str] = {}
+        strip = self.strip()
         for name, value in request.headers.items():
             low = name.lower()
             if low in _HOP or low in _OUR_HEADERS or low in _CREDENTIALS or low in _WS_HANDSHAKE:
+                continue
+            # The owner's strip list too (a peer cannot smuggle identity headers), except the forwarding
+            # headers the calling instance rebuilt for this request.
+            key = header_key(name.encode("latin-1"))
+            if key in strip and low not in _PEER_FORWARDING:
                 continue
             out[name] = value
         return out
