@@ -262,6 +262,7 @@ function sessionEnded(message) {
 }
 function chrome(signedIn) {
   $("#nav").hidden = !signedIn;
+  $("#nav").removeAttribute("data-booting");
   $("#logout").hidden = !signedIn;
   $("#menu-toggle").hidden = !signedIn;
   $("#who").textContent = signedIn && state.user ? state.user.username : "";
@@ -373,32 +374,49 @@ async function route() {
 }
 function every(ms, fn) { const t = setInterval(fn, ms); state.cleanup.push(() => clearInterval(t)); }
 function section(main, title, ...nodes) { main.replaceChildren(h("h1", {}, title), ...nodes); }
-// A region reloaded by `load()`; errors (incl. "not available") render inside it.
-function region(what, build) {
-  const el = h("div", { "aria-live": "polite" });
+// A region reloaded by `load()`; errors (incl. "not available") render inside it. Until its first load it
+// shows a placeholder (`skeleton()`, shaped like the content where that is known) and keeps at least the
+// placeholder's height, so content arriving never pushes the rest of the page around.
+function region(what, build, skeleton) {
+  const el = h("div", { "aria-live": "polite", "aria-busy": "true", class: "region" },
+    skeleton ? skeleton() : h("div", { class: "skeleton", "aria-hidden": "true" }));
+  let first = true;
   const load = async () => {
-    try { el.replaceChildren(await build()); } catch (e) { el.replaceChildren(errorBox(e, what)); }
+    let content;
+    try { content = await build(); } catch (e) { content = errorBox(e, what); }
+    if (first && el.isConnected) el.style.minHeight = el.offsetHeight + "px";
+    first = false;
+    el.replaceChildren(content);
+    el.removeAttribute("aria-busy");
   };
   return { el, load };
 }
+const NBSP = "\u00a0";
 
 // ---------- pages ----------
+const STAT_CARDS = [["routes", "Active routes"], ["devices", "Paired devices"], ["discoveries", "Pending discoveries"],
+  ["requests", "Total requests"]];
+const statGrid = (s) => h("div", { class: "grid" }, STAT_CARDS.map(([k, label]) => h("div", { class: "card stat" },
+  h("div", { class: "label" }, label), h("div", { class: "value" }, s ? (s[k] ? s[k].value : 0) : "–"),
+  h("div", { class: "muted" }, (s && s[k] && s[k].trend) || NBSP))));
+const healthCard = (name, v) => h("div", { class: "card" }, h("h3", {}, name.toUpperCase()),
+  badge(v.status || "unknown", stateKind(v.status)), h("div", { class: "muted" }, v.message || NBSP));
+const resourceCard = (k, values) => h("div", { class: "card" },
+  h("h3", {}, values.length ? `${k.toUpperCase()} ${(values.at(-1) || 0).toFixed(1)}%` : `${k.toUpperCase()} –`),
+  sparkline(values, `${k} usage over time`));
 PAGES.overview = async (main, title) => {
-  const cards = region("Statistics", async () => {
-    const s = await api("GET", "/api/v1/stats");
-    return h("div", { class: "grid" }, [["routes", "Active routes"], ["devices", "Paired devices"],
-      ["discoveries", "Pending discoveries"], ["requests", "Total requests"]].map(([k, label]) =>
-      h("div", { class: "card stat" }, h("div", { class: "label" }, label), h("div", { class: "value" }, s[k] ? s[k].value : 0),
-        h("div", { class: "muted" }, s[k] ? s[k].trend : ""))));
-  });
+  const cards = region("Statistics", async () => statGrid(await api("GET", "/api/v1/stats")), () => statGrid(null));
+  // As many placeholder cards as components were shown last time (the layout of the next visit).
+  const healthCount = Number(sessionStorage.getItem("nekzus.healthCards")) || 6;
   const health = region("Health", async () => {
     const d = await api("GET", "/healthz", undefined, { background: true });
     const comps = d && typeof d === "object" ? (d.components || d.checks || d) : {};
     const items = Object.entries(comps).filter(([, v]) => v && typeof v === "object");
     items.push(["websocket", { status: state.wsOnline ? "connected" : "disconnected" }]);
-    return h("div", { class: "grid" }, items.map(([name, v]) => h("div", { class: "card" }, h("h3", {}, name.toUpperCase()),
-      badge(v.status || "unknown", stateKind(v.status)), v.message ? h("div", { class: "muted" }, v.message) : null)));
-  });
+    sessionStorage.setItem("nekzus.healthCards", String(items.length));
+    return h("div", { class: "grid" }, items.map(([name, v]) => healthCard(name, v)));
+  }, () => h("div", { class: "grid", "aria-hidden": "true" },
+    Array.from({ length: healthCount }, () => healthCard(NBSP, { status: "…" }))));
   const activity = region("Activity", async () => {
     const d = await api("GET", "/api/v1/activity/recent?limit=10");
     const items = list(d, "activities");
@@ -410,10 +428,9 @@ PAGES.overview = async (main, title) => {
   const resources = region("Server resources", async () => {
     const r = await api("GET", "/api/v1/system/resources", undefined, { background: true });
     for (const k of Object.keys(series)) { series[k].push(Number(r[k]) || 0); if (series[k].length > 60) series[k].shift(); }
-    charts.replaceChildren(...Object.keys(series).map((k) => h("div", { class: "card" },
-      h("h3", {}, `${k.toUpperCase()} ${(series[k].at(-1) || 0).toFixed(1)}%`), sparkline(series[k], `${k} usage over time`))));
+    charts.replaceChildren(...Object.keys(series).map((k) => resourceCard(k, series[k])));
     return charts;
-  });
+  }, () => h("div", { class: "grid", "aria-hidden": "true" }, Object.keys(series).map((k) => resourceCard(k, []))));
   section(main, title, cards.el, h("h2", {}, "Health"), health.el, h("h2", {}, "Server resources"), resources.el,
     h("h2", {}, "Recent activity"), activity.el);
   await Promise.all([cards.load(), health.load(), activity.load(), resources.load()]);
