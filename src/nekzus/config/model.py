@@ -245,6 +245,33 @@ class ScriptsConfig(Section):
     host_directory: str = ""
     default_timeout: int = Field(default=300, ge=1)
     max_output_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # IANA zone for schedules' cron expressions; empty = the server's zone.
+    timezone: str = ""
+    workers: int = Field(default=3, ge=1, le=64)
+    queue_size: int = Field(default=100, ge=0, le=10000)
+    max_executions: int = Field(default=1000, ge=10)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)"
+                ) from None
+        return value
+
+
+class JobsConfig(Section):
+    """Defaults of the background job runner (a feature may give its kind of job its own limits)."""
+
+    max_concurrent: int = Field(default=4, ge=1, le=64)
+    max_queued: int = Field(default=100, ge=0, le=10000)
+    keep_records: int = Field(default=1000, ge=10)
 
 
 class SystemConfig(Section):
@@ -260,6 +287,7 @@ class KubernetesRuntimeConfig(Section):
     enabled: bool = False
     kubeconfig: str = ""
     context: str = ""
+    in_cluster: bool = False
     namespaces: StrList = Field(default_factory=list)
     metrics_server: bool = False
     metrics_cache_ttl: Duration = 30.0
@@ -289,6 +317,8 @@ class DockerDiscoveryConfig(Section):
 class MdnsDiscoveryConfig(Section):
     enabled: bool = False
     scan_interval: Duration = 60.0
+    # Interface addresses mDNS may use (empty: all); also used by federation peer discovery.
+    interfaces: StrList = Field(default_factory=list)
     services: StrList = Field(
         default_factory=lambda: [
             "_http._tcp",
@@ -299,13 +329,17 @@ class MdnsDiscoveryConfig(Section):
             "_workstation._tcp",
         ]
     )
+    advertise: bool = True  # announce Nekzus itself as _nekzus._tcp
+    interfaces: StrList = Field(default_factory=list)  # addresses to browse/advertise on; empty = all
 
 
 class KubernetesDiscoveryConfig(Section):
     enabled: bool = False
-    kubeconfig: str = ""
+    kubeconfig: str = ""  # empty: the runtimes.kubernetes settings, then the client's defaults
+    context: str = ""
+    in_cluster: bool = False
     namespaces: StrList = Field(default_factory=list)
-    poll_interval: Duration = 30.0
+    poll_interval: Duration = 30.0  # full re-list period; changes arrive through watches meanwhile
 
 
 class DiscoveryConfig(Section):
@@ -374,6 +408,8 @@ class FederationConfig(Section):
     bootstrap_peers: StrList = Field(default_factory=list)
     sync: FederationSyncConfig = Field(default_factory=FederationSyncConfig)
     allow_remote_routes: bool = False
+    # A peer not heard from for this long is offline (checked at least every peer_timeout / 2).
+    peer_timeout: Duration = Field(default=30.0, ge=1.0)
 
     @model_validator(mode="after")
     def _secret(self) -> FederationConfig:
@@ -515,6 +551,7 @@ class Config(Section):
     backup: BackupConfig = Field(default_factory=BackupConfig)
     toolbox: ToolboxConfig = Field(default_factory=ToolboxConfig)
     scripts: ScriptsConfig = Field(default_factory=ScriptsConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
     system: SystemConfig = Field(default_factory=SystemConfig)
     runtimes: RuntimesConfig = Field(default_factory=RuntimesConfig)
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
