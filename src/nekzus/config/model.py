@@ -317,7 +317,7 @@ class DockerDiscoveryConfig(Section):
 class MdnsDiscoveryConfig(Section):
     enabled: bool = False
     scan_interval: Duration = 60.0
-    # Interface addresses mDNS may use (empty: all); also used by federation peer discovery.
+    # Interface addresses mDNS browses and advertises on (empty: all); federation peer discovery too.
     interfaces: StrList = Field(default_factory=list)
     services: StrList = Field(
         default_factory=lambda: [
@@ -330,7 +330,6 @@ class MdnsDiscoveryConfig(Section):
         ]
     )
     advertise: bool = True  # announce Nekzus itself as _nekzus._tcp
-    interfaces: StrList = Field(default_factory=list)  # addresses to browse/advertise on; empty = all
 
 
 class KubernetesDiscoveryConfig(Section):
