@@ -758,26 +758,34 @@ function tabs(main, defs) {
 }
 PAGES.scripts = async (main, title) => {
   section(main, title);
+  // Runs in the background (`?async=true`); the result arrives live as an execution_* event, and one
+  // read of the execution catches a run that finished before its id was known.
   const runDialog = (s, dry) => {
-    const params = (Array.isArray(s.parameters) ? s.parameters : []).map((p) => [p.name, input(p.name, { value: p.default ?? "", required: !!p.required })]);
-    const out = h("pre", { "aria-label": "Script output" });
-    const d = formDialog(`${dry ? "Dry run" : "Run"} ${s.name}`, [params.map(([k, el]) => field(k, el)), out], dry ? "Dry run" : "Run", async () => {
+    const params = (Array.isArray(s.parameters) ? s.parameters : []).map((p) => {
+      const opts = Array.isArray(p.options) ? p.options : [];
+      const el = opts.length
+        ? h("select", { name: p.name, required: !!p.required }, opts.map((o) => h("option", { value: o, selected: String(p.default ?? "") === String(o) }, o)))
+        : input(p.name, { type: p.type === "number" ? "number" : "text", value: p.default ?? "", required: !!p.required });
+      return [p.name, el, (p.label || p.name) + (p.required ? " (required)" : "")];
+    });
+    const out = h("pre", { "aria-label": "Script output", "aria-live": "polite" });
+    let id = "";
+    const showRun = (e) => {
+      const exit = pick(e, "exitCode", "exit_code");
+      out.textContent = `${e.status || ""}${exit !== "" ? " (exit " + exit + ")" : ""}\n${pick(e, "output") || pick(e, "errorMessage", "error")}`;
+    };
+    const listener = (m) => { const e = m.data || {}; if (id && /^execution_/.test(m.type || "") && e.executionId === id) showRun(e); };
+    state.listeners.add(listener);
+    const d = formDialog(`${dry ? "Dry run" : "Run"} ${s.name}`, [params.map(([, el, label]) => field(label, el)), out], dry ? "Dry run" : "Run", async () => {
       const parameters = Object.fromEntries(params.map(([k, el]) => [k, el.value]));
-      const r = await api("POST", `/api/v1/scripts/${encodeURIComponent(s.id)}/${dry ? "dry-run" : "execute"}`, { parameters, dryRun: dry });
-      const exit = pick(r, "exitCode", "exit_code");
-      out.textContent = `${r.status}${exit !== "" ? " (exit " + exit + ")" : ""}\n${r.output || ""}`;
-      const id = r.id;
-      if (r.status === "running" || r.status === "pending") {
-        const listener = (m) => {
-          const e = m.data || {};
-          if (!/^execution_/.test(m.type || "") || (e.executionId !== id && e.id !== id)) return;
-          const exit = pick(e, "exitCode", "exit_code");
-          out.textContent = `${m.type.replace("execution_", "")}${exit !== "" ? " (exit " + exit + ")" : ""}\n${pick(e, "output")}`;
-        };
-        state.listeners.add(listener); d.addEventListener("close", () => state.listeners.delete(listener));
-      }
+      id = ""; out.textContent = "pending";
+      const r = await api("POST", `/api/v1/scripts/${encodeURIComponent(s.id)}/execute?async=true`, { parameters, dryRun: dry });
+      id = pick(r, "executionId", "id");
+      const now = await api("GET", `/api/v1/executions/${encodeURIComponent(id)}`);
+      if (!["pending", "running"].includes(now.status) || out.textContent === "pending") showRun(now);
       return false;
     });
+    d.addEventListener("close", () => state.listeners.delete(listener));
   };
   await tabs(main, [
     ["Scripts", async (p) => {
@@ -787,8 +795,8 @@ PAGES.scripts = async (main, title) => {
       p.replaceChildren(dataTable({ label: "Scripts", rows, empty: "No scripts registered.", columns: [
         { key: "name", title: "Name" }, { key: "category", title: "Category" }, { key: "scriptPath", title: "File", value: (s) => pick(s, "scriptPath", "script_path") },
         { key: "actions", title: "Actions", sort: false, render: (s) => h("div", { class: "row" },
-          h("button", { type: "button", class: "btn small primary", onclick: () => runDialog(s, false) }, "Run"),
-          h("button", { type: "button", class: "btn small", onclick: () => runDialog(s, true) }, "Dry run"),
+          h("button", { type: "button", class: "btn small primary", "aria-label": `Run ${s.name}`, onclick: () => runDialog(s, false) }, "Run"),
+          h("button", { type: "button", class: "btn small", "aria-label": `Dry run ${s.name}`, onclick: () => runDialog(s, true) }, "Dry run"),
           h("button", { type: "button", class: "btn small danger", onclick: async (e) => { if (await confirmDialog(`Delete script ${s.name}?`, "Delete")) await guard(async () => { await api("DELETE", `/api/v1/scripts/${encodeURIComponent(s.id)}`); toast("Deleted"); }, e.target); } }, "Delete")) }] }),
       h("h2", {}, "Register a script"), registerForm(avail));
     }],
@@ -821,11 +829,17 @@ PAGES.scripts = async (main, title) => {
 function registerForm(avail) {
   const name = input("name", { required: true }); const path = input("scriptPath", { required: true, list: "available-scripts" });
   const cat = input("category"); const timeout = input("timeoutSeconds", { type: "number", min: 1, value: 300 });
+  const params = h("textarea", { name: "parameters", placeholder: '[{"name": "WHO", "default": "world", "required": true}]' });
   const dl = h("datalist", { id: "available-scripts" }, avail.map((a) => h("option", { value: a.path || a.scriptPath || a.name || a })));
   const form = h("form", {}, field("Name", name), field("Script file", path), dl, field("Category", cat), field("Timeout (s)", timeout),
+    field("Parameters (JSON list, optional)", params, "Each: name, label, type (string, number, boolean), required, default, options."),
     h("button", { type: "submit", class: "btn primary" }, "Register"));
   form.addEventListener("submit", (ev) => { ev.preventDefault(); guard(async () => {
-    await api("POST", "/api/v1/scripts", { name: name.value, scriptPath: path.value, category: cat.value, timeoutSeconds: Number(timeout.value) });
+    let parameters = [];
+    if (params.value.trim()) {
+      try { parameters = JSON.parse(params.value); } catch { throw new Error("Parameters must be a JSON list"); }
+    }
+    await api("POST", "/api/v1/scripts", { name: name.value, scriptPath: path.value, category: cat.value, timeoutSeconds: Number(timeout.value), parameters });
     toast("Script registered"); route(); }); });
   return form;
 }
