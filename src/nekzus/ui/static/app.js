@@ -707,7 +707,7 @@ PAGES.toolbox = async (main, title) => {
       { key: "status", title: "Status", render: (d) => h("span", { "data-status": d.status }, badge(d.status, stateKind(d.status))) },
       { key: "progress", title: "Progress", value: (d) => Number(pick(d, "progress")) || 0, render: (d) => {
         const pct = Math.max(0, Math.min(100, Number(pick(d, "progress")) || 0));
-        return h("div", {}, h("div", { class: "muted" }, `${pick(d, "phase") || ""} ${pct}%`),
+        return h("div", { "data-deployment": d.id }, h("div", { class: "muted" }, `${pick(d, "phase") || ""} ${pct}%`),
           h("div", { class: "bar", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100, "aria-label": `Progress of ${pick(d, "serviceName", "service_name", "id")}` }, h("span", { width: pct + "%" })));
       } },
       { key: "actions", title: "Actions", sort: false, render: (d) => h("button", { type: "button", class: "btn small danger", "aria-label": `Remove ${d.serviceName || d.id}`, onclick: () => {
@@ -739,8 +739,21 @@ PAGES.toolbox = async (main, title) => {
   };
   section(main, title, catalog.el, h("h2", {}, "Deployments"), deployments.el);
   await Promise.all([catalog.load(), deployments.load()]);
-  let pendingReload = 0;  // progress events can be frequent: at most one reload per 300 ms
-  onEvent((m) => { if (/toolbox|deploy/.test(m.type) && !pendingReload) pendingReload = setTimeout(() => { pendingReload = 0; deployments.load(); }, 300); });
+  let pendingReload = 0;  // at most one reload per 300 ms
+  const reload = () => { if (!pendingReload) pendingReload = setTimeout(() => { pendingReload = 0; deployments.load(); }, 300); };
+  onEvent((m) => {
+    if (!/toolbox|deploy/.test(m.type)) return;
+    const d = m.data || {};
+    const cell = m.type === "toolbox.deploy.progress" && d.deploymentId
+      ? main.querySelector(`[data-deployment="${CSS.escape(d.deploymentId)}"]`) : null;
+    if (!cell) { reload(); return; }
+    // Progress moves the bar in place; the row is reloaded when the deployment ends.
+    const pct = Math.max(0, Math.min(100, Number(d.percent) || 0));
+    cell.querySelector(".muted").textContent = `${d.phase || ""} ${pct}%`;
+    const bar = cell.querySelector("[role=progressbar]");
+    bar.setAttribute("aria-valuenow", String(pct));
+    bar.firstChild.style.width = pct + "%";
+  });
 };
 
 function tabs(main, defs) {
