@@ -710,7 +710,7 @@ PAGES.toolbox = async (main, title) => {
         return h("div", { "data-deployment": d.id }, h("div", { class: "muted" }, `${pick(d, "phase") || ""} ${pct}%`),
           h("div", { class: "bar", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100, "aria-label": `Progress of ${pick(d, "serviceName", "service_name", "id")}` }, h("span", { width: pct + "%" })));
       } },
-      { key: "actions", title: "Actions", sort: false, render: (d) => h("button", { type: "button", class: "btn small danger", "aria-label": `Remove ${d.serviceName || d.id}`, onclick: () => {
+      { key: "actions", title: "Actions", sort: false, render: (d) => h("button", { type: "button", class: "btn small danger", "aria-label": `Remove ${pick(d, "serviceName", "service_name", "id")}`, onclick: () => {
         const vols = checkbox("removeVolumes", false);
         formDialog(`Remove ${pick(d, "serviceName", "service_name", "id")}?`, [h("p", {}, "Its containers are stopped and removed."), field("Also remove its volumes (its data)", vols)], "Remove", async () => {
           await api("DELETE", `/api/v1/toolbox/deployments/${encodeURIComponent(d.id)}?removeVolumes=${vols.checked}`); toast("Deployment removed"); deployments.load();
@@ -999,12 +999,15 @@ PAGES.backups = async (main, title) => {
 PAGES.federation = async (main, title) => {
   const status = region("Federation", async () => {
     const s = await api("GET", "/api/v1/federation/status");
+    enabled = s.enabled !== false;
     return h("div", { class: "card" }, h("h3", {}, s.enabled ? (s.running ? "Federation active" : "Federation stopped") : "Federation disabled"),
       h("dl", { class: "kv" }, h("dt", {}, "Local peer"), h("dd", {}, `${s.local_peer_name || ""} (${s.local_peer_id || "–"})`),
         h("dt", {}, "Peers"), h("dd", {}, String(s.peer_count ?? 0)),
         Object.entries(s.peers_by_status || {}).map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])));
   });
+  let enabled = true;
   const peers = region("Federation peers", async () => {
+    if (!enabled) return h("p", { class: "muted" }, "Federation is switched off (federation.enabled in the config).");
     const rows = list(await api("GET", "/api/v1/federation/peers"), "peers");
     return dataTable({ label: "Peers", rows, empty: "No peers.", columns: [
       { key: "name", title: "Name", value: (p) => p.name || p.id }, { key: "address", title: "Address", value: (p) => p.address || p.addr || "" },
@@ -1013,8 +1016,9 @@ PAGES.federation = async (main, title) => {
   });
   section(main, title, h("div", { class: "row" }, h("button", { type: "button", class: "btn", onclick: (e) => guard(async () => { const r = await api("POST", "/api/v1/federation/sync"); toast((r && r.message) || "Sync triggered"); }, e.target) }, "Sync now")),
     status.el, h("h2", {}, "Peers"), peers.el);
-  await Promise.all([status.load(), peers.load()]);
-  onEvent((m) => { if (/federation|peer/.test(m.type)) { status.load(); peers.load(); } });
+  await status.load();
+  await peers.load();
+  onEvent((m) => { if (/federation|peer/.test(m.type)) { status.load().then(peers.load); } });
 };
 
 PAGES.settings = async (main, title) => {
