@@ -1,6 +1,7 @@
 """The typed configuration model: one place for every key, its default and its rule.
 
-Defaults follow the existing Nekzus (behaviour.md B §1.2) plus the project's own decisions (Part A).
+Defaults follow the existing Nekzus, so its config files keep working, except where this project chose
+safer ones (trusted networks are loopback only, for example).
 """
 
 from __future__ import annotations
