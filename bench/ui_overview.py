@@ -3,7 +3,8 @@
 Starts a Nekzus on loopback, creates the admin, signs in through the form, then loads the overview
 RUNS times with a cold cache (fresh browser context) and RUNS times warm (same context, reload).
 "Interactive" = the overview's data has loaded and its controls are wired (`#main[data-ready]`),
-measured from navigation start. Usage: python bench/ui_overview.py
+measured from navigation start. Layout shift = Chromium's cumulative layout shift score of the load
+(0 = nothing moved while data arrived). Usage: python bench/ui_overview.py
 """
 
 from __future__ import annotations
@@ -21,10 +22,17 @@ from tests.nekzus_server import NekzusServer
 from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, sign_in
 
 RUNS = 5
+CLS = """
+window.__cls = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) if (!e.hadRecentInput) window.__cls += e.value;
+}).observe({ type: "layout-shift", buffered: true });
+"""
 
 
-def measure(page: Any, url: str, reload: bool = False) -> tuple[float, int, int, float]:
-    """(ms to interactive, bytes transferred (headers + bodies), responses, ms to DOMContentLoaded)."""
+def measure(page: Any, url: str, reload: bool = False) -> tuple[float, int, int, float, float]:
+    """(ms to interactive, bytes transferred (headers + bodies), responses, ms to DOMContentLoaded,
+    cumulative layout shift)."""
     sizes: list[int] = []
 
     def on_finished(request: Any) -> None:
@@ -44,7 +52,10 @@ def measure(page: Any, url: str, reload: bool = False) -> tuple[float, int, int,
     elapsed = (time.perf_counter() - start) * 1000
     page.remove_listener("requestfinished", on_finished)
     dcl = page.evaluate("performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd")
-    return elapsed, sum(sizes), len(sizes), float(dcl)
+    page.wait_for_function("document.querySelectorAll('[aria-busy=true]').length === 0")
+    page.wait_for_timeout(300)
+    cls = float(page.evaluate("window.__cls"))
+    return elapsed, sum(sizes), len(sizes), float(dcl), cls
 
 
 def main() -> None:
@@ -52,7 +63,7 @@ def main() -> None:
         with srv.client() as c:
             c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD}).raise_for_status()
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        cold: list[tuple[float, int, int, float]] = []
+        cold: list[tuple[float, int, int, float, float]] = []
         for _ in range(RUNS):
             ctx = browser.new_context()
             page = ctx.new_page()
@@ -60,11 +71,13 @@ def main() -> None:
             cookies = ctx.cookies()
             ctx.close()
             ctx = browser.new_context()
+            ctx.add_init_script(CLS)
             ctx.add_cookies(cookies)
             page = ctx.new_page()
             cold.append(measure(page, srv.url))
             ctx.close()
         ctx = browser.new_context()
+        ctx.add_init_script(CLS)
         page = ctx.new_page()
         sign_in(page, srv)
         measure(page, srv.url)
@@ -75,9 +88,11 @@ def main() -> None:
         kb = statistics.median(r[1] for r in runs) / 1024
         n = statistics.median(r[2] for r in runs)
         dcl = statistics.median(r[3] for r in runs)
+        cls = max(r[4] for r in runs)
         print(
             f"{label}: time to interactive {ms:.0f} ms (median of {RUNS}), "
-            f"{kb:.1f} KiB over {n:.0f} responses, DOMContentLoaded {dcl:.0f} ms"
+            f"{kb:.1f} KiB over {n:.0f} responses, DOMContentLoaded {dcl:.0f} ms, "
+            f"layout shift {cls:.3f} (worst)"
         )
 
 

@@ -231,6 +231,36 @@ def test_every_page_accessible_and_screenshotted(browser: Any, page: Any, server
     assert not [e for e in JS_ERRORS if "Failed to load resource" not in e], JS_ERRORS
 
 
+CLS_OBSERVER = """
+window.__shifts = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    if (e.hadRecentInput) continue;
+    const moved = (e.sources || []).map((x) => `${x.node && x.node.nodeName}#${x.node && x.node.id}`
+      + ` ${JSON.stringify(x.previousRect)} -> ${JSON.stringify(x.currentRect)}`);
+    window.__shifts.push([e.value, moved]);
+  }
+}).observe({ type: "layout-shift", buffered: true });
+"""
+
+
+def test_overview_does_not_shift_while_data_loads(page: Any, server: NekzusServer) -> None:
+    """Cumulative layout shift of a fresh overview load (placeholders keep the space the data takes)."""
+    context = page.context
+    fresh = context.new_page()
+    try:
+        fresh.add_init_script(CLS_OBSERVER)
+        fresh.goto(server.url + "/#/overview")
+        fresh.locator('#main[data-ready="overview"]').wait_for(state="attached")
+        fresh.locator("#conn.online").wait_for()
+        fresh.wait_for_function("document.querySelectorAll('[aria-busy=true]').length === 0")
+        fresh.wait_for_timeout(300)  # one more frame pair for any late shift to be reported
+        shifts = fresh.evaluate("window.__shifts")
+        assert sum(v for v, *_ in shifts) < 0.02, shifts
+    finally:
+        fresh.close()
+
+
 def test_theme_is_remembered(page: Any, server: NekzusServer) -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
     show(page, "settings")

@@ -1,5 +1,6 @@
 """Dashboard pages backed by the private test dockerd: approve a discovery proposal and open the app,
-start/stop a container and watch its state change without reloading, follow its logs."""
+start/stop a container and watch its state change without reloading, follow its logs, deploy a toolbox
+template (the local busybox image, the real compose binary) with live progress and remove it."""
 
 from __future__ import annotations
 
@@ -9,17 +10,55 @@ from typing import Any
 
 import pytest
 
-from tests.docker.conftest import docker_config, httpd  # noqa: F401 - fixture
+from tests.docker.conftest import docker_config, httpd, wait_http  # noqa: F401 - fixture
 from tests.docker.engine import DockerEngine
-from tests.nekzus_server import NekzusServer
+from tests.nekzus_server import NekzusServer, free_port
 from tests.ui.conftest import PASSWORD, screenshot, show, sign_in
 
 pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.docker, pytest.mark.browser]
 
 
+WEB_TEMPLATE = """\
+services:
+  web:
+    image: local/busybox:latest
+    init: true
+    stop_grace_period: 1s
+    command:
+      - sh
+      - -c
+      - mkdir -p /www && echo "$${GREETING}" > /www/index.html && exec httpd -f -p 80 -h /www
+    environment:
+      GREETING: ${GREETING}
+    ports:
+      - "127.0.0.1:${WEB_PORT:-18080}:80"
+    labels:
+      nekzus.toolbox.name: UI Web
+      nekzus.toolbox.category: testing
+      nekzus.toolbox.description: A busybox web server showing a greeting
+"""
+# Every progress value any deployment bar shows, recorded as the page changes.
+PROGRESS_RECORDER = """() => {
+  window.__progress = [];
+  const seen = () => document.querySelectorAll("#main [role=progressbar]").forEach(
+    (b) => window.__progress.push(Number(b.getAttribute("aria-valuenow"))));
+  new MutationObserver(seen).observe(document.querySelector("#main"),
+    { subtree: true, childList: true, attributes: true, attributeFilter: ["aria-valuenow"] });
+}"""
+
+
 @pytest.fixture(scope="module")
 def server(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
-    srv = NekzusServer(docker_config(docker_engine), data_dir=tmp_path_factory.mktemp("uidocker"))
+    root = tmp_path_factory.mktemp("uidocker")
+    (root / "catalog" / "uiweb").mkdir(parents=True)
+    (root / "catalog" / "uiweb" / "docker-compose.yml").write_text(WEB_TEMPLATE)
+    toolbox = {
+        "enabled": True,
+        "include_bundled": False,
+        "catalog_dir": str(root / "catalog"),
+        "data_dir": str(root / "deployments"),
+    }
+    srv = NekzusServer(docker_config(docker_engine, toolbox=toolbox), data_dir=root / "srv")
     srv.start(timeout=60)
     with srv.client() as c:  # loopback is trusted here: first-run setup needs no token
         assert (
@@ -95,3 +134,29 @@ def test_container_stop_start_live_and_logs_follow(
         page.locator("dialog").get_by_role("button", name="Close").click()
     finally:
         docker_engine.remove(cid)
+
+
+def test_toolbox_deploy_with_live_progress_then_remove(page: Any, server: NekzusServer) -> None:
+    port = free_port()
+    show(page, "toolbox")
+    page.get_by_role("button", name="Deploy UI Web").click()
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_label("Service name").fill("uiweb")
+    dialog.get_by_label("Greeting (required)").fill("hello from the toolbox")
+    dialog.get_by_label("Web Port").fill(str(port))
+    page.evaluate(PROGRESS_RECORDER)
+    dialog.get_by_role("button", name="Deploy", exact=True).click()
+    row = page.locator("tr", has_text="uiweb")
+    row.locator("[data-status='deployed']").wait_for(timeout=120000)
+    assert row.get_by_role("progressbar").get_attribute("aria-valuenow") == "100"
+    shown = page.evaluate("window.__progress")
+    assert any(v < 100 for v in shown) and shown[-1] == 100, shown  # it moved while the page watched
+    assert "hello from the toolbox" in wait_http(f"http://127.0.0.1:{port}/", timeout=30).text
+    screenshot(page, "toolbox-deployed-1280")
+
+    row.get_by_role("button", name="Remove uiweb").click()
+    page.locator("dialog[open]").get_by_label("Also remove its volumes (its data)").check()
+    page.locator("dialog[open]").get_by_role("button", name="Remove").click()
+    row.wait_for(state="detached", timeout=60000)
+    with server.client() as c:
+        assert c.get("/api/v1/toolbox/deployments").json()["count"] == 0

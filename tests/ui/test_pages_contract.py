@@ -1,5 +1,7 @@
-"""Pages whose back ends are not on this branch yet (toolbox, scripts, backups, certificates, federation,
-system resources), exercised against the API reference's paths and shapes.
+"""Pages whose back ends need more than one process or are not merged yet (toolbox deployments without
+Docker, backups, certificates, a federation with a peer, system resources), exercised against the API
+reference's paths and shapes. Scripts run for real in test_pages_live.py, toolbox deployments in
+test_dashboard_docker.py.
 
 Only those endpoints are answered by the browser itself (Playwright request routing): a stand-in until
 the real services merge, after which these flows belong against the real server. Sign-in, the session,
@@ -96,27 +98,6 @@ def stub(route: Any) -> None:
         )
     elif path == "/api/v1/toolbox/deployments":
         reply = {"deployments": STATE["deployments"], "count": len(STATE["deployments"])}
-    elif path == "/api/v1/scripts":
-        reply = [
-            {
-                "id": "hello",
-                "name": "Hello",
-                "category": "demo",
-                "script_path": "hello.sh",
-                "parameters": [{"name": "WHO", "default": "world"}],
-            }
-        ]
-    elif path == "/api/v1/scripts/available":
-        reply = {"scripts": []}
-    elif path == "/api/v1/scripts/hello/execute":
-        who = body["parameters"]["WHO"]
-        reply = {
-            "id": "exec_1",
-            "scriptId": "hello",
-            "status": "completed",
-            "exitCode": 0,
-            "output": f"hello {who}",
-        }
     elif path == "/api/v1/backups" and req.method == "POST":
         STATE["backups"].insert(0, {"id": "backup_new", "description": body["description"], "size": 1024})
         reply, status = {"id": "backup_new"}, 201
@@ -158,10 +139,6 @@ def page(browser: Any, server: NekzusServer) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     for prefix in (
         "toolbox",
-        "scripts",
-        "executions",
-        "workflows",
-        "schedules",
         "backups",
         "certificates",
         "federation",
@@ -197,16 +174,6 @@ def test_toolbox_deploy_form_from_template_variables(page: Any) -> None:
         "autoStart": True,
     }
     screenshot(page, "toolbox-deploy-1280")
-
-
-def test_run_script_and_read_output(page: Any) -> None:
-    show(page, "scripts")
-    page.get_by_role("button", name="Run", exact=True).click()
-    page.get_by_label("WHO").fill("nekzus")
-    page.locator("dialog").get_by_role("button", name="Run").click()
-    page.locator("dialog pre").get_by_text("hello nekzus").wait_for()
-    assert "completed (exit 0)" in page.locator("dialog pre").inner_text()
-    page.locator("dialog").get_by_role("button", name="Close").click()
 
 
 def test_backup_create_and_restore_with_options(page: Any) -> None:

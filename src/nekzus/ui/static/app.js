@@ -262,6 +262,7 @@ function sessionEnded(message) {
 }
 function chrome(signedIn) {
   $("#nav").hidden = !signedIn;
+  $("#nav").removeAttribute("data-booting");
   $("#logout").hidden = !signedIn;
   $("#menu-toggle").hidden = !signedIn;
   $("#who").textContent = signedIn && state.user ? state.user.username : "";
@@ -373,32 +374,49 @@ async function route() {
 }
 function every(ms, fn) { const t = setInterval(fn, ms); state.cleanup.push(() => clearInterval(t)); }
 function section(main, title, ...nodes) { main.replaceChildren(h("h1", {}, title), ...nodes); }
-// A region reloaded by `load()`; errors (incl. "not available") render inside it.
-function region(what, build) {
-  const el = h("div", { "aria-live": "polite" });
+// A region reloaded by `load()`; errors (incl. "not available") render inside it. Until its first load it
+// shows a placeholder (`skeleton()`, shaped like the content where that is known) and keeps at least the
+// placeholder's height, so content arriving never pushes the rest of the page around.
+function region(what, build, skeleton) {
+  const el = h("div", { "aria-live": "polite", "aria-busy": "true", class: "region" },
+    skeleton ? skeleton() : h("div", { class: "skeleton", "aria-hidden": "true" }));
+  let first = true;
   const load = async () => {
-    try { el.replaceChildren(await build()); } catch (e) { el.replaceChildren(errorBox(e, what)); }
+    let content;
+    try { content = await build(); } catch (e) { content = errorBox(e, what); }
+    if (first && el.isConnected) el.style.minHeight = el.offsetHeight + "px";
+    first = false;
+    el.replaceChildren(content);
+    el.removeAttribute("aria-busy");
   };
   return { el, load };
 }
+const NBSP = "\u00a0";
 
 // ---------- pages ----------
+const STAT_CARDS = [["routes", "Active routes"], ["devices", "Paired devices"], ["discoveries", "Pending discoveries"],
+  ["requests", "Total requests"]];
+const statGrid = (s) => h("div", { class: "grid" }, STAT_CARDS.map(([k, label]) => h("div", { class: "card stat" },
+  h("div", { class: "label" }, label), h("div", { class: "value" }, s ? (s[k] ? s[k].value : 0) : "–"),
+  h("div", { class: "muted" }, (s && s[k] && s[k].trend) || NBSP))));
+const healthCard = (name, v) => h("div", { class: "card" }, h("h3", {}, name.toUpperCase()),
+  badge(v.status || "unknown", stateKind(v.status)), h("div", { class: "muted" }, v.message || NBSP));
+const resourceCard = (k, values) => h("div", { class: "card" },
+  h("h3", {}, values.length ? `${k.toUpperCase()} ${(values.at(-1) || 0).toFixed(1)}%` : `${k.toUpperCase()} –`),
+  sparkline(values, `${k} usage over time`));
 PAGES.overview = async (main, title) => {
-  const cards = region("Statistics", async () => {
-    const s = await api("GET", "/api/v1/stats");
-    return h("div", { class: "grid" }, [["routes", "Active routes"], ["devices", "Paired devices"],
-      ["discoveries", "Pending discoveries"], ["requests", "Total requests"]].map(([k, label]) =>
-      h("div", { class: "card stat" }, h("div", { class: "label" }, label), h("div", { class: "value" }, s[k] ? s[k].value : 0),
-        h("div", { class: "muted" }, s[k] ? s[k].trend : ""))));
-  });
+  const cards = region("Statistics", async () => statGrid(await api("GET", "/api/v1/stats")), () => statGrid(null));
+  // As many placeholder cards as components were shown last time (the layout of the next visit).
+  const healthCount = Number(sessionStorage.getItem("nekzus.healthCards")) || 6;
   const health = region("Health", async () => {
     const d = await api("GET", "/healthz", undefined, { background: true });
     const comps = d && typeof d === "object" ? (d.components || d.checks || d) : {};
     const items = Object.entries(comps).filter(([, v]) => v && typeof v === "object");
     items.push(["websocket", { status: state.wsOnline ? "connected" : "disconnected" }]);
-    return h("div", { class: "grid" }, items.map(([name, v]) => h("div", { class: "card" }, h("h3", {}, name.toUpperCase()),
-      badge(v.status || "unknown", stateKind(v.status)), v.message ? h("div", { class: "muted" }, v.message) : null)));
-  });
+    sessionStorage.setItem("nekzus.healthCards", String(items.length));
+    return h("div", { class: "grid" }, items.map(([name, v]) => healthCard(name, v)));
+  }, () => h("div", { class: "grid", "aria-hidden": "true" },
+    Array.from({ length: healthCount }, () => healthCard(NBSP, { status: "…" }))));
   const activity = region("Activity", async () => {
     const d = await api("GET", "/api/v1/activity/recent?limit=10");
     const items = list(d, "activities");
@@ -410,10 +428,9 @@ PAGES.overview = async (main, title) => {
   const resources = region("Server resources", async () => {
     const r = await api("GET", "/api/v1/system/resources", undefined, { background: true });
     for (const k of Object.keys(series)) { series[k].push(Number(r[k]) || 0); if (series[k].length > 60) series[k].shift(); }
-    charts.replaceChildren(...Object.keys(series).map((k) => h("div", { class: "card" },
-      h("h3", {}, `${k.toUpperCase()} ${(series[k].at(-1) || 0).toFixed(1)}%`), sparkline(series[k], `${k} usage over time`))));
+    charts.replaceChildren(...Object.keys(series).map((k) => resourceCard(k, series[k])));
     return charts;
-  });
+  }, () => h("div", { class: "grid", "aria-hidden": "true" }, Object.keys(series).map((k) => resourceCard(k, []))));
   section(main, title, cards.el, h("h2", {}, "Health"), health.el, h("h2", {}, "Server resources"), resources.el,
     h("h2", {}, "Recent activity"), activity.el);
   await Promise.all([cards.load(), health.load(), activity.load(), resources.load()]);
@@ -690,10 +707,10 @@ PAGES.toolbox = async (main, title) => {
       { key: "status", title: "Status", render: (d) => h("span", { "data-status": d.status }, badge(d.status, stateKind(d.status))) },
       { key: "progress", title: "Progress", value: (d) => Number(pick(d, "progress")) || 0, render: (d) => {
         const pct = Math.max(0, Math.min(100, Number(pick(d, "progress")) || 0));
-        return h("div", {}, h("div", { class: "muted" }, `${pick(d, "phase") || ""} ${pct}%`),
+        return h("div", { "data-deployment": d.id }, h("div", { class: "muted" }, `${pick(d, "phase") || ""} ${pct}%`),
           h("div", { class: "bar", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100, "aria-label": `Progress of ${pick(d, "serviceName", "service_name", "id")}` }, h("span", { width: pct + "%" })));
       } },
-      { key: "actions", title: "Actions", sort: false, render: (d) => h("button", { type: "button", class: "btn small danger", "aria-label": `Remove ${d.serviceName || d.id}`, onclick: () => {
+      { key: "actions", title: "Actions", sort: false, render: (d) => h("button", { type: "button", class: "btn small danger", "aria-label": `Remove ${pick(d, "serviceName", "service_name", "id")}`, onclick: () => {
         const vols = checkbox("removeVolumes", false);
         formDialog(`Remove ${pick(d, "serviceName", "service_name", "id")}?`, [h("p", {}, "Its containers are stopped and removed."), field("Also remove its volumes (its data)", vols)], "Remove", async () => {
           await api("DELETE", `/api/v1/toolbox/deployments/${encodeURIComponent(d.id)}?removeVolumes=${vols.checked}`); toast("Deployment removed"); deployments.load();
@@ -722,8 +739,21 @@ PAGES.toolbox = async (main, title) => {
   };
   section(main, title, catalog.el, h("h2", {}, "Deployments"), deployments.el);
   await Promise.all([catalog.load(), deployments.load()]);
-  let pendingReload = 0;  // progress events can be frequent: at most one reload per 300 ms
-  onEvent((m) => { if (/toolbox|deploy/.test(m.type) && !pendingReload) pendingReload = setTimeout(() => { pendingReload = 0; deployments.load(); }, 300); });
+  let pendingReload = 0;  // at most one reload per 300 ms
+  const reload = () => { if (!pendingReload) pendingReload = setTimeout(() => { pendingReload = 0; deployments.load(); }, 300); };
+  onEvent((m) => {
+    if (!/toolbox|deploy/.test(m.type)) return;
+    const d = m.data || {};
+    const cell = m.type === "toolbox.deploy.progress" && d.deploymentId
+      ? main.querySelector(`[data-deployment="${CSS.escape(d.deploymentId)}"]`) : null;
+    if (!cell) { reload(); return; }
+    // Progress moves the bar in place; the row is reloaded when the deployment ends.
+    const pct = Math.max(0, Math.min(100, Number(d.percent) || 0));
+    cell.querySelector(".muted").textContent = `${d.phase || ""} ${pct}%`;
+    const bar = cell.querySelector("[role=progressbar]");
+    bar.setAttribute("aria-valuenow", String(pct));
+    bar.firstChild.style.width = pct + "%";
+  });
 };
 
 function tabs(main, defs) {
@@ -741,26 +771,34 @@ function tabs(main, defs) {
 }
 PAGES.scripts = async (main, title) => {
   section(main, title);
+  // Runs in the background (`?async=true`); the result arrives live as an execution_* event, and one
+  // read of the execution catches a run that finished before its id was known.
   const runDialog = (s, dry) => {
-    const params = (Array.isArray(s.parameters) ? s.parameters : []).map((p) => [p.name, input(p.name, { value: p.default ?? "", required: !!p.required })]);
-    const out = h("pre", { "aria-label": "Script output" });
-    const d = formDialog(`${dry ? "Dry run" : "Run"} ${s.name}`, [params.map(([k, el]) => field(k, el)), out], dry ? "Dry run" : "Run", async () => {
+    const params = (Array.isArray(s.parameters) ? s.parameters : []).map((p) => {
+      const opts = Array.isArray(p.options) ? p.options : [];
+      const el = opts.length
+        ? h("select", { name: p.name, required: !!p.required }, opts.map((o) => h("option", { value: o, selected: String(p.default ?? "") === String(o) }, o)))
+        : input(p.name, { type: p.type === "number" ? "number" : "text", value: p.default ?? "", required: !!p.required });
+      return [p.name, el, (p.label || p.name) + (p.required ? " (required)" : "")];
+    });
+    const out = h("pre", { "aria-label": "Script output", "aria-live": "polite" });
+    let id = "";
+    const showRun = (e) => {
+      const exit = pick(e, "exitCode", "exit_code");
+      out.textContent = `${e.status || ""}${exit !== "" ? " (exit " + exit + ")" : ""}\n${pick(e, "output") || pick(e, "errorMessage", "error")}`;
+    };
+    const listener = (m) => { const e = m.data || {}; if (id && /^execution_/.test(m.type || "") && e.executionId === id) showRun(e); };
+    state.listeners.add(listener);
+    const d = formDialog(`${dry ? "Dry run" : "Run"} ${s.name}`, [params.map(([, el, label]) => field(label, el)), out], dry ? "Dry run" : "Run", async () => {
       const parameters = Object.fromEntries(params.map(([k, el]) => [k, el.value]));
-      const r = await api("POST", `/api/v1/scripts/${encodeURIComponent(s.id)}/${dry ? "dry-run" : "execute"}`, { parameters, dryRun: dry });
-      const exit = pick(r, "exitCode", "exit_code");
-      out.textContent = `${r.status}${exit !== "" ? " (exit " + exit + ")" : ""}\n${r.output || ""}`;
-      const id = r.id;
-      if (r.status === "running" || r.status === "pending") {
-        const listener = (m) => {
-          const e = m.data || {};
-          if (!/^execution_/.test(m.type || "") || (e.executionId !== id && e.id !== id)) return;
-          const exit = pick(e, "exitCode", "exit_code");
-          out.textContent = `${m.type.replace("execution_", "")}${exit !== "" ? " (exit " + exit + ")" : ""}\n${pick(e, "output")}`;
-        };
-        state.listeners.add(listener); d.addEventListener("close", () => state.listeners.delete(listener));
-      }
+      id = ""; out.textContent = "pending";
+      const r = await api("POST", `/api/v1/scripts/${encodeURIComponent(s.id)}/execute?async=true`, { parameters, dryRun: dry });
+      id = pick(r, "executionId", "id");
+      const now = await api("GET", `/api/v1/executions/${encodeURIComponent(id)}`);
+      if (!["pending", "running"].includes(now.status) || out.textContent === "pending") showRun(now);
       return false;
     });
+    d.addEventListener("close", () => state.listeners.delete(listener));
   };
   await tabs(main, [
     ["Scripts", async (p) => {
@@ -770,8 +808,8 @@ PAGES.scripts = async (main, title) => {
       p.replaceChildren(dataTable({ label: "Scripts", rows, empty: "No scripts registered.", columns: [
         { key: "name", title: "Name" }, { key: "category", title: "Category" }, { key: "scriptPath", title: "File", value: (s) => pick(s, "scriptPath", "script_path") },
         { key: "actions", title: "Actions", sort: false, render: (s) => h("div", { class: "row" },
-          h("button", { type: "button", class: "btn small primary", onclick: () => runDialog(s, false) }, "Run"),
-          h("button", { type: "button", class: "btn small", onclick: () => runDialog(s, true) }, "Dry run"),
+          h("button", { type: "button", class: "btn small primary", "aria-label": `Run ${s.name}`, onclick: () => runDialog(s, false) }, "Run"),
+          h("button", { type: "button", class: "btn small", "aria-label": `Dry run ${s.name}`, onclick: () => runDialog(s, true) }, "Dry run"),
           h("button", { type: "button", class: "btn small danger", onclick: async (e) => { if (await confirmDialog(`Delete script ${s.name}?`, "Delete")) await guard(async () => { await api("DELETE", `/api/v1/scripts/${encodeURIComponent(s.id)}`); toast("Deleted"); }, e.target); } }, "Delete")) }] }),
       h("h2", {}, "Register a script"), registerForm(avail));
     }],
@@ -804,11 +842,17 @@ PAGES.scripts = async (main, title) => {
 function registerForm(avail) {
   const name = input("name", { required: true }); const path = input("scriptPath", { required: true, list: "available-scripts" });
   const cat = input("category"); const timeout = input("timeoutSeconds", { type: "number", min: 1, value: 300 });
+  const params = h("textarea", { name: "parameters", placeholder: '[{"name": "WHO", "default": "world", "required": true}]' });
   const dl = h("datalist", { id: "available-scripts" }, avail.map((a) => h("option", { value: a.path || a.scriptPath || a.name || a })));
   const form = h("form", {}, field("Name", name), field("Script file", path), dl, field("Category", cat), field("Timeout (s)", timeout),
+    field("Parameters (JSON list, optional)", params, "Each: name, label, type (string, number, boolean), required, default, options."),
     h("button", { type: "submit", class: "btn primary" }, "Register"));
   form.addEventListener("submit", (ev) => { ev.preventDefault(); guard(async () => {
-    await api("POST", "/api/v1/scripts", { name: name.value, scriptPath: path.value, category: cat.value, timeoutSeconds: Number(timeout.value) });
+    let parameters = [];
+    if (params.value.trim()) {
+      try { parameters = JSON.parse(params.value); } catch { throw new Error("Parameters must be a JSON list"); }
+    }
+    await api("POST", "/api/v1/scripts", { name: name.value, scriptPath: path.value, category: cat.value, timeoutSeconds: Number(timeout.value), parameters });
     toast("Script registered"); route(); }); });
   return form;
 }
@@ -955,12 +999,15 @@ PAGES.backups = async (main, title) => {
 PAGES.federation = async (main, title) => {
   const status = region("Federation", async () => {
     const s = await api("GET", "/api/v1/federation/status");
+    enabled = s.enabled !== false;
     return h("div", { class: "card" }, h("h3", {}, s.enabled ? (s.running ? "Federation active" : "Federation stopped") : "Federation disabled"),
       h("dl", { class: "kv" }, h("dt", {}, "Local peer"), h("dd", {}, `${s.local_peer_name || ""} (${s.local_peer_id || "–"})`),
         h("dt", {}, "Peers"), h("dd", {}, String(s.peer_count ?? 0)),
         Object.entries(s.peers_by_status || {}).map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])));
   });
+  let enabled = true;
   const peers = region("Federation peers", async () => {
+    if (!enabled) return h("p", { class: "muted" }, "Federation is switched off (federation.enabled in the config).");
     const rows = list(await api("GET", "/api/v1/federation/peers"), "peers");
     return dataTable({ label: "Peers", rows, empty: "No peers.", columns: [
       { key: "name", title: "Name", value: (p) => p.name || p.id }, { key: "address", title: "Address", value: (p) => p.address || p.addr || "" },
@@ -969,8 +1016,9 @@ PAGES.federation = async (main, title) => {
   });
   section(main, title, h("div", { class: "row" }, h("button", { type: "button", class: "btn", onclick: (e) => guard(async () => { const r = await api("POST", "/api/v1/federation/sync"); toast((r && r.message) || "Sync triggered"); }, e.target) }, "Sync now")),
     status.el, h("h2", {}, "Peers"), peers.el);
-  await Promise.all([status.load(), peers.load()]);
-  onEvent((m) => { if (/federation|peer/.test(m.type)) { status.load(); peers.load(); } });
+  await status.load();
+  await peers.load();
+  onEvent((m) => { if (/federation|peer/.test(m.type)) { status.load().then(peers.load); } });
 };
 
 PAGES.settings = async (main, title) => {
