@@ -17,11 +17,10 @@ from starlette.datastructures import Headers
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
+from nekzus.auth.connections import TooManyConnections
 from nekzus.auth.principal import ADMIN, AuthError, Principal, scopes_satisfied
 from nekzus.catalog.spec import RouteSpec
 from nekzus.errors import Unavailable
-from nekzus.events import Event
-from nekzus.events.types import EventType
 from nekzus.federation import FEDERATION
 from nekzus.federation.service import FederationService
 from nekzus.health import ComponentHealth, Status
@@ -242,23 +241,16 @@ def _install_remote_routes(services: Services, fed: FederationService) -> None:
         return Caller(identity, principal), None
 
     def track(caller: Caller, close: CloseTunnel) -> Callable[[], object]:
-        """Close an open remote WebSocket when the caller's credential is revoked.
-
-        Device revocations arrive as `device_revoked` events; other credentials are checked once per
-        request. (With a connection registry in the auth domain this is one call:
-        `return auth.connections.register(principal, close).release`.)
-        """
+        """Register an open remote WebSocket with the caller's credential, so revoking, deleting or
+        logging out that credential (or its expiry) closes it, as for local tunnels and hub sockets."""
         principal = caller.credential
-        if not isinstance(principal, Principal) or principal.device_id is None:
+        if not isinstance(principal, Principal):
             return lambda: None
-        device_id = principal.device_id
-
-        def on_revoked(event: Event) -> None:
-            data = event.data if isinstance(event.data, dict) else {}
-            if data.get("deviceId") == device_id:
-                close("credential revoked")
-
-        return services.bus.subscribe(on_revoked, {EventType.DEVICE_REVOKED})
+        try:
+            return services.domains.auth.connections.register(principal, close).release
+        except TooManyConnections:
+            close("too many connections")
+            return lambda: None
 
     proxy = services.domains.proxy
 
