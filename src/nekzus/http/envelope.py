@@ -19,14 +19,15 @@ from nekzus.metrics import Metrics
 access_log = logging.getLogger("nekzus.access")
 log = logging.getLogger("nekzus.http")
 
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# Matched in full: `$` would also accept a trailing newline, echoed into the response header.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 def request_id_from(scope: dict[str, Any]) -> str:
     for key, value in scope.get("headers", ()):
         if key == b"x-request-id":
             candidate = value.decode("latin-1")
-            if _SANE_REQUEST_ID.match(candidate):
+            if _SANE_REQUEST_ID.fullmatch(candidate):
                 return str(candidate)
             break
     return secrets.token_hex(8)
