@@ -30,10 +30,10 @@ def test_host_problem_never_crashes_and_accepts_only_clean_targets(values: list[
         assert not any(c in name for c in " \t\r\n/@\\?#")
 
 
-@given(value=st.text(max_size=40))
+@given(value=st.text(st.characters(codec="ascii", exclude_categories=["Cc", "Zs"]), max_size=40))
 def test_host_name_never_crashes_and_is_canonical(value: str) -> None:
     name = host_name(value)
-    assert name == name.lower()
+    assert name == name.lower() and not name.endswith(".")
     assert host_name(name) == name or name.startswith("[") or ":" in name
 
 
