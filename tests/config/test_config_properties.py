@@ -80,7 +80,10 @@ def test_any_file_text_loads_or_raises_config_error(text: str) -> None:
 UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-@given(parts=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(sorted(UNITS))), min_size=1, max_size=4))
+part = st.tuples(st.integers(0, 10_000), st.sampled_from(sorted(UNITS)))
+
+
+@given(parts=st.lists(part, min_size=1, max_size=4))
 def test_durations_add_up_their_parts(parts: list[tuple[int, str]]) -> None:
     text = "".join(f"{n}{unit}" for n, unit in parts)
     assert parse_duration(text) == pytest.approx(sum(n * UNITS[unit] for n, unit in parts))
@@ -100,9 +103,10 @@ def test_durations_are_finite_non_negative_or_value_error(value: object) -> None
     assert math.isfinite(seconds) and seconds >= 0, (value, seconds)
 
 
-@pytest.mark.parametrize(
-    "bad", [float("nan"), float("inf"), "1e999", "9" * 400 + "h", "nan", "inf", 10**400], ids=lambda v: str(v)[:8]
-)
+NON_FINITE = [float("nan"), float("inf"), "1e999", "9" * 400 + "h", "nan", "inf", 10**400]
+
+
+@pytest.mark.parametrize("bad", NON_FINITE, ids=lambda v: str(v)[:8])
 def test_non_finite_durations_are_refused(bad: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(bad)
