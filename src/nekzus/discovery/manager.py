@@ -1,5 +1,5 @@
 """The discovery manager (`services.domains.discovery`): one place that decides what a worker's
-proposal becomes (B §6.1) — ignored (dismissed), a route reconcile (app already routed), an update of a
+proposal becomes — ignored (dismissed), a route reconcile (app already routed), an update of a
 pending proposal, or a new proposal published as a `discovery` event. Proposals and dismissals are
 persisted, so a dismissal survives restarts until `rediscover`.
 """
@@ -193,8 +193,25 @@ class DiscoveryManager:
             self._gauge()
         return len(ids)
 
+    async def withdraw(self, proposal_ids: list[str]) -> int:
+        """Drop pending proposals whose object went away (a deleted Service, an mDNS goodbye)."""
+        async with self._lock:
+            ids = [pid for pid in proposal_ids if pid in self.pending]
+            for pid in ids:
+                self.pending.pop(pid, None)
+            await self._delete(ids)
+            self._gauge()
+        for pid in ids:
+            self.bus.emit(EventType.PROPOSAL_WITHDRAWN, {"proposalId": pid})
+        return len(ids)
+
+    async def retain(self, source: str, live_ids: set[str]) -> int:
+        """After a source's first full view: drop its proposals that are not in `live_ids`."""
+        stale = [pid for pid, p in self.pending.items() if p.get("source") == source and pid not in live_ids]
+        return await self.withdraw(stale)
+
     async def _reconcile(self, catalog: Any, route: dict[str, Any], proposal: dict[str, Any]) -> None:
-        """Follow a known container to its new address (B §6.5); never touch manual routes."""
+        """Follow a known container to its new address; never touch manual routes."""
         suggested = proposal.get("suggestedRoute") or {}
         owner = str(route.get("containerId") or "")
         if not owner or not suggested.get("containerId") or owner[:12] != str(suggested["containerId"])[:12]:

@@ -1,4 +1,4 @@
-"""Token-bucket rate limiting per category, keyed by principal or client IP (Part A §9)."""
+"""Token-bucket rate limiting per category, keyed by principal or client IP."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def _build(limit: RateLimit) -> Bucket | None:
 
 
 class RateLimiter:
-    """All categories of REF's table; `classify` maps a request onto one of them."""
+    """All categories of the API's rate-limit table; `classify` maps a request onto one of them."""
 
     CATEGORIES = ("health", "auth", "qr", "websocket", "device", "container", "general", "metrics", "proxy")
 
@@ -122,7 +122,7 @@ class RateLimiter:
             return "qr"
         if path.startswith("/api/v1/auth/") and not path.startswith("/api/v1/auth/qr/"):
             return "auth"
-        if path == "/api/v1/pair":
+        if path in ("/api/v1/pair", "/api/v1/ui/login"):
             return "auth"
         if path.startswith(("/api/v1/devices", "/api/v1/admin/devices")) or path == "/api/v1/audit-logs":
             return "device"
