@@ -12,7 +12,9 @@ from nekzus.errors import Invalid
 from nekzus.jobs.cron import next_fire, validate_cron
 
 atoms = st.one_of(
-    st.sampled_from(["*", "*/5", "0", "59", "60", "1-5", "5-1", "1,2,3", "MON", "jan", "L", "?", "#", "-", "/", "*/0"]),
+    st.sampled_from(
+        ["*", "*/5", "0", "59", "60", "1-5", "5-1", "1,2,3", "MON", "jan", "L", "?", "#", "-", "/", "*/0"]
+    ),
     st.integers(-5, 100).map(str),
     st.text(max_size=4),
 )
