@@ -9,6 +9,7 @@ the run is bounded and reproducible.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import yaml
 from hypothesis import HealthCheck, Phase, settings
 
 from nekzus.auth.principal import scopes_satisfied
@@ -87,14 +87,23 @@ _AUTH_HEADERS = {"authorization", "x-api-key", "cookie", "host"}
 def fuzzed() -> Iterator[Fuzzed]:
     data = Path(tempfile.mkdtemp(prefix="nekzus-fuzz-"))
     config = {
+        # Loopback is not trusted: the credential alone decides.
+        "auth": {"local_networks": []},
         "discovery": {"enabled": True},
         # A runtime that cannot be reached, so the container operations exist and answer without Docker.
         "runtimes": {"docker": {"enabled": True, "socket_path": f"unix://{data / 'no-docker.sock'}"}},
     }
     srv = NekzusServer(config, data_dir=data).start()
     try:
+        # Remote first-run set-up: the one-time token the server logs at its first start.
+        found = re.search(r"X-Setup-Token\): (\S+)", srv.logs())
+        assert found, srv.logs()
         with srv.client() as c:
-            setup = c.post("/api/v1/auth/setup", json={"username": USER, "password": PASSWORD})
+            setup = c.post(
+                "/api/v1/auth/setup",
+                json={"username": USER, "password": PASSWORD},
+                headers={"X-Setup-Token": found.group(1)},
+            )
             assert setup.status_code in (200, 201), setup.text
             login = c.post("/api/v1/auth/login", json={"username": USER, "password": PASSWORD})
             assert login.status_code == 200, login.text
@@ -105,11 +114,6 @@ def fuzzed() -> Iterator[Fuzzed]:
                 headers={"Authorization": f"Bearer {token}"},
             )
             assert key.status_code == 201, key.text
-        # Set-up ran from trusted loopback; the fuzzing runs with no trusted network at all.
-        srv.config["auth"] = {"local_networks": []}
-        srv.config_path.write_text(yaml.safe_dump(srv.config))
-        srv.restart()
-        with srv.client() as c:
             doc = c.get("/api/v1/openapi.json").json()
             assert c.get("/api/v1/apikeys").status_code == 401
         f = Fuzzed(srv, token, key.json()["key"], doc)
