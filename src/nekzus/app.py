@@ -60,10 +60,12 @@ FEATURES: list[str] = [
     "nekzus.api.discovery",
     "nekzus.api.export",
     "nekzus.api.federation",  # after the catalog: wraps its proxy for remote routes
-    "nekzus.api.jobs",  # before every feature that submits background work
     "nekzus.api.scripts",
     "nekzus.api.toolbox",
     "nekzus.api.ui",
+    # After every feature that runs jobs: its shutdown hook then runs before theirs (jobs are cancelled
+    # while the clients they use are still open). The runner itself is built by nekzus.compose.
+    "nekzus.api.jobs",
     "nekzus.api.disabled",  # last: answers for features that are switched off
 ]
 

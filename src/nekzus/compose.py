@@ -148,6 +148,7 @@ def build_domains(services: Services) -> Domains:
         favicons=FaviconFetcher(),
         proxy=proxy,
     )
+    _build_jobs(services, domains)
     _build_runtime(services, domains)
     _build_discovery(services, domains)
     services.domains = domains
@@ -180,12 +181,35 @@ def docker_socket(cfg: Config) -> str:
     return cfg.discovery.docker.socket_path
 
 
+def _build_jobs(services: Services, domains: Domains) -> None:
+    """The one job runner (container actions, toolbox deploys, script runs); its shutdown hook is
+    registered by `nekzus.api.jobs`, installed late so that jobs stop before what they use closes."""
+    from nekzus.jobs import JOBS, JobRunner
+
+    cfg = services.config.jobs
+    runner = JobRunner(
+        services.db,
+        services.bus,
+        services.spawn,
+        max_concurrent=cfg.max_concurrent,
+        max_queued=cfg.max_queued,
+        keep_records=cfg.keep_records,
+    )
+    domains.features.provide(JOBS, runner)
+
+    async def start() -> None:
+        await runner.start()
+
+    services.on_startup("jobs", start)
+
+
 def _build_runtime(services: Services, domains: Domains) -> None:
     cfg = services.config
     docker_on = cfg.runtimes.docker.enabled or cfg.discovery.docker.enabled
     kube = cfg.runtimes.kubernetes
     if not (docker_on or kube.enabled):
         return
+    from nekzus.jobs import JOBS
     from nekzus.runtime.base import RuntimeErrorBase
     from nekzus.runtime.manager import RuntimeManager
     from nekzus.runtime.operations import ContainerService
@@ -205,7 +229,12 @@ def _build_runtime(services: Services, domains: Domains) -> None:
             )
         )
     containers = ContainerService(
-        manager, bus=services.bus, spawn=services.spawn, catalog=domains.catalog, audit=domains.audit
+        manager,
+        bus=services.bus,
+        spawn=services.spawn,
+        jobs=domains.features.require(JOBS),
+        catalog=domains.catalog,
+        audit=domains.audit,
     )
     domains.runtime = manager
     domains.containers = containers

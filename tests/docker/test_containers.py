@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -94,6 +95,31 @@ def test_stop_start_restart_are_async(dclient: httpx.Client, docker_engine: Dock
     assert restart.status_code == 202 and restart.json()["message"] == "Container restart initiated"
     poll(lambda: docker_engine.inspect(cid)["State"]["StartedAt"] != before, what="restart")
     assert docker_engine.state(cid) == "running"
+
+
+def _finished_job(dclient: httpx.Client, job_id: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        job: dict[str, Any] = dclient.get(f"/api/v1/jobs/{job_id}").json()
+        return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+
+    found: dict[str, Any] = poll(check, what=f"job {job_id}")
+    return found
+
+
+def test_actions_run_as_recorded_jobs(dclient: httpx.Client, docker_engine: DockerEngine, container) -> None:
+    """Each accepted action is a job of kind container.<action>: listed, recorded with its outcome."""
+    cid = container("as-job")
+    stop = dclient.post(f"/api/v1/containers/{cid[:12]}/stop", params={"timeout": 1}).json()
+    job = _finished_job(dclient, stop["jobId"])
+    assert job["kind"] == "container.stop" and job["state"] == "succeeded", job
+    assert job["triggeredBy"] and job["finishedAt"]
+    assert docker_engine.state(cid) == "exited"
+    listed = dclient.get("/api/v1/jobs", params={"kind": "container.stop"}).json()["jobs"]
+    assert stop["jobId"] in [j["id"] for j in listed]
+    # Stopping a stopped container fails: the job records why, as the failure event does.
+    again = dclient.post(f"/api/v1/containers/{cid[:12]}/stop", params={"timeout": 1}).json()
+    failed = _finished_job(dclient, again["jobId"])
+    assert failed["state"] == "failed" and failed["error"], failed
 
 
 @pytest.mark.parametrize("value", ["0", "301", "-5", "abc", "1.5"])

@@ -13,6 +13,7 @@ import pytest
 
 from nekzus.auth.principal import Principal
 from nekzus.config import Config
+from nekzus.jobs import JobRunner
 from nekzus.runtime.docker import DockerRuntime
 from nekzus.runtime.manager import RuntimeManager
 from nekzus.runtime.operations import ContainerService
@@ -63,7 +64,8 @@ def _service(engine: DockerEngine) -> tuple[Services, ContainerService]:
     services = Services.build(Config(), base_url="http://127.0.0.1")
     manager = RuntimeManager()
     manager.add(DockerRuntime(engine.host))
-    return services, ContainerService(manager, bus=services.bus, spawn=services.spawn)
+    jobs = JobRunner(services.db, services.bus, services.spawn)
+    return services, ContainerService(manager, bus=services.bus, spawn=services.spawn, jobs=jobs)
 
 
 def test_streams_in_process(docker_engine: DockerEngine, container) -> None:

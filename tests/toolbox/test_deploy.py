@@ -260,6 +260,52 @@ def test_missing_image_fails_cleanly(client: httpx.Client, docker_engine: Docker
     assert project_objects(docker_engine, "noimage") == {"containers": [], "networks": [], "volumes": []}
 
 
+def finished_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        job: dict[str, Any] = client.get(f"/api/v1/jobs/{job_id}").json()
+        return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+
+    found: dict[str, Any] = poll(check, timeout=60, interval=0.2, what=f"job {job_id}")
+    return found
+
+
+def test_deploys_are_runner_jobs_and_cancel_rolls_back(
+    client: httpx.Client, events: Events, docker_engine: DockerEngine
+) -> None:
+    """A deploy is a `toolbox.deploy` job: a failed one is a failed job; cancelling one through the job
+    API while it is pulling fails and rolls back the deployment, with the toolbox's own event."""
+    response = client.post("/api/v1/toolbox/deploy", json={"serviceId": "broken", "serviceName": "brokenjob"})
+    assert response.status_code == 202, response.text
+    broken = response.json()
+    job = finished_job(client, broken["jobId"])
+    assert job["kind"] == "toolbox.deploy" and job["state"] == "failed" and job["error"], job
+    assert settled(client, broken["deploymentId"])["error_message"] == job["error"]
+    remove(client, broken["deploymentId"], volumes=True)
+
+    with socket.socket() as registry:
+        registry.bind(("127.0.0.1", 0))
+        registry.listen(16)
+        port = registry.getsockname()[1]
+        body = {"serviceId": "hang", "serviceName": "hangjob", "envVars": {"REGISTRY": f"127.0.0.1:{port}"}}
+        accepted = client.post("/api/v1/toolbox/deploy", json=body).json()
+        deployment = accepted["deploymentId"]
+
+        def pulling() -> bool:
+            record = client.get(f"/api/v1/toolbox/deployments/{deployment}").json()
+            return bool(record["status"] == "deploying" and record["phase"] == "pulling")
+
+        poll(pulling, timeout=30, what="pulling phase")
+        cancelled = client.post(f"/api/v1/jobs/{accepted['jobId']}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["cancelled"] is True
+        failed = events.until("toolbox.deploy.failed", deployment)[-1]
+        assert failed["data"]["error"] == "Deployment cancelled while pulling"
+        assert finished_job(client, accepted["jobId"])["state"] == "cancelled"
+    record = settled(client, deployment)
+    assert record["status"] == "failed" and record["error_message"] == "Deployment cancelled while pulling"
+    assert project_objects(docker_engine, "hangjob") == {"containers": [], "networks": [], "volumes": []}
+    remove(client, deployment, volumes=True)
+
+
 def test_deployment_cut_off_by_a_crash_is_failed_at_start_up(
     client: httpx.Client, server: NekzusServer, docker_engine: DockerEngine
 ) -> None:

@@ -1,7 +1,7 @@
-"""The job runner's wiring and its read/cancel API (`/api/v1/jobs`), so any client can follow a job.
+"""The job runner's read/cancel API (`/api/v1/jobs`), so any client can follow a job.
 
-Other features get the runner with `services.domains.features.require(JOBS)` (or `job_runner(services)`);
-this feature is installed before them.
+The runner itself is built by the composition root (core domains such as the container actions run on
+it); features get it with `services.domains.features.require(JOBS)` or `job_runner(services)`.
 """
 
 from __future__ import annotations
@@ -12,20 +12,16 @@ from fastapi import APIRouter, Depends, FastAPI, Query
 
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
-from nekzus.domains import Key
 from nekzus.errors import Invalid, NotFound
-from nekzus.jobs import JobRow, JobRunner, JobState
+from nekzus.jobs import JOBS, JobRow, JobRunner, JobState
 from nekzus.services import Services
 from nekzus.timefmt import rfc3339_or_none as rfc3339
 
 __all__ = ["JOBS", "install", "job_runner"]
 
-# The server's one job runner, for every feature that submits background work.
-JOBS: Key[JobRunner] = Key("jobs")
-
 
 def job_runner(services: Services) -> JobRunner:
-    """The server's job runner; a `MissingDependency` at start-up when nekzus.api.jobs was not installed."""
+    """The server's job runner (built by `nekzus.compose`)."""
     return services.domains.features.require(JOBS)
 
 
@@ -82,23 +78,12 @@ def _router(runner: JobRunner) -> APIRouter:
 
 
 def install(api: FastAPI, services: Services) -> None:
-    cfg = services.config.jobs
-    runner = JobRunner(
-        services.db,
-        services.bus,
-        services.spawn,
-        max_concurrent=cfg.max_concurrent,
-        max_queued=cfg.max_queued,
-        keep_records=cfg.keep_records,
-    )
-    services.domains.features.provide(JOBS, runner)
-
-    async def start() -> None:
-        await runner.start()
+    runner = job_runner(services)
 
     async def stop() -> None:
         await runner.stop()
 
-    services.on_startup("jobs", start)
+    # This feature is installed late, so this hook runs early at shutdown: live jobs are cancelled (and
+    # get to roll back) while the engines, clients and services they use are still open.
     services.on_shutdown("jobs", stop)
     api.include_router(_router(runner))

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
 from nekzus.api.deps import client_ip, services_of
+from nekzus.api.jobs import job_runner
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
@@ -132,7 +133,7 @@ def install(api: FastAPI, services: Services) -> None:
         bus=services.bus,
         compose=Compose(binary, compose_host),
         docker=None,
-        spawn=services.spawn,
+        jobs=job_runner(services),
         catalog_dirs=directories,
         data_dir=Path(cfg.data_dir).absolute(),
         base_url=services.base_url,

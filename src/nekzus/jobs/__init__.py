@@ -2,7 +2,7 @@
 
 Public API (everything else in this package is internal):
 
-    runner = services.domains.features.require(JOBS)   # JOBS: Key[JobRunner] from nekzus.api.jobs
+    runner = services.domains.features.require(JOBS)   # built once by nekzus.compose
     job = await runner.submit(
         "toolbox.deploy",                  # kind: a short dotted name; each kind may get its own pool
         work,                              # async def work(ctx: JobContext) -> Any
@@ -40,6 +40,7 @@ server was down fires once at start-up. `nekzus.jobs.clock.ManualClock` drives i
 
 from __future__ import annotations
 
+from nekzus.domains import Key
 from nekzus.jobs.clock import Clock, ManualClock, SystemClock
 from nekzus.jobs.cron import CronScheduler, next_fire, resolve_zone, validate_cron
 from nekzus.jobs.events import (
@@ -57,7 +58,12 @@ from nekzus.jobs.models import JobRow, JobState
 from nekzus.jobs.process import ProcessResult, run_process
 from nekzus.jobs.runner import Job, JobContext, JobFailed, JobRunner, QueueFull, Work
 
+# The server's one job runner (built by the composition root), for every domain and feature that runs
+# background work: `services.domains.features.require(JOBS)`.
+JOBS: Key[JobRunner] = Key("jobs")
+
 __all__ = [
+    "JOBS",
     "JOB_CANCELLED",
     "JOB_EVENT_TYPES",
     "JOB_FAILED",

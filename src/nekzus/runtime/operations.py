@@ -1,8 +1,11 @@
 """Container operations behind the HTTP routes and the WebSocket log stream.
 
-Actions answer 202 at once and finish in the background; the outcome is published on the bus to the
-requester and every dashboard connection (B §7.3, fixing §18.2 item 11). Bulk operations skip Nekzus'
-own container and containers labelled `nekzus.skip=true`.
+Single actions (start, stop, restart) answer 202 at once and run as jobs of kind `container.<action>` on
+the job runner (recorded, listed at `/api/v1/jobs`, cancellable there); the outcome is published on the
+bus to the requester and every dashboard connection as `container.<action>.completed|failed`, so a client
+learns how an accepted action ended. Bulk and batch operations answer when they are done (their
+per-container work is part of the request). Bulk operations skip Nekzus' own container and containers
+labelled `nekzus.skip=true`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from nekzus.auth.principal import Principal
 from nekzus.events.bus import EventBus
 from nekzus.events.types import container_outcome
+from nekzus.jobs import JobContext, JobFailed, JobRunner
 from nekzus.runtime.base import (
     AlreadyInState,
     ContainerInfo,
@@ -62,12 +66,14 @@ class ContainerService:
         *,
         bus: EventBus,
         spawn: Spawn,
+        jobs: JobRunner,
         catalog: CatalogService | None = None,
         audit: AuditService | None = None,
     ) -> None:
         self.manager = manager
         self.bus = bus
         self.spawn = spawn
+        self.jobs = jobs
         self.catalog = catalog
         self.audit = audit
         # (connection id, container id) -> log streaming task
@@ -136,15 +142,23 @@ class ContainerService:
         timeout: int | None,
         runtime: str | None = None,
     ) -> dict[str, Any]:
-        """Check the container exists, then run the action in the background (202 semantics)."""
+        """Check the container exists, then run the action as a job (202 semantics); a full queue of
+        the action's kind is 503 QUEUE_FULL."""
         rt = self.manager.get(runtime)
         info = await rt.inspect(container_id)
         precheck = getattr(rt, "precheck", None)
         if precheck is not None:  # runtimes that can refuse up front (Kubernetes bare pods)
             await precheck(action, container_id)
-        self.spawn(
-            self._run_action(rt, principal, action, container_id, info, timeout),
-            f"container-{action}-{container_id[:12]}",
+
+        async def work(_ctx: JobContext) -> None:
+            await self._run_action(rt, principal, action, container_id, info, timeout)
+
+        job = await self.jobs.submit(
+            f"container.{action}",
+            work,
+            # A backstop only: the action has its own deadline, reported as a failed action first.
+            timeout=_DEADLINE[action] + (timeout or 0) + 30,
+            triggered_by=principal.id,
         )
         out: dict[str, Any] = {
             "status": "accepted",
@@ -152,6 +166,7 @@ class ContainerService:
             "message": f"Container {action} initiated",
             "timestamp": _now(),
             "runtime": rt.name,
+            "jobId": job.id,
         }
         if "/" in container_id:  # Kubernetes `namespace/pod`
             out["namespace"], out["containerId"] = container_id.split("/", 1)
@@ -181,7 +196,7 @@ class ContainerService:
         try:
             async with asyncio.timeout(deadline):
                 await self._do(rt, action, str(info.get("Id") or container_id), timeout)
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             code, message = self._failure(action, exc)
             log.info("container %s %s failed: %s", container_id, action, message)
             self.bus.emit(
@@ -190,7 +205,9 @@ class ContainerService:
                 **audience,
             )
             await self._audit(principal, action, container_id, success=False, error=message)
-            return
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise JobFailed(message, code=code) from None
         if action == "stop":
             self._mark_stopped(info)
         self.bus.emit(
@@ -209,6 +226,8 @@ class ContainerService:
     def _failure(action: str, exc: BaseException) -> tuple[str, str]:
         if isinstance(exc, TimeoutError):
             return _FAILED_CODE[action], f"container {action} timed out"
+        if isinstance(exc, asyncio.CancelledError):
+            return _FAILED_CODE[action], f"container {action} cancelled"
         if isinstance(exc, ContainerNotFound | AlreadyInState | RuntimeUnavailable):
             return exc.code, exc.message
         if isinstance(exc, RuntimeErrorBase):

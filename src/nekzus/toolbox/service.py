@@ -3,13 +3,15 @@
 Lifecycle: `pending` (accepted, recorded) -> `deploying` -> `deployed` | `failed` (with `error_message`).
 The request is checked before anything is recorded: the template exists, required variables are set,
 the file renders with the user's values and every published host port is free. The slow part
-(`execute`) takes a progress callback so a job runner can drive it; it pulls missing images, creates
-the project (`up --no-start`), starts it unless `autoStart` is false, and optionally creates a route.
+(`execute`) runs as a job of kind `toolbox.deploy` on the server's job runner (bounded, recorded, listed
+at `/api/v1/jobs`, cancellable there): it pulls missing images, creates the project (`up --no-start`),
+starts it unless `autoStart` is false, and optionally creates a route. Its progress is published both as
+the toolbox's own `toolbox.deploy.*` events and as the runner's `job.*` events.
 
-A failed deployment is rolled back completely: its containers and networks are removed, and so are the
-volumes it created (volumes that existed before, e.g. kept from an earlier deployment of the same name,
-are left alone). The project name comes from the service name, so redeploying under the same name
-finds its named volumes, and their data, again.
+A failed (or cancelled) deployment is rolled back completely: its containers and networks are removed,
+and so are the volumes it created (volumes that existed before, e.g. kept from an earlier deployment of
+the same name, are left alone). The project name comes from the service name, so redeploying under the
+same name finds its named volumes, and their data, again.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from sqlalchemy import delete, select
 
 from nekzus.errors import Conflict, Invalid, NekzusError, NotFound
 from nekzus.events import EventBus
+from nekzus.jobs import Job, JobContext, JobFailed, JobRunner
 from nekzus.store import Database
 from nekzus.toolbox.compose import Compose, ComposeFailed
 from nekzus.toolbox.models import DeploymentRow
@@ -60,8 +63,13 @@ _PROJECT_LABEL = "com.docker.compose.project"
 _MAX_ENV_VARS = 200
 _MAX_VALUE = 64 * 1024
 
+# The job kind of a deployment on the job runner (its pool: `jobs.max_concurrent`, `jobs.max_queued`).
+DEPLOY_JOB_KIND = "toolbox.deploy"
+# The runner's own limit is a backstop only: a deployment times itself out (DEPLOY_TIMEOUT, with the phase
+# it was stuck in) and rolls back first.
+DEPLOY_JOB_TIMEOUT = DEPLOY_TIMEOUT + 120
+
 Progress = Callable[[str, int], Awaitable[None]]
-Spawn = Callable[[Awaitable[Any], str], Any]
 
 
 class DeployError(Exception):
@@ -195,7 +203,7 @@ class ToolboxService:
         bus: EventBus,
         compose: Compose,
         docker: Any,
-        spawn: Spawn,
+        jobs: JobRunner,
         catalog_dirs: list[tuple[Path, str]],
         data_dir: Path,
         base_url: str = "",
@@ -208,7 +216,7 @@ class ToolboxService:
         self.bus = bus
         self.compose = compose
         self.docker = docker
-        self.spawn = spawn
+        self.jobs = jobs
         self.catalog_dirs = catalog_dirs
         self.data_dir = data_dir
         self.base_url = base_url
@@ -219,7 +227,10 @@ class ToolboxService:
         # Host ports promised to deployments still on their way up (the engine has not bound them yet).
         self._reserved: dict[str, set[tuple[str, int]]] = {}
         self.templates: dict[str, Template] = {}
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        # deployment id -> id of its job on the runner (while the job lives).
+        self._jobs: dict[str, str] = {}
+        # Deployments being removed: cancelling their job skips the rollback (removal takes them down).
+        self._removing: set[str] = set()
         self._project_lock = asyncio.Lock()
         self._last_id = 0
 
@@ -394,6 +405,23 @@ class ToolboxService:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
             self._reserved[deployment_id] = set(wanted)
+        try:
+            job = await self.jobs.submit(
+                DEPLOY_JOB_KIND,
+                self._job_work(deployment_id),
+                timeout=DEPLOY_JOB_TIMEOUT,
+                triggered_by=actor,
+                on_skipped=self._job_skipped(deployment_id),
+            )
+        except BaseException:
+            # Not queued (the runner's queue is full or the server is stopping): nothing was started, so
+            # nothing is kept; the caller gets the runner's error (503 QUEUE_FULL).
+            self._reserved.pop(deployment_id, None)
+            async with self.db.session() as session:
+                await session.execute(delete(DeploymentRow).where(DeploymentRow.id == deployment_id))
+            shutil.rmtree(self._project_dir(deployment_id), ignore_errors=True)
+            raise
+        self._jobs[deployment_id] = job.id
         await self._audit(
             "toolbox.deploy",
             actor,
@@ -401,14 +429,11 @@ class ToolboxService:
             ip,
             {"serviceId": template.id, "serviceName": request.service_name, "autoStart": request.auto_start},
         )
-        task = self.spawn(self._run(deployment_id), f"toolbox-deploy-{deployment_id}")
-        if isinstance(task, asyncio.Task):
-            self._tasks[deployment_id] = task
-            task.add_done_callback(lambda _t: self._tasks.pop(deployment_id, None))
         return {
             "deployment_id": deployment_id,
             "deploymentId": deployment_id,
             "status": "pending",
+            "jobId": job.id,
             "message": f"Deployment '{request.service_name}' initiated",
         }
 
@@ -489,8 +514,40 @@ class ToolboxService:
 
         return report
 
-    async def _run(self, deployment_id: str) -> None:
-        await self.execute(deployment_id, self.progress_reporter(deployment_id))
+    def _job_work(self, deployment_id: str) -> Callable[[JobContext], Awaitable[None]]:
+        """The runner job of one deployment: `execute`, its progress mirrored on the job."""
+        report = self.progress_reporter(deployment_id)
+
+        async def work(ctx: JobContext) -> None:
+            async def progress(phase: str, percent: int) -> None:
+                ctx.progress(percent=percent, phase=phase)
+                await report(phase, percent)
+
+            try:
+                error = await self.execute(deployment_id, progress)
+            finally:
+                self._jobs.pop(deployment_id, None)
+            if error is not None:
+                raise JobFailed(error)
+
+        return work
+
+    def _job_skipped(self, deployment_id: str) -> Callable[[Job], Awaitable[None]]:
+        """A deployment whose job was cancelled while still queued: recorded failed, ports released."""
+
+        async def skipped(_job: Job) -> None:
+            self._jobs.pop(deployment_id, None)
+            self._reserved.pop(deployment_id, None)
+            if deployment_id in self._removing:
+                return
+            message = "Deployment cancelled before it started"
+            await self._update(deployment_id, status="failed", phase="failed", error_message=message)
+            self.bus.emit(
+                DEPLOY_FAILED,
+                {"deploymentId": deployment_id, "status": "failed", "error": message},
+            )
+
+        return skipped
 
     async def _audit(self, action: str, actor: str, target: str, ip: str, details: dict[str, Any]) -> None:
         if self.audit is None:
@@ -500,14 +557,15 @@ class ToolboxService:
         except Exception:
             log.warning("audit of %s failed", action, exc_info=True)
 
-    async def execute(self, deployment_id: str, progress: Progress) -> None:
-        """Bring one recorded deployment up; never raises for a failed deployment (it is recorded)."""
+    async def execute(self, deployment_id: str, progress: Progress) -> str | None:
+        """Bring one recorded deployment up; a failed deployment is rolled back and recorded, and its
+        error returned (None when it is deployed). Cancelled, it rolls back too, then re-raises."""
         try:
-            await self._execute(deployment_id, progress)
+            return await self._execute(deployment_id, progress)
         finally:
             self._reserved.pop(deployment_id, None)
 
-    async def _execute(self, deployment_id: str, progress: Progress) -> None:
+    async def _execute(self, deployment_id: str, progress: Progress) -> str | None:
         row = await self._row(deployment_id)
         await self._update(deployment_id, status="deploying")
         phase = ["starting"]
@@ -526,11 +584,19 @@ class ToolboxService:
             else:
                 message = str(getattr(exc, "message", "") or exc) or type(exc).__name__
             await self._fail(row, message, created_volumes)
-            return
+            return message
+        except asyncio.CancelledError:
+            # Cancelled through the job API (or by shutdown): roll back like a failure, unless the
+            # deployment is being removed anyway. A second cancellation (shutdown's last resort) cuts the
+            # rollback short; the start-up recovery then finishes it.
+            if deployment_id not in self._removing:
+                await self._fail(row, f"Deployment cancelled while {phase[0]}", created_volumes)
+            raise
         except Exception as exc:
             log.exception("deployment %s failed unexpectedly", deployment_id)
-            await self._fail(row, f"Unexpected error: {type(exc).__name__}", created_volumes)
-            return
+            message = f"Unexpected error: {type(exc).__name__}"
+            await self._fail(row, message, created_volumes)
+            return message
         await self._update(
             deployment_id,
             status="deployed",
@@ -554,6 +620,7 @@ class ToolboxService:
                 "routeId": result.get("route_id"),
             },
         )
+        return None
 
     def _compose_args(self, row: DeploymentRow) -> list[str]:
         return ["-p", row.project_name, "-f", str(self._project_dir(row.id) / "docker-compose.json")]
@@ -748,11 +815,18 @@ class ToolboxService:
         self, deployment_id: str, *, remove_volumes: bool, actor: str = "system", ip: str = ""
     ) -> None:
         row = await self._row(deployment_id)
-        task = self._tasks.get(deployment_id)
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(task), 10)
+        self._removing.add(deployment_id)
+        try:
+            await self._remove(row, remove_volumes=remove_volumes, actor=actor, ip=ip)
+        finally:
+            self._removing.discard(deployment_id)
+
+    async def _remove(self, row: DeploymentRow, *, remove_volumes: bool, actor: str, ip: str) -> None:
+        deployment_id = row.id
+        job_id = self._jobs.get(deployment_id)
+        if job_id is not None and self.jobs.cancel(job_id):
+            with contextlib.suppress(TimeoutError, NotFound):
+                await asyncio.wait_for(self.jobs.wait(job_id), 10)
         try:
             # A failed deployment was rolled back already, and its project name may now belong to a
             # newer deployment of the same name: only take the project down when it is still ours.
