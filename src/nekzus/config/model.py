@@ -7,6 +7,7 @@ safer ones (trusted networks are loopback only, for example).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -30,14 +31,15 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("must be a duration like 30s, 5m or 1h")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return float(value)
+        try:
+            return _finite(float(value))
+        except OverflowError:  # an int beyond a float's range
+            raise ValueError("must be a finite duration") from None
     if not isinstance(value, str):
         raise ValueError("must be a duration like 30s, 5m or 1h")
     text = value.strip()
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
+        return _finite(float(text))
     pos, total = 0, 0.0
     for match in _DURATION_PART.finditer(text):
         if match.start() != pos:
@@ -46,7 +48,16 @@ def parse_duration(value: Any) -> float:
         pos = match.end()
     if pos != len(text) or not text:
         raise ValueError(f"invalid duration {value!r} (use e.g. 30s, 5m, 1h)")
-    return total
+    return _finite(total)
+
+
+def _finite(seconds: float) -> float:
+    """NaN (`.nan` in YAML) compares false with everything and infinity overflows timers: refuse both."""
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise ValueError("must be a finite duration")
+    if seconds < 0:
+        raise ValueError("must not be negative")
+    return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
