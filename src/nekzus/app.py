@@ -50,6 +50,9 @@ FEATURES: list[str] = [
     "nekzus.api.containers",
     "nekzus.api.discovery",
     "nekzus.api.export",
+    "nekzus.api.certificates",
+    "nekzus.api.backups",
+    "nekzus.api.system",
     "nekzus.config.reload",
     "nekzus.api.disabled",  # last: answers for features that are switched off
 ]

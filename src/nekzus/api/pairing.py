@@ -58,7 +58,9 @@ def _instance_name() -> str:
 async def _new_code(request: Request, principal: Principal) -> tuple[PairingCode, dict[str, Any]]:
     services: Services = services_of(request)
     service = auth_service(request)
-    pins = spki_pins(services.tls_cert_path)
+    certs = services.domains.get("certificates")
+    # The certificate service knows what is served right now (SNI, hot swaps); the file is a fallback.
+    pins = certs.served_pins() if certs is not None else spki_pins(services.tls_cert_path)
 
     def build(code: str, token: str, expires: float) -> dict[str, Any]:
         return {

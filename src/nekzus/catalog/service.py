@@ -143,6 +143,14 @@ class CatalogService:
                 log.warning("config route %s ignored: %s", route_cfg.id, exc)
         self._changed("Catalog loaded")
 
+    async def reload_from_storage(self) -> None:
+        """Drop the in-memory catalog and read it again (after a backup restore replaced the tables);
+        listeners (the proxy's route table) are told through the usual change callback."""
+        self.apps.clear()
+        self.routes.clear()
+        self.health.clear()
+        await self.load()
+
     async def apply_config(self, apps: list[Any], routes: list[Any]) -> dict[str, list[str]]:
         """Merge the config file's apps and routes on hot reload (behaviour B §1.6 REC).
 

@@ -1,0 +1,202 @@
+"""Certificates: generate from the local CA, list, suggest, get, delete, renew, replace; the CA download.
+
+Every route but the CA download needs `access:admin` presented as a JWT or an API key, even from a trusted
+network: a certificate change re-keys what every device pins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import Response
+from pydantic import AliasChoices, BaseModel, Field
+
+from nekzus.api.deps import client_ip, services_of
+from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.security import require
+from nekzus.auth.principal import ADMIN, Principal
+from nekzus.certs.service import CertificateService
+from nekzus.errors import NekzusError, Unauthorized
+from nekzus.services import Services
+
+log = logging.getLogger("nekzus.certs")
+
+# How often the renewal job looks for certificates expiring within 30 days.
+RENEWAL_CHECK_SECONDS = 6 * 3600.0
+CREDENTIAL_KINDS = ("device", "user", "apikey")
+_admin = require(ADMIN)
+
+
+async def admin_credential(request: Request) -> Principal:
+    principal = await _admin(request)
+    if principal.kind not in CREDENTIAL_KINDS:
+        raise Unauthorized("A valid JWT token or API key with access:admin is required")
+    return principal
+
+
+router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"], responses=ERROR_RESPONSES)
+
+
+class GenerateBody(BaseModel):
+    domains: list[str] = Field(default_factory=list)
+    provider: str = "self-signed"
+
+
+class RenewBody(BaseModel):
+    domain: str = ""
+
+
+class ReplaceBody(BaseModel):
+    domain: str = ""
+    certificate: str = Field(
+        default="", validation_alias=AliasChoices("certificate", "cert", "certificate_pem")
+    )
+    privateKey: str = Field(default="", validation_alias=AliasChoices("privateKey", "private_key", "key"))
+
+
+def certs_of(request: Request) -> CertificateService:
+    service: CertificateService = services_of(request).domains["certificates"]
+    return service
+
+
+async def _audited(request: Request, principal: Principal, action: str, target: str, coro: Any) -> Any:
+    """Run a change and write one audit row for it, success or refusal."""
+    audit = services_of(request).domains.get("audit")
+    try:
+        result = await coro
+    except NekzusError as exc:
+        if audit is not None:
+            await audit.record(
+                action,
+                actor=principal.rate_key,
+                target=target,
+                ip=client_ip(request),
+                details={"code": exc.code, "message": exc.message},
+                success=False,
+            )
+        raise
+    if audit is not None:
+        await audit.record(action, actor=principal.rate_key, target=target, ip=client_ip(request))
+    return result
+
+
+@router.get("/ca.pem", summary="The local CA certificate (install it on phones and browsers)")
+async def ca_certificate(request: Request) -> Response:
+    pem = certs_of(request).ca_pem()
+    return Response(
+        pem,
+        media_type="application/x-pem-file",
+        headers={"Content-Disposition": 'attachment; filename="nekzus-ca.crt"'},
+    )
+
+
+@router.post("/generate", summary="Issue a certificate for local names from the local CA")
+async def generate(
+    body: GenerateBody, request: Request, principal: Principal = Depends(admin_credential)
+) -> dict[str, Any]:
+    target = ",".join(body.domains)[:200]
+    coro = certs_of(request).generate(body.domains, body.provider)
+    return await _audited(request, principal, "certificate.generate", target, coro)
+
+
+@router.get("", summary="List managed certificates")
+async def list_certificates(request: Request, _p: Principal = Depends(admin_credential)) -> dict[str, Any]:
+    items = certs_of(request).list_all()
+    return {"certificates": items, "count": len(items)}
+
+
+@router.get("/suggest", summary="Domains worth covering, from this host's names and addresses")
+async def suggest(request: Request, _p: Principal = Depends(admin_credential)) -> dict[str, Any]:
+    items = certs_of(request).suggest()
+    return {"suggestions": items, "count": len(items)}
+
+
+@router.post("/renew", summary="Re-issue a certificate with the same names and a new key")
+async def renew(
+    body: RenewBody, request: Request, principal: Principal = Depends(admin_credential)
+) -> dict[str, Any]:
+    coro = certs_of(request).renew(body.domain)
+    return await _audited(request, principal, "certificate.renew", body.domain, coro)
+
+
+@router.post("/replace", summary="Import an uploaded certificate chain and key")
+async def replace(
+    body: ReplaceBody, request: Request, principal: Principal = Depends(admin_credential)
+) -> dict[str, Any]:
+    coro = certs_of(request).replace(body.domain, body.certificate, body.privateKey)
+    return await _audited(request, principal, "certificate.replace", body.domain, coro)
+
+
+@router.get("/{domain}", summary="One certificate")
+async def get_certificate(
+    domain: str, request: Request, _p: Principal = Depends(admin_credential)
+) -> dict[str, Any]:
+    return {"certificate": certs_of(request).get(domain)}
+
+
+@router.delete("/{domain}", summary="Delete a certificate (not the one being served)")
+async def delete_certificate(
+    domain: str, request: Request, principal: Principal = Depends(admin_credential)
+) -> dict[str, Any]:
+    coro = certs_of(request).delete(domain)
+    return await _audited(request, principal, "certificate.delete", domain, coro)
+
+
+def device_notifier(services: Services) -> Any:
+    """Queue a message to every paired device (the notification queue when on, else live sockets)."""
+
+    async def notify(type_: str, payload: dict[str, Any]) -> int:
+        auth = services.domains.get("auth")
+        device_ids = list(getattr(auth, "devices", {}) or {})
+        queue = services.domains.get("notifications")
+        hub = services.domains.get("ws")
+        sent = 0
+        for device_id in device_ids:
+            if queue is not None and getattr(queue, "enabled", False):
+                await queue.enqueue(device_id, type_, payload)
+                sent += 1
+            elif hub is not None:
+                from nekzus.events.hub import envelope
+
+                text = envelope(type_, payload)
+                for client in hub.connections_of(device_id):
+                    client.push(text)
+                    sent += 1
+        return sent
+
+    return notify
+
+
+def install(api: FastAPI, services: Services) -> None:
+    def set_base_url(url: str) -> None:
+        services.base_url = url
+
+    service = CertificateService(
+        services.db,
+        services.data_dir,
+        base_url=lambda: services.base_url,
+        set_base_url=set_base_url,
+        notify_devices=device_notifier(services),
+    )
+    services.domains["certificates"] = service
+
+    async def renewal_loop() -> None:
+        while True:
+            try:
+                renewed = await service.renew_due(lambda step, _fraction: log.debug("renewal: %s", step))
+                if renewed:
+                    log.info("renewed certificates: %s", ", ".join(renewed))
+            except Exception:
+                log.exception("certificate renewal failed; retrying at the next check")
+            await asyncio.sleep(RENEWAL_CHECK_SECONDS)
+
+    async def start() -> None:
+        await service.start()
+        services.spawn(renewal_loop(), "certificate-renewal")
+
+    services.on_startup("certificates", start)
+    services.health.register("certificates", service.component_health)
+    api.include_router(router)
