@@ -61,9 +61,11 @@ def peer_certificate(port: int, server_name: str | None, cafile: str | None = No
     context = ssl.create_default_context(cafile=cafile) if cafile else ssl._create_unverified_context()
     if cafile is None:
         context.check_hostname = False
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname=server_name) as tls:
-            der = tls.getpeercert(binary_form=True)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der)
 
