@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any
 
@@ -104,6 +105,12 @@ async def quick(request: Request, _principal: Principal = Depends(require(strict
     duration = services.metrics.http_request_duration_seconds
     count = _metric_sum(duration, "_count")
     seconds = _metric_sum(duration, "_sum")
+    system = services.domains.get("system")
+    figures: dict[str, Any] = {}
+    if system is not None:
+        # Widgets show machine load next to the counts: the same figures as /system/resources.
+        snap = await asyncio.to_thread(system.snapshot)
+        figures = {k: snap[k] for k in ("cpu", "ram", "disk", "ram_used", "ram_total", "storage_size")}
     return {
         "servicesTotal": apps,
         "servicesOnline": apps,
@@ -114,4 +121,5 @@ async def quick(request: Request, _principal: Principal = Depends(require(strict
         "requestsToday": total_requests(services),
         "avgLatency": round(seconds / count * 1000, 2) if count else 0.0,
         "uptimePercent": 100.0,
+        "system": figures,
     }
