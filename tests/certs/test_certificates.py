@@ -113,7 +113,7 @@ def test_first_certificate_starts_tls_in_place(srv: NekzusServer, admin: dict[st
     assert body["success"] is True and body["tls_upgraded"] is True
     cert = body["certificate"]
     assert cert["domain"] == "localhost" and sorted(cert["sans"]) == sorted(DOMAINS)
-    assert cert["issuer"] == "Nekzus Local CA" and cert["fingerprint"].startswith("SHA256:")
+    assert cert["issuer"] == "Nekzus Self-Signed CA" and cert["fingerprint"].startswith("SHA256:")
     # Plain HTTP is gone on that port; TLS answers, verified against the downloadable CA.
     with pytest.raises(httpx.HTTPError), httpx.Client(timeout=3) as plain:
         plain.get(srv.url + "/api/v1/healthz")
@@ -122,7 +122,7 @@ def test_first_certificate_starts_tls_in_place(srv: NekzusServer, admin: dict[st
         assert verified.get(f"https://localhost:{srv.port}/api/v1/healthz").text == "ok"
     served = peer_certificate(srv.port, "nekzus.local", cafile=cafile)
     assert sorted(sans_of(served)) == sorted(DOMAINS)
-    assert issuer_cn(served) == "Nekzus Local CA"
+    assert issuer_cn(served) == "Nekzus Self-Signed CA"
     assert pin(served) == cert["spki"]
     # A client connecting by IP sends no SNI: it gets the certificate for the base URL's host.
     assert pin(peer_certificate(srv.port, None)) == cert["spki"]

@@ -16,7 +16,7 @@ def test_own_certificate_near_expiry_is_renewed_at_start(tmp_path: Path) -> None
     srv = start_server(tmp_path, tls=True)
     try:
         served = peer_certificate(srv.port, "localhost", cafile=str(tmp_path / "ca" / "ca.crt"))
-        assert issuer_cn(served) == "Nekzus Local CA"
+        assert issuer_cn(served) == "Nekzus Self-Signed CA"
         remaining = served.not_valid_after_utc - old.not_valid_after_utc
         assert remaining.days > 300
         with srv.client() as c:

@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-CA_NAME = "Nekzus Local CA"
+# The name clients see as `issuer` (the same string the API reference shows).
+CA_NAME = "Nekzus Self-Signed CA"
 CA_VALIDITY_DAYS = 3650
 LEAF_VALIDITY_DAYS = 365
 
@@ -75,12 +76,7 @@ class LocalCA:
             os.chmod(key_path, 0o600)
             return cls(cert, key, cert_path, key_path)
         key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.COMMON_NAME, CA_NAME),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Nekzus"),
-            ]
-        )
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_NAME)])
         now = dt.datetime.now(dt.UTC)
         public = key.public_key()
         cert = (
