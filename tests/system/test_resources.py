@@ -47,8 +47,8 @@ def _fake_root(root: Path) -> None:
     )
     (proc / "net" / "dev").write_text(
         "Inter-|   Receive                                                |  Transmit\n"
-        " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls"
-        " carrier compressed\n"
+        " face |bytes    packets errs drop fifo frame compressed multicast"
+        "|bytes    packets errs drop fifo colls carrier compressed\n"
         "  eth0: 123456789 10 0 0 0 0 0 0 987654321 10 0 0 0 0 0 0\n"
     )
     (proc / "loadavg").write_text("0.50 0.40 0.30 1/100 1234\n")
@@ -58,9 +58,9 @@ def _fake_root(root: Path) -> None:
 def test_host_root_path_is_honoured(tmp_path: Path) -> None:
     root = tmp_path / "host"
     _fake_root(root)
-    with NekzusServer({"system": {"host_root_path": str(root)}}, data_dir=tmp_path / "data") as srv:
-        with srv.client() as c:
-            body = c.get("/api/v1/system/resources").json()
+    config = {"system": {"host_root_path": str(root)}}
+    with NekzusServer(config, data_dir=tmp_path / "data") as srv, srv.client() as c:
+        body = c.get("/api/v1/system/resources").json()
     assert body["ram_total"] == 8000000 * 1024
     assert body["ram_used"] == (8000000 - 2000000) * 1024
     assert body["network"] == {"rx_bytes": 123456789, "tx_bytes": 987654321}
