@@ -21,6 +21,7 @@ import pytest
 
 from nekzus.backup import archive
 from tests.auth.conftest import PERMANENT_BOOTSTRAP, bearer, create_admin, error_code, login, pair
+from tests.certs.conftest import running
 from tests.nekzus_server import NekzusServer
 from tests.proxy.conftest import Upstream
 
@@ -40,7 +41,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
         {"bootstrap": {"tokens": [PERMANENT_BOOTSTRAP]}, "backup": {"passphrase": PASSPHRASE}},
         data_dir=tmp_path_factory.mktemp("backup"),
     )
-    server.start()
+    server.start(timeout=60)
     yield server
     server.stop()
 
@@ -309,7 +310,7 @@ def test_write_storm_snapshot_is_consistent(srv: NekzusServer, admin: dict[str, 
 
 
 def test_without_passphrase_secrets_are_left_out_with_a_note(tmp_path: Path) -> None:
-    with NekzusServer(data_dir=tmp_path) as other, other.client() as c:
+    with running(NekzusServer(data_dir=tmp_path)) as other, other.client() as c:
         meta = take(c)
         assert meta["secrets"]["included"] is False
         assert "backup.passphrase" in meta["secrets"]["note"]

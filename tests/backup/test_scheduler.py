@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from tests.certs.conftest import running
 from tests.nekzus_server import NekzusServer
 
 
@@ -12,7 +13,7 @@ def test_scheduler_interval_and_retention(tmp_path: Path) -> None:
     config = {
         "backup": {"enabled": True, "schedule": "300ms", "retention": 2, "directory": str(tmp_path / "bk")}
     }
-    with NekzusServer(config, data_dir=tmp_path) as srv, srv.client() as c:
+    with running(NekzusServer(config, data_dir=tmp_path)) as srv, srv.client() as c:
         r = c.post("/api/v1/backups/scheduler/trigger", json={"description": "by hand"})
         assert r.status_code == 201 and r.json()["trigger"] == "triggered"
         seen: set[str] = set()

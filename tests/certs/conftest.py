@@ -6,6 +6,7 @@ import datetime as dt
 import socket
 import ssl
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ def start_server(data_dir: Any, config: dict[str, Any] | None = None, *, tls: bo
     scheme = "https" if tls else "http"
     srv.config.setdefault("server", {})["base_url"] = f"{scheme}://127.0.0.1:{srv.port}"
     srv.config_path.write_text(yaml.safe_dump(srv.config))
-    return srv.start()
+    return srv.start(timeout=60)
 
 
 def use_https(srv: NekzusServer) -> None:
@@ -114,3 +115,13 @@ def pem(obj: Any) -> str:
     return obj.private_bytes(  # type: ignore[no-any-return]
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
+
+
+@contextmanager
+def running(srv: NekzusServer, timeout: float = 60.0) -> Iterator[NekzusServer]:
+    """Start with a generous readiness timeout (a loaded 2-core CI box starts slowly), stop at the end."""
+    srv.start(timeout=timeout)
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -8,6 +8,7 @@ from pathlib import Path
 import psutil
 
 from tests.auth.conftest import bearer, create_admin, login, pair
+from tests.certs.conftest import running
 from tests.nekzus_server import NekzusServer
 
 FIELDS = {"cpu", "ram", "ram_used", "ram_total", "disk", "disk_used", "disk_total", "storage_size", "network"}
@@ -59,7 +60,7 @@ def test_host_root_path_is_honoured(tmp_path: Path) -> None:
     root = tmp_path / "host"
     _fake_root(root)
     config = {"system": {"host_root_path": str(root)}}
-    with NekzusServer(config, data_dir=tmp_path / "data") as srv, srv.client() as c:
+    with running(NekzusServer(config, data_dir=tmp_path / "data")) as srv, srv.client() as c:
         body = c.get("/api/v1/system/resources").json()
     assert body["ram_total"] == 8000000 * 1024
     assert body["ram_used"] == (8000000 - 2000000) * 1024
@@ -69,12 +70,8 @@ def test_host_root_path_is_honoured(tmp_path: Path) -> None:
 
 
 def test_quick_stats_carry_the_figures(tmp_path: Path) -> None:
-    with (
-        NekzusServer(
-            {"bootstrap": {"tokens": ["perm-bootstrap-token-for-tests-0123456789abcdef"]}}, data_dir=tmp_path
-        ) as srv,
-        srv.client() as c,
-    ):
+    config = {"bootstrap": {"tokens": ["perm-bootstrap-token-for-tests-0123456789abcdef"]}}
+    with running(NekzusServer(config, data_dir=tmp_path)) as srv, srv.client() as c:
         create_admin(c, srv)
         token = login(c)
         body = c.get("/api/v1/stats/quick", headers=bearer(token)).json()
