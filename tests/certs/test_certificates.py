@@ -258,7 +258,7 @@ def test_restart_serves_tls_from_stored_certificates(srv: NekzusServer, admin: d
     srv.stop()
     srv.start(wait=False)
     use_https(srv)
-    srv.wait_ready()
+    srv.wait_ready(60)
     served = peer_certificate(srv.port, "localhost")
     with srv.client() as c:
         stored = c.get("/api/v1/certificates/localhost", headers=admin).json()["certificate"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from nekzus import __version__
 from nekzus.backup import archive, secrets, sqlite
-from nekzus.errors import Conflict, Invalid, NekzusError, NotFound
+from nekzus.errors import Invalid, NekzusError, NotFound
 from nekzus.store.db import MIGRATIONS_DIR, expected_heads, run_migrations
 
 log = logging.getLogger("nekzus.backup")
@@ -247,9 +247,7 @@ class BackupService:
         self, backup_id: str, options: RestoreOptions, progress: Progress = _quiet
     ) -> dict[str, Any]:
         path = self.path_of(backup_id)
-        if self._lock.locked():
-            raise Conflict("another backup or restore is running", code="BACKUP_IN_PROGRESS")
-        async with self._lock:
+        async with self._lock:  # waits for a running backup: a restore never races a snapshot
             restored, secret_files = await asyncio.to_thread(self._restore, path, options, progress)
         progress("refreshing in-memory state", 0.9)
         refreshed = []

@@ -34,6 +34,8 @@ from nekzus.store import Database
 log = logging.getLogger("nekzus.certs")
 
 RENEW_BEFORE_DAYS = 30
+# The device message type telling paired devices their pinned certificate changed.
+REPAIR_REQUIRED = "repair_required"
 PROVIDERS = ("self-signed", "local-ca")
 REPAIR_MESSAGE = {
     "certificate_rotated": "The server certificate was renewed with a new key. Please re-pair your device.",
@@ -317,7 +319,7 @@ class CertificateService:
         self.managed.pop(name, None)
         self.sni.managed.pop(name, None)
         await self.notify_devices(
-            "repair_required",
+            REPAIR_REQUIRED,
             {
                 "reason": "certificate_deleted",
                 "domain": name,
@@ -345,7 +347,7 @@ class CertificateService:
         if before == after:
             return 0
         await self.notify_devices(
-            "repair_required",
+            REPAIR_REQUIRED,
             {
                 "reason": reason,
                 "domain": domain,
@@ -368,7 +370,7 @@ class CertificateService:
             self.set_base_url("https://" + url[len("http://") :])
         log.info("TLS enabled in place; base URL is now %s", self.base_url())
         await self.notify_devices(
-            "repair_required",
+            REPAIR_REQUIRED,
             {
                 "reason": "tls_enabled",
                 "newBaseUrl": self.base_url(),
