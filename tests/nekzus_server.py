@@ -79,7 +79,7 @@ class NekzusServer:
             cmd.append("--insecure-http")
         return cmd + self.extra_args
 
-    def start(self, wait: bool = True, timeout: float = 20.0) -> NekzusServer:
+    def start(self, wait: bool = True, timeout: float = 60.0) -> NekzusServer:
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self.proc = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.data_dir
@@ -89,7 +89,7 @@ class NekzusServer:
             self.wait_ready(timeout)
         return self
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         with httpx.Client(verify=False, timeout=2.0) as client:
             while time.monotonic() < deadline:

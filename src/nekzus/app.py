@@ -1,7 +1,8 @@
 """The composition root: build every service from the config and wire the ASGI stack.
 
 Request path, outermost first:
-  NekzusApp ── /apps/... (or a routed subdomain) ──> reverse proxy (its own lean pipeline)
+  NekzusApp ── request guard (Host served? same-site Origin on mutations and upgrades?)
+      ├── /apps/... (or a routed subdomain) ──> reverse proxy (its own lean pipeline)
       └── EnvelopeMiddleware (request id, headers, client ip, body limit, error boundary, access log)
             └── readiness gate (503 until storage is open)
                   └── RateLimitMiddleware
@@ -20,9 +21,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from nekzus import __version__
+from nekzus.certs.selfsigned import machine_addresses
 from nekzus.config import Config
 from nekzus.http.envelope import EnvelopeMiddleware
 from nekzus.http.errors import send_error
+from nekzus.http.guard import ServedHosts, refusal, refuse
 from nekzus.http.handlers import install_error_handlers
 from nekzus.http.ratelimit import RateLimitMiddleware
 from nekzus.services import Services
@@ -88,6 +91,13 @@ class NekzusApp:
     def __init__(self, services: Services, api: FastAPI) -> None:
         self.services = services
         self.api = api
+        server = services.config.server
+        self.hosts = ServedHosts.for_instance(
+            base_url=services.base_url,
+            base_domain=server.base_domain,
+            allowed=server.allowed_hosts,
+            addresses=machine_addresses(),
+        )
         inner = RateLimitMiddleware(ReadinessGate(api, services), services.limiter)
         self.stack = EnvelopeMiddleware(
             inner,
@@ -98,6 +108,11 @@ class NekzusApp:
         )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            refused = refusal(scope, self.hosts)
+            if refused is not None:
+                await refuse(scope, send, refused)
+                return
         proxy = self.services.proxy
         if proxy is not None and scope["type"] != "lifespan" and proxy.handles(scope):
             await proxy(scope, receive, send)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import socket
 import ssl
@@ -114,13 +115,20 @@ class ListenerSwap:
             self.spare.close()
 
 
+_PRINTABLE = re.compile(r"[\x21-\x7e]*")
+
+
 async def _redirect_server(addr: str, https_port: int) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             lines = head.decode("latin-1").split("\r\n")
             parts = lines[0].split(" ")
-            target = parts[1] if len(parts) >= 2 and parts[1].startswith("/") else "/"
+            target = parts[1] if len(parts) >= 2 else "/"
+            # Only a plain origin-form target is copied into Location: no control characters (a CR or
+            # LF would split the response), no spaces, nothing that is not printable ASCII.
+            if not target.startswith("/") or target.startswith("//") or not _PRINTABLE.fullmatch(target):
+                target = "/"
             host = "localhost"
             for line in lines[1:]:
                 if line.lower().startswith("host:"):
@@ -197,7 +205,9 @@ def run(config: Config, config_path: str | None = None) -> int:
         timeout_graceful_shutdown=max(1, int(config.server.shutdown_timeout) - 1),
         timeout_keep_alive=75,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
+        http=CoalescingHttpToolsProtocol.configured(
+            head_timeout=config.server.read_header_timeout, body_timeout=config.server.read_body_timeout
+        ),
         ws="websockets-sansio",
         ws_max_size=1 << 20,
         h11_max_incomplete_event_size=1 << 20,

@@ -294,7 +294,8 @@ def test_stop_of_long_running_request_is_bounded(dclient: httpx.Client, containe
 
 
 def test_scopes_with_api_keys(dclient: httpx.Client, container) -> None:
-    """Reads take any credential; actions, bulk, approve and unsanitized export need write:*."""
+    """Listing takes any credential; the raw inspect (environment, command, mounts), actions, bulk,
+    approve and unsanitized export need write:*."""
     cid = container("scoped")
     created = dclient.post("/api/v1/apikeys", json={"name": "reader", "scopes": ["read:catalog"]})
     assert created.status_code == 201, created.text
@@ -303,9 +304,10 @@ def test_scopes_with_api_keys(dclient: httpx.Client, container) -> None:
     writer = {"X-API-Key": writer_key}
     short = cid[:12]
     assert dclient.get("/api/v1/containers", headers=reader).status_code == 200
-    assert dclient.get(f"/api/v1/containers/{short}", headers=reader).status_code == 200
     assert dclient.post(f"/api/v1/containers/{short}/export", headers=reader).status_code == 200
+    assert dclient.get(f"/api/v1/containers/{short}", headers=writer).status_code == 200
     for method, path, body in (
+        ("GET", f"/api/v1/containers/{short}", None),
         ("POST", f"/api/v1/containers/{short}/stop", None),
         ("POST", "/api/v1/containers/stop-all", None),
         ("POST", "/api/v1/containers/batch", {"operation": "stop", "containerIds": [short]}),

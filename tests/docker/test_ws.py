@@ -144,3 +144,20 @@ def test_discovery_events(ws: WS, dclient: httpx.Client, httpd) -> None:
     triggered = ws.typed("rediscovery_triggered")
     assert triggered["data"]["dismissedCleared"] == body["dismissedCleared"]
     ws.typed("discovery", id=pid)
+
+
+def test_log_streams_need_write_scope(dserver: NekzusServer, dclient: httpx.Client, container) -> None:
+    """Logs print secrets: a read-only credential (a paired phone, a read:* key) may not follow them."""
+    cid = container("ws-logs-secret", LOGGER)
+    key = dclient.post("/api/v1/apikeys", json={"name": "logs-reader", "scopes": ["read:*"]}).json()["key"]
+    conn = connect(dserver.ws_url + "/api/v1/ws", open_timeout=5)
+    reader = WS(conn)
+    try:
+        reader.send("auth", {"token": key})
+        reader.typed("auth_success")
+        reader.send("container.logs.subscribe", {"containerId": cid[:12], "follow": True})
+        refused = reader.typed("container.logs.error", containerId=cid[:12])
+        assert refused["data"]["error"] == "FORBIDDEN"
+        assert not any(m.get("type") == "container.logs.data" for m in reader.seen)
+    finally:
+        conn.close()

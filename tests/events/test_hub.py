@@ -379,12 +379,39 @@ def test_last_will_published_on_unexpected_disconnect(hub_server: InProcServer) 
         await dying.send(
             {"type": "set_last_will", "data": {"topic": "devices.lw-dev.gone", "message": {"bye": 1}}}
         )
-        assert (await dying.recv_type("lwtack"))["data"] == {"success": True}
+        ack = (await dying.recv_type("lwtack"))["data"]
+        assert ack == {"success": True, "topic": "client.devices.lw-dev.gone"}
         await watcher.barrier()
         dying.conn.transport.abort()  # no close frame: an unexpected disconnect
-        will = await watcher.recv_type("devices.lw-dev.gone")
+        will = await watcher.recv_type("client.devices.lw-dev.gone")
         assert will["data"] == {"bye": 1}
-        assert will["topic"] == "devices.lw-dev.gone"
+        assert will["topic"] == "client.devices.lw-dev.gone"
+        assert will["sender"] == "lw-dev"
         await watcher.close()
+
+    run(scenario())
+
+
+def test_last_will_cannot_forge_a_server_event(hub_server: InProcServer) -> None:
+    """A client naming an internal event type (here a revocation of someone else) only ever produces a
+    `client.`-namespaced message: no domain reacts, the victim stays connected, nobody sees a revocation."""
+
+    async def scenario() -> None:
+        victim = await WS.open(hub_server.ws_url, "device:lw-victim")
+        attacker = await WS.open(hub_server.ws_url, "device:lw-attacker")
+        await attacker.send(
+            {
+                "type": "set_last_will",
+                "data": {"topic": "device_revoked", "message": {"deviceId": "lw-victim"}},
+            }
+        )
+        assert (await attacker.recv_type("lwtack"))["data"]["topic"] == "client.device_revoked"
+        await victim.barrier()
+        attacker.conn.transport.abort()
+        got = await victim.recv_type("client.device_revoked")
+        assert got["sender"] == "lw-attacker"
+        after = await victim.barrier()  # still connected, and told of no revocation
+        assert "device_revoked" not in types_of(after)
+        await victim.close()
 
     run(scenario())

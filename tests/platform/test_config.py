@@ -57,9 +57,18 @@ def test_env_feature_switches_only_turn_features_on(tmp_path: Path) -> None:
 
 
 def test_bootstrap_token_env_appends(tmp_path: Path) -> None:
-    path = write(tmp_path / "c.yaml", {"bootstrap": {"tokens": ["first-token"]}})
-    config = load_config(str(path), env={"NEKZUS_BOOTSTRAP_TOKEN": "second-token"})
-    assert config.bootstrap.tokens == ["first-token", "second-token"]
+    first, second = "first-token-" + "a" * 21, "second-token-" + "b" * 20
+    path = write(tmp_path / "c.yaml", {"bootstrap": {"tokens": [first]}})
+    config = load_config(str(path), env={"NEKZUS_BOOTSTRAP_TOKEN": second})
+    assert config.bootstrap.tokens == [first, second]
+
+
+def test_short_permanent_bootstrap_tokens_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", {"bootstrap": {"tokens": ["short"]}})
+    with pytest.raises(ConfigError, match=r"bootstrap\.tokens: each token must be at least 32 characters"):
+        load_config(str(path))
+    with pytest.raises(ConfigError, match=r"bootstrap\.tokens"):
+        load_config(None, env={"NEKZUS_BOOTSTRAP_TOKEN": "short"})
 
 
 def test_json_config_and_durations(tmp_path: Path) -> None:

@@ -29,11 +29,11 @@ async def recent(
     offset: str | None = Query(None, description="events to skip"),
     _principal: Principal = Depends(require("read:events")),
 ) -> Any:
-    lim = int_param(limit, DEFAULT_LIMIT)
+    lim = int_param(limit, DEFAULT_LIMIT, "limit")
     if lim < 0:
         lim = DEFAULT_LIMIT
     lim = min(lim, MAX_LIMIT)
-    off = max(0, int_param(offset, 0))
+    off = max(0, int_param(offset, 0, "offset"))
     service = services_of(request).domains.get("activity")
     if service is None:
         raise ApiError(503, "SERVICE_UNAVAILABLE", "Activity feed is not available")

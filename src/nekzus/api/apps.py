@@ -65,7 +65,10 @@ async def favicon(app_id: str, request: Request) -> Response:
         icon.body,
         media_type=icon.content_type,
         headers={
-            "Cache-Control": "public, max-age=86400",
+            # Only the caller may cache it (the route is authenticated), and even if a browser opened
+            # it as a document it could run nothing.
+            "Cache-Control": "private, max-age=86400",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
             "X-Content-Type-Options": "nosniff",
         },
     )

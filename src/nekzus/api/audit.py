@@ -48,11 +48,11 @@ async def audit_logs(
     offset: str | None = Query(None, description="rows to skip"),
     _principal: Principal = Depends(require(ADMIN, strict=True)),
 ) -> dict[str, Any]:
-    lim = int_param(limit, DEFAULT_LIMIT)
+    lim = int_param(limit, DEFAULT_LIMIT, "limit")
     if lim < 1:
         lim = DEFAULT_LIMIT
     lim = min(lim, MAX_LIMIT)
-    off = max(0, int_param(offset, 0))
+    off = max(0, int_param(offset, 0, "offset"))
     service = services_of(request).domains.get("audit")
     if service is None:
         raise ApiError(503, "SERVICE_UNAVAILABLE", "Audit log is not available")

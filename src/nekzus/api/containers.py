@@ -255,12 +255,16 @@ async def batch(
         return await _svc(request).batch(action, unique, seconds)
 
 
-@router.get("/{containerId}", summary="Inspect a container (raw runtime details)")
+@router.get(
+    "/{containerId}", summary="Inspect a container (raw runtime details; write:* as it shows secrets)"
+)
 async def inspect_container(
     request: Request,
     containerId: str,
     runtime: str | None = Query(None),
-    _p: Principal = Depends(require()),
+    # The raw details carry the environment (passwords, tokens), command lines and mounts: only a
+    # credential that could change the container anyway may read them, as for the unsanitised export.
+    _p: Principal = Depends(require("write:*")),
 ) -> dict[str, Any]:
     _check_id(containerId)
     with _Guard():

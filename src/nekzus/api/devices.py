@@ -83,10 +83,10 @@ async def list_devices(
     offset: str | None = Query(None, description="devices to skip"),
     _principal: Principal = Depends(require()),
 ) -> Any:
-    lim = int_param(limit, -1)
+    lim = int_param(limit, -1, "limit")
     if lim < -1:
         lim = -1
-    off = max(0, int_param(offset, 0))
+    off = max(0, int_param(offset, 0, "offset"))
     items, total = await auth_service(request).list_devices(lim, off)
     if limit is None and offset is None:
         return items

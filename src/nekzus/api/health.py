@@ -9,11 +9,27 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from nekzus import __version__
-from nekzus.api.deps import services_of
+from nekzus.api.deps import client_ip, services_of
+from nekzus.api.security import current_principal
+from nekzus.errors import NekzusError
 from nekzus.health import ComponentHealth, Status
+from nekzus.http.clientip import in_networks, parse_ip
+from nekzus.http.errors import ApiError
 from nekzus.services import Services
 
 router = APIRouter(tags=["health"])
+
+
+async def _may_see_detail(request: Request) -> bool:
+    """Component detail is for trusted networks and authenticated callers (not bootstrap tokens)."""
+    services = services_of(request)
+    if not services.ready:  # credentials cannot be checked before storage opens: trusted networks only
+        return in_networks(parse_ip(client_ip(request)), services.local_networks)
+    try:
+        principal = await current_principal(request)
+    except (ApiError, NekzusError):
+        return False
+    return principal is not None and principal.kind != "bootstrap"
 
 
 @router.head("/healthz", include_in_schema=False)
@@ -24,9 +40,13 @@ async def healthz(request: Request) -> Response:
     healthy = overall in (Status.HEALTHY, Status.DEGRADED) and services.ready
     status_code = 200 if healthy else 503
     if "application/json" in request.headers.get("accept", ""):
+        status = overall.value if services.ready else Status.UNHEALTHY.value
+        if not await _may_see_detail(request):
+            # Engine versions and worker errors help an attacker map the house: strangers get the verdict.
+            return JSONResponse({"status": status}, status_code=status_code)
         return JSONResponse(
             {
-                "status": overall.value if services.ready else Status.UNHEALTHY.value,
+                "status": status,
                 "version": __version__,
                 "uptime": round(time.time() - services.started_at, 3),
                 "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),

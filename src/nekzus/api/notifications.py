@@ -164,7 +164,7 @@ async def dismiss_device(request: Request, device_id: str) -> dict[str, Any]:
 async def retry_many(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # malformed, or nested deeper than the parser will go
         raise ApiError(400, "INVALID_REQUEST", "Invalid JSON payload") from None
     ids = body.get("ids") if isinstance(body, dict) else None
     if not isinstance(ids, list) or not ids:

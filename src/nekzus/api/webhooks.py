@@ -20,6 +20,9 @@ from nekzus.http.errors import ApiError
 from nekzus.metrics import Metrics
 from nekzus.services import Services
 
+# Webhooks push messages to every connected client, so they are a mutation: `write:*` (or admin) only.
+WEBHOOK_SCOPE = "write:webhooks"
+
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 DeviceIds = list[str]
@@ -69,7 +72,7 @@ def _schema(model: type[BaseModel]) -> dict[str, Any]:
 async def _body(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # malformed, or nested deeper than the parser will go
         raise ApiError(400, "INVALID_REQUEST", "Invalid JSON payload") from None
     if not isinstance(body, dict):
         raise ApiError(400, "INVALID_REQUEST", "Invalid JSON payload")
@@ -115,7 +118,9 @@ def _measured(metrics: Metrics, endpoint: str) -> Iterator[None]:
     openapi_extra=_schema(ActivityWebhook),
     summary="Create an activity event and push it to devices",
 )
-async def activity_webhook(request: Request, _principal: Any = Depends(require())) -> dict[str, Any]:
+async def activity_webhook(
+    request: Request, _principal: Any = Depends(require(WEBHOOK_SCOPE))
+) -> dict[str, Any]:
     from nekzus.events.webhooks import deliver
 
     services = services_of(request)
@@ -165,7 +170,9 @@ async def activity_webhook(request: Request, _principal: Any = Depends(require()
     openapi_extra=_schema(NotifyWebhook),
     summary="Push an arbitrary `webhook` message to devices",
 )
-async def notify_webhook(request: Request, _principal: Any = Depends(require())) -> dict[str, Any]:
+async def notify_webhook(
+    request: Request, _principal: Any = Depends(require(WEBHOOK_SCOPE))
+) -> dict[str, Any]:
     from nekzus.events.webhooks import deliver
 
     services = services_of(request)

@@ -35,7 +35,7 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         raise ApiError(400, "INVALID_REQUEST", "Request body is required")
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "INVALID_JSON", "Request body is not valid JSON") from None
 
 
@@ -51,14 +51,21 @@ def validate(model: type[M], data: Any) -> M:
         raise ApiError(400, "VALIDATION_ERROR", f"{field}: {message}" if field else message) from None
 
 
-def int_param(value: str | None, default: int) -> int:
-    """Tolerant integer query parameter (ORIG: garbage means the default)."""
+MAX_INT_PARAM = 2**31 - 1
+
+
+def int_param(value: str | None, default: int, name: str = "value") -> int:
+    """Tolerant integer query parameter: garbage means the default, as older clients expect; a number too
+    large for the database is refused rather than passed on to fail there."""
     if value is None or value.strip() == "":
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         return default
+    if abs(number) > MAX_INT_PARAM:
+        raise ApiError(400, "VALIDATION_ERROR", f"{name}: must be between 0 and {MAX_INT_PARAM}")
+    return number
 
 
 def require_self_or(scope: str) -> Callable[[Request, str], Awaitable[Principal]]:

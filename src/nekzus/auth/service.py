@@ -347,23 +347,37 @@ class AuthService:
         )
 
     def identify(self, scope: dict[str, Any]) -> str | None:
-        """Rate-limit key for a request carrying a signature-valid credential (memory only)."""
+        """Rate-limit key for a request whose credential fully validates (memory only, no side effects).
+
+        Only a credential that would be accepted gets a bucket of its own: an expired, revoked or
+        unknown one is limited by the caller's address, so cycling dead tokens buys no extra requests.
+        """
         try:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
             credential = _credential(headers)
             if not credential:
                 return None
+            now = time.time()
             if credential.startswith("nekzus_"):
                 state = self.keys.get(key_hash(credential)) if API_KEY_RE.match(credential) else None
-                return f"apikey:{state.id}" if state else None
+                if state is None or state.revoked_at is not None:
+                    return None
+                if state.expires_at is not None and state.expires_at <= now:
+                    return None
+                return f"apikey:{state.id}"
             if credential.count(".") != 2:
                 return None
             claims = self.codec.peek(credential)
-            if claims is None:
+            if claims is None or claims["exp"] <= now or claims["jti"] in self.revoked:
                 return None
+            subject = str(claims["sub"])
             if claims["typ"] == "user":
-                return "user:" + str(claims["sub"]).removeprefix("user-")
-            return f"device:{claims['sub']}"
+                username = subject.removeprefix("user-")
+                return f"user:{username}" if self.users.get(username, False) else None
+            device = self.devices.get(subject)
+            if device is None or not secrets.compare_digest(device.session_id, str(claims.get("sid", ""))):
+                return None
+            return f"device:{subject}"
         except Exception:
             return None
 

@@ -1,7 +1,8 @@
 """App favicons, fetched only from the app's own upstream (never a URL the page points elsewhere to).
 
 Order: `/favicon.ico`, `/favicon.png`, then the `<link rel=icon>` of the root page. Results are cached
-per app (24 h; failures 5 min); bodies are capped at 1 MiB and must be `image/*`.
+per app (24 h; failures 5 min); bodies are capped at 1 MiB and must be a raster image whose bytes
+match a known format: an upstream's SVG could carry script, and it would run on Nekzus' origin.
 """
 
 from __future__ import annotations
@@ -23,6 +24,27 @@ TIMEOUT = 10.0
 _LINK = re.compile(r"<link\b[^>]*>", re.I)
 _REL = re.compile(r"""\brel\s*=\s*["']?([^"'>]*)""", re.I)
 _HREF = re.compile(r"""\bhref\s*=\s*["']([^"']+)["']""", re.I)
+
+
+# Raster formats recognised by their first bytes; the upstream's Content-Type is not trusted.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\x00\x00\x01\x00", "image/x-icon"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"BM", "image/bmp"),
+)
+
+
+def sniff_raster(body: bytes) -> str | None:
+    """The content type of a raster image, judged by its bytes alone; None for anything else."""
+    for magic, ctype in _MAGIC:
+        if body.startswith(magic):
+            return ctype
+    if body[:4] == b"RIFF" and body[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 @dataclass(slots=True)
@@ -110,6 +132,7 @@ class FaviconFetcher:
                 body = await resp.content.read(MAX_ICON_BYTES + 1)
                 if not body or len(body) > MAX_ICON_BYTES:
                     return None
-                return Favicon(body, ctype, time.time())
+                raster = sniff_raster(body)
+                return Favicon(body, raster, time.time()) if raster is not None else None
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from nekzus.catalog.service import CatalogService, HealthState
 from nekzus.catalog.spec import RouteSpec, format_duration
@@ -22,6 +23,15 @@ from nekzus.services import Services
 log = logging.getLogger("nekzus.catalog.health")
 
 DEFAULT_CODES = tuple(range(200, 300))
+
+
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
 
 
 class ServiceHealthChecker:
@@ -170,6 +180,26 @@ class ServiceHealthChecker:
         finally:
             self._running.discard(app_id)
 
+    async def _probe(self, url: str, verify: bool) -> int:
+        """GET the probe URL; redirects are followed only within the upstream's own origin.
+
+        Following a redirect to another host would let whoever controls the upstream make Nekzus probe
+        arbitrary addresses and read the outcome from the route's health.
+        """
+        origin = _origin(url)
+        for _hop in range(MAX_REDIRECTS + 1):
+            async with self._session.get(url, ssl=verify, allow_redirects=False) as resp:
+                code = resp.status
+                location = resp.headers.get("Location")
+                await resp.content.readany()
+            if code not in _REDIRECTS or not location:
+                return code
+            target = urljoin(url, location)
+            if _origin(target) != origin:
+                return code
+            url = target
+        return code
+
     async def check_once(self, app_id: str, spec: RouteSpec) -> HealthState:
         import aiohttp
 
@@ -189,15 +219,8 @@ class ServiceHealthChecker:
         code: int | None = None
         error = ""
         try:
-            async with self._session.get(
-                url,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-                ssl=not spec.tls_skip_verify,
-                allow_redirects=True,
-                max_redirects=5,
-            ) as resp:
-                code = resp.status
-                await resp.content.readany()
+            async with asyncio.timeout(timeout):
+                code = await self._probe(url, not spec.tls_skip_verify)
             ok = code in codes
             if not ok:
                 error = f"HTTP {code}"

@@ -87,10 +87,16 @@ class ServerConfig(Section):
     tls_key: str = ""
     routing_mode: Literal["", "path", "subdomain"] = ""
     base_domain: str = ""
+    # Extra host names this instance is reached by (besides localhost, its addresses and host name,
+    # base_url's host and base_domain): requests for any other Host are refused (DNS rebinding).
+    allowed_hosts: StrList = Field(default_factory=list)
     trusted_proxies: StrList = Field(default_factory=list)
     log_format: Literal["text", "json"] = "text"
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     shutdown_timeout: Duration = 5.0
+    # A request head must arrive within this long of its first byte; a request body may not stall longer.
+    read_header_timeout: Duration = Field(default=10.0, gt=0)
+    read_body_timeout: Duration = Field(default=60.0, gt=0)
 
     @field_validator("addr")
     @classmethod
@@ -160,9 +166,21 @@ class AuthConfig(Section):
         return value
 
 
+MIN_BOOTSTRAP_TOKEN_LENGTH = 32
+
+
 class BootstrapConfig(Section):
+    # Permanent pairing tokens: anyone holding one can pair a device, so they must be unguessable.
     tokens: StrList = Field(default_factory=list)
     allow_any: bool = False
+
+    @field_validator("tokens")
+    @classmethod
+    def _long_enough(cls, value: list[str]) -> list[str]:
+        for token in value:
+            if len(token) < MIN_BOOTSTRAP_TOKEN_LENGTH:
+                raise ValueError(f"each token must be at least {MIN_BOOTSTRAP_TOKEN_LENGTH} characters")
+        return value
 
 
 class StorageConfig(Section):

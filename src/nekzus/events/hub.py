@@ -95,6 +95,10 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+# Topics a client may publish to (its last will) live under this prefix, apart from server events.
+CLIENT_TOPIC_PREFIX = "client."
+
+
 def envelope(type_: str, data: Any = None, ts: float | None = None, **extra: Any) -> str:
     """Serialise one server message: `{type, data, timestamp}` plus optional top-level fields."""
     body: dict[str, Any] = {"type": type_, "data": data, "timestamp": rfc3339(ts)}
@@ -345,6 +349,17 @@ class Hub:
                 text = envelope(event.type, event.data, event.timestamp, topic=event.topic)
             client.push(text)
 
+    def deliver_client_message(self, topic: str, message: Any, *, sender: str) -> None:
+        """Fan a client-authored message out to the connected clients, and only to them.
+
+        It never touches the event bus, so no domain reacts to it, and its type always carries the
+        `client.` namespace, so no receiver can mistake it for a server event such as a revocation.
+        """
+        text = envelope(topic, message, time.time(), topic=topic, sender=sender)
+        for client in tuple(self.clients.values()):
+            if not client.subscriptions or any_match(client.subscriptions, topic):
+                client.push(text)
+
     def _audience(self, event: Event) -> list[Client] | tuple[Client, ...]:
         if event.device_id is None and event.connection_id is None:
             return tuple(self.clients.values())
@@ -466,7 +481,7 @@ class Hub:
             await client.run_close_callbacks()
             if client.last_will is not None and close_code not in (CLOSE_NORMAL, None):
                 topic, message = client.last_will
-                self.services.bus.emit(topic, message, topic=topic)
+                self.deliver_client_message(topic, message, sender=principal.id)
             if last:
                 self.services.bus.emit("device_status", {"deviceId": principal.id, "status": "offline"})
 
@@ -728,8 +743,10 @@ class Hub:
             self.m_invalid.inc()
             await client.send("lwtack", {"success": False, "error": str(exc)})
             return
+        if not topic.startswith(CLIENT_TOPIC_PREFIX):
+            topic = CLIENT_TOPIC_PREFIX + topic
         client.last_will = (topic, data.get("message"))
-        await client.send("lwtack", {"success": True})
+        await client.send("lwtack", {"success": True, "topic": topic})
 
 
 _BUILTIN: dict[str, Callable[[Hub, Client, Any, dict[str, Any]], Awaitable[None]]] = {

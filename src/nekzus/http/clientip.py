@@ -33,11 +33,33 @@ def in_networks(addr: IPAddress | None, networks: tuple[IPNetwork, ...]) -> bool
     return addr is not None and any(addr in net for net in networks)
 
 
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+def _header_lines(scope: dict[str, Any], name: bytes) -> list[str]:
+    return [value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name]
+
+
+def forwarded_chain(scope: dict[str, Any]) -> list[str]:
+    """Every hop named by `X-Forwarded-For`, all header lines combined in order (a proxy that appends
+    its own line instead of extending the first one must not let the client's line win)."""
+    return [hop.strip() for line in _header_lines(scope, b"x-forwarded-for") for hop in line.split(",")]
+
+
+def client_from_chain(
+    peer_ip: IPAddress, chain: list[str], trusted_proxies: tuple[IPNetwork, ...]
+) -> IPAddress | None:
+    """Walk the chain from the right past our own proxies; the first untrusted hop is the client.
+
+    An unparsable hop means nobody we trust vouched for what lies to its left, so the client is unknown
+    (None): never the proxy's own, trusted, address, and never a value from another header.
+    """
+    current = peer_ip
+    for hop in reversed(chain):
+        hop_ip = parse_ip(hop)
+        if hop_ip is None:
+            return None
+        if not in_networks(hop_ip, trusted_proxies):
+            return hop_ip
+        current = hop_ip
+    return current
 
 
 def resolve_client_ip(scope: dict[str, Any], trusted_proxies: tuple[IPNetwork, ...]) -> str:
@@ -47,17 +69,13 @@ def resolve_client_ip(scope: dict[str, Any], trusted_proxies: tuple[IPNetwork, .
     peer_ip = parse_ip(peer)
     if peer_ip is None:
         return peer or "unknown"
-    if trusted_proxies and in_networks(peer_ip, trusted_proxies):
-        forwarded = _header(scope, b"x-forwarded-for")
-        if forwarded:
-            # Walk right to left, skipping our own proxies: the first untrusted hop is the client.
-            for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
-                hop_ip = parse_ip(hop)
-                if hop_ip is None:
-                    break
-                if not in_networks(hop_ip, trusted_proxies):
-                    return str(hop_ip)
-        real = parse_ip(_header(scope, b"x-real-ip"))
-        if real is not None:
-            return str(real)
-    return str(peer_ip)
+    if not (trusted_proxies and in_networks(peer_ip, trusted_proxies)):
+        return str(peer_ip)
+    chain = forwarded_chain(scope)
+    if chain:
+        client = client_from_chain(peer_ip, chain, trusted_proxies)
+        return str(client) if client is not None else "unknown"
+    # X-Real-IP only when the proxy sent no chain at all (never as a fallback for a broken chain).
+    real_lines = _header_lines(scope, b"x-real-ip")
+    real = parse_ip(real_lines[0]) if len(real_lines) == 1 else None
+    return str(real if real is not None else peer_ip)

@@ -1,4 +1,11 @@
-"""uvicorn's httptools protocol, with the response head and the first body chunk sent together.
+"""uvicorn's httptools protocol, hardened and with the response head and the first body chunk sent together.
+
+Hardening, enforced here because it must happen before anything is buffered:
+- the request head (request line + headers) is capped at `MAX_HEAD_BYTES`; past it the client gets 431
+  and the connection closes, so a client cannot make the server hold megabytes of unfinished headers;
+- a head must arrive within `head_timeout` seconds of its first byte (408 otherwise), and a body may not
+  stall for more than `body_timeout` seconds between chunks while the server is waiting for it;
+- malformed requests are answered in the API's JSON error shape instead of uvicorn's plain text.
 
 uvicorn writes the status line + headers and then the body as two separate socket writes; with
 TCP_NODELAY that is two syscalls and two packets for every small response, which is most of what the
@@ -9,7 +16,9 @@ turn, so a slow stream still gets its headers at once) halves the writes per res
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
+import re
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -53,8 +62,144 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+MAX_HEAD_BYTES = 64 * 1024
+
+# A Host header is an IP literal or a registered name, with an optional port: no whitespace, `/`, `@`,
+# or anything else an upstream or a log could read as a different target.
+_HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]{1,5})?")
+
+
+def host_problem(headers: list[tuple[bytes, bytes]], http_version: str) -> str | None:
+    """Why the request's Host header is unacceptable, or None (HTTP/1.1 needs exactly one)."""
+    hosts = [value for name, value in headers if name == b"host"]
+    if len(hosts) > 1:
+        return "Duplicate Host header"
+    if not hosts:
+        return "Missing Host header" if http_version == "1.1" else None
+    if not _HOST.fullmatch(hosts[0]):
+        return "Invalid Host header"
+    return None
+
+
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+def raw_error_response(status: int, code: str, message: str) -> bytes:
+    """A complete HTTP/1.1 error response in the API's error shape, closing the connection."""
+    body = json.dumps({"error": {"code": code, "message": message}, "code": code, "message": message})
+    data = body.encode()
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n" % (status, _REASONS.get(status, b"Error"), len(data))
+    ) + data
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
+    head_timeout: ClassVar[float] = 10.0
+    body_timeout: ClassVar[float] = 60.0
+
+    _head_open = True
+    _head_seen = 0
+    _timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def configured(cls, *, head_timeout: float, body_timeout: float) -> type[CoalescingHttpToolsProtocol]:
+        """A subclass carrying the server's read timeouts (uvicorn instantiates the class itself)."""
+        attrs = {"head_timeout": head_timeout, "body_timeout": body_timeout}
+        return type("ConfiguredHttpToolsProtocol", (cls,), attrs)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._head_open:
+            super().data_received(data)
+            return
+        allowed = MAX_HEAD_BYTES - self._head_seen
+        if len(data) <= allowed:
+            self._head_seen += len(data)
+            super().data_received(data)
+            return
+        # Feed only what the cap allows; if the head is still unfinished, refuse before buffering more.
+        super().data_received(data[:allowed])
+        if self.transport.is_closing():
+            return
+        if self._head_open:
+            self._reject(431, "HEADERS_TOO_LARGE", "Request head exceeds 64 KiB")
+            return
+        protocol = self.transport.get_protocol()
+        if protocol is self:
+            self.data_received(data[allowed:])
+        else:  # upgraded to WebSocket while feeding: the rest belongs to the new protocol
+            protocol.data_received(data[allowed:])
+
+    _bad_request = "Malformed HTTP request"
+
+    def send_400_response(self, msg: str) -> None:
+        self._reject(400, "BAD_REQUEST", self._bad_request)
+
+    def _reject(self, status: int, code: str, message: str) -> None:
+        self._cancel_timer()
+        if not self.transport.is_closing():
+            self.transport.write(raw_error_response(status, code, message))
+            self.transport.close()
+
+    def _arm(self, delay: float, callback: Any) -> None:
+        self._cancel_timer()
+        self._timer = self.loop.call_later(delay, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _head_expired(self) -> None:
+        self._timer = None
+        if self._head_open:
+            self._reject(408, "REQUEST_TIMEOUT", "Request head not received in time")
+
+    def _body_stalled(self) -> None:
+        self._timer = None
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body or self.transport.is_closing():
+            return
+        if self.flow.read_paused:  # we stopped reading, the client is not to blame: check again later
+            self._arm(self.body_timeout, self._body_stalled)
+            return
+        if cycle.response_started:
+            self.transport.close()
+        else:
+            self._reject(408, "REQUEST_TIMEOUT", "Request body not received in time")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_open = True
+        self._arm(self.head_timeout, self._head_expired)
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        if self._timer is not None:
+            self._arm(self.body_timeout, self._body_stalled)
+
+    def on_message_complete(self) -> None:
+        self._cancel_timer()
+        super().on_message_complete()
+        self._head_open = True
+        self._head_seen = 0
+
     def on_headers_complete(self) -> None:
+        self._head_open = False
+        self._head_seen = 0
+        problem = host_problem(self.headers, self.parser.get_http_version())
+        if problem is not None:
+            # Raising from a parser callback makes the parser fail, which answers 400 and closes.
+            self._bad_request = problem
+            raise ValueError(problem)
+        if self.parser.should_upgrade():
+            self._cancel_timer()
+        else:
+            self._arm(self.body_timeout, self._body_stalled)
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and not isinstance(cycle.transport, CoalescingTransport):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -150,7 +151,19 @@ class RateLimiter:
             principal = self.identify(scope)
             if principal:
                 return principal
+        return address_key(client_ip)
+
+
+def address_key(client_ip: str) -> str:
+    """The bucket of an unauthenticated caller: its IPv4 address, or its IPv6 /64 (one host usually
+    holds a whole /64, and could otherwise rotate through 2^64 buckets)."""
+    try:
+        ip = ipaddress.ip_address(client_ip)
+    except ValueError:
         return f"ip:{client_ip}"
+    if ip.version == 6:
+        return f"ip:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
+    return f"ip:{ip}"
 
 
 class RateLimitMiddleware:

@@ -25,7 +25,19 @@ SECRET_WORDS = (
     "CREDENTIAL",
     "CERTIFICATE",
     "CERT",
+    "PASS",
+    "SALT",
+    "PRIVATE",
+    "DSN",
 )
+# Whole name parts that mark a secret on their own: `APP_KEY`, `SECRET_KEY`, `LICENSE_KEY`.
+_SECRET_PARTS = frozenset({"KEY", "PW", "PIN"})
+# `scheme://user:password@host`: a connection string carries its password inline.
+_URL_WITH_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@", re.I)
+# `--password=…`, `-token=…` on a command line; and the flag alone when its value is the next argument.
+_FLAG_WORD = r"(?:pass(?:word|wd|phrase)?|secret|token|key|auth|credentials?)"
+_SECRET_FLAG = re.compile(r"^(-{1,2}[\w.-]*?" + _FLAG_WORD + r")=(.+)$", re.I)
+_SECRET_FLAG_ALONE = re.compile(r"^-{1,2}[\w.-]*?" + _FLAG_WORD + r"$", re.I)
 _DEFAULT_NETWORKS = {"bridge", "host", "none", "default"}
 ENV_HEADER = (
     "# Environment for the exported stack.\n"
@@ -49,9 +61,47 @@ class ComposeResult:
     secrets: list[str] = field(default_factory=list)
 
 
-def is_secret(key: str) -> bool:
+def is_secret(key: str, value: str = "") -> bool:
+    """Judged by the variable's name, and by its value for connection strings with a password."""
     upper = key.upper()
-    return any(word in upper for word in SECRET_WORDS)
+    if any(word in upper for word in SECRET_WORDS):
+        return True
+    if any(part in _SECRET_PARTS for part in re.split(r"[^A-Z0-9]+", upper)):
+        return True
+    return bool(_URL_WITH_CREDENTIALS.search(value))
+
+
+def _placeholder(flag: str) -> str:
+    return re.sub(r"[^A-Z0-9]+", "_", flag.upper()).strip("_") or "SECRET"
+
+
+def _command(args: list[Any], sanitize: bool, secrets: list[str]) -> list[str]:
+    """Command-line arguments with `$` escaped and secret flag values moved to the .env file."""
+    out: list[str] = []
+    hide_next = False
+    for raw in args:
+        arg = str(raw)
+        if sanitize and hide_next:
+            hide_next = False
+            name = _placeholder(out[-1])
+            secrets.append(name)
+            out.append("${" + name + "}")
+            continue
+        match = _SECRET_FLAG.match(arg) if sanitize else None
+        if match is not None:
+            name = _placeholder(match.group(1))
+            secrets.append(name)
+            out.append(_esc(match.group(1)) + "=${" + name + "}")
+            continue
+        if sanitize and _SECRET_FLAG_ALONE.match(arg):
+            hide_next = True
+        elif sanitize and _URL_WITH_CREDENTIALS.search(arg):
+            name = f"ARG_{len(out)}_URL"
+            secrets.append(name)
+            out.append("${" + name + "}")
+            continue
+        out.append(_esc(arg))
+    return out
 
 
 def service_name(name: str) -> str:
@@ -112,7 +162,7 @@ def build_service(
     for key in sorted(env):
         if image_env.get(key) == env[key]:
             continue
-        if options.sanitize_secrets and is_secret(key):
+        if options.sanitize_secrets and is_secret(key, env[key]):
             environment[key] = "${" + key + "}"
             secrets.append(key)
         else:
@@ -123,11 +173,12 @@ def build_service(
     for src, dst in (("Entrypoint", "entrypoint"), ("Cmd", "command")):
         value = config.get(src)
         if value and value != image_cfg.get(src):
-            svc[dst] = [_esc(str(v)) for v in value]
+            svc[dst] = _command(list(value), options.sanitize_secrets, secrets)
+    # Every string Compose interpolates gets its `$` escaped, not only environment values.
     if config.get("User") and config.get("User") != image_cfg.get("User"):
-        svc["user"] = config["User"]
+        svc["user"] = _esc(str(config["User"]))
     if config.get("WorkingDir") and config.get("WorkingDir") != image_cfg.get("WorkingDir"):
-        svc["working_dir"] = config["WorkingDir"]
+        svc["working_dir"] = _esc(str(config["WorkingDir"]))
 
     ports: list[str] = []
     for spec, bindings in sorted((host.get("PortBindings") or {}).items()):
@@ -151,7 +202,7 @@ def build_service(
     if options.include_volumes:
         mounts: list[str] = []
         for mount in sorted(info.get("Mounts") or [], key=lambda m: str(m.get("Destination", ""))):
-            dest = mount.get("Destination")
+            dest = _esc(str(mount.get("Destination", "")))
             mode = "" if mount.get("RW", True) else ":ro"
             if mount.get("Type") == "volume" and mount.get("Name"):
                 vol = str(mount["Name"])

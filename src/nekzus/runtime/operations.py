@@ -314,6 +314,14 @@ class ContainerService:
     async def _ws_subscribe(self, client: Any, data: Any) -> None:
         data = data if isinstance(data, dict) else {}
         cid = str(data.get("containerId") or data.get("container_id") or "")
+        # Logs routinely print secrets: the same write:* the raw inspect details need.
+        if not client.principal.allows(LOGS_SCOPE):
+            await _send(
+                client,
+                "container.logs.error",
+                _log_error(cid, "FORBIDDEN", f"Missing required scope: {LOGS_SCOPE}"),
+            )
+            return
         if not cid or not valid_container_id(cid):
             await _send(
                 client, "container.logs.error", _log_error(cid, "INVALID_CONTAINER_ID", "invalid containerId")
@@ -416,6 +424,9 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
+
+
+LOGS_SCOPE = "write:*"
 
 
 def _log_error(cid: str, code: str, message: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,6 +29,32 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _prepare_private_file(path: Path) -> None:
+    """The database holds credential hashes and sessions: only the owner may read it.
+
+    The data directory is created 0700 (an existing one is tightened when we own it and it is not a
+    shared sticky directory such as /tmp); the database file is created 0600 before SQLite opens it, and
+    SQLite gives its -wal and -shm files the database file's permissions. Files left readable by an older
+    version are tightened too.
+    """
+    parent = path.parent
+    if not parent.exists():
+        parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    else:
+        info = parent.stat()
+        if info.st_uid == os.getuid() and not info.st_mode & stat.S_ISVTX and info.st_mode & 0o077:
+            try:
+                parent.chmod(0o700)
+            except OSError as exc:  # a read-only mount, say: warn, the files below are still private
+                log.warning("could not make %s private: %s", parent, exc)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        member = Path(f"{path}{suffix}")
+        if member.exists() and member.stat().st_mode & 0o077:
+            member.chmod(0o600)
 
 
 _REVISION = re.compile(r"^revision\s*=\s*[\"']([^\"']+)[\"']", re.M)
@@ -90,7 +117,7 @@ class Database:
         return self._engine
 
     async def open(self) -> None:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        _prepare_private_file(Path(self.path))
         engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}", pool_size=5, max_overflow=5)
         event.listen(engine.sync_engine, "connect", _on_connect)
         async with engine.begin() as conn:
