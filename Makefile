@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config.yaml
 PYTEST_ARGS ?=
+# Coverage floor (percent of src/nekzus lines run by the suite, server subprocesses included).
+COVERAGE_FLOOR ?= 60
 
 .PHONY: install install-test system-deps run lint typecheck test bench clean
 
@@ -32,7 +34,7 @@ typecheck: install-test
 	$(BIN)/mypy
 
 test: system-deps install-test lint typecheck
-	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadgroup --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
 
 bench: install-test
 	bash scripts/install-system-deps.sh bench

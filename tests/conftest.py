@@ -27,6 +27,18 @@ def client(server: NekzusServer) -> Iterator[httpx.Client]:
         yield c
 
 
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[Any]:
+    """One private dockerd for every docker test package of the session (docker tests share a worker)."""
+    from tests.docker.engine import DockerEngine
+
+    engine = DockerEngine().start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[Callable[..., NekzusServer]]:
     """Start extra servers with their own config; all are stopped at the end of the test."""

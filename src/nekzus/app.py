@@ -1,4 +1,5 @@
-"""The composition root: build every service from the config and wire the ASGI stack.
+"""The app factory: build the shared core, let `nekzus.compose` build every domain service, mount the
+features' routers and wire the ASGI stack.
 
 Request path, outermost first:
   NekzusApp ── request guard (Host served? same-site Origin on mutations and upgrades?)
@@ -19,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nekzus import __version__
+from nekzus.api.scopes import document_scopes
 from nekzus.certs.selfsigned import machine_addresses
+from nekzus.compose import build_domains
 from nekzus.config import Config
 from nekzus.http.envelope import EnvelopeMiddleware
 from nekzus.http.errors import send_error
@@ -34,8 +38,10 @@ __all__ = ["FEATURES", "NekzusApp", "create_app"]
 
 log = logging.getLogger("nekzus")
 
-# Each feature module exposes `install(api, services)`; it decides from the config whether to
-# mount anything and imports its heavy dependencies only then.
+# Each feature module exposes `install(api, services)`: it mounts its routers (and, for features that
+# are not core domains, builds its service from `services` and `services.domains`, registering it under a
+# typed `Key` in `services.domains.features` if other features need it). Core domain services are all
+# built before any feature installs, by `nekzus.compose.build_domains`.
 FEATURES: list[str] = [
     "nekzus.api.health",
     "nekzus.api.docs",
@@ -45,7 +51,7 @@ FEATURES: list[str] = [
     "nekzus.api.webhooks",
     "nekzus.api.admin_ws",
     "nekzus.api.metrics",
-    "nekzus.catalog.feature",
+    "nekzus.api.metrics_dashboard",
     "nekzus.api.apps",
     "nekzus.api.routes",
     "nekzus.api.service_health",
@@ -53,10 +59,10 @@ FEATURES: list[str] = [
     "nekzus.api.containers",
     "nekzus.api.discovery",
     "nekzus.api.export",
+    "nekzus.api.toolbox",
     "nekzus.api.certificates",
     "nekzus.api.backups",
     "nekzus.api.system",
-    "nekzus.config.reload",
     "nekzus.api.disabled",  # last: answers for features that are switched off
 ]
 
@@ -65,11 +71,11 @@ _ALWAYS_AVAILABLE = ("/healthz", "/livez", "/readyz", "/api/v1/healthz", "/api/d
 
 
 class ReadinessGate:
-    def __init__(self, app: Any, services: Services) -> None:
+    def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.services = services
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.services.ready or scope["type"] == "lifespan" or scope["path"] in _ALWAYS_AVAILABLE:
             await self.app(scope, receive, send)
             return
@@ -158,16 +164,17 @@ def create_app(
     )
     api.state.services = services
     install_error_handlers(api)
+    domains = build_domains(services)
     for name in features if features is not None else FEATURES:
         module = importlib.import_module(name)
         module.install(api, services)
+    document_scopes(api)
     app = NekzusApp(services, api)
-    reloader = services.domains.get("config_reload")
-    if reloader is not None:
+    if domains.reloader is not None:
 
         def envelope_settings(_old: Config, new: Config) -> None:
             app.stack.trusted_proxies = services.trusted_proxies
             app.stack.max_body = new.server.max_body_bytes
 
-        reloader.on_reload(envelope_settings)
+        domains.reloader.on_reload("envelope", envelope_settings)
     return app

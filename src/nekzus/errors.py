@@ -20,11 +20,17 @@ names, so a router never translates exceptions by hand.
 Every error carries a machine-readable ``code`` (the API's error codes, such as ``ROUTE_NOT_FOUND`` or
 ``PORT_CONFLICT``), a human ``message`` safe to show to the caller (never a secret, never a stack trace),
 optional response ``headers`` (``Retry-After``) and ``extra`` fields merged into the error object.
+
+Domain errors that predate this module (`AuthError`, `CatalogError`, `DiscoveryError`, the runtime
+errors) are subclasses that set their status per instance; `error_for(status, code, message)` builds
+the class that matches a status. A failed audit write is never an error: `AuditService.record` logs it
+and returns, so a committed change is never reported as failed because its audit row was not written.
+Validation failures of any pydantic model are worded once, by `validation_message`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 __all__ = [
@@ -40,13 +46,15 @@ __all__ = [
     "Unavailable",
     "UpstreamError",
     "UpstreamTimeout",
+    "error_for",
+    "validation_message",
 ]
 
 
 class NekzusError(Exception):
     """Base of every error a domain reports to a caller."""
 
-    status: ClassVar[int] = 500
+    status: int = 500
     default_code: ClassVar[str] = "INTERNAL_ERROR"
     default_message: ClassVar[str] = "Internal server error"
 
@@ -129,3 +137,37 @@ class UpstreamTimeout(UpstreamError):
     status = 504
     default_code = "GATEWAY_TIMEOUT"
     default_message = "Gateway timeout"
+
+
+_BY_STATUS: dict[int, type[NekzusError]] = {
+    400: Invalid,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    413: PayloadTooLarge,
+    429: RateLimited,
+    502: UpstreamError,
+    503: Unavailable,
+    504: UpstreamTimeout,
+}
+
+
+def error_for(status: int, code: str, message: str) -> NekzusError:
+    """The error of the class that answers `status` (for codes where the status is data, not a type)."""
+    cls = _BY_STATUS.get(status, NekzusError)
+    error = cls(message, code=code)
+    error.status = status
+    return error
+
+
+def validation_message(errors: Sequence[Mapping[str, Any]], *, skip: tuple[str, ...] = ()) -> str:
+    """The first pydantic error as `field.path: reason` (pydantic's "Value error, " prefix dropped;
+    a missing field reads "is required"). `skip` drops location parts such as "body" or "query"."""
+    first: Mapping[str, Any] = errors[0] if errors else {}
+    field = ".".join(str(p) for p in first.get("loc", ()) if p not in skip)
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    if first.get("type") == "missing":
+        message = "is required"
+    return f"{field}: {message}" if field else message

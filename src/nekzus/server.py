@@ -97,9 +97,10 @@ class ListenerSwap:
             old.close()
 
         def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
-            return config.http_protocol_class(
+            protocol: asyncio.Protocol = config.http_protocol_class(
                 config=config, server_state=server.server_state, app_state=server.lifespan.state, _loop=_loop
             )
+            return protocol
 
         loop = asyncio.get_running_loop()
         fresh = await loop.create_server(
@@ -179,6 +180,7 @@ def run(config: Config, config_path: str | None = None) -> int:
 
     import uvicorn
 
+    from nekzus.api.certificates import CERTIFICATES
     from nekzus.app import create_app
     from nekzus.http.protocol import CoalescingHttpToolsProtocol
 
@@ -217,7 +219,7 @@ def run(config: Config, config_path: str | None = None) -> int:
         uv_config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
     server = uvicorn.Server(uv_config)
     swap = ListenerSwap(server, sock, on_enabled=lambda: setattr(app.stack, "tls", True))
-    certs = app.services.domains.get("certificates")
+    certs = app.services.domains.features.get(CERTIFICATES)
     if certs is not None:
         # Managed certificates are chosen per handshake by SNI; the file pair is the fallback.
         if tls:

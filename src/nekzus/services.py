@@ -1,6 +1,8 @@
-"""The shared state of one running Nekzus: config, storage, bus, health, limiter and each domain's service.
+"""The shared core of one running Nekzus: config, storage, bus, health, limiter, metrics, background
+tasks and the start-up/shutdown lifecycle, plus the typed `Domains` the composition root builds.
 
-Built once by the app factory and handed to every feature; nothing lives in module globals.
+Built once by the app factory; nothing lives in module globals. Domain services do not receive this
+object: they get the narrow collaborators they use (see `nekzus.compose`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nekzus.config import Config
 from nekzus.events import EventBus
@@ -21,6 +23,10 @@ from nekzus.http.clientip import IPNetwork, parse_networks
 from nekzus.http.ratelimit import RateLimiter
 from nekzus.metrics import Metrics
 from nekzus.store import Database
+from nekzus.tasks import TaskSet
+
+if TYPE_CHECKING:
+    from nekzus.domains import Domains
 
 log = logging.getLogger("nekzus")
 
@@ -55,11 +61,12 @@ class Services:
     capabilities: list[str] = field(default_factory=list)
     # The config file the server was started with (None in-process/tests): enables hot reload.
     config_path: str | None = None
-    # Domain services, filled by their features' install functions.
-    domains: dict[str, Any] = field(default_factory=dict)
+    # Start-up hooks that raised: readiness stays false and /healthz names them.
+    failed: list[str] = field(default_factory=list)
+    _domains: Domains | None = None
     _startup: list[tuple[str, Hook]] = field(default_factory=list)
     _shutdown: list[tuple[str, Hook]] = field(default_factory=list)
-    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _tasks: TaskSet = field(default_factory=TaskSet)
 
     @classmethod
     def build(
@@ -87,6 +94,17 @@ class Services:
         )
 
     @property
+    def domains(self) -> Domains:
+        """The domain services; built by `nekzus.compose.build_domains` before any feature installs."""
+        if self._domains is None:
+            raise RuntimeError("domain services are not built yet (nekzus.compose.build_domains runs first)")
+        return self._domains
+
+    @domains.setter
+    def domains(self, value: Domains) -> None:
+        self._domains = value
+
+    @property
     def data_dir(self) -> Path:
         return Path(self.config.data_dir)
 
@@ -100,16 +118,7 @@ class Services:
 
     def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         """Start a background task that is kept referenced and cancelled at shutdown."""
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task %s failed", task.get_name(), exc_info=task.exception())
+        return self._tasks.spawn(coro, name)
 
     async def start(self) -> None:
         """Open storage (retrying while it is unavailable), then start every feature."""
@@ -129,6 +138,10 @@ class Services:
                 await hook()
             except Exception:
                 log.exception("start-up of %s failed", name)
+                self.failed.append(name)
+        if self.failed:
+            log.error("Nekzus is not ready: start-up failed for %s", ", ".join(self.failed))
+            return
         self.ready = True
         log.info("Nekzus ready (nexusId %s)", self.nexus_id)
 
@@ -147,8 +160,5 @@ class Services:
                 await asyncio.wait_for(hook(), 3.0)
             except Exception:
                 log.warning("shutdown of %s did not finish cleanly", name, exc_info=True)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2.0)
+        await self._tasks.cancel_all(2.0)
         await self.db.close()

@@ -102,9 +102,9 @@ def pair(
 
 def error_code(response: httpx.Response) -> str:
     body = response.json()
-    assert set(body) == {"error"}, body
+    assert set(body) == {"error", "message", "code"}, body
     code: str = body["error"]["code"]
-    assert body["error"]["message"]
+    assert body["error"]["message"] and body["message"] == body["error"]["message"] and body["code"] == code
     return code
 
 

@@ -20,10 +20,17 @@ def test_register_is_audited(tmp_path: Path) -> None:
         services = Services.build(config, base_url="http://127.0.0.1")
         await services.db.open()
         audit = AuditService(services.db)
-        services.domains["audit"] = audit
         events: list[Event] = []
         services.bus.subscribe(events.append, {"config_reload"})
-        catalog = CatalogService(services)
+        catalog = CatalogService(
+            config,
+            services.db,
+            services.bus,
+            services.metrics,
+            services.spawn,
+            services.base_url,
+            audit=audit,
+        )
         app = {"id": "grafana", "name": "Grafana", "tags": ["monitoring"]}
         route = {"routeId": "route_grafana", "pathBase": "/apps/grafana/", "to": "http://127.0.0.1:3000"}
         await catalog.register(app, route, actor="user-admin", ip="10.0.0.5")

@@ -14,15 +14,6 @@ from tests.docker.engine import DockerEngine
 from tests.nekzus_server import NekzusServer, free_port
 
 
-@pytest.fixture(scope="session")
-def docker_engine() -> Iterator[DockerEngine]:
-    engine = DockerEngine().start()
-    try:
-        yield engine
-    finally:
-        engine.stop()
-
-
 def docker_config(engine: DockerEngine, *, discovery: bool = True, **extra: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "runtimes": {"docker": {"enabled": True, "socket_path": engine.host}},

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from nekzus.auth.principal import Principal
 from nekzus.config import Config
 from nekzus.runtime.docker import DockerRuntime
 from nekzus.runtime.manager import RuntimeManager
@@ -30,7 +31,7 @@ LOGGER = [
 class FakeClient:
     def __init__(self) -> None:
         self.id = "conn-1"
-        self.principal = None
+        self.principal = Principal("user", "user-admin", frozenset({"write:*"}), name="admin")
         self.frames: list[tuple[str, dict[str, Any]]] = []
         self.closers: list[Callable[[], Any]] = []
         self.changed = asyncio.Event()
@@ -62,7 +63,7 @@ def _service(engine: DockerEngine) -> tuple[Services, ContainerService]:
     services = Services.build(Config(), base_url="http://127.0.0.1")
     manager = RuntimeManager()
     manager.add(DockerRuntime(engine.host))
-    return services, ContainerService(services, manager)
+    return services, ContainerService(manager, bus=services.bus, spawn=services.spawn)
 
 
 def test_streams_in_process(docker_engine: DockerEngine, container) -> None:

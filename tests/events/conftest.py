@@ -166,7 +166,9 @@ class InProcServer:
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.app = create_app(cfg, base_url=self.url)
         self.services = self.app.services
-        self.services.domains["auth"] = StubAuthenticator()
+        stub: Any = StubAuthenticator()
+        self.services.domains.auth = stub
+        self.services.domains.hub.authenticator = stub
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
         self.server: Any = None
@@ -224,7 +226,9 @@ class InProcServer:
         return asyncio.run_coroutine_threadsafe(runner(), self.loop).result(10)
 
     def emit(self, type_: str, data: Any = None, **audience: Any) -> None:
-        self.call(self.services.bus.emit, type_, data, **audience)
+        from nekzus.events import Event
+
+        self.call(self.services.bus.publish, Event(type_, data, **audience))
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=10)

@@ -82,7 +82,7 @@ def test_first_frame_must_be_auth(hub_server: InProcServer) -> None:
 
 
 def test_auth_timeout(hub_server: InProcServer) -> None:
-    hub = hub_server.services.domains["ws"]
+    hub = hub_server.services.domains.hub
     hub.auth_timeout = 0.3
 
     async def scenario() -> None:
@@ -136,7 +136,7 @@ def test_every_message_type_reaches_its_audience_only(hub_server: InProcServer) 
 
 
 def _connection_of(server: InProcServer, principal: str, index: int) -> str:
-    hub = server.services.domains["ws"]
+    hub = server.services.domains.hub
     clients = sorted(hub.by_principal[principal], key=lambda c: c.connected_at)
     return str(clients[index].id)
 
@@ -241,7 +241,7 @@ def test_admin_disconnect_and_client_list(hub_server: InProcServer) -> None:
 
 
 def test_registered_handlers_and_failures_are_contained(hub_server: InProcServer) -> None:
-    hub = hub_server.services.domains["ws"]
+    hub = hub_server.services.domains.hub
 
     async def echo(client: Any, data: dict[str, Any]) -> None:
         await client.send("test.echoed", {"got": data, "by": client.principal.id, "conn": client.id})
@@ -333,7 +333,7 @@ def test_flood_is_rate_limited_then_closed(hub_server: InProcServer) -> None:
 
 
 def test_slow_consumer_is_dropped_then_disconnected(hub_server: InProcServer) -> None:
-    hub = hub_server.services.domains["ws"]
+    hub = hub_server.services.domains.hub
     dropped = hub.m_dropped
 
     async def scenario() -> None:

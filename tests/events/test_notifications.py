@@ -165,7 +165,7 @@ def test_admin_endpoints_need_credentials(make_server: Callable[..., NekzusServe
 
 
 def test_revoked_device_notifications_are_deleted(hub_server: InProcServer) -> None:
-    queue = hub_server.services.domains["notifications"]
+    queue = hub_server.services.domains.notifications
     hub_server.call(queue.enqueue, "gone-dev", "health_alert", {"title": "down"})
     with hub_server.client() as http:
         assert len(_rows(http, device_id="gone-dev")) == 1
@@ -177,7 +177,7 @@ def test_revoked_device_notifications_are_deleted(hub_server: InProcServer) -> N
 
 
 def test_notifications_respect_subscriptions_and_retry_limit(hub_server: InProcServer) -> None:
-    queue = hub_server.services.domains["notifications"]
+    queue = hub_server.services.domains.notifications
 
     async def scenario() -> None:
         ws = await WS.open(hub_server.ws_url, "device:limit-dev")

@@ -14,8 +14,9 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
+    assert set(body) == {"error", "message", "code"}
+    assert body["error"]["code"] == code == body["code"]
+    assert body["message"] == body["error"]["message"]
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
 
 

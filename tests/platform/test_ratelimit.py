@@ -27,8 +27,11 @@ def test_headers_count_down_then_429(make_server: object) -> None:
         assert remaining == [2, 1, 0]
         refused = c.get("/api/v1/nothing-here")
         assert refused.status_code == 429
+        message = "Rate limit exceeded, please slow down"
         assert refused.json() == {
-            "error": {"code": "RATE_LIMIT_EXCEEDED", "message": "Rate limit exceeded, please slow down"}
+            "error": {"code": "RATE_LIMIT_EXCEEDED", "message": message},
+            "message": message,
+            "code": "RATE_LIMIT_EXCEEDED",
         }
         assert int(refused.headers["retry-after"]) >= 1
         assert refused.headers["x-ratelimit-remaining"] == "0"

@@ -58,7 +58,8 @@ def error_of(r: httpx.Response, status: int, code: str) -> None:
     assert r.status_code == status, (r.status_code, r.text)
     assert r.headers["content-type"].startswith(JSON)
     body = r.json()
-    assert set(body) == {"error"} and body["error"]["code"] == code, body
+    assert set(body) == {"error", "message", "code"} and body["error"]["code"] == code, body
+    assert body["message"] == body["error"]["message"] and body["code"] == code
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
 
 

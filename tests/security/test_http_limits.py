@@ -17,7 +17,13 @@ from tests.nekzus_server import NekzusServer, free_port
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
-    config = {"server": {"read_header_timeout": "1s", "read_body_timeout": "1s"}}
+    config = {
+        "server": {
+            "read_header_timeout": "1s",
+            "read_body_timeout": "1s",
+            "allowed_hosts": ["nekzus.home.arpa"],
+        }
+    }
     with NekzusServer(config, data_dir=tmp_path_factory.mktemp("limits")) as srv:
         yield srv
 

@@ -8,10 +8,9 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.requests import int_param
 from nekzus.api.security import require
-from nekzus.auth.http import int_param
 from nekzus.auth.principal import Principal
-from nekzus.http.errors import ApiError
 
 router = APIRouter(tags=["activity"], responses=ERROR_RESPONSES)
 
@@ -34,9 +33,7 @@ async def recent(
         lim = DEFAULT_LIMIT
     lim = min(lim, MAX_LIMIT)
     off = max(0, int_param(offset, 0, "offset"))
-    service = services_of(request).domains.get("activity")
-    if service is None:
-        raise ApiError(503, "SERVICE_UNAVAILABLE", "Activity feed is not available")
+    service = services_of(request).domains.activity
     items, total = await service.recent(lim, off)
     if limit is None and offset is None:
         return items

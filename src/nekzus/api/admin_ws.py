@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel
@@ -11,6 +11,9 @@ from nekzus.api.deps import services_of
 from nekzus.api.security import require
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
+
+if TYPE_CHECKING:
+    from nekzus.events.hub import Hub
 
 router = APIRouter(prefix="/api/v1/admin/websocket", tags=["admin"])
 
@@ -41,11 +44,8 @@ class DisconnectReply(BaseModel):
     disconnectedCount: int
 
 
-def _hub(request: Request) -> Any:
-    hub = services_of(request).domains.get("ws")
-    if hub is None:
-        raise ApiError(503, "SERVICE_UNAVAILABLE", "WebSocket hub is not available")
-    return hub
+def _hub(request: Request) -> Hub:
+    return services_of(request).domains.hub
 
 
 @router.get(

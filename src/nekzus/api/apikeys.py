@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.requests import auth_service, ip_of
 from nekzus.api.security import require
-from nekzus.auth.http import auth_service, ip_of
 from nekzus.auth.principal import ADMIN, Principal
 from nekzus.auth.service import valid_scope
-from nekzus.auth.timefmt import parse_rfc3339
 from nekzus.http.errors import ApiError
+from nekzus.timefmt import parse_rfc3339
 
 router = APIRouter(prefix="/api/v1/apikeys", tags=["apikeys"], responses=ERROR_RESPONSES)
 

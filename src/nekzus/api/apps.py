@@ -41,7 +41,7 @@ class AppOut(BaseModel):
     summary="All apps with their health",
 )
 async def list_apps(request: Request) -> list[dict[str, Any]]:
-    catalog = services_of(request).domains["catalog"]
+    catalog = services_of(request).domains.catalog
     result: list[dict[str, Any]] = await catalog.list_apps()
     return result
 
@@ -54,11 +54,11 @@ async def list_apps(request: Request) -> list[dict[str, Any]]:
 )
 async def favicon(app_id: str, request: Request) -> Response:
     services = services_of(request)
-    catalog = services.domains["catalog"]
+    catalog = services.domains.catalog
     route = catalog.route_for_app(app_id)
     if route is None:
         raise ApiError(404, "APP_NOT_FOUND", f"App {app_id!r} not found")
-    icon = await services.domains["favicons"].get(app_id, route)
+    icon = await services.domains.favicons.get(app_id, route)
     if icon is None:
         raise ApiError(404, "FAVICON_NOT_FOUND", "Favicon not available")
     return Response(
@@ -75,7 +75,4 @@ async def favicon(app_id: str, request: Request) -> Response:
 
 
 def install(api: FastAPI, services: Services) -> None:
-    from nekzus.catalog.favicons import FaviconFetcher
-
-    services.domains["favicons"] = FaviconFetcher()
     api.include_router(router)

@@ -9,10 +9,9 @@ from pydantic import BaseModel, ConfigDict
 
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.requests import int_param
 from nekzus.api.security import require
-from nekzus.auth.http import int_param
 from nekzus.auth.principal import ADMIN, Principal
-from nekzus.http.errors import ApiError
 
 router = APIRouter(tags=["audit"], responses=ERROR_RESPONSES)
 
@@ -53,8 +52,6 @@ async def audit_logs(
         lim = DEFAULT_LIMIT
     lim = min(lim, MAX_LIMIT)
     off = max(0, int_param(offset, 0, "offset"))
-    service = services_of(request).domains.get("audit")
-    if service is None:
-        raise ApiError(503, "SERVICE_UNAVAILABLE", "Audit log is not available")
+    service = services_of(request).domains.audit
     logs, total = await service.query(action=action.strip(), actor=actor.strip(), limit=lim, offset=off)
     return {"logs": logs, "limit": lim, "offset": off, "count": len(logs), "total": total}

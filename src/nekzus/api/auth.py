@@ -14,13 +14,15 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.requests import auth_service, ip_of, read_json, validate
 from nekzus.api.security import require
-from nekzus.auth.http import auth_service, ip_of, read_json, validate
 from nekzus.auth.principal import Principal
 from nekzus.auth.service import SUPPORTED_PLATFORMS, USERNAME_RE, valid_device_id
-from nekzus.auth.timefmt import rfc3339
+from nekzus.errors import NekzusError
+from nekzus.events.types import EventType
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
+from nekzus.timefmt import rfc3339_or_none
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=ERROR_RESPONSES)
 
@@ -60,11 +62,11 @@ def user_json(user: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": user.id,
         "username": user.username,
-        "createdAt": rfc3339(user.created_at),
+        "createdAt": rfc3339_or_none(user.created_at),
         "isActive": bool(user.is_active),
     }
     if user.last_login is not None:
-        out["lastLogin"] = rfc3339(user.last_login)
+        out["lastLogin"] = rfc3339_or_none(user.last_login)
     return out
 
 
@@ -246,7 +248,7 @@ async def pair(request: Request) -> dict[str, Any]:
         raise ApiError(401, "UNAUTHORIZED", "A bootstrap token is required")
     try:
         grant = service.pairing.authorize(token)
-    except ApiError as exc:
+    except NekzusError as exc:
         services.metrics.auth_pairing_total.labels("failure", "unknown").inc()
         await service.audit(
             "device.pair", actor="anonymous", ip=ip, details={"code": exc.code}, success=False
@@ -269,12 +271,11 @@ async def pair(request: Request) -> dict[str, Any]:
         }
     )
     service.pairing.consume(grant)
-    ws = services.domains.get("ws")
-    if existed and ws is not None and hasattr(ws, "close_device"):
+    if existed:
         with contextlib.suppress(Exception):  # closing stale sockets is best effort
-            await ws.close_device(device_id, "device re-paired")
+            await services.domains.hub.close_device(device_id, "device re-paired")
     services.bus.emit(
-        "device_paired", {"deviceId": device_id, "deviceName": name, "platform": device.platform}
+        EventType.DEVICE_PAIRED, {"deviceId": device_id, "deviceName": name, "platform": device.platform}
     )
     services.metrics.auth_pairing_total.labels("success", device.platform).inc()
     services.metrics.auth_pairing_duration_seconds.observe(time.monotonic() - started)
@@ -299,30 +300,7 @@ def _bearer(request: Request) -> str:
 
 def install(api: FastAPI, services: Services) -> None:
     from nekzus.api import activity, admin, apikeys, audit, devices, pairing, stats
-    from nekzus.auth.activity import ActivityService
-    from nekzus.auth.audit import AuditService
-    from nekzus.auth.service import AuthService
 
-    service = AuthService(services)
-    audit_service = AuditService(services.db)
-    services.domains["auth"] = service
-    services.domains["audit"] = audit_service
-    services.domains["activity"] = ActivityService(services.db)
-    services.limiter.identify = service.identify
-
-    async def audit_denied(request: Request, principal: Principal, scopes: Any) -> None:
-        await audit_service.record(
-            "access.denied",
-            actor=principal.id,
-            target=request.url.path,
-            ip=ip_of(request),
-            details={"method": request.method, "required": list(scopes), "kind": principal.kind},
-            success=False,
-        )
-
-    services.domains["audit_denied"] = audit_denied
-    services.on_startup("auth", service.start)
-    services.on_shutdown("auth", service.stop)
     api.include_router(router)
     for module in (pairing, devices, apikeys, audit, activity, admin, stats):
         api.include_router(module.router)

@@ -7,23 +7,33 @@ delete and restore need `access:admin`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from nekzus.api.certificates import CERTIFICATES
 from nekzus.api.deps import client_ip, services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
 from nekzus.auth.principal import ADMIN, Principal
 from nekzus.backup.scheduler import BackupScheduler
 from nekzus.backup.service import GROUPS, BackupService, RestoreOptions
+from nekzus.domains import Key
 from nekzus.errors import NekzusError, Unavailable
 from nekzus.services import Services
 
 log = logging.getLogger("nekzus.backup")
+
+# A feature installed after this one that keeps database state in memory registers its refresh with
+# `services.domains.features.require(BACKUPS).on_restored(name, fn)`.
+BACKUPS: Key[BackupService] = Key("backups")
+BACKUP_SCHEDULER: Key[BackupScheduler] = Key("backup_scheduler")
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/api/v1/backups", tags=["backups"], responses=ERROR_RESPONSES)
 
@@ -56,16 +66,13 @@ class RestoreBody(BaseModel):
 
 
 def backups_of(request: Request) -> BackupService:
-    service: BackupService = services_of(request).domains["backups"]
-    return service
+    return services_of(request).domains.features.require(BACKUPS)
 
 
 async def _audit(
     request: Request, principal: Principal, action: str, target: str, exc: NekzusError | None
 ) -> None:
-    audit = services_of(request).domains.get("audit")
-    if audit is None:
-        return
+    audit = services_of(request).domains.audit
     details = {"code": exc.code, "message": exc.message} if exc is not None else None
     await audit.record(
         action,
@@ -77,7 +84,7 @@ async def _audit(
     )
 
 
-async def _audited(request: Request, principal: Principal, action: str, target: str, coro: Any) -> Any:
+async def _audited(request: Request, principal: Principal, action: str, target: str, coro: Awaitable[T]) -> T:
     try:
         result = await coro
     except NekzusError as exc:
@@ -104,7 +111,7 @@ async def create_backup(
 
 @router.get("/scheduler/status", summary="Backup scheduler status")
 async def scheduler_status(request: Request, _p: Principal = Depends(require())) -> dict[str, Any]:
-    scheduler: BackupScheduler | None = services_of(request).domains.get("backup_scheduler")
+    scheduler: BackupScheduler | None = services_of(request).domains.features.get(BACKUP_SCHEDULER)
     if scheduler is None:
         return {"enabled": False, "message": "Backup scheduler is not configured"}
     return scheduler.status()
@@ -114,7 +121,7 @@ async def scheduler_status(request: Request, _p: Principal = Depends(require()))
 async def scheduler_trigger(
     request: Request, body: CreateBody | None = None, principal: Principal = Depends(require("write:*"))
 ) -> dict[str, Any]:
-    scheduler: BackupScheduler | None = services_of(request).domains.get("backup_scheduler")
+    scheduler: BackupScheduler | None = services_of(request).domains.features.get(BACKUP_SCHEDULER)
     if scheduler is None:
         raise Unavailable("Backup scheduler is not configured", code="SCHEDULER_NOT_CONFIGURED")
     coro = scheduler.trigger(body.description if body is not None else "")
@@ -169,23 +176,20 @@ def install(api: FastAPI, services: Services) -> None:
         data_dir=services.data_dir,
         passphrase=cfg.passphrase,
     )
-    services.domains["backups"] = service
+    domains = services.domains
+    domains.features.provide(BACKUPS, service)
 
-    # Every domain offering `reload_from_storage()` re-reads its in-memory state after a restore (auth,
-    # catalog -> proxy routes, certificates, and whichever later domains add one); found at start-up,
-    # when all features are installed.
-    async def wire_refreshers() -> None:
-        seen: set[int] = set()
-        for name, domain in list(services.domains.items()):
-            refresher = getattr(domain, "reload_from_storage", None)
-            if refresher is not None and id(domain) not in seen:
-                seen.add(id(domain))
-                service.on_restored(name, refresher)
-
-    services.on_startup("backups", wire_refreshers)
+    # After a restore replaced the tables, every domain that keeps them in memory re-reads them, in this
+    # order: accounts and credentials, then the catalog (its change callback rebuilds the proxy's route
+    # table), then the certificates (which may switch what is served and tell devices to re-pair).
+    service.on_restored("auth", domains.auth.reload_from_storage)
+    service.on_restored("catalog", domains.catalog.reload_from_storage)
+    certificates = domains.features.get(CERTIFICATES)
+    if certificates is not None:
+        service.on_restored("certificates", certificates.reload_from_storage)
     if cfg.enabled:
         scheduler = BackupScheduler(service, cfg.schedule, cfg.retention)
-        services.domains["backup_scheduler"] = scheduler
+        domains.features.provide(BACKUP_SCHEDULER, scheduler)
 
         async def start_scheduler() -> None:
             services.spawn(scheduler.loop(), "backup-scheduler")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
@@ -18,24 +19,25 @@ from nekzus.api.deps import client_ip, services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
 from nekzus.auth.principal import ADMIN, Principal
-from nekzus.certs.service import CertificateService
-from nekzus.errors import NekzusError, Unauthorized
+from nekzus.certs.service import CertEvent, CertificateService, DeviceNotifier
+from nekzus.domains import Domains, Key
+from nekzus.errors import NekzusError
+from nekzus.events.hub import envelope
 from nekzus.services import Services
 
 log = logging.getLogger("nekzus.certs")
 
+# The server (SNI, TLS switch), pairing (SPKI pins) and backups (refresh after a restore) reach the
+# certificate service through this key.
+CERTIFICATES: Key[CertificateService] = Key("certificates")
+
 # How often the renewal job looks for certificates expiring within 30 days.
 RENEWAL_CHECK_SECONDS = 6 * 3600.0
-CREDENTIAL_KINDS = ("device", "user", "apikey")
-_admin = require(ADMIN)
+# access:admin as a JWT or an API key: the trusted-network shortcut is not enough to re-key the server.
+admin_credential = require(ADMIN, credential=True)
 
 
-async def admin_credential(request: Request) -> Principal:
-    principal = await _admin(request)
-    if principal.kind not in CREDENTIAL_KINDS:
-        raise Unauthorized("A valid JWT token or API key with access:admin is required")
-    return principal
-
+T = TypeVar("T")
 
 router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"], responses=ERROR_RESPONSES)
 
@@ -58,28 +60,25 @@ class ReplaceBody(BaseModel):
 
 
 def certs_of(request: Request) -> CertificateService:
-    service: CertificateService = services_of(request).domains["certificates"]
-    return service
+    return services_of(request).domains.features.require(CERTIFICATES)
 
 
-async def _audited(request: Request, principal: Principal, action: str, target: str, coro: Any) -> Any:
+async def _audited(request: Request, principal: Principal, action: str, target: str, coro: Awaitable[T]) -> T:
     """Run a change and write one audit row for it, success or refusal."""
-    audit = services_of(request).domains.get("audit")
+    audit = services_of(request).domains.audit
     try:
         result = await coro
     except NekzusError as exc:
-        if audit is not None:
-            await audit.record(
-                action,
-                actor=principal.rate_key,
-                target=target,
-                ip=client_ip(request),
-                details={"code": exc.code, "message": exc.message},
-                success=False,
-            )
+        await audit.record(
+            action,
+            actor=principal.rate_key,
+            target=target,
+            ip=client_ip(request),
+            details={"code": exc.code, "message": exc.message},
+            success=False,
+        )
         raise
-    if audit is not None:
-        await audit.record(action, actor=principal.rate_key, target=target, ip=client_ip(request))
+    await audit.record(action, actor=principal.rate_key, target=target, ip=client_ip(request))
     return result
 
 
@@ -145,26 +144,21 @@ async def delete_certificate(
     return await _audited(request, principal, "certificate.delete", domain, coro)
 
 
-def device_notifier(services: Services) -> Any:
+def device_notifier(domains: Domains) -> DeviceNotifier:
     """Queue a message to every paired device (the notification queue when on, else live sockets)."""
 
-    async def notify(type_: str, payload: dict[str, Any]) -> int:
-        auth = services.domains.get("auth")
-        device_ids = list(getattr(auth, "devices", {}) or {})
-        queue = services.domains.get("notifications")
-        hub = services.domains.get("ws")
+    async def notify(type_: CertEvent, payload: dict[str, Any]) -> int:
+        queue, hub = domains.notifications, domains.hub
         sent = 0
-        for device_id in device_ids:
-            if queue is not None and getattr(queue, "enabled", False):
+        for device_id in list(domains.auth.devices):
+            if queue.enabled:
                 await queue.enqueue(device_id, type_, payload)
                 sent += 1
-            elif hub is not None:
-                from nekzus.events.hub import envelope
-
-                text = envelope(type_, payload)
-                for client in hub.connections_of(device_id):
-                    client.push(text)
-                    sent += 1
+                continue
+            text = envelope(type_, payload)
+            for client in hub.connections_of(device_id):
+                client.push(text)
+                sent += 1
         return sent
 
     return notify
@@ -179,9 +173,9 @@ def install(api: FastAPI, services: Services) -> None:
         services.data_dir,
         base_url=lambda: services.base_url,
         set_base_url=set_base_url,
-        notify_devices=device_notifier(services),
+        notify_devices=device_notifier(services.domains),
     )
-    services.domains["certificates"] = service
+    services.domains.features.provide(CERTIFICATES, service)
 
     async def renewal_loop() -> None:
         while True:

@@ -7,7 +7,6 @@ any credential, actions `write:*`. The container rate-limit category applies by 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -20,10 +19,9 @@ from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
-from nekzus.health import ComponentHealth, Status
 from nekzus.http.errors import ApiError
 from nekzus.runtime.base import RuntimeErrorBase, valid_container_id
-from nekzus.runtime.manager import RuntimeManager, UnknownRuntime
+from nekzus.runtime.manager import UnknownRuntime
 from nekzus.runtime.operations import ContainerService
 from nekzus.services import Services
 
@@ -124,7 +122,7 @@ class BatchIn(BaseModel):
 
 
 def _svc(request: Request) -> ContainerService:
-    svc = services_of(request).domains.get("containers")
+    svc = services_of(request).domains.containers
     if svc is None:
         raise ApiError(503, "RUNTIME_UNAVAILABLE", "No container runtime is enabled")
     return svc
@@ -355,57 +353,9 @@ async def catch_all(request: Request) -> JSONResponse:
 # -- wiring ------------------------------------------------------------------------------------------
 
 
-def docker_socket(services: Services) -> str:
-    cfg = services.config
-    socket = (
-        cfg.runtimes.docker.socket_path if cfg.runtimes.docker.enabled else cfg.discovery.docker.socket_path
-    )
-    if (not socket or socket == DEFAULT_SOCKET) and os.environ.get("DOCKER_HOST"):
-        return os.environ["DOCKER_HOST"]
-    return socket
-
-
 def install(api: FastAPI, services: Services) -> None:
-    cfg = services.config
-    if not (cfg.runtimes.docker.enabled or cfg.discovery.docker.enabled):
+    if services.domains.containers is None:
         return
-    from nekzus.runtime.docker import DockerRuntime
-
-    manager = RuntimeManager()
-    manager.add(DockerRuntime(docker_socket(services)))
-    service = ContainerService(services, manager)
-    services.domains["runtime"] = manager
-    services.domains["containers"] = service
-    if "containers" not in services.capabilities:
-        services.capabilities.append("containers")
-
-    async def runtime_health() -> ComponentHealth:
-        details: dict[str, Any] = {"primary": manager.primary}
-        problems: list[str] = []
-        for name, rt in manager.runtimes.items():
-            try:
-                details[name] = await rt.ping()
-            except RuntimeErrorBase as exc:
-                problems.append(f"{name}: {exc.message}")
-                details[name] = {"status": "unavailable"}
-        if problems:
-            return ComponentHealth(Status.DEGRADED, "; ".join(problems), details)
-        return ComponentHealth(Status.HEALTHY, "container runtime reachable", details)
-
-    services.health.register("runtime", runtime_health)
-
-    async def startup() -> None:
-        hub = services.domains.get("ws")
-        if hub is not None:
-            service.register_ws(hub)
-        else:
-            log.info("WebSocket hub not present; container log streaming disabled")
-
-    async def shutdown() -> None:
-        await manager.close()
-
-    services.on_startup("containers", startup)
-    services.on_shutdown("containers", shutdown)
     api.include_router(router)
 
 

@@ -13,10 +13,11 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.requests import auth_service, deny, int_param, ip_of, read_json, require_self_or, validate
 from nekzus.api.security import require
-from nekzus.auth.http import auth_service, deny, int_param, ip_of, read_json, require_self_or, validate
 from nekzus.auth.principal import ADMIN, Principal
 from nekzus.auth.service import valid_device_id, valid_scope
+from nekzus.events.types import EventType
 from nekzus.http.errors import ApiError
 
 router = APIRouter(tags=["devices"], responses=ERROR_RESPONSES)
@@ -132,7 +133,7 @@ async def delete_device(
     services = services_of(request)
     device = await service.get_device(target)
     await service.revoke_device(target)
-    services.bus.emit("device_revoked", {"deviceId": target})
+    services.bus.emit(EventType.DEVICE_REVOKED, {"deviceId": target})
     service.metrics.device_operations_total.labels("revoke", "success").inc()
     await service.activity(
         "device_revoked", f"Device revoked: {device['deviceName']}", icon="XCircle", key=target

@@ -5,6 +5,7 @@ Mounted last: it only adds routes for domains that did not register themselves.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -47,8 +48,35 @@ def _containers_router() -> APIRouter:
     return router
 
 
+# Features that are not built (or switched off) answer these stubs, so a client can tell "off" from
+# "broken". Mounted last: a feature that registers the same path answers first.
+_OFF_STUBS: dict[str, dict[str, Any]] = {
+    "/api/v1/scripts": {"scripts": [], "count": 0, "enabled": False},
+    "/api/v1/scripts/available": {"scripts": [], "enabled": False},
+    "/api/v1/executions": {"executions": [], "count": 0, "enabled": False},
+    "/api/v1/workflows": {"workflows": [], "count": 0, "enabled": False},
+    "/api/v1/schedules": {"schedules": [], "count": 0, "enabled": False},
+    "/api/v1/backups/scheduler/status": {"enabled": False, "message": "Backup scheduler is not configured"},
+}
+
+
+def _off_router() -> APIRouter:
+    router = APIRouter(tags=["disabled"], dependencies=[Depends(require())])
+    for path, body in _OFF_STUBS.items():
+        router.add_api_route(path, _stub(body), methods=["GET"], include_in_schema=False)
+    return router
+
+
+def _stub(body: dict[str, Any]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def stub() -> dict[str, Any]:
+        return dict(body)
+
+    return stub
+
+
 def install(api: FastAPI, services: Services) -> None:
-    if "discovery" not in services.domains:
+    api.include_router(_off_router())
+    if services.domains.discovery is None:
         api.include_router(_discovery_router())
-    if "containers" not in services.domains:
+    if services.domains.containers is None:
         api.include_router(_containers_router())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from pydantic import BaseModel
@@ -12,9 +12,11 @@ from nekzus.api.deps import client_ip, services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
-from nekzus.health import ComponentHealth, Status
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
+
+if TYPE_CHECKING:
+    from nekzus.discovery.manager import DiscoveryManager
 
 log = logging.getLogger("nekzus.discovery")
 
@@ -87,8 +89,8 @@ class RediscoverOut(BaseModel):
     activeCleared: int
 
 
-def _manager(request: Request) -> Any:
-    manager = services_of(request).domains.get("discovery")
+def _manager(request: Request) -> DiscoveryManager:
+    manager = services_of(request).domains.discovery
     if manager is None:
         raise ApiError(503, "DISCOVERY_UNAVAILABLE", "Discovery is not enabled")
     return manager
@@ -97,15 +99,6 @@ def _manager(request: Request) -> Any:
 def _check_pid(proposal_id: str) -> None:
     if not proposal_id or len(proposal_id) > 255 or "/" in proposal_id or proposal_id.strip(".") == "":
         raise ApiError(400, "INVALID_PROPOSAL_ID", "Invalid proposal id")
-
-
-async def _call(coro: Any) -> Any:
-    from nekzus.discovery.manager import DiscoveryError
-
-    try:
-        return await coro
-    except DiscoveryError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
 
 
 @router.get("/proposals", response_model=list[ProposalOut], summary="Pending discovery proposals")
@@ -135,7 +128,7 @@ async def approve(
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
             raise ApiError(400, "INVALID_PORT", "port must be an integer")
     manager = _manager(request)
-    result: dict[str, Any] = await _call(manager.approve(proposalId, port, principal.id, client_ip(request)))
+    result: dict[str, Any] = await manager.approve(proposalId, port, principal.id, client_ip(request))
     return result
 
 
@@ -149,62 +142,17 @@ async def dismiss(
     request: Request, proposalId: str, principal: Principal = Depends(require("write:*"))
 ) -> dict[str, Any]:
     _check_pid(proposalId)
-    result: dict[str, Any] = await _call(
-        _manager(request).dismiss(proposalId, principal.id, client_ip(request))
-    )
+    result: dict[str, Any] = await _manager(request).dismiss(proposalId, principal.id, client_ip(request))
     return result
 
 
 @router.post("/rediscover", response_model=RediscoverOut, summary="Clear dismissals and rescan")
 async def rediscover(request: Request, principal: Principal = Depends(require("write:*"))) -> dict[str, Any]:
-    result: dict[str, Any] = await _call(_manager(request).rediscover(principal.id, client_ip(request)))
+    result: dict[str, Any] = await _manager(request).rediscover(principal.id, client_ip(request))
     return result
 
 
 def install(api: FastAPI, services: Services) -> None:
-    cfg = services.config.discovery
-    if not cfg.enabled:
+    if services.domains.discovery is None:
         return
-    from nekzus.discovery.manager import DiscoveryManager
-
-    manager = DiscoveryManager(services)
-    services.domains["discovery"] = manager
-    if "discovery" not in services.capabilities:
-        services.capabilities.append("discovery")
-    docker_wanted = cfg.docker.enabled
-
-    async def health() -> ComponentHealth:
-        if not manager.workers:
-            if docker_wanted:
-                return ComponentHealth(Status.DEGRADED, "no active discovery workers")
-            return ComponentHealth(Status.HEALTHY, "no discovery sources enabled")
-        broken = [w.name for w in manager.workers if not w.healthy]
-        if broken:
-            details = {w.name: getattr(w, "last_error", "") for w in manager.workers if not w.healthy}
-            return ComponentHealth(Status.DEGRADED, f"worker(s) failing: {', '.join(broken)}", details)
-        return ComponentHealth(Status.HEALTHY, f"{len(manager.workers)} worker(s) active")
-
-    services.health.register("discovery", health)
-
-    async def startup() -> None:
-        await manager.load()
-        if not docker_wanted:
-            return
-        from nekzus.discovery.docker_worker import DockerWorker
-        from nekzus.runtime.docker import DockerRuntime
-        from nekzus.runtime.manager import RuntimeManager
-
-        runtimes = services.domains.get("runtime") or RuntimeManager()
-        docker = runtimes.docker
-        own: DockerRuntime | None = None
-        wanted = DockerRuntime(cfg.docker.socket_path)
-        if docker is None or docker.url != wanted.url:
-            own = docker = wanted
-        worker = DockerWorker(services, manager, docker, runtimes)
-        manager.workers.append(worker)
-        services.spawn(worker.run(), "discovery-docker")
-        if own is not None:
-            services.on_shutdown("discovery-docker", own.close)
-
-    services.on_startup("discovery", startup)
     api.include_router(router)

@@ -70,7 +70,7 @@ def _guard_secrets(request: Request, principal: Principal, options: ExportIn) ->
 
 
 def _docker(request: Request) -> Any:
-    manager = services_of(request).domains.get("runtime")
+    manager = services_of(request).domains.runtime
     docker = manager.docker if manager is not None else None
     if docker is None:
         raise ApiError(503, "RUNTIME_UNAVAILABLE", "Export needs the Docker runtime")
@@ -248,7 +248,7 @@ async def export(
 
 
 def install(api: FastAPI, services: Services) -> None:
-    if "runtime" not in services.domains:
+    if services.domains.runtime is None:
         return
     api.include_router(router)
     install_catch_all(api)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -12,10 +12,11 @@ from nekzus import __version__
 from nekzus.api.deps import client_ip, services_of
 from nekzus.api.security import current_principal
 from nekzus.errors import NekzusError
-from nekzus.health import ComponentHealth, Status
+from nekzus.health import Status
 from nekzus.http.clientip import in_networks, parse_ip
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
+from nekzus.timefmt import rfc3339
 
 router = APIRouter(tags=["health"])
 
@@ -44,16 +45,19 @@ async def healthz(request: Request) -> Response:
         if not await _may_see_detail(request):
             # Engine versions and worker errors help an attacker map the house: strangers get the verdict.
             return JSONResponse({"status": status}, status_code=status_code)
-        return JSONResponse(
-            {
-                "status": status,
-                "version": __version__,
-                "uptime": round(time.time() - services.started_at, 3),
-                "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                "components": {name: c.to_json() for name, c in components.items()},
-            },
-            status_code=status_code,
-        )
+        body: dict[str, Any] = {
+            "status": status,
+            "version": __version__,
+            "uptime": round(time.time() - services.started_at, 3),
+            "timestamp": rfc3339(time.time(), millis=True),
+            "components": {name: c.to_json() for name, c in components.items()},
+        }
+        if services.failed:
+            # A start-up hook raised: readiness stays false, and the component that failed is named.
+            body["failedStartup"] = list(services.failed)
+            for name in services.failed:
+                body["components"][f"startup:{name}"] = {"status": "unhealthy", "message": "start-up failed"}
+        return JSONResponse(body, status_code=status_code)
     return PlainTextResponse("ok" if healthy else "unhealthy", status_code=status_code)
 
 
@@ -66,8 +70,11 @@ async def livez() -> Response:
 @router.head("/readyz", include_in_schema=False)
 @router.get("/readyz", summary="Readiness: storage open and migrated")
 async def readyz(request: Request) -> Response:
-    if services_of(request).ready:
+    services = services_of(request)
+    if services.ready:
         return PlainTextResponse("ok")
+    if services.failed:
+        return PlainTextResponse(f"not ready: start-up failed: {', '.join(services.failed)}", status_code=503)
     return PlainTextResponse("not ready", status_code=503)
 
 
@@ -80,11 +87,4 @@ async def api_healthz(request: Request) -> Response:
 
 
 def install(api: FastAPI, services: Services) -> None:
-    async def storage_check() -> ComponentHealth:
-        if not services.db.ready:
-            return ComponentHealth(Status.UNHEALTHY, "storage not open")
-        await services.db.ping()
-        return ComponentHealth(Status.HEALTHY, "database reachable")
-
-    services.health.register("storage", storage_check)
     api.include_router(router)

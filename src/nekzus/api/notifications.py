@@ -6,7 +6,7 @@ Every route needs `access:admin`: the queue spans all devices.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +15,9 @@ from nekzus.api.deps import services_of
 from nekzus.api.security import require
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
+
+if TYPE_CHECKING:
+    from nekzus.events.notifications import NotificationQueue
 
 ADMIN = Depends(require("access:admin"))
 
@@ -81,11 +84,8 @@ class RetryMany(BaseModel):
     ids: list[int] = Field(default_factory=list)
 
 
-def _queue(request: Request) -> Any:
-    queue = services_of(request).domains.get("notifications")
-    if queue is None:
-        raise ApiError(503, "SERVICE_UNAVAILABLE", "Notification queue is not available")
-    return queue
+def _queue(request: Request) -> NotificationQueue:
+    return services_of(request).domains.notifications
 
 
 def _parse_id(raw: str) -> int:
@@ -177,13 +177,8 @@ async def retry_many(request: Request) -> dict[str, Any]:
 
 @router.delete("/{notification_id}", response_model=StatusReply, dependencies=[ADMIN], summary="Dismiss one")
 async def dismiss_one(request: Request, notification_id: str) -> dict[str, Any]:
-    from nekzus.events.notifications import NotFound
-
     nid = _parse_id(notification_id)
-    try:
-        await _queue(request).dismiss(nid)
-    except NotFound:
-        raise ApiError(404, "NOT_FOUND", "Notification not found or not pending") from None
+    await _queue(request).dismiss(nid)
     return {"status": "dismissed", "id": nid, "message": "Notification dismissed"}
 
 
@@ -191,15 +186,8 @@ async def dismiss_one(request: Request, notification_id: str) -> dict[str, Any]:
     "/{notification_id}/retry", response_model=StatusReply, dependencies=[ADMIN], summary="Retry one"
 )
 async def retry_one(request: Request, notification_id: str) -> dict[str, Any]:
-    from nekzus.events.notifications import Expired, NotFound
-
     nid = _parse_id(notification_id)
-    try:
-        outcome = await _queue(request).retry(nid)
-    except NotFound:
-        raise ApiError(404, "NOT_FOUND", "Notification not found") from None
-    except Expired:
-        raise ApiError(410, "EXPIRED", "Notification has expired and cannot be retried") from None
+    outcome = await _queue(request).retry(nid)
     messages = {
         "sent": "Notification sent to device (awaiting confirmation)",
         "offline": "Device not connected",
@@ -209,12 +197,4 @@ async def retry_one(request: Request, notification_id: str) -> dict[str, Any]:
 
 
 def install(api: FastAPI, services: Services) -> None:
-    from nekzus.events.notifications import NotificationQueue
-
-    hub = services.domains.get("ws")
-    if hub is None:
-        return
-    queue = NotificationQueue(services, hub)
-    queue.install()
-    services.domains["notifications"] = queue
     api.include_router(router)

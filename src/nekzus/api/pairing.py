@@ -15,13 +15,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
+from nekzus.api.certificates import CERTIFICATES
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.requests import auth_service, ip_of, read_json
 from nekzus.api.security import require
-from nekzus.auth.http import auth_service, ip_of, read_json
 from nekzus.auth.pairing import PairingCode, config_hash
 from nekzus.auth.principal import ADMIN, Principal
 from nekzus.auth.spki import spki_pins
+from nekzus.errors import NekzusError
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
 
@@ -58,7 +60,7 @@ def _instance_name() -> str:
 async def _new_code(request: Request, principal: Principal) -> tuple[PairingCode, dict[str, Any]]:
     services: Services = services_of(request)
     service = auth_service(request)
-    certs = services.domains.get("certificates")
+    certs = services.domains.features.get(CERTIFICATES)
     # The certificate service knows what is served right now (SNI, hot swaps); the file is a fallback.
     pins = certs.served_pins() if certs is not None else spki_pins(services.tls_cert_path)
 
@@ -76,7 +78,7 @@ async def _new_code(request: Request, principal: Principal) -> tuple[PairingCode
 
     try:
         entry = service.pairing.create(build)
-    except ApiError:
+    except NekzusError:
         await service.audit(
             "pairing.qr", actor=principal.id, ip=ip_of(request), details={"reason": "cap"}, success=False
         )
@@ -163,7 +165,7 @@ async def redeem(request: Request) -> dict[str, Any]:
         code = code[:64]
     try:
         config: dict[str, Any] = service.pairing.redeem(code)
-    except ApiError as exc:
+    except NekzusError as exc:
         if exc.status == 404:
             await asyncio.sleep((1 + secrets.randbelow(4000) / 1000) / 1000)  # 1-5 ms blurs timing
         await service.audit(

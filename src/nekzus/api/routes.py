@@ -12,8 +12,9 @@ from nekzus.api.deps import client_ip, services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
-from nekzus.catalog.service import CatalogError, CatalogService
+from nekzus.catalog.service import CatalogService
 from nekzus.catalog.spec import RouteSpec
+from nekzus.errors import validation_message
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
 
@@ -45,20 +46,14 @@ class RouteOut(BaseModel):
 
 
 def _catalog(request: Request) -> CatalogService:
-    catalog: CatalogService = services_of(request).domains["catalog"]
+    catalog: CatalogService = services_of(request).domains.catalog
     return catalog
 
 
 def _validation(exc: ValidationError) -> ApiError:
-    errors = exc.errors()
-    first: dict[str, Any] = dict(errors[0]) if errors else {}
-    loc = ".".join(str(p) for p in first.get("loc", ()))
-    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    if first.get("type") == "missing":
-        message = "is required"
     aliases = {"route_id": "routeId", "path_base": "pathBase", "app_id": "appId"}
-    loc = aliases.get(loc, loc)
-    return ApiError(400, "VALIDATION_ERROR", f"{loc}: {message}" if loc else message)
+    errors = [{**e, "loc": tuple(aliases.get(str(p), p) for p in e.get("loc", ()))} for e in exc.errors()]
+    return ApiError(400, "VALIDATION_ERROR", validation_message(errors))
 
 
 def _spec(data: dict[str, Any]) -> RouteSpec:
@@ -84,9 +79,7 @@ async def _after_change(
     apps_before: set[str] | None = None,
 ) -> None:
     """Audit a route change (behaviour B §15.5 actions), and the apps it created or removed."""
-    audit = services_of(request).domains.get("audit")
-    if audit is None:
-        return
+    audit = services_of(request).domains.audit
     actor = principal.id
     ip = client_ip(request)
     await audit.record(action, actor=actor, target=route_id, ip=ip, details=details)
@@ -100,10 +93,7 @@ async def _after_change(
 
 
 async def _save(request: Request, spec: RouteSpec, icon: str | None) -> RouteSpec:
-    try:
-        return await _catalog(request).save_route(spec, icon=icon)
-    except CatalogError as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    return await _catalog(request).save_route(spec, icon=icon)
 
 
 @router.get(

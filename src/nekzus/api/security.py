@@ -2,56 +2,87 @@
 
 `require()` with no scope = any authenticated caller; `require(scope)` = caller must hold the scope.
 `strict=True` = a JWT (device or user) is needed even from a trusted network.
+`credential=True` = a JWT or an API key is needed even from a trusted network (no trusted-network
+shortcut), for changes that re-key what every device pins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from types import EllipsisType
+from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from nekzus.api.deps import client_ip, services_of
-from nekzus.auth.principal import ADMIN, AuthError, Principal
-from nekzus.http.clientip import in_networks, parse_ip
+from nekzus.auth.principal import Authenticator, Principal
 from nekzus.http.errors import ApiError
 
 
 async def current_principal(request: Request) -> Principal | None:
     """Authenticate once per request (cached on request.state)."""
-    cached = getattr(request.state, "principal", ...)
-    if cached is not ...:
+    cached: Principal | EllipsisType | None = getattr(request.state, "principal", ...)
+    if not isinstance(cached, EllipsisType):
         return cached
     services = services_of(request)
     ip = client_ip(request)
-    authenticator = services.domains.get("auth")
-    principal: Principal | None
-    if authenticator is not None:
-        try:
-            principal = await authenticator.authenticate(request.headers, ip)
-        except AuthError as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from None
-    elif in_networks(parse_ip(ip), services.local_networks):
-        principal = Principal("trusted", "local", frozenset({ADMIN}), name="local")
-    else:
-        principal = None
+    authenticator: Authenticator = services.domains.auth
+    principal = await authenticator.authenticate(request.headers, ip)
     request.state.principal = principal
     return principal
 
 
-def require(*scopes: str, strict: bool = False) -> Callable[[Request], Awaitable[Principal]]:
-    async def dependency(request: Request) -> Principal:
+async def audit_denied(request: Request, principal: Principal, scopes: Iterable[str]) -> None:
+    """A scope denial is a security event: audited with the path, method and the scopes required."""
+    await services_of(request).domains.audit.record(
+        "access.denied",
+        actor=principal.id,
+        target=request.url.path,
+        ip=client_ip(request),
+        details={"method": request.method, "required": list(scopes), "kind": principal.kind},
+        success=False,
+    )
+
+
+# Declared as security schemes so the OpenAPI document shows, per operation, which credentials are
+# accepted and which scopes they need. Parsing is done by the authenticator, not by these objects.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="Device or user JWT")
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="API key")
+
+
+def require(
+    *scopes: str, strict: bool = False, credential: bool = False
+) -> Callable[..., Awaitable[Principal]]:
+    async def check(request: Request) -> Principal:
         principal = await current_principal(request)
         if principal is None:
             raise ApiError(401, "UNAUTHORIZED", "Authentication required")
         if strict and principal.kind not in ("device", "user"):
             raise ApiError(401, "UNAUTHORIZED", "A valid JWT token is required")
+        if credential and principal.kind not in ("device", "user", "apikey"):
+            raise ApiError(401, "UNAUTHORIZED", "A valid JWT token or API key is required")
         if principal.kind == "bootstrap":
             raise ApiError(403, "FORBIDDEN", "Bootstrap tokens can only be used for pairing")
         if scopes and not principal.allows(*scopes):
-            hook = services_of(request).domains.get("audit_denied")
-            if hook is not None:
-                await hook(request, principal, scopes)
+            await audit_denied(request, principal, scopes)
             raise ApiError(403, "FORBIDDEN", f"Missing required scope: {', '.join(scopes)}")
         return principal
 
-    return dependency
+    if strict:
+
+        async def jwt_only(
+            request: Request, _bearer: Any = Security(BEARER, scopes=list(scopes))
+        ) -> Principal:
+            return await check(request)
+
+        return jwt_only
+
+    async def any_credential(
+        request: Request,
+        _bearer: Any = Security(BEARER, scopes=list(scopes)),
+        _key: Any = Security(API_KEY, scopes=list(scopes)),
+    ) -> Principal:
+        return await check(request)
+
+    return any_credential

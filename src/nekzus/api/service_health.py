@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
-from nekzus.catalog.service import rfc3339
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
+from nekzus.timefmt import rfc3339_or_none as rfc3339
 
 router = APIRouter(prefix="/api/v1", tags=["health"], responses=ERROR_RESPONSES)
 
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api/v1", tags=["health"], responses=ERROR_RESPONSES)
     summary="Health of one app's upstream (503 when unhealthy)",
 )
 async def service_health(app_id: str, request: Request) -> JSONResponse:
-    catalog = services_of(request).domains["catalog"]
+    catalog = services_of(request).domains.catalog
     if catalog.route_for_app(app_id) is None:
         raise ApiError(404, "SERVICE_NOT_FOUND", f"No route for service {app_id!r}")
     state = catalog.health.get(app_id)

@@ -38,13 +38,13 @@ def _device(principal: Principal) -> str:
 async def list_sessions(
     request: Request, principal: Principal = Depends(require(strict=True))
 ) -> dict[str, Any]:
-    store = services_of(request).domains["session_cookies"]
+    store = services_of(request).domains.session_cookies
     return {"sessions": await store.summaries(_device(principal))}
 
 
 @router.delete("/session-cookies", status_code=204, response_class=Response)
 async def clear_sessions(request: Request, principal: Principal = Depends(require(strict=True))) -> Response:
-    await services_of(request).domains["session_cookies"].clear(_device(principal))
+    await services_of(request).domains.session_cookies.clear(_device(principal))
     return Response(status_code=204)
 
 
@@ -54,7 +54,7 @@ async def clear_app_sessions(
 ) -> Response:
     if not app_id.strip():
         raise ApiError(400, "INVALID_APP_ID", "App id is required")
-    await services_of(request).domains["session_cookies"].clear(_device(principal), app_id)
+    await services_of(request).domains.session_cookies.clear(_device(principal), app_id)
     return Response(status_code=204)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,8 +10,9 @@ from pydantic import BaseModel
 
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.requests import auth_service
 from nekzus.api.security import require
-from nekzus.auth.http import auth_service
+from nekzus.api.system import SYSTEM
 from nekzus.auth.principal import Principal
 from nekzus.services import Services
 
@@ -32,19 +32,10 @@ class Stats(BaseModel):
     requests: Card
 
 
-async def _call(services: Services, domain: str, method: str) -> int:
-    """Ask another domain for a count if it is installed and offers it; 0 otherwise."""
-    target = services.domains.get(domain)
-    fn = getattr(target, method, None) if target is not None else None
-    if fn is None:
-        return 0
-    try:
-        value = fn()
-        if inspect.isawaitable(value):
-            value = await value
-        return int(value)
-    except Exception:
-        return 0
+async def _pending_proposals(services: Services) -> int:
+    """Pending discovery proposals; 0 when discovery is switched off."""
+    discovery = services.domains.discovery
+    return await discovery.count_pending() if discovery is not None else 0
 
 
 def _metric_sum(metric: Any, suffix: str) -> float:
@@ -64,8 +55,8 @@ def total_requests(services: Services) -> int:
 async def stats(request: Request, _principal: Principal = Depends(require())) -> dict[str, Any]:
     services = services_of(request)
     service = auth_service(request)
-    routes = await _call(services, "catalog", "count_routes")
-    pending = await _call(services, "discovery", "count_pending")
+    routes = services.domains.catalog.count_routes()
+    pending = await _pending_proposals(services)
     devices = len(service.devices)
     online = service.online_count()
     requests = total_requests(services)
@@ -95,17 +86,12 @@ async def stats(request: Request, _principal: Principal = Depends(require())) ->
 async def quick(request: Request, _principal: Principal = Depends(require(strict=True))) -> dict[str, Any]:
     services = services_of(request)
     service = auth_service(request)
-    catalog = services.domains.get("catalog")
-    apps = 0
-    if catalog is not None and hasattr(catalog, "list_apps"):
-        try:
-            apps = len(await catalog.list_apps())
-        except Exception:
-            apps = 0
+    catalog = services.domains.catalog
+    apps = len(await catalog.list_apps())
     duration = services.metrics.http_request_duration_seconds
     count = _metric_sum(duration, "_count")
     seconds = _metric_sum(duration, "_sum")
-    system = services.domains.get("system")
+    system = services.domains.features.get(SYSTEM)
     figures: dict[str, Any] = {}
     if system is not None:
         # Widgets show machine load next to the counts: the same figures as /system/resources.
@@ -117,7 +103,7 @@ async def quick(request: Request, _principal: Principal = Depends(require(strict
         "servicesOffline": 0,
         "devicesTotal": len(service.devices),
         "devicesOnline": service.online_count(),
-        "routesTotal": await _call(services, "catalog", "count_routes"),
+        "routesTotal": catalog.count_routes(),
         "requestsToday": total_requests(services),
         "avgLatency": round(seconds / count * 1000, 2) if count else 0.0,
         "uptimePercent": 100.0,

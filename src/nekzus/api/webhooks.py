@@ -16,6 +16,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from nekzus.api.deps import services_of
 from nekzus.api.security import require
+from nekzus.errors import NekzusError
 from nekzus.http.errors import ApiError
 from nekzus.metrics import Metrics
 from nekzus.services import Services
@@ -105,7 +106,7 @@ def _measured(metrics: Metrics, endpoint: str) -> Iterator[None]:
     started = time.perf_counter()
     try:
         yield
-    except ApiError:
+    except NekzusError:
         metrics.webhook_requests_total.labels(endpoint, "error").inc()
         raise
     metrics.webhook_requests_total.labels(endpoint, "success").inc()
@@ -144,8 +145,8 @@ async def activity_webhook(
         }
         if hook.details:
             event["details"] = hook.details
-        activity = services.domains.get("activity")
-        if activity is not None:
+        activity = services.domains.activity
+        if True:
             try:
                 stored = await activity.add(
                     "webhook.activity",
@@ -160,7 +161,8 @@ async def activity_webhook(
             if isinstance(stored, dict):
                 event = {**event, **{k: v for k, v in stored.items() if v is not None}}
                 event_id = str(event.get("id") or event_id)
-        await deliver(services, event, targets, "webhook.activity")
+        d = services.domains
+        await deliver(services.bus, d.hub, d.notifications, event, targets, "webhook.activity")
     return {"success": True, "eventId": event_id}
 
 
@@ -189,7 +191,8 @@ async def notify_webhook(
         if hook.data is not None:
             payload["data"] = hook.data
         payload["deviceIds"] = targets
-        await deliver(services, payload, targets, "webhook.notify")
+        d = services.domains
+        await deliver(services.bus, d.hub, d.notifications, payload, targets, "webhook.notify")
     return {"success": True, "sent": True}
 
 

@@ -8,14 +8,7 @@ from nekzus.services import Services
 
 
 def install(api: FastAPI, services: Services) -> None:
-    from nekzus.events.hub import Hub
-
-    hub = Hub(services)
-    services.domains["ws"] = hub
-    if "websocket" not in services.capabilities:
-        services.capabilities.append("websocket")
-    hub.start()
-    services.on_shutdown("ws", hub.stop)
+    hub = services.domains.hub
 
     @api.websocket("/api/v1/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:

@@ -1,4 +1,4 @@
-"""The dashboard's activity feed, persisted (`services.domains["activity"]`)."""
+"""The dashboard's activity feed, persisted (`services.domains.activity`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The audit log: who did what, from where, and whether it worked (`services.domains["audit"]`)."""
+"""The audit log: who did what, from where, and whether it worked (`services.domains.audit`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import delete, func, select
 
 from nekzus.auth.models import AuditLog
-from nekzus.auth.timefmt import rfc3339
 from nekzus.store import Database
+from nekzus.timefmt import rfc3339_or_none
 
 log = logging.getLogger("nekzus.audit")
 
@@ -89,5 +89,5 @@ def audit_json(row: AuditLog) -> dict[str, Any]:
         "details": row.details,
         "ip": row.ip,
         "success": row.success,
-        "timestamp": rfc3339(row.timestamp),
+        "timestamp": rfc3339_or_none(row.timestamp),
     }

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nekzus.http.errors import ApiError
+from nekzus.errors import NekzusError, error_for
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 8
@@ -85,7 +85,7 @@ class PairingStore:
     def create(self, build_config: Callable[[str, str, float], dict[str, Any]]) -> PairingCode:
         """Mint a code and its bootstrap token; `build_config(code, token, expires_at)` makes the config."""
         if not self.qr_allowed():
-            raise ApiError(429, "RATE_LIMITED", "Too many QR codes generated. Try again later.")
+            raise error_for(429, "RATE_LIMITED", "Too many QR codes generated. Try again later.")
         now = self.clock()
         self._janitor(now)
         code = new_code()
@@ -105,9 +105,9 @@ class PairingStore:
         _trim(self.failure_times, self.clock() - HOUR)
         return len(self.failure_times) >= GLOBAL_FAILURES_PER_HOUR
 
-    def _fail(self) -> ApiError:
+    def _fail(self) -> NekzusError:
         self.failure_times.append(self.clock())
-        return ApiError(404, "INVALID_CODE", "Invalid or expired pairing code")
+        return error_for(404, "INVALID_CODE", "Invalid or expired pairing code")
 
     def find(self, code: str) -> PairingCode | None:
         """Constant-time comparison against every live code (there are at most a handful)."""
@@ -119,7 +119,7 @@ class PairingStore:
 
     def redeem(self, raw_code: str) -> dict[str, Any]:
         if self.globally_locked():
-            raise ApiError(429, "RATE_LIMITED", "Too many pairing attempts, please try again later")
+            raise error_for(429, "RATE_LIMITED", "Too many pairing attempts, please try again later")
         code = raw_code.strip().upper()
         now = self.clock()
         self._janitor(now)
@@ -166,7 +166,7 @@ class PairingStore:
         """Judge a bootstrap token for pairing, counting failures (3 strikes lock it)."""
         digest = hashlib.sha256(token.encode()).hexdigest()
         if self.bad_tokens.get(digest, 0) >= BOOTSTRAP_LOCK_AFTER:
-            raise ApiError(429, "RATE_LIMITED", "Too many pairing attempts. Generate a new QR code.")
+            raise error_for(429, "RATE_LIMITED", "Too many pairing attempts. Generate a new QR code.")
         temp = self._temp(token)
         now = self.clock()
         if temp is not None and temp.expires > now:
@@ -176,7 +176,7 @@ class PairingStore:
         if self.allow_any and token:
             return Grant("dev", token)
         self.strike(token)
-        raise ApiError(401, "INVALID_BOOTSTRAP", "Invalid or expired bootstrap token")
+        raise error_for(401, "INVALID_BOOTSTRAP", "Invalid or expired bootstrap token")
 
     def strike(self, token: str) -> None:
         """Count one failed pairing attempt with this token; the third locks (and drops) it."""

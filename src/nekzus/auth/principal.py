@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+
+from nekzus.errors import NekzusError
 
 PrincipalKind = Literal["trusted", "device", "user", "apikey", "bootstrap"]
 
@@ -50,18 +52,22 @@ class Principal:
         return f"{self.kind}:{self.id}"
 
 
-class AuthError(Exception):
+class AuthError(NekzusError):
     """A presented credential is bad (401) or not enough (403)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
         self.status = status
-        self.code = code
-        self.message = message
-        super().__init__(f"{status} {code}: {message}")
+
+
+class Headers(Protocol):
+    """Case-insensitive header lookup (Starlette's Headers, a plain dict, the proxy's raw-header view)."""
+
+    def get(self, key: str, /) -> str | None: ...
 
 
 class Authenticator(Protocol):
-    """The one authentication step (implemented by the identity domain, `services.domains["auth"]`).
+    """The one authentication step (implemented by the identity domain, `services.domains.auth`).
 
     `authenticate` looks at `Authorization: Bearer …` and `X-API-Key`, and the client address:
     - a presented credential is judged by itself: bad/expired/revoked → AuthError(401);
@@ -70,6 +76,6 @@ class Authenticator(Protocol):
     It must be cheap (no database round trip per request on the proxy path).
     """
 
-    async def authenticate(self, headers: Mapping[str, str], client_ip: str) -> Principal | None: ...
+    async def authenticate(self, headers: Headers, client_ip: str) -> Principal | None: ...
 
     async def authenticate_token(self, token: str, client_ip: str) -> Principal | None: ...

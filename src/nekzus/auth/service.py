@@ -1,4 +1,4 @@
-"""The identity service (`services.domains["auth"]`): the one authentication step, and the state behind it.
+"""The identity service (`services.domains.auth`): the one authentication step, and the state behind it.
 
 Every request is judged from memory: JWT signature/claims (PyJWT), then the live-device map, the
 revoked-jti deny-list, the user set and the API-key hash map, all loaded at start-up and updated on
@@ -15,7 +15,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,15 +24,23 @@ from sqlalchemy import delete, func, select, update
 from nekzus.auth.models import ApiKey, Device, RevokedToken, User
 from nekzus.auth.pairing import PairingStore
 from nekzus.auth.passwords import LoginLockout, Passwords
-from nekzus.auth.principal import ADMIN, AuthError, Principal
-from nekzus.auth.timefmt import rfc3339
+from nekzus.auth.principal import ADMIN, AuthError, Headers, Principal
 from nekzus.auth.tokens import TokenCodec
-from nekzus.http.clientip import in_networks, parse_ip
-from nekzus.http.errors import ApiError
+from nekzus.errors import error_for
+from nekzus.http.clientip import in_networks, parse_ip, parse_networks
 from nekzus.secretfiles import load_or_create
+from nekzus.timefmt import rfc3339_or_none
 
 if TYPE_CHECKING:
-    from nekzus.services import Services
+    from pathlib import Path
+
+    from nekzus.auth.activity import ActivityService
+    from nekzus.auth.audit import AuditService
+    from nekzus.config import Config
+    from nekzus.http.clientip import IPNetwork
+    from nekzus.metrics import Metrics
+    from nekzus.store import Database
+    from nekzus.tasks import Spawn
 
 log = logging.getLogger("nekzus.auth")
 
@@ -110,14 +118,31 @@ class _Dirty:
 
 
 class AuthService:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        cfg = services.config.auth
-        secret = cfg.hs256_secret or load_or_create(services.data_dir / "jwt_secret")
-        self.codec = TokenCodec(secret, cfg.issuer, cfg.audience, cfg.token_ttl)
+    def __init__(
+        self,
+        config: Config,
+        *,
+        data_dir: Path,
+        db: Database,
+        metrics: Metrics,
+        spawn: Spawn,
+        audit_log: AuditService,
+        activity_feed: ActivityService,
+        local_networks: tuple[IPNetwork, ...],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.clock = clock  # token and key expiry read this clock (tests inject their own)
+        self.db = db
+        self.spawn = spawn
+        self.audit_log = audit_log
+        self.activity_feed = activity_feed
+        self.local_networks = local_networks
+        cfg = config.auth
+        secret = cfg.hs256_secret or load_or_create(data_dir / "jwt_secret")
+        self.codec = TokenCodec(secret, cfg.issuer, cfg.audience, cfg.token_ttl, clock)
         self.default_scopes = tuple(dict.fromkeys(cfg.default_scopes))
         self.refresh_grace = cfg.refresh_grace
-        boot = services.config.bootstrap
+        boot = config.bootstrap
         self.pairing = PairingStore(
             permanent_tokens=tuple(t for t in boot.tokens if t), allow_any=boot.allow_any
         )
@@ -133,10 +158,12 @@ class AuthService:
         self.setup_token: str | None = None
         self._setup_lock = asyncio.Lock()
         self._denials: dict[str, float] = {}
-        self.metrics = services.metrics
+        self.requests_today: dict[str, int] = {}
+        self._requests_day = 0
+        self.metrics = metrics
         # Per-request counters resolved once: label lookups take a lock and a dict walk each time.
-        self._local_ok = services.metrics.auth_local_auth_total.labels("success")
-        self._jwt_ok = services.metrics.auth_jwt_validations_total.labels("success")
+        self._local_ok = metrics.auth_local_auth_total.labels("success")
+        self._jwt_ok = metrics.auth_jwt_validations_total.labels("success")
 
     # -- start-up / shutdown --------------------------------------------------------------------
 
@@ -150,8 +177,8 @@ class AuthService:
         users: dict[str, bool] = {}
         revoked: dict[str, float] = {}
         keys: dict[str, KeyState] = {}
-        now = time.time()
-        async with self.services.db.session() as session:
+        now = self.clock()
+        async with self.db.session() as session:
             for device in await session.scalars(select(Device)):
                 devices[device.device_id] = DeviceState(
                     device.session_id, frozenset(_loads_list(device.scopes)), device.device_name
@@ -183,10 +210,19 @@ class AuthService:
             )
         self.loaded = True
         self._update_gauges()
-        self.services.spawn(self._flush_loop(), "auth-flush")
+        self.spawn(self._flush_loop(), "auth-flush")
 
     async def stop(self) -> None:
         await self.flush(force=True)
+
+    def reconfigure(self, _old: Config, new: Config) -> None:
+        """Apply a reloaded config: scopes, grace, token lifetime, bootstrap tokens, trusted networks."""
+        self.default_scopes = tuple(dict.fromkeys(new.auth.default_scopes))
+        self.refresh_grace = new.auth.refresh_grace
+        self.codec.ttl = new.auth.token_ttl
+        self.pairing.permanent_tokens = tuple(t for t in new.bootstrap.tokens if t)
+        self.metrics.auth_bootstrap_tokens_active.set(self.pairing.active_tokens())
+        self.local_networks = parse_networks(new.auth.local_networks)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -197,14 +233,14 @@ class AuthService:
                 log.warning("could not write last-seen times", exc_info=True)
 
     async def flush(self, force: bool = False) -> None:
-        now = time.time()
+        now = self.clock()
         # Deny-list entries past expiry + refresh grace can never be presented successfully again.
         for jti in [j for j, exp in self.revoked.items() if exp < now - self.refresh_grace]:
             del self.revoked[jti]
         seen = self.seen.due(now, force)
         used = self.key_used.due(now, force)
         if seen or used:
-            async with self.services.db.session() as session:
+            async with self.db.session() as session:
                 for device_id, ts in seen.items():
                     await session.execute(
                         update(Device).where(Device.device_id == device_id).values(last_seen=ts)
@@ -226,15 +262,15 @@ class AuthService:
         self.metrics.auth_bootstrap_tokens_active.set(self.pairing.active_tokens())
 
     def online_count(self) -> int:
-        cutoff = time.time() - ONLINE_WINDOW
+        cutoff = self.clock() - ONLINE_WINDOW
         return sum(1 for d in self.devices if self.seen.latest.get(d, 0.0) >= cutoff)
 
     # -- the authentication step ----------------------------------------------------------------
 
     def trusted(self, client_ip: str) -> bool:
-        return in_networks(parse_ip(client_ip), self.services.local_networks)
+        return in_networks(parse_ip(client_ip), self.local_networks)
 
-    async def authenticate(self, headers: Mapping[str, str], client_ip: str) -> Principal | None:
+    async def authenticate(self, headers: Headers, client_ip: str) -> Principal | None:
         credential = _credential(headers)
         if credential is None:
             if self.trusted(client_ip):
@@ -278,8 +314,23 @@ class AuthService:
         principal = self._principal_for(claims)
         self._jwt_ok.inc()
         if principal.kind == "device":
-            self.seen.touch(principal.id, time.time())
+            now = self.clock()
+            self.seen.touch(principal.id, now)
+            self._count_request(principal.id, now)
         return principal
+
+    def _count_request(self, device_id: str, now: float) -> None:
+        """Authenticated requests per device since midnight UTC (memory only; `requestsToday`)."""
+        day = int(now // 86400)
+        if day != self._requests_day:
+            self._requests_day = day
+            self.requests_today.clear()
+        self.requests_today[device_id] = self.requests_today.get(device_id, 0) + 1
+
+    def device_name(self, device_id: str) -> str:
+        """The paired device's name (its id when unknown)."""
+        state = self.devices.get(device_id)
+        return state.name if state is not None and state.name else device_id
 
     def _principal_for(self, claims: dict[str, Any]) -> Principal:
         """Revocation checks on signature-valid claims (shared by authentication and refresh)."""
@@ -305,7 +356,7 @@ class AuthService:
         state = self.keys.get(key_hash(key))
         if state is None:
             raise AuthError(401, "UNAUTHORIZED", "Invalid API key")
-        now = time.time()
+        now = self.clock()
         if state.revoked_at is not None:
             raise AuthError(401, "UNAUTHORIZED", "API key has been revoked")
         if state.expires_at is not None and state.expires_at <= now:
@@ -327,14 +378,14 @@ class AuthService:
             claims = self.codec.peek(credential)
             target = str(claims["sub"]) if claims else ""
         throttle_key = f"{client_ip}|{kind}|{exc.message}|{target}"
-        now = time.time()
+        now = self.clock()
         if now - self._denials.get(throttle_key, 0.0) < DENIAL_AUDIT_INTERVAL:
             return
         if len(self._denials) > 10_000:
             self._denials.clear()
         self._denials[throttle_key] = now
         action = "apikey.denied" if kind == "apikey" else "auth.token_rejected"
-        self.services.spawn(
+        self.spawn(
             self.audit(
                 action,
                 actor=target or "anonymous",
@@ -393,16 +444,13 @@ class AuthService:
         details: dict[str, Any] | None = None,
         success: bool = True,
     ) -> None:
-        service = self.services.domains.get("audit")
-        if service is not None:
-            await service.record(action, actor=actor, target=target, ip=ip, details=details, success=success)
+        await self.audit_log.record(
+            action, actor=actor, target=target, ip=ip, details=details, success=success
+        )
 
     async def activity(self, type_: str, message: str, **kwargs: Any) -> None:
-        service = self.services.domains.get("activity")
-        if service is None:
-            return
         try:
-            await service.add(type_, message, **kwargs)
+            await self.activity_feed.add(type_, message, **kwargs)
         except Exception:
             log.warning("could not record activity %s", type_, exc_info=True)
 
@@ -421,10 +469,10 @@ class AuthService:
     async def refresh(self, token: str, client_ip: str) -> dict[str, Any]:
         """Part A §7: a fresh token for a token expired up to the grace, never for a revoked device."""
         if not self.loaded:
-            raise ApiError(503, "STORAGE_UNAVAILABLE", "Storage is starting up, try again shortly")
+            raise error_for(503, "STORAGE_UNAVAILABLE", "Storage is starting up, try again shortly")
         try:
             claims = self.codec.verify(token, allow_expired=True)
-            if claims["exp"] < time.time() - self.refresh_grace:
+            if claims["exp"] < self.clock() - self.refresh_grace:
                 raise AuthError(
                     401,
                     "TOKEN_EXPIRED_BEYOND_GRACE",
@@ -440,7 +488,7 @@ class AuthService:
                 details={"code": exc.code},
                 success=False,
             )
-            raise ApiError(exc.status, exc.code, exc.message) from None
+            raise
         self.metrics.auth_refresh_total.labels("success").inc()
         if principal.kind == "user":
             new_token, _ = self.codec.issue(principal.id, principal.scopes, kind="user")
@@ -451,20 +499,20 @@ class AuthService:
                 "scopes": sorted(principal.scopes),
                 "deviceId": principal.id,
             }
-        self.seen.touch(principal.id, time.time())
+        self.seen.touch(principal.id, self.clock())
         return self.issue_device_token(principal.id)
 
     async def revoke_token(self, principal: Principal, claims_exp: float | None = None) -> None:
         """Put one token id on the persisted deny-list (logout)."""
         if not principal.token_id:
             return
-        exp = claims_exp if claims_exp is not None else time.time() + self.codec.ttl
+        exp = claims_exp if claims_exp is not None else self.clock() + self.codec.ttl
         self.revoked[principal.token_id] = exp
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             if await session.get(RevokedToken, principal.token_id) is None:
                 session.add(
                     RevokedToken(
-                        jti=principal.token_id, subject=principal.id, expires_at=exp, revoked_at=time.time()
+                        jti=principal.token_id, subject=principal.id, expires_at=exp, revoked_at=self.clock()
                     )
                 )
 
@@ -473,11 +521,11 @@ class AuthService:
     async def pair_device(self, device: dict[str, Any]) -> dict[str, Any]:
         """Create (or re-pair) a device: a new session id cuts off any older tokens of the same id."""
         device_id = device["id"]
-        now = time.time()
+        now = self.clock()
         scopes = list(self.default_scopes)
         session_id = secrets.token_hex(16)
         name = device["name"]
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(Device, device_id)
             if row is None:
                 row = Device(device_id=device_id, created_at=now)
@@ -498,7 +546,7 @@ class AuthService:
 
     def device_json(self, row: Device) -> dict[str, Any]:
         last_seen = max(self.seen.latest.get(row.device_id, 0.0), row.last_seen or 0.0) or None
-        online = last_seen is not None and last_seen >= time.time() - ONLINE_WINDOW
+        online = last_seen is not None and last_seen >= self.clock() - ONLINE_WINDOW
         scopes = sorted(_loads_list(row.scopes))
         return {
             "deviceId": row.device_id,
@@ -507,18 +555,21 @@ class AuthService:
             "platformVersion": row.platform_version,
             "model": row.model,
             "scopes": scopes,
-            "createdAt": rfc3339(row.created_at),
-            "lastSeenAt": rfc3339(last_seen),
+            "createdAt": rfc3339_or_none(row.created_at),
+            "lastSeenAt": rfc3339_or_none(last_seen),
             "status": "online" if online else "offline",
+            "requestsToday": self.requests_today.get(row.device_id, 0)
+            if int(self.clock() // 86400) == self._requests_day
+            else 0,
             # ORIG's spellings, which the existing dashboard reads.
             "id": row.device_id,
             "name": row.device_name,
-            "pairedAt": rfc3339(row.created_at),
-            "lastSeen": rfc3339(last_seen),
+            "pairedAt": rfc3339_or_none(row.created_at),
+            "lastSeen": rfc3339_or_none(last_seen),
         }
 
     async def list_devices(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             rows = list(await session.scalars(select(Device)))
         items = [self.device_json(r) for r in rows]
         items.sort(key=lambda d: (d["lastSeenAt"] or "", d["createdAt"] or "", d["deviceId"]), reverse=True)
@@ -529,19 +580,19 @@ class AuthService:
         return items, total
 
     async def get_device(self, device_id: str) -> dict[str, Any]:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(Device, device_id)
         if row is None:
-            raise ApiError(404, "DEVICE_NOT_FOUND", "Device not found")
+            raise error_for(404, "DEVICE_NOT_FOUND", "Device not found")
         return self.device_json(row)
 
     async def update_device(
         self, device_id: str, name: str | None, scopes: list[str] | None
     ) -> dict[str, Any]:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(Device, device_id)
             if row is None:
-                raise ApiError(404, "DEVICE_NOT_FOUND", "Device not found")
+                raise error_for(404, "DEVICE_NOT_FOUND", "Device not found")
             if name is not None:
                 row.device_name = name
             if scopes is not None:
@@ -557,7 +608,7 @@ class AuthService:
     async def revoke_device(self, device_id: str) -> bool:
         """Delete the device and cut off every token it holds (memory first, so nothing slips through)."""
         self.devices.pop(device_id, None)
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             result = await session.execute(delete(Device).where(Device.device_id == device_id))
         self.seen.forget(device_id)
         self._update_gauges()
@@ -566,7 +617,7 @@ class AuthService:
     # -- users ------------------------------------------------------------------------------------
 
     async def user_count(self) -> int:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             return int(await session.scalar(select(func.count()).select_from(User)) or 0)
 
     def setup_token_ok(self, presented: str) -> bool:
@@ -575,29 +626,29 @@ class AuthService:
     async def create_first_user(self, username: str, password: str) -> User:
         async with self._setup_lock:
             if await self.user_count() > 0:
-                raise ApiError(
+                raise error_for(
                     400,
                     "SETUP_ALREADY_COMPLETED",
                     "Setup has already been completed. Please use the login page.",
                 )
             password_hash = await self.passwords.hash(password)
             user = User(
-                username=username, password_hash=password_hash, created_at=time.time(), is_active=True
+                username=username, password_hash=password_hash, created_at=self.clock(), is_active=True
             )
-            async with self.services.db.session() as session:
+            async with self.db.session() as session:
                 session.add(user)
             self.users[username] = True
             self.setup_token = None
         return user
 
     async def find_user(self, username: str) -> User | None:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             user: User | None = await session.scalar(select(User).where(User.username == username))
             return user
 
     async def mark_login(self, user: User) -> None:
-        user.last_login = time.time()
-        async with self.services.db.session() as session:
+        user.last_login = self.clock()
+        async with self.db.session() as session:
             await session.execute(update(User).where(User.id == user.id).values(last_login=user.last_login))
 
     def issue_user_token(self, username: str) -> str:
@@ -618,10 +669,10 @@ class AuthService:
             prefix=key[:10],
             scopes=json.dumps(sorted(set(scopes))),
             expires_at=expires_at,
-            created_at=time.time(),
+            created_at=self.clock(),
             created_by=created_by,
         )
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             session.add(row)
         self.keys[digest] = KeyState(row.id, name, frozenset(_loads_list(row.scopes)), expires_at, None)
         return row, key
@@ -633,31 +684,31 @@ class AuthService:
             "name": row.name,
             "prefix": row.prefix,
             "scopes": sorted(_loads_list(row.scopes)),
-            "expiresAt": rfc3339(row.expires_at),
-            "lastUsedAt": rfc3339(used),
-            "createdAt": rfc3339(row.created_at),
+            "expiresAt": rfc3339_or_none(row.expires_at),
+            "lastUsedAt": rfc3339_or_none(used),
+            "createdAt": rfc3339_or_none(row.created_at),
             "createdBy": row.created_by,
-            "revokedAt": rfc3339(row.revoked_at),
+            "revokedAt": rfc3339_or_none(row.revoked_at),
         }
 
     async def list_api_keys(self) -> list[dict[str, Any]]:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             rows = list(await session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id)))
         return [self.api_key_json(r) for r in rows]
 
     async def get_api_key(self, key_id: str) -> ApiKey:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(ApiKey, key_id)
         if row is None:
-            raise ApiError(404, "NOT_FOUND", "API key not found")
+            raise error_for(404, "NOT_FOUND", "API key not found")
         return row
 
     async def revoke_api_key(self, key_id: str, permanent: bool) -> ApiKey:
-        now = time.time()
-        async with self.services.db.session() as session:
+        now = self.clock()
+        async with self.db.session() as session:
             row = await session.get(ApiKey, key_id)
             if row is None:
-                raise ApiError(404, "NOT_FOUND", "API key not found")
+                raise error_for(404, "NOT_FOUND", "API key not found")
             state = self.keys.get(row.key_hash)
             if permanent:
                 self.keys.pop(row.key_hash, None)
@@ -671,7 +722,7 @@ class AuthService:
         return row
 
 
-def _credential(headers: Mapping[str, str]) -> str | None:
+def _credential(headers: Headers) -> str | None:
     """The presented credential: `X-API-Key`, else a Bearer token. Other schemes are not ours."""
     api_key = headers.get("x-api-key") or headers.get("X-API-Key")
     if api_key is not None and api_key.strip():

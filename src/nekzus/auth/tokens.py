@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jwt
@@ -19,7 +19,10 @@ CACHE_MAX = 4096
 
 
 class TokenCodec:
-    def __init__(self, secret: str, issuer: str, audience: str, ttl: float) -> None:
+    def __init__(
+        self, secret: str, issuer: str, audience: str, ttl: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.clock = clock  # injectable so expiry is testable without waiting real seconds
         self._secret = secret
         self.issuer = issuer
         self.audience = audience
@@ -29,7 +32,7 @@ class TokenCodec:
     def issue(
         self, subject: str, scopes: Iterable[str], *, kind: str, session_id: str = ""
     ) -> tuple[str, dict[str, Any]]:
-        now = int(time.time())
+        now = int(self.clock())
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "aud": self.audience,
@@ -52,7 +55,7 @@ class TokenCodec:
             if len(self._cache) >= CACHE_MAX:
                 self._cache.clear()
             self._cache[token] = claims
-        if not allow_expired and claims["exp"] <= time.time():
+        if not allow_expired and claims["exp"] <= self.clock():
             raise AuthError(401, "TOKEN_EXPIRED", "JWT token has expired")
         return claims
 

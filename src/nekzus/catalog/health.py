@@ -11,14 +11,17 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from nekzus.catalog.service import CatalogService, HealthState
 from nekzus.catalog.spec import RouteSpec, format_duration
+from nekzus.config import Config
 from nekzus.config.model import HealthChecksConfig
 from nekzus.health import ComponentHealth, Status
-from nekzus.services import Services
+from nekzus.metrics import Metrics
+from nekzus.tasks import Spawn, cancel_and_wait
 
 log = logging.getLogger("nekzus.catalog.health")
 
@@ -35,10 +38,20 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
 
 
 class ServiceHealthChecker:
-    def __init__(self, services: Services, catalog: CatalogService) -> None:
-        self.services = services
+    def __init__(
+        self,
+        config: HealthChecksConfig,
+        catalog: CatalogService,
+        *,
+        metrics: Metrics,
+        spawn: Spawn,
+        is_ready: Callable[[], bool],
+    ) -> None:
         self.catalog = catalog
-        self.config = services.config.health_checks
+        self.metrics = metrics
+        self.spawn = spawn
+        self.is_ready = is_ready
+        self.config = config
         self._due: dict[str, float] = {}
         self._running: set[str] = set()
         self._wake = asyncio.Event()
@@ -91,10 +104,11 @@ class ServiceHealthChecker:
             return
         self._listening = True
         self.catalog.on_change(self._wake.set)
-        self._task = self.services.spawn(self._run(), "service-health-checker")
+        self._task = self.spawn(self._run(), "service-health-checker")
 
-    def reconfigure(self, config: HealthChecksConfig) -> None:
-        """Apply new `health_checks` settings (config reload): every app is rescheduled at once."""
+    def reconfigure(self, _old: Config, new: Config) -> None:
+        """Reload hook: apply new `health_checks` settings; every app is rescheduled at once."""
+        config = new.health_checks
         old, self.config = self.config, config
         if config == old:
             return
@@ -106,7 +120,7 @@ class ServiceHealthChecker:
             if not self._listening:
                 self._listening = True
                 self.catalog.on_change(self._wake.set)
-            self._task = self.services.spawn(self._run(), "service-health-checker")
+            self._task = self.spawn(self._run(), "service-health-checker")
         elif not config.enabled and running and self._task is not None:
             self._task.cancel()
             self._task = None
@@ -114,9 +128,7 @@ class ServiceHealthChecker:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            await cancel_and_wait(self._task)
         if self._session is not None:
             await self._session.close()
 
@@ -129,7 +141,7 @@ class ServiceHealthChecker:
             return ComponentHealth(Status.HEALTHY, "service health checks disabled", counts)
         if self._task is None or self._task.done():
             return ComponentHealth(
-                Status.UNKNOWN if not self.services.ready else Status.UNHEALTHY,
+                Status.UNKNOWN if not self.is_ready() else Status.UNHEALTHY,
                 "service health checker not running",
                 counts,
             )
@@ -163,7 +175,7 @@ class ServiceHealthChecker:
                     interval = self.settings(spec)[2]
                     self._due[app_id] = now + interval
                     self._running.add(app_id)
-                    self.services.spawn(self._check(app_id, spec), f"health-check-{app_id}")
+                    self.spawn(self._check(app_id, spec), f"health-check-{app_id}")
                     due = now + interval
                 next_due = min(next_due, due)
             with contextlib.suppress(TimeoutError):
@@ -189,7 +201,7 @@ class ServiceHealthChecker:
         origin = _origin(url)
         for _hop in range(MAX_REDIRECTS + 1):
             async with self._session.get(url, ssl=verify, allow_redirects=False) as resp:
-                code = resp.status
+                code: int = resp.status
                 location = resp.headers.get("Location")
                 await resp.content.readany()
             if code not in _REDIRECTS or not location:
@@ -205,7 +217,7 @@ class ServiceHealthChecker:
 
         previous = self.catalog.health.get(app_id)
         prev_status = previous.status if previous else "unknown"
-        metrics = self.services.metrics
+        metrics = self.metrics
         now = time.time()
         if spec.skip_health_check:
             state = HealthState(

@@ -12,20 +12,34 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from nekzus.catalog.models import AppRow, RouteRow, ServiceHealthRow
 from nekzus.catalog.spec import AppSpec, RouteSpec
-from nekzus.services import Services
+from nekzus.config import Config
+from nekzus.errors import NekzusError
+from nekzus.events import EventBus
+from nekzus.events.types import EventType
+from nekzus.metrics import Metrics
+from nekzus.store import Database
+from nekzus.tasks import Spawn
+from nekzus.timefmt import rfc3339_or_none
+
+if TYPE_CHECKING:
+    from nekzus.auth.audit import AuditService
+    from nekzus.catalog.health import ServiceHealthChecker
 
 log = logging.getLogger("nekzus.catalog")
 
 SOURCES = ("config", "api", "discovery")
+# Health results are written behind: at most one transaction per this many seconds, whatever the number
+# of routes checked.
+HEALTH_WRITE_DELAY = 1.0
 
 
 def _route_from_config(route_cfg: Any) -> RouteSpec:
@@ -34,20 +48,12 @@ def _route_from_config(route_cfg: Any) -> RouteSpec:
     return RouteSpec.model_validate(raw)
 
 
-def rfc3339(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class CatalogError(Exception):
+class CatalogError(NekzusError):
     """A refused change: `status` and `code` map onto the API error."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
         self.status = status
-        self.code = code
-        self.message = message
-        super().__init__(message)
 
 
 @dataclass(slots=True)
@@ -75,12 +81,23 @@ class AppEntry:
 
 @dataclass
 class CatalogService:
-    services: Services
+    config: Config
+    db: Database
+    bus: EventBus
+    metrics: Metrics
+    spawn: Spawn
+    base_url: str
+    audit: AuditService | None = None
+    # Set by the composition root once the checker (which reads this catalog) exists.
+    health_checker: ServiceHealthChecker | None = None
     apps: dict[str, AppEntry] = field(default_factory=dict)
     routes: dict[str, RouteEntry] = field(default_factory=dict)
     health: dict[str, HealthState] = field(default_factory=dict)
     _listeners: list[Callable[[], None]] = field(default_factory=list)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Health results waiting to be written (app ids), written behind in one transaction per window.
+    _health_dirty: set[str] = field(default_factory=set)
+    _health_flush: asyncio.Task[None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -94,15 +111,15 @@ class CatalogService:
                 callback()
             except Exception:
                 log.exception("catalog listener failed")
-        metrics = self.services.metrics
+        metrics = self.metrics
         metrics.storage_apps_total.set(len(self.apps))
         metrics.storage_routes_total.set(len(self.routes))
         if announce:
-            self.services.bus.emit("config_reload", {"message": message, **details})
+            self.bus.emit(EventType.CONFIG_RELOAD, {"message": message, **details})
 
     async def load(self) -> None:
         """Read the catalog, then re-apply the config file's apps and routes (apps first)."""
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             for app_row in (await session.scalars(select(AppRow))).all():
                 try:
                     spec = AppSpec.model_validate(json.loads(app_row.spec))
@@ -127,7 +144,7 @@ class CatalogService:
                     response_time_ms=health_row.response_time_ms,
                     status_code=health_row.status_code,
                 )
-        config = self.services.config
+        config = self.config
         for app_cfg in config.apps:
             try:
                 spec = AppSpec.model_validate(app_cfg.model_dump())
@@ -150,6 +167,11 @@ class CatalogService:
         self.routes.clear()
         self.health.clear()
         await self.load()
+
+    async def reconfigure(self, _old: Config, new: Config) -> dict[str, list[str]]:
+        """Reload hook: merge the new config's apps and routes."""
+        self.config = new
+        return await self.apply_config(new.apps, new.routes)
 
     async def apply_config(self, apps: list[Any], routes: list[Any]) -> dict[str, list[str]]:
         """Merge the config file's apps and routes on hot reload (behaviour B §1.6 REC).
@@ -185,7 +207,7 @@ class CatalogService:
             # Stale config routes go first, so a renamed route may take over its old path.
             stale = [e for rid, e in self.routes.items() if e.source == "config" and rid not in route_specs]
             if stale:
-                async with self.services.db.session() as session:
+                async with self.db.session() as session:
                     for entry in stale:
                         await session.execute(delete(RouteRow).where(RouteRow.id == entry.spec.route_id))
                 for entry in stale:
@@ -285,14 +307,14 @@ class CatalogService:
         if state is not None:
             out["healthStatus"] = state.status
             if state.last_check is not None:
-                out["lastHealthCheck"] = rfc3339(state.last_check)
+                out["lastHealthCheck"] = rfc3339_or_none(state.last_check)
         if app.discovery_meta:
             out["discoveryMeta"] = app.discovery_meta
         return out
 
     def _public_url(self, route: RouteSpec) -> str:
-        base = self.services.base_url.rstrip("/")
-        domain = self.services.config.server.base_domain
+        base = self.base_url.rstrip("/")
+        domain = self.config.server.base_domain
         if route.subdomain_routed and domain:
             parts = urlsplit(base)
             port = f":{parts.port}" if parts.port and parts.port not in (80, 443) else ""
@@ -311,14 +333,14 @@ class CatalogService:
         info: dict[str, Any] = {"status": status}
         if state is not None:
             if state.last_check is not None:
-                info["lastCheck"] = rfc3339(state.last_check)
+                info["lastCheck"] = rfc3339_or_none(state.last_check)
             if state.response_time_ms is not None:
                 info["responseTime"] = round(state.response_time_ms)
             if state.status_code is not None:
                 info["statusCode"] = state.status_code
             if state.message and status != "healthy":
                 info["lastError"] = state.message
-        checker = self.services.domains.get("catalog_health")
+        checker = self.health_checker
         if checker is not None:
             info.update(checker.describe(route))
         out["healthInfo"] = info
@@ -353,7 +375,7 @@ class CatalogService:
                 )
 
     async def _save_app(self, spec: AppSpec, source: str) -> None:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(AppRow, spec.id)
             if row is None:
                 session.add(
@@ -371,7 +393,7 @@ class CatalogService:
 
     async def _save_route(self, spec: RouteSpec, source: str) -> None:
         await self._ensure_app(spec.app_id, source)
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(RouteRow, spec.route_id)
             data = json.dumps(spec.storage())
             if row is None:
@@ -412,7 +434,7 @@ class CatalogService:
             entry = self.routes.get(route_id)
             if entry is None:
                 return False
-            async with self.services.db.session() as session:
+            async with self.db.session() as session:
                 await session.execute(delete(RouteRow).where(RouteRow.id == route_id))
             del self.routes[route_id]
             await self._drop_orphan_app(entry.spec.app_id)
@@ -422,7 +444,7 @@ class CatalogService:
     async def _drop_orphan_app(self, app_id: str) -> None:
         if any(e.spec.app_id == app_id for e in self.routes.values()):
             return
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             await session.execute(delete(AppRow).where(AppRow.id == app_id))
             await session.execute(delete(ServiceHealthRow).where(ServiceHealthRow.app_id == app_id))
         self.apps.pop(app_id, None)
@@ -445,7 +467,7 @@ class CatalogService:
             route_existing = self.routes.get(route_spec.route_id)
             await self._save_route(route_spec, route_existing.source if route_existing else "discovery")
         self._changed("Route registered", routeId=route_spec.route_id)
-        audit = self.services.domains.get("audit")
+        audit = self.audit
         if audit is not None:
             await audit.record(
                 "app.registered",
@@ -470,7 +492,7 @@ class CatalogService:
         async with self._lock:
             await self._save_route(spec, entry.source)
         self._changed("Route target changed", routeId=route_id)
-        audit = self.services.domains.get("audit")
+        audit = self.audit
         if audit is not None:
             await audit.record(
                 "route.updated",
@@ -484,7 +506,7 @@ class CatalogService:
     def set_health(self, app_id: str, state: HealthState, *, announce_from: str | None) -> None:
         """Record a check result; publish `health_change` when the status changed."""
         self.health[app_id] = state
-        self.services.metrics.service_health_status.labels(app_id).set(
+        self.metrics.service_health_status.labels(app_id).set(
             {"healthy": 1, "unhealthy": 2}.get(state.status, 0)
         )
         if announce_from is not None and announce_from != state.status:
@@ -493,8 +515,8 @@ class CatalogService:
             message = state.message
             if state.status == "healthy":
                 message = "Service recovered"
-            self.services.bus.emit(
-                "health_change",
+            self.bus.emit(
+                EventType.HEALTH_CHANGE,
                 {
                     "appId": app_id,
                     "appName": app.spec.name if app else app_id,
@@ -502,26 +524,39 @@ class CatalogService:
                     "status": state.status,
                     "previousStatus": announce_from,
                     "message": message,
-                    "timestamp": rfc3339(time.time()),
+                    "timestamp": rfc3339_or_none(time.time()),
                 },
             )
-        self.services.spawn(self._persist_health(app_id, state), "catalog-health-save")
+        self._health_dirty.add(app_id)
+        if self._health_flush is None or self._health_flush.done():
+            self._health_flush = self.spawn(self._flush_health_later(), "catalog-health-save")
 
-    async def _persist_health(self, app_id: str, state: HealthState) -> None:
-        if app_id not in self.apps:
+    async def _flush_health_later(self) -> None:
+        await asyncio.sleep(HEALTH_WRITE_DELAY)
+        await self.flush_health()
+
+    async def flush_health(self) -> None:
+        """Write every pending health result in one transaction (also called at shutdown)."""
+        pending, self._health_dirty = self._health_dirty, set()
+        items = [(a, self.health[a]) for a in sorted(pending) if a in self.apps and a in self.health]
+        if not items or not self.db.ready:
             return
-        async with self.services.db.session() as session:
-            row = await session.get(ServiceHealthRow, app_id)
-            if row is None:
-                row = ServiceHealthRow(app_id=app_id)
-                session.add(row)
-            row.status = state.status
-            row.message = state.message
-            row.last_check = state.last_check
-            row.last_success = state.last_success
-            row.consecutive_failures = state.consecutive_failures
-            row.response_time_ms = state.response_time_ms
-            row.status_code = state.status_code
+        async with self.db.session() as session:
+            for app_id, state in items:
+                await self._persist_health(session, app_id, state)
+
+    async def _persist_health(self, session: AsyncSession, app_id: str, state: HealthState) -> None:
+        row = await session.get(ServiceHealthRow, app_id)
+        if row is None:
+            row = ServiceHealthRow(app_id=app_id)
+            session.add(row)
+        row.status = state.status
+        row.message = state.message
+        row.last_check = state.last_check
+        row.last_success = state.last_success
+        row.consecutive_failures = state.consecutive_failures
+        row.response_time_ms = state.response_time_ms
+        row.status_code = state.status_code
 
     def mark_unhealthy(self, app_id: str, message: str) -> None:
         previous = self.health.get(app_id)

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -34,8 +35,15 @@ from nekzus.store import Database
 log = logging.getLogger("nekzus.certs")
 
 RENEW_BEFORE_DAYS = 30
-# The device message type telling paired devices their pinned certificate changed.
-REPAIR_REQUIRED = "repair_required"
+
+
+class CertEvent(StrEnum):
+    """Messages this domain sends to paired devices."""
+
+    # Tells paired devices their pinned certificate changed: they pair again to pin the new key.
+    REPAIR_REQUIRED = "repair_required"
+
+
 PROVIDERS = ("self-signed", "local-ca")
 REPAIR_MESSAGE = {
     "certificate_rotated": "The server certificate was renewed with a new key. Please re-pair your device.",
@@ -54,7 +62,7 @@ class TlsListener(Protocol):
     async def enable_tls(self, context: Any) -> None: ...
 
 
-DeviceNotifier = Callable[[str, dict[str, Any]], Awaitable[int]]
+DeviceNotifier = Callable[[CertEvent, dict[str, Any]], Awaitable[int]]
 
 
 @dataclass
@@ -319,7 +327,7 @@ class CertificateService:
         self.managed.pop(name, None)
         self.sni.managed.pop(name, None)
         await self.notify_devices(
-            REPAIR_REQUIRED,
+            CertEvent.REPAIR_REQUIRED,
             {
                 "reason": "certificate_deleted",
                 "domain": name,
@@ -347,7 +355,7 @@ class CertificateService:
         if before == after:
             return 0
         await self.notify_devices(
-            REPAIR_REQUIRED,
+            CertEvent.REPAIR_REQUIRED,
             {
                 "reason": reason,
                 "domain": domain,
@@ -370,7 +378,7 @@ class CertificateService:
             self.set_base_url("https://" + url[len("http://") :])
         log.info("TLS enabled in place; base URL is now %s", self.base_url())
         await self.notify_devices(
-            REPAIR_REQUIRED,
+            CertEvent.REPAIR_REQUIRED,
             {
                 "reason": "tls_enabled",
                 "newBaseUrl": self.base_url(),

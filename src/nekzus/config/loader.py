@@ -39,7 +39,13 @@ _ENV_STRINGS = {
     "NEKZUS_CLUSTER_SECRET": "federation.cluster_secret",
     "NEKZUS_GOSSIP_PORT": "federation.gossip_port",
     "NEKZUS_LOG_FORMAT": "server.log_format",
+    "NEKZUS_PROXY_IDLE_TIMEOUT": "server.proxy_idle_timeout",
+    "NEKZUS_WS_AUTH_TIMEOUT": "server.ws_auth_timeout",
 }
+
+# Docker's own variable: the endpoint of both Docker keys unless the file names one.
+DOCKER_HOST_KEYS = ("runtimes.docker.socket_path", "discovery.docker.socket_path")
+DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
 
 # env var -> dotted key; `true`/`1` turns the feature on, anything else leaves the file's value.
 _ENV_FLAGS = {
@@ -120,6 +126,11 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     for name, key in _ENV_FLAGS.items():
         if env.get(name, "").strip().lower() in _TRUE:
             _set(raw, key, True)
+    docker_host = env.get("DOCKER_HOST", "").strip()
+    if docker_host:
+        for key in DOCKER_HOST_KEYS:
+            if _get(raw, key) in (None, "", DEFAULT_DOCKER_SOCKET):
+                _set(raw, key, docker_host)
     token = env.get("NEKZUS_BOOTSTRAP_TOKEN", "").strip()
     if token:
         tokens = _get(raw, "bootstrap.tokens") or []

@@ -94,6 +94,10 @@ class ServerConfig(Section):
     log_format: Literal["text", "json"] = "text"
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     shutdown_timeout: Duration = 5.0
+    # A proxied connection with no byte from the upstream for this long is closed (504 before the head).
+    proxy_idle_timeout: Annotated[Duration, Field(gt=0, le=86400)] = 300.0
+    # A WebSocket client must authenticate within this window after connecting.
+    ws_auth_timeout: Annotated[Duration, Field(ge=0.1, le=300)] = 15.0
     # A request head must arrive within this long of its first byte; a request body may not stall longer.
     read_header_timeout: Duration = Field(default=10.0, gt=0)
     read_body_timeout: Duration = Field(default=60.0, gt=0)
@@ -245,6 +249,10 @@ class ToolboxConfig(Section):
     host_data_dir: str = ""
     auto_route: bool = False
     auto_start: bool = True
+    # Also offer the templates shipped with Nekzus (catalog_dir entries override them by id).
+    include_bundled: bool = True
+    # Path of the Compose v2 binary; empty = the one installed with Nekzus, else `docker-compose` on PATH.
+    compose_binary: str = ""
 
 
 class ScriptsConfig(Section):

@@ -11,14 +11,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from nekzus.config.model import DockerDiscoveryConfig
 from nekzus.discovery.labels import PortCandidate, build_proposal, plan_container, skip_reason
 from nekzus.discovery.manager import DiscoveryManager
+from nekzus.events.bus import EventBus
+from nekzus.events.types import EventType
+from nekzus.metrics import Metrics
 from nekzus.runtime.base import RuntimeErrorBase, RuntimeUnavailable
-from nekzus.services import Services
+
+if TYPE_CHECKING:
+    from nekzus.runtime.docker import DockerRuntime
+    from nekzus.runtime.manager import RuntimeManager
 
 log = logging.getLogger("nekzus.discovery.docker")
 
@@ -31,12 +38,22 @@ _GONE = {"die", "stop", "kill", "destroy", "pause", "oom"}
 class DockerWorker:
     name = "docker"
 
-    def __init__(self, services: Services, manager: DiscoveryManager, runtime: Any, runtimes: Any) -> None:
-        self.services = services
+    def __init__(
+        self,
+        config: DockerDiscoveryConfig,
+        manager: DiscoveryManager,
+        runtime: DockerRuntime,
+        runtimes: RuntimeManager,
+        *,
+        bus: EventBus,
+        metrics: Metrics,
+    ) -> None:
+        self.bus = bus
+        self.metrics = metrics
         self.manager = manager
         self.runtime = runtime
-        self.runtimes = runtimes  # RuntimeManager, for self-detection
-        cfg = services.config.discovery.docker
+        self.runtimes = runtimes  # for self-detection
+        cfg = config
         self.mode = cfg.network_mode
         self.networks = list(cfg.networks)
         self.exclude = list(cfg.exclude_networks)
@@ -55,13 +72,13 @@ class DockerWorker:
         self._kick.set()
 
     async def run(self) -> None:
-        self.services.metrics.discovery_workers_active.inc()
+        self.metrics.discovery_workers_active.inc()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._events_loop())
                 group.create_task(self._resync_loop())
         finally:
-            self.services.metrics.discovery_workers_active.dec()
+            self.metrics.discovery_workers_active.dec()
             if self._session is not None:
                 await self._session.close()
 
@@ -111,7 +128,7 @@ class DockerWorker:
 
     async def resync(self) -> None:
         started = time.perf_counter()
-        metrics = self.services.metrics
+        metrics = self.metrics
         try:
             containers = await self.runtime.list(all=False)
         except RuntimeErrorBase as exc:
@@ -138,8 +155,8 @@ class DockerWorker:
         if not self._warned_daemon:
             self._warned_daemon = True
             log.warning("Docker discovery: daemon unavailable (%s); retrying", self.last_error)
-            self.services.bus.emit(
-                "config_warning",
+            self.bus.emit(
+                EventType.CONFIG_WARNING,
                 {"warning": f"Docker Discovery - Docker daemon unavailable: {self.last_error}"},
             )
 

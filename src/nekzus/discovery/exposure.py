@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-from datetime import UTC, datetime
 from typing import Any
+
+from nekzus.timefmt import rfc3339
 
 _RANK = {"none": 0, "warning": 1, "critical": 2}
 
@@ -59,5 +60,5 @@ def check(info: dict[str, Any], app_id: str, app_name: str) -> dict[str, Any]:
         "summary": summary,
         "bindings": bindings,
         "recommendations": recommendations,
-        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "timestamp": rfc3339(),
     }

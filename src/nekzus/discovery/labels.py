@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from nekzus.timefmt import rfc3339
 
 NON_HTTP_PORTS = {21, 22, 23, 25, 53, 110, 143, 389, 636, 1883, 3306, 5432, 5672, 6379, 11211, 27017}
 SYSTEM_IMAGES = ("k8s.gcr.io/", "gcr.io/k8s", "rancher/", "portainer/", "traefik:", "caddy:")
@@ -49,7 +50,7 @@ def sanitize(value: str) -> str:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339()
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The discovery manager (`services.domains["discovery"]`): one place that decides what a worker's
+"""The discovery manager (`services.domains.discovery`): one place that decides what a worker's
 proposal becomes (B §6.1) — ignored (dismissed), a route reconcile (app already routed), an update of a
 pending proposal, or a new proposal published as a `discovery` event. Proposals and dismissals are
 persisted, so a dismissal survives restarts until `rediscover`.
@@ -11,13 +11,23 @@ import contextlib
 import copy
 import logging
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import delete, select
 
 from nekzus.discovery.models import DismissalRow, ProposalRow
-from nekzus.services import Services
+from nekzus.errors import NekzusError
+from nekzus.events.bus import EventBus
+from nekzus.events.types import EventType
+from nekzus.metrics import Metrics
+from nekzus.store import Database
+
+if TYPE_CHECKING:
+    from nekzus.auth.activity import ActivityService
+    from nekzus.auth.audit import AuditService
+    from nekzus.catalog.service import CatalogService
+    from nekzus.runtime.manager import RuntimeManager
 
 log = logging.getLogger("nekzus.discovery")
 
@@ -25,14 +35,15 @@ log = logging.getLogger("nekzus.discovery")
 class Worker(Protocol):
     name: str
     healthy: bool
+    last_error: str
 
     def kick(self) -> None: ...
 
 
-class DiscoveryError(Exception):
+class DiscoveryError(NekzusError):
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        super().__init__(message, code=code)
+        self.status = status
 
 
 def _material(proposal: dict[str, Any]) -> tuple[Any, ...]:
@@ -52,8 +63,24 @@ def container_of(proposal: dict[str, Any]) -> str:
 
 
 class DiscoveryManager:
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(
+        self,
+        *,
+        db: Database,
+        bus: EventBus,
+        metrics: Metrics,
+        catalog: CatalogService,
+        audit: AuditService,
+        activity: ActivityService,
+        runtimes: RuntimeManager | None = None,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.metrics = metrics
+        self.catalog = catalog
+        self.audit = audit
+        self.activity = activity
+        self.runtimes = runtimes
         self.pending: dict[str, dict[str, Any]] = {}
         self.dismissed: set[str] = set()
         self.workers: list[Worker] = []
@@ -62,7 +89,7 @@ class DiscoveryManager:
     # -- storage ---------------------------------------------------------------------------------
 
     async def load(self) -> None:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             rows = (await session.scalars(select(ProposalRow))).all()
             self.pending = {row.id: dict(row.data) for row in rows}
             self.dismissed = set((await session.scalars(select(DismissalRow.id))).all())
@@ -70,7 +97,7 @@ class DiscoveryManager:
 
     async def _save(self, proposal: dict[str, Any]) -> None:
         now = datetime.now(UTC)
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(ProposalRow, proposal["id"])
             if row is None:
                 row = ProposalRow(id=proposal["id"], created_at=now)
@@ -85,17 +112,17 @@ class DiscoveryManager:
     async def _delete(self, ids: list[str]) -> None:
         if not ids:
             return
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             await session.execute(delete(ProposalRow).where(ProposalRow.id.in_(ids)))
 
     async def _dismiss(self, proposal_id: str, reason: str) -> None:
         self.dismissed.add(proposal_id)
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             if await session.get(DismissalRow, proposal_id) is None:
                 session.add(DismissalRow(id=proposal_id, reason=reason, created_at=datetime.now(UTC)))
 
     def _gauge(self) -> None:
-        self.services.metrics.discovery_proposals_pending.set(len(self.pending))
+        self.metrics.discovery_proposals_pending.set(len(self.pending))
 
     # -- what workers call -----------------------------------------------------------------------
 
@@ -107,8 +134,8 @@ class DiscoveryManager:
             if pid in self.dismissed:
                 return "ignored"
             app_id = str((proposal.get("suggestedApp") or {}).get("id", ""))
-            catalog = self.services.domains.get("catalog")
-            if catalog is not None and app_id:
+            catalog = self.catalog
+            if app_id:
                 route = None
                 try:
                     route = await catalog.get_route_by_app(app_id)
@@ -127,14 +154,14 @@ class DiscoveryManager:
                 self.pending[pid] = proposal
                 await self._save(proposal)
                 if changed:
-                    self.services.bus.emit("discovery", copy.deepcopy(proposal))
-                    self.services.metrics.discovery_proposals_total.labels(source, "updated").inc()
+                    self.bus.emit(EventType.DISCOVERY, copy.deepcopy(proposal))
+                    self.metrics.discovery_proposals_total.labels(source, "updated").inc()
                 return "updated"
             self.pending[pid] = proposal
             await self._save(proposal)
             self._gauge()
-        self.services.metrics.discovery_proposals_total.labels(source, "new").inc()
-        self.services.bus.emit("discovery", copy.deepcopy(proposal))
+        self.metrics.discovery_proposals_total.labels(source, "new").inc()
+        self.bus.emit(EventType.DISCOVERY, copy.deepcopy(proposal))
         log.info(
             "new discovery proposal %s (%s)", proposal["id"], proposal.get("suggestedRoute", {}).get("to")
         )
@@ -224,9 +251,7 @@ class DiscoveryManager:
                         400, "INVALID_PORT", f"port {port} is not in the available ports list"
                     )
                 proposal = retarget(proposal, port)
-            catalog = self.services.domains.get("catalog")
-            if catalog is None:
-                raise DiscoveryError(503, "CATALOG_UNAVAILABLE", "The app catalog is not available")
+            catalog = self.catalog
             app = copy.deepcopy(proposal["suggestedApp"])
             route = copy.deepcopy(proposal["suggestedRoute"])
             try:
@@ -243,10 +268,10 @@ class DiscoveryManager:
             await self._delete([proposal_id])
             await self._dismiss(proposal_id, "approved")
             self._gauge()
-        self.services.metrics.discovery_proposals_total.labels(str(proposal.get("source")), "approved").inc()
+        self.metrics.discovery_proposals_total.labels(str(proposal.get("source")), "approved").inc()
         proxy_path = route.get("pathBase", f"/apps/{app['id']}/")
-        self.services.bus.emit(
-            "app_registered",
+        self.bus.emit(
+            EventType.APP_REGISTERED,
             {
                 "appId": app["id"],
                 "appName": app.get("name", ""),
@@ -278,8 +303,8 @@ class DiscoveryManager:
             await self._delete([proposal_id])
             await self._dismiss(proposal_id, "dismissed")
             self._gauge()
-        self.services.metrics.discovery_proposals_total.labels("any", "dismissed").inc()
-        self.services.bus.emit("proposal_dismissed", {"proposalId": proposal_id})
+        self.metrics.discovery_proposals_total.labels("any", "dismissed").inc()
+        self.bus.emit(EventType.PROPOSAL_DISMISSED, {"proposalId": proposal_id})
         await self._activity("proposal_dismissed", f"Proposal dismissed: {proposal_id}", icon="X")
         await self._audit("proposal.dismissed", actor, proposal_id, ip, None)
         return {"status": "dismissed", "id": proposal_id}
@@ -289,12 +314,12 @@ class DiscoveryManager:
             dismissed, active = len(self.dismissed), len(self.pending)
             self.dismissed.clear()
             self.pending.clear()
-            async with self.services.db.session() as session:
+            async with self.db.session() as session:
                 await session.execute(delete(DismissalRow))
                 await session.execute(delete(ProposalRow))
             self._gauge()
-        self.services.bus.emit(
-            "rediscovery_triggered", {"dismissedCleared": dismissed, "activeCleared": active}
+        self.bus.emit(
+            EventType.REDISCOVERY_TRIGGERED, {"dismissedCleared": dismissed, "activeCleared": active}
         )
         await self._activity(
             "rediscovery_triggered",
@@ -318,7 +343,7 @@ class DiscoveryManager:
     async def _exposure(self, proposal: dict[str, Any], app: dict[str, Any]) -> dict[str, Any] | None:
         from nekzus.discovery.exposure import check
 
-        manager = self.services.domains.get("runtime")
+        manager = self.runtimes
         docker = manager.docker if manager is not None else None
         cid = container_of(proposal)
         if docker is None or not cid:
@@ -329,7 +354,7 @@ class DiscoveryManager:
             return None
         report = check(info, app["id"], app.get("name", ""))
         if report["riskLevel"] != "none":
-            self.services.bus.emit("port_exposure_warning", report)
+            self.bus.emit(EventType.PORT_EXPOSURE_WARNING, report)
             critical = report["riskLevel"] == "critical"
             await self._activity(
                 "security_warning",
@@ -343,18 +368,12 @@ class DiscoveryManager:
     async def _activity(
         self, type_: str, message: str, *, icon: str = "", icon_class: str = "", details: Any = None
     ) -> None:
-        activity = self.services.domains.get("activity")
-        if activity is None:
-            return
+        activity = self.activity
         with contextlib.suppress(Exception):
             await activity.add(type_, message, icon=icon, icon_class=icon_class, details=details)
 
     async def _audit(self, action: str, actor: str, target: str, ip: str, details: Any) -> None:
-        audit = self.services.domains.get("audit")
-        if audit is None:
-            return
-        with contextlib.suppress(Exception):
-            await audit.record(action, actor=actor, target=target, ip=ip, details=details)
+        await self.audit.record(action, actor=actor, target=target, ip=ip, details=details)
 
 
 def _already(proposal_id: str) -> dict[str, Any]:

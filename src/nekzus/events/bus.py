@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 log = logging.getLogger("nekzus.events")
@@ -61,7 +62,8 @@ class EventBus:
             except Exception:
                 log.exception("event subscriber failed on %s", event.type)
 
-    def emit(self, type_: str, data: Any = None, **audience: Any) -> Event:
-        event = Event(type_, data, **audience)
+    def emit(self, type_: StrEnum, data: Any = None, **audience: Any) -> Event:
+        """Publish an event whose type is a constant (`EventType` or a feature's own `StrEnum`)."""
+        event = Event(str(type_), data, **audience)
         self.publish(event)
         return event

@@ -20,7 +20,6 @@ import asyncio
 import inspect
 import json
 import logging
-import os
 import secrets
 import time
 from collections import deque
@@ -30,15 +29,19 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from nekzus import __version__
-from nekzus.auth.principal import ADMIN, AuthError, Principal
+from nekzus.auth.principal import Authenticator, AuthError, Principal
 from nekzus.events.bus import Event
 from nekzus.events.topics import MAX_SUBSCRIPTIONS, TopicError, any_match, validate_pattern
-from nekzus.http.clientip import in_networks, parse_ip
+from nekzus.events.types import EventType
+from nekzus.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from starlette.websockets import WebSocket
 
-    from nekzus.services import Services
+    from nekzus.auth.audit import AuditService
+    from nekzus.events.bus import EventBus
+    from nekzus.metrics import Metrics
+    from nekzus.tasks import Spawn
 
 log = logging.getLogger("nekzus.ws")
 
@@ -70,21 +73,6 @@ Handler = Callable[["Client", dict[str, Any]], Awaitable[None]]
 ConnectHook = Callable[["Client"], Awaitable[None]]
 
 
-def auth_timeout_from_env() -> float:
-    """`NEKZUS_WS_AUTH_TIMEOUT` (seconds) shortens the 15 s auth window, for tests."""
-    raw = os.environ.get("NEKZUS_WS_AUTH_TIMEOUT", "").strip()
-    try:
-        value = float(raw) if raw else 15.0
-    except ValueError:
-        value = 15.0
-    return min(max(value, 0.1), 300.0)
-
-
-def rfc3339(ts: float | None = None) -> str:
-    moment = datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -101,7 +89,7 @@ CLIENT_TOPIC_PREFIX = "client."
 
 def envelope(type_: str, data: Any = None, ts: float | None = None, **extra: Any) -> str:
     """Serialise one server message: `{type, data, timestamp}` plus optional top-level fields."""
-    body: dict[str, Any] = {"type": type_, "data": data, "timestamp": rfc3339(ts)}
+    body: dict[str, Any] = {"type": type_, "data": data, "timestamp": rfc3339(ts, millis=True)}
     for key, value in extra.items():
         if value is not None:
             body[key] = value
@@ -265,7 +253,7 @@ class Client:
             "name": self.principal.name or self.principal.id,
             "remoteAddr": self.ip,
             "userAgent": self.user_agent,
-            "connectedAt": rfc3339(self.connected_at),
+            "connectedAt": rfc3339(self.connected_at, millis=True),
             "subscriptions": list(self.subscriptions),
             "queued": len(self._queue),
             "messagesSent": self.sent,
@@ -275,17 +263,34 @@ class Client:
 
 
 class Hub:
-    """Registry of live connections; `services.domains["ws"]`."""
+    """Registry of live connections; `services.domains.hub`."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        metrics: Metrics,
+        spawn: Spawn,
+        authenticator: Authenticator,
+        audit: AuditService,
+        base_url: str,
+        instance_id: Callable[[], str],
+        auth_timeout: float = 15.0,
+    ) -> None:
+        self.bus = bus
+        self.metrics = metrics
+        self.spawn = spawn
+        self.authenticator = authenticator
+        self.audit = audit
+        self.base_url = base_url
+        self.instance_id = instance_id
         self.clients: dict[str, Client] = {}
         self.by_principal: dict[str, set[Client]] = {}
         self.admins: set[Client] = set()
         self.handlers: dict[str, Handler] = {}
         self.connect_hooks: list[ConnectHook] = []
-        self.auth_timeout = auth_timeout_from_env()
-        m = services.metrics
+        self.auth_timeout = auth_timeout
+        m = metrics
         self.m_out = m.websocket_messages_total.labels(APP_LABEL, "out")
         self.m_in = m.websocket_messages_total.labels(APP_LABEL, "in")
         self.m_dropped = m.websocket_messages_total.labels(APP_LABEL, "dropped")
@@ -323,7 +328,7 @@ class Hub:
         return [c for c in self.by_principal.get(principal_id, ()) if not c.closing]
 
     def start(self) -> None:
-        self._unsubscribe = self.services.bus.subscribe(self.on_event)
+        self._unsubscribe = self.bus.subscribe(self.on_event)
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -385,7 +390,7 @@ class Hub:
         group.add(client)
         if client.principal.kind in ("user", "trusted"):
             self.admins.add(client)
-        self.services.metrics.websocket_connections_active.set(len(self.clients))
+        self.metrics.websocket_connections_active.set(len(self.clients))
         return first
 
     def _unregister(self, client: Client) -> bool:
@@ -399,7 +404,7 @@ class Hub:
             if not group:
                 del self.by_principal[client.principal.id]
                 last = True
-        self.services.metrics.websocket_connections_active.set(len(self.clients))
+        self.metrics.websocket_connections_active.set(len(self.clients))
         return last
 
     def summary(self) -> dict[str, Any]:
@@ -418,7 +423,7 @@ class Hub:
         if key is None:
             return False
         allowed: set[str] = set()
-        base = _origin_key(self.services.base_url) if self.services.base_url else None
+        base = _origin_key(self.base_url) if self.base_url else None
         if base:
             allowed.add(base)
         if host:
@@ -429,7 +434,7 @@ class Hub:
         return key in allowed
 
     async def serve(self, ws: WebSocket) -> None:
-        metrics = self.services.metrics
+        metrics = self.metrics
         origin = ws.headers.get("origin")
         if origin is not None and not self.origin_allowed(origin, ws.headers.get("host")):
             metrics.websocket_connections_total.labels(APP_LABEL, "rejected_origin").inc()
@@ -450,8 +455,8 @@ class Hub:
                 "hello",
                 {
                     "message": "connected",
-                    "nexusId": self.services.nexus_id,
-                    "nekzusId": self.services.nexus_id,
+                    "nexusId": self.instance_id(),
+                    "nekzusId": self.instance_id(),
                     "version": __version__,
                     "connectionId": client.id,
                     "timestamp": int(time.time()),
@@ -459,11 +464,11 @@ class Hub:
             )
         )
         first = self._register(client)
-        writer = self.services.spawn(client.run_writer(), f"ws-writer-{client.id}")
+        writer = self.spawn(client.run_writer(), f"ws-writer-{client.id}")
         if first:
-            self.services.bus.emit("device_status", {"deviceId": principal.id, "status": "online"})
+            self.bus.emit(EventType.DEVICE_STATUS, {"deviceId": principal.id, "status": "online"})
         for hook in self.connect_hooks:
-            self.services.spawn(self._run_hook(hook, client), "ws-connect-hook")
+            self.spawn(self._run_hook(hook, client), "ws-connect-hook")
         close_code: int | None = None
         try:
             close_code = await self._read_loop(client)
@@ -483,7 +488,7 @@ class Hub:
                 topic, message = client.last_will
                 self.deliver_client_message(topic, message, sender=principal.id)
             if last:
-                self.services.bus.emit("device_status", {"deviceId": principal.id, "status": "offline"})
+                self.bus.emit(EventType.DEVICE_STATUS, {"deviceId": principal.id, "status": "offline"})
 
     async def _run_hook(self, hook: ConnectHook, client: Client) -> None:
         try:
@@ -537,14 +542,8 @@ class Hub:
             return None
         token = token.strip()
         principal: Principal | None
-        authenticator = self.services.domains.get("auth")
         try:
-            if authenticator is not None:
-                principal = await authenticator.authenticate_token(token, ip)
-            elif not token and in_networks(parse_ip(ip), self.services.local_networks):
-                principal = Principal("trusted", "local", frozenset({ADMIN}), name="local")
-            else:
-                principal = None
+            principal = await self.authenticator.authenticate_token(token, ip)
         except AuthError as exc:
             await self._fail(ws, exc.message, exc.code)
             return None
@@ -568,21 +567,16 @@ class Hub:
         return principal
 
     async def _audit_denied(self, principal: Principal, ip: str) -> None:
-        """Scope denials are security events (issue 3), on the WebSocket as on REST and the proxy."""
-        audit = self.services.domains.get("audit")
-        if audit is None:
-            return
-        try:
-            await audit.record(
-                "access.denied",
-                actor=principal.id,
-                target="/api/v1/ws",
-                ip=ip,
-                details={"required": [REQUIRED_SCOPE], "kind": principal.kind},
-                success=False,
-            )
-        except Exception:
-            log.warning("could not audit a WebSocket scope denial", exc_info=True)
+        """Scope denials are security events, on the WebSocket as on REST and the proxy (the audit log
+        never raises: a failed write is logged there)."""
+        await self.audit.record(
+            "access.denied",
+            actor=principal.id,
+            target="/api/v1/ws",
+            ip=ip,
+            details={"required": [REQUIRED_SCOPE], "kind": principal.kind},
+            success=False,
+        )
 
     async def _read_loop(self, client: Client) -> int | None:
         ws = client.ws

@@ -15,18 +15,25 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, update
 
+from nekzus.errors import Gone, NotFound
 from nekzus.events.bus import Event
 from nekzus.events.hub import Client, envelope
 from nekzus.events.models import Notification
+from nekzus.events.types import EventType
 
 if TYPE_CHECKING:
+    from nekzus.config.model import NotificationsConfig
+    from nekzus.events.bus import EventBus
     from nekzus.events.hub import Hub
-    from nekzus.services import Services
+    from nekzus.metrics import Metrics
+    from nekzus.store import Database
+    from nekzus.tasks import Spawn
 
 log = logging.getLogger("nekzus.notifications")
 
@@ -58,44 +65,50 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") + "Z"
 
 
-class NotFound(Exception):
-    pass
-
-
-class Expired(Exception):
-    pass
-
-
 class NotificationQueue:
-    """`services.domains["notifications"]`: enqueue(), plus what the admin endpoints need."""
+    """`services.domains.notifications`: enqueue(), plus what the admin endpoints need."""
 
-    def __init__(self, services: Services, hub: Hub) -> None:
-        self.services = services
+    def __init__(
+        self,
+        config: NotificationsConfig,
+        hub: Hub,
+        *,
+        db: Database,
+        bus: EventBus,
+        metrics: Metrics,
+        spawn: Spawn,
+        device_name: Callable[[str], str] = str,
+    ) -> None:
+        self.device_name = device_name
+        self.db = db
+        self.bus = bus
+        self.spawn = spawn
         self.hub = hub
-        cfg = services.config.notifications
+        cfg = config
         self.enabled = cfg.enabled
         self.retry_interval = max(0.2, float(cfg.queue.retry_interval))
         self.default_max_retries = cfg.queue.max_retries
-        self.metrics = services.metrics
+        self.metrics = metrics
         self._lock = asyncio.Lock()
         self._unsubscribe: Any = None
 
     # --- wiring ----------------------------------------------------------------------------------
     def install(self) -> None:
+        """Plug into the hub and the bus (the composition root runs `start` after storage opens)."""
         self.hub.register_handler("notification_ack", self._on_ack)
-        self._unsubscribe = self.services.bus.subscribe(self._on_bus, {"device_revoked"})
+        self._unsubscribe = self.bus.subscribe(self._on_bus, {EventType.DEVICE_REVOKED})
         if self.enabled:
             self.hub.on_connect(self._on_connect)
-            self.services.on_startup("notifications", self._start)
-        self.services.metrics.refreshers.append(self.refresh_metrics)
+        self.metrics.refreshers.append(self.refresh_metrics)
 
-    async def _start(self) -> None:
-        self.services.spawn(self._retry_loop(), "notifications-retry")
+    async def start(self) -> None:
+        if self.enabled:
+            self.spawn(self._retry_loop(), "notifications-retry")
 
     def _on_bus(self, event: Event) -> None:
         device_id = event.data.get("deviceId") if isinstance(event.data, dict) else None
-        if isinstance(device_id, str) and device_id and self.services.db.ready:
-            self.services.spawn(self.delete_device(device_id), "notifications-revoke")
+        if isinstance(device_id, str) and device_id and self.db.ready:
+            self.spawn(self.delete_device(device_id), "notifications-revoke")
 
     async def _on_connect(self, client: Client) -> None:
         await self.deliver_pending(client.principal.id, due_only=False)
@@ -105,7 +118,7 @@ class NotificationQueue:
         if not isinstance(nid, str) or not nid:
             await client.send("error", {"error": "notificationId is required", "code": "INVALID_MESSAGE"})
             return
-        async with self._lock, self.services.db.session() as session:
+        async with self._lock, self.db.session() as session:
             row = await session.scalar(
                 select(Notification).where(
                     Notification.uid == nid[:64], Notification.device_id == client.principal.id
@@ -156,7 +169,7 @@ class NotificationQueue:
             created_at=created,
             expires_at=created + timedelta(seconds=default_ttl if ttl is None else ttl),
         )
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             session.add(row)
         self.metrics.notifications_enqueued_total.inc()
         if self.hub.is_online(device_id):
@@ -179,7 +192,7 @@ class NotificationQueue:
     async def deliver_pending(self, device_id: str, *, due_only: bool, only_id: int | None = None) -> int:
         """Send the device's pending rows to its live connections; returns how many were sent."""
         sent_count = 0
-        async with self._lock, self.services.db.session() as session:
+        async with self._lock, self.db.session() as session:
             now = now_utc()
             query = select(Notification).where(
                 Notification.device_id == device_id, Notification.status == "pending"
@@ -213,7 +226,7 @@ class NotificationQueue:
         return sent_count
 
     async def expire_old(self) -> int:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             result = await session.execute(
                 update(Notification)
                 .where(Notification.status.in_(("pending", "failed")), Notification.expires_at <= now_utc())
@@ -225,21 +238,21 @@ class NotificationQueue:
         return count
 
     async def _devices_with_pending(self) -> list[str]:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             rows = await session.scalars(
                 select(Notification.device_id).where(Notification.status == "pending").distinct()
             )
             return list(rows.all())
 
     async def delete_device(self, device_id: str) -> int:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             result = await session.execute(delete(Notification).where(Notification.device_id == device_id))
             return int(getattr(result, "rowcount", 0) or 0)
 
     async def refresh_metrics(self) -> None:
-        if not self.services.db.ready:
+        if not self.db.ready:
             return
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             depth = await session.scalar(
                 select(func.count()).select_from(Notification).where(Notification.status == "pending")
             )
@@ -252,7 +265,7 @@ class NotificationQueue:
             "id": row.id,
             "notificationId": row.uid,
             "deviceId": row.device_id,
-            "deviceName": row.device_id,
+            "deviceName": self.device_name(row.device_id),
             "type": row.type,
             "status": row.status,
             "retryCount": row.retry_count,
@@ -277,7 +290,7 @@ class NotificationQueue:
             conditions.append(Notification.device_id == device_id)
         if type_:
             conditions.append(Notification.type == type_)
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             total = await session.scalar(select(func.count()).select_from(Notification).where(*conditions))
             rows = await session.scalars(
                 select(Notification)
@@ -289,7 +302,7 @@ class NotificationQueue:
             return [self.to_json(r) for r in rows.all()], int(total or 0)
 
     async def stats(self) -> dict[str, Any]:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             counts = dict(
                 (
                     await session.execute(
@@ -313,7 +326,7 @@ class NotificationQueue:
         }
 
     async def stale(self) -> dict[str, Any]:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             rows = (
                 await session.scalars(
                     select(Notification)
@@ -329,7 +342,7 @@ class NotificationQueue:
                 row.device_id,
                 {
                     "deviceId": row.device_id,
-                    "deviceName": row.device_id,
+                    "deviceName": self.device_name(row.device_id),
                     "count": 0,
                     "oldestAt": iso(row.created_at),
                     "newestAt": iso(row.created_at),
@@ -345,14 +358,14 @@ class NotificationQueue:
         return {"staleThresholdHours": 24, "devices": list(groups.values())}
 
     async def dismiss(self, notification_id: int) -> None:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(Notification, notification_id)
             if row is None or row.status not in ("pending", "failed"):
-                raise NotFound
+                raise NotFound("Notification not found or not pending")
             row.status = "dismissed"
 
     async def dismiss_device(self, device_id: str) -> int:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             result = await session.execute(
                 update(Notification)
                 .where(Notification.device_id == device_id, Notification.status.in_(("pending", "failed")))
@@ -362,14 +375,14 @@ class NotificationQueue:
 
     async def retry(self, notification_id: int) -> str:
         """Reset one row to pending and try it now: `sent`, `offline` or `queued`."""
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             row = await session.get(Notification, notification_id)
             if row is None:
-                raise NotFound
+                raise NotFound("Notification not found")
             if row.status == "expired" or row.expires_at <= now_utc():
                 if row.status != "expired":
                     row.status = "expired"
-                raise Expired
+                raise Gone("Notification has expired and cannot be retried", code="EXPIRED")
             row.status = "pending"
             row.retry_count = 0
             row.last_attempt_at = None
@@ -383,7 +396,7 @@ class NotificationQueue:
         return "sent" if sent else "queued"
 
     async def retry_many(self, ids: list[int]) -> int:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             result = await session.execute(
                 update(Notification)
                 .where(
@@ -408,6 +421,6 @@ class NotificationQueue:
         return count
 
     async def clear_delivered(self) -> int:
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             result = await session.execute(delete(Notification).where(Notification.status == "delivered"))
             return int(getattr(result, "rowcount", 0) or 0)

@@ -6,8 +6,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from nekzus.events.types import EventType
+
 if TYPE_CHECKING:
-    from nekzus.services import Services
+    from nekzus.events.bus import EventBus
+    from nekzus.events.hub import Hub
+    from nekzus.events.notifications import NotificationQueue
 
 log = logging.getLogger("nekzus.webhooks")
 
@@ -16,20 +20,23 @@ WEBHOOK_RETRIES = 5
 
 
 async def deliver(
-    services: Services, payload: Any, device_ids: list[str], queued_type: str
+    bus: EventBus,
+    hub: Hub,
+    queue: NotificationQueue,
+    payload: Any,
+    device_ids: list[str],
+    queued_type: str,
 ) -> dict[str, int]:
     """Publish `webhook`; returns counts of devices reached live and queued for later."""
     if not device_ids:
-        services.bus.emit("webhook", payload)
+        bus.emit(EventType.WEBHOOK, payload)
         return {"online": -1, "queued": 0}
-    hub = services.domains.get("ws")
-    queue = services.domains.get("notifications")
     online = queued = 0
     for device_id in dict.fromkeys(device_ids):
-        if hub is not None and hub.is_online(device_id):
-            services.bus.emit("webhook", payload, device_id=device_id)
+        if hub.is_online(device_id):
+            bus.emit(EventType.WEBHOOK, payload, device_id=device_id)
             online += 1
-        elif queue is not None and queue.enabled:
+        elif queue.enabled:
             await queue.enqueue(device_id, queued_type, payload, ttl=WEBHOOK_TTL, max_retries=WEBHOOK_RETRIES)
             queued += 1
     return {"online": online, "queued": queued}

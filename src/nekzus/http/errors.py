@@ -8,6 +8,8 @@ from typing import Any
 
 from starlette.responses import Response
 
+from nekzus.errors import NekzusError
+
 STATUS_CODES = {
     400: "BAD_REQUEST",
     401: "UNAUTHORIZED",
@@ -42,8 +44,10 @@ DEFAULT_MESSAGES = {
 }
 
 
-class ApiError(Exception):
-    """Raise anywhere in a handler to answer with REF's error shape."""
+class ApiError(NekzusError):
+    """The HTTP layer's own refusals (a router's parse step), with the status given per instance.
+
+    Domain code raises the classes of `nekzus.errors` instead; both reach the same handler."""
 
     def __init__(
         self,
@@ -54,19 +58,22 @@ class ApiError(Exception):
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
+        super().__init__(
+            message or DEFAULT_MESSAGES.get(status, "Request failed"),
+            code=code or STATUS_CODES.get(status, "ERROR"),
+            headers=headers,
+            extra=extra,
+        )
         self.status = status
-        self.code = code or STATUS_CODES.get(status, "ERROR")
-        self.message = message or DEFAULT_MESSAGES.get(status, "Request failed")
-        self.headers = dict(headers or {})
-        self.extra = dict(extra or {})
-        super().__init__(f"{self.status} {self.code}: {self.message}")
 
 
 def error_body(code: str, message: str, extra: Mapping[str, Any] | None = None) -> bytes:
+    """The API's error object under `error`, plus `message` and `code` at the top level: the reference
+    shape nests them, and existing dashboards read the top-level `message`."""
     error: dict[str, Any] = {"code": code, "message": message}
     if extra:
         error.update(extra)
-    return json.dumps({"error": error}, separators=(",", ":")).encode()
+    return json.dumps({"error": error, "message": message, "code": code}, separators=(",", ":")).encode()
 
 
 def error_response(

@@ -10,20 +10,18 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from nekzus.errors import NekzusError
-from nekzus.http.errors import ApiError, error_response
+from nekzus.errors import NekzusError, validation_message
+from nekzus.http.errors import error_response
 
 log = logging.getLogger("nekzus.http")
 
 
+_LOCATIONS = ("body", "query", "path", "header")
+
+
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [str(p) for p in loc if p not in _LOCATIONS]
     return ".".join(parts)
-
-
-async def _api_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.headers, exc.extra)
 
 
 async def _domain_error(_request: Request, exc: Exception) -> Response:
@@ -54,13 +52,7 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     field = _field(tuple(first.get("loc", ())))
     if kind == "missing" and not field:
         return error_response(400, "INVALID_REQUEST", "Request body is required")
-    message = str(first.get("msg", "invalid value"))
-    if message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
-    if kind == "missing":
-        message = "is required"
-    text = f"{field}: {message}" if field else message
-    return error_response(400, "VALIDATION_ERROR", text)
+    return error_response(400, "VALIDATION_ERROR", validation_message(errors, skip=_LOCATIONS))
 
 
 async def _unhandled(_request: Request, exc: Exception) -> Response:
@@ -69,7 +61,6 @@ async def _unhandled(_request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(NekzusError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from nekzus import API_VERSION
 from nekzus.auth.principal import ADMIN, AuthError, Principal
 from nekzus.catalog.service import CatalogService
 from nekzus.catalog.spec import RouteSpec
+from nekzus.config import Config
 from nekzus.http.clientip import in_networks, parse_ip, resolve_client_ip
 from nekzus.http.errors import error_body
 from nekzus.proxy.cache import ResponseCache
@@ -189,7 +189,7 @@ class ProxyApp:
         self.pools = PoolRegistry()
         self.table = RouteTable([])
         self.cache = ResponseCache()
-        self.idle_timeout = float(os.environ.get("NEKZUS_PROXY_IDLE_TIMEOUT", "300"))
+        self.idle_timeout = services.config.server.proxy_idle_timeout
         self.hop_token = secrets.token_hex(8).encode()
         self.base_domain = services.config.server.base_domain.lower().strip(".")
         self.tls = services.config.tls_enabled
@@ -203,6 +203,12 @@ class ProxyApp:
         m = services.metrics
         self._active = m.proxy_active_sessions
         catalog.on_change(self.rebuild)
+
+    def reconfigure(self, _old: Config, new: Config) -> None:
+        """Reload hook: trusted peers and default route scopes may have changed."""
+        self._ip_cache.clear()
+        self.default_scopes = tuple(new.auth.default_scopes)
+        self.rebuild()
 
     # -- route table --------------------------------------------------------------------------------
 
@@ -343,7 +349,7 @@ class ProxyApp:
     ) -> tuple[Principal | None, tuple[int, str, str] | None]:
         """The caller's principal, or the error to answer with (Part A §6)."""
         spec = route.spec
-        authenticator = self.services.domains.get("auth")
+        authenticator = self.services.domains.auth
         principal: Principal | None = None
         if authenticator is not None:
             try:
@@ -370,9 +376,7 @@ class ProxyApp:
     ) -> None:
         """Audit a scope denial (issue 3), in the background and at most once per principal and route
         every few seconds, so a refused client cannot turn the hot path into audit writes."""
-        audit = self.services.domains.get("audit")
-        if audit is None:
-            return
+        audit = self.services.domains.audit
         key = (principal.rate_key, route.spec.route_id)
         now = time.monotonic()
         if now - self._denials.get(key, -DENIAL_AUDIT_INTERVAL) < DENIAL_AUDIT_INTERVAL:
@@ -795,7 +799,7 @@ class ProxyApp:
     async def _stream_response(self, conn: UpstreamConnection, receive: Any, send: Any) -> int:
         """Relay body chunks as they arrive (SSE, downloads); stop when the client goes away."""
         sent = 0
-        watcher = asyncio.ensure_future(_wait_disconnect(receive))
+        watcher = asyncio.ensure_future(_wait_disconnect(receive))  # noqa: TID251 - cancelled in finally
         watcher.add_done_callback(lambda _f: conn.abort() if not conn.complete else None)
         try:
             while True:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, select
 
 from nekzus.catalog.models import SessionCookieRow
+from nekzus.events.types import EventType
 from nekzus.secretfiles import load_or_create
 from nekzus.services import Services
 
@@ -69,7 +70,7 @@ class SessionCookieStore:
         self._jars: dict[tuple[str, str], Jar] = {}
 
     def start(self) -> None:
-        self.services.bus.subscribe(self._on_revoked, {"device_revoked"})
+        self.services.bus.subscribe(self._on_revoked, {EventType.DEVICE_REVOKED})
 
     def _on_revoked(self, event: Any) -> None:
         data = event.data if isinstance(event.data, dict) else {}

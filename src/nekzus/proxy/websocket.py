@@ -237,7 +237,8 @@ async def tunnel(proxy: ProxyApp, scope: dict[str, Any], receive: Any, send: Any
         with contextlib.suppress(Exception):
             await send({"type": "websocket.close", "code": code, "reason": upstream.close_reason or ""})
 
-    tasks = [asyncio.ensure_future(client_to_upstream()), asyncio.ensure_future(upstream_to_client())]
+    # Both pumps are awaited and cancelled below: local tasks, not background work.
+    tasks = [asyncio.ensure_future(client_to_upstream()), asyncio.ensure_future(upstream_to_client())]  # noqa: TID251
     try:
         done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if tasks[0] in done:

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from nekzus.errors import NekzusError
+
 ContainerState = Literal[
     "running", "stopped", "paused", "restarting", "pending", "failed", "created", "exited"
 ]
@@ -24,13 +26,14 @@ def valid_container_id(value: str) -> bool:
     return bool(_ID_RE.fullmatch(value)) and ".." not in value
 
 
-class RuntimeErrorBase(Exception):
+class RuntimeErrorBase(NekzusError):
+    """Base of the container runtimes' errors; each subclass names its status and code."""
+
     code = "RUNTIME_ERROR"
     status = 500
 
     def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, code=self.code)
 
 
 class RuntimeUnavailable(RuntimeErrorBase):

@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -39,7 +38,7 @@ _STREAM = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None)
 
 def docker_url(socket_path: str) -> str:
     """Turn `unix:///x.sock`, `/x.sock` or `tcp://host:port` into what aiodocker expects."""
-    value = (socket_path or "").strip() or os.environ.get("DOCKER_HOST", "") or "unix:///var/run/docker.sock"
+    value = (socket_path or "").strip() or "unix:///var/run/docker.sock"
     if value.startswith("/"):
         return "unix://" + value
     if value.startswith("tcp://"):

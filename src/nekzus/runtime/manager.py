@@ -1,4 +1,4 @@
-"""The runtime manager (`services.domains["runtime"]`): which runtimes are configured, which is primary,
+"""The runtime manager (`services.domains.runtime`): which runtimes are configured, which is primary,
 and which container is Nekzus itself (bulk operations must never touch it).
 """
 
@@ -8,9 +8,12 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from nekzus.runtime.base import ContainerRuntime, RuntimeUnavailable
+
+if TYPE_CHECKING:
+    from nekzus.runtime.docker import DockerRuntime
 
 log = logging.getLogger("nekzus.runtime")
 
@@ -70,8 +73,8 @@ class RuntimeManager:
         return runtime
 
     @property
-    def docker(self) -> Any:
-        return self.runtimes.get("docker")
+    def docker(self) -> DockerRuntime | None:
+        return cast("DockerRuntime | None", self.runtimes.get("docker"))
 
     def is_self(self, container_id: str, name: str = "") -> bool:
         """True for Nekzus' own container (by id prefix either way, or by exact name)."""

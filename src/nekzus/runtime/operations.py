@@ -13,9 +13,11 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from nekzus.auth.principal import Principal
+from nekzus.events.bus import EventBus
+from nekzus.events.types import container_outcome
 from nekzus.runtime.base import (
     AlreadyInState,
     ContainerInfo,
@@ -26,7 +28,11 @@ from nekzus.runtime.base import (
     valid_container_id,
 )
 from nekzus.runtime.manager import RuntimeManager
-from nekzus.services import Services
+from nekzus.tasks import Spawn
+
+if TYPE_CHECKING:
+    from nekzus.auth.audit import AuditService
+    from nekzus.catalog.service import CatalogService
 
 log = logging.getLogger("nekzus.containers")
 
@@ -50,9 +56,20 @@ def _now() -> int:
 
 
 class ContainerService:
-    def __init__(self, services: Services, manager: RuntimeManager) -> None:
-        self.services = services
+    def __init__(
+        self,
+        manager: RuntimeManager,
+        *,
+        bus: EventBus,
+        spawn: Spawn,
+        catalog: CatalogService | None = None,
+        audit: AuditService | None = None,
+    ) -> None:
         self.manager = manager
+        self.bus = bus
+        self.spawn = spawn
+        self.catalog = catalog
+        self.audit = audit
         # (connection id, container id) -> log streaming task
         self._log_streams: dict[tuple[str, str], asyncio.Task[Any]] = {}
 
@@ -92,7 +109,7 @@ class ContainerService:
         running = [c for c in await rt.list(all=False) if c.state == "running"]
         if not include_all:
             running = [c for c in running if c.labels.get("nekzus.app.id")]
-            catalog = self.services.domains.get("catalog")
+            catalog = self.catalog
             if catalog is not None:
                 with contextlib.suppress(Exception):
                     app_ids = {str(a.get("id")) for a in await catalog.list_apps()}
@@ -122,7 +139,7 @@ class ContainerService:
         """Check the container exists, then run the action in the background (202 semantics)."""
         rt = self.manager.get(runtime)
         info = await rt.inspect(container_id)
-        self.services.spawn(
+        self.spawn(
             self._run_action(rt, principal, action, container_id, info, timeout),
             f"container-{action}-{container_id[:12]}",
         )
@@ -162,8 +179,8 @@ class ContainerService:
         except Exception as exc:
             code, message = self._failure(action, exc)
             log.info("container %s %s failed: %s", container_id, action, message)
-            self.services.bus.emit(
-                f"container.{action}.failed",
+            self.bus.emit(
+                container_outcome(action, ok=False),
                 {"containerId": container_id, "error": code, "message": message, "timestamp": _now()},
                 **audience,
             )
@@ -171,8 +188,8 @@ class ContainerService:
             return
         if action == "stop":
             self._mark_stopped(info)
-        self.services.bus.emit(
-            f"container.{action}.completed",
+        self.bus.emit(
+            container_outcome(action, ok=True),
             {
                 "containerId": container_id,
                 "status": _PAST[action],
@@ -196,23 +213,18 @@ class ContainerService:
     def _mark_stopped(self, info: dict[str, Any]) -> None:
         labels = (info.get("Config") or {}).get("Labels") or {}
         app_id = labels.get("nekzus.app.id")
-        catalog = self.services.domains.get("catalog")
+        catalog = self.catalog
         if app_id and catalog is not None:
             try:
-                result = catalog.mark_unhealthy(app_id, "Container stopped")
-                if inspect.isawaitable(result):
-                    self.services.spawn(result, f"mark-unhealthy-{app_id}")
+                catalog.mark_unhealthy(app_id, "Container stopped")
             except Exception:
                 log.warning("could not mark app %s unhealthy", app_id, exc_info=True)
 
     async def _audit(
         self, principal: Principal, action: str, container_id: str, *, success: bool, error: str = ""
     ) -> None:
-        audit = self.services.domains.get("audit")
-        if audit is None:
-            return
-        with contextlib.suppress(Exception):
-            await audit.record(
+        if self.audit is not None:
+            await self.audit.record(
                 f"container.{action}",
                 actor=principal.id,
                 target=container_id,
@@ -284,12 +296,14 @@ class ContainerService:
                     return {"id": cid[:12], "name": name, "success": False, "error": message}
                 return {"id": cid[:12], "name": name, "success": True}
 
-        tasks = [asyncio.ensure_future(one(cid, name)) for cid, name in items]
+        tasks = [self.spawn(one(cid, name), f"container-{action}-{cid[:12]}") for cid, name in items]
         results: list[dict[str, Any]] = []
         if tasks:
             done, pending = await asyncio.wait(tasks, timeout=BULK_TOTAL_SECONDS)
             for task in pending:
                 task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5.0)
             for task, (cid, name) in zip(tasks, items, strict=True):
                 if task in done and not task.cancelled():
                     results.append(task.result())
@@ -357,7 +371,7 @@ class ContainerService:
             previous.cancel()
         if not any(k[0] == key[0] for k in self._log_streams):
             _on_close(client, lambda *_client: self._close_client(key[0]))
-        task = self.services.spawn(
+        task = self.spawn(
             self._stream(client, rt, cid, tail, follow, timestamps), f"logs-{key[0]}-{cid[:12]}"
         )
         self._log_streams[key] = task
@@ -398,6 +412,9 @@ class ContainerService:
                     frame["logTimestamp"] = item.log_timestamp
                 if not await _send(client, "container.logs.data", frame):
                     return  # the client is gone
+                # The same line under the name older dashboards listen for.
+                if not await _send(client, "container.logs", frame):
+                    return
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(

@@ -6,22 +6,21 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import Request, Security
 from pydantic import BaseModel, ValidationError
 
 from nekzus.api.deps import client_ip, services_of
-from nekzus.api.security import require
+from nekzus.api.security import API_KEY, BEARER, audit_denied, require
 from nekzus.auth.principal import Principal
+from nekzus.auth.service import AuthService
+from nekzus.errors import validation_message
 from nekzus.http.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def auth_service(request: Request) -> Any:
-    service = services_of(request).domains.get("auth")
-    if service is None:
-        raise ApiError(503, "SERVICE_UNAVAILABLE", "Authentication is not available")
-    return service
+def auth_service(request: Request) -> AuthService:
+    return services_of(request).domains.auth
 
 
 async def read_json(request: Request, max_bytes: int) -> Any:
@@ -43,12 +42,7 @@ def validate(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ()))
-        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        if first.get("type") == "missing":
-            message = "is required"
-        raise ApiError(400, "VALIDATION_ERROR", f"{field}: {message}" if field else message) from None
+        raise ApiError(400, "VALIDATION_ERROR", validation_message(exc.errors())) from None
 
 
 MAX_INT_PARAM = 2**31 - 1
@@ -72,7 +66,12 @@ def require_self_or(scope: str) -> Callable[[Request, str], Awaitable[Principal]
     """The device named in the path may act on itself; anyone else needs `scope`."""
     authenticated = require()
 
-    async def dependency(request: Request, device_id: str) -> Principal:
+    async def dependency(
+        request: Request,
+        device_id: str,
+        _bearer: Any = Security(BEARER, scopes=[scope]),
+        _key: Any = Security(API_KEY, scopes=[scope]),
+    ) -> Principal:
         principal = await authenticated(request)
         target = device_id.rstrip("/")
         if principal.device_id == target or principal.allows(scope):
@@ -84,9 +83,7 @@ def require_self_or(scope: str) -> Callable[[Request, str], Awaitable[Principal]
 
 
 async def deny(request: Request, principal: Principal, scopes: tuple[str, ...]) -> None:
-    hook = services_of(request).domains.get("audit_denied")
-    if hook is not None:
-        await hook(request, principal, scopes)
+    await audit_denied(request, principal, scopes)
 
 
 def ip_of(request: Request) -> str:
