@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=()
 case "${1:-test}" in
-  test) packages=(docker.io) ;;
+  # iproute2: `ip netns` for the cross-host mDNS test; chromium + fonts: the dashboard's browser tests
+  test) packages=(docker.io iproute2 chromium fonts-dejavu-core) ;;
   bench) packages=(nginx caddy wrk) ;;
   *) echo "usage: $0 [test|bench]" >&2; exit 2 ;;
 esac

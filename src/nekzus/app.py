@@ -59,10 +59,14 @@ FEATURES: list[str] = [
     "nekzus.api.containers",
     "nekzus.api.discovery",
     "nekzus.api.export",
+    "nekzus.api.federation",  # after the catalog: wraps its proxy for remote routes
+    "nekzus.api.jobs",  # before every feature that submits background work
+    "nekzus.api.scripts",
     "nekzus.api.toolbox",
     "nekzus.api.certificates",
     "nekzus.api.backups",
     "nekzus.api.system",
+    "nekzus.api.ui",
     "nekzus.api.disabled",  # last: answers for features that are switched off
 ]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nekzus.auth.activity import ActivityService
 from nekzus.auth.audit import AuditService
@@ -30,17 +30,14 @@ from nekzus.proxy.cookies import SessionCookieStore
 from nekzus.proxy.websocket import tunnel
 from nekzus.services import Services
 
+if TYPE_CHECKING:
+    from nekzus.discovery.manager import DiscoveryManager
+
 log = logging.getLogger("nekzus")
 
 # Config sections that validate but have no feature behind them in this build. A feature that lands
 # removes its entry; while it is listed, enabling the section logs a start-up warning naming it.
-UNBUILT_SECTIONS: tuple[str, ...] = (
-    "scripts",
-    "federation",
-    "discovery.mdns",
-    "discovery.kubernetes",
-    "runtimes.kubernetes",
-)
+UNBUILT_SECTIONS: tuple[str, ...] = ()
 
 
 def unbuilt_enabled(cfg: Config) -> list[str]:
@@ -177,15 +174,28 @@ def docker_socket(cfg: Config) -> str:
 
 def _build_runtime(services: Services, domains: Domains) -> None:
     cfg = services.config
-    if not (cfg.runtimes.docker.enabled or cfg.discovery.docker.enabled):
+    docker_on = cfg.runtimes.docker.enabled or cfg.discovery.docker.enabled
+    kube = cfg.runtimes.kubernetes
+    if not (docker_on or kube.enabled):
         return
     from nekzus.runtime.base import RuntimeErrorBase
-    from nekzus.runtime.docker import DockerRuntime
     from nekzus.runtime.manager import RuntimeManager
     from nekzus.runtime.operations import ContainerService
 
-    manager = RuntimeManager()
-    manager.add(DockerRuntime(docker_socket(cfg)))
+    manager = RuntimeManager(primary=cfg.runtimes.primary)
+    if docker_on:
+        from nekzus.runtime.docker import DockerRuntime
+
+        manager.add(DockerRuntime(docker_socket(cfg)))
+    if kube.enabled:
+        # An unreachable cluster is not a start-up failure: its calls answer 503 until it is back.
+        from nekzus.runtime.kubernetes import KubernetesRuntime
+
+        manager.add(
+            KubernetesRuntime(
+                kube.kubeconfig, kube.context, kube.in_cluster, list(kube.namespaces), kube.metrics_cache_ttl
+            )
+        )
     containers = ContainerService(
         manager, bus=services.bus, spawn=services.spawn, catalog=domains.catalog, audit=domains.audit
     )
@@ -228,11 +238,11 @@ def _build_discovery(services: Services, domains: Domains) -> None:
     )
     domains.discovery = manager
     _capability(services, "discovery")
-    docker_wanted = cfg.docker.enabled
+    any_source = cfg.docker.enabled or cfg.kubernetes.enabled or cfg.mdns.enabled
 
     async def health() -> ComponentHealth:
         if not manager.workers:
-            if docker_wanted:
+            if any_source:
                 return ComponentHealth(Status.DEGRADED, "no active discovery workers")
             return ComponentHealth(Status.HEALTHY, "no discovery sources enabled")
         broken = [w.name for w in manager.workers if not w.healthy]
@@ -245,7 +255,11 @@ def _build_discovery(services: Services, domains: Domains) -> None:
 
     async def startup() -> None:
         await manager.load()
-        if not docker_wanted:
+        if cfg.kubernetes.enabled:
+            _start_kubernetes_discovery(services, manager)
+        if cfg.mdns.enabled:
+            _start_mdns(services, manager)
+        if not cfg.docker.enabled:
             return
         from nekzus.discovery.docker_worker import DockerWorker
         from nekzus.runtime.docker import DockerRuntime
@@ -266,6 +280,60 @@ def _build_discovery(services: Services, domains: Domains) -> None:
             services.on_shutdown("discovery-docker", own.close)
 
     services.on_startup("discovery", startup)
+
+
+def _start_kubernetes_discovery(services: Services, manager: DiscoveryManager) -> None:
+    """List+watch Services and Ingresses; connection keys left empty fall back to `runtimes.kubernetes`."""
+    from nekzus.discovery.kubernetes_worker import KubernetesWorker
+    from nekzus.runtime.kubernetes import KubeConnection
+
+    cfg = services.config.discovery.kubernetes
+    runtime_cfg = services.config.runtimes.kubernetes
+    conn = KubeConnection(
+        cfg.kubeconfig or runtime_cfg.kubeconfig,
+        cfg.context or runtime_cfg.context,
+        cfg.in_cluster or runtime_cfg.in_cluster,
+    )
+    worker = KubernetesWorker(
+        conn,
+        submit=manager.submit,
+        withdraw=manager.withdraw,
+        retain=manager.retain,
+        namespaces=list(cfg.namespaces or runtime_cfg.namespaces),
+        resync_interval=float(cfg.poll_interval),
+        metrics=services.metrics,
+    )
+    manager.workers.append(worker)
+    services.spawn(worker.run(), "discovery-kubernetes")
+    services.on_shutdown("discovery-kubernetes", conn.close)
+
+
+def _start_mdns(services: Services, manager: DiscoveryManager) -> None:
+    """Browse the configured DNS-SD types and, unless `advertise` is off, announce Nekzus itself."""
+    from nekzus import __version__
+    from nekzus.discovery.mdns import Advertisement, MdnsWorker, port_of
+
+    cfg = services.config.discovery.mdns
+
+    def advertisement() -> Advertisement:
+        # Read when the worker starts: the instance id is only known once storage is open.
+        return Advertisement(
+            nexus_id=services.nexus_id,
+            base_url=services.base_url,
+            port=port_of(services.base_url, services.config.server.addr),
+            version=__version__,
+        )
+
+    worker = MdnsWorker(
+        submit=manager.submit,
+        withdraw=manager.withdraw,
+        service_types=list(cfg.services),
+        interfaces=list(cfg.interfaces),
+        scan_interval=float(cfg.scan_interval),
+        advertise=advertisement if cfg.advertise else None,
+    )
+    manager.workers.append(worker)
+    services.spawn(worker.run(), "discovery-mdns")
 
 
 def _build_reloader(services: Services, domains: Domains) -> None:

@@ -1,4 +1,5 @@
-"""The backup scheduler: one backup at start, one per interval, pruned to the retention count."""
+"""The backup scheduler: one backup at start, one per interval, pruned to the retention count; each
+backup runs as a `backup.create` job of the server's job runner."""
 
 from __future__ import annotations
 
@@ -37,3 +38,7 @@ def test_scheduler_interval_and_retention(tmp_path: Path) -> None:
         assert body["running"] is True and body["interval"] == "300ms" and body["retention"] == 2
         assert body["backup_count"] == 2 and body["last_backup_time"] and body["next_backup_time"]
         assert len(list((tmp_path / "bk").glob("backup_*.tar.gz"))) <= 3
+        # Every backup (scheduled or triggered) ran as a job of the server's runner.
+        jobs = c.get("/api/v1/jobs", params={"kind": "backup.create", "limit": 100}).json()["jobs"]
+        done = [j for j in jobs if j["state"] == "succeeded"]
+        assert len(done) >= 5 and all(j["triggeredBy"] == "backup" and j["percent"] == 100 for j in done)

@@ -7,7 +7,20 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "nekzus"
-DOMAINS = ("auth", "catalog", "config", "discovery", "events", "health", "proxy", "runtime", "store")
+DOMAINS = (
+    "auth",
+    "catalog",
+    "config",
+    "discovery",
+    "events",
+    "federation",
+    "health",
+    "jobs",
+    "proxy",
+    "runtime",
+    "scripts",
+    "store",
+)
 WIRING = ("nekzus.api", "nekzus.app", "nekzus.compose", "nekzus.services")
 # Known exceptions, each with its reason. The proxy still receives the whole `Services` (its hot path
 # reads the live trusted-proxy list and the readiness flag from it); its rewrite into phases moves it to

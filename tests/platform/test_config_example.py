@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from nekzus.compose import unbuilt_enabled
+from nekzus.compose import UNBUILT_SECTIONS, unbuilt_enabled
 from nekzus.config import Config, loader
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +72,13 @@ def test_readme_env_vars_exist() -> None:
 
 
 def test_unbuilt_sections_are_named() -> None:
-    cfg = Config.model_validate({"backup": {"enabled": True}, "discovery": {"mdns": {"enabled": True}}})
-    assert unbuilt_enabled(cfg) == ["discovery.mdns"]
+    raw: dict[str, Any] = {"scripts": {"enabled": True}, "discovery": {"mdns": {"enabled": True}}}
+    for section in UNBUILT_SECTIONS:
+        node = raw
+        for part in section.split("."):
+            node = node.setdefault(part, {})
+        node["enabled"] = True
+    cfg = Config.model_validate(raw)
+    assert unbuilt_enabled(cfg) == list(UNBUILT_SECTIONS)  # built sections (scripts, mDNS) are not named
+    assert "scripts" not in UNBUILT_SECTIONS and "discovery.mdns" not in UNBUILT_SECTIONS
     assert unbuilt_enabled(Config()) == []

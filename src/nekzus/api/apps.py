@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
+from nekzus.federation import FEDERATION
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
 
@@ -31,6 +32,7 @@ class AppOut(BaseModel):
     healthStatus: str
     lastHealthCheck: str | None = None
     discoveryMeta: dict[str, Any] | None = None
+    origin: dict[str, Any] | None = None  # federated apps: the instance that owns them
 
 
 @router.get(
@@ -41,8 +43,12 @@ class AppOut(BaseModel):
     summary="All apps with their health",
 )
 async def list_apps(request: Request) -> list[dict[str, Any]]:
-    catalog = services_of(request).domains.catalog
-    result: list[dict[str, Any]] = await catalog.list_apps()
+    services = services_of(request)
+    result: list[dict[str, Any]] = await services.domains.catalog.list_apps()
+    federation = services.domains.features.get(FEDERATION)
+    if federation is not None:
+        # Apps other instances publish, unless an app with the same id exists here.
+        result.extend(federation.remote_apps({a["id"] for a in result}, services.base_url))
     return result
 
 

@@ -17,10 +17,12 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from nekzus.api.certificates import CERTIFICATES
 from nekzus.api.deps import client_ip, services_of
+from nekzus.api.jobs import JOBS
 from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.ops_jobs import run_as_job
 from nekzus.api.security import require
 from nekzus.auth.principal import ADMIN, Principal
-from nekzus.backup.scheduler import BackupScheduler
+from nekzus.backup.scheduler import BACKUP_JOB, BackupScheduler, BackupWork, RunJob, run_inline
 from nekzus.backup.service import GROUPS, BackupService, RestoreOptions
 from nekzus.domains import Key
 from nekzus.errors import NekzusError, Unavailable
@@ -32,6 +34,8 @@ log = logging.getLogger("nekzus.backup")
 # `services.domains.features.require(BACKUPS).on_restored(name, fn)`.
 BACKUPS: Key[BackupService] = Key("backups")
 BACKUP_SCHEDULER: Key[BackupScheduler] = Key("backup_scheduler")
+# How backups run: as `backup.create` jobs of the server's runner (inline when no runner is installed).
+BACKUP_RUNNER: Key[RunJob] = Key("backup_runner")
 
 T = TypeVar("T")
 
@@ -105,8 +109,13 @@ async def create_backup(
     request: Request, body: CreateBody | None = None, principal: Principal = Depends(require("write:*"))
 ) -> dict[str, Any]:
     description = body.description if body is not None else ""
-    coro = backups_of(request).create(description)
-    return await _audited(request, principal, "backup.create", "", coro)
+    service = backups_of(request)
+    run_job = services_of(request).domains.features.get(BACKUP_RUNNER) or run_inline
+
+    async def work(progress: Any) -> dict[str, Any]:
+        return await service.create(description, progress=progress)
+
+    return await _audited(request, principal, "backup.create", "", run_job(BACKUP_JOB, work))
 
 
 @router.get("/scheduler/status", summary="Backup scheduler status")
@@ -187,8 +196,18 @@ def install(api: FastAPI, services: Services) -> None:
     certificates = domains.features.get(CERTIFICATES)
     if certificates is not None:
         service.on_restored("certificates", certificates.reload_from_storage)
+    runner = domains.features.get(JOBS)
+    run_job: RunJob = run_inline
+    if runner is not None:
+        jobs = runner
+
+        async def as_job(kind: str, work: BackupWork) -> dict[str, Any]:
+            return await run_as_job(jobs, kind, work, triggered_by="backup")
+
+        run_job = as_job
+    domains.features.provide(BACKUP_RUNNER, run_job)
     if cfg.enabled:
-        scheduler = BackupScheduler(service, cfg.schedule, cfg.retention)
+        scheduler = BackupScheduler(service, cfg.schedule, cfg.retention, run_job)
         domains.features.provide(BACKUP_SCHEDULER, scheduler)
 
         async def start_scheduler() -> None:

@@ -16,7 +16,9 @@ from fastapi.responses import Response
 from pydantic import AliasChoices, BaseModel, Field
 
 from nekzus.api.deps import client_ip, services_of
+from nekzus.api.jobs import JOBS
 from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.ops_jobs import run_as_job
 from nekzus.api.security import require
 from nekzus.auth.principal import ADMIN, Principal
 from nekzus.certs.service import CertEvent, CertificateService, DeviceNotifier
@@ -33,6 +35,8 @@ CERTIFICATES: Key[CertificateService] = Key("certificates")
 
 # How often the renewal job looks for certificates expiring within 30 days.
 RENEWAL_CHECK_SECONDS = 6 * 3600.0
+# The job kind of each renewal pass (on the server's job runner when it is installed).
+RENEW_JOB = "certs.renew"
 # access:admin as a JWT or an API key: the trusted-network shortcut is not enough to re-key the server.
 admin_credential = require(ADMIN, credential=True)
 
@@ -177,10 +181,17 @@ def install(api: FastAPI, services: Services) -> None:
     )
     services.domains.features.provide(CERTIFICATES, service)
 
+    runner = services.domains.features.get(JOBS)
+
+    async def renewal_pass() -> list[str]:
+        if runner is None:
+            return await service.renew_due(lambda step, _fraction: log.debug("renewal: %s", step))
+        return await run_as_job(runner, RENEW_JOB, service.renew_due, triggered_by="certificates")
+
     async def renewal_loop() -> None:
         while True:
             try:
-                renewed = await service.renew_due(lambda step, _fraction: log.debug("renewal: %s", step))
+                renewed = await renewal_pass()
                 if renewed:
                     log.info("renewed certificates: %s", ", ".join(renewed))
             except Exception:

@@ -134,6 +134,25 @@ def _check_id(container_id: str) -> str:
     return container_id
 
 
+def _reject_encoded(request: Request) -> None:
+    """Encoded separators (`%2F`, `%5C`, `%2E`) never name a container, in either path form."""
+    raw = bytes(request.scope.get("raw_path") or b"").decode("latin-1").lower()
+    if any(marker in raw for marker in ("%2f", "%5c", "%2e", "\\")):
+        raise ApiError(400, "INVALID_CONTAINER_ID", "Invalid container id")
+
+
+def _target(container_id: str, runtime: str | None, namespace: str | None) -> tuple[str, str | None]:
+    """(id, runtime) for the runtime: a `namespace` names a pod (`namespace/pod`, Kubernetes)."""
+    _check_id(container_id)
+    if not namespace:
+        return container_id, runtime
+    if not valid_container_id(namespace):
+        raise ApiError(400, "INVALID_NAMESPACE", "Invalid namespace")
+    if runtime not in (None, "", "kubernetes"):
+        raise ApiError(400, "INVALID_RUNTIME", "namespace applies to the kubernetes runtime only")
+    return f"{namespace}/{container_id}", "kubernetes"
+
+
 def parse_timeout(value: Any) -> int | None:
     """1-300 seconds (REF); anything else is a 400, never silently ignored."""
     if value is None or value == "":
@@ -260,13 +279,14 @@ async def inspect_container(
     request: Request,
     containerId: str,
     runtime: str | None = Query(None),
+    namespace: str | None = Query(None, description="Kubernetes namespace of the pod"),
     # The raw details carry the environment (passwords, tokens), command lines and mounts: only a
     # credential that could change the container anyway may read them, as for the unsanitised export.
     _p: Principal = Depends(require("write:*")),
 ) -> dict[str, Any]:
-    _check_id(containerId)
+    cid, runtime = _target(containerId, runtime, namespace)
     with _Guard():
-        return await _svc(request).inspect(containerId, runtime)
+        return await _svc(request).inspect(cid, runtime)
 
 
 async def _action(
@@ -276,8 +296,10 @@ async def _action(
     container_id: str,
     timeout: Any,
     runtime: str | None,
+    namespace: str | None = None,
 ) -> JSONResponse:
-    _check_id(container_id)
+    _reject_encoded(request)
+    container_id, runtime = _target(container_id, runtime, namespace)
     seconds = parse_timeout(timeout) if action != "start" else None
     with _Guard():
         body = await _svc(request).accept_action(principal, action, container_id, seconds, runtime)
@@ -289,9 +311,10 @@ async def start_container(
     request: Request,
     containerId: str,
     runtime: str | None = Query(None),
+    namespace: str | None = Query(None, description="Kubernetes namespace of the pod"),
     principal: Principal = Depends(require("write:*")),
 ) -> JSONResponse:
-    return await _action(request, principal, "start", containerId, None, runtime)
+    return await _action(request, principal, "start", containerId, None, runtime, namespace)
 
 
 @router.post("/{containerId}/stop", status_code=202, response_model=AcceptedOut, summary="Stop a container")
@@ -300,9 +323,10 @@ async def stop_container(
     containerId: str,
     timeout: str | None = Query(None, description="grace period 1-300 s"),
     runtime: str | None = Query(None),
+    namespace: str | None = Query(None, description="Kubernetes namespace of the pod"),
     principal: Principal = Depends(require("write:*")),
 ) -> JSONResponse:
-    return await _action(request, principal, "stop", containerId, timeout, runtime)
+    return await _action(request, principal, "stop", containerId, timeout, runtime, namespace)
 
 
 @router.post(
@@ -313,9 +337,10 @@ async def restart_container(
     containerId: str,
     timeout: str | None = Query(None, description="grace period 1-300 s"),
     runtime: str | None = Query(None),
+    namespace: str | None = Query(None, description="Kubernetes namespace of the pod"),
     principal: Principal = Depends(require("write:*")),
 ) -> JSONResponse:
-    return await _action(request, principal, "restart", containerId, timeout, runtime)
+    return await _action(request, principal, "restart", containerId, timeout, runtime, namespace)
 
 
 @router.get("/{containerId}/stats", response_model=StatsOut, summary="Resource usage of a container")
@@ -323,11 +348,56 @@ async def container_stats(
     request: Request,
     containerId: str,
     runtime: str | None = Query(None),
+    namespace: str | None = Query(None, description="Kubernetes namespace of the pod"),
     _p: Principal = Depends(require()),
 ) -> dict[str, Any]:
-    _check_id(containerId)
+    cid, runtime = _target(containerId, runtime, namespace)
     with _Guard():
-        return await _svc(request).stats(containerId, runtime)
+        return await _svc(request).stats(cid, runtime)
+
+
+# Kubernetes path form: /containers/{namespace}/{pod}/{action} (implies runtime=kubernetes).
+
+
+@router.post("/{namespace}/{pod}/start", status_code=202, response_model=AcceptedOut, summary="Start a pod")
+async def start_pod(
+    request: Request, namespace: str, pod: str, principal: Principal = Depends(require("write:*"))
+) -> JSONResponse:
+    return await _action(request, principal, "start", pod, None, "kubernetes", namespace)
+
+
+@router.post("/{namespace}/{pod}/stop", status_code=202, response_model=AcceptedOut, summary="Stop a pod")
+async def stop_pod(
+    request: Request,
+    namespace: str,
+    pod: str,
+    timeout: str | None = Query(None, description="grace period 1-300 s"),
+    principal: Principal = Depends(require("write:*")),
+) -> JSONResponse:
+    return await _action(request, principal, "stop", pod, timeout, "kubernetes", namespace)
+
+
+@router.post(
+    "/{namespace}/{pod}/restart", status_code=202, response_model=AcceptedOut, summary="Restart a pod"
+)
+async def restart_pod(
+    request: Request,
+    namespace: str,
+    pod: str,
+    timeout: str | None = Query(None, description="grace period 1-300 s"),
+    principal: Principal = Depends(require("write:*")),
+) -> JSONResponse:
+    return await _action(request, principal, "restart", pod, timeout, "kubernetes", namespace)
+
+
+@router.get("/{namespace}/{pod}/stats", summary="Resource usage of a pod (metrics-server)")
+async def pod_stats(
+    request: Request, namespace: str, pod: str, _p: Principal = Depends(require())
+) -> dict[str, Any]:
+    _reject_encoded(request)
+    cid, runtime = _target(pod, "kubernetes", namespace)
+    with _Guard():
+        return await _svc(request).stats(cid, runtime)
 
 
 _KNOWN_TAILS = {"start", "stop", "restart", "stats", "export", "export/preview"}

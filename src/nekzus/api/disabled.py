@@ -49,13 +49,9 @@ def _containers_router() -> APIRouter:
 
 
 # Features that are not built (or switched off) answer these stubs, so a client can tell "off" from
-# "broken". Mounted last: a feature that registers the same path answers first.
+# "broken". Mounted last: a feature that registers the same path answers first. (Scripts, executions,
+# workflows and schedules answer their own "off" shapes: see nekzus.api.scripts.)
 _OFF_STUBS: dict[str, dict[str, Any]] = {
-    "/api/v1/scripts": {"scripts": [], "count": 0, "enabled": False},
-    "/api/v1/scripts/available": {"scripts": [], "enabled": False},
-    "/api/v1/executions": {"executions": [], "count": 0, "enabled": False},
-    "/api/v1/workflows": {"workflows": [], "count": 0, "enabled": False},
-    "/api/v1/schedules": {"schedules": [], "count": 0, "enabled": False},
     "/api/v1/backups/scheduler/status": {"enabled": False, "message": "Backup scheduler is not configured"},
 }
 

@@ -17,7 +17,10 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 
 from nekzus.api.deps import client_ip, services_of
 from nekzus.auth.principal import Authenticator, Principal
+from nekzus.errors import Forbidden, Unauthorized
 from nekzus.http.errors import ApiError
+from nekzus.services import Services
+from nekzus.ui.sessions import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, UI_SESSIONS
 
 
 async def current_principal(request: Request) -> Principal | None:
@@ -28,9 +31,36 @@ async def current_principal(request: Request) -> Principal | None:
     services = services_of(request)
     ip = client_ip(request)
     authenticator: Authenticator = services.domains.auth
-    principal = await authenticator.authenticate(request.headers, ip)
+    token = _session_token(request, services)
+    if token is not None:
+        principal = await authenticator.authenticate_token(token, ip)
+    else:
+        principal = await authenticator.authenticate(request.headers, ip)
     request.state.principal = principal
     return principal
+
+
+def _session_token(request: Request, services: Services) -> str | None:
+    """The dashboard's session cookie, used only when the request carries no header credential.
+
+    The cookie maps (server-side) to the user token issued at sign-in. A cookie alone must never be
+    enough to change anything: every mutation also needs the session's CSRF token in `X-CSRF-Token`,
+    which a cross-site page cannot read.
+    """
+    store = services.domains.features.get(UI_SESSIONS)
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if store is None or not session_id:
+        return None
+    if "authorization" in request.headers or "x-api-key" in request.headers:
+        return None
+    # Background polling (marked by the page) must not keep an idle session alive.
+    session = store.get(session_id, touch="x-nekzus-background" not in request.headers)
+    if session is None:
+        raise Unauthorized("Your session has ended, please sign in again", code="SESSION_EXPIRED")
+    if request.method not in SAFE_METHODS and not store.csrf_ok(session, request.headers.get(CSRF_HEADER)):
+        raise Forbidden("Missing or invalid CSRF token", code="CSRF_TOKEN_INVALID")
+    token: str = session.token
+    return token
 
 
 async def audit_denied(request: Request, principal: Principal, scopes: Iterable[str]) -> None:

@@ -9,11 +9,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nekzus.backup.service import BackupService, Progress, iso
 
 log = logging.getLogger("nekzus.backup")
+
+# The job kind a backup runs as (scheduled, triggered or manual).
+BACKUP_JOB = "backup.create"
+BackupWork = Callable[[Progress], Awaitable[dict[str, Any]]]
+# Runs a backup's work (as a job of the server's runner when there is one) and returns its manifest.
+RunJob = Callable[[str, BackupWork], Awaitable[dict[str, Any]]]
+
+
+async def run_inline(_kind: str, work: BackupWork) -> dict[str, Any]:
+    return await work(lambda _step, _fraction: None)
 
 
 def go_duration(seconds: float) -> str:
@@ -33,8 +44,11 @@ def go_duration(seconds: float) -> str:
 
 
 class BackupScheduler:
-    def __init__(self, service: BackupService, interval: float, retention: int) -> None:
+    def __init__(
+        self, service: BackupService, interval: float, retention: int, run_job: RunJob = run_inline
+    ) -> None:
         self.service = service
+        self.run_job = run_job
         self.interval = interval
         self.retention = retention
         self.running = False
@@ -59,7 +73,7 @@ class BackupScheduler:
         try:
             while True:
                 try:
-                    await self.run_once(lambda _step, _fraction: None)
+                    await self.run_job(BACKUP_JOB, self.run_once)
                     self.last_error = None
                 except Exception as exc:
                     self.last_error = str(exc)
@@ -72,7 +86,12 @@ class BackupScheduler:
     async def trigger(self, description: str = "") -> dict[str, Any]:
         """A manual run on the scheduler's behalf; not pruned right away (only scheduled runs prune)."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-        meta = await self.service.create(description or f"Manual trigger at {stamp}", trigger="triggered")
+        text = description or f"Manual trigger at {stamp}"
+
+        async def work(progress: Progress) -> dict[str, Any]:
+            return await self.service.create(text, trigger="triggered", progress=progress)
+
+        meta = await self.run_job(BACKUP_JOB, work)
         self.last_backup_time = time.time()
         return meta
 

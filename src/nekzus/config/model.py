@@ -261,6 +261,33 @@ class ScriptsConfig(Section):
     host_directory: str = ""
     default_timeout: int = Field(default=300, ge=1)
     max_output_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # IANA zone for schedules' cron expressions; empty = the server's zone.
+    timezone: str = ""
+    workers: int = Field(default=3, ge=1, le=64)
+    queue_size: int = Field(default=100, ge=0, le=10000)
+    max_executions: int = Field(default=1000, ge=10)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)"
+                ) from None
+        return value
+
+
+class JobsConfig(Section):
+    """Defaults of the background job runner (a feature may give its kind of job its own limits)."""
+
+    max_concurrent: int = Field(default=4, ge=1, le=64)
+    max_queued: int = Field(default=100, ge=0, le=10000)
+    keep_records: int = Field(default=1000, ge=10)
 
 
 class SystemConfig(Section):
@@ -276,6 +303,7 @@ class KubernetesRuntimeConfig(Section):
     enabled: bool = False
     kubeconfig: str = ""
     context: str = ""
+    in_cluster: bool = False
     namespaces: StrList = Field(default_factory=list)
     metrics_server: bool = False
     metrics_cache_ttl: Duration = 30.0
@@ -305,6 +333,8 @@ class DockerDiscoveryConfig(Section):
 class MdnsDiscoveryConfig(Section):
     enabled: bool = False
     scan_interval: Duration = 60.0
+    # Interface addresses mDNS browses and advertises on (empty: all); federation peer discovery too.
+    interfaces: StrList = Field(default_factory=list)
     services: StrList = Field(
         default_factory=lambda: [
             "_http._tcp",
@@ -315,13 +345,16 @@ class MdnsDiscoveryConfig(Section):
             "_workstation._tcp",
         ]
     )
+    advertise: bool = True  # announce Nekzus itself as _nekzus._tcp
 
 
 class KubernetesDiscoveryConfig(Section):
     enabled: bool = False
-    kubeconfig: str = ""
+    kubeconfig: str = ""  # empty: the runtimes.kubernetes settings, then the client's defaults
+    context: str = ""
+    in_cluster: bool = False
     namespaces: StrList = Field(default_factory=list)
-    poll_interval: Duration = 30.0
+    poll_interval: Duration = 30.0  # full re-list period; changes arrive through watches meanwhile
 
 
 class DiscoveryConfig(Section):
@@ -390,6 +423,8 @@ class FederationConfig(Section):
     bootstrap_peers: StrList = Field(default_factory=list)
     sync: FederationSyncConfig = Field(default_factory=FederationSyncConfig)
     allow_remote_routes: bool = False
+    # A peer not heard from for this long is offline (checked at least every peer_timeout / 2).
+    peer_timeout: Duration = Field(default=30.0, ge=1.0)
 
     @model_validator(mode="after")
     def _secret(self) -> FederationConfig:
@@ -483,6 +518,20 @@ def parse_rate(value: Any) -> float:
 Rate = Annotated[float, BeforeValidator(parse_rate)]
 
 
+class DashboardConfig(Section):
+    """The web dashboard served at `/`: on by default; sessions end after this long without a request."""
+
+    enabled: bool = True
+    session_idle_timeout: Duration = 1800.0
+
+    @field_validator("session_idle_timeout")
+    @classmethod
+    def _positive_idle(cls, value: float) -> float:
+        if value < 60:
+            raise ValueError("must be at least 1m")
+        return value
+
+
 class RateLimit(Section):
     enabled: bool = True
     rate: Rate
@@ -517,6 +566,7 @@ class Config(Section):
     backup: BackupConfig = Field(default_factory=BackupConfig)
     toolbox: ToolboxConfig = Field(default_factory=ToolboxConfig)
     scripts: ScriptsConfig = Field(default_factory=ScriptsConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
     system: SystemConfig = Field(default_factory=SystemConfig)
     runtimes: RuntimesConfig = Field(default_factory=RuntimesConfig)
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
@@ -526,6 +576,7 @@ class Config(Section):
     apps: list[AppConfig] = Field(default_factory=list)
     federation: FederationConfig = Field(default_factory=FederationConfig)
     rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
+    dashboard: DashboardConfig = Field(default_factory=DashboardConfig)
 
     # Set by the loader, not by the file: where the config came from and runtime flags.
     insecure_http: bool = False

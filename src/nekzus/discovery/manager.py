@@ -193,6 +193,23 @@ class DiscoveryManager:
             self._gauge()
         return len(ids)
 
+    async def withdraw(self, proposal_ids: list[str]) -> int:
+        """Drop pending proposals whose object went away (a deleted Service, an mDNS goodbye)."""
+        async with self._lock:
+            ids = [pid for pid in proposal_ids if pid in self.pending]
+            for pid in ids:
+                self.pending.pop(pid, None)
+            await self._delete(ids)
+            self._gauge()
+        for pid in ids:
+            self.bus.emit(EventType.PROPOSAL_WITHDRAWN, {"proposalId": pid})
+        return len(ids)
+
+    async def retain(self, source: str, live_ids: set[str]) -> int:
+        """After a source's first full view: drop its proposals that are not in `live_ids`."""
+        stale = [pid for pid, p in self.pending.items() if p.get("source") == source and pid not in live_ids]
+        return await self.withdraw(stale)
+
     async def _reconcile(self, catalog: Any, route: dict[str, Any], proposal: dict[str, Any]) -> None:
         """Follow a known container to its new address (B §6.5); never touch manual routes."""
         suggested = proposal.get("suggestedRoute") or {}

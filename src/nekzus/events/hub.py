@@ -23,7 +23,7 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -299,6 +299,8 @@ class Hub:
         self.m_bytes_out = m.websocket_bytes_transferred_total.labels(APP_LABEL, "out")
         self.m_bytes_in = m.websocket_bytes_transferred_total.labels(APP_LABEL, "in")
         self._unsubscribe: Callable[[], None] | None = None
+        # Set by the dashboard: the user token behind a browser session cookie ("" when there is none).
+        self.cookie_token: Callable[[Mapping[str, str]], str] | None = None
 
     # --- contract for other domains ------------------------------------------------------------
     def register_handler(self, msg_type: str, handler: Handler) -> None:
@@ -506,6 +508,13 @@ class Hub:
         except Exception:
             log.debug("client left before auth_failed was sent")
 
+    def _session_token(self, ws: WebSocket) -> str:
+        """A dashboard page authenticates its socket with its session cookie (sent on the upgrade, which
+        `serve` already limited to our own origins) instead of a token its scripts cannot see."""
+        if self.cookie_token is None:
+            return ""
+        return self.cookie_token(ws.cookies)
+
     async def _authenticate(self, ws: WebSocket, ip: str) -> Principal | None:
         try:
             message = await asyncio.wait_for(ws.receive(), self.auth_timeout)
@@ -541,6 +550,8 @@ class Hub:
             await self._fail(ws, "token must be a string", "INVALID_TOKEN")
             return None
         token = token.strip()
+        if not token:
+            token = self._session_token(ws)
         principal: Principal | None
         try:
             principal = await self.authenticator.authenticate_token(token, ip)

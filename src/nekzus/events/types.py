@@ -22,6 +22,7 @@ class EventType(StrEnum):
     HEALTH_CHANGE = "health_change"
     PORT_EXPOSURE_WARNING = "port_exposure_warning"
     PROPOSAL_DISMISSED = "proposal_dismissed"
+    PROPOSAL_WITHDRAWN = "proposal_withdrawn"  # a pending proposal's service went away
     REDISCOVERY_TRIGGERED = "rediscovery_triggered"
     WEBHOOK = "webhook"
     CONTAINER_START_COMPLETED = "container.start.completed"

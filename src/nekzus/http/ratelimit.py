@@ -122,7 +122,7 @@ class RateLimiter:
             return "qr"
         if path.startswith("/api/v1/auth/") and not path.startswith("/api/v1/auth/qr/"):
             return "auth"
-        if path == "/api/v1/pair":
+        if path in ("/api/v1/pair", "/api/v1/ui/login"):
             return "auth"
         if path.startswith(("/api/v1/devices", "/api/v1/admin/devices")) or path == "/api/v1/audit-logs":
             return "device"

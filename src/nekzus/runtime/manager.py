@@ -51,16 +51,17 @@ def detect_self(
 class RuntimeManager:
     """Holds every configured runtime; the first registered one is primary."""
 
-    def __init__(self) -> None:
+    def __init__(self, primary: str = "") -> None:
         self.runtimes: dict[str, ContainerRuntime] = {}
         self.primary: str = ""
+        self.preferred = primary  # `runtimes.primary`; the first registered one when it is not there
         self.self_ids, self.self_names = detect_self()
         if self.self_ids or self.self_names:
             log.debug("own container candidates: ids=%s names=%s", self.self_ids, self.self_names)
 
     def add(self, runtime: ContainerRuntime) -> None:
         self.runtimes[runtime.name] = runtime
-        if not self.primary:
+        if not self.primary or runtime.name == self.preferred:
             self.primary = runtime.name
 
     def get(self, name: str | None = None) -> ContainerRuntime:

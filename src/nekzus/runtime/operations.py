@@ -139,6 +139,9 @@ class ContainerService:
         """Check the container exists, then run the action in the background (202 semantics)."""
         rt = self.manager.get(runtime)
         info = await rt.inspect(container_id)
+        precheck = getattr(rt, "precheck", None)
+        if precheck is not None:  # runtimes that can refuse up front (Kubernetes bare pods)
+            await precheck(action, container_id)
         self.spawn(
             self._run_action(rt, principal, action, container_id, info, timeout),
             f"container-{action}-{container_id[:12]}",
@@ -150,6 +153,8 @@ class ContainerService:
             "timestamp": _now(),
             "runtime": rt.name,
         }
+        if "/" in container_id:  # Kubernetes `namespace/pod`
+            out["namespace"], out["containerId"] = container_id.split("/", 1)
         if timeout is not None and action != "start":
             out["timeout"] = timeout
         return out
@@ -349,6 +354,14 @@ class ContainerService:
         follow = _truthy(data.get("follow", True))
         timestamps = _truthy(data.get("timestamps", False))
         runtime = data.get("runtime") or None
+        namespace = str(data.get("namespace") or "")
+        if namespace:  # a pod: `namespace/pod` for the Kubernetes runtime
+            if not valid_container_id(namespace):
+                await _send(
+                    client, "container.logs.error", _log_error(cid, "INVALID_NAMESPACE", "invalid namespace")
+                )
+                return
+            runtime, cid = runtime or "kubernetes", f"{namespace}/{cid}"
         try:
             rt = self.manager.get(str(runtime) if runtime else None)
             await rt.inspect(cid)
@@ -397,12 +410,16 @@ class ContainerService:
     async def _stream(
         self, client: Any, rt: ContainerRuntime, cid: str, tail: int, follow: bool, timestamps: bool
     ) -> None:
-        await _send(client, "container.logs.started", {"containerId": cid, "timestamp": _now()})
+        shown, where = cid, {}
+        if "/" in cid:  # a Kubernetes pod: frames name the pod and its namespace separately
+            where["namespace"], shown = cid.split("/", 1)
+        await _send(client, "container.logs.started", {"containerId": shown, **where, "timestamp": _now()})
         reason, message = ("container_stopped" if follow else "completed"), ""
         try:
             async for item in rt.logs(cid, tail=tail, follow=follow, timestamps=timestamps):
                 frame: dict[str, Any] = {
-                    "containerId": cid,
+                    "containerId": shown,
+                    **where,
                     "stream": item.stream,
                     "line": item.line,
                     "message": item.line,
@@ -421,7 +438,7 @@ class ContainerService:
                     _send(
                         client,
                         "container.logs.ended",
-                        {"containerId": cid, "reason": "stopped", "timestamp": _now()},
+                        {"containerId": shown, **where, "reason": "stopped", "timestamp": _now()},
                     )
                 )
             raise
@@ -431,7 +448,7 @@ class ContainerService:
             reason, message = "error", exc.message
         except Exception as exc:
             reason, message = "error", type(exc).__name__
-        ended: dict[str, Any] = {"containerId": cid, "reason": reason, "timestamp": _now()}
+        ended: dict[str, Any] = {"containerId": shown, **where, "reason": reason, "timestamp": _now()}
         if message:
             ended["message"] = message
         await _send(client, "container.logs.ended", ended)

@@ -1,0 +1,272 @@
+"""Workflows: ordered script steps run as one job, each step an ordinary execution.
+
+A step's parameters are the run's parameters overlaid with the step's own (the step wins). A step that
+does not complete stops the workflow unless its `onFailure` is `continue`; a workflow with any failed
+step ends `failed`, one whose failing step timed out ends `timeout`, otherwise `completed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+
+from nekzus.errors import Conflict, Invalid, NekzusError, NotFound
+from nekzus.jobs import Job, JobContext, JobFailed, JobRunner
+from nekzus.scripts.models import WorkflowExecutionRow, WorkflowRow
+from nekzus.scripts.service import ExecutionRequest, ScriptService, check_id, loads, slug
+from nekzus.store import Database
+
+__all__ = ["WorkflowService"]
+
+JOB_KIND = "workflow"
+MAX_STEPS = 50
+ON_FAILURE = ("stop", "continue")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRun:
+    parameters: Mapping[str, Any] | None = None
+    triggered_by: str = ""
+    triggered_ip: str | None = None
+    schedule_id: str | None = None
+    device_id: str | None = None
+
+
+class WorkflowService:
+    def __init__(
+        self,
+        db: Database,
+        runner: JobRunner,
+        scripts: ScriptService,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.runner = runner
+        self.scripts = scripts
+        self.clock = clock
+
+    async def start(self) -> None:
+        async with self.db.session() as session:
+            await session.execute(
+                update(WorkflowExecutionRow)
+                .where(WorkflowExecutionRow.status.in_(["pending", "running"]))
+                .values(
+                    status="failed",
+                    error_message="interrupted by a server restart",
+                    completed_at=self.clock(),
+                )
+            )
+
+    async def _steps(self, raw: Any) -> str:
+        if not isinstance(raw, list) or not raw:
+            raise Invalid("steps must be a non-empty list", code="MISSING_STEPS")
+        if len(raw) > MAX_STEPS:
+            raise Invalid(f"at most {MAX_STEPS} steps", code="INVALID_STEPS")
+        steps: list[dict[str, Any]] = []
+        for index, step in enumerate(raw):
+            if not isinstance(step, Mapping):
+                raise Invalid(f"step {index + 1} must be an object", code="INVALID_STEPS")
+            script_id = str(step.get("scriptId") or step.get("script_id") or "")
+            if not script_id:
+                raise Invalid(f"step {index + 1} needs a scriptId", code="INVALID_STEPS")
+            await self.scripts.get(script_id)  # 404 SCRIPT_NOT_FOUND for an unknown script
+            on_failure = str(step.get("onFailure") or step.get("on_failure") or "stop")
+            if on_failure not in ON_FAILURE:
+                raise Invalid(f"step {index + 1}: onFailure must be stop or continue", code="INVALID_STEPS")
+            params = step.get("parameters") or {}
+            if not isinstance(params, Mapping):
+                raise Invalid(f"step {index + 1}: parameters must be an object", code="INVALID_STEPS")
+            steps.append({"scriptId": script_id, "parameters": dict(params), "onFailure": on_failure})
+        return json.dumps(steps)
+
+    async def create(self, data: Mapping[str, Any], created_by: str) -> WorkflowRow:
+        name = str(data.get("name") or "").strip()
+        if not name:
+            raise Invalid("name is required", code="MISSING_NAME")
+        workflow_id = slug(name)
+        if not workflow_id:
+            raise Invalid("name must contain letters or digits", code="MISSING_NAME")
+        steps = await self._steps(data.get("steps"))
+        now = self.clock()
+        row = WorkflowRow(
+            id=workflow_id,
+            name=name[:255],
+            description=str(data.get("description") or "")[:4000],
+            steps=steps,
+            allowed_scopes=json.dumps(list(data.get("allowed_scopes") or [])),
+            created_by=created_by,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self.db.session() as session:
+            if await session.get(WorkflowRow, workflow_id) is not None:
+                raise Conflict(f"A workflow with id {workflow_id} already exists", code="WORKFLOW_EXISTS")
+            session.add(row)
+        return row
+
+    async def update(self, workflow_id: str, data: Mapping[str, Any]) -> WorkflowRow:
+        steps = await self._steps(data["steps"]) if data.get("steps") is not None else None
+        async with self.db.session() as session:
+            row = await session.get(WorkflowRow, check_id(workflow_id))
+            if row is None:
+                raise NotFound("Workflow not found", code="WORKFLOW_NOT_FOUND")
+            if data.get("name"):
+                row.name = str(data["name"]).strip()[:255]
+            if data.get("description") is not None:
+                row.description = str(data["description"])[:4000]
+            if steps is not None:
+                row.steps = steps
+            row.updated_at = self.clock()
+        return row
+
+    async def get(self, workflow_id: str) -> WorkflowRow:
+        async with self.db.session() as session:
+            row = await session.get(WorkflowRow, check_id(workflow_id))
+        if row is None:
+            raise NotFound("Workflow not found", code="WORKFLOW_NOT_FOUND")
+        return row
+
+    async def all(self) -> list[WorkflowRow]:
+        async with self.db.session() as session:
+            return list((await session.scalars(select(WorkflowRow).order_by(WorkflowRow.name))).all())
+
+    async def delete(self, workflow_id: str) -> None:
+        async with self.db.session() as session:
+            row = await session.get(WorkflowRow, check_id(workflow_id))
+            if row is None:
+                raise NotFound("Workflow not found", code="WORKFLOW_NOT_FOUND")
+            await session.delete(row)
+
+    # -- runs ---------------------------------------------------------------------------------------
+    async def execute(self, workflow_id: str, run: WorkflowRun, *, wait: bool) -> WorkflowExecutionRow:
+        workflow = await self.get(workflow_id)
+        params = dict(run.parameters or {})
+        row = WorkflowExecutionRow(
+            id=f"wfexec_{secrets.token_hex(8)}",
+            workflow_id=workflow.id,
+            status="pending",
+            current_step=0,
+            steps="[]",
+            parameters=json.dumps(params),
+            triggered_by=run.triggered_by,
+            created_at=self.clock(),
+        )
+        async with self.db.session() as session:
+            session.add(row)
+
+        async def work(ctx: JobContext) -> str:
+            return await self._run(ctx, workflow, row.id, run)
+
+        try:
+            job = await self.runner.submit(
+                JOB_KIND, work, triggered_by=run.triggered_by, job_id=row.id, on_skipped=self._skipped
+            )
+        except BaseException:  # queue full: leave no run record behind
+            async with self.db.session() as session:
+                await session.execute(delete(WorkflowExecutionRow).where(WorkflowExecutionRow.id == row.id))
+            raise
+        if wait:
+            await self.runner.wait(job.id)
+            return await self.execution(row.id)
+        return row
+
+    async def _run(self, ctx: JobContext, workflow: WorkflowRow, run_id: str, run: WorkflowRun) -> str:
+        steps: list[dict[str, Any]] = loads(workflow.steps, [])
+        results: list[dict[str, Any]] = []
+        await self._save(run_id, status="running", started_at=self.clock())
+        final = "completed"
+        try:
+            for index, step in enumerate(steps):
+                ctx.progress(100.0 * index / max(len(steps), 1), phase=f"step {index + 1}/{len(steps)}")
+                await self._save(run_id, current_step=index)
+                result = await self._step(index, step, workflow.id, run_id, run)
+                results.append(result)
+                await self._save(run_id, steps=json.dumps(results))
+                if result["status"] != "completed":
+                    final = "timeout" if result["status"] == "timeout" and final == "completed" else "failed"
+                    if step.get("onFailure") != "continue":
+                        break
+        except asyncio.CancelledError:
+            await asyncio.shield(
+                self._save(run_id, status="cancelled", steps=json.dumps(results), completed_at=self.clock())
+            )
+            raise
+        await self._save(run_id, status=final, steps=json.dumps(results), completed_at=self.clock())
+        if final != "completed":
+            raise JobFailed(f"workflow {final}")
+        return final
+
+    async def _skipped(self, job: Job) -> None:
+        await self._save(
+            job.id, status="cancelled", error_message="cancelled before it started", completed_at=self.clock()
+        )
+
+    async def _step(
+        self, index: int, step: Mapping[str, Any], workflow_id: str, run_id: str, run: WorkflowRun
+    ) -> dict[str, Any]:
+        params = {**dict(run.parameters or {}), **dict(step.get("parameters") or {})}
+        base: dict[str, Any] = {
+            "index": index,
+            "scriptId": step["scriptId"],
+            "onFailure": step.get("onFailure"),
+        }
+        try:
+            script = await self.scripts.get(step["scriptId"])
+            declared = {spec.name for spec in self.scripts.specs(script)}
+            params = {
+                k: v for k, v in params.items() if k in declared
+            }  # run-wide values a step does not declare
+            execution = await self.scripts.execute(
+                script.id,
+                ExecutionRequest(
+                    parameters=params,
+                    triggered_by=run.triggered_by,
+                    triggered_ip=run.triggered_ip,
+                    workflow_id=workflow_id,
+                    workflow_execution_id=run_id,
+                    schedule_id=run.schedule_id,
+                    device_id=run.device_id,
+                ),
+                wait=True,
+            )
+        except NekzusError as exc:
+            return {**base, "executionId": None, "status": "failed", "exitCode": None, "error": exc.message}
+        return {
+            **base,
+            "executionId": execution.id,
+            "status": execution.status,
+            "exitCode": execution.exit_code,
+            "error": execution.error_message,
+        }
+
+    async def _save(self, run_id: str, **values: Any) -> None:
+        async with self.db.session() as session:
+            await session.execute(
+                update(WorkflowExecutionRow).where(WorkflowExecutionRow.id == run_id).values(**values)
+            )
+
+    async def execution(self, run_id: str, workflow_id: str | None = None) -> WorkflowExecutionRow:
+        async with self.db.session() as session:
+            row = await session.scalar(select(WorkflowExecutionRow).where(WorkflowExecutionRow.id == run_id))
+        if row is None or (workflow_id is not None and row.workflow_id != workflow_id):
+            raise NotFound("Workflow execution not found", code="EXECUTION_NOT_FOUND")
+        return row
+
+    async def executions(self, workflow_id: str, limit: int = 50) -> list[WorkflowExecutionRow]:
+        await self.get(workflow_id)
+        async with self.db.session() as session:
+            rows = await session.scalars(
+                select(WorkflowExecutionRow)
+                .where(WorkflowExecutionRow.workflow_id == workflow_id)
+                .order_by(WorkflowExecutionRow.seq.desc())
+                .limit(limit)
+            )
+            return list(rows.all())
