@@ -7,6 +7,7 @@ or its own exception back, so a scheduled run and a manual one behave the same.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -30,8 +31,19 @@ async def run_as_job(
     raised: list[BaseException] = []
 
     async def job_work(ctx: JobContext) -> T:
+        loop = asyncio.get_running_loop()
+
         def progress(step: str, fraction: float) -> None:
-            ctx.progress(fraction * 100.0, phase=step)
+            # Backups report from a worker thread: hand the update to the loop (in order, before the
+            # thread's result, so the final 100 % is never overwritten).
+            try:
+                here = asyncio.get_running_loop()
+            except RuntimeError:
+                here = None
+            if here is loop:
+                ctx.progress(fraction * 100.0, step)
+            else:
+                loop.call_soon_threadsafe(ctx.progress, fraction * 100.0, step)
 
         try:
             return await work(progress)
