@@ -38,7 +38,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 20.0) -> None:
+def wait_http(url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -52,8 +52,11 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
 
 
 class Stack:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, baseline_src: Path | None = None) -> None:
         self.dir = workdir
+        self.baseline_src = baseline_src
+        self.baseline = free_port() if baseline_src is not None else 0
+        self.cpu_of: dict[str, int] = {}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.upstream = free_port()
         self.ws_upstream = free_port()
@@ -153,9 +156,24 @@ http://127.0.0.1:{self.caddy} {{
         }
         self.spawn(["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"], "caddy", env=env)
 
+        self.start_nekzus("nekzus", self.nekzus, None)
+        if self.baseline_src is not None:
+            self.start_nekzus("baseline", self.baseline, self.baseline_src)
+
+        try:
+            wait_http(f"http://127.0.0.1:{self.upstream}/apps/bench/small")
+            for port in (self.nekzus, self.caddy, self.nginx, *([self.baseline] if self.baseline else [])):
+                wait_http(f"http://127.0.0.1:{port}/apps/bench/small")
+        except RuntimeError:
+            for log in sorted(self.dir.glob("*.log")):
+                print(f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
+            raise
+
+    def start_nekzus(self, name: str, port: int, src: Path | None) -> None:
+        """A Nekzus instance; `src` runs another source tree (e.g. main) beside this one for an A/B run."""
         config = {
-            "server": {"addr": f"127.0.0.1:{self.nekzus}"},
-            "storage": {"database_path": str(self.dir / "nekzus" / "nexus.db")},
+            "server": {"addr": f"127.0.0.1:{port}"},
+            "storage": {"database_path": str(self.dir / name / "nexus.db")},
             "rate_limits": {"enabled": False},
             "routes": [
                 {
@@ -176,22 +194,14 @@ http://127.0.0.1:{self.caddy} {{
                 },
             ],
         }
-        (self.dir / "nekzus").mkdir()
-        cfg = self.dir / "nekzus" / "config.yaml"
+        (self.dir / name).mkdir()
+        cfg = self.dir / name / "config.yaml"
         cfg.write_text(yaml.safe_dump(config))
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEKZUS_")}
-        self.spawn(
-            [sys.executable, "-m", "nekzus", "--config", str(cfg), "--insecure-http"], "nekzus", env=env
-        )
-
-        try:
-            wait_http(f"http://127.0.0.1:{self.upstream}/apps/bench/small")
-            for port in (self.nekzus, self.caddy, self.nginx):
-                wait_http(f"http://127.0.0.1:{port}/apps/bench/small")
-        except RuntimeError:
-            for log in sorted(self.dir.glob("*.log")):
-                print(f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
-            raise
+        if src is not None:
+            env["PYTHONPATH"] = str(src)
+        self.spawn([sys.executable, "-m", "nekzus", "--config", str(cfg), "--insecure-http"], name, env=env)
+        self.cpu_of[name] = self.procs[-1].pid
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -202,6 +212,13 @@ http://127.0.0.1:{self.caddy} {{
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc): the cost per request is far less noisy
+    than the rate on a shared machine, because it does not count time the process spent waiting."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(text: str) -> float:
@@ -259,6 +276,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=["small", "download", "ws"], action="append")
     parser.add_argument("--serve", action="store_true", help="start the stack, print its ports and wait")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run Nekzus from this source tree (e.g. a checkout of main's src/) as `baseline`",
+    )
     args = parser.parse_args()
     for tool in ("nginx", "caddy", "wrk"):
         if shutil.which(tool) is None:
@@ -266,7 +288,7 @@ def main() -> int:
             return 2
     tests = args.only or ["small", "download", "ws"]
     with tempfile.TemporaryDirectory(prefix="nekzus-bench-") as tmp:
-        stack = Stack(Path(tmp))
+        stack = Stack(Path(tmp), args.baseline_src)
         try:
             stack.start()
             if args.serve:
@@ -277,13 +299,19 @@ def main() -> int:
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})
                 return 0
             targets = {"nekzus": stack.nekzus, "caddy": stack.caddy, "nginx": stack.nginx}
+            if stack.baseline:
+                targets["baseline"] = stack.baseline
             results: dict[str, dict[str, tuple[float, float, float]]] = {}
+            cpu_per_op: dict[tuple[str, str], float] = {}
             for test in tests:
                 results[test] = {}
                 for name, port in targets.items():
                     base = f"http://127.0.0.1:{port}"
+                    pid = stack.cpu_of.get(name)
                     if test == "small":
                         wrk(base + "/apps/bench/small", args.connections, 2, args.threads)  # warm-up
+                    cpu_before = cpu_seconds(pid) if pid else 0.0
+                    if test == "small":
                         results[test][name] = wrk(
                             base + "/apps/bench/small", args.connections, args.duration, args.threads
                         )
@@ -294,6 +322,9 @@ def main() -> int:
                     else:
                         ws = f"ws://127.0.0.1:{port}/apps/ws/echo"
                         results[test][name] = asyncio.run(_ws_bench(ws, 10, args.duration))
+                    if pid:
+                        ops = results[test][name][0] * args.duration
+                        cpu_per_op[test, name] = (cpu_seconds(pid) - cpu_before) / max(ops, 1) * 1e6
                     print(f"  {test:<9} {name:<7} done", file=sys.stderr)
         finally:
             stack.stop()
@@ -310,10 +341,14 @@ def main() -> int:
     for test, by_proxy in results.items():
         caddy_rate, nginx_rate = by_proxy["caddy"][0], by_proxy["nginx"][0]
         for name, (rate, p50, p99) in by_proxy.items():
-            ratio_c = f"{rate / caddy_rate:.2f}x" if name == "nekzus" else ""
-            ratio_n = f"{rate / nginx_rate:.2f}x" if name == "nekzus" else ""
+            ours = name in ("nekzus", "baseline")
+            ratio_c = f"{rate / caddy_rate:.2f}x" if ours else ""
+            ratio_n = f"{rate / nginx_rate:.2f}x" if ours else ""
             row = f"{labels[test]:<36} {name:<7} {rate:>10.0f} {p50:>8.2f} {p99:>8.2f}"
             print(f"{row} {ratio_c:>9} {ratio_n:>9}")
+        for name in ("nekzus", "baseline"):
+            if (test, name) in cpu_per_op:
+                print(f"{'':<36} {name:<8} CPU per request/message: {cpu_per_op[test, name]:.0f} µs")
         if "nekzus" in by_proxy:
             p99_ratio = by_proxy["nekzus"][2] / by_proxy["caddy"][2]
             print(f"{'':<36} {'':<7} nekzus p99 / caddy p99 = {p99_ratio:.2f}x")

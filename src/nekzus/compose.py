@@ -25,9 +25,8 @@ from nekzus.events.hub import Hub
 from nekzus.events.notifications import NotificationQueue
 from nekzus.health import ComponentHealth, Status
 from nekzus.http.clientip import parse_networks
-from nekzus.proxy.app import ProxyApp
+from nekzus.proxy.app import ProxyApp, ProxySettings
 from nekzus.proxy.cookies import SessionCookieStore
-from nekzus.proxy.websocket import tunnel
 from nekzus.services import Services
 
 if TYPE_CHECKING:
@@ -100,10 +99,18 @@ def build_domains(services: Services) -> Domains:
     services.on_startup("notifications", notifications.start)
 
     catalog = CatalogService(cfg, db, bus, metrics, spawn, services.base_url, audit=audit)
-    proxy = ProxyApp(services, catalog)
-    proxy.websocket = tunnel
-    cookies = SessionCookieStore(services)
-    proxy.cookies = cookies
+    cookies = SessionCookieStore(db, bus, spawn, services.data_dir)
+    proxy = ProxyApp(
+        catalog,
+        settings=ProxySettings.from_config(cfg),
+        metrics=metrics,
+        limiter=services.limiter,
+        spawn=spawn,
+        is_ready=lambda: services.ready,
+        authenticator=auth,
+        audit=audit,
+        cookies=cookies,
+    )
     checker = ServiceHealthChecker(
         cfg.health_checks, catalog, metrics=metrics, spawn=spawn, is_ready=lambda: services.ready
     )
@@ -122,6 +129,7 @@ def build_domains(services: Services) -> Domains:
     async def stop_catalog() -> None:
         await checker.stop()
         await catalog.flush_health()
+        await cookies.stop()
         proxy.close()
 
     services.on_startup("catalog", start_catalog)

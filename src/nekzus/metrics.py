@@ -1,4 +1,4 @@
-"""Every Prometheus metric Nekzus exports (behaviour.md B §14), on one registry per app instance.
+"""Every Prometheus metric Nekzus exports, on one registry per app instance.
 
 Features instrument through `services.metrics`; label values are kept to bounded sets (route templates,
 app ids, fixed status words), never raw paths or user input.

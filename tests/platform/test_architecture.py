@@ -25,10 +25,8 @@ DOMAINS = (
     "system",
 )
 WIRING = ("nekzus.api", "nekzus.app", "nekzus.compose", "nekzus.services")
-# Known exceptions, each with its reason. The proxy still receives the whole `Services` (its hot path
-# reads the live trusted-proxy list and the readiness flag from it); its rewrite into phases moves it to
-# narrow collaborators.
-ALLOWED = {("nekzus.proxy.app", "nekzus.services"), ("nekzus.proxy.cookies", "nekzus.services")}
+# Known exceptions, each with its reason (none today: the proxy gets narrow collaborators too).
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _package(module: str) -> str:

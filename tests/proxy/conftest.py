@@ -154,7 +154,12 @@ class Upstream:
         hello = {
             "cookie": request.headers.get("Cookie", ""),
             "path": request.path,
+            "forwarded": {
+                k: request.headers.get(k, "")
+                for k in ("X-Forwarded-Proto", "X-Forwarded-Prefix", "X-Request-ID", "X-Real-IP")
+            },
             "credentials": sorted(h for h in ("Authorization", "X-API-Key") if h in request.headers),
+            "headers": [[k.lower(), v] for k, v in request.headers.items()],
         }
         await ws.send_str(json.dumps(hello))
         async for msg in ws:
@@ -162,6 +167,9 @@ class Upstream:
                 if msg.data == "close-me":
                     await ws.close(code=4001, message=b"bye")
                     break
+                if msg.data.startswith("send-bytes:"):
+                    await ws.send_bytes(b"x" * int(msg.data.split(":", 1)[1]))
+                    continue
                 await ws.send_str("echo:" + msg.data)
             elif msg.type == WSMsgType.BINARY:
                 await ws.send_bytes(msg.data)

@@ -11,6 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from nekzus.proxy.websocket import MAX_MESSAGE_BYTES
 from tests.nekzus_server import NekzusServer, free_port
 from tests.proxy.conftest import Upstream, admin_credentials, routes_for
 
@@ -78,6 +79,31 @@ def test_websocket_echo_with_subprotocol_and_cookie(nekzus: NekzusServer) -> Non
             async with connect(url, additional_headers={"Authorization": "Bearer t"}):
                 pass
         assert refused.value.response.status_code == 401
+
+    asyncio.run(run())
+
+
+def test_websocket_forwarding_headers_and_message_cap(nekzus: NekzusServer) -> None:
+    """The tunnel sends the same forwarding headers as HTTP, and an upstream message over the cap closes
+    the tunnel with 1009 (message too big) instead of being buffered without limit."""
+    token, _key = admin_credentials(nekzus)
+
+    async def run() -> None:
+        headers = {"Authorization": f"Bearer {token}", "X-Request-ID": "trace-ws.1"}
+        async with connect(nekzus.ws_url + "/apps/ws/ws", additional_headers=headers, max_size=None) as ws:
+            forwarded = json.loads(await ws.recv())["forwarded"]
+            assert forwarded == {
+                "X-Forwarded-Proto": "http",
+                "X-Forwarded-Prefix": "/apps/ws",
+                "X-Request-ID": "trace-ws.1",
+                "X-Real-IP": "127.0.0.1",
+            }
+            await ws.send(f"send-bytes:{MAX_MESSAGE_BYTES}")
+            assert len(await ws.recv()) == MAX_MESSAGE_BYTES  # at the cap: relayed
+            await ws.send(f"send-bytes:{MAX_MESSAGE_BYTES + 1}")
+            with pytest.raises(ConnectionClosed) as info:
+                await ws.recv()
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1009
 
     asyncio.run(run())
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -10,6 +12,7 @@ import httpx
 import psutil
 import pytest
 import yaml
+from websockets.asyncio.client import connect
 
 from tests.nekzus_server import NekzusServer, free_port
 from tests.proxy.conftest import Upstream, admin_credentials, routes_for
@@ -18,7 +21,11 @@ from tests.proxy.conftest import Upstream, admin_credentials, routes_for
 @pytest.fixture(scope="module")
 def nekzus(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
     srv = NekzusServer(
-        {"routes": routes_for(upstream, free_port()), "health_checks": {"enabled": False}},
+        {
+            "routes": routes_for(upstream, free_port()),
+            "health_checks": {"enabled": False},
+            "server": {"proxy_strip_headers": ["X-Internal-Secret"]},
+        },
         data_dir=tmp_path_factory.mktemp("proxy-http"),
         env={"NEKZUS_PROXY_IDLE_TIMEOUT": "1.5"},
     )
@@ -124,6 +131,77 @@ def test_forwarded_headers_set_and_spoofed_dropped(http: httpx.Client, nekzus: N
     assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHORIZED"
 
 
+# Headers a client must never get to an upstream, in the spellings that used to slip through: `_` for
+# `-`, identity headers forward-auth apps trust, a configured name, and headers named hop-by-hop in a
+# second `Connection` line.
+SMUGGLED = [
+    ("X-Forwarded_For", "7.7.7.7"),
+    ("X_Real-IP", "7.7.7.7"),
+    ("X-Forwarded_Host", "evil.example"),
+    ("X-Remote-User", "admin"),
+    ("X-WEBAUTH-USER", "admin"),
+    ("Remote-User", "admin"),
+    ("Remote_User", "admin"),
+    ("X-Forwarded-User", "admin"),
+    ("X_Forwarded_User", "admin"),
+    ("X-Internal-Secret", "s3cret"),
+    ("X_Internal_Secret", "s3cret"),
+    ("Connection", "X-Second-Line, X_Under_Named"),
+    ("X-Second-Line", "1"),
+    ("X-Under-Named", "1"),
+    ("X-Keep", "yes"),
+]
+NEVER_UPSTREAM = {
+    "x-forwarded-host-evil",
+    "remote-user",
+    "x-remote-user",
+    "x-webauth-user",
+    "x-forwarded-user",
+    "x-internal-secret",
+    "x-second-line",
+    "x-under-named",
+    "proxy-authorization",
+}
+
+
+def _leaked(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Upstream-received headers that are smuggled ones (names compared with `_` read as `-`)."""
+    out = []
+    for name, value in headers:
+        key = name.lower().replace("_", "-")
+        if key in NEVER_UPSTREAM or "evil.example" in value or "7.7.7.7" in value:
+            out.append((name, value))
+    return out
+
+
+def test_smuggled_forwarding_and_identity_headers_never_reach_the_upstream(http: httpx.Client) -> None:
+    r = http.get("/apps/echo/h", headers=[("Connection", "keep-alive"), *SMUGGLED])
+    assert r.status_code == 200, r.text
+    headers = r.json()["headers"]
+    assert headers["x-keep"] == "yes"  # ordinary headers still pass
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert _leaked(list(headers.items())) == []
+
+
+def test_smuggled_headers_never_reach_a_websocket_upstream(nekzus: NekzusServer) -> None:
+    async def run() -> dict[str, object]:
+        # The client library sends its own `Connection: Upgrade` line first; uvicorn reads only the last
+        # line for the upgrade, so this second line names `Upgrade` again.
+        smuggled = [
+            ("Connection", "Upgrade, X-Second-Line, X_Under_Named") if name == "Connection" else (name, value)
+            for name, value in SMUGGLED
+        ]
+        smuggled.append(("Proxy-Authorization", "Basic dXNlcjpwYXNz"))
+        async with connect(nekzus.ws_url + "/apps/ws/ws", additional_headers=smuggled) as ws:
+            hello: dict[str, object] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            return hello
+
+    hello = asyncio.run(run())
+    received = [(str(k), str(v)) for k, v in hello["headers"]]  # type: ignore[attr-defined]
+    assert ("x-keep", "yes") in received
+    assert _leaked(received) == []
+
+
 def test_upstream_unreachable_is_502_json(http: httpx.Client) -> None:
     r = http.get("/apps/dead/")
     assert r.status_code == 502
@@ -148,11 +226,15 @@ def test_bad_input_refused(nekzus: NekzusServer) -> None:
                 data += part
             return data
 
-    assert raw(b"GET /apps/echo/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 400")
-    assert raw(b"GET /apps/echo/%2e%2e/%2e%2e/x HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 400")
-    assert raw(b"GET /apps/echo/a%00b HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw(b"GET /apps/echo/../../etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").startswith(
+        b"HTTP/1.1 400"
+    )
+    assert raw(b"GET /apps/echo/%2e%2e/%2e%2e/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").startswith(
+        b"HTTP/1.1 400"
+    )
+    assert raw(b"GET /apps/echo/a%00b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").startswith(b"HTTP/1.1 400")
     big = b"X-Big: " + b"a" * 70000 + b"\r\n"
-    assert raw(b"GET /apps/echo/ HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n")[:12] in (
+    assert raw(b"GET /apps/echo/ HTTP/1.1\r\nHost: 127.0.0.1\r\n" + big + b"\r\n")[:12] in (
         b"HTTP/1.1 431",
         b"HTTP/1.1 400",
     )

@@ -21,11 +21,15 @@ def _services(tmp_path: Path) -> Services:
     return Services.build(config, base_url="http://127.0.0.1")
 
 
+def _store(services: Services) -> SessionCookieStore:
+    return SessionCookieStore(services.db, services.bus, services.spawn, services.data_dir)
+
+
 def test_cookie_round_trip_encrypted_at_rest(tmp_path: Path) -> None:
     async def run() -> None:
         services = _services(tmp_path)
         await services.db.open()
-        store = SessionCookieStore(services)
+        store = _store(services)
         store.capture(
             "dev1",
             "grafana",
@@ -40,7 +44,7 @@ def test_cookie_round_trip_encrypted_at_rest(tmp_path: Path) -> None:
         )
         assert raw and all(b"s3cr3t-value" not in bytes(v[0]) for v in raw)
         # A fresh store (as after a restart) reads and decrypts them.
-        again = SessionCookieStore(services)
+        again = _store(services)
         assert await again.cookie_header("dev1", "grafana") == {
             "grafana_session": "s3cr3t-value",
             "theme": "dark",
@@ -52,16 +56,14 @@ def test_cookie_round_trip_encrypted_at_rest(tmp_path: Path) -> None:
         # Max-Age=0 deletes that cookie only (ORIG deleted all of the app's cookies).
         again.capture("dev1", "grafana", [b"theme=; Max-Age=0"])
         await asyncio.gather(*list(services._tasks))
-        third = SessionCookieStore(services)
+        third = _store(services)
         assert await third.cookie_header("dev1", "grafana") == {"grafana_session": "s3cr3t-value"}
         # Revoking a device drops its cookies.
         third.start()
         services.bus.publish(Event("device_revoked", {"deviceId": "dev1"}))
         await asyncio.gather(*list(services._tasks))
-        assert await SessionCookieStore(services).summaries("dev1") == []
-        assert await SessionCookieStore(services).cookie_header("dev2", "grafana") == {
-            "grafana_session": "other"
-        }
+        assert await _store(services).summaries("dev1") == []
+        assert await _store(services).cookie_header("dev2", "grafana") == {"grafana_session": "other"}
         key = tmp_path / "cookie_key"
         assert key.exists() and (key.stat().st_mode & 0o777) == 0o600
         await services.db.close()

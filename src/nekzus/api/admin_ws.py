@@ -1,4 +1,4 @@
-"""Admin view of the WebSocket hub: list connections, force-disconnect a device (behaviour B §15.6)."""
+"""Admin view of the WebSocket hub: list connections, force-disconnect a device."""
 
 from __future__ import annotations
 

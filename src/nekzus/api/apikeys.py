@@ -1,4 +1,4 @@
-"""API keys (REF API Keys): create (key shown once), list, get, revoke or delete. access:admin only."""
+"""API keys: create (key shown once), list, get, revoke or delete. access:admin only."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Container management routes (REF Containers + Bulk Operations; B §7).
+"""Container management routes: list, inspect, actions, stats and bulk operations.
 
 Mounted when `runtimes.docker.enabled` (or, for compatibility, `discovery.docker.enabled`). Reads need
 any credential, actions `write:*`. The container rate-limit category applies by path.
@@ -154,7 +154,7 @@ def _target(container_id: str, runtime: str | None, namespace: str | None) -> tu
 
 
 def parse_timeout(value: Any) -> int | None:
-    """1-300 seconds (REF); anything else is a 400, never silently ignored."""
+    """1-300 seconds, as the API documents; anything else is a 400, never silently ignored."""
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -177,7 +177,7 @@ def runtime_error(exc: UnknownRuntime | RuntimeErrorBase) -> ApiError:
 
 @contextmanager
 def _Guard() -> Iterator[None]:
-    """`with _Guard():` turns runtime errors into REF error responses."""
+    """`with _Guard():` turns runtime errors into the API's error responses."""
     try:
         yield
     except (UnknownRuntime, RuntimeErrorBase) as exc:

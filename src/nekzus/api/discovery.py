@@ -1,4 +1,4 @@
-"""Discovery routes (REF Discovery; B §6.1) and the wiring of the discovery domain and its workers."""
+"""Discovery routes and the wiring of the discovery domain and its workers."""
 
 from __future__ import annotations
 

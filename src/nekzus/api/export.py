@@ -1,4 +1,4 @@
-"""Export containers to Docker Compose (REF Export; B §7.5). Docker only.
+"""Export containers to Docker Compose. Docker only.
 
 Previews and exports return the same JSON; batch export can also be a zip with the compose file and
 `.env.example`. Exporting with `sanitize_secrets=false` reveals secrets, so it needs `write:*`.

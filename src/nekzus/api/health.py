@@ -1,4 +1,4 @@
-"""Probes: /healthz, /livez, /readyz and /api/v1/healthz (Part A §4)."""
+"""Probes: /healthz, /livez, /readyz and /api/v1/healthz."""
 
 from __future__ import annotations
 

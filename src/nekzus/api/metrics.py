@@ -1,7 +1,7 @@
-"""Prometheus exposition at `metrics.path` (default `/metrics`; behaviour B §14, fixing ORIG's ignored path).
+"""Prometheus exposition at `metrics.path` (default `/metrics`; the path setting is honoured).
 
-No authentication (REF); the rate limiter gives it its own `metrics` category. `metrics.enabled: false`
-→ 404 in the JSON error shape (checked per request, so a config reload toggles it).
+No authentication, as scrapers expect; the rate limiter gives it its own `metrics` category.
+`metrics.enabled: false` → 404 in the JSON error shape (checked per request, so a config reload toggles it).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def install(api: FastAPI, services: Services) -> None:
     path = services.config.metrics.path
     metrics = services.metrics
 
-    # `metrics.enabled` is read per request: a config reload toggles the endpoint live (B §1.6).
+    # `metrics.enabled` is read per request: a config reload toggles the endpoint live.
     @api.get(path, include_in_schema=False)
     async def prometheus_metrics() -> Response:
         if not services.config.metrics.enabled:

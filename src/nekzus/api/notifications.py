@@ -1,4 +1,4 @@
-"""Admin view of the notification queue: `/api/v1/notifications...` (behaviour B §12.6).
+"""Admin view of the notification queue: `/api/v1/notifications...`.
 
 Registered even when `notifications.enabled` is false (the stats then say `enabled: false`).
 Every route needs `access:admin`: the queue spans all devices.

@@ -78,7 +78,7 @@ async def _after_change(
     *,
     apps_before: set[str] | None = None,
 ) -> None:
-    """Audit a route change (behaviour B §15.5 actions), and the apps it created or removed."""
+    """Audit a route change (route.created/updated/deleted), and the apps it created or removed."""
     audit = services_of(request).domains.audit
     actor = principal.id
     ip = client_ip(request)

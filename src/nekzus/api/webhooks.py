@@ -1,6 +1,6 @@
-"""`POST /api/v1/webhooks/activity` and `/notify` (REF Webhooks; behaviour B §12.7).
+"""`POST /api/v1/webhooks/activity` and `/notify` .
 
-Any authenticated caller: API keys work from anywhere (fixes ORIG, where the key was checked and then a
+Any authenticated caller: API keys work from anywhere (older versions checked the key and then a
 JWT demanded anyway), JWTs and trusted-network callers too.
 """
 

@@ -1,4 +1,4 @@
-"""`GET /api/v1/ws`: the real-time event hub (REF WebSocket; behaviour B §12)."""
+"""`GET /api/v1/ws`: the real-time event hub."""
 
 from __future__ import annotations
 

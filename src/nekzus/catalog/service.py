@@ -174,7 +174,7 @@ class CatalogService:
         return await self.apply_config(new.apps, new.routes)
 
     async def apply_config(self, apps: list[Any], routes: list[Any]) -> dict[str, list[str]]:
-        """Merge the config file's apps and routes on hot reload (behaviour B §1.6 REC).
+        """Merge the config file's apps and routes on hot reload .
 
         Config entries are upserted; entries that came from the config file (`source == "config"`) and
         are gone from it are removed; routes and apps created through the API or approved from

@@ -1,7 +1,8 @@
-"""Route and app specifications: validation, normalisation and the REF JSON shape.
+"""Route and app specifications: validation, normalisation and the API's JSON shape.
 
-Input accepts REF camelCase and ORIG snake_case spellings (and `websockets` for `websocket`); output is
-REF's names. The spec is also what is persisted, so every field survives a restart.
+Input accepts the API's camelCase and the older snake_case spellings (and `websockets` for
+`websocket`); output uses the API's names. The spec is also what is persisted, so every field
+survives a restart.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def check_path_base(value: str) -> str:
 
 
 class RouteSpec(BaseModel):
-    """A route as stored and served (snake_case attributes, REF names on output)."""
+    """A route as stored and served (snake_case attributes, API names on output)."""
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
@@ -189,7 +190,7 @@ class RouteSpec(BaseModel):
         if self.strip_prefix:
             if not self.path_base.endswith("/"):
                 self.path_base += "/"
-            # ORIG: HTML rewriting cannot be disabled on strip-prefix routes.
+            # Older clients expect it: HTML rewriting cannot be disabled on strip-prefix routes.
             self.rewrite_html = True
         if self.routing_mode in ("subdomain", "both") and not self.subdomain:
             raise ValueError("subdomain: is required when routingMode is subdomain or both")

@@ -1,6 +1,7 @@
 """The typed configuration model: one place for every key, its default and its rule.
 
-Defaults follow the existing Nekzus (behaviour.md B §1.2) plus the project's own decisions (Part A).
+Defaults follow the existing Nekzus, so its config files keep working, except where this project chose
+safer ones (trusted networks are loopback only, for example).
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ class ServerConfig(Section):
     shutdown_timeout: Duration = 5.0
     # A proxied connection with no byte from the upstream for this long is closed (504 before the head).
     proxy_idle_timeout: Annotated[Duration, Field(gt=0, le=86400)] = 300.0
+    # Extra request headers the proxy never passes to an upstream (HTTP and WebSocket), on top of its
+    # built-in list (credentials, hop-by-hop, forwarding and identity headers such as Remote-User).
+    # Matched case-insensitively with `_` read as `-`.
+    proxy_strip_headers: StrList = Field(default_factory=list)
     # A WebSocket client must authenticate within this window after connecting.
     ws_auth_timeout: Annotated[Duration, Field(ge=0.1, le=300)] = 15.0
     # A request head must arrive within this long of its first byte; a request body may not stall longer.
@@ -119,6 +124,14 @@ class ServerConfig(Section):
             raise ValueError("must be an absolute http:// or https:// URL")
         return value.rstrip("/")
 
+    @field_validator("proxy_strip_headers")
+    @classmethod
+    def _strip_headers(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _HEADER_NAME.fullmatch(name.strip()):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+        return [name.strip() for name in value]
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, value: list[str]) -> list[str]:
@@ -129,6 +142,9 @@ class ServerConfig(Section):
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls_key: tls_cert and tls_key must be set together")
         return self
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _cidr(value: str) -> str:

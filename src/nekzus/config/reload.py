@@ -1,4 +1,4 @@
-"""Hot reload of the config file (behaviour.md B §1.6, with its REC fixes).
+"""Hot reload of the config file.
 
 Triggers: a change of the file (polled every second: mtime, size, inode — robust against editors that
 replace the file and against symlink swaps, no extra dependency), debounced 500 ms, and SIGHUP. Reloads
@@ -28,7 +28,7 @@ from nekzus.config.model import Config
 
 log = logging.getLogger("nekzus.config")
 
-# Changing these needs a restart: the reload is refused and names the key (B §1.6). The JWT secret is
+# Changing these needs a restart: the reload is refused and names the key. The JWT secret is
 # compared as configured (file/env), never the generated one, so reloads work in the default setup.
 RESTART_KEYS = (
     "server.addr",

@@ -1,8 +1,8 @@
-"""Docker discovery: reacts to the daemon's event stream, with a periodic full resync (B §6.2).
+"""Docker discovery: reacts to the daemon's event stream, with a periodic full resync.
 
 A daemon that goes away is retried with backoff (health component `discovery` says degraded meanwhile);
 a bad container never stops the worker. In `published` network mode every target and every probe is
-the host-published port on 127.0.0.1 (Part A §13).
+the host-published port on 127.0.0.1 (a container's bridge address is unreachable from other hosts).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Port-exposure check after approving a Docker proposal (B §6.6): how reachable are the host ports?"""
+"""Port-exposure check after approving a Docker proposal: how reachable are the host ports?"""
 
 from __future__ import annotations
 

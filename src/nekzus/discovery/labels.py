@@ -1,6 +1,7 @@
-"""From one `docker inspect` result to a discovery plan and proposal (B §6.2), as pure functions.
+"""From one `docker inspect` result to a discovery plan and proposal, as pure functions.
 
-Discovery is opt-in (fixing B §18.2 item 5): a container is considered only when it carries
+Discovery is opt-in (proposing every container on the host only buries the useful ones): a container
+is considered only when it carries
 `nekzus.enable=true`, another `nekzus.*` discovery label, `traefik.enable=true` or a `caddy` label.
 Malformed labels are ignored (the default is used) and reported as warnings, never fatal.
 """
@@ -235,7 +236,7 @@ def _auto_tags(image: str, ports: list[int]) -> list[str]:
 
 
 def build_proposal(plan: Plan, ports: list[PortCandidate]) -> dict[str, Any]:
-    """The REF proposal object for a container whose HTTP ports are known (ports non-empty)."""
+    """The API's proposal object for a container whose HTTP ports are known (ports non-empty)."""
     labels = plan.labels
     warnings = plan.warnings
     primary = ports[0]
@@ -346,7 +347,7 @@ def build_proposal(plan: Plan, ports: list[PortCandidate]) -> dict[str, Any]:
 
 
 def retarget(proposal: dict[str, Any], port: int) -> dict[str, Any]:
-    """The proposal with `port` (one of availablePorts) as its target (B §6.1 approve)."""
+    """The proposal with `port` (one of availablePorts) as its target (approving with a chosen port)."""
     chosen = next(p for p in proposal["availablePorts"] if p["port"] == port)
     out = {**proposal}
     scheme = chosen["scheme"]

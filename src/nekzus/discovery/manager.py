@@ -1,5 +1,5 @@
 """The discovery manager (`services.domains.discovery`): one place that decides what a worker's
-proposal becomes (B §6.1) — ignored (dismissed), a route reconcile (app already routed), an update of a
+proposal becomes — ignored (dismissed), a route reconcile (app already routed), an update of a
 pending proposal, or a new proposal published as a `discovery` event. Proposals and dismissals are
 persisted, so a dismissal survives restarts until `rediscover`.
 """
@@ -211,7 +211,7 @@ class DiscoveryManager:
         return await self.withdraw(stale)
 
     async def _reconcile(self, catalog: Any, route: dict[str, Any], proposal: dict[str, Any]) -> None:
-        """Follow a known container to its new address (B §6.5); never touch manual routes."""
+        """Follow a known container to its new address; never touch manual routes."""
         suggested = proposal.get("suggestedRoute") or {}
         owner = str(route.get("containerId") or "")
         if not owner or not suggested.get("containerId") or owner[:12] != str(suggested["containerId"])[:12]:

@@ -18,7 +18,7 @@ log = logging.getLogger("nekzus.events")
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """Something that happened. `type` is REF's WebSocket message type (e.g. `device_paired`).
+    """Something that happened. `type` is the WebSocket message type (e.g. `device_paired`).
 
     Audience: `device_id` set → only the connections of that principal id (a device id, `user-<name>`
     or `local`); `connection_id` set → only that connection (e.g. the client that asked); neither →

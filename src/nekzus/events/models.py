@@ -1,4 +1,4 @@
-"""Tables of the events domain: the per-device notification queue (behaviour B §12.6).
+"""Tables of the events domain: the per-device notification queue.
 
 `device_id` is plain text on purpose (no FK into the identity domain); the queue deletes a device's rows
 itself when the bus publishes `device_revoked`.

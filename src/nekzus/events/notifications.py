@@ -1,4 +1,4 @@
-"""The per-device notification queue with acknowledgement and offline delivery (behaviour B §12.6).
+"""The per-device notification queue with acknowledgement and offline delivery.
 
 Life of a row: `pending` → sent to every live connection of the device (carrying `notificationId` at the
 top level of the envelope) → `delivered` when the client answers `notification_ack`. Unacknowledged rows
@@ -40,7 +40,7 @@ log = logging.getLogger("nekzus.notifications")
 DEFAULT_TTL = 30 * 86400.0
 STALE_AFTER = timedelta(hours=24)
 WIRE_TYPES = {"webhook.notify": "webhook", "webhook.activity": "webhook"}
-# Per-type defaults (ttl seconds, max retries) from ORIG.
+# Per-type defaults (ttl seconds, max retries), as older clients expect them.
 TYPE_DEFAULTS: dict[str, tuple[float, int]] = {
     "repair_required": (DEFAULT_TTL, 20),
     "device_revoked": (DEFAULT_TTL, 10),

@@ -1,4 +1,4 @@
-"""MQTT-style topic filters over `.`-separated topics (behaviour B §12.5).
+"""MQTT-style topic filters over `.`-separated topics.
 
 `+` matches exactly one level, `#` matches zero or more levels and must be the last segment.
 A client without filters receives everything; with filters, only matching messages.

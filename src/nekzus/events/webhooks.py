@@ -1,4 +1,4 @@
-"""Webhook fan-out (behaviour B §12.7): deliver a `webhook` message to everyone or to chosen devices;
+"""Webhook fan-out: deliver a `webhook` message to everyone or to chosen devices;
 targets that are offline get a queued notification when the queue is enabled."""
 
 from __future__ import annotations

@@ -4,8 +4,6 @@ client address, body limit, access log, and the error boundary that keeps stack 
 from __future__ import annotations
 
 import logging
-import re
-import secrets
 import time
 from typing import Any
 
@@ -14,22 +12,19 @@ from starlette.exceptions import HTTPException
 from nekzus import API_VERSION
 from nekzus.http.clientip import IPNetwork, resolve_client_ip
 from nekzus.http.errors import error_body
+from nekzus.http.requestid import new_request_id, request_id_or_new
 from nekzus.metrics import Metrics
 
 access_log = logging.getLogger("nekzus.access")
 log = logging.getLogger("nekzus.http")
 
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-
 
 def request_id_from(scope: dict[str, Any]) -> str:
+    """The client's `X-Request-ID` if it passes the shared rule (`nekzus.http.requestid`), else a new id."""
     for key, value in scope.get("headers", ()):
         if key == b"x-request-id":
-            candidate = value.decode("latin-1")
-            if _SANE_REQUEST_ID.match(candidate):
-                return str(candidate)
-            break
-    return secrets.token_hex(8)
+            return request_id_or_new(value).decode("latin-1")
+    return new_request_id().decode("latin-1")
 
 
 def common_headers(request_id: str, *, tls: bool) -> list[tuple[bytes, bytes]]:

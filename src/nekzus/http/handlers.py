@@ -1,4 +1,4 @@
-"""Exception handlers that turn framework errors into REF's error shape."""
+"""Exception handlers that turn framework errors into the API's error shape."""
 
 from __future__ import annotations
 

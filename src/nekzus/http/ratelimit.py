@@ -1,4 +1,4 @@
-"""Token-bucket rate limiting per category, keyed by principal or client IP (Part A §9)."""
+"""Token-bucket rate limiting per category, keyed by principal or client IP."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def _build(limit: RateLimit) -> Bucket | None:
 
 
 class RateLimiter:
-    """All categories of REF's table; `classify` maps a request onto one of them."""
+    """All categories of the API's rate-limit table; `classify` maps a request onto one of them."""
 
     CATEGORIES = ("health", "auth", "qr", "websocket", "device", "container", "general", "metrics", "proxy")
 

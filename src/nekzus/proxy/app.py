@@ -3,6 +3,12 @@
 Per request: one pass over the request headers, an in-memory route lookup, authentication from memory,
 a pooled upstream connection, and the response streamed back chunk by chunk. No framework routing, no
 database, no task per request (a disconnect watcher is started only for long-running bodies).
+
+The request path is a row of small phases (see `phases.py` for the pure ones, shared with the WebSocket
+tunnel):
+
+    parse head -> check head -> route lookup -> admit -> prepare (upstream target, forwarding headers,
+    cookies, cache) -> send request -> shape response -> buffer/rewrite or stream -> account
 """
 
 from __future__ import annotations
@@ -12,92 +18,115 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
-from nekzus import API_VERSION
 from nekzus.auth.principal import ADMIN, AuthError, Principal
 from nekzus.catalog.service import CatalogService
-from nekzus.catalog.spec import RouteSpec
 from nekzus.config import Config
-from nekzus.http.clientip import in_networks, parse_ip, resolve_client_ip
+from nekzus.http.clientip import IPNetwork, in_networks, parse_ip, parse_networks, resolve_client_ip
 from nekzus.http.errors import error_body
-from nekzus.proxy.cache import ResponseCache
-from nekzus.proxy.rewrite import MAX_REWRITE_BYTES, Rewriter, body_kind
-from nekzus.proxy.upstream import (
-    PoolRegistry,
-    UpstreamConnection,
-    UpstreamError,
-    UpstreamPool,
+from nekzus.http.ratelimit import RateLimiter
+from nekzus.http.requestid import request_id_or_new
+from nekzus.metrics import Metrics
+from nekzus.proxy.cache import CachedResponse, ResponseCache
+from nekzus.proxy.cookies import SessionCookieStore
+from nekzus.proxy.phases import (
+    Forwarding,
+    Headers,
+    Refused,
+    RequestHead,
+    ResponseShape,
+    body_framing,
+    charset_of,
+    check_head,
+    chunk,
+    common_headers,
+    decode_body,
+    forwarded_prefix,
+    forwarding_headers,
+    header_value,
+    merge_cookies,
+    parse_head,
+    request_bytes,
+    shape_response,
+    strip_list,
+    upstream_path,
+    with_query,
 )
-from nekzus.services import Services
+from nekzus.proxy.rewrite import MAX_REWRITE_BYTES, Rewriter, body_kind
+from nekzus.proxy.routes import CompiledRoute, RouteTable
+from nekzus.proxy.upstream import PoolRegistry, UpstreamConnection, UpstreamError
+from nekzus.proxy.websocket import tunnel
+
+__all__ = ["ProxyApp", "ProxySettings", "Refused"]
 
 log = logging.getLogger("nekzus.proxy")
 access_log = logging.getLogger("nekzus.access.proxy")
 
-MAX_REQUEST_HEAD = 64 * 1024
 DENIAL_AUDIT_INTERVAL = 10.0
-HOP_HEADER = b"x-nekzus-hop"
+MAX_CACHED_BODY = 1 << 20
+DEFAULT_IDLE_TIMEOUT = 300.0
 _TRUSTED = Principal("trusted", "local", frozenset({ADMIN}), name="local")
 
-# Request headers never forwarded as sent (Nekzus sets the forwarding ones itself).
-_DROP = 1
-_FORWARDED = 2
-_REQUEST_SPECIAL: dict[bytes, int] = {
-    b"host": _DROP,
-    b"connection": _DROP,
-    b"keep-alive": _DROP,
-    b"proxy-connection": _DROP,
-    b"proxy-authorization": _DROP,
-    b"te": _DROP,
-    b"trailer": _DROP,
-    b"transfer-encoding": _DROP,
-    b"upgrade": _DROP,
-    b"expect": _DROP,
-    b"authorization": _DROP,
-    b"x-api-key": _DROP,
-    b"x_api_key": _DROP,
-    b"content-length": _DROP,
-    HOP_HEADER: _DROP,
-    b"forwarded": _FORWARDED,
-    b"x-forwarded-for": _FORWARDED,
-    b"x-forwarded-proto": _FORWARDED,
-    b"x-forwarded-host": _FORWARDED,
-    b"x-forwarded-port": _FORWARDED,
-    b"x-forwarded-prefix": _FORWARDED,
-    b"x-real-ip": _FORWARDED,
-    b"x_forwarded_for": _FORWARDED,
-    b"x_forwarded_proto": _FORWARDED,
-    b"x_forwarded_host": _FORWARDED,
-    b"x_forwarded_port": _FORWARDED,
-    b"x_forwarded_prefix": _FORWARDED,
-    b"x_real_ip": _FORWARDED,
-}
-_RESPONSE_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authenticate",
-    }
-)
+Spawn = Callable[[Awaitable[Any], str], "asyncio.Task[Any]"]
 
 
-class _Headers:
+class Authenticator(Protocol):
+    async def authenticate(self, headers: Mapping[str, str], client_ip: str) -> Principal | None: ...
+
+
+class AuditLog(Protocol):
+    async def record(
+        self,
+        action: str,
+        *,
+        actor: str,
+        target: str = "",
+        ip: str = "",
+        details: dict[str, Any] | None = None,
+        success: bool = True,
+    ) -> None: ...
+
+
+@dataclass(slots=True)
+class ProxySettings:
+    """The config values the proxy reads per request, replaced as a whole on reload."""
+
+    base_domain: str = ""
+    tls: bool = False
+    listen_addr: str = ""
+    default_scopes: tuple[str, ...] = ()
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    local_networks: tuple[IPNetwork, ...] = ()
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT  # upstream read and write inactivity limit
+    strip: dict[bytes, int] = field(default_factory=strip_list)  # request headers never forwarded
+
+    @classmethod
+    def from_config(cls, config: Config) -> ProxySettings:
+        return cls(
+            base_domain=config.server.base_domain.lower().strip("."),
+            tls=config.tls_enabled,
+            listen_addr=config.server.addr,
+            default_scopes=tuple(config.auth.default_scopes),
+            trusted_proxies=parse_networks(config.server.trusted_proxies),
+            local_networks=parse_networks(config.auth.local_networks),
+            idle_timeout=config.server.proxy_idle_timeout,
+            strip=strip_list(config.server.proxy_strip_headers),
+        )
+
+
+class _Headers(Mapping[str, str]):
     """A read-only, case-insensitive view of ASGI headers for the authenticator (no copy)."""
 
     __slots__ = ("_raw",)
 
-    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, raw: Headers) -> None:
         self._raw = raw
 
-    def get(self, key: str, default: str | None = None) -> str | None:
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]  # one scan, no KeyError
         name = key.lower().encode("latin-1")
         for k, v in self._raw:
             if k == name:
@@ -113,115 +142,92 @@ class _Headers:
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key) is not None
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[str]:
         return iter({k.decode("latin-1") for k, _ in self._raw})
 
     def __len__(self) -> int:
         return len(self._raw)
 
-    def keys(self) -> Any:
-        return list(self)
-
-    def items(self) -> Any:
-        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw]
-
 
 @dataclass(slots=True)
-class CompiledRoute:
-    """A route prepared for the hot path."""
+class ProxiedRequest:
+    """One HTTP request on its way through the phases; the exchange fills in status and bytes."""
 
-    spec: RouteSpec
-    pool: UpstreamPool
-    pool_key: tuple[str, str, int, bool]
-    prefix: str  # path base without trailing slash
-    prefix_raw: bytes
-    base_path: bytes  # target URL path without trailing slash
-    scopes: tuple[str, ...]
-    loop: bool
+    route: CompiledRoute
+    head: RequestHead
+    method: str
+    path: str  # as the client asked, for logs
+    upstream_path: bytes
+    target: bytes  # upstream path and query
+    headers: Headers  # copied client headers (cookies merged)
+    extra: Headers  # forwarding, framing and conditional headers
+    client_ip: str
+    request_id: bytes
     rewriter: Rewriter | None
-    upstream_host: bytes
-    metrics: dict[str, Any] = field(default_factory=dict)
-    status_counters: dict[int, Any] = field(default_factory=dict)
-
-
-class RouteTable:
-    def __init__(self, routes: list[CompiledRoute]) -> None:
-        self.by_path: dict[str, CompiledRoute] = {}
-        self.by_subdomain: dict[str, CompiledRoute] = {}
-        for route in routes:
-            if route.spec.path_routed:
-                self.by_path[route.spec.path_base] = route
-            if route.spec.subdomain_routed:
-                self.by_subdomain[route.spec.subdomain] = route
-
-    def match(self, path: str) -> CompiledRoute | None:
-        """Longest prefix match on a segment boundary."""
-        by_path = self.by_path
-        hit = by_path.get(path)
-        if hit is not None:
-            return hit
-        end = len(path)
-        while True:
-            end = path.rfind("/", 0, end)
-            if end < 0:
-                return None
-            hit = by_path.get(path[: end + 1]) or by_path.get(path[:end])
-            if hit is not None:
-                return hit
-
-
-def _bad_path(path: str) -> bool:
-    if "\x00" in path or "\r" in path or "\n" in path or "\\" in path:
-        return True
-    if "/." in path:
-        for segment in path.split("/"):
-            if segment in (".", ".."):
-                return True
-    return False
+    device_id: str | None
+    cookie_store: SessionCookieStore | None
+    cache: ResponseCache | None
+    cached: CachedResponse | None = None
+    conn: UpstreamConnection | None = None  # owned: released or aborted by the exchange
+    status: int = 502
+    bytes_out: int = 0
+    response_started: bool = False
 
 
 class ProxyApp:
-    """Implements `ProxyDispatch` for `services.proxy`."""
+    """Implements `ProxyDispatch`: answers `/apps/...` and routed subdomains from the catalog's routes."""
 
-    def __init__(self, services: Services, catalog: CatalogService) -> None:
-        self.services = services
+    def __init__(
+        self,
+        catalog: CatalogService,
+        *,
+        settings: ProxySettings,
+        metrics: Metrics,
+        limiter: RateLimiter,
+        spawn: Spawn,
+        is_ready: Callable[[], bool],
+        authenticator: Authenticator | None = None,
+        audit: AuditLog | None = None,
+        cookies: SessionCookieStore | None = None,
+    ) -> None:
         self.catalog = catalog
+        self.settings = settings
+        self.metrics = metrics
+        self.limiter = limiter
+        self.spawn = spawn
+        self.is_ready = is_ready
+        self.authenticator = authenticator
+        self.audit = audit
+        self.cookies = cookies
         self.pools = PoolRegistry()
         self.table = RouteTable([])
         self.cache = ResponseCache()
-        self.idle_timeout = services.config.server.proxy_idle_timeout
         self.hop_token = secrets.token_hex(8).encode()
-        self.base_domain = services.config.server.base_domain.lower().strip(".")
-        self.tls = services.config.tls_enabled
-        self.scheme = b"https" if self.tls else b"http"
-        self.listen_port = _port_of(services.config.server.addr)
-        self.default_scopes = tuple(services.config.auth.default_scopes)
         self._ip_cache: dict[str, tuple[str, bool]] = {}
         self._denials: dict[tuple[str, str], float] = {}
-        self.cookies: Any = None  # SessionCookieStore, set by the feature when enabled
-        self.websocket: Callable[..., Any] | None = None
-        m = services.metrics
-        self._active = m.proxy_active_sessions
+        self._active = metrics.proxy_active_sessions
         catalog.on_change(self.rebuild)
 
+    @property
+    def scheme(self) -> bytes:
+        return b"https" if self.settings.tls else b"http"
+
     def reconfigure(self, _old: Config, new: Config) -> None:
-        """Reload hook: trusted peers and default route scopes may have changed."""
+        """Config reload: new networks and default scopes; cached per-peer answers and routes rebuilt."""
+        self.settings = ProxySettings.from_config(new)
         self._ip_cache.clear()
-        self.default_scopes = tuple(new.auth.default_scopes)
         self.rebuild()
 
     # -- route table --------------------------------------------------------------------------------
 
     def rebuild(self) -> None:
         compiled: list[CompiledRoute] = []
-        old = {r.spec.route_id: r for r in [*self.table.by_path.values(), *self.table.by_subdomain.values()]}
+        old = {r.spec.route_id: r for r in self.table.routes()}
         for spec in self.catalog.sorted_routes():
             parts = urlsplit(spec.to)
-            scheme = parts.scheme
             host = parts.hostname or ""
-            port = parts.port or (443 if scheme == "https" else 80)
-            verify = not spec.tls_skip_verify
-            key = (scheme, host, port, verify)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            key = (parts.scheme, host, port, not spec.tls_skip_verify)
             prefix = spec.path_base.rstrip("/")
             previous = old.get(spec.route_id)
             if previous is not None and previous.spec != spec:
@@ -233,7 +239,7 @@ class ProxyApp:
                 prefix=prefix,
                 prefix_raw=quote(prefix).encode("latin-1"),
                 base_path=(parts.path or "").rstrip("/").encode("latin-1"),
-                scopes=tuple(spec.scopes) or self.default_scopes,
+                scopes=tuple(spec.scopes) or self.settings.default_scopes,
                 loop=self._points_at_self(host, port),
                 rewriter=Rewriter(prefix, spec.exclude_paths) if spec.strip_prefix else None,
                 upstream_host=(parts.netloc or host).encode("idna"),
@@ -248,7 +254,7 @@ class ProxyApp:
         self.pools.retain({r.pool_key for r in compiled})
 
     def _bind_metrics(self, route: CompiledRoute) -> None:
-        m = self.services.metrics
+        m = self.metrics
         app = route.spec.app_id
         route.metrics = {
             "duration": m.proxy_request_duration_seconds.labels(app),
@@ -258,12 +264,13 @@ class ProxyApp:
         }
 
     def _points_at_self(self, host: str, port: int) -> bool:
-        if port != self.listen_port:
+        listen = self.settings.listen_addr
+        if port != _port_of(listen):
             return False
         addr = parse_ip(host)
         if host == "localhost" or (addr is not None and (addr.is_loopback or addr.is_unspecified)):
             return True
-        listen_host = self.services.config.server.addr.rpartition(":")[0].strip("[]")
+        listen_host = listen.rpartition(":")[0].strip("[]")
         return bool(listen_host) and host == listen_host
 
     # -- dispatch -----------------------------------------------------------------------------------
@@ -271,7 +278,7 @@ class ProxyApp:
     def handles(self, scope: dict[str, Any]) -> bool:
         if scope["path"].startswith("/apps/"):
             return True
-        if self.base_domain and self.table.by_subdomain:
+        if self.settings.base_domain and self.table.by_subdomain:
             return self._subdomain_route(scope) is not None
         return False
 
@@ -282,7 +289,7 @@ class ProxyApp:
                 if host.startswith("["):
                     return None
                 host = host.split(":", 1)[0].rstrip(".")
-                suffix = "." + self.base_domain
+                suffix = "." + self.settings.base_domain
                 if host.endswith(suffix):
                     return self.table.by_subdomain.get(host[: -len(suffix)])
                 return None
@@ -290,25 +297,31 @@ class ProxyApp:
 
     def lookup(self, scope: dict[str, Any], path: str) -> tuple[CompiledRoute | None, bool]:
         """The route for a request and whether it was found by subdomain (no prefix handling then)."""
-        if self.base_domain and not path.startswith("/apps/"):
+        if self.settings.base_domain and not path.startswith("/apps/"):
             route = self._subdomain_route(scope)
             return route, route is not None
         return self.table.match(path), False
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await tunnel(self, scope, receive, send)
+            return
+        await self.http(scope, receive, send)
+
+    # -- admission (shared with the WebSocket tunnel) -------------------------------------------------
+
     async def admit(
         self, route: CompiledRoute, scope: dict[str, Any], hop: bytes | None
     ) -> tuple[Principal | None, str]:
-        """Checks shared by HTTP and WebSocket proxying: loop, authentication and scopes, rate limit.
+        """Loop detection, authentication and scopes, rate limit, upstream health.
 
         Returns (principal, client ip); raises `Refused` with the answer to give otherwise.
         """
         if hop == self.hop_token or route.loop:
             raise Refused(508, "LOOP_DETECTED", "The route points back at Nekzus")
         client_ip, trusted = self._client(scope)
-        principal, denied = await self.authorize(route, scope, client_ip, trusted)
-        if denied is not None:
-            raise Refused(*denied)
-        limiter = self.services.limiter
+        principal = await self.authorize(route, scope, client_ip, trusted)
+        limiter = self.limiter
         if limiter.enabled and limiter.buckets.get("proxy") is not None:
             key = principal.rate_key if principal is not None else f"ip:{client_ip}"
             decision = limiter.check("proxy", key)
@@ -316,67 +329,64 @@ class ProxyApp:
                 raise Refused(
                     429, "RATE_LIMIT_EXCEEDED", "Rate limit exceeded, please slow down", decision.headers()
                 )
+        if self.catalog.is_unhealthy(route.spec.app_id):
+            raise Refused(503, "SERVICE_UNHEALTHY", "Service is currently unhealthy")
         return principal, client_ip
 
     def _client(self, scope: dict[str, Any]) -> tuple[str, bool]:
         """(client ip, whether it is in auth.local_networks), cached per peer when no proxy is trusted."""
-        services = self.services
-        if services.trusted_proxies:
-            ip = resolve_client_ip(scope, services.trusted_proxies)
-            return ip, in_networks(parse_ip(ip), services.local_networks)
+        settings = self.settings
+        if settings.trusted_proxies:
+            ip = resolve_client_ip(scope, settings.trusted_proxies)
+            return ip, in_networks(parse_ip(ip), settings.local_networks)
         client = scope.get("client")
         peer = client[0] if client else ""
         cached = self._ip_cache.get(peer)
         if cached is None:
             ip = resolve_client_ip(scope, ())
-            cached = (ip, in_networks(parse_ip(ip), services.local_networks))
+            cached = (ip, in_networks(parse_ip(ip), settings.local_networks))
             if len(self._ip_cache) > 4096:
                 self._ip_cache.clear()
             self._ip_cache[peer] = cached
         return cached
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket":
-            if self.websocket is None:
-                await send({"type": "websocket.close", "code": 1011})
-                return
-            await self.websocket(self, scope, receive, send)
-            return
-        await self.http(scope, receive, send)
-
     async def authorize(
         self, route: CompiledRoute, scope: dict[str, Any], client_ip: str, trusted: bool
-    ) -> tuple[Principal | None, tuple[int, str, str] | None]:
-        """The caller's principal, or the error to answer with (Part A §6)."""
+    ) -> Principal | None:
+        """The caller's principal (None on a public route without credentials); raises `Refused`.
+
+        A public route lets anyone through, but a valid credential still identifies the caller (cookies).
+        Bootstrap tokens only pair; a route's scopes are required unless the caller is an admin.
+        """
         spec = route.spec
-        authenticator = self.services.domains.auth
         principal: Principal | None = None
-        if authenticator is not None:
+        if self.authenticator is not None:
             try:
-                principal = await authenticator.authenticate(_Headers(scope["headers"]), client_ip)
+                principal = await self.authenticator.authenticate(_Headers(scope["headers"]), client_ip)
             except AuthError as exc:
                 if spec.public_access:
-                    return None, None
-                return None, (exc.status, exc.code, exc.message)
+                    return None
+                raise Refused(exc.status, exc.code, exc.message) from None
         elif trusted:
             principal = _TRUSTED
         if spec.public_access:
-            return principal, None
+            return principal
         if principal is None:
-            return None, (401, "UNAUTHORIZED", "Authentication required")
+            raise Refused(401, "UNAUTHORIZED", "Authentication required")
         if principal.kind == "bootstrap":
-            return None, (403, "FORBIDDEN", "Bootstrap tokens can only be used for pairing")
+            raise Refused(403, "FORBIDDEN", "Bootstrap tokens can only be used for pairing")
         if route.scopes and ADMIN not in principal.scopes and not principal.allows(*route.scopes):
             self._audit_denial(route, scope, principal, client_ip)
-            return None, (403, "FORBIDDEN", f"Missing required scope: {', '.join(route.scopes)}")
-        return principal, None
+            raise Refused(403, "FORBIDDEN", f"Missing required scope: {', '.join(route.scopes)}")
+        return principal
 
     def _audit_denial(
         self, route: CompiledRoute, scope: dict[str, Any], principal: Principal, client_ip: str
     ) -> None:
-        """Audit a scope denial (issue 3), in the background and at most once per principal and route
-        every few seconds, so a refused client cannot turn the hot path into audit writes."""
-        audit = self.services.domains.audit
+        """Audit a scope denial (a security event), in the background and at most once per principal and
+        route every few seconds, so a refused client cannot turn the hot path into audit writes."""
+        if self.audit is None:
+            return
         key = (principal.rate_key, route.spec.route_id)
         now = time.monotonic()
         if now - self._denials.get(key, -DENIAL_AUDIT_INTERVAL) < DENIAL_AUDIT_INTERVAL:
@@ -384,413 +394,374 @@ class ProxyApp:
         if len(self._denials) > 10_000:
             self._denials.clear()
         self._denials[key] = now
-        self.services.spawn(
-            audit.record(
-                "access.denied",
-                actor=principal.id,
-                target=scope["path"][:512],
-                ip=client_ip,
-                details={
-                    "method": scope.get("method", "GET"),
-                    "required": list(route.scopes),
-                    "kind": principal.kind,
-                    "routeId": route.spec.route_id,
-                    "appId": route.spec.app_id,
-                },
-                success=False,
-            ),
-            "audit",
+        details = {
+            "method": scope.get("method", "GET"),
+            "required": list(route.scopes),
+            "kind": principal.kind,
+            "routeId": route.spec.route_id,
+            "appId": route.spec.app_id,
+        }
+        record = self.audit.record(
+            "access.denied",
+            actor=principal.id,
+            target=scope["path"][:512],
+            ip=client_ip,
+            details=details,
+            success=False,
         )
+        self.spawn(record, "audit")
+
+    def forwarding(self, scope: dict[str, Any], client_ip: str, request_id: bytes) -> Forwarding:
+        peer = (scope.get("client") or ("",))[0]
+        trusted = self.settings.trusted_proxies
+        return Forwarding(
+            peer=peer,
+            client_ip=client_ip,
+            peer_is_trusted_proxy=bool(trusted) and in_networks(parse_ip(peer), trusted),
+            scheme=self.scheme,
+            request_id=request_id,
+            hop_token=self.hop_token,
+        )
+
+    def cookie_store_for(
+        self, route: CompiledRoute, principal: Principal | None
+    ) -> SessionCookieStore | None:
+        """The session-cookie store when this route keeps cookies for this caller (a paired device)."""
+        if self.cookies is None or not route.spec.persist_cookies:
+            return None
+        return self.cookies if principal is not None and principal.device_id else None
+
+    # -- HTTP -----------------------------------------------------------------------------------------
 
     async def http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         started = time.perf_counter()
-        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
-        request_id = b""
-        host = b""
-        forwarded_in: list[tuple[bytes, bytes]] = []
-        upstream_headers: list[tuple[bytes, bytes]] = []
-        append = upstream_headers.append
-        special = _REQUEST_SPECIAL
-        content_length = -1
-        chunked = False
-        head_size = 0
-        connection_tokens = b""
-        hop = b""
-        for name, value in raw_headers:
-            head_size += len(name) + len(value)
-            kind = special.get(name)
-            if kind is None:
-                if name == b"x-request-id":
-                    request_id = value
-                append((name, value))
-            elif kind == _FORWARDED:
-                forwarded_in.append((name, value))
-            elif name == b"host":
-                host = value
-            elif name == b"content-length":
-                try:
-                    content_length = int(value)
-                except ValueError:
-                    content_length = -2
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif name == b"connection":
-                connection_tokens = value
-            elif name == HOP_HEADER:
-                hop = value
-        if not request_id or len(request_id) > 128 or not request_id.replace(b"-", b"").isalnum():
-            request_id = secrets.token_hex(8).encode()
-        common = [(b"x-api-version", API_VERSION.encode()), (b"x-request-id", request_id)]
-        if self.tls:
-            common.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
-
+        head = parse_head(scope["headers"], self.settings.strip)
+        request_id = request_id_or_new(head.request_id)
+        common = common_headers(request_id, self.settings.tls)
         path: str = scope["path"]
-        if not self.services.ready:
+        if not self.is_ready():
             await _error(send, [*common, (b"retry-after", b"1")], 503, "STORAGE_UNAVAILABLE", "Starting up")
             return
-        if head_size > MAX_REQUEST_HEAD:
-            await _error(send, common, 431, "HEADERS_TOO_LARGE", "Request headers are too large")
-            return
-        if b"\x00" in host or b"\r" in host or b"\n" in host or b" " in host:
-            await _error(send, common, 400, "INVALID_REQUEST", "Invalid host header")
-            return
-        if _bad_path(path):
-            await _error(send, common, 400, "INVALID_PATH", "Invalid request path")
-            return
-        if content_length == -2 or (chunked and content_length >= 0):
-            await _error(send, common, 400, "INVALID_REQUEST", "Invalid Content-Length")
-            return
-
-        route, subdomain = self.lookup(scope, path)
-        if route is None and not subdomain and path + "/" in self.table.by_path:
-            query = scope.get("query_string", b"")
-            location = quote(path + "/").encode("latin-1") + (b"?" + query if query else b"")
-            await _respond(send, 301, [*common, (b"location", location), (b"content-length", b"0")], b"")
-            return
-        if route is None:
-            await _error(send, common, 404, "NOT_FOUND", "No route for this path")
-            return
-        spec = route.spec
+        route: CompiledRoute | None = None
         try:
-            principal, client_ip = await self.admit(route, scope, hop)
+            refused = check_head(head, path)
+            if refused is not None:
+                raise refused
+            route, subdomain = self.lookup(scope, path)
+            if route is None:
+                await self._no_route(scope, path, subdomain, send, common)
+                return
+            principal, client_ip = await self.admit(route, scope, head.hop)
         except Refused as refused:
+            if route is not None and refused.status == 503:
+                self._count(route, 503)
             await _error(send, [*common, *refused.headers], refused.status, refused.code, refused.message)
             return
-        if self.catalog.is_unhealthy(spec.app_id):
-            self._count(route, 503)
-            await _error(send, common, 503, "SERVICE_UNHEALTHY", "Service is currently unhealthy")
+        request = await self._prepare(scope, head, route, subdomain, principal, client_ip, request_id)
+        cached = request.cached
+        if cached is not None and cached.fresh(now := time.time()):
+            await self._serve_cached(send, common, cached, now, scope["headers"])
+            self._count(route, cached.status)
             return
+        await self._exchange(request, receive, send, common, started)
 
-        # ---- upstream request -------------------------------------------------------------------
-        raw_path: bytes = scope.get("raw_path") or quote(path).encode("latin-1")
-        if subdomain or not spec.strip_prefix:
-            upstream_path = raw_path
-        elif raw_path.startswith(route.prefix_raw):
-            upstream_path = raw_path[len(route.prefix_raw) :]
-        else:
-            upstream_path = quote(path[len(route.prefix) :]).encode("latin-1")
-        if not upstream_path.startswith(b"/"):
-            upstream_path = b"/" + upstream_path
-        if route.base_path:
-            upstream_path = route.base_path + upstream_path
-        query_string: bytes = scope.get("query_string", b"")
-        target = upstream_path + b"?" + query_string if query_string else upstream_path
+    async def _no_route(
+        self, scope: dict[str, Any], path: str, subdomain: bool, send: Any, common: Headers
+    ) -> None:
+        """404, or a redirect to the route's base when only the trailing slash is missing."""
+        if not subdomain and path + "/" in self.table.by_path:
+            query = scope.get("query_string", b"")
+            location = with_query(quote(path + "/").encode("latin-1"), query)
+            await _respond(send, 301, [*common, (b"location", location), (b"content-length", b"0")], b"")
+            return
+        await _error(send, common, 404, "NOT_FOUND", "No route for this path")
 
-        if connection_tokens:
-            extra = {t.strip().lower() for t in connection_tokens.split(b",")} - {
-                b"keep-alive",
-                b"close",
-                b"upgrade",
-            }
-            if extra:
-                upstream_headers = [h for h in upstream_headers if h[0] not in extra]
-
+    async def _prepare(
+        self,
+        scope: dict[str, Any],
+        head: RequestHead,
+        route: CompiledRoute,
+        subdomain: bool,
+        principal: Principal | None,
+        client_ip: str,
+        request_id: bytes,
+    ) -> ProxiedRequest:
+        """Upstream target, copied and forwarding headers, stored cookies, cache lookup, request bytes."""
+        spec = route.spec
+        method: str = scope["method"]
+        up_path = upstream_path(route, scope["path"], scope.get("raw_path"), subdomain)
+        headers = head.forward
         rewriter = route.rewriter
-        if rewriter is not None and rewriter.excluded(upstream_path.decode("latin-1")):
+        if rewriter is not None and rewriter.excluded(up_path.decode("latin-1")):
             rewriter = None
         if rewriter is not None:
-            upstream_headers = [h for h in upstream_headers if h[0] != b"accept-encoding"]
-
-        device_id = principal.device_id if principal is not None else None
-        cookie_store = self.cookies if spec.persist_cookies and device_id else None
-        if cookie_store is not None:
-            stored = await cookie_store.cookie_header(device_id, spec.app_id)
+            # Bodies to rewrite must arrive uncompressed.
+            headers = [h for h in headers if h[0] != b"accept-encoding"]
+        store = self.cookie_store_for(route, principal)
+        device_id = principal.device_id if store is not None and principal is not None else None
+        if store is not None and device_id is not None:
+            stored = await store.cookie_header(device_id, spec.app_id)
             if stored:
-                upstream_headers = _merge_cookies(upstream_headers, stored)
-
-        # Forwarding headers: from a trusted proxy keep its chain, otherwise start afresh.
-        peer = (scope.get("client") or ("",))[0]
-        from_trusted_proxy = bool(self.services.trusted_proxies) and in_networks(
-            parse_ip(peer), self.services.trusted_proxies
+                headers = merge_cookies(headers, stored)
+        fwd = self.forwarding(scope, client_ip, request_id)
+        extra = forwarding_headers(head, fwd, forwarded_prefix(route, subdomain))
+        extra += body_framing(head, method)
+        request = ProxiedRequest(
+            route=route,
+            head=head,
+            method=method,
+            path=scope["path"],
+            upstream_path=up_path,
+            target=with_query(up_path, scope.get("query_string", b"")),
+            headers=headers,
+            extra=extra,
+            client_ip=client_ip,
+            request_id=request_id,
+            rewriter=rewriter,
+            device_id=device_id,
+            cookie_store=store,
+            cache=self.cache if spec.cache and ResponseCache.request_allows(method, headers) else None,
         )
-        xff = peer.encode("latin-1")
-        proto = self.scheme
-        if from_trusted_proxy:
-            for name, value in forwarded_in:
-                if name in (b"x-forwarded-for", b"x_forwarded_for"):
-                    xff = value + b", " + xff
-                elif name in (b"x-forwarded-proto", b"x_forwarded_proto"):
-                    proto = value
-        host_only, _, host_port = (
-            host.rpartition(b":") if host.rfind(b":") > host.rfind(b"]") else (host, b"", b"")
-        )
-        port = host_port or (b"443" if proto == b"https" else b"80")
-        fwd = [
-            (b"x-forwarded-for", xff),
-            (b"x-real-ip", client_ip.encode("latin-1")),
-            (b"x-forwarded-proto", proto),
-            (b"x-forwarded-host", host),
-            (b"x-forwarded-port", port),
-            (b"x-request-id", request_id)
-            if not any(n == b"x-request-id" for n, _ in upstream_headers)
-            else None,
-            (HOP_HEADER, self.hop_token),
-        ]
-        if spec.strip_prefix and not subdomain:
-            fwd.append((b"x-forwarded-prefix", route.prefix.encode("latin-1")))
-        _ = host_only
+        self._cache_lookup(request)
+        return request
 
-        method: str = scope["method"]
-        has_body = content_length > 0 or chunked
-        if chunked:
-            fwd.append((b"transfer-encoding", b"chunked"))
-        elif content_length >= 0 and (content_length > 0 or method in ("POST", "PUT", "PATCH")):
-            fwd.append((b"content-length", str(content_length).encode()))
+    def _cache_lookup(self, request: ProxiedRequest) -> None:
+        """A cached response for this request; when stale, ask the upstream to revalidate it."""
+        cache = request.cache
+        if cache is None:
+            return
+        cached = cache.lookup(request.route.spec.route_id, request.target, request.headers)
+        request.cached = cached
+        if cached is None or cached.fresh(time.time()):
+            return
+        if cached.etag:
+            request.extra.append((b"if-none-match", cached.etag))
+        elif cached.last_modified:
+            request.extra.append((b"if-modified-since", cached.last_modified))
 
-        # Cache lookup (GET only, opt-in per route).
-        cache = self.cache if spec.cache else None
-        cached = None
-        if cache is not None:
-            if cache.request_allows(method, upstream_headers):
-                cached = cache.lookup(spec.route_id, target, upstream_headers)
-                if cached is not None:
-                    now = time.time()
-                    if cached.fresh(now):
-                        await self._serve_cached(send, common, cached, now, raw_headers)
-                        self._count(route, cached.status)
-                        return
-                    if cached.etag:
-                        fwd.append((b"if-none-match", cached.etag))
-                    elif cached.last_modified:
-                        fwd.append((b"if-modified-since", cached.last_modified))
-            else:
-                cache = None
-
-        parts = [
-            method.encode("latin-1"),
-            b" ",
-            target,
-            b" HTTP/1.1\r\nhost: ",
-            host or route.upstream_host,
-            b"\r\n",
-        ]
-        for item in (*upstream_headers, *fwd):
-            if item is not None:
-                parts += (item[0], b": ", item[1], b"\r\n")
-        parts.append(b"\r\n")
-        head = b"".join(parts)
-
-        first_body = b""
-        more_body = False
-        if has_body:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            first_body = message.get("body", b"")
-            more_body = message.get("more_body", False)
-        if chunked:
-            first_body = (b"%x\r\n%s\r\n" % (len(first_body), first_body) if first_body else b"") + (
-                b"" if more_body else b"0\r\n\r\n"
-            )
-
+    async def _exchange(
+        self, request: ProxiedRequest, receive: Any, send: Any, common: Headers, started: float
+    ) -> None:
+        """Send the request upstream and relay the answer; map upstream failures to 502/504."""
+        route = request.route
         self._active.inc()
-        conn: UpstreamConnection | None = None
-        response_started = False
-        status = 502
-        bytes_out = 0
         try:
             upstream_started = time.perf_counter()
-            for attempt in (0, 1):
-                conn = await route.pool.acquire()
-                conn.write(head + first_body if first_body else head)
-                if more_body:
-                    await self._stream_request(conn, receive, chunked)
-                try:
-                    await conn.read_head(self.idle_timeout)
-                    break
-                except UpstreamError:
-                    # A pooled connection the upstream had closed: retry once on a fresh one.
-                    if attempt == 0 and conn.reused and conn.bytes_received == 0 and not more_body:
-                        conn.abort()
-                        continue
-                    raise
-            assert conn is not None
+            conn = await self._send_request(request, receive)
             route.metrics["upstream"].observe(time.perf_counter() - upstream_started)
-            status = conn.status
-            is_head = method == "HEAD"
-            if is_head and not conn.complete:
-                conn.complete = True
-                conn.closed = True  # the body length is unknown to the parser: do not reuse
-
-            resp_headers = conn.headers
-            if cached is not None and status == 304 and cache is not None:
-                cache.refresh(cached, resp_headers)
-                route.pool.release(conn)
-                conn = None
-                await self._serve_cached(send, common, cached, time.time(), raw_headers)
-                status = cached.status
-                return
-
-            out_headers: list[tuple[bytes, bytes]] = []
-            content_type = b""
-            resp_length: int | None = None
-            length_value: int | None
-            set_cookies: list[bytes] = []
-            for name, value in resp_headers:
-                if name in _RESPONSE_HOP:
-                    continue
-                if name == b"content-type":
-                    content_type = value
-                elif name == b"content-length":
-                    try:
-                        length_value = int(value)
-                    except ValueError:
-                        length_value = None
-                    resp_length = length_value
-                elif name == b"set-cookie":
-                    set_cookies.append(value)
-                    if spec.strip_response_cookies:
-                        continue
-                    if rewriter is not None and spec.rewrite_cookie_paths:
-                        value = rewriter.cookie_path(value)
-                elif name in (b"x-api-version", b"x-request-id"):
-                    continue
-                out_headers.append((name, value))
-            if rewriter is not None:
-                out_headers = rewriter.headers(out_headers, host.decode("latin-1"), status)
-            if cookie_store is not None and set_cookies:
-                cookie_store.capture(device_id, spec.app_id, set_cookies)
-
-            body_type: str | None = None
-            if rewriter is not None and spec.rewrite_html and not is_head and 200 <= status < 300:
-                body_type = body_kind(content_type, resp_length, upstream_path.decode("latin-1"))
-            store_in_cache = (
-                cache is not None and not is_head and resp_length is not None and resp_length <= 1 << 20
-            )
-
-            if body_type is not None or store_in_cache:
-                body, overflow = await self._buffer(conn, MAX_REWRITE_BYTES if body_type else 1 << 20)
-                if not overflow:
-                    if body_type is not None:
-                        encoding = _header(out_headers, b"content-encoding")
-                        text = _decode(body, encoding, content_type)
-                        if text is not None:
-                            assert rewriter is not None
-                            body = rewriter.body(body_type, text, upstream_path.decode("latin-1")).encode(
-                                _charset(content_type)
-                            )
-                            out_headers = [
-                                h
-                                for h in out_headers
-                                if h[0] not in (b"content-length", b"content-encoding", b"etag")
-                            ]
-                            out_headers.append((b"content-length", str(len(body)).encode()))
-                    elif cache is not None:
-                        cache.store(spec.route_id, target, upstream_headers, status, out_headers, body)
-                        out_headers.append((b"x-cache", b"MISS"))
-                    response_started = True
-                    await send(
-                        {"type": "http.response.start", "status": status, "headers": out_headers + common}
-                    )
-                    await send({"type": "http.response.body", "body": body})
-                    bytes_out = len(body)
-                    route.pool.release(conn)
-                    conn = None
-                    return
-                # Too big to rewrite: pass through what was buffered, then stream the rest.
-                response_started = True
-                await send({"type": "http.response.start", "status": status, "headers": out_headers + common})
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-                bytes_out = len(body)
-                bytes_out += await self._stream_response(conn, receive, send)
-                route.pool.release(conn)
-                conn = None
-                return
-
-            first = conn.take_buffered()
-            response_started = True
-            start = {"type": "http.response.start", "status": status, "headers": out_headers + common}
-            if conn.complete:
-                await send(start)
-                await send({"type": "http.response.body", "body": first})
-                bytes_out = len(first)
-            else:
-                await send(start)
-                if first:
-                    await send({"type": "http.response.body", "body": first, "more_body": True})
-                bytes_out = len(first) + await self._stream_response(conn, receive, send)
-            if is_head:
-                conn.close()
-            else:
-                route.pool.release(conn)
-            conn = None
+            request.status = conn.status
+            await self._respond(request, conn, receive, send, common)
         except UpstreamError as exc:
-            status = exc.status
-            self.services.metrics.proxy_upstream_errors_total.labels(spec.app_id, exc.code.lower()).inc()
-            if not response_started:
-                log.info("upstream %s for %s: %s", exc.code, spec.route_id, exc)
+            request.status = exc.status
+            self.metrics.proxy_upstream_errors_total.labels(route.spec.app_id, exc.code.lower()).inc()
+            if not request.response_started:
+                log.info("upstream %s for %s: %s", exc.code, route.spec.route_id, exc)
                 await _error(send, common, exc.status, exc.code, str(exc))
         except _ClientGone:
-            status = 499
+            request.status = 499
         except Exception:
-            log.exception("proxying to %s failed (request %s)", spec.route_id, request_id.decode())
-            if not response_started:
-                status = 502
+            log.exception(
+                "proxying to %s failed (request %s)", route.spec.route_id, request.request_id.decode()
+            )
+            if not request.response_started:
+                request.status = 502
                 await _error(send, common, 502, "BAD_GATEWAY", "Proxy error")
         finally:
-            if conn is not None:
-                conn.abort()
+            if request.conn is not None:
+                request.conn.abort()
+                request.conn = None
             self._active.dec()
-            self._count(route, status)
-            metrics = route.metrics
-            metrics["duration"].observe(time.perf_counter() - started)
-            if bytes_out:
-                metrics["bytes_out"].inc(bytes_out)
-            if content_length > 0:
-                metrics["bytes_in"].inc(content_length)
-            if access_log.isEnabledFor(logging.DEBUG):
-                access_log.debug(
-                    "%s %s %d",
-                    method,
-                    path,
-                    status,
-                    extra={"request_id": request_id.decode(), "client_ip": client_ip},
-                )
+            self._account(request, started)
+
+    async def _send_request(self, request: ProxiedRequest, receive: Any) -> UpstreamConnection:
+        """Write the request (head with the first body piece) and wait for the response head."""
+        head = request.head
+        route = request.route
+        host = head.host or route.upstream_host
+        data = request_bytes(request.method, request.target, host, request.headers, request.extra)
+        more_body = False
+        if head.content_length > 0 or head.chunked:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            body = message.get("body", b"")
+            more_body = message.get("more_body", False)
+            data += chunk(body, more_body) if head.chunked else body
+        timeout = self.settings.idle_timeout
+        for attempt in (0, 1):
+            conn = request.conn = await route.pool.acquire()
+            conn.write(data)
+            if more_body:
+                await self._stream_request(conn, receive, head.chunked)
+            try:
+                await conn.read_head(timeout)
+                return conn
+            except UpstreamError:
+                # A pooled connection the upstream had closed: retry once on a fresh one.
+                if attempt == 0 and conn.reused and conn.bytes_received == 0 and not more_body:
+                    conn.abort()
+                    request.conn = None
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    async def _respond(
+        self, request: ProxiedRequest, conn: UpstreamConnection, receive: Any, send: Any, common: Headers
+    ) -> None:
+        """Shape the upstream's response; serve a revalidated cache entry, a rewritten or cached body, or
+        stream it through."""
+        route = request.route
+        spec = route.spec
+        status = conn.status
+        is_head = request.method == "HEAD"
+        if is_head and not conn.complete:
+            conn.complete = True
+            conn.closed = True  # the body length is unknown to the parser: do not reuse
+        cached = request.cached
+        if cached is not None and status == 304 and request.cache is not None:
+            request.cache.refresh(cached, conn.headers)
+            self._release(request)
+            request.status = cached.status
+            await self._serve_cached(send, common, cached, time.time(), request.head.forward)
+            return
+        shape = shape_response(conn.headers, spec, request.rewriter)
+        rewriter = request.rewriter
+        if rewriter is not None:
+            shape.headers = rewriter.headers(shape.headers, request.head.host.decode("latin-1"), status)
+        if request.cookie_store is not None and shape.set_cookies and request.device_id:
+            request.cookie_store.capture(request.device_id, spec.app_id, [v for _, v in shape.set_cookies])
+        body_type: str | None = None
+        if rewriter is not None and spec.rewrite_html and not is_head and 200 <= status < 300:
+            body_type = body_kind(shape.content_type, shape.length, request.upstream_path.decode("latin-1"))
+        length = shape.length
+        cacheable = (
+            request.cache is not None and not is_head and length is not None and length <= MAX_CACHED_BODY
+        )
+        if body_type is not None or cacheable:
+            await self._respond_buffered(request, conn, shape, body_type, receive, send, common)
+        else:
+            await self._respond_streaming(request, conn, shape.headers, receive, send, common)
+
+    async def _respond_buffered(
+        self,
+        request: ProxiedRequest,
+        conn: UpstreamConnection,
+        shape: ResponseShape,
+        body_type: str | None,
+        receive: Any,
+        send: Any,
+        common: Headers,
+    ) -> None:
+        """Read the whole body to rewrite or cache it; too big for that, pass it through as it comes."""
+        body, overflow = await self._buffer(conn, MAX_REWRITE_BYTES if body_type else MAX_CACHED_BODY)
+        headers = shape.headers
+        start = {"type": "http.response.start", "status": request.status, "headers": headers + common}
+        if overflow:
+            request.response_started = True
+            await send(start)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            request.bytes_out = len(body) + await self._stream_response(conn, receive, send)
+            self._release(request)
+            return
+        if body_type is not None:
+            body, headers = self._rewrite(request, body_type, body, shape)
+        elif request.cache is not None:
+            spec = request.route.spec
+            request.cache.store(spec.route_id, request.target, request.headers, request.status, headers, body)
+            headers.append((b"x-cache", b"MISS"))
+        request.response_started = True
+        await send({"type": "http.response.start", "status": request.status, "headers": headers + common})
+        await send({"type": "http.response.body", "body": body})
+        request.bytes_out = len(body)
+        self._release(request)
+
+    @staticmethod
+    def _rewrite(
+        request: ProxiedRequest, body_type: str, body: bytes, shape: ResponseShape
+    ) -> tuple[bytes, Headers]:
+        headers = shape.headers
+        text = decode_body(body, header_value(headers, b"content-encoding"), shape.content_type)
+        if text is None or request.rewriter is None:
+            return body, headers
+        path = request.upstream_path.decode("latin-1")
+        body = request.rewriter.body(body_type, text, path).encode(charset_of(shape.content_type))
+        drop = (b"content-length", b"content-encoding", b"etag")
+        headers = [h for h in headers if h[0] not in drop]
+        headers.append((b"content-length", str(len(body)).encode()))
+        return body, headers
+
+    async def _respond_streaming(
+        self,
+        request: ProxiedRequest,
+        conn: UpstreamConnection,
+        headers: Headers,
+        receive: Any,
+        send: Any,
+        common: Headers,
+    ) -> None:
+        """Head and the first buffered bytes at once (one socket write), then the rest as it arrives."""
+        first = conn.take_buffered()
+        request.response_started = True
+        await send({"type": "http.response.start", "status": request.status, "headers": headers + common})
+        if conn.complete:
+            await send({"type": "http.response.body", "body": first})
+            request.bytes_out = len(first)
+        else:
+            if first:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+            request.bytes_out = len(first) + await self._stream_response(conn, receive, send)
+        if request.method == "HEAD":
+            conn.close()
+            request.conn = None
+        else:
+            self._release(request)
+
+    def _release(self, request: ProxiedRequest) -> None:
+        conn = request.conn
+        if conn is not None:
+            request.route.pool.release(conn)
+            request.conn = None
+
+    def _account(self, request: ProxiedRequest, started: float) -> None:
+        route = request.route
+        self._count(route, request.status)
+        metrics = route.metrics
+        metrics["duration"].observe(time.perf_counter() - started)
+        if request.bytes_out:
+            metrics["bytes_out"].inc(request.bytes_out)
+        if request.head.content_length > 0:
+            metrics["bytes_in"].inc(request.head.content_length)
+        if access_log.isEnabledFor(logging.DEBUG):
+            access_log.debug(
+                "%s %s %d",
+                request.method,
+                request.path,
+                request.status,
+                extra={"request_id": request.request_id.decode(), "client_ip": request.client_ip},
+            )
 
     def _count(self, route: CompiledRoute, status: int) -> None:
         counter = route.status_counters.get(status)
         if counter is None:
-            counter = route.status_counters[status] = self.services.metrics.proxy_requests_total.labels(
+            counter = route.status_counters[status] = self.metrics.proxy_requests_total.labels(
                 route.spec.app_id, str(status)
             )
         counter.inc()
 
+    # -- streaming ------------------------------------------------------------------------------------
+
     async def _stream_request(self, conn: UpstreamConnection, receive: Any, chunked: bool) -> None:
+        timeout = self.settings.idle_timeout
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise _ClientGone
             body = message.get("body", b"")
             more = message.get("more_body", False)
-            if chunked:
-                data = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (
-                    b"" if more else b"0\r\n\r\n"
-                )
-            else:
-                data = body
+            data = chunk(body, more) if chunked else body
             if data:
                 conn.write(data)
-                await conn.drain()
+                await conn.drain(timeout)
             if conn.error is not None:
                 raise conn.error
             if not more:
@@ -799,44 +770,41 @@ class ProxyApp:
     async def _stream_response(self, conn: UpstreamConnection, receive: Any, send: Any) -> int:
         """Relay body chunks as they arrive (SSE, downloads); stop when the client goes away."""
         sent = 0
-        watcher = asyncio.ensure_future(_wait_disconnect(receive))  # noqa: TID251 - cancelled in finally
+        watcher = self.spawn(_wait_disconnect(receive), "proxy-disconnect-watch")
         watcher.add_done_callback(lambda _f: conn.abort() if not conn.complete else None)
         try:
             while True:
-                chunk = await conn.read_chunk(self.idle_timeout)
-                if not chunk:
+                piece = await conn.read_chunk(self.settings.idle_timeout)
+                if not piece:
                     break
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                sent += len(chunk)
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                sent += len(piece)
                 if watcher.done() and not conn.complete:
                     raise _ClientGone
             await send({"type": "http.response.body", "body": b""})
         finally:
             if not watcher.done():
                 watcher.cancel()
+                # Wait for it to finish; a cancellation of this task still propagates from here.
+                await asyncio.wait([watcher])
         return sent
 
     async def _buffer(self, conn: UpstreamConnection, limit: int) -> tuple[bytes, bool]:
         chunks: list[bytes] = []
         size = 0
         while True:
-            chunk = await conn.read_chunk(self.idle_timeout)
-            if not chunk:
+            piece = await conn.read_chunk(self.settings.idle_timeout)
+            if not piece:
                 return b"".join(chunks), False
-            chunks.append(chunk)
-            size += len(chunk)
+            chunks.append(piece)
+            size += len(piece)
             if size > limit:
                 return b"".join(chunks), True
 
     async def _serve_cached(
-        self,
-        send: Any,
-        common: list[tuple[bytes, bytes]],
-        cached: Any,
-        now: float,
-        request_headers: list[tuple[bytes, bytes]],
+        self, send: Any, common: Headers, cached: CachedResponse, now: float, request_headers: Headers
     ) -> None:
-        inm = _header(request_headers, b"if-none-match")
+        inm = header_value(request_headers, b"if-none-match")
         headers = [*cached.headers, (b"age", str(cached.age(now)).encode()), (b"x-cache", b"HIT")]
         if inm and cached.etag and cached.etag in [v.strip() for v in inm.split(b",")]:
             headers = [h for h in headers if h[0] != b"content-length"]
@@ -846,19 +814,6 @@ class ProxyApp:
 
     def close(self) -> None:
         self.pools.close()
-
-
-class Refused(Exception):
-    """A proxied request is turned away before reaching the upstream."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
-    ):
-        super().__init__(f"{status} {code}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or []
 
 
 class _ClientGone(Exception):
@@ -877,71 +832,12 @@ def _port_of(addr: str) -> int:
         return 0
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes:
-    for key, value in headers:
-        if key == name:
-            return value
-    return b""
-
-
-def _charset(content_type: bytes) -> str:
-    lowered = content_type.lower()
-    idx = lowered.find(b"charset=")
-    if idx >= 0:
-        name = lowered[idx + 8 :].split(b";", 1)[0].strip().strip(b'"').decode("latin-1")
-        try:
-            "".encode(name)
-            return name
-        except LookupError:
-            return "utf-8"
-    return "utf-8"
-
-
-def _decode(body: bytes, encoding: bytes, content_type: bytes) -> str | None:
-    import zlib
-
-    enc = encoding.strip().lower()
-    try:
-        if enc == b"gzip":
-            body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
-        elif enc == b"deflate":
-            body = zlib.decompress(body)
-        elif enc not in (b"", b"identity"):
-            return None
-        return body.decode(_charset(content_type), errors="surrogateescape")
-    except (zlib.error, UnicodeDecodeError, LookupError):
-        return None
-
-
-def _merge_cookies(headers: list[tuple[bytes, bytes]], stored: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    """Stored cookies fill in what the client did not send itself."""
-    sent: set[str] = set()
-    out = []
-    existing = b""
-    for name, value in headers:
-        if name == b"cookie":
-            existing = value if not existing else existing + b"; " + value
-            continue
-        out.append((name, value))
-    for part in existing.decode("latin-1").split(";"):
-        key = part.split("=", 1)[0].strip()
-        if key:
-            sent.add(key)
-    extra = "; ".join(f"{k}={v}" for k, v in stored.items() if k not in sent)
-    merged = existing.decode("latin-1")
-    if extra:
-        merged = f"{merged}; {extra}" if merged else extra
-    if merged:
-        out.append((b"cookie", merged.encode("latin-1")))
-    return out
-
-
-async def _respond(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+async def _respond(send: Any, status: int, headers: Headers, body: bytes) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _error(send: Any, common: list[tuple[bytes, bytes]], status: int, code: str, message: str) -> None:
+async def _error(send: Any, common: Headers, status: int, code: str, message: str) -> None:
     body = error_body(code, message)
     headers = [
         (b"content-type", b"application/json"),

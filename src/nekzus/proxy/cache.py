@@ -1,4 +1,4 @@
-"""Opt-in response cache for routes with `cache: true` (REF: "Response caching (configurable)").
+"""Opt-in response cache for routes with `cache: true` (response caching is configurable per route).
 
 Shared-cache rules (RFC 9111), deliberately conservative: only GET, only explicit freshness
 (`s-maxage`/`max-age`/`Expires`), never `no-store`/`private`/`no-cache` responses, never responses

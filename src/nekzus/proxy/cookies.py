@@ -2,32 +2,43 @@
 
 Values are encrypted at rest with AES-256-GCM (random 12-byte nonce prepended); the key lives in
 `<data dir>/cookie_key`, not in the database that backups copy. Reads come from memory after the first
-load, so the proxy does no database work per request. A cookie expired or deleted by the app
-(`Max-Age<=0`) is removed on its own (ORIG deleted every cookie of the app).
+load, so the proxy does no database work per request. Writes go to memory at once and to the database
+behind, in batches: the latest change per cookie is kept until one background flush writes all pending
+changes in one transaction (at most one flush runs at a time, `FLUSH_DELAY` after the first change, and
+the rest at shutdown). A cookie expired or deleted by the app (`Max-Age<=0`) is removed on its own,
+not the app's other cookies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import time
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, select
 
 from nekzus.catalog.models import SessionCookieRow
+from nekzus.events import EventBus
 from nekzus.events.types import EventType
 from nekzus.secretfiles import load_or_create
-from nekzus.services import Services
+from nekzus.store import Database
+from nekzus.timefmt import rfc3339
 
 log = logging.getLogger("nekzus.proxy.cookies")
 
 MAX_COOKIES_PER_APP = 64
+FLUSH_DELAY = 0.25  # seconds changes gather before one transaction writes them
+RETRY_DELAY = 5.0  # after a failed write (storage unavailable), before the next try
 Jar = dict[str, tuple[str, float | None, float]]  # name -> (value, expires_at, updated_at)
+Change = tuple[str, float | None, bool]  # (value, expires_at, delete)
+Spawn = Callable[[Awaitable[Any], str], "asyncio.Task[Any]"]
 
 
 def parse_set_cookie(value: str) -> tuple[str, str, float | None, bool] | None:
@@ -63,20 +74,30 @@ def parse_set_cookie(value: str) -> tuple[str, str, float | None, bool] | None:
 
 
 class SessionCookieStore:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        secret = load_or_create(services.data_dir / "cookie_key")
+    def __init__(self, db: Database, bus: EventBus, spawn: Spawn, data_dir: Path) -> None:
+        self.db = db
+        self.bus = bus
+        self.spawn = spawn
+        secret = load_or_create(data_dir / "cookie_key")
         self._aead = AESGCM(hashlib.sha256(secret.encode()).digest())
         self._jars: dict[tuple[str, str], Jar] = {}
+        # Written behind: the latest change per (device, app, cookie name), and the one flush task.
+        self._pending: dict[tuple[str, str, str], Change] = {}
+        self._flusher: asyncio.Task[Any] | None = None
+        self._writing = False
 
     def start(self) -> None:
-        self.services.bus.subscribe(self._on_revoked, {EventType.DEVICE_REVOKED})
+        self.bus.subscribe(self._on_revoked, {EventType.DEVICE_REVOKED})
+
+    async def stop(self) -> None:
+        """Write what is still pending (shutdown)."""
+        await self.flush()
 
     def _on_revoked(self, event: Any) -> None:
         data = event.data if isinstance(event.data, dict) else {}
         device_id = data.get("deviceId") or data.get("device_id") or event.device_id
         if device_id:
-            self.services.spawn(self.clear(str(device_id)), "session-cookies-revoke")
+            self.spawn(self.clear(str(device_id)), "session-cookies-revoke")
 
     def _encrypt(self, device_id: str, app_id: str, name: str, value: str) -> bytes:
         nonce = os.urandom(12)
@@ -92,7 +113,7 @@ class SessionCookieStore:
         jar = self._jars.get(key)
         if jar is None:
             jar = {}
-            async with self.services.db.session() as session:
+            async with self.db.session() as session:
                 rows = await session.scalars(
                     select(SessionCookieRow).where(
                         SessionCookieRow.device_id == device_id, SessionCookieRow.app_id == app_id
@@ -116,7 +137,8 @@ class SessionCookieStore:
     def capture(self, device_id: str, app_id: str, set_cookies: list[bytes]) -> None:
         """Remember cookies from an upstream response (memory now, database in the background)."""
         jar = self._jars.setdefault((device_id, app_id), {})
-        changes: list[tuple[str, str, float | None, bool]] = []
+        changed = False
+        pending = self._pending
         for raw in set_cookies:
             parsed = parse_set_cookie(raw.decode("latin-1"))
             if parsed is None:
@@ -128,46 +150,82 @@ class SessionCookieStore:
                 jar[name] = (value, expires, time.time())
             else:
                 continue
-            changes.append(parsed)
-        if changes:
-            self.services.spawn(self._persist(device_id, app_id, changes), "session-cookies-save")
+            pending[(device_id, app_id, name)] = (value, expires, remove)
+            changed = True
+        if changed:
+            self._schedule_flush()
 
-    async def _persist(
-        self, device_id: str, app_id: str, changes: list[tuple[str, str, float | None, bool]]
-    ) -> None:
-        async with self.services.db.session() as session:
-            for name, value, expires, remove in changes:
-                row = await session.scalar(
-                    select(SessionCookieRow).where(
-                        SessionCookieRow.device_id == device_id,
-                        SessionCookieRow.app_id == app_id,
-                        SessionCookieRow.name == name,
-                    )
+    def _schedule_flush(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = self.spawn(self._flush_later(), "session-cookies-flush")
+
+    async def _flush_later(self, delay: float = FLUSH_DELAY) -> None:
+        await asyncio.sleep(delay)
+        await self._write_pending()
+
+    async def flush(self) -> None:
+        """Write every pending change now (waits for a flush already under way first)."""
+        flusher = self._flusher
+        if flusher is not None and not flusher.done() and flusher is not asyncio.current_task():
+            if not self._writing:
+                flusher.cancel()  # still waiting for its batch to fill: write now instead
+            await asyncio.wait([flusher])
+        await self._write_pending()
+
+    async def _write_pending(self) -> None:
+        """One transaction for everything pending; changes made meanwhile wait for the next batch."""
+        batch, self._pending = self._pending, {}
+        if not batch:
+            return
+        self._writing = True
+        try:
+            async with self.db.session() as session:
+                for (device_id, app_id, name), change in batch.items():
+                    await self._write_one(session, device_id, app_id, name, change)
+        except Exception:
+            log.warning("storing %d session cookie change(s) failed; retrying", len(batch), exc_info=True)
+            for key, change in batch.items():
+                self._pending.setdefault(key, change)
+            self._flusher = self.spawn(self._flush_later(RETRY_DELAY), "session-cookies-flush")
+            return
+        finally:
+            self._writing = False
+        if self._pending:
+            self._flusher = self.spawn(self._flush_later(), "session-cookies-flush")
+
+    async def _write_one(self, session: Any, device_id: str, app_id: str, name: str, change: Change) -> None:
+        value, expires, remove = change
+        row = await session.scalar(
+            select(SessionCookieRow).where(
+                SessionCookieRow.device_id == device_id,
+                SessionCookieRow.app_id == app_id,
+                SessionCookieRow.name == name,
+            )
+        )
+        if remove:
+            if row is not None:
+                await session.delete(row)
+            return
+        blob = self._encrypt(device_id, app_id, name, value)
+        if row is None:
+            session.add(
+                SessionCookieRow(
+                    device_id=device_id,
+                    app_id=app_id,
+                    name=name,
+                    value=blob,
+                    expires_at=expires,
+                    updated_at=time.time(),
                 )
-                if remove:
-                    if row is not None:
-                        await session.delete(row)
-                    continue
-                blob = self._encrypt(device_id, app_id, name, value)
-                if row is None:
-                    session.add(
-                        SessionCookieRow(
-                            device_id=device_id,
-                            app_id=app_id,
-                            name=name,
-                            value=blob,
-                            expires_at=expires,
-                            updated_at=time.time(),
-                        )
-                    )
-                else:
-                    row.value = blob
-                    row.expires_at = expires
-                    row.updated_at = time.time()
+            )
+        else:
+            row.value = blob
+            row.expires_at = expires
+            row.updated_at = time.time()
 
     async def summaries(self, device_id: str) -> list[dict[str, Any]]:
         now = time.time()
-        async with self.services.db.session() as session:
+        async with self.db.session() as session:
             rows = (
                 await session.scalars(select(SessionCookieRow).where(SessionCookieRow.device_id == device_id))
             ).all()
@@ -181,23 +239,28 @@ class SessionCookieStore:
             entry: dict[str, Any] = {
                 "appId": app_id,
                 "cookieCount": len(items),
-                "lastUpdated": _rfc3339(max(r.updated_at for r in items)),
+                "lastUpdated": rfc3339(max(r.updated_at for r in items)),
             }
             expiries = [r.expires_at for r in items if r.expires_at is not None]
             if expiries:
-                entry["expiresAt"] = _rfc3339(min(expiries))
+                entry["expiresAt"] = rfc3339(min(expiries))
             out.append(entry)
         return out
 
     async def clear(self, device_id: str, app_id: str | None = None) -> None:
-        async with self.services.db.session() as session:
+        def matches(key: tuple[str, ...]) -> bool:
+            return key[0] == device_id and (app_id is None or key[1] == app_id)
+
+        for key in [k for k in self._pending if matches(k)]:
+            del self._pending[key]
+        flusher = self._flusher
+        if flusher is not None and not flusher.done() and flusher is not asyncio.current_task():
+            # A batch being written may hold this device's cookies: let it land before deleting.
+            await asyncio.wait([flusher])
+        async with self.db.session() as session:
             stmt = delete(SessionCookieRow).where(SessionCookieRow.device_id == device_id)
             if app_id is not None:
                 stmt = stmt.where(SessionCookieRow.app_id == app_id)
             await session.execute(stmt)
-        for key in [k for k in self._jars if k[0] == device_id and (app_id is None or k[1] == app_id)]:
-            del self._jars[key]
-
-
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for jar_key in [k for k in self._jars if matches(k)]:
+            del self._jars[jar_key]

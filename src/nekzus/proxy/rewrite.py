@@ -1,4 +1,4 @@
-"""Header and body rewriting for strip-prefix routes (behaviour.md B §5.5).
+"""Header and body rewriting for strip-prefix routes.
 
 Apps that assume they live at `/` keep working under `/apps/<id>/`: root-relative URLs in headers,
 HTML attributes, CSS and manifests get the route prefix, a `<base>` and a small URL interceptor are

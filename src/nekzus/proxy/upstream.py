@@ -21,6 +21,9 @@ from typing import Any, cast
 import httptools
 
 CONNECT_TIMEOUT = 10.0
+# Open connections (busy and idle) per upstream; beyond that a request waits for one to come free, at
+# most CONNECT_TIMEOUT, so a slow upstream cannot make the proxy open sockets without bound.
+MAX_CONNECTIONS_PER_UPSTREAM = 256
 MAX_IDLE_PER_UPSTREAM = 64
 IDLE_KEEPALIVE_SECONDS = 60.0
 HIGH_WATER = 512 * 1024
@@ -64,6 +67,7 @@ class UpstreamConnection(asyncio.Protocol):
         "complete",
         "error",
         "headers",
+        "holds_slot",
         "idle_since",
         "keep_alive",
         "parser",
@@ -81,6 +85,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.reused = False
+        self.holds_slot = False  # counted in the pool's open connections until lost
         self.idle_since = 0.0
         self.error: Exception | None = None
         self._paused = False
@@ -214,10 +219,16 @@ class UpstreamConnection(asyncio.Protocol):
             raise UpstreamBroken("upstream connection closed")
         self.transport.write(data)
 
-    async def drain(self) -> None:
+    async def drain(self, timeout: float) -> None:
+        """Wait while the upstream is not reading what we write; `timeout` limits one such stall."""
         if self._paused and not self.closed:
-            self._drain = self._loop.create_future()
-            await self._drain
+            waiter = self._drain = self._loop.create_future()
+            timer = self._loop.call_later(timeout, self._on_timeout, waiter, "write")
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._drain = None
 
     async def read_head(self, timeout: float) -> None:
         """Wait for the status line and headers (the idle timeout applies until they arrive)."""
@@ -280,30 +291,91 @@ class UpstreamConnection(asyncio.Protocol):
 class UpstreamPool:
     """Idle keep-alive connections to one upstream (scheme, host, port, TLS verification)."""
 
-    def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, server_hostname: str | None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None,
+        server_hostname: str | None,
+        max_connections: int = MAX_CONNECTIONS_PER_UPSTREAM,
+    ) -> None:
         self.host = host
         self.port = port
         self.tls = tls
         self.server_hostname = server_hostname
+        self.max_connections = max_connections
         self.idle: list[UpstreamConnection] = []
+        self.open = 0  # connections opened (or being opened) and not yet lost
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def acquire(self) -> UpstreamConnection:
-        idle = self.idle
+        """A kept-alive idle connection, a new one while under the cap, or the next one to come free."""
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
-        now = loop.time()
+        deadline = 0.0
+        while True:
+            conn = self._take_idle(loop.time())
+            if conn is not None:
+                return conn
+            if self.open < self.max_connections:
+                return await self.connect()
+            if not deadline:
+                deadline = loop.time() + CONNECT_TIMEOUT
+            await self._wait_for_slot(loop, deadline)
+
+    def _take_idle(self, now: float) -> UpstreamConnection | None:
+        idle = self.idle
         while idle:
             conn = idle.pop()
             if not conn.closed and now - conn.idle_since < IDLE_KEEPALIVE_SECONDS:
                 conn.reused = True
                 conn.begin()
                 return conn
-            conn.close()
-        return await self.connect()
+            conn.close()  # frees its slot when the transport reports the loss
+        return None
+
+    async def _wait_for_slot(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise UpstreamTimeout(f"all {self.max_connections} connections to the upstream are busy")
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(remaining):
+                await waiter
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"all {self.max_connections} connections to the upstream are busy"
+            ) from None
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def connect(self) -> UpstreamConnection:
         loop = asyncio.get_running_loop()
+        self.open += 1
+        try:
+            conn = await self._connect(loop)
+            if conn.closed:
+                raise UpstreamBroken("upstream closed the connection")
+        except BaseException:
+            self.open -= 1
+            self._wake_one()
+            raise
+        conn.holds_slot = True
+        return conn
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> UpstreamConnection:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 _, protocol = await loop.create_connection(
@@ -327,12 +399,18 @@ class UpstreamPool:
         if conn.reusable() and len(self.idle) < MAX_IDLE_PER_UPSTREAM:
             conn.idle_since = (self._loop or asyncio.get_running_loop()).time()
             self.idle.append(conn)
+            self._wake_one()
         else:
             conn.close()
 
     def forget(self, conn: UpstreamConnection) -> None:
+        """The connection is gone (called once, from `connection_lost`): its slot is free again."""
+        if conn.holds_slot:
+            conn.holds_slot = False
+            self.open -= 1
         with contextlib.suppress(ValueError):
             self.idle.remove(conn)
+        self._wake_one()
 
     def close(self) -> None:
         for conn in self.idle:

@@ -1,7 +1,7 @@
 """The container-runtime interface every runtime (Docker now, Kubernetes next) implements.
 
 Handlers and discovery speak only to this interface, so a second runtime slots in beside Docker
-without touching them. Errors are typed so the HTTP layer maps them to REF codes in one place.
+without touching them. Errors are typed so the HTTP layer maps them to the API's error codes in one place.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class PortMapping:
 
 @dataclass(slots=True)
 class ContainerInfo:
-    """One container as REF's list shows it."""
+    """One container as the API's container list shows it."""
 
     id: str  # short (12 chars for Docker)
     name: str

@@ -1,4 +1,4 @@
-"""Turn `docker inspect` output into a Docker Compose file (B §7.5).
+"""Turn `docker inspect` output into a Docker Compose file.
 
 Only what differs from the image is written (env, labels, command), secrets in the environment move to
 a `.env` file, and every `$` in copied values is escaped so Compose does not interpolate it.

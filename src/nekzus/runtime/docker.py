@@ -31,7 +31,7 @@ from nekzus.runtime.base import (
 
 log = logging.getLogger("nekzus.runtime.docker")
 
-MAX_FRAME = 1 << 20  # log frames above 1 MiB are skipped (B §12.4)
+MAX_FRAME = 1 << 20  # log frames above 1 MiB are skipped (a runaway line must not fill memory)
 _SHORT = aiohttp.ClientTimeout(total=30)
 _STREAM = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None)
 
@@ -104,7 +104,7 @@ def _info_from_list(raw: dict[str, Any]) -> ContainerInfo:
 
 
 def compute_stats(container_id: str, first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
-    """REF stats from two consecutive samples (B §7.3): CPU from the deltas, memory and network raw."""
+    """Container stats from two consecutive samples: CPU from the deltas, memory and network raw."""
     cpu1, cpu2 = first.get("cpu_stats") or {}, second.get("cpu_stats") or {}
     total1 = (cpu1.get("cpu_usage") or {}).get("total_usage") or 0
     total2 = (cpu2.get("cpu_usage") or {}).get("total_usage") or 0
