@@ -62,6 +62,9 @@ FEATURES: list[str] = [
     "nekzus.api.federation",  # after the catalog: wraps its proxy for remote routes
     "nekzus.api.scripts",
     "nekzus.api.toolbox",
+    "nekzus.api.certificates",
+    "nekzus.api.backups",
+    "nekzus.api.system",
     "nekzus.api.ui",
     # After every feature that runs jobs: its shutdown hook then runs before theirs (jobs are cancelled
     # while the clients they use are still open). The runner itself is built by nekzus.compose.

@@ -36,7 +36,7 @@ log = logging.getLogger("nekzus")
 
 # Config sections that validate but have no feature behind them in this build. A feature that lands
 # removes its entry; while it is listed, enabling the section logs a start-up warning naming it.
-UNBUILT_SECTIONS: tuple[str, ...] = ("backup",)
+UNBUILT_SECTIONS: tuple[str, ...] = ()
 
 
 def unbuilt_enabled(cfg: Config) -> list[str]:

@@ -59,6 +59,7 @@ def bind_socket(addr: str) -> socket.socket:
 def prepare_tls(config: Config) -> tuple[Path, Path] | None:
     if not config.tls_enabled:
         return None
+    from nekzus.certs.ca import LocalCA
     from nekzus.certs.selfsigned import ensure_certificate, validate_pair
 
     if config.server.tls_cert:
@@ -66,9 +67,53 @@ def prepare_tls(config: Config) -> tuple[Path, Path] | None:
     else:
         tls_dir = Path(config.data_dir) / "tls"
         cert, key, generated = tls_dir / "server.crt", tls_dir / "server.key", True
-    ensure_certificate(cert, key, generated=generated)
+    issuer = LocalCA.load_or_create(Path(config.data_dir) / "ca").issue if generated else None
+    ensure_certificate(cert, key, generated=generated, issue=issuer)
     validate_pair(cert, key)
     return cert, key
+
+
+class ListenerSwap:
+    """Switch uvicorn's listening socket from plain HTTP to TLS without a restart.
+
+    The old asyncio server stops accepting (its open connections keep running), and a new one accepts
+    on a duplicate of the same listening socket with TLS: queued connections wait in the kernel's
+    backlog meanwhile, so none is refused.
+    """
+
+    def __init__(self, server: Any, sock: socket.socket, on_enabled: Any = None) -> None:
+        self.server = server
+        self.on_enabled = on_enabled
+        # Duplicated before serving: the event loop may take ownership of (and later close) `sock`.
+        self.spare = sock.dup()
+
+    async def enable_tls(self, context: ssl.SSLContext) -> None:
+        for _ in range(400):  # the first certificate may be found while uvicorn is still starting
+            if self.server.started:
+                break
+            await asyncio.sleep(0.025)
+        server, config = self.server, self.server.config
+        for old in list(server.servers):
+            old.close()
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+            protocol: asyncio.Protocol = config.http_protocol_class(
+                config=config, server_state=server.server_state, app_state=server.lifespan.state, _loop=_loop
+            )
+            return protocol
+
+        loop = asyncio.get_running_loop()
+        fresh = await loop.create_server(
+            create_protocol, sock=self.spare, ssl=context, backlog=config.backlog
+        )
+        server.servers.append(fresh)
+        config.ssl = context
+        if self.on_enabled is not None:
+            self.on_enabled()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.spare.close()
 
 
 _PRINTABLE = re.compile(r"[\x21-\x7e]*")
@@ -135,6 +180,7 @@ def run(config: Config, config_path: str | None = None) -> int:
 
     import uvicorn
 
+    from nekzus.api.certificates import CERTIFICATES
     from nekzus.app import create_app
     from nekzus.http.protocol import CoalescingHttpToolsProtocol
 
@@ -172,6 +218,14 @@ def run(config: Config, config_path: str | None = None) -> int:
     if uv_config.ssl is not None:
         uv_config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
     server = uvicorn.Server(uv_config)
+    swap = ListenerSwap(server, sock, on_enabled=lambda: setattr(app.stack, "tls", True))
+    certs = app.services.domains.features.get(CERTIFICATES)
+    if certs is not None:
+        # Managed certificates are chosen per handshake by SNI; the file pair is the fallback.
+        if tls:
+            certs.set_fallback(tls[0], tls[1], own=not config.server.tls_cert)
+            uv_config.ssl = certs.sni.listener_context()
+        certs.attach(swap, serving_tls=tls is not None)
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
     scheme = "https" if tls else "http"
@@ -187,6 +241,7 @@ def run(config: Config, config_path: str | None = None) -> int:
         try:
             await server.serve(sockets=[sock])
         finally:
+            swap.close()
             if redirect is not None:
                 redirect.close()
                 with contextlib.suppress(Exception):

@@ -9,7 +9,9 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src" / "nekzus"
 DOMAINS = (
     "auth",
+    "backup",
     "catalog",
+    "certs",
     "config",
     "discovery",
     "events",
@@ -20,6 +22,7 @@ DOMAINS = (
     "runtime",
     "scripts",
     "store",
+    "system",
 )
 WIRING = ("nekzus.api", "nekzus.app", "nekzus.compose", "nekzus.services")
 # Known exceptions, each with its reason (none today: the proxy gets narrow collaborators too).

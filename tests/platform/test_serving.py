@@ -146,7 +146,8 @@ def test_health_flag_reports_unhealthy_status(tmp_path: Path) -> None:
     hold_database_lock(srv)
     try:
         srv.start(wait=False)
-        wait_for(lambda: get_or_none(srv.url + "/livez") == 200)
+        # Start-up on a loaded 2-core machine can take well over 15 s.
+        wait_for(lambda: get_or_none(srv.url + "/livez") == 200, timeout=60.0)
         result = run_cli(["--health", "--health-addr", srv.url], cwd=tmp_path)
         assert result.returncode == 1
         assert "unhealthy: status 503" in result.stderr

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
+from nekzus.api.certificates import CERTIFICATES
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.requests import auth_service, ip_of, read_json
@@ -59,7 +60,9 @@ def _instance_name() -> str:
 async def _new_code(request: Request, principal: Principal) -> tuple[PairingCode, dict[str, Any]]:
     services: Services = services_of(request)
     service = auth_service(request)
-    pins = spki_pins(services.tls_cert_path)
+    certs = services.domains.features.get(CERTIFICATES)
+    # The certificate service knows what is served right now (SNI, hot swaps); the file is a fallback.
+    pins = certs.served_pins() if certs is not None else spki_pins(services.tls_cert_path)
 
     def build(code: str, token: str, expires: float) -> dict[str, Any]:
         return {

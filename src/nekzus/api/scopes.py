@@ -26,6 +26,7 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/pair"): "redeems a single-use pairing code",
     ("POST", "/api/v1/auth/pair"): "needs a bootstrap token (from a pairing code or the config)",
     ("POST", "/api/v1/auth/refresh"): "needs the expiring token itself",
+    ("GET", "/api/v1/certificates/ca.pem"): "the local CA's public certificate, for installing on devices",
 }
 
 _METHODS = ("get", "put", "post", "delete", "patch", "options", "trace")

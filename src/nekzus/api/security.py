@@ -2,6 +2,8 @@
 
 `require()` with no scope = any authenticated caller; `require(scope)` = caller must hold the scope.
 `strict=True` = a JWT (device or user) is needed even from a trusted network.
+`credential=True` = a JWT or an API key is needed even from a trusted network (no trusted-network
+shortcut), for changes that re-key what every device pins.
 """
 
 from __future__ import annotations
@@ -80,10 +82,12 @@ BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="Device 
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="API key")
 
 
-def require(*scopes: str, strict: bool = False) -> Callable[..., Awaitable[Principal]]:
+def require(
+    *scopes: str, strict: bool = False, credential: bool = False
+) -> Callable[..., Awaitable[Principal]]:
     async def check(request: Request) -> Principal:
         principal = await current_principal(request)
-        decision = decide(principal, scopes, jwt_only=strict)
+        decision = decide(principal, scopes, jwt_only=strict, credential_only=credential)
         if not decision.allowed:
             if decision.audit and principal is not None:
                 await audit_denied(request, principal, scopes)

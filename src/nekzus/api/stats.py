@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,6 +12,7 @@ from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.requests import auth_service
 from nekzus.api.security import require
+from nekzus.api.system import SYSTEM
 from nekzus.auth.principal import Principal
 from nekzus.services import Services
 
@@ -89,6 +91,12 @@ async def quick(request: Request, _principal: Principal = Depends(require(strict
     duration = services.metrics.http_request_duration_seconds
     count = _metric_sum(duration, "_count")
     seconds = _metric_sum(duration, "_sum")
+    system = services.domains.features.get(SYSTEM)
+    figures: dict[str, Any] = {}
+    if system is not None:
+        # Widgets show machine load next to the counts: the same figures as /system/resources.
+        snap = await asyncio.to_thread(system.snapshot)
+        figures = {k: snap[k] for k in ("cpu", "ram", "disk", "ram_used", "ram_total", "storage_size")}
     return {
         "servicesTotal": apps,
         "servicesOnline": apps,
@@ -99,4 +107,5 @@ async def quick(request: Request, _principal: Principal = Depends(require(strict
         "requestsToday": total_requests(services),
         "avgLatency": round(seconds / count * 1000, 2) if count else 0.0,
         "uptimePercent": 100.0,
+        "system": figures,
     }

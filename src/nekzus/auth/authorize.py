@@ -41,12 +41,14 @@ def decide(
     scopes: Iterable[str] = (),
     *,
     jwt_only: bool = False,
+    credential_only: bool = False,
     public: bool = False,
 ) -> Decision:
     """May `principal` (None = anonymous) act where `scopes` are required?
 
     - `public`: anyone may (a public proxied app); the principal is still passed on when there is one.
-    - no principal → 401; `jwt_only` and not a device/user JWT → 401 (trusted networks included).
+    - no principal → 401; `jwt_only` and not a device/user JWT → 401 (trusted networks included);
+      `credential_only` and neither a JWT nor an API key → 401 (no trusted-network shortcut).
     - a bootstrap token only ever pairs → 403.
     - missing scope → 403 (audited). `access:admin` implies every scope, `read:*`/`write:*` their family.
     """
@@ -56,6 +58,8 @@ def decide(
         return Decision(False, 401, "UNAUTHORIZED", "Authentication required")
     if jwt_only and principal.kind not in JWT_KINDS:
         return Decision(False, 401, "UNAUTHORIZED", "A valid JWT token is required")
+    if credential_only and principal.kind not in (*JWT_KINDS, "apikey"):
+        return Decision(False, 401, "UNAUTHORIZED", "A valid JWT token or API key is required")
     if principal.kind == "bootstrap":
         return Decision(False, 403, "FORBIDDEN", "Bootstrap tokens can only be used for pairing")
     required = tuple(scopes)

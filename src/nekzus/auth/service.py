@@ -172,26 +172,39 @@ class AuthService:
 
     # -- start-up / shutdown --------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def reload_from_storage(self) -> None:
+        """Re-read devices, users, API keys and revocations (after a backup restore replaced the tables)."""
+        await self._read_tables()
+        self._update_gauges()
+
+    async def _read_tables(self) -> None:
+        devices: dict[str, DeviceState] = {}
+        users: dict[str, bool] = {}
+        revoked: dict[str, float] = {}
+        keys: dict[str, KeyState] = {}
         now = self.clock()
         async with self.db.session() as session:
             for device in await session.scalars(select(Device)):
-                self.devices[device.device_id] = DeviceState(
+                devices[device.device_id] = DeviceState(
                     device.session_id, frozenset(_loads_list(device.scopes)), device.device_name
                 )
                 if device.last_seen is not None:
                     self.seen.latest[device.device_id] = device.last_seen
                     self.seen.written[device.device_id] = device.last_seen
             for user in await session.scalars(select(User)):
-                self.users[user.username] = user.is_active
+                users[user.username] = user.is_active
             cutoff = now - self.refresh_grace
             await session.execute(delete(RevokedToken).where(RevokedToken.expires_at < cutoff))
             for row in await session.scalars(select(RevokedToken)):
-                self.revoked[row.jti] = row.expires_at
+                revoked[row.jti] = row.expires_at
             for key in await session.scalars(select(ApiKey)):
-                self.keys[key.key_hash] = KeyState(
+                keys[key.key_hash] = KeyState(
                     key.id, key.name, frozenset(_loads_list(key.scopes)), key.expires_at, key.revoked_at
                 )
+        self.devices, self.users, self.revoked, self.keys = devices, users, revoked, keys
+
+    async def start(self) -> None:
+        await self._read_tables()
         if not self.users:
             self.setup_token = secrets.token_urlsafe(24)
             # Part A §8: the one-time setup token is printed at first start, for remote first-run setup.

@@ -160,6 +160,14 @@ class CatalogService:
                 log.warning("config route %s ignored: %s", route_cfg.id, exc)
         self._changed("Catalog loaded")
 
+    async def reload_from_storage(self) -> None:
+        """Drop the in-memory catalog and read it again (after a backup restore replaced the tables);
+        listeners (the proxy's route table) are told through the usual change callback."""
+        self.apps.clear()
+        self.routes.clear()
+        self.health.clear()
+        await self.load()
+
     async def reconfigure(self, _old: Config, new: Config) -> dict[str, list[str]]:
         """Reload hook: merge the new config's apps and routes."""
         self.config = new

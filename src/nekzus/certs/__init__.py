@@ -1,1 +1,1 @@
-"""Certificates: the served TLS certificate and (later) managed certificates."""
+"""Certificates: a local CA kept in the data directory, managed leaf certificates served by SNI, hot swaps."""

@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -101,18 +102,28 @@ class TlsSetupError(Exception):
     pass
 
 
-def ensure_certificate(cert_path: Path, key_path: Path, *, generated: bool) -> None:
+RENEW_MARGIN_DAYS = 30
+
+
+def ensure_certificate(
+    cert_path: Path,
+    key_path: Path,
+    *,
+    generated: bool,
+    issue: Callable[[list[str]], tuple[bytes, bytes]] | None = None,
+) -> None:
     """Make sure a usable pair exists at the paths; create one if both are missing.
 
-    `generated` pairs (in the data directory) are also renewed when expired; user-supplied ones never are.
+    `generated` pairs (in the data directory) are also renewed when they expire within 30 days;
+    user-supplied ones never are. `issue` signs with the local CA (else the pair is self-signed).
     """
     cert_exists, key_exists = cert_path.exists(), key_path.exists()
     if cert_exists != key_exists:
         missing = key_path if cert_exists else cert_path
         raise TlsSetupError(f"server.tls_cert/tls_key: {missing} is missing while its pair exists")
-    if cert_exists and (not generated or cert_still_valid(cert_path)):
+    if cert_exists and (not generated or cert_still_valid(cert_path, RENEW_MARGIN_DAYS)):
         return
-    cert_pem, key_pem = generate_self_signed(default_domains())
+    cert_pem, key_pem = (issue or generate_self_signed)(default_domains())
     _write_private(key_path, key_pem)
     _write_private(cert_path, cert_pem)
     os.chmod(cert_path, 0o644)

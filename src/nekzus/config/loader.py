@@ -35,6 +35,7 @@ _ENV_STRINGS = {
     "NEKZUS_TOOLBOX_HOST_DATA_DIR": "toolbox.host_data_dir",
     "NEKZUS_SCRIPTS_HOST_DIRECTORY": "scripts.host_directory",
     "NEKZUS_HOST_ROOT_PATH": "system.host_root_path",
+    "NEKZUS_BACKUP_PASSPHRASE": "backup.passphrase",
     "NEKZUS_CLUSTER_SECRET": "federation.cluster_secret",
     "NEKZUS_GOSSIP_PORT": "federation.gossip_port",
     "NEKZUS_LOG_FORMAT": "server.log_format",

@@ -252,6 +252,22 @@ class BackupConfig(Section):
     directory: str = ""
     schedule: Duration = 86400.0
     retention: int = Field(default=7, ge=1)
+    # Seals the secrets kept outside the database into backups; without it they are left out.
+    passphrase: str = Field(default="", repr=False)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: float) -> float:
+        if value < 0.2:
+            raise ValueError("must be at least 200ms")
+        return value
+
+    @field_validator("passphrase")
+    @classmethod
+    def _passphrase(cls, value: str) -> str:
+        if value and len(value) < 12:
+            raise ValueError("must be at least 12 characters")
+        return value
 
 
 class ToolboxConfig(Section):
