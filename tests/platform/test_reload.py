@@ -326,6 +326,8 @@ def test_sighup_reloads_and_announces_on_the_websocket(srv: NekzusServer) -> Non
         message = asyncio.run(scenario())
         assert message["data"]["message"] == "Configuration reloaded"
         wait_log_count(srv, "configuration reloaded (sighup)", 1)
+        # The counter moves once the whole reload (activity and audit included) has finished.
+        wait_for(lambda: reload_metric(c, "success") == before + 1, "the success counter", srv)
         assert reload_metric(c, "success") == before + 1
         assert proc.poll() is None
         assert c.get("/apps/old/s").text == "alpha:/s"
