@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -38,6 +39,9 @@ RECHECK = timedelta(seconds=60)
 Fire = Callable[[datetime], Awaitable[None]]
 
 
+_NUMERIC_FIELD = re.compile(r"[0-9*/,\-?]+")
+
+
 def validate_cron(expression: str) -> str:
     """The normalised expression (single spaces), or Invalid(code=INVALID_CRON)."""
     text = " ".join(str(expression).split())
@@ -50,7 +54,9 @@ def validate_cron(expression: str) -> str:
         raise Invalid(
             "Cron expression must have 5 fields: minute hour day month weekday", code="INVALID_CRON"
         )
-    if not croniter.is_valid(text):
+    # Standard cron: minute, hour and day of month are numbers, ranges, steps and lists only (croniter
+    # would also take its own extensions there, such as `R` for a random minute).
+    if any(not _NUMERIC_FIELD.fullmatch(field) for field in fields[:3]) or not croniter.is_valid(text):
         raise Invalid(f"Invalid cron expression: {text}", code="INVALID_CRON")
     try:
         next_fire(text, datetime.now(UTC), UTC)
