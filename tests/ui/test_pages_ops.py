@@ -257,6 +257,56 @@ def test_federation_page_shows_the_real_peer_and_syncs(
     screenshot(page, "federation-1280-peered")
 
 
+def test_first_certificate_on_plain_http_moves_the_page_to_https(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Generating the first certificate turns TLS on in place; the page follows to https, still signed in."""
+    srv = NekzusServer(data_dir=tmp_path_factory.mktemp("uiops-plain")).start(timeout=60)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, ignore_https_errors=True)
+    try:
+        with srv.client() as c:
+            r = c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD})
+            assert r.status_code == 201, r.text
+        pg = context.new_page()
+        sign_in(pg, srv)
+        show(pg, "certificates")
+        pg.get_by_role("button", name="Generate certificate").click()
+        dialog = pg.locator("dialog[open]")
+        dialog.get_by_label("Domains (one per line)").fill("localhost\n127.0.0.1")
+        dialog.get_by_role("button", name="Generate").click()
+        for _ in range(300):  # bounded: 30 s; wait_for_timeout lets Playwright see the navigation
+            if pg.url.startswith("https://"):
+                break
+            pg.wait_for_timeout(100)
+        assert pg.url.startswith("https://"), pg.url
+        pg.locator('#main[data-ready="certificates"]').wait_for(state="attached")
+        pg.locator("tr", has_text="localhost").first.wait_for()
+        pg.locator("#conn.online").wait_for()  # the live connection came back over wss
+    finally:
+        context.close()
+        srv.stop()
+
+
+def test_ops_controls_work_from_the_keyboard(page: Any) -> None:
+    """Tab reaches the page's controls with a visible focus ring; Enter opens a dialog, Escape closes it."""
+    show(page, "backups")
+    page.locator('[data-scheduler="on"]').wait_for()
+    page.locator("#main").focus()
+    for _ in range(60):  # bounded: the button is among the first controls of the page
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Edit schedule":
+            break
+    else:
+        raise AssertionError("Tab never reached the Edit schedule button")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"
+    page.keyboard.press("Enter")
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_label("Interval (e.g. 30m, 6h, 24h)").wait_for()
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="detached")
+
+
 def test_ops_pages_accessible_and_readable_on_a_phone(page: Any) -> None:
     axe = AXE.read_text()
     violations: dict[str, list[str]] = {}

@@ -406,7 +406,7 @@ const resourceCard = (k, values, detail) => h("div", { class: "card", "data-reso
   sparkline(values, `${k} usage over time`), h("div", { class: "muted" }, detail || NBSP));
 // The figures behind each percentage (what psutil reports on the server).
 const resourceDetail = (r) => ({
-  cpu: `${r.cpu_cores || "?"} cores · load ${(r.load || []).join(" / ") || "–"}`,
+  cpu: `${r.cpu_cores || "?"} cores · load ${(r.load || []).join(" / ") || "–"} · up ${Math.floor((r.uptime || 0) / 86400)}d ${Math.floor(((r.uptime || 0) % 86400) / 3600)}h`,
   ram: `${bytes(r.ram_used)} of ${bytes(r.ram_total)}`,
   disk: `${bytes(r.disk_used)} of ${bytes(r.disk_total)} · Nekzus data ${bytes(r.storage_size)}`,
 });

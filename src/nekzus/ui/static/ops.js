@@ -19,6 +19,16 @@ function pemInput(name, label, placeholder) {
 }
 
 // ---------- certificates ----------
+// The first certificate on a plain-HTTP Nekzus switches its port to TLS in place: plain requests stop
+// working, so the page moves itself to https (the session cookie goes along).
+function followTls(r, done) {
+  if (!r || !r.tls_upgraded) { toast(done); return; }
+  if (location.protocol !== "http:") { toast("Certificate installed; TLS is now on"); return; }
+  const url = "https://" + location.host + location.pathname + location.hash;
+  toast(`TLS is now on: continuing at ${url} (install the local CA so browsers trust it)`);
+  setTimeout(() => location.replace(url), 1500);
+}
+
 PAGES.certificates = async (main, title) => {
   const table = region("Certificates", async () => {
     const rows = list(await api("GET", "/api/v1/certificates"), "certificates");
@@ -60,7 +70,7 @@ PAGES.certificates = async (main, title) => {
       [h("p", {}, "Paste or choose the certificate chain and its private key. Nekzus checks that they belong together before using them."),
         field("Domain", name), cert.nodes, key.nodes], domain ? "Replace" : "Upload", async () => {
         const r = await api("POST", "/api/v1/certificates/replace", { domain: name.value.trim(), certificate: cert.area.value, privateKey: key.area.value });
-        toast(r.tls_upgraded ? "Certificate installed; TLS is now on" : `Certificate for ${name.value.trim()} installed`);
+        followTls(r, `Certificate for ${name.value.trim()} installed`);
         table.load();
       });
   };
@@ -71,7 +81,7 @@ PAGES.certificates = async (main, title) => {
     formDialog("Generate a certificate", [h("p", {}, "Issued by the local CA of this Nekzus. The first name is the certificate's domain."),
       field("Domains (one per line)", domains)], "Generate", async () => {
       const r = await api("POST", "/api/v1/certificates/generate", { domains: domains.value.split(/\s+/).filter(Boolean), provider: "self-signed" });
-      toast(r.tls_upgraded ? "Certificate generated; TLS is now on" : `Certificate for ${r.certificate ? r.certificate.domain : "the domains"} generated`);
+      followTls(r, `Certificate for ${r.certificate ? r.certificate.domain : "the domains"} generated`);
       table.load();
     });
   };
