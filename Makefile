@@ -39,6 +39,7 @@ test: system-deps install-test lint typecheck
 bench: install-test
 	bash scripts/install-system-deps.sh bench
 	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/ui_overview.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
