@@ -130,10 +130,16 @@ def test_webhook_notification_shows_a_toast(page: Any, server: NekzusServer) -> 
 
 
 def test_offline_indicator_and_reconnect(page: Any, server: NekzusServer) -> None:
-    """The live connection drops when Nekzus restarts; the page says so, then reconnects by itself."""
+    """The live connection drops when Nekzus restarts; the page says so, then reconnects by itself.
+
+    Sessions live in memory, so the restart ends this one: the page waits on a page that makes no
+    background calls (the first API answer after the restart signs it out, as it should)."""
+    show(page, "settings")
     page.locator("#conn.online").wait_for()
     server.stop()
     page.locator("#conn.offline").wait_for()
     assert page.locator("#conn").inner_text() == "offline"
     server.start(timeout=60)
     page.locator("#conn.online").wait_for(timeout=60000)  # backoff: 1 s, 2 s, 4 s, ...
+    page.evaluate("() => { location.hash = '#/overview' }")
+    page.get_by_role("heading", name="Sign in to Nekzus").wait_for()
