@@ -264,6 +264,7 @@ def _build_discovery(services: Services, domains: Domains) -> None:
     cfg = services.config.discovery
     if not cfg.enabled:
         return
+    from nekzus.api.discovery import proposal_json
     from nekzus.discovery.manager import DiscoveryManager
 
     manager = DiscoveryManager(
@@ -273,6 +274,7 @@ def _build_discovery(services: Services, domains: Domains) -> None:
         catalog=domains.catalog,
         audit=domains.audit,
         activity=domains.activity,
+        wire=proposal_json,
         runtimes=domains.runtime,
     )
     domains.discovery = manager
@@ -286,7 +288,7 @@ def _build_discovery(services: Services, domains: Domains) -> None:
             return ComponentHealth(Status.HEALTHY, "no discovery sources enabled")
         broken = [w.name for w in manager.workers if not w.healthy]
         if broken:
-            details = {w.name: w.last_error for w in manager.workers if not w.healthy}
+            details = {w.name.value: w.last_error for w in manager.workers if not w.healthy}
             return ComponentHealth(Status.DEGRADED, f"worker(s) failing: {', '.join(broken)}", details)
         return ComponentHealth(Status.HEALTHY, f"{len(manager.workers)} worker(s) active")
 
