@@ -15,7 +15,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -407,7 +407,7 @@ class AuthService:
             "audit",
         )
 
-    def identify(self, scope: dict[str, Any]) -> str | None:
+    def identify(self, scope: Mapping[str, Any]) -> str | None:
         """Rate-limit key for a request whose credential fully validates (memory only, no side effects).
 
         Only a credential that would be accepted gets a bucket of its own: an expired, revoked or

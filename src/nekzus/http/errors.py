@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import Response
+from starlette.types import Send
 
 from nekzus.errors import NekzusError
 
@@ -93,7 +94,7 @@ def error_response(
 
 
 async def send_error(
-    send: Any,
+    send: Send,
     status: int,
     code: str | None = None,
     message: str | None = None,
