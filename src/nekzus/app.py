@@ -5,8 +5,8 @@ Request path, outermost first:
   NekzusApp ── request guard (Host served? same-site Origin on mutations and upgrades?)
       ├── /apps/... (or a routed subdomain) ──> reverse proxy (its own lean pipeline)
       └── EnvelopeMiddleware (request id, headers, client ip, body limit, error boundary, access log)
-            └── readiness gate (503 until storage is open)
-                  └── RateLimitMiddleware
+            └── RateLimitMiddleware
+                  └── readiness gate (503 until storage is open)
                         └── FastAPI (routers of each feature)
 """
 

@@ -15,7 +15,7 @@ from tests.events.conftest import WS, InProcServer, run, types_of
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
-# REF's server → client table (plus the other bus types of behaviour B §12.3).
+# Every server → client message type the API lists (plus the other event types on the bus).
 REF_TYPES = [
     "discovery",
     "config_reload",

@@ -1,4 +1,4 @@
-"""The HTTP envelope: headers on every response and REF's error shape on every failure."""
+"""The HTTP envelope: headers on every response and the API's error shape on every failure."""
 
 from __future__ import annotations
 

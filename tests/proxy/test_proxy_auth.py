@@ -1,4 +1,5 @@
-"""Per-route proxy auth with real credentials on a server that trusts no network (Part A §6, §7).
+"""Per-route proxy auth with real credentials on a server that trusts no network (route scopes, where
+`access:admin` implies every scope, and token expiry).
 
 Every credential is obtained like a client would: first-run setup with the one-time token from the log,
 login, pairing with a bootstrap token, API keys through the API. Also: session cookies persisted per

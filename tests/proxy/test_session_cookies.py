@@ -53,7 +53,7 @@ def test_cookie_round_trip_encrypted_at_rest(tmp_path: Path) -> None:
         assert (
             summary[0]["appId"] == "grafana" and summary[0]["cookieCount"] == 2 and "expiresAt" in summary[0]
         )
-        # Max-Age=0 deletes that cookie only (ORIG deleted all of the app's cookies).
+        # Max-Age=0 deletes that cookie only (not all of the app's cookies, as the old service did).
         again.capture("dev1", "grafana", [b"theme=; Max-Age=0"])
         await asyncio.gather(*list(services._tasks))
         third = _store(services)

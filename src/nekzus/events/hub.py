@@ -1,7 +1,7 @@
 """The WebSocket hub behind `/api/v1/ws`: authentication inside the protocol, per-client send queues,
 fan-out of every event-bus event to its audience, topic filters, and handlers other domains plug in.
 
-Design notes (behaviour B §12, fixes of B §18.1.15 and §18.2.12):
+Design notes (a slow or hostile client must never stall publishing or the other clients):
 - Every connection gets a bounded send queue (SEND_QUEUE messages) drained by one writer task. The bus
   callback only appends pre-serialised text to the queues, so publishing never blocks. A full queue drops
   the new message (counted as `websocket_messages_total{app_id="hub",direction="dropped"}`); DROP_LIMIT

@@ -69,7 +69,7 @@ class ApiError(NekzusError):
 
 
 def error_body(code: str, message: str, extra: Mapping[str, Any] | None = None) -> bytes:
-    """The API's error object under `error`, plus `message` and `code` at the top level: the reference
+    """The API's error object under `error`, plus `message` and `code` at the top level: the documented
     shape nests them, and existing dashboards read the top-level `message`."""
     error: dict[str, Any] = {"code": code, "message": message}
     if extra:
