@@ -4,8 +4,8 @@ group "docker"), a Nekzus server wired to it, and helpers to wait for WebSocket 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -32,6 +32,30 @@ def docker_config(engine: DockerEngine, *, discovery: bool = True, **extra: Any)
     return config
 
 
+class ContainerFactory(Protocol):
+    """The `container` fixture: `DockerEngine.run` with an optional name, removed after the test."""
+
+    def __call__(
+        self,
+        name: str | None = None,
+        cmd: list[str] | None = None,
+        *,
+        ports: Mapping[int, int] | None = None,
+        labels: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        init: bool = True,
+        start: bool = True,
+        extra: Mapping[str, Any] | None = None,
+        host_extra: Mapping[str, Any] | None = None,
+    ) -> str: ...
+
+
+class HttpdFactory(Protocol):
+    """The `httpd` fixture: a busybox web server on a fresh 127.0.0.1 port; returns (id, port)."""
+
+    def __call__(self, name: str, labels: Mapping[str, str] | None = None) -> tuple[str, int]: ...
+
+
 @pytest.fixture(scope="module")
 def dserver(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
     """A Nekzus with the Docker runtime and published-mode discovery on the test engine."""
@@ -48,12 +72,33 @@ def dclient(dserver: NekzusServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def container(docker_engine: DockerEngine) -> Iterator[Callable[..., str]]:
+def container(docker_engine: DockerEngine) -> Iterator[ContainerFactory]:
     """Factory for containers removed at the end of the test."""
     made: list[str] = []
 
-    def factory(name: str | None = None, *args: Any, **kwargs: Any) -> str:
-        cid = docker_engine.run(name or f"t{time.monotonic_ns()}", *args, **kwargs)
+    def factory(
+        name: str | None = None,
+        cmd: list[str] | None = None,
+        *,
+        ports: Mapping[int, int] | None = None,
+        labels: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        init: bool = True,
+        start: bool = True,
+        extra: Mapping[str, Any] | None = None,
+        host_extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        cid = docker_engine.run(
+            name or f"t{time.monotonic_ns()}",
+            cmd,
+            ports=ports,
+            labels=labels,
+            env=env,
+            init=init,
+            start=start,
+            extra=extra,
+            host_extra=host_extra,
+        )
         made.append(cid)
         return cid
 
@@ -63,13 +108,13 @@ def container(docker_engine: DockerEngine) -> Iterator[Callable[..., str]]:
 
 
 @pytest.fixture
-def httpd(docker_engine: DockerEngine) -> Iterator[Callable[..., tuple[str, int]]]:
+def httpd(docker_engine: DockerEngine) -> Iterator[HttpdFactory]:
     """Factory for busybox web servers on a fresh 127.0.0.1 port; returns (id, port)."""
     made: list[str] = []
 
-    def factory(name: str, labels: dict[str, str] | None = None, **kwargs: Any) -> tuple[str, int]:
+    def factory(name: str, labels: Mapping[str, str] | None = None) -> tuple[str, int]:
         port = free_port()
-        cid = docker_engine.httpd(name, port, labels=labels, **kwargs)
+        cid = docker_engine.httpd(name, port, labels=labels)
         made.append(cid)
         wait_http(f"http://127.0.0.1:{port}/")
         return cid, port

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.docker.conftest import docker_config, poll
+from tests.docker.conftest import ContainerFactory, HttpdFactory, docker_config, poll
 from tests.docker.engine import DockerEngine
+from tests.nekzus_server import NekzusServer
 
 pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.docker]
 
 
-def test_list_shows_running_and_stopped(dclient: httpx.Client, httpd, container) -> None:
+def test_list_shows_running_and_stopped(
+    dclient: httpx.Client, httpd: HttpdFactory, container: ContainerFactory
+) -> None:
     cid, port = httpd("web-list", labels={"nekzus.app.id": "weblist"})
     stopped = container("stopped-list", start=False)
     response = dclient.get("/api/v1/containers")
@@ -39,7 +44,7 @@ def test_list_shows_running_and_stopped(dclient: httpx.Client, httpd, container)
     assert dclient.get("/api/v1/containers", params={"namespace": "default"}).json() == []
 
 
-def test_inspect_by_id_and_name(dclient: httpx.Client, container) -> None:
+def test_inspect_by_id_and_name(dclient: httpx.Client, container: ContainerFactory) -> None:
     cid = container("inspect-me", labels={"a": "b"})
     by_id = dclient.get(f"/api/v1/containers/{cid[:12]}")
     assert by_id.status_code == 200
@@ -68,14 +73,16 @@ def test_path_tricks_are_rejected(dclient: httpx.Client, path: str) -> None:
     assert response.json()["error"]["code"] == "INVALID_CONTAINER_ID"
 
 
-def test_wrong_method_is_405(dclient: httpx.Client, container) -> None:
+def test_wrong_method_is_405(dclient: httpx.Client, container: ContainerFactory) -> None:
     cid = container("method-check")
     response = dclient.get(f"/api/v1/containers/{cid[:12]}/start")
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
 
 
-def test_stop_start_restart_are_async(dclient: httpx.Client, docker_engine: DockerEngine, container) -> None:
+def test_stop_start_restart_are_async(
+    dclient: httpx.Client, docker_engine: DockerEngine, container: ContainerFactory
+) -> None:
     cid = container("lifecycle")
     short = cid[:12]
     stop = dclient.post(f"/api/v1/containers/{short}/stop", params={"timeout": 1})
@@ -106,7 +113,9 @@ def _finished_job(dclient: httpx.Client, job_id: str) -> dict[str, Any]:
     return found
 
 
-def test_actions_run_as_recorded_jobs(dclient: httpx.Client, docker_engine: DockerEngine, container) -> None:
+def test_actions_run_as_recorded_jobs(
+    dclient: httpx.Client, docker_engine: DockerEngine, container: ContainerFactory
+) -> None:
     """Each accepted action is a job of kind container.<action>: listed, recorded with its outcome."""
     cid = container("as-job")
     stop = dclient.post(f"/api/v1/containers/{cid[:12]}/stop", params={"timeout": 1}).json()
@@ -123,7 +132,7 @@ def test_actions_run_as_recorded_jobs(dclient: httpx.Client, docker_engine: Dock
 
 
 @pytest.mark.parametrize("value", ["0", "301", "-5", "abc", "1.5"])
-def test_timeout_is_validated(dclient: httpx.Client, container, value: str) -> None:
+def test_timeout_is_validated(dclient: httpx.Client, container: ContainerFactory, value: str) -> None:
     cid = container(f"timeout-{value.replace('.', '_')}", start=False)
     for action in ("stop", "restart"):
         response = dclient.post(f"/api/v1/containers/{cid[:12]}/{action}", params={"timeout": value})
@@ -142,7 +151,7 @@ def test_actions_on_unknown_container_are_404(dclient: httpx.Client) -> None:
         assert response.json()["error"]["code"] == "CONTAINER_NOT_FOUND"
 
 
-def test_stats_move_when_cpu_burns(dclient: httpx.Client, container) -> None:
+def test_stats_move_when_cpu_burns(dclient: httpx.Client, container: ContainerFactory) -> None:
     burner = container("burner", ["sh", "-c", "while :; do :; done"])
     idle = container("idler")
     hot = dclient.get(f"/api/v1/containers/{burner[:12]}/stats")
@@ -159,14 +168,14 @@ def test_stats_move_when_cpu_burns(dclient: httpx.Client, container) -> None:
     assert cold["cpu"]["usage"] < 5.0, cold
 
 
-def test_stats_of_stopped_container(dclient: httpx.Client, container) -> None:
+def test_stats_of_stopped_container(dclient: httpx.Client, container: ContainerFactory) -> None:
     cid = container("not-running", start=False)
     response = dclient.get(f"/api/v1/containers/{cid[:12]}/stats")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "CONTAINER_NOT_RUNNING"
 
 
-def test_all_stats_lists_app_containers(dclient: httpx.Client, container) -> None:
+def test_all_stats_lists_app_containers(dclient: httpx.Client, container: ContainerFactory) -> None:
     app = container("stats-app", labels={"nekzus.app.id": "statsapp"})
     other = container("stats-other")
     body = dclient.get("/api/v1/containers/stats").json()
@@ -200,7 +209,7 @@ def test_batch_validation(dclient: httpx.Client) -> None:
 
 
 def test_batch_operation_and_action_spellings(
-    dclient: httpx.Client, docker_engine: DockerEngine, container
+    dclient: httpx.Client, docker_engine: DockerEngine, container: ContainerFactory
 ) -> None:
     a = container("batch-a")
     b = container("batch-b")
@@ -222,7 +231,7 @@ def test_batch_operation_and_action_spellings(
 
 
 def test_bulk_operations_skip_protected(
-    dclient: httpx.Client, docker_engine: DockerEngine, container
+    dclient: httpx.Client, docker_engine: DockerEngine, container: ContainerFactory
 ) -> None:
     a = container("bulk-a")
     b = container("bulk-b", start=False)
@@ -249,7 +258,9 @@ def test_bulk_operations_skip_protected(
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_TIMEOUT"
 
 
-def test_never_touches_its_own_container(docker_engine: DockerEngine, make_server, container) -> None:
+def test_never_touches_its_own_container(
+    docker_engine: DockerEngine, make_server: Callable[..., NekzusServer], container: ContainerFactory
+) -> None:
     """Nekzus recognises itself by HOSTNAME (= its container id, as Docker sets it)."""
     me = container("pretend-nekzus")
     other = container("someone-else")
@@ -266,7 +277,7 @@ def test_never_touches_its_own_container(docker_engine: DockerEngine, make_serve
         assert docker_engine.state(me) == "running"
 
 
-def test_runtime_down_is_503(make_server, tmp_path) -> None:
+def test_runtime_down_is_503(make_server: Callable[..., NekzusServer], tmp_path: Path) -> None:
     srv = make_server(
         {"runtimes": {"docker": {"enabled": True, "socket_path": f"unix://{tmp_path}/none.sock"}}}
     )
@@ -286,7 +297,7 @@ def test_runtime_down_is_503(make_server, tmp_path) -> None:
         assert "unreachable" in health["components"]["runtime"]["message"]
 
 
-def test_disabled_runtime_answers_with_a_clear_503(make_server) -> None:
+def test_disabled_runtime_answers_with_a_clear_503(make_server: Callable[..., NekzusServer]) -> None:
     # Switched-off container features say why (main 1fbd79c), instead of a bare 404.
     srv = make_server({})
     with srv.client() as c:
@@ -295,7 +306,9 @@ def test_disabled_runtime_answers_with_a_clear_503(make_server) -> None:
         assert r.json()["error"]["code"] == "RUNTIME_UNAVAILABLE"
 
 
-def test_legacy_discovery_switch_enables_containers(docker_engine: DockerEngine, make_server) -> None:
+def test_legacy_discovery_switch_enables_containers(
+    docker_engine: DockerEngine, make_server: Callable[..., NekzusServer]
+) -> None:
     srv = make_server({"discovery": {"docker": {"enabled": True, "socket_path": docker_engine.host}}})
     with srv.client() as c:
         assert c.get("/api/v1/containers").status_code == 200
@@ -303,7 +316,9 @@ def test_legacy_discovery_switch_enables_containers(docker_engine: DockerEngine,
         assert health["components"]["runtime"]["status"] == "healthy"
 
 
-def test_unauthenticated_callers_are_refused(docker_engine: DockerEngine, make_server) -> None:
+def test_unauthenticated_callers_are_refused(
+    docker_engine: DockerEngine, make_server: Callable[..., NekzusServer]
+) -> None:
     srv = make_server(docker_config(docker_engine, discovery=False, auth={"local_networks": []}))
     with srv.client() as c:
         assert c.get("/api/v1/containers").status_code == 401
@@ -311,7 +326,7 @@ def test_unauthenticated_callers_are_refused(docker_engine: DockerEngine, make_s
         assert c.post("/api/v1/containers/stop-all").status_code == 401
 
 
-def test_stop_of_long_running_request_is_bounded(dclient: httpx.Client, container) -> None:
+def test_stop_of_long_running_request_is_bounded(dclient: httpx.Client, container: ContainerFactory) -> None:
     cid = container("bounded")
     started = time.monotonic()
     response = dclient.post(f"/api/v1/containers/{cid[:12]}/stop", params={"timeout": 30})
@@ -319,7 +334,7 @@ def test_stop_of_long_running_request_is_bounded(dclient: httpx.Client, containe
     assert time.monotonic() - started < 5.0  # accepted at once, the stop runs in the background
 
 
-def test_scopes_with_api_keys(dclient: httpx.Client, container) -> None:
+def test_scopes_with_api_keys(dclient: httpx.Client, container: ContainerFactory) -> None:
     """Listing takes any credential; the raw inspect (environment, command, mounts), actions, bulk,
     approve and unsanitized export need write:*."""
     cid = container("scoped")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.docker.conftest import docker_config, poll, wait_http
+from tests.docker.conftest import ContainerFactory, HttpdFactory, docker_config, poll, wait_http
 from tests.docker.engine import DockerEngine
 from tests.nekzus_server import NekzusServer
 
@@ -26,7 +27,7 @@ def wait_proposal(client: httpx.Client, pid: str, timeout: float = 10.0) -> dict
     return found
 
 
-def test_labelled_container_is_proposed_within_seconds(dclient: httpx.Client, httpd) -> None:
+def test_labelled_container_is_proposed_within_seconds(dclient: httpx.Client, httpd: HttpdFactory) -> None:
     started = time.monotonic()
     cid, port = httpd(
         "grafana-like",
@@ -63,7 +64,7 @@ def test_labelled_container_is_proposed_within_seconds(dclient: httpx.Client, ht
     assert "Upstream uses HTTP (unencrypted)" in p["securityNotes"]
 
 
-def test_confidence_without_enable_and_unlabelled_ignored(dclient: httpx.Client, httpd) -> None:
+def test_confidence_without_enable_and_unlabelled_ignored(dclient: httpx.Client, httpd: HttpdFactory) -> None:
     httpd("plain-web")  # no nekzus labels: discovery is opt-in
     httpd("app-only", labels={"nekzus.app.id": "apponly"})
     httpd("switched-off", labels={"nekzus.enable": "false", "nekzus.app.id": "off"})
@@ -75,7 +76,7 @@ def test_confidence_without_enable_and_unlabelled_ignored(dclient: httpx.Client,
 
 
 def test_malformed_labels_are_ignored_with_warnings(
-    dserver: NekzusServer, dclient: httpx.Client, httpd
+    dserver: NekzusServer, dclient: httpx.Client, httpd: HttpdFactory
 ) -> None:
     httpd(
         "odd-labels",
@@ -96,7 +97,7 @@ def test_malformed_labels_are_ignored_with_warnings(
     assert dclient.get("/readyz").status_code == 200
 
 
-def test_primary_port_and_all_ports(dclient: httpx.Client, container) -> None:
+def test_primary_port_and_all_ports(dclient: httpx.Client, container: ContainerFactory) -> None:
     from tests.nekzus_server import free_port
 
     p1, p2 = free_port(), free_port()
@@ -115,7 +116,7 @@ def test_primary_port_and_all_ports(dclient: httpx.Client, container) -> None:
     assert [a["containerPort"] for a in primary["availablePorts"]] == [9000]
 
 
-def test_silent_ports_are_not_proposed(dclient: httpx.Client, container) -> None:
+def test_silent_ports_are_not_proposed(dclient: httpx.Client, container: ContainerFactory) -> None:
     from tests.nekzus_server import free_port
 
     container("silent", ports={8080: free_port()}, labels={"nekzus.enable": "true"})  # nothing answers HTTP
@@ -124,7 +125,7 @@ def test_silent_ports_are_not_proposed(dclient: httpx.Client, container) -> None
 
 
 def test_stopped_container_proposal_goes_away(
-    dclient: httpx.Client, docker_engine: DockerEngine, httpd
+    dclient: httpx.Client, docker_engine: DockerEngine, httpd: HttpdFactory
 ) -> None:
     cid, _ = httpd("short-lived", labels={"nekzus.enable": "true"})
     wait_proposal(dclient, "proposal_docker_http_short_lived_80")
@@ -133,7 +134,7 @@ def test_stopped_container_proposal_goes_away(
 
 
 def test_dismiss_survives_restart_and_rediscover_brings_back(
-    docker_engine: DockerEngine, make_server, httpd
+    docker_engine: DockerEngine, make_server: Callable[..., NekzusServer], httpd: HttpdFactory
 ) -> None:
     srv: NekzusServer = make_server(docker_config(docker_engine))
     pid = "proposal_docker_http_dismiss_me_80"
@@ -165,7 +166,7 @@ def test_dismiss_survives_restart_and_rediscover_brings_back(
         wait_proposal(c, pid, timeout=5.0)
 
 
-def test_approve_validation(dclient: httpx.Client, httpd) -> None:
+def test_approve_validation(dclient: httpx.Client, httpd: HttpdFactory) -> None:
     httpd("approve-check", labels={"nekzus.enable": "true"})
     pid = "proposal_docker_http_approve_check_80"
     wait_proposal(dclient, pid)
@@ -193,7 +194,9 @@ def _catalog_enabled(client: httpx.Client) -> bool:
     return "/api/v1/routes" in client.get("/api/v1/openapi.json").json()["paths"]
 
 
-def test_approval_creates_working_route(dserver: NekzusServer, dclient: httpx.Client, httpd) -> None:
+def test_approval_creates_working_route(
+    dserver: NekzusServer, dclient: httpx.Client, httpd: HttpdFactory
+) -> None:
     if not _catalog_enabled(dclient):
         pytest.skip("needs the catalog/proxy feature (proxy branch) merged")
     _cid, port = httpd(

@@ -18,6 +18,7 @@ from nekzus.runtime.docker import DockerRuntime
 from nekzus.runtime.manager import RuntimeManager
 from nekzus.runtime.operations import ContainerService
 from nekzus.services import Services
+from tests.docker.conftest import ContainerFactory
 from tests.docker.engine import DockerEngine
 
 pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.docker]
@@ -34,14 +35,14 @@ class FakeClient:
         self.id = "conn-1"
         self.principal = Principal("user", "user-admin", frozenset({"write:*"}), name="admin")
         self.frames: list[tuple[str, dict[str, Any]]] = []
-        self.closers: list[Callable[[], Any]] = []
+        self.closers: list[Callable[[FakeClient], Any]] = []
         self.changed = asyncio.Event()
 
     async def send(self, type_: str, data: dict[str, Any]) -> None:
         self.frames.append((type_, data))
         self.changed.set()
 
-    def on_close(self, callback: Callable[[], Any]) -> None:
+    def on_close(self, callback: Callable[[FakeClient], Any]) -> None:
         self.closers.append(callback)
 
     async def wait(
@@ -68,7 +69,7 @@ def _service(engine: DockerEngine) -> tuple[Services, ContainerService]:
     return services, ContainerService(manager, bus=services.bus, spawn=services.spawn, jobs=jobs)
 
 
-def test_streams_in_process(docker_engine: DockerEngine, container) -> None:
+def test_streams_in_process(docker_engine: DockerEngine, container: ContainerFactory) -> None:
     a = container("inproc-a", LOGGER)
     b = container("inproc-b", LOGGER)
 
@@ -112,7 +113,7 @@ def test_streams_in_process(docker_engine: DockerEngine, container) -> None:
     asyncio.run(scenario())
 
 
-def test_follow_false_ends_after_tail(docker_engine: DockerEngine, container) -> None:
+def test_follow_false_ends_after_tail(docker_engine: DockerEngine, container: ContainerFactory) -> None:
     cid = container("inproc-tail", ["sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 3600"])
 
     async def scenario() -> None:

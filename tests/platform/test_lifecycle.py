@@ -6,6 +6,7 @@ import signal
 import socket
 import stat
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -70,8 +71,8 @@ def test_generated_jwt_secret_is_private_and_survives_restart(tmp_path: Path) ->
         srv.stop()
 
 
-def test_malformed_json_is_400_and_oversized_stream_is_413(make_server: object) -> None:
-    srv: NekzusServer = make_server({"server": {"max_body_bytes": 4096}})  # type: ignore[operator]
+def test_malformed_json_is_400_and_oversized_stream_is_413(make_server: Callable[..., NekzusServer]) -> None:
+    srv: NekzusServer = make_server({"server": {"max_body_bytes": 4096}})
     with srv.client() as c:
         bad = c.post(
             "/api/v1/auth/login", content=b'{"username": "a", ', headers={"Content-Type": "application/json"}
@@ -79,7 +80,7 @@ def test_malformed_json_is_400_and_oversized_stream_is_413(make_server: object) 
         assert bad.status_code == 400
         assert bad.json()["error"]["code"] == "INVALID_JSON"
 
-        def chunks():  # type: ignore[no-untyped-def]
+        def chunks() -> Iterator[bytes]:
             for _ in range(16):
                 yield b"z" * 1024
 
