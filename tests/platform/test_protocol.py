@@ -39,7 +39,7 @@ def test_head_and_body_leave_in_one_write() -> None:
         transport = CoalescingTransport(raw, asyncio.get_running_loop())
         transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
         transport.write(b"ok")
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: the behaviour under test is what it flushes
         return raw.writes
 
     assert run(scenario()) == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]
@@ -51,7 +51,7 @@ def test_a_head_alone_is_flushed_on_the_next_loop_turn() -> None:
         transport = CoalescingTransport(raw, asyncio.get_running_loop())
         transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n")
         before = list(raw.writes)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one loop turn: the behaviour under test is what it flushes
         return before, raw.writes
 
     before, after = run(scenario())
