@@ -3,6 +3,7 @@ group "docker"), a Nekzus server wired to it, and helpers to wait for WebSocket 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
@@ -134,6 +135,31 @@ def wait_http(url: str, timeout: float = 10.0) -> httpx.Response:
             last = exc
             time.sleep(0.05)
     raise AssertionError(f"{url} not answering: {last}")
+
+
+_SCANS = re.compile(
+    r'^nekzus_discovery_scans_total\{(?=[^}]*source="docker")(?=[^}]*status="success")[^}]*\} (\S+)$', re.M
+)
+
+
+def discovery_scans(client: httpx.Client) -> int:
+    """How many full Docker discovery scans this server has completed (its `/metrics` counter)."""
+    found = _SCANS.search(client.get("/metrics").text)
+    return int(float(found.group(1))) if found else 0
+
+
+def wait_full_scan(client: httpx.Client, *, kick: bool = False, timeout: float = 20.0) -> None:
+    """Return once a full Docker discovery scan has both started and finished after this call: two
+    more completed scans, as the first may already have been under way (and have listed the containers
+    before the caller's change). `kick` starts each scan at once through `rediscover` (which also
+    clears proposals and dismissals) instead of waiting for the poll interval."""
+    start = discovery_scans(client)
+    if kick:
+        assert client.post("/api/v1/discovery/rediscover").status_code == 200
+    poll(lambda: discovery_scans(client) > start, timeout, what="a discovery scan")
+    if kick:
+        assert client.post("/api/v1/discovery/rediscover").status_code == 200
+    poll(lambda: discovery_scans(client) > start + 1, timeout, what="a second discovery scan")
 
 
 def poll(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1, what: str = "") -> Any:

@@ -9,7 +9,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.docker.conftest import ContainerFactory, HttpdFactory, docker_config, poll, wait_http
+from tests.docker.conftest import (
+    ContainerFactory,
+    HttpdFactory,
+    discovery_scans,
+    docker_config,
+    poll,
+    wait_full_scan,
+    wait_http,
+)
 from tests.docker.engine import DockerEngine
 from tests.nekzus_server import NekzusServer
 
@@ -120,7 +128,8 @@ def test_silent_ports_are_not_proposed(dclient: httpx.Client, container: Contain
     from tests.nekzus_server import free_port
 
     container("silent", ports={8080: free_port()}, labels={"nekzus.enable": "true"})  # nothing answers HTTP
-    time.sleep(3.5)  # one event round plus one periodic resync (3 s) must not produce a proposal
+    # Its start event has been handled and a full scan has looked at it since: still no proposal.
+    wait_full_scan(dclient, kick=True)
     assert not any("silent" in pid for pid in proposals(dclient))
 
 
@@ -155,7 +164,8 @@ def test_dismiss_survives_restart_and_rediscover_brings_back(
         assert c.post(f"/api/v1/discovery/proposals/{pid}/dismiss").json()["status"] == "already_processed"
     srv.restart()
     with srv.client() as c:
-        time.sleep(3.5)  # a full resync has run since the restart (poll interval 3 s)
+        # A full resync has run since the restart (the counter starts again at zero with the process).
+        poll(lambda: discovery_scans(c) >= 1, what="the first scan after the restart")
         assert pid not in proposals(c)
         again = c.post("/api/v1/discovery/rediscover")
         assert again.status_code == 200
@@ -220,6 +230,5 @@ def test_approval_creates_working_route(
     assert any(r["appId"] == "approveme" and r["to"] == f"http://127.0.0.1:{port}" for r in routes)
     wait_http(f"http://127.0.0.1:{port}/")
     # the app is routed now: the container is no longer proposed, even after rediscover
-    dclient.post("/api/v1/discovery/rediscover")
-    time.sleep(1.0)
+    wait_full_scan(dclient, kick=True)
     assert pid not in proposals(dclient)

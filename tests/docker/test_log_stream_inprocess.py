@@ -20,6 +20,7 @@ from nekzus.runtime.operations import ContainerService
 from nekzus.services import Services
 from tests.docker.conftest import ContainerFactory
 from tests.docker.engine import DockerEngine
+from tests.waiting import until
 
 pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.docker]
 
@@ -92,15 +93,14 @@ def test_streams_in_process(docker_engine: DockerEngine, container: ContainerFac
             await asyncio.to_thread(docker_engine.stop_container, b)
             gone = await client.wait(lambda t, d: t == "container.logs.ended" and d["containerId"] == b[:12])
             assert gone["reason"] == "container_stopped"
-            await asyncio.sleep(0.05)
-            assert svc._log_streams == {}
+            # The ended stream's task forgets itself once it has finished.
+            await until(lambda: svc._log_streams == {}, timeout=5, what="the stream to be forgotten")
 
             await svc._ws_subscribe(client, {"containerId": a[:12], "follow": True})
             await client.wait(lambda t, d: t == "container.logs.started" and len(svc._log_streams) == 1)
             for closer in client.closers:
                 closer(client)  # the hub reports the connection closed
-            await asyncio.sleep(0.05)
-            assert svc._log_streams == {}
+            await until(lambda: svc._log_streams == {}, timeout=5, what="the client's streams to end")
 
             await svc._ws_subscribe(client, {"containerId": "ghost"})
             missing = await client.wait(
@@ -120,7 +120,7 @@ def test_follow_false_ends_after_tail(docker_engine: DockerEngine, container: Co
         _services, svc = _service(docker_engine)
         client = FakeClient()
         try:
-            await asyncio.sleep(0.3)
+            await asyncio.to_thread(docker_engine.wait_logged, cid, "line5")  # the tail is complete
             await svc._ws_subscribe(client, {"containerId": cid[:12], "tail": 2, "follow": False})
             ended = await client.wait(lambda t, d: t == "container.logs.ended")
             assert ended["reason"] == "completed"

@@ -101,7 +101,7 @@ LOGGER = [
 def test_log_streams(ws: WS, docker_engine: DockerEngine, container: ContainerFactory) -> None:
     a = container("ws-logs-a", LOGGER)
     b = container("ws-logs-b", LOGGER)
-    time.sleep(0.3)
+    docker_engine.wait_logged(a, "err-first")  # both first lines are in the tail asked for below
     ws.send(
         "container.logs.subscribe", {"containerId": a[:12], "tail": 50, "follow": True, "timestamps": True}
     )
