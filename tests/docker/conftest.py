@@ -57,9 +57,10 @@ class HttpdFactory(Protocol):
     def __call__(self, name: str, labels: Mapping[str, str] | None = None) -> tuple[str, int]: ...
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dserver(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
-    """A Nekzus with the Docker runtime and published-mode discovery on the test engine."""
+    """A Nekzus with the Docker runtime and published-mode discovery on the test engine, shared by
+    every docker module (they run in one worker): tests make their own containers and remove them."""
     srv = NekzusServer(docker_config(docker_engine), data_dir=tmp_path_factory.mktemp("dsrv"))
     srv.start()
     yield srv

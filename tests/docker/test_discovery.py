@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,7 +12,6 @@ from tests.docker.conftest import (
     ContainerFactory,
     HttpdFactory,
     discovery_scans,
-    docker_config,
     poll,
     wait_full_scan,
     wait_http,
@@ -143,9 +141,9 @@ def test_stopped_container_proposal_goes_away(
 
 
 def test_dismiss_survives_restart_and_rediscover_brings_back(
-    docker_engine: DockerEngine, make_server: Callable[..., NekzusServer], httpd: HttpdFactory
+    dserver: NekzusServer, httpd: HttpdFactory
 ) -> None:
-    srv: NekzusServer = make_server(docker_config(docker_engine))
+    srv = dserver  # restarted in place: the shared server keeps its port and data directory
     pid = "proposal_docker_http_dismiss_me_80"
     httpd("dismiss-me", labels={"nekzus.enable": "true"})
     with srv.client() as c:
