@@ -53,9 +53,9 @@ def stub(route: Any) -> None:
     req = route.request
     path = req.url.split("://", 1)[1].split("/", 1)[1]
     path = "/" + path.split("?")[0]
-    body: dict[str, Any] | None = json.loads(req.post_data) if req.post_data else None
-    sent = body or {}
-    SENT.append((req.method, path, body, req.headers.get("x-csrf-token", "")))
+    posted: dict[str, Any] | None = json.loads(req.post_data) if req.post_data else None
+    SENT.append((req.method, path, posted, req.headers.get("x-csrf-token", "")))
+    body = posted or {}
     reply: Any
     status = 200
     if path == "/api/v1/system/resources":
@@ -85,7 +85,7 @@ def stub(route: Any) -> None:
         STATE["deployments"] = [
             {
                 "id": "deploy_1",
-                "service_name": sent["serviceName"],
+                "service_name": body["serviceName"],
                 "status": "deploying",
                 "phase": "pull",
                 "progress": 40,
@@ -98,7 +98,7 @@ def stub(route: Any) -> None:
     elif path == "/api/v1/toolbox/deployments":
         reply = {"deployments": STATE["deployments"], "count": len(STATE["deployments"])}
     elif path == "/api/v1/backups" and req.method == "POST":
-        STATE["backups"].insert(0, {"id": "backup_new", "description": sent["description"], "size": 1024})
+        STATE["backups"].insert(0, {"id": "backup_new", "description": body["description"], "size": 1024})
         reply, status = {"id": "backup_new"}, 201
     elif path == "/api/v1/backups":
         reply = {"backups": STATE["backups"], "count": len(STATE["backups"])}
