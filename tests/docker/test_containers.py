@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.docker.conftest import ContainerFactory, HttpdFactory, docker_config, poll
+from tests.auth.conftest import bearer, create_admin, login
+from tests.docker.conftest import ContainerFactory, HttpdFactory, poll
 from tests.docker.engine import DockerEngine
 from tests.nekzus_server import NekzusServer
 
@@ -302,11 +302,23 @@ def test_never_touches_its_own_container(
         assert docker_engine.state(me) == "running"
 
 
-def test_runtime_down_is_503(make_server: Callable[..., NekzusServer], tmp_path: Path) -> None:
-    srv = make_server(
-        {"runtimes": {"docker": {"enabled": True, "socket_path": f"unix://{tmp_path}/none.sock"}}}
-    )
-    with srv.client() as c:
+@pytest.fixture(scope="module")
+def no_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NekzusServer, dict[str, str]]]:
+    """A Nekzus whose Docker socket leads nowhere, on an untrusted network (one start for two tests),
+    with an admin's bearer header."""
+    data = tmp_path_factory.mktemp("no-engine")
+    config = {
+        "runtimes": {"docker": {"enabled": True, "socket_path": f"unix://{data}/none.sock"}},
+        "auth": {"local_networks": []},
+    }
+    with NekzusServer(config, data_dir=data) as srv, srv.client() as c:
+        create_admin(c, srv)
+        yield srv, bearer(login(c))
+
+
+def test_runtime_down_is_503(no_engine: tuple[NekzusServer, dict[str, str]]) -> None:
+    srv, admin = no_engine
+    with srv.client(headers=admin) as c:
         for method, path in (
             ("GET", "/api/v1/containers"),
             ("GET", "/api/v1/containers/abc"),
@@ -337,10 +349,9 @@ def test_legacy_discovery_switch_enables_containers(self_aware: tuple[NekzusServ
         assert health["components"]["runtime"]["status"] == "healthy"
 
 
-def test_unauthenticated_callers_are_refused(
-    docker_engine: DockerEngine, make_server: Callable[..., NekzusServer]
-) -> None:
-    srv = make_server(docker_config(docker_engine, discovery=False, auth={"local_networks": []}))
+def test_unauthenticated_callers_are_refused(no_engine: tuple[NekzusServer, dict[str, str]]) -> None:
+    """Refused before the runtime is even asked (its socket leads nowhere here)."""
+    srv, _admin = no_engine
     with srv.client() as c:
         assert c.get("/api/v1/containers").status_code == 401
         assert c.post("/api/v1/containers/x/start").status_code == 401
