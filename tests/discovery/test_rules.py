@@ -11,7 +11,9 @@ from nekzus.runtime.docker import compute_stats
 from nekzus.runtime.manager import detect_self
 
 
-def inspect(labels: dict[str, str], *, name: str = "web", image: str = "nginx:1", ports: Any = None) -> dict:
+def inspect(
+    labels: dict[str, str], *, name: str = "web", image: str = "nginx:1", ports: Any = None
+) -> dict[str, Any]:
     return {
         "Id": "a" * 64,
         "Name": "/" + name,

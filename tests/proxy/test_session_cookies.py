@@ -73,7 +73,10 @@ def test_cookie_round_trip_encrypted_at_rest(tmp_path: Path) -> None:
 
 def test_parse_set_cookie() -> None:
     assert parse_set_cookie("a=b; Path=/") == ("a", "b", None, False)
-    name, value, expires, delete = parse_set_cookie("a=b; Max-Age=10")  # type: ignore[misc]
+    parsed = parse_set_cookie("a=b; Max-Age=10")
+    assert parsed is not None
+    name, value, expires, delete = parsed
     assert (name, value, delete) == ("a", "b", False) and expires is not None and expires > time.time()
-    assert parse_set_cookie("a=b; Expires=Thu, 01 Jan 1970 00:00:00 GMT")[3] is True  # type: ignore[index]
+    expired = parse_set_cookie("a=b; Expires=Thu, 01 Jan 1970 00:00:00 GMT")
+    assert expired is not None and expired[3] is True
     assert parse_set_cookie("garbage") is None
