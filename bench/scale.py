@@ -212,7 +212,7 @@ def seed(data_dir: Path, devices: int, keys: int, upstream: int) -> dict[str, st
                     f"key {i}",
                     hashlib.sha256(k.encode()).hexdigest(),
                     k[:10],
-                    '["read:catalog"]',
+                    json.dumps(DEVICE_SCOPES),
                     now,
                 )
                 for i, k in enumerate(api_keys)

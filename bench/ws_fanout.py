@@ -69,10 +69,16 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (fields 14 and 15 of /proc/<pid>/stat)."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process so far (fields 14 and 15 of /proc/<pid>/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    return sum(cpu_split(pid))
 
 
 def rss_bytes(pid: int) -> int:
@@ -276,7 +282,7 @@ async def measure(server: Nekzus, args: argparse.Namespace) -> dict[str, Any]:
             connect_secs = time.perf_counter() - started
             rss_connected = rss_bytes(server.pid)
             load_before = os.getloadavg()[0]
-            server_cpu0 = cpu_seconds(server.pid)
+            user0, sys0 = cpu_split(server.pid)
             my_cpu0 = time.process_time()
             publish_started = time.perf_counter()
             rss_peak = rss_connected
@@ -294,7 +300,9 @@ async def measure(server: Nekzus, args: argparse.Namespace) -> dict[str, Any]:
                     asyncio.gather(*(c.done for c in clients), return_exceptions=True), args.delivery_timeout
                 )
             publish_secs = time.perf_counter() - publish_started
-            server_cpu = cpu_seconds(server.pid) - server_cpu0
+            user1, sys1 = cpu_split(server.pid)
+            server_user, server_sys = user1 - user0, sys1 - sys0
+            server_cpu = server_user + server_sys
             client_cpu = time.process_time() - my_cpu0
             rss_peak = max(rss_peak, rss_bytes(server.pid))
             load_after = os.getloadavg()[0]
@@ -329,6 +337,7 @@ async def measure(server: Nekzus, args: argparse.Namespace) -> dict[str, Any]:
         "max_ms": max(latencies) if latencies else float("nan"),
         "mean_ms": statistics.fmean(latencies) if latencies else float("nan"),
         "server_cpu_s": server_cpu,
+        "server_sys_share": server_sys / server_cpu if server_cpu else float("nan"),
         "cpu_us_per_msg": server_cpu / max(delivered, 1) * 1e6,
         "client_cpu_s": client_cpu,
         "rss_idle_mib": rss_idle / MIB,
@@ -349,6 +358,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("latency max", "max_ms", "{max_ms:.1f} ms"),
     ("server CPU while publishing", "server_cpu_s", "{server_cpu_s:.2f} s"),
     ("server CPU per delivered message", "cpu_us_per_msg", "{cpu_us_per_msg:.1f} µs"),
+    ("  of which in the kernel (system)", "server_sys_share", "{server_sys_share:.0%}"),
     ("bench client CPU while publishing", "client_cpu_s", "{client_cpu_s:.2f} s"),
     ("connect all clients", "connect_s", "{connect_s:.2f} s"),
     ("server RSS idle", "rss_idle_mib", "{rss_idle_mib:.1f} MiB"),
@@ -428,7 +438,7 @@ def main() -> int:
     )
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--events", type=int, default=100)
-    parser.add_argument("--interval", type=float, default=0.05, help="seconds between published events")
+    parser.add_argument("--interval", type=float, default=0.1, help="seconds between published events")
     parser.add_argument("--rounds", type=int, default=1, help="repeat (A/B order alternates)")
     parser.add_argument("--connect-timeout", type=float, default=90.0)
     parser.add_argument("--delivery-timeout", type=float, default=30.0)
