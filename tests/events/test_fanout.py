@@ -10,6 +10,7 @@ import contextlib
 import json
 from typing import Any
 
+import pytest
 import websockets
 
 from nekzus.events import Event
@@ -157,5 +158,38 @@ def test_revocation_drops_what_was_batched(hub_server: InProcServer) -> None:
         rcvd = victim.conn.protocol.close_rcvd
         assert rcvd is not None and (rcvd.code, rcvd.reason) == (1008, "device_revoked")
         assert "discovery" not in seen
+
+    run(scenario())
+
+
+def test_asgi_fallback_keeps_audience_and_order(
+    hub_server: InProcServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server whose WebSocket transport the hub cannot reach (another ASGI server) gets the same
+    messages through the ASGI send path."""
+    import nekzus.events.hub as hub_module
+
+    monkeypatch.setattr(hub_module, "direct_wire", lambda receive, send: None)
+
+    async def scenario() -> None:
+        mine = await WS.open(hub_server.ws_url, "device:fb-mine")
+        other = await WS.open(hub_server.ws_url, "device:fb-other")
+        [client] = _server_clients(hub_server, "fb-mine")
+        assert client._wire is None
+        await mine.send({"type": "subscribe", "data": {"topics": ["fb.#"]}})
+        await mine.barrier()
+        await other.barrier()
+
+        def burst() -> None:
+            bus = hub_server.services.bus
+            for seq in range(30):
+                target = "fb-mine" if seq % 2 else "fb-other"
+                bus.publish(Event("discovery", {"seq": seq}, device_id=target, topic="fb.x"))
+
+        hub_server.call(burst)
+        assert _seqs(await mine.barrier()) == list(range(1, 30, 2))
+        assert _seqs(await other.barrier()) == list(range(0, 30, 2))
+        await mine.close()
+        await other.close()
 
     run(scenario())
