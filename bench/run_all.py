@@ -44,17 +44,19 @@ def run(name: str, argv: list[str], timeout: float) -> tuple[int, str]:
     return proc.returncode, proc.stdout
 
 
+# proxy.py's rows: a 36-character label, the proxy's name (`nekzus`, `baseline`, or a variant such as a
+# worker count, e.g. `nekzus-w2`), then rate, p50 and p99.
 PROXY_LINE = re.compile(
-    r"^(?P<label>.{36}) (?P<name>nekzus|caddy|nginx|baseline)\s+(?P<rate>[\d.]+)\s+"
+    r"^(?P<label>.{36}) (?P<name>nekzus\S*|baseline\S*|caddy|nginx)\s+(?P<rate>[\d.]+)\s+"
     r"(?P<p50>[\d.]+|nan)\s+(?P<p99>[\d.]+|nan)"
 )
-CPU_LINE = re.compile(r"^\s+(?P<name>nekzus|baseline)\s+CPU per request/message: (?P<cpu>[\d.]+)")
+CPU_LINE = re.compile(r"^\s+(?P<name>nekzus\S*|baseline\S*)\s+CPU per request/message: (?P<cpu>[\d.]+)")
 
 
 def proxy_rows(stdout: str) -> list[Row]:
     """Parse bench/proxy.py's table: one row per test with Nekzus, Caddy and nginx side by side."""
     tests: dict[str, dict[str, tuple[float, float]]] = {}
-    cpu: dict[str, float] = {}
+    cpu: dict[tuple[str, str], float] = {}
     current = ""
     for line in stdout.splitlines():
         match = PROXY_LINE.match(line)
@@ -63,27 +65,29 @@ def proxy_rows(stdout: str) -> list[Row]:
             tests.setdefault(current, {})[match["name"]] = (float(match["rate"]), float(match["p99"]))
             continue
         match = CPU_LINE.match(line)
-        if match and current and match["name"] == "nekzus":
-            cpu[current] = float(match["cpu"])
+        if match and current:
+            cpu[current, match["name"]] = float(match["cpu"])
     rows: list[Row] = []
     for label, by in tests.items():
-        ours = by.get("nekzus")
-        if ours is None:
-            continue
-        for peer in ("caddy", "nginx"):
-            theirs = by.get(peer)
-            if theirs is None:
+        for name, ours in by.items():
+            if name in ("caddy", "nginx"):
                 continue
-            rows.append(
-                (
-                    f"{label} vs {peer}",
-                    f"{ours[0]:,.0f} (p99 {ours[1]:.1f} ms)",
-                    f"{theirs[0]:,.0f} (p99 {theirs[1]:.1f} ms)",
-                    f"{ours[0] / theirs[0]:.2f}x rate, {ours[1] / theirs[1]:.2f}x p99" if theirs[0] else "",
+            for peer in ("caddy", "nginx"):
+                theirs = by.get(peer)
+                if theirs is None:
+                    continue
+                rows.append(
+                    (
+                        f"{label}, {name} vs {peer}",
+                        f"{ours[0]:,.0f} (p99 {ours[1]:.1f} ms)",
+                        f"{theirs[0]:,.0f} (p99 {theirs[1]:.1f} ms)",
+                        f"{ours[0] / theirs[0]:.2f}x rate, {ours[1] / theirs[1]:.2f}x p99"
+                        if theirs[0]
+                        else "",
+                    )
                 )
-            )
-        if label in cpu:
-            rows.append((f"{label}: Nekzus CPU per op", f"{cpu[label]:.0f} µs", "", ""))
+            if (label, name) in cpu:
+                rows.append((f"{label}, {name}: CPU per op", f"{cpu[label, name]:.0f} µs", "", ""))
     return rows
 
 
