@@ -229,6 +229,45 @@ def seed(data_dir: Path, devices: int, keys: int, upstream: int) -> dict[str, st
     return {"device": token, "apikey": api_keys[keys // 2]}
 
 
+def lookup_micro(counts: list[int], keys: int) -> list[tuple[str, float]]:
+    """In-process cost of the two lookups every proxied request makes, independent of machine load
+    far more than a whole request: the proxy's route table match (the real `RouteTable`, filled with
+    stand-in routes) and the API-key lookup (the real `key_hash` into a dict of `keys` entries)."""
+    from types import SimpleNamespace
+
+    from nekzus.auth.service import key_hash
+    from nekzus.proxy.routes import RouteTable
+
+    results: list[tuple[str, float]] = []
+    rounds = 100_000
+    for count in counts:
+        routes = [
+            SimpleNamespace(
+                spec=SimpleNamespace(
+                    path_routed=True, path_base=f"/apps/r{i}/", subdomain_routed=False, subdomain=""
+                )
+            )
+            for i in range(count)
+        ]
+        table = RouteTable(routes)
+        path = f"/apps/r{count - 1}/static/js/app.js"
+        assert table.match(path) is routes[-1]
+        started = time.perf_counter()
+        for _ in range(rounds):
+            table.match(path)
+        results.append(
+            (f"route match, {count} routes (4-segment path)", (time.perf_counter() - started) / rounds)
+        )
+    for count in sorted({1, keys}):
+        table_keys = {key_hash(f"nekzus_{i:064x}"): i for i in range(count)}
+        probe = f"nekzus_{count // 2:064x}"
+        started = time.perf_counter()
+        for _ in range(rounds):
+            table_keys.get(key_hash(probe))
+        results.append((f"API key lookup, {count} keys", (time.perf_counter() - started) / rounds))
+    return results
+
+
 async def open_keepalive(port: int, count: int) -> list[asyncio.StreamWriter]:
     """`count` HTTP/1.1 connections, each after one answered request, left open and idle."""
     writers: list[asyncio.StreamWriter] = []
@@ -315,6 +354,8 @@ def main() -> int:
     raise_fd_limit(args.idle * 4 + 512)
     rows: list[dict[str, Any]] = []
     mem: dict[str, float] = {}
+    first, second = (lookup_micro(args.routes, args.keys) for _ in range(2))
+    micro = [(label, min(a, b)) for (label, a), (_, b) in zip(first, second, strict=True)]
     with tempfile.TemporaryDirectory(prefix="nekzus-scale-") as tmp:
         root = Path(tmp)
         upstream = Upstream(root)
@@ -385,8 +426,13 @@ def main() -> int:
         )
         print(f"  idle keep-alive HTTP connection: {mem['http_kib_per_conn']:.1f} KiB")
         print(f"  open WebSocket (authenticated hub client): {mem['ws_kib_per_conn']:.1f} KiB")
+    print("\nLookups in process (best case, no server):")
+    for label, seconds in micro:
+        print(f"  {label:<40} {seconds * 1e9:>8.0f} ns")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "memory": mem, "load": load}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"rows": rows, "memory": mem, "load": load, "lookups_ns": dict(micro)}, indent=2)
+        )
     return 0
 
 
