@@ -134,7 +134,7 @@ def scale_rows(data: dict[str, Any]) -> list[Row]:
                     f"spread {max(cpus) / min(cpus):.2f}x",
                 )
             )
-    for label, seconds in (data.get("lookups_ns") or {}).items():
+    for label, seconds in (data.get("lookups_s") or {}).items():
         rows.append((f"in process: {label}", f"{seconds * 1e9:.0f} ns", "", ""))
     mem = data.get("memory") or {}
     if mem:

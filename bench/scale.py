@@ -431,7 +431,7 @@ def main() -> int:
         print(f"  {label:<40} {seconds * 1e9:>8.0f} ns")
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"rows": rows, "memory": mem, "load": load, "lookups_ns": dict(micro)}, indent=2)
+            json.dumps({"rows": rows, "memory": mem, "load": load, "lookups_s": dict(micro)}, indent=2)
         )
     return 0
 
