@@ -88,8 +88,21 @@ def direct_wire(receive: Any, send: Any) -> DirectWire | None:
     for fn in (receive, send):
         proto = _find_protocol(fn, cls, depth=6)
         if proto is not None:
-            return DirectWire(proto)
+            # Another uvicorn release may rename what the checks read: then keep the ASGI path.
+            if all(hasattr(proto, name) for name in _PROTOCOL_STATE):
+                return DirectWire(proto)
+            return None
     return None
+
+
+_PROTOCOL_STATE = (
+    "transport",
+    "writable",
+    "handshake_complete",
+    "close_sent",
+    "disconnected",
+    "initial_response",
+)
 
 
 def _find_protocol(fn: Any, cls: type, depth: int) -> Any:
