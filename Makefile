@@ -36,10 +36,12 @@ typecheck: install-test
 test: system-deps install-test lint typecheck
 	$(BIN)/pytest -n 2 --dist loadgroup --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
 
+# Every benchmark (proxy vs Caddy/nginx, WebSocket fan-out, scale, start-up) and one summary table;
+# `make bench BENCH_ARGS=--quick` for a smoke run.
+BENCH_ARGS ?=
 bench: install-test
 	bash scripts/install-system-deps.sh bench
-	$(BIN)/python bench/proxy.py
-	$(BIN)/python bench/ui_overview.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

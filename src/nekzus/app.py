@@ -5,8 +5,8 @@ Request path, outermost first:
   NekzusApp ── request guard (Host served? same-site Origin on mutations and upgrades?)
       ├── /apps/... (or a routed subdomain) ──> reverse proxy (its own lean pipeline)
       └── EnvelopeMiddleware (request id, headers, client ip, body limit, error boundary, access log)
-            └── readiness gate (503 until storage is open)
-                  └── RateLimitMiddleware
+            └── RateLimitMiddleware
+                  └── readiness gate (503 until storage is open)
                         └── FastAPI (routers of each feature)
 """
 
@@ -17,7 +17,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -119,7 +118,7 @@ class NekzusApp:
             metrics=services.metrics,
         )
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
             refused = refusal(scope, self.hosts)
             if refused is not None:

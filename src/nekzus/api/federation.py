@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
@@ -220,7 +221,7 @@ def _install_remote_routes(services: Services, fed: FederationService) -> None:
         RemoteRouteDispatch,
     )
 
-    async def authenticate(scope: dict[str, Any]) -> tuple[Caller | None, Denial | None]:
+    async def authenticate(scope: Scope) -> tuple[Caller | None, Denial | None]:
         ip = resolve_client_ip(scope, services.trusted_proxies)
         principal: Principal | None = None
         try:
