@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -247,9 +248,17 @@ def timing_runs(work: Path, tls: bool, runs: int, src: Path | None, workers_key:
     return out
 
 
+def restart_dir(work: Path, name: str) -> Path:
+    """A copy of the first HTTPS run's data dir: the profiles measure a restart (database at head,
+    TLS material present), the usual case, not the one-off first start (which also loads alembic)."""
+    target = work / name
+    shutil.copytree(work / "https-0", target, ignore=shutil.ignore_patterns("nekzus.log", "config.yaml"))
+    return target
+
+
 def import_profile(work: Path, src: Path | None, workers_key: bool) -> list[tuple[int, int, str]]:
     """(self µs, cumulative µs, module) for every import the server made until it was ready."""
-    inst = Instance(work / "importtime", True, src, workers_key)
+    inst = Instance(restart_dir(work, "importtime"), True, src, workers_key)
     try:
         inst.start(prefix=["-X", "importtime", "-m", "nekzus"], timeout=180)
         inst.warm()
@@ -279,6 +288,10 @@ def watch():
     snap = tracemalloc.take_snapshot()
     with open(out + ".tmp", "w") as f:
         f.write(f"modules\\t{len(sys.modules)}\\n")
+        for name, mod in list(sys.modules.items()):
+            cached = getattr(mod, "__cached__", None)
+            if cached and os.path.exists(cached):
+                f.write(f"pyc\\t{name}\\t{os.path.getsize(cached)}\\n")
         for stat in snap.statistics("lineno"):
             fr = stat.traceback[0]
             f.write(f"{stat.size}\\t{stat.count}\\t{fr.filename}\\t{fr.lineno}\\n")
@@ -290,11 +303,13 @@ raise SystemExit(main())
 """
 
 
-def alloc_profile(
-    work: Path, src: Path | None, workers_key: bool
-) -> tuple[int, list[tuple[int, int, str, int]]]:
-    """Python allocations held once the server is ready: (module count, [(bytes, count, file, line)])."""
-    inst = Instance(work / "tracemalloc", True, src, workers_key)
+Allocs = tuple[int, list[tuple[int, int, str, int]], dict[str, int]]
+
+
+def alloc_profile(work: Path, src: Path | None, workers_key: bool) -> Allocs:
+    """Python allocations held once the server is ready: module count, [(bytes, count, file, line)] and
+    the bytecode (.pyc bytes) of the loaded modules by package."""
+    inst = Instance(restart_dir(work, "tracemalloc"), True, src, workers_key)
     out = inst.data_dir / "trace.tsv"
     trigger = inst.data_dir / "trace.go"
     env = {"NEKZUS_BENCH_TRACE_OUT": str(out), "NEKZUS_BENCH_TRACE_TRIGGER": str(trigger)}
@@ -310,10 +325,20 @@ def alloc_profile(
     lines = out.read_text().splitlines()
     modules = int(lines[0].split("\t")[1])
     rows = []
+    pyc: dict[str, int] = defaultdict(int)
     for line in lines[1:]:
+        if line.startswith("pyc\t"):
+            _, name, size = line.split("\t")
+            pyc[owner_of_module(name)] += int(size)
+            continue
         size, count, filename, lineno = line.split("\t")
         rows.append((int(size), int(count), filename, int(lineno)))
-    return modules, rows
+    return modules, rows, pyc
+
+
+def owner_of_module(name: str) -> str:
+    parts = name.strip().split(".")
+    return f"nekzus.{parts[1]}" if parts[0] == "nekzus" and len(parts) > 1 else parts[0]
 
 
 def package_of(filename: str) -> str:
@@ -365,7 +390,7 @@ def main() -> int:
         for tls in (True, False):
             results.append((tls, timing_runs(work, tls, runs, src, workers_key)))
         imports = [] if args.no_profile else import_profile(work, src, workers_key)
-        modules, allocs = (0, []) if args.no_profile else alloc_profile(work, src, workers_key)
+        modules, allocs, pyc = (0, [], {}) if args.no_profile else alloc_profile(work, src, workers_key)
     load_after = os.getloadavg()[0]
 
     print(
@@ -411,8 +436,7 @@ def main() -> int:
         by_pkg: dict[str, int] = defaultdict(int)
         count: dict[str, int] = defaultdict(int)
         for self_us, _, name in imports:
-            top = name.strip().split(".")[0]
-            key = f"nekzus.{name.strip().split('.')[1]}" if top == "nekzus" and "." in name.strip() else top
+            key = owner_of_module(name)
             by_pkg[key] += self_us
             count[key] += 1
         print(
@@ -451,6 +475,20 @@ def main() -> int:
                 [
                     [k, f"{v / 2**20:.2f}", f"{100 * v / held:.0f} %"]
                     for k, v in sorted(pkg_size.items(), key=lambda kv: -kv[1])[: args.top]
+                ],
+            )
+        )
+        total_pyc = sum(pyc.values())
+        print(
+            "\nBytecode behind `<frozen importlib._bootstrap_external>` (code objects unmarshalled):"
+            f" {total_pyc / 2**20:.1f} MiB of .pyc loaded; in memory the code objects take ~1.5-2x that.\n"
+        )
+        print(
+            table(
+                ["package", ".pyc MiB", "share"],
+                [
+                    [k, f"{v / 2**20:.2f}", f"{100 * v / total_pyc:.0f} %"]
+                    for k, v in sorted(pyc.items(), key=lambda kv: -kv[1])[: args.top]
                 ],
             )
         )
