@@ -23,29 +23,30 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 BODY = b"hello from the core\n"
 
 
-async def app(scope: dict, receive: object, send: object) -> None:  # type: ignore[type-arg]
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """The served app: any HTTP request gets a small text response."""
     if scope["type"] == "lifespan":
         while True:
-            message = await receive()  # type: ignore[operator]
+            message = await receive()
             if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})  # type: ignore[operator]
+                await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})  # type: ignore[operator]
+                await send({"type": "lifespan.shutdown.complete"})
                 return
-    await send(  # type: ignore[operator]
+    await send(
         {
             "type": "http.response.start",
             "status": 200,
             "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(BODY)).encode())],
         }
     )
-    await send({"type": "http.response.body", "body": BODY})  # type: ignore[operator]
+    await send({"type": "http.response.body", "body": BODY})
 
 
 def free_port() -> int:
