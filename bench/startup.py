@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-READY_TIMEOUT = 60.0
+READY_TIMEOUT = 180.0  # generous: a loaded 2-core machine takes a minute to start three servers
 # Requests made after ready and before memory is read: probes, the dashboard page, an API refusal.
 WARM_PATHS = ("/healthz", "/api/v1/healthz", "/", "/api/v1/apps", "/readyz")
 
