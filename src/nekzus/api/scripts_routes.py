@@ -33,7 +33,7 @@ __all__ = ["install_enabled"]
 _ANY = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _WRITE = "write:*"
 
-# Accepted spellings (the reference's camelCase and the old service's snake_case) → internal names.
+# Accepted spellings (the API's camelCase and the older snake_case) → internal names.
 _ALIASES = {
     "scriptPath": "script_path",
     "timeoutSeconds": "timeout_seconds",
