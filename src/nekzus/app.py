@@ -71,6 +71,15 @@ FEATURES: list[str] = [
     "nekzus.api.disabled",  # last: answers for features that are switched off
 ]
 
+# Features whose install() mounts nothing unless the composition root built this domain (the attribute of
+# `services.domains`): while it is off the module is not even imported, so its routers, models and the
+# domain code they import cost neither start-up time nor memory. `nekzus.api.disabled` answers for them.
+_NEEDS_DOMAIN: dict[str, str] = {
+    "nekzus.api.containers": "containers",
+    "nekzus.api.discovery": "discovery",
+    "nekzus.api.export": "runtime",
+}
+
 # Paths that answer before storage is ready.
 _ALWAYS_AVAILABLE = ("/healthz", "/livez", "/readyz", "/api/v1/healthz", "/api/docs", "/api/v1/openapi.json")
 
@@ -171,6 +180,9 @@ def create_app(
     install_error_handlers(api)
     domains = build_domains(services)
     for name in features if features is not None else FEATURES:
+        needed = _NEEDS_DOMAIN.get(name)
+        if needed is not None and getattr(domains, needed) is None:
+            continue
         module = importlib.import_module(name)
         module.install(api, services)
     document_scopes(api)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.datastructures import Headers
@@ -23,10 +23,13 @@ from nekzus.auth.principal import ADMIN, AuthError, Principal, scopes_satisfied
 from nekzus.catalog.spec import RouteSpec
 from nekzus.errors import Unavailable
 from nekzus.federation import FEDERATION
-from nekzus.federation.service import FederationService
 from nekzus.health import ComponentHealth, Status
 from nekzus.http.clientip import resolve_client_ip
 from nekzus.services import Services
+
+if TYPE_CHECKING:
+    # aiohttp and pycrdt (~20 MB, ~1 s of start-up) are imported only when federation is on.
+    from nekzus.federation.service import FederationService
 
 log = logging.getLogger("nekzus.federation")
 
@@ -116,6 +119,8 @@ def install(api: FastAPI, services: Services) -> None:
     if not cfg.enabled:
         api.include_router(_disabled_router())
         return
+    from nekzus.federation.service import FederationService
+
     catalog = services.domains.catalog
     audit = services.domains.audit
     listen_host = services.config.server.addr.rpartition(":")[0].strip("[]")
