@@ -1,7 +1,7 @@
 """The WebSocket hub behind `/api/v1/ws`: authentication inside the protocol, per-client send queues,
 fan-out of every event-bus event to its audience, topic filters, and handlers other domains plug in.
 
-Design notes (behaviour B §12, fixes of B §18.1.15 and §18.2.12):
+Design notes (a slow or hostile client must never stall publishing or the other clients):
 - Fan-out serialises an event once: one JSON text and one WebSocket frame per event (server frames are
   unmasked, so the bytes are the same for every connection; see `wire.py`), decided once per distinct
   topic filter, then the same bytes go to every client the event's audience and filter admit.
