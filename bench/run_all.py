@@ -145,6 +145,23 @@ def scale_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def startup_rows(stdout: str) -> list[Row]:
+    """bench/startup.py prints a Markdown table, one row per mode (https, http): keep those rows."""
+    lines = [line for line in stdout.splitlines() if line.startswith("| ")]
+    if not lines:
+        return []
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows: list[Row] = []
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) != len(header) or not cells[0].startswith("http"):
+            continue
+        for name, value in zip(header[1:], cells[1:], strict=True):
+            unit = " MiB" if name in ("RSS", "PSS", "USS", "peak RSS") else ""
+            rows.append((f"startup {cells[0]}: {name}", value + unit, "", ""))
+    return rows
+
+
 def json_rows(name: str, data: Any, prefix: str = "") -> list[Row]:
     """Flatten an unknown benchmark's JSON (numbers and short strings) into rows."""
     rows: list[Row] = []
@@ -214,18 +231,18 @@ def main() -> int:
                     [PYTHON, str(startup), "--help"], capture_output=True, text=True, check=False
                 ).stdout
                 argv = [PYTHON, str(startup)]
-                if args.quick and "--quick" in helptext:
-                    argv.append("--quick")
+                for flag in ("--quick", "--no-profile") if args.quick else ():
+                    if flag in helptext:
+                        argv.append(flag)
                 if "--json" in helptext:
                     argv += ["--json", str(out / "startup.json")]
-                status, stdout = run("startup and idle RSS", argv, 300)
+                status, stdout = run("startup and idle RSS", argv, 400)
                 if status != 0:
                     failed.append("startup")
                 if (out / "startup.json").exists():
                     summary += json_rows("startup", json.loads((out / "startup.json").read_text()))
                 else:
-                    tail = [line for line in stdout.splitlines() if line.strip()][-6:]
-                    summary += [(f"startup: {line.strip()}", "", "", "") for line in tail]
+                    summary += startup_rows(stdout)
 
     load = os.getloadavg()
     print(
