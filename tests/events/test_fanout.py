@@ -21,7 +21,8 @@ from tests.events.conftest import WS, InProcServer, run
 
 def _server_clients(server: InProcServer, principal: str) -> list[Client]:
     hub = server.services.domains.hub
-    return server.call(lambda: list(hub.by_principal.get(principal, ())))  # type: ignore[no-any-return]
+    clients: list[Client] = server.call(lambda: list(hub.by_principal.get(principal, ())))
+    return clients
 
 
 def _seqs(messages: list[dict[str, Any]], type_: str = "discovery") -> list[int]:
