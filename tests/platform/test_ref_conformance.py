@@ -587,6 +587,10 @@ def test_metrics(c: httpx.Client) -> None:
     r = c.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert "# TYPE nekzus_http_requests_total counter" in r.text
+    # The scrape itself is a request being served: the in-flight gauge counts it (and only while it runs).
+    assert "nekzus_http_requests_in_flight 1.0" in r.text.splitlines()
+    dashboard = c.get("/api/v1/metrics/dashboard")
+    assert dashboard.status_code == 200 and dashboard.json()["http"]["inFlightRequests"] == 1
 
 
 # --- Session cookies ------------------------------------------------------------------------------------

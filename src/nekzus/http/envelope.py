@@ -119,6 +119,9 @@ class EnvelopeMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        in_flight = self.metrics.http_requests_in_flight if self.metrics is not None else None
+        if in_flight is not None:
+            in_flight.inc()
         try:
             await self.app(scope, limited_receive, wrapped_send)
         except BodyTooLarge:
@@ -138,6 +141,9 @@ class EnvelopeMiddleware:
             if not status_holder["started"]:
                 await self._send_error(send, extra_headers, 500, "INTERNAL_ERROR", "Internal server error")
                 status_holder["status"] = 500
+        finally:
+            if in_flight is not None:
+                in_flight.dec()
         self._log(scope, int(status_holder["status"]), started, request_id, client_ip)
 
     async def _websocket(
