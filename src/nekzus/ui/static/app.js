@@ -177,6 +177,15 @@ function dataTable({ columns, rows, searchable = true, pageSize = 20, empty = "N
   return wrap;
 }
 
+// Page controls for a list the API pages (limit/offset, with the total it reports): `go(offset)` loads one.
+function serverPager(what, offset, limit, total, go) {
+  const last = Math.max(0, Math.ceil(total / limit) - 1), page = Math.floor(offset / limit);
+  return h("nav", { class: "pager", "aria-label": `${what} pages` },
+    h("button", { type: "button", class: "btn small", disabled: offset <= 0, onclick: () => go(Math.max(0, offset - limit)) }, "Previous"),
+    h("span", { "data-page-info": "" }, total ? `${offset + 1}–${Math.min(offset + limit, total)} of ${total} (page ${page + 1} of ${last + 1})` : "None"),
+    h("button", { type: "button", class: "btn small", disabled: page >= last, onclick: () => go(offset + limit) }, "Next"));
+}
+
 // ---------- dialogs ----------
 function dialog(title, content, { onClose } = {}) {
   const titleId = nextId("dlg");
@@ -670,15 +679,15 @@ function logsDialog(c) {
     else if (m.type === "container.logs.error") status.textContent = d.message || d.error || "Log stream failed";
   };
   const start = () => {
-    wsSend("container.logs.unsubscribe", { containerId: c.id });
+    wsSend("container.logs.unsubscribe", { containerId: c.namespace ? `${c.namespace}/${c.id}` : c.id });
     pre.replaceChildren();
     if (!state.wsOnline) { status.textContent = "Live connection is offline; logs need it."; return; }
-    wsSend("container.logs.subscribe", { containerId: c.id, tail: Number(tail.value) || 0, follow: follow.checked, timestamps: ts.checked });
+    wsSend("container.logs.subscribe", { containerId: c.id, namespace: c.namespace || undefined, tail: Number(tail.value) || 0, follow: follow.checked, timestamps: ts.checked });
   };
   state.listeners.add(listener);
   dialog(`Logs: ${c.name}`, h("div", {}, h("div", { class: "row" }, field("Tail lines", tail), field("Follow", follow), field("Timestamps", ts),
     h("button", { type: "button", class: "btn", onclick: start }, "Apply")), status, pre),
-  { onClose: () => { wsSend("container.logs.unsubscribe", { containerId: c.id }); state.listeners.delete(listener); } });
+  { onClose: () => { wsSend("container.logs.unsubscribe", { containerId: c.namespace ? `${c.namespace}/${c.id}` : c.id }); state.listeners.delete(listener); } });
   start();
 }
 async function exportDialog(c) {
@@ -1036,6 +1045,11 @@ PAGES.settings = async (main, title) => {
   await info.load();
 };
 
+// Page modules in their own files (containers.js, ...) build on these helpers and replace PAGES entries.
+window.NekzusUI = Object.freeze({ PAGES, NAV, state, h, api, toast, notice, errorBox, guard, ago, bytes, badge,
+  stateKind, pick, list, download, downloadFrom, dataTable, dialog, confirmDialog, formDialog, onEvent, wsSend,
+  field, input, checkbox, route, section, region, tabs, every, logsDialog, nextId, serverPager });
+
 // ---------- start ----------
 async function start() {
   $("#logout").addEventListener("click", logout);
@@ -1044,6 +1058,8 @@ async function start() {
     $("#menu-toggle").setAttribute("aria-expanded", String(open));
   });
   window.addEventListener("hashchange", route);
+  // Page modules (loaded after this one) register in PAGES before the first page is drawn.
+  if (document.readyState === "loading") await new Promise((r) => document.addEventListener("DOMContentLoaded", r, { once: true }));
   let s;
   try { s = await loadSession(); } catch { $("#main").replaceChildren(notice("Nekzus cannot be reached.")); return; }
   if (s.authenticated) signedIn(s);
