@@ -342,3 +342,15 @@ def test_audit_log_and_devices_paged_by_the_api(page: Any, server: NekzusServer)
     pager = page.get_by_role("navigation", name="Devices pages")
     pager.wait_for()
     assert pager.get_by_role("button", name="Next").is_disabled() and devices < 50
+
+
+def test_metrics_page_shows_the_dashboard_figures(page: Any, server: NekzusServer) -> None:
+    reopen(page, "metrics")
+    total = page.locator("[data-metric='http.totalRequests'] .value")
+    total.wait_for()
+    assert int(total.inner_text().replace(",", "")) > 0
+    for heading in ("HTTP", "Proxy", "WebSocket", "Authentication", "Discovery", "Health", "System"):
+        assert page.get_by_role("heading", name=heading, exact=True).count() == 1
+    page.get_by_role("table", name="http Top paths").wait_for()
+    assert not axe_serious(page)
+    screenshot(page, "metrics-dashboard-1280")

@@ -794,25 +794,7 @@ PAGES.audit = async (main, title) => {
 
 // The notifications page lives in notifications.js.
 
-PAGES.metrics = async (main, title) => {
-  const out = region("Metrics", async () => {
-    const res = await api("GET", "/metrics", undefined, { raw: true });
-    const text = await res.text();
-    const sums = new Map();
-    for (const line of text.split("\n")) {
-      if (!line || line.startsWith("#")) continue;
-      const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|[+-]Inf)/.exec(line);
-      if (!m || !m[1].startsWith("nekzus_") || /_bucket$|_created$/.test(m[1])) continue;
-      sums.set(m[1], (sums.get(m[1]) || 0) + Number(m[3]));
-    }
-    const groups = {};
-    for (const [name, v] of sums) { const g = name.split("_")[1] || "other"; (groups[g] ||= []).push({ name, value: Number.isInteger(v) ? v : Number(v.toFixed(3)) }); }
-    return h("div", {}, Object.entries(groups).sort().map(([g, rows]) => h("section", {}, h("h2", {}, g.toUpperCase()),
-      dataTable({ label: `${g} metrics`, rows, searchable: false, columns: [{ key: "name", title: "Metric" }, { key: "value", title: "Value (sum of series)" }] }))));
-  });
-  section(main, title, h("div", { class: "row" }, h("button", { type: "button", class: "btn", onclick: () => out.load() }, "Refresh")), out.el);
-  await out.load();
-};
+// The metrics page lives in metrics.js.
 
 PAGES.certificates = async (main, title) => {
   const table = region("Certificates", async () => {

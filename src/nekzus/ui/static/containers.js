@@ -180,10 +180,23 @@ ui.PAGES.containers = async (main, title) => {
     h("button", { type: "button", class: "btn small", "data-needs-selection": "", onclick: () => { selected.clear(); showCount(); table.load(); } }, "Clear selection"),
     ["start", "stop", "restart"].map((a) => h("button", { type: "button", class: "btn small", "data-needs-selection": "", onclick: () => runBatch(a) }, `${cap(a)} selected`)),
     h("button", { type: "button", class: "btn small", "data-needs-selection": "", onclick: exportSelected }, "Export selected"));
+  // Every container of the primary runtime at once (Nekzus itself and `nekzus.skip` ones are left alone).
+  const ALL = [["start", "Start all stopped"], ["stop", "Stop all running"], ["restart", "Restart all"]];
+  const everything = h("div", { class: "row", role: "group", "aria-label": "All containers" }, ALL.map(([a, text]) =>
+    h("button", { type: "button", class: "btn small" + (a === "stop" ? " danger" : ""), onclick: async (e) => {
+      if (!(await ui.confirmDialog(`${text}? Nekzus itself is never touched.`, text))) return;
+      await guard(async () => {
+        summary.textContent = `${text}…`;
+        const r = await api("POST", `/api/v1/containers/${a}-all`);
+        const failures = (r.results || []).filter((x) => !x.success).map((x) => `${x.name}: ${x.error}`);
+        summary.textContent = `${text}: ${r.success} succeeded, ${r.failed} failed.${failures.length ? " " + failures.join("; ") : ""}`;
+        table.load();
+      }, e.target);
+    } }, text)));
   const filterForm = h("div", { class: "row" }, field("Runtime", filters.runtime), field("State", filters.state),
     field("Only containers with a route", filters.routed));
   for (const el of Object.values(filters)) if (el instanceof HTMLElement) el.addEventListener("change", () => table.load());
-  section(main, title, filterForm, bar, summary, table.el);
+  section(main, title, filterForm, bar, everything, summary, table.el);
   showCount();
   await table.load();
   let reloadTimer = 0;  // many events in a burst reload the table once
