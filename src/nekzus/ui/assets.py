@@ -38,12 +38,18 @@ class AssetTable:
         self.by_name: dict[str, Asset] = {}
         self.by_hashed: dict[str, Asset] = {}
         root = resources.files(STATIC_PACKAGE).joinpath(STATIC_DIR)
-        for entry in root.iterdir():
-            name = entry.name
+        files = {e.name: e.read_bytes() for e in root.iterdir() if e.is_file() and e.name != "index.html"}
+        # A page module imports the shared one as `"{{app.js}}"`: it must load the very URL the shell
+        # loads (one module instance), so those names are filled in, and hashed, after the files they name.
+        later = sorted(n for n, b in files.items() if n.endswith(".js") and b"{{" in b)
+        for name in [n for n in sorted(files) if n not in later] + later:
             suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
-            if suffix not in MEDIA_TYPES or name == "index.html":
+            if suffix not in MEDIA_TYPES:
                 continue
-            body = entry.read_bytes()
+            body = files[name]
+            if name in later:
+                for other in list(self.by_name):
+                    body = body.replace(b"{{" + other.encode() + b"}}", self.url(other).encode())
             digest = hashlib.sha256(body).hexdigest()[:12]
             stem = name[: -len(suffix)]
             packed = gzip.compress(body, compresslevel=9, mtime=0)

@@ -889,11 +889,6 @@ PAGES.settings = async (main, title) => {
   await info.load();
 };
 
-// Page modules in their own files (containers.js, ...) build on these helpers and replace PAGES entries.
-window.NekzusUI = Object.freeze({ PAGES, NAV, state, h, api, toast, notice, errorBox, guard, ago, bytes, badge,
-  stateKind, pick, list, download, downloadFrom, dataTable, dialog, confirmDialog, formDialog, onEvent, wsSend,
-  field, input, checkbox, route, section, region, tabs, every, logsDialog, nextId, serverPager });
-
 // ---------- start ----------
 async function start() {
   $("#logout").addEventListener("click", logout);
@@ -902,12 +897,18 @@ async function start() {
     $("#menu-toggle").setAttribute("aria-expanded", String(open));
   });
   window.addEventListener("hashchange", route);
-  // Page modules (loaded after this one) register in PAGES before the first page is drawn.
-  if (document.readyState === "loading") await new Promise((r) => document.addEventListener("DOMContentLoaded", r, { once: true }));
   let s;
   try { s = await loadSession(); } catch { $("#main").replaceChildren(notice("Nekzus cannot be reached.")); return; }
   if (s.authenticated) signedIn(s);
   else if (s.setupRequired) showSetup(s);
   else showLogin();
 }
-start();
+// Page modules (e.g. ops.js) register their pages before DOMContentLoaded (module scripts run first).
+// While this module runs the document is already "interactive" but DOMContentLoaded has not fired yet.
+if (document.readyState !== "complete") document.addEventListener("DOMContentLoaded", start);
+else start();
+
+// For the page modules: they import these from this very module (the shell names its hashed URL).
+export { PAGES, state, field, input, checkbox, notice, errorBox, guard, ago, bytes, badge, stateKind, pick, list,
+  download, downloadFrom, dataTable, dialog, confirmDialog, formDialog, region, section, every, NBSP };
+export { NAV, route, tabs, logsDialog, nextId, serverPager };

@@ -1,9 +1,11 @@
 // Containers page: Docker containers and Kubernetes pods in one table, with filters, batch selection
 // (start/stop/restart several, each row completing live from its WebSocket event) and Compose export
 // (one container or several, as a compose file or a zip) through the export endpoints.
-const ui = window.NekzusUI;
-const { h, api, toast, guard, badge, stateKind, bytes, dataTable, dialog, formDialog, field, input, checkbox,
-  onEvent, section, region, download, downloadFrom, logsDialog, pick, notice } = ui;
+import {
+  api, badge, bytes, checkbox, dataTable, dialog, download, downloadFrom, field, formDialog, guard,
+  h, input, logsDialog, notice, onEvent, pick, region, section, stateKind, toast, PAGES,
+  confirmDialog, list, state,
+} from "{{app.js}}";
 
 const K8S = "kubernetes";
 const isPod = (c) => c.runtime === K8S;
@@ -15,7 +17,7 @@ const label = (c) => (isPod(c) ? `${c.namespace}/${c.name}` : c.name);
 const cap = (s) => s[0].toUpperCase() + s.slice(1);
 const sameTarget = (key, id) => !!id && (key === id || key.startsWith(id) || id.startsWith(key));
 
-ui.PAGES.containers = async (main, title) => {
+PAGES.containers = async (main, title) => {
   const selected = new Map();   // key → container, kept across reloads
   const pending = new Map();    // key → action in flight
   const outcome = new Map();    // key → last result message of a batch
@@ -32,10 +34,10 @@ ui.PAGES.containers = async (main, title) => {
   let rows = [], shownRows = [];
   const table = region("Containers", async () => {
     const q = filters.runtime.value ? "?runtime=" + filters.runtime.value : "";
-    rows = ui.list(await api("GET", "/api/v1/containers" + q), "containers");
+    rows = list(await api("GET", "/api/v1/containers" + q), "containers");
     let stats = {};
     try {
-      for (const s of ui.list(await api("GET", "/api/v1/containers/stats?all=true", undefined, { background: true }), "containers")) stats[s.containerId] = s;
+      for (const s of list(await api("GET", "/api/v1/containers/stats?all=true", undefined, { background: true }), "containers")) stats[s.containerId] = s;
     } catch { stats = {}; }
     const stat = (c) => isPod(c) ? null : stats[c.id] || Object.values(stats).find((x) => c.id.startsWith(x.containerId) || x.containerId.startsWith(c.id));
     const shown = rows.filter((c) => {
@@ -184,7 +186,7 @@ ui.PAGES.containers = async (main, title) => {
   const ALL = [["start", "Start all stopped"], ["stop", "Stop all running"], ["restart", "Restart all"]];
   const everything = h("div", { class: "row", role: "group", "aria-label": "All containers" }, ALL.map(([a, text]) =>
     h("button", { type: "button", class: "btn small" + (a === "stop" ? " danger" : ""), onclick: async (e) => {
-      if (!(await ui.confirmDialog(`${text}? Nekzus itself is never touched.`, text))) return;
+      if (!(await confirmDialog(`${text}? Nekzus itself is never touched.`, text))) return;
       await guard(async () => {
         summary.textContent = `${text}…`;
         const r = await api("POST", `/api/v1/containers/${a}-all`);
@@ -201,7 +203,7 @@ ui.PAGES.containers = async (main, title) => {
   await table.load();
   let reloadTimer = 0;  // many events in a burst reload the table once
   const reload = () => { if (!reloadTimer) reloadTimer = setTimeout(() => { reloadTimer = 0; table.load(); }, 250); };
-  ui.state.cleanup.push(() => clearTimeout(reloadTimer));
+  state.cleanup.push(() => clearTimeout(reloadTimer));
   onEvent((m) => {
     const t = m.type || "";
     const found = /^container\.(start|stop|restart)\.(completed|failed)$/.exec(t);

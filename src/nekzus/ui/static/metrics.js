@@ -1,7 +1,8 @@
 // Metrics page: the figures of GET /api/v1/metrics/dashboard (HTTP, proxy, WebSocket, auth, discovery,
 // health and system), as cards and tables; refreshed on demand or every 10 s while the page is open.
-const ui = window.NekzusUI;
-const { h, api, dataTable, section, region, every, checkbox, field, bytes } = ui;
+import {
+  api, bytes, checkbox, dataTable, every, field, h, region, section, PAGES,
+} from "{{app.js}}";
 
 const SECTIONS = [["http", "HTTP"], ["proxy", "Proxy"], ["websocket", "WebSocket"], ["auth", "Authentication"],
   ["discovery", "Discovery"], ["health", "Health"], ["system", "System"]];
@@ -36,7 +37,7 @@ function sectionBody(name, data) {
   return [h("div", { class: "grid" }, cards), tables];
 }
 
-ui.PAGES.metrics = async (main, title) => {
+PAGES.metrics = async (main, title) => {
   const out = region("Metrics", async () => {
     const d = await api("GET", "/api/v1/metrics/dashboard", undefined, { background: true });
     return h("div", {}, SECTIONS.filter(([k]) => d[k]).map(([k, label]) =>

@@ -1,8 +1,9 @@
 // Notifications page: queue counters, a "needs attention" panel (failed notifications and devices with
 // stale ones, retried or dismissed in bulk) and the whole queue, filtered and paged by the API.
-const ui = window.NekzusUI;
-const { h, api, toast, guard, badge, stateKind, ago, dataTable, field, input, onEvent, section, region,
-  confirmDialog, serverPager } = ui;
+import {
+  ago, api, badge, confirmDialog, dataTable, field, guard, h, input, onEvent, region, section,
+  serverPager, stateKind, toast, PAGES, list, state,
+} from "{{app.js}}";
 
 const PAGE = 50;
 const STAT_LABELS = [["totalPending", "Pending"], ["totalDelivered", "Delivered"], ["totalFailed", "Failed"],
@@ -21,7 +22,7 @@ function picker(what) {
   } };
 }
 
-ui.PAGES.notifications = async (main, title) => {
+PAGES.notifications = async (main, title) => {
   const reloadAll = () => Promise.all([stats.load(), attention.load(), queue.load()]);
   const retry = async (ids, whose = "") => {
     if (!ids.length) { toast("Nothing selected", "error"); return; }
@@ -51,11 +52,11 @@ ui.PAGES.notifications = async (main, title) => {
   const attention = region("Needs attention", async () => {
     const [stale, failed] = await Promise.all([api("GET", "/api/v1/notifications/stale"),
       api("GET", "/api/v1/notifications?status=failed&limit=200")]);
-    const failedRows = ui.list(failed, "notifications");
+    const failedRows = list(failed, "notifications");
     failedPick.keep(failedRows);
     const devices = stale.devices || [];
     const retryDevice = async (d) => {
-      const rows = ui.list(await api("GET", `/api/v1/notifications?status=pending&limit=200&deviceId=${encodeURIComponent(d.deviceId)}`), "notifications");
+      const rows = list(await api("GET", `/api/v1/notifications?status=pending&limit=200&deviceId=${encodeURIComponent(d.deviceId)}`), "notifications");
       await retry(rows.map((n) => n.id), d.deviceName || d.deviceId);
     };
     const staleTable = devices.length ? dataTable({ label: "Devices with stale notifications", searchable: false,
@@ -102,11 +103,11 @@ ui.PAGES.notifications = async (main, title) => {
       return api("GET", "/api/v1/notifications?" + q);
     };
     let d = await fetchPage();
-    if (!ui.list(d, "notifications").length && offset > 0) {  // the page emptied (dismissed): show the last one
+    if (!list(d, "notifications").length && offset > 0) {  // the page emptied (dismissed): show the last one
       offset = Math.max(0, (Math.ceil((d.total || 0) / PAGE) - 1) * PAGE);
       d = await fetchPage();
     }
-    const rows = ui.list(d, "notifications");
+    const rows = list(d, "notifications");
     queuePick.keep(rows);
     return h("div", {},
       h("div", { class: "row", role: "group", "aria-label": "Selected notifications" },
@@ -136,7 +137,7 @@ ui.PAGES.notifications = async (main, title) => {
     queue.el);
   await reloadAll();
   let timer = 0;  // a burst of deliveries reloads once
-  ui.state.cleanup.push(() => clearTimeout(timer));
+  state.cleanup.push(() => clearTimeout(timer));
   onEvent((m) => {
     if (!/notification|webhook/.test(m.type || "")) return;
     if (!timer) timer = setTimeout(() => { timer = 0; reloadAll(); }, 500);

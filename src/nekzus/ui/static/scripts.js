@@ -1,9 +1,10 @@
 // Scripts page: register, edit (metadata and parameters), run and dry-run scripts; executions paged by the
 // API; workflows built from ordered steps with an on-failure rule; cron schedules for a script or a
 // workflow, created and edited. Everything goes through /api/v1/scripts, /executions, /workflows, /schedules.
-const ui = window.NekzusUI;
-const { h, api, toast, guard, badge, stateKind, ago, pick, dataTable, dialog, formDialog, confirmDialog, field,
-  input, checkbox, notice, tabs, section, serverPager } = ui;
+import {
+  ago, api, badge, checkbox, confirmDialog, dataTable, dialog, field, formDialog, guard, h, input,
+  notice, pick, section, serverPager, stateKind, tabs, toast, PAGES, errorBox, list, nextId, state,
+} from "{{app.js}}";
 
 const PAGE = 50;  // executions per page (the API allows up to 100)
 const csv = (s) => s.split(",").map((x) => x.trim()).filter(Boolean);
@@ -39,7 +40,7 @@ function runDialog(s, dry) {
     out.textContent = `${e.status || ""}${exit !== "" ? " (exit " + exit + ")" : ""}\n${pick(e, "output") || pick(e, "errorMessage", "error")}`;
   };
   const listener = (m) => { const e = m.data || {}; if (id && /^execution_/.test(m.type || "") && e.executionId === id) showRun(e); };
-  ui.state.listeners.add(listener);
+  state.listeners.add(listener);
   const d = formDialog(`${dry ? "Dry run" : "Run"} ${s.name}`, [params.map(([, el, label]) => field(label, el)), out], dry ? "Dry run" : "Run", async () => {
     const parameters = Object.fromEntries(params.map(([k, el]) => [k, el.type === "checkbox" ? String(el.checked) : el.value]));
     id = ""; out.textContent = "pending";
@@ -49,7 +50,7 @@ function runDialog(s, dry) {
     if (!["pending", "running"].includes(now.status) || out.textContent === "pending") showRun(now);
     return false;
   });
-  d.addEventListener("close", () => ui.state.listeners.delete(listener));
+  d.addEventListener("close", () => state.listeners.delete(listener));
 }
 
 // Rows of declared parameters (name, label, type, required, default, choices), added and removed in place.
@@ -140,7 +141,7 @@ function stepEditor(scripts, initial) {
       .map(([v, l]) => h("option", { value: v, selected: (pick(st, "onFailure", "on_failure") || "stop") === v }, l)));
     const params = h("textarea", { name: "parameters", rows: 2, placeholder: "NAME=value, one a line" }, toLines(st.parameters));
     const labels = [h("label", {}), h("label", {}), h("label", {})];
-    const wire = (lab, el) => { el.id = ui.nextId("step"); lab.setAttribute("for", el.id); return h("div", {}, lab, el); };
+    const wire = (lab, el) => { el.id = nextId("step"); lab.setAttribute("for", el.id); return h("div", {}, lab, el); };
     const up = h("button", { type: "button", class: "btn small", onclick: () => { if (li.previousElementSibling) { list.insertBefore(li, li.previousElementSibling); renumber(); up.focus(); } } }, "Up");
     const down = h("button", { type: "button", class: "btn small", onclick: () => { if (li.nextElementSibling) { list.insertBefore(li.nextElementSibling, li); renumber(); down.focus(); } } }, "Down");
     const remove = h("button", { type: "button", class: "btn small danger", onclick: () => { li.remove(); renumber(); } }, "Remove");
@@ -200,22 +201,22 @@ function scheduleDialog(s, scripts, workflows, reload) {
   });
 }
 
-ui.PAGES.scripts = async (main, title) => {
+PAGES.scripts = async (main, title) => {
   section(main, title);
   const names = new Map();
   const loadScripts = async () => {
-    const rows = ui.list(await api("GET", "/api/v1/scripts"), "scripts");
+    const rows = list(await api("GET", "/api/v1/scripts"), "scripts");
     for (const s of rows) names.set(s.id, s.name);
     return rows;
   };
-  const loadWorkflows = async () => ui.list(await api("GET", "/api/v1/workflows"), "workflows");
+  const loadWorkflows = async () => list(await api("GET", "/api/v1/workflows"), "workflows");
   let strip = null;
   const again = () => strip.show(strip.current);
   const defs = [
     ["Scripts", async (p) => {
       const rows = await loadScripts();
       let avail = [];
-      try { avail = ui.list(await api("GET", "/api/v1/scripts/available"), "scripts"); } catch { avail = []; }
+      try { avail = list(await api("GET", "/api/v1/scripts/available"), "scripts"); } catch { avail = []; }
       p.replaceChildren(dataTable({ label: "Scripts", rows: rows.map((s) => ({ ...s, __id: s.id })), empty: "No scripts registered.", columns: [
         { key: "name", title: "Name" }, { key: "category", title: "Category" }, { key: "scriptPath", title: "File", value: (s) => pick(s, "scriptPath", "script_path") },
         { key: "parameters", title: "Parameters", value: (s) => (s.parameters || []).map((x) => x.name).join(", ") },
@@ -240,7 +241,7 @@ ui.PAGES.scripts = async (main, title) => {
         if (script.value) q.set("scriptId", script.value);
         try {
           const d = await api("GET", "/api/v1/executions?" + q);
-          const rows = ui.list(d, "executions");
+          const rows = list(d, "executions");
           out.replaceChildren(dataTable({ label: "Executions", rows: rows.map((e) => ({ ...e, __id: e.id })), searchable: false, pageSize: PAGE, empty: "No executions.", columns: [
             { key: "scriptId", title: "Script", value: (e) => names.get(e.scriptId) || e.scriptId || "" }, { key: "status", title: "Status", render: (e) => badge(e.status, stateKind(e.status)) },
             { key: "isDryRun", title: "Dry run", value: (e) => (e.isDryRun ? "yes" : "") },
@@ -248,7 +249,7 @@ ui.PAGES.scripts = async (main, title) => {
             { key: "createdAt", title: "When", render: (e) => ago(pick(e, "createdAt", "created_at")) },
             { key: "output", title: "Output", sort: false, render: (e) => h("button", { type: "button", class: "btn small", "aria-label": `Output of ${e.id}`, onclick: () => dialog(`Output of ${e.id}`, h("pre", { tabindex: "0" }, e.output || e.errorMessage || "(no output)")) }, "Show") }] }),
           serverPager("Executions", offset, PAGE, d.total ?? rows.length, (o) => { offset = o; load(); }));
-        } catch (e) { out.replaceChildren(ui.errorBox(e, "Executions")); }
+        } catch (e) { out.replaceChildren(errorBox(e, "Executions")); }
       };
       const form = h("form", { class: "row", "aria-label": "Filter executions" }, field("Script", script), field("Status", status), h("button", { type: "submit", class: "btn" }, "Filter"));
       form.addEventListener("submit", (e) => { e.preventDefault(); offset = 0; load(); });
@@ -259,7 +260,7 @@ ui.PAGES.scripts = async (main, title) => {
       const [scripts, rows] = await Promise.all([loadScripts(), loadWorkflows()]);
       const runs = (w) => guard(async () => {
         const d = await api("GET", `/api/v1/workflows/${encodeURIComponent(w.id)}/executions`);
-        dialog(`Runs of ${w.name}`, dataTable({ label: `Runs of ${w.name}`, searchable: false, rows: ui.list(d, "executions"), empty: "Not run yet.", columns: [
+        dialog(`Runs of ${w.name}`, dataTable({ label: `Runs of ${w.name}`, searchable: false, rows: list(d, "executions"), empty: "Not run yet.", columns: [
           { key: "status", title: "Status", render: (r) => badge(r.status, stateKind(r.status)) },
           { key: "steps", title: "Steps", value: (r) => (r.steps || []).map((s, i) => `${i + 1}: ${names.get(s.scriptId) || s.scriptId || ""} ${s.status || ""}`).join("; ") },
           { key: "error", title: "Error", value: (r) => r.error || "" }, { key: "createdAt", title: "When", render: (r) => ago(r.createdAt) }] }));
@@ -281,7 +282,7 @@ ui.PAGES.scripts = async (main, title) => {
     ["Schedules", async (p) => {
       const [scripts, workflows, d] = await Promise.all([loadScripts(), loadWorkflows(), api("GET", "/api/v1/schedules")]);
       const wfNames = new Map(workflows.map((w) => [w.id, w.name]));
-      const rows = ui.list(d, "schedules");
+      const rows = list(d, "schedules");
       const what = (s) => s.workflowId ? `Workflow ${wfNames.get(s.workflowId) || s.workflowId}` : `Script ${names.get(s.scriptId) || s.scriptId}`;
       p.replaceChildren(h("div", { class: "row" }, h("button", { type: "button", class: "btn primary", disabled: !scripts.length && !workflows.length, onclick: () => scheduleDialog(null, scripts, workflows, again) }, "New schedule")),
         dataTable({ label: "Schedules", rows: rows.map((s) => ({ ...s, __id: s.id })), empty: "No schedules.", columns: [
