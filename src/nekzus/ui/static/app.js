@@ -536,10 +536,13 @@ PAGES.routes = async (main, title) => {
 
 PAGES.discovery = async (main, title) => {
   const selected = new Set();
+  let offset = 0; const PER = 24;  // cards per page
   const cards = region("Discovery", async () => {
-    const items = list(await api("GET", "/api/v1/discovery/proposals"), "proposals");
-    if (!items.length) return h("p", { class: "muted" }, "No pending proposals. Label a container with nekzus.enable=true or press Rediscover.");
-    return h("div", { class: "grid" }, items.map((p) => {
+    const all = list(await api("GET", "/api/v1/discovery/proposals"), "proposals");
+    if (!all.length) return h("p", { class: "muted" }, "No pending proposals. Label a container with nekzus.enable=true or press Rediscover.");
+    if (offset >= all.length) offset = Math.max(0, (Math.ceil(all.length / PER) - 1) * PER);
+    const items = all.slice(offset, offset + PER);
+    return h("div", {}, h("div", { class: "grid" }, items.map((p) => {
       const ports = (p.availablePorts || []);
       const portSel = h("select", { name: "port" }, ports.length ? ports.map((pt) => h("option", { value: pt.port, selected: pt.port === p.detectedPort }, `${pt.port} (${pt.scheme}${pt.label ? ", " + pt.label : ""})`))
         : h("option", { value: p.detectedPort }, String(p.detectedPort)));
@@ -554,7 +557,7 @@ PAGES.discovery = async (main, title) => {
         h("div", { class: "row" },
           h("button", { type: "button", class: "btn primary small", onclick: (e) => approve(p.id, Number(portSel.value), e.target) }, "Approve"),
           h("button", { type: "button", class: "btn small", onclick: (e) => dismiss(p.id, e.target) }, "Dismiss")));
-    }));
+    })), all.length > PER ? serverPager("Proposals", offset, PER, all.length, (o) => { offset = o; cards.load(); }) : null);
   });
   const approve = (id, port, btn) => guard(async () => {
     const r = await api("POST", `/api/v1/discovery/proposals/${encodeURIComponent(id)}/approve`, port ? { port } : {});
