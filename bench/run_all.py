@@ -5,11 +5,12 @@
     .venv/bin/python bench/run_all.py --only fanout scale
 
 Each benchmark stays runnable on its own (`bench/proxy.py`, `bench/ws_fanout.py`, `bench/scale.py`,
-`bench/startup.py` when present); this script runs them one after the other as subprocesses (their own
-output is passed through), collects their results and prints a summary: the proxy against Caddy and
-nginx in the same run (ratios), the fan-out figures, the scale table's spread (slowest/fastest CPU per
-request across route, device and key counts) and the memory per connection. Benchmarks whose tools are
-missing are reported as skipped, not silently left out. Exit status: non-zero when a benchmark failed.
+`bench/startup.py` when present, `bench/ui_overview.py`); this script runs them one after the other as
+subprocesses (their own output is passed through), collects their results and prints a summary: the
+proxy against Caddy and nginx in the same run (ratios), the fan-out figures, the scale table's spread
+(slowest/fastest CPU per request across route, device and key counts), the memory per connection and the
+dashboard overview's page weight and time to interactive. Benchmarks whose tools are missing are reported
+as skipped, not silently left out. Exit status: non-zero when a benchmark failed.
 """
 
 from __future__ import annotations
@@ -145,6 +146,23 @@ def scale_rows(data: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def startup_rows(stdout: str) -> list[Row]:
+    """bench/startup.py prints a Markdown table, one row per mode (https, http): keep those rows."""
+    lines = [line for line in stdout.splitlines() if line.startswith("| ")]
+    if not lines:
+        return []
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows: list[Row] = []
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) != len(header) or not cells[0].startswith("http"):
+            continue
+        for name, value in zip(header[1:], cells[1:], strict=True):
+            unit = " MiB" if name in ("RSS", "PSS", "USS", "peak RSS") else ""
+            rows.append((f"startup {cells[0]}: {name}", value + unit, "", ""))
+    return rows
+
+
 def json_rows(name: str, data: Any, prefix: str = "") -> list[Row]:
     """Flatten an unknown benchmark's JSON (numbers and short strings) into rows."""
     rows: list[Row] = []
@@ -162,12 +180,12 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smoke run (about 2 minutes)")
-    parser.add_argument("--only", nargs="+", choices=["proxy", "fanout", "scale", "startup"])
+    parser.add_argument("--only", nargs="+", choices=["proxy", "fanout", "scale", "startup", "dashboard"])
     parser.add_argument(
         "--baseline-src", type=Path, help="A/B: also run Nekzus from this source tree (proxy, fan-out)"
     )
     args = parser.parse_args()
-    wanted = set(args.only or ["proxy", "fanout", "scale", "startup"])
+    wanted = set(args.only or ["proxy", "fanout", "scale", "startup", "dashboard"])
     summary: list[Row] = []
     failed: list[str] = []
     skipped: list[str] = []
@@ -214,18 +232,30 @@ def main() -> int:
                     [PYTHON, str(startup), "--help"], capture_output=True, text=True, check=False
                 ).stdout
                 argv = [PYTHON, str(startup)]
-                if args.quick and "--quick" in helptext:
-                    argv.append("--quick")
+                for flag in ("--quick", "--no-profile") if args.quick else ():
+                    if flag in helptext:
+                        argv.append(flag)
                 if "--json" in helptext:
                     argv += ["--json", str(out / "startup.json")]
-                status, stdout = run("startup and idle RSS", argv, 300)
+                status, stdout = run("startup and idle RSS", argv, 400)
                 if status != 0:
                     failed.append("startup")
                 if (out / "startup.json").exists():
                     summary += json_rows("startup", json.loads((out / "startup.json").read_text()))
                 else:
-                    tail = [line for line in stdout.splitlines() if line.strip()][-6:]
-                    summary += [(f"startup: {line.strip()}", "", "", "") for line in tail]
+                    summary += startup_rows(stdout)
+        if "dashboard" in wanted:
+            if not Path("/usr/bin/chromium").exists():
+                skipped.append("dashboard (chromium missing)")
+            else:
+                argv = [PYTHON, str(BENCH / "ui_overview.py")]
+                status, stdout = run("dashboard overview (page weight, time to interactive)", argv, 300)
+                if status != 0:
+                    failed.append("dashboard")
+                for text in stdout.splitlines():
+                    label, _, figures = text.partition(": ")
+                    if label in ("cold cache", "warm cache"):
+                        summary.append((f"dashboard overview, {label}", figures, "", ""))
 
     load = os.getloadavg()
     print(

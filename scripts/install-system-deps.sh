@@ -7,7 +7,7 @@ packages=()
 case "${1:-test}" in
   # iproute2: `ip netns` for the cross-host mDNS test; chromium + fonts: the dashboard's browser tests
   test) packages=(docker.io iproute2 chromium fonts-dejavu-core) ;;
-  bench) packages=(nginx caddy wrk) ;;
+  bench) packages=(nginx caddy wrk chromium fonts-dejavu-core) ;;
   *) echo "usage: $0 [test|bench]" >&2; exit 2 ;;
 esac
 

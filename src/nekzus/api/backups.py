@@ -1,7 +1,7 @@
-"""Backups: create, list, get, download, delete, restore; the scheduler's status and manual trigger.
+"""Backups: create, list, get, download, delete, restore; the scheduler's status, settings and trigger.
 
 Reads need any credential; creating needs `write:*`; download (the archive holds password and key hashes),
-delete and restore need `access:admin`.
+delete, restore and changing the schedule need `access:admin`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from nekzus.api.security import require
 from nekzus.auth.principal import ADMIN, Principal
 from nekzus.backup.scheduler import BACKUP_JOB, BackupScheduler, BackupWork, RunJob, run_inline
 from nekzus.backup.service import GROUPS, BackupService, RestoreOptions
+from nekzus.config.model import parse_duration
 from nekzus.domains import Key
-from nekzus.errors import NekzusError, Unavailable
+from nekzus.errors import Invalid, NekzusError, Unavailable
 from nekzus.services import Services
 
 log = logging.getLogger("nekzus.backup")
@@ -44,6 +45,13 @@ router = APIRouter(prefix="/api/v1/backups", tags=["backups"], responses=ERROR_R
 
 class CreateBody(BaseModel):
     description: str = Field(default="", max_length=500)
+
+
+class ScheduleBody(BaseModel):
+    """Either field may be left out to keep its current value."""
+
+    interval: str | float | None = Field(default=None, description="Duration (`6h`, `30m`) or seconds")
+    retention: int | None = Field(default=None, description="How many scheduled backups to keep (at least 1)")
 
 
 def _flag(camel: str, snake: str) -> Any:
@@ -124,6 +132,27 @@ async def scheduler_status(request: Request, _p: Principal = Depends(require()))
     if scheduler is None:
         return {"enabled": False, "message": "Backup scheduler is not configured"}
     return scheduler.status()
+
+
+@router.put("/scheduler", summary="Change the backup interval and retention (kept across restarts)")
+async def scheduler_update(
+    body: ScheduleBody, request: Request, principal: Principal = Depends(require(ADMIN))
+) -> dict[str, Any]:
+    scheduler: BackupScheduler | None = services_of(request).domains.features.get(BACKUP_SCHEDULER)
+    if scheduler is None:
+        raise Unavailable("Backup scheduler is not configured", code="SCHEDULER_NOT_CONFIGURED")
+    interval: float | None = None
+    if body.interval is not None:
+        try:
+            interval = parse_duration(body.interval)
+        except ValueError as exc:
+            raise Invalid(f"interval: {exc}", code="INVALID_REQUEST") from None
+
+    async def change() -> dict[str, Any]:
+        return scheduler.update(interval, body.retention)
+
+    target = f"interval={body.interval} retention={body.retention}"
+    return await _audited(request, principal, "backup.schedule", target, change())
 
 
 @router.post("/scheduler/trigger", summary="Take a backup on the scheduler's behalf now", status_code=201)
@@ -207,7 +236,9 @@ def install(api: FastAPI, services: Services) -> None:
         run_job = as_job
     domains.features.provide(BACKUP_RUNNER, run_job)
     if cfg.enabled:
-        scheduler = BackupScheduler(service, cfg.schedule, cfg.retention, run_job)
+        scheduler = BackupScheduler(
+            service, cfg.schedule, cfg.retention, run_job, settings_path=directory / "schedule.json"
+        )
         domains.features.provide(BACKUP_SCHEDULER, scheduler)
 
         async def start_scheduler() -> None:

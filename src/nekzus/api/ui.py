@@ -39,6 +39,42 @@ ASSET_CACHE = "public, max-age=31536000, immutable"
 COOKIE_PATH = "/api/"
 
 
+# The OpenAPI document names the session cookie (and, for changes, the CSRF header that must go with it)
+# as one more way to call every authenticated operation.
+SESSION_SCHEME = {
+    "type": "apiKey",
+    "in": "cookie",
+    "name": SESSION_COOKIE,
+    "description": "Dashboard session (set by POST /api/v1/ui/login); changes also need the csrf header",
+}
+CSRF_SCHEME = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "X-CSRF-Token",
+    "description": "The session CSRF token (GET /api/v1/ui/session), sent with the cookie on changes",
+}
+_SAFE = ("get", "head", "options")
+
+
+def add_session_scheme(schema: dict[str, Any]) -> dict[str, Any]:
+    """Offer cookie (+ CSRF header on changes) on every operation that already takes a credential."""
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes["session"] = SESSION_SCHEME
+    schemes["csrf"] = CSRF_SCHEME
+    for item in schema.get("paths", {}).values():
+        for method, operation in item.items():
+            requirements = operation.get("security") if isinstance(operation, dict) else None
+            if not requirements:
+                continue
+            scopes = sorted({scope for req in requirements for values in req.values() for scope in values})
+            cookie: dict[str, list[str]] = {"session": scopes}
+            if method not in _SAFE:
+                cookie["csrf"] = []
+            if cookie not in requirements:
+                requirements.append(cookie)
+    return schema
+
+
 class LoginBody(BaseModel):
     username: str = ""
     password: str = ""
@@ -70,6 +106,14 @@ def install(api: FastAPI, services: Services) -> None:
     store = services.domains.features.provide(UI_SESSIONS, SessionStore(cfg.session_idle_timeout))
     auth = services.domains.auth
     services.domains.hub.cookie_token = store.token_from_cookies
+    build_openapi = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            api.openapi_schema = add_session_scheme(build_openapi())
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
 
     @api.get("/", include_in_schema=False)
     async def shell() -> Response:

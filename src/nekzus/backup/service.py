@@ -214,7 +214,10 @@ class BackupService:
             try:
                 out.append(self._describe(path, archive.read_manifest(path)))
             except NekzusError:
-                log.warning("skipping unreadable backup %s", path.name)
+                if path.exists():
+                    log.warning("skipping unreadable backup %s", path.name)
+            except FileNotFoundError:
+                pass  # pruned or deleted while the list was being read: it is gone, so not listed
         # Ids carry nanoseconds: sorting by id is newest-first by creation time, stable.
         return sorted(out, key=lambda b: str(b["id"]), reverse=True)
 

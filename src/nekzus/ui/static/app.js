@@ -411,9 +411,15 @@ const statGrid = (s) => h("div", { class: "grid" }, STAT_CARDS.map(([k, label]) 
   h("div", { class: "muted" }, (s && s[k] && s[k].trend) || NBSP))));
 const healthCard = (name, v) => h("div", { class: "card" }, h("h3", {}, name.toUpperCase()),
   badge(v.status || "unknown", stateKind(v.status)), h("div", { class: "muted" }, v.message || NBSP));
-const resourceCard = (k, values) => h("div", { class: "card" },
+const resourceCard = (k, values, detail) => h("div", { class: "card", "data-resource": k },
   h("h3", {}, values.length ? `${k.toUpperCase()} ${(values.at(-1) || 0).toFixed(1)}%` : `${k.toUpperCase()} –`),
-  sparkline(values, `${k} usage over time`));
+  sparkline(values, `${k} usage over time`), h("div", { class: "muted" }, detail || NBSP));
+// The figures behind each percentage (what psutil reports on the server).
+const resourceDetail = (r) => ({
+  cpu: `${r.cpu_cores || "?"} cores · load ${(r.load || []).join(" / ") || "–"} · up ${Math.floor((r.uptime || 0) / 86400)}d ${Math.floor(((r.uptime || 0) % 86400) / 3600)}h`,
+  ram: `${bytes(r.ram_used)} of ${bytes(r.ram_total)}`,
+  disk: `${bytes(r.disk_used)} of ${bytes(r.disk_total)} · Nekzus data ${bytes(r.storage_size)}`,
+});
 PAGES.overview = async (main, title) => {
   const cards = region("Statistics", async () => statGrid(await api("GET", "/api/v1/stats")), () => statGrid(null));
   // As many placeholder cards as components were shown last time (the layout of the next visit).
@@ -440,7 +446,8 @@ PAGES.overview = async (main, title) => {
   const resources = region("Server resources", async () => {
     const r = await api("GET", "/api/v1/system/resources", undefined, { background: true });
     for (const k of Object.keys(series)) { series[k].push(Number(r[k]) || 0); if (series[k].length > 60) series[k].shift(); }
-    charts.replaceChildren(...Object.keys(series).map((k) => resourceCard(k, series[k])));
+    const detail = resourceDetail(r);
+    charts.replaceChildren(...Object.keys(series).map((k) => resourceCard(k, series[k], detail[k])));
     return charts;
   }, () => h("div", { class: "grid", "aria-hidden": "true" }, Object.keys(series).map((k) => resourceCard(k, []))));
   section(main, title, cards.el, h("h2", {}, "Health"), health.el, h("h2", {}, "Server resources"), resources.el,
@@ -798,84 +805,6 @@ PAGES.audit = async (main, title) => {
 // The notifications page lives in notifications.js.
 
 // The metrics page lives in metrics.js.
-
-PAGES.certificates = async (main, title) => {
-  const table = region("Certificates", async () => {
-    const rows = list(await api("GET", "/api/v1/certificates"), "certificates");
-    return dataTable({ label: "Certificates", rows, empty: "No certificates.", columns: [
-      { key: "domain", title: "Domain" }, { key: "issuer", title: "Issuer" }, { key: "not_after", title: "Expires" },
-      { key: "expires_in_days", title: "Days left" }, { key: "sans", title: "Names", value: (c) => (c.sans || []).join(", ") },
-      { key: "actions", title: "Actions", sort: false, render: (c) => h("button", { type: "button", class: "btn small danger", onclick: async (e) => {
-        if (await confirmDialog(`Delete the certificate for ${c.domain}?`, "Delete")) await guard(async () => { await api("DELETE", `/api/v1/certificates/${encodeURIComponent(c.domain)}`); table.load(); }, e.target);
-      } }, "Delete") }] });
-  });
-  const generate = async () => {
-    let suggestions = [];
-    try { suggestions = (await api("GET", "/api/v1/certificates/suggest")).suggestions || []; } catch { suggestions = []; }
-    const domains = h("textarea", { name: "domains" }, suggestions.join("\n"));
-    formDialog("Generate a certificate", [field("Domains (one per line)", domains)], "Generate", async () => {
-      const r = await api("POST", "/api/v1/certificates/generate", { domains: domains.value.split(/\s+/).filter(Boolean), provider: "self-signed" });
-      toast(r.tls_upgraded ? "Certificate generated; TLS is now on" : "Certificate generated"); table.load();
-    });
-  };
-  section(main, title, h("div", { class: "row" },
-    h("button", { type: "button", class: "btn primary", onclick: generate }, "Generate certificate"),
-    h("button", { type: "button", class: "btn", onclick: (e) => guard(() => downloadFrom("/api/v1/certificates/ca.pem", "nekzus-ca.pem"), e.target) }, "Download local CA")),
-  table.el);
-  await table.load();
-};
-
-PAGES.backups = async (main, title) => {
-  const table = region("Backups", async () => {
-    const rows = list(await api("GET", "/api/v1/backups"), "backups");
-    return dataTable({ label: "Backups", rows, empty: "No backups yet.", columns: [
-      { key: "id", title: "Id" }, { key: "description", title: "Description" }, { key: "createdAt", title: "Created", render: (b) => ago(b.timestamp || b.createdAt || b.created_at) },
-      { key: "size", title: "Size", value: (b) => b.size ?? b.sizeBytes ?? "", render: (b) => bytes(b.size ?? b.sizeBytes) },
-      { key: "actions", title: "Actions", sort: false, render: (b) => h("div", { class: "row" },
-        h("button", { type: "button", class: "btn small", "aria-label": `Download backup ${b.id}`, onclick: (e) => guard(() => downloadFrom(`/api/v1/backups/${encodeURIComponent(b.id)}/download`, `${b.id}.tar.gz`), e.target) }, "Download"),
-        h("button", { type: "button", class: "btn small", "aria-label": `Restore backup ${b.id}`, onclick: () => restore(b) }, "Restore"),
-        h("button", { type: "button", class: "btn small danger", "aria-label": `Delete backup ${b.id}`, onclick: async (e) => { if (await confirmDialog(`Delete backup ${b.id}?`, "Delete")) await guard(async () => { await api("DELETE", `/api/v1/backups/${encodeURIComponent(b.id)}`); table.load(); }, e.target); } }, "Delete")) }] });
-  });
-  const restore = (b) => {
-    const opts = [["restoreApps", "Apps"], ["restoreRoutes", "Routes"], ["restoreDevices", "Devices"], ["restoreApiKeys", "API keys"],
-      ["restoreUsers", "Users"], ["restoreCertificates", "Certificates"], ["restoreSettings", "Settings"]].map(([k, l]) => [k, l, checkbox(k, true)]);
-    formDialog(`Restore ${b.id}`, [h("p", {}, "Choose what to restore. The current data of those kinds is replaced."), opts.map(([, l, el]) => field(`Restore ${l}`, el))], "Restore", async () => {
-      const r = await api("POST", `/api/v1/backups/${encodeURIComponent(b.id)}/restore`, Object.fromEntries(opts.map(([k, , el]) => [k, el.checked])));
-      toast((r && r.message) || "Backup restored");
-    });
-  };
-  const desc = input("description", { placeholder: "Before upgrading" });
-  const form = h("form", { class: "row" }, field("Description", desc), h("button", { type: "submit", class: "btn primary" }, "Create backup"));
-  form.addEventListener("submit", (e) => { e.preventDefault(); guard(async () => { await api("POST", "/api/v1/backups", { description: desc.value }); toast("Backup created"); desc.value = ""; table.load(); }, form.querySelector("button")); });
-  section(main, title, form, table.el);
-  await table.load();
-  onEvent((m) => { if (/backup/.test(m.type)) table.load(); });
-};
-
-PAGES.federation = async (main, title) => {
-  const status = region("Federation", async () => {
-    const s = await api("GET", "/api/v1/federation/status");
-    enabled = s.enabled !== false;
-    return h("div", { class: "card" }, h("h3", {}, s.enabled ? (s.running ? "Federation active" : "Federation stopped") : "Federation disabled"),
-      h("dl", { class: "kv" }, h("dt", {}, "Local peer"), h("dd", {}, `${s.local_peer_name || ""} (${s.local_peer_id || "–"})`),
-        h("dt", {}, "Peers"), h("dd", {}, String(s.peer_count ?? 0)),
-        Object.entries(s.peers_by_status || {}).map(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])));
-  });
-  let enabled = true;
-  const peers = region("Federation peers", async () => {
-    if (!enabled) return h("p", { class: "muted" }, "Federation is switched off (federation.enabled in the config).");
-    const rows = list(await api("GET", "/api/v1/federation/peers"), "peers");
-    return dataTable({ label: "Peers", rows, empty: "No peers.", columns: [
-      { key: "name", title: "Name", value: (p) => p.name || p.id }, { key: "address", title: "Address", value: (p) => p.address || p.addr || "" },
-      { key: "status", title: "Status", render: (p) => badge(p.status, stateKind(p.status)) }, { key: "lastSeen", title: "Last seen", render: (p) => ago(p.lastSeen || p.last_seen) },
-      { key: "actions", title: "Actions", sort: false, render: (p) => h("button", { type: "button", class: "btn small danger", onclick: async (e) => { if (await confirmDialog(`Remove peer ${p.name || p.id}?`, "Remove")) await guard(async () => { await api("DELETE", `/api/v1/federation/peers/${encodeURIComponent(p.id)}`); peers.load(); }, e.target); } }, "Remove") }] });
-  });
-  section(main, title, h("div", { class: "row" }, h("button", { type: "button", class: "btn", onclick: (e) => guard(async () => { const r = await api("POST", "/api/v1/federation/sync"); toast((r && r.message) || "Sync triggered"); }, e.target) }, "Sync now")),
-    status.el, h("h2", {}, "Peers"), peers.el);
-  await status.load();
-  await peers.load();
-  onEvent((m) => { if (/federation|peer/.test(m.type)) { status.load().then(peers.load); } });
-};
 
 PAGES.settings = async (main, title) => {
   const theme = h("select", { name: "theme" }, [["light", "Light"], ["dark", "Dark"], ["terminal", "Terminal (green on black)"]].map(([v, l]) =>
