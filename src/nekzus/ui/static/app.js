@@ -177,6 +177,16 @@ function dataTable({ columns, rows, searchable = true, pageSize = 20, empty = "N
   return wrap;
 }
 
+const LIST_PAGE = 50;  // rows per page of the lists the API pages
+// Page controls for a list the API pages (limit/offset, with the total it reports): `go(offset)` loads one.
+function serverPager(what, offset, limit, total, go) {
+  const last = Math.max(0, Math.ceil(total / limit) - 1), page = Math.floor(offset / limit);
+  return h("nav", { class: "pager", "aria-label": `${what} pages` },
+    h("button", { type: "button", class: "btn small", disabled: offset <= 0, onclick: () => go(Math.max(0, offset - limit)) }, "Previous"),
+    h("span", { "data-page-info": "" }, total ? `${offset + 1}–${Math.min(offset + limit, total)} of ${total} (page ${page + 1} of ${last + 1})` : "None"),
+    h("button", { type: "button", class: "btn small", disabled: page >= last, onclick: () => go(offset + limit) }, "Next"));
+}
+
 // ---------- dialogs ----------
 function dialog(title, content, { onClose } = {}) {
   const titleId = nextId("dlg");
@@ -423,11 +433,13 @@ PAGES.overview = async (main, title) => {
     return h("div", { class: "grid" }, items.map(([name, v]) => healthCard(name, v)));
   }, () => h("div", { class: "grid", "aria-hidden": "true" },
     Array.from({ length: healthCount }, () => healthCard(NBSP, { status: "…" }))));
+  let activityOffset = 0;
   const activity = region("Activity", async () => {
-    const d = await api("GET", "/api/v1/activity/recent?limit=10");
+    const d = await api("GET", `/api/v1/activity/recent?limit=10&offset=${activityOffset}`);
     const items = list(d, "activities");
-    if (!items.length) return h("p", { class: "muted" }, "No recent activity.");
-    return h("ul", {}, items.map((a) => h("li", {}, a.message, " ", h("span", { class: "muted" }, ago(a.timestamp)))));
+    if (!items.length && !activityOffset) return h("p", { class: "muted" }, "No recent activity.");
+    return h("div", {}, h("ul", {}, items.map((a) => h("li", {}, a.message, " ", h("span", { class: "muted" }, ago(a.timestamp))))),
+      (d.total || 0) > 10 ? serverPager("Activity", activityOffset, 10, d.total, (o) => { activityOffset = o; activity.load(); }) : null);
   });
   const series = { cpu: [], ram: [], disk: [] };
   const charts = h("div", { class: "grid" });
@@ -531,10 +543,13 @@ PAGES.routes = async (main, title) => {
 
 PAGES.discovery = async (main, title) => {
   const selected = new Set();
+  let offset = 0; const PER = 24;  // cards per page
   const cards = region("Discovery", async () => {
-    const items = list(await api("GET", "/api/v1/discovery/proposals"), "proposals");
-    if (!items.length) return h("p", { class: "muted" }, "No pending proposals. Label a container with nekzus.enable=true or press Rediscover.");
-    return h("div", { class: "grid" }, items.map((p) => {
+    const all = list(await api("GET", "/api/v1/discovery/proposals"), "proposals");
+    if (!all.length) return h("p", { class: "muted" }, "No pending proposals. Label a container with nekzus.enable=true or press Rediscover.");
+    if (offset >= all.length) offset = Math.max(0, (Math.ceil(all.length / PER) - 1) * PER);
+    const items = all.slice(offset, offset + PER);
+    return h("div", {}, h("div", { class: "grid" }, items.map((p) => {
       const ports = (p.availablePorts || []);
       const portSel = h("select", { name: "port" }, ports.length ? ports.map((pt) => h("option", { value: pt.port, selected: pt.port === p.detectedPort }, `${pt.port} (${pt.scheme}${pt.label ? ", " + pt.label : ""})`))
         : h("option", { value: p.detectedPort }, String(p.detectedPort)));
@@ -549,7 +564,7 @@ PAGES.discovery = async (main, title) => {
         h("div", { class: "row" },
           h("button", { type: "button", class: "btn primary small", onclick: (e) => approve(p.id, Number(portSel.value), e.target) }, "Approve"),
           h("button", { type: "button", class: "btn small", onclick: (e) => dismiss(p.id, e.target) }, "Dismiss")));
-    }));
+    })), all.length > PER ? serverPager("Proposals", offset, PER, all.length, (o) => { offset = o; cards.load(); }) : null);
   });
   const approve = (id, port, btn) => guard(async () => {
     const r = await api("POST", `/api/v1/discovery/proposals/${encodeURIComponent(id)}/approve`, port ? { port } : {});
@@ -566,9 +581,12 @@ PAGES.discovery = async (main, title) => {
 };
 
 PAGES.devices = async (main, title) => {
+  let offset = 0;
   const table = region("Devices", async () => {
-    const rows = list(await api("GET", "/api/v1/devices"), "devices");
-    return dataTable({ label: "Devices", rows: rows.map((d) => ({ ...d, __id: d.deviceId })), empty: "No paired devices yet.", columns: [
+    let d = await api("GET", `/api/v1/devices?limit=${LIST_PAGE}&offset=${offset}`);
+    if (!list(d, "devices").length && offset > 0) { offset = Math.max(0, (Math.ceil((d.total || 0) / LIST_PAGE) - 1) * LIST_PAGE); d = await api("GET", `/api/v1/devices?limit=${LIST_PAGE}&offset=${offset}`); }
+    const rows = list(d, "devices");
+    return h("div", {}, dataTable({ label: "Devices", rows: rows.map((d) => ({ ...d, __id: d.deviceId })), pageSize: LIST_PAGE, empty: "No paired devices yet.", columns: [
       { key: "deviceName", title: "Name", value: (d) => d.deviceName || d.deviceId }, { key: "platform", title: "Platform" },
       { key: "scopes", title: "Scopes", value: (d) => (d.scopes || []).join(", ") },
       { key: "lastSeenAt", title: "Last seen", render: (d) => ago(d.lastSeenAt) },
@@ -577,7 +595,8 @@ PAGES.devices = async (main, title) => {
         h("button", { type: "button", class: "btn small danger", "aria-label": `Revoke ${d.deviceName || d.deviceId}`, onclick: async (e) => {
           if (!(await confirmDialog(`Revoke ${d.deviceName || d.deviceId}? Its tokens stop working at once.`, "Revoke"))) return;
           await guard(async () => { await api("DELETE", `/api/v1/devices/${encodeURIComponent(d.deviceId)}`); toast("Device revoked"); table.load(); }, e.target);
-        } }, "Revoke")) }] });
+        } }, "Revoke")) }] }),
+    serverPager("Devices", offset, LIST_PAGE, d.total ?? rows.length, (o) => { offset = o; table.load(); }));
   });
   const editDevice = (d) => {
     const name = input("deviceName", { value: d.deviceName || "" });
@@ -629,39 +648,7 @@ function pairDialog() {
   return d;
 }
 
-PAGES.containers = async (main, title) => {
-  const pending = new Set();
-  const table = region("Containers", async () => {
-    const rows = list(await api("GET", "/api/v1/containers"), "containers");
-    let stats = {};
-    try { for (const s of list(await api("GET", "/api/v1/containers/stats", undefined, { background: true }), "containers")) stats[s.containerId] = s; } catch { stats = {}; }
-    return dataTable({ label: "Containers", rows: rows.map((c) => ({ ...c, __id: c.id })), columns: [
-      { key: "name", title: "Name" }, { key: "image", title: "Image" },
-      { key: "state", title: "State", render: (c) => h("span", { "data-state": c.state }, badge(pending.has(c.id) ? "working…" : c.state, pending.has(c.id) ? "warn" : stateKind(c.state))) },
-      { key: "runtime", title: "Runtime" },
-      { key: "ports", title: "Ports", value: (c) => (c.ports || []).filter((p) => p.publicPort).map((p) => `${p.publicPort}→${p.privatePort}`).join(", ") },
-      { key: "cpu", title: "CPU / RAM", value: (c) => { const s = stats[c.id] || Object.values(stats).find((x) => c.id.startsWith(x.containerId) || x.containerId.startsWith(c.id)); return s ? `${s.cpu.usage.toFixed(1)}% / ${bytes(s.memory.used)}` : ""; } },
-      { key: "actions", title: "Actions", sort: false, class: "actions", render: (c) => h("div", { class: "row" },
-        c.state === "running" ? [op(c, "stop"), op(c, "restart")] : op(c, "start"),
-        h("button", { type: "button", class: "btn small", "aria-label": `Logs of ${c.name}`, onclick: () => logsDialog(c) }, "Logs"),
-        h("button", { type: "button", class: "btn small", "aria-label": `Inspect ${c.name}`, onclick: () => guard(async () => dialog(`Inspect ${c.name}`, h("pre", {}, JSON.stringify(await api("GET", `/api/v1/containers/${encodeURIComponent(c.id)}`), null, 2)))) }, "Inspect"),
-        c.runtime !== "kubernetes" ? h("button", { type: "button", class: "btn small", "aria-label": `Export ${c.name}`, onclick: () => exportDialog(c) }, "Export") : null) }] });
-  });
-  const op = (c, action) => h("button", { type: "button", class: "btn small", "aria-label": `${action} ${c.name}`, onclick: (e) => guard(async () => {
-    await api("POST", `/api/v1/containers/${encodeURIComponent(c.id)}/${action}`);
-    pending.add(c.id); toast(`${action[0].toUpperCase() + action.slice(1)} requested for ${c.name}`); table.load();
-  }, e.target) }, action[0].toUpperCase() + action.slice(1));
-  section(main, title, table.el);
-  await table.load();
-  onEvent((m) => {
-    const t = m.type || "";
-    if (/^container\.(start|stop|restart)\.(completed|failed)$/.test(t)) {
-      const id = m.data && m.data.containerId; for (const p of [...pending]) if (!id || p.startsWith(id) || id.startsWith(p)) pending.delete(p);
-      if (t.endsWith("failed")) toast(m.data.message || "Container operation failed", "error"); else toast(m.data.message || "Done");
-      table.load();
-    } else if (/^container\.(state|event|die|start)/.test(t) || t === "discovery") table.load();
-  });
-};
+// The containers page lives in containers.js.
 function logsDialog(c) {
   const pre = h("pre", { class: "logs", tabindex: "0", "aria-label": `Log output of ${c.name}` });
   const tail = input("tail", { type: "number", min: 0, max: 10000, value: 100 });
@@ -677,26 +664,17 @@ function logsDialog(c) {
     else if (m.type === "container.logs.error") status.textContent = d.message || d.error || "Log stream failed";
   };
   const start = () => {
-    wsSend("container.logs.unsubscribe", { containerId: c.id });
+    wsSend("container.logs.unsubscribe", { containerId: c.namespace ? `${c.namespace}/${c.id}` : c.id });
     pre.replaceChildren();
     if (!state.wsOnline) { status.textContent = "Live connection is offline; logs need it."; return; }
-    wsSend("container.logs.subscribe", { containerId: c.id, tail: Number(tail.value) || 0, follow: follow.checked, timestamps: ts.checked });
+    wsSend("container.logs.subscribe", { containerId: c.id, namespace: c.namespace || undefined, tail: Number(tail.value) || 0, follow: follow.checked, timestamps: ts.checked });
   };
   state.listeners.add(listener);
   dialog(`Logs: ${c.name}`, h("div", {}, h("div", { class: "row" }, field("Tail lines", tail), field("Follow", follow), field("Timestamps", ts),
     h("button", { type: "button", class: "btn", onclick: start }, "Apply")), status, pre),
-  { onClose: () => { wsSend("container.logs.unsubscribe", { containerId: c.id }); state.listeners.delete(listener); } });
+  { onClose: () => { wsSend("container.logs.unsubscribe", { containerId: c.namespace ? `${c.namespace}/${c.id}` : c.id }); state.listeners.delete(listener); } });
   start();
 }
-async function exportDialog(c) {
-  await guard(async () => {
-    const p = await api("GET", `/api/v1/containers/${encodeURIComponent(c.id)}/export/preview`);
-    dialog(`Export ${c.name}`, h("div", {}, (p.warnings || []).map((w) => notice(w, "")), h("pre", {}, p.content),
-      h("div", { class: "row" }, h("button", { type: "button", class: "btn primary", onclick: () => download(p.filename || "docker-compose.yml", p.content, "text/yaml") }, "Download compose file"),
-        p.envContent || p.env_content ? h("button", { type: "button", class: "btn", onclick: () => download(p.envFilename || p.env_filename || ".env.example", p.envContent || p.env_content) }, "Download .env.example") : null)));
-  });
-}
-
 PAGES.toolbox = async (main, title) => {
   const catalog = region("The toolbox", async () => {
     const items = list(await api("GET", "/api/v1/toolbox/services"), "services");
@@ -776,93 +754,7 @@ function tabs(main, defs) {
   main.append(bar, panel);
   return show(0);
 }
-PAGES.scripts = async (main, title) => {
-  section(main, title);
-  // Runs in the background (`?async=true`); the result arrives live as an execution_* event, and one
-  // read of the execution catches a run that finished before its id was known.
-  const runDialog = (s, dry) => {
-    const params = (Array.isArray(s.parameters) ? s.parameters : []).map((p) => {
-      const opts = Array.isArray(p.options) ? p.options : [];
-      const el = opts.length
-        ? h("select", { name: p.name, required: !!p.required }, opts.map((o) => h("option", { value: o, selected: String(p.default ?? "") === String(o) }, o)))
-        : input(p.name, { type: p.type === "number" ? "number" : "text", value: p.default ?? "", required: !!p.required });
-      return [p.name, el, (p.label || p.name) + (p.required ? " (required)" : "")];
-    });
-    const out = h("pre", { "aria-label": "Script output", "aria-live": "polite" });
-    let id = "";
-    const showRun = (e) => {
-      const exit = pick(e, "exitCode", "exit_code");
-      out.textContent = `${e.status || ""}${exit !== "" ? " (exit " + exit + ")" : ""}\n${pick(e, "output") || pick(e, "errorMessage", "error")}`;
-    };
-    const listener = (m) => { const e = m.data || {}; if (id && /^execution_/.test(m.type || "") && e.executionId === id) showRun(e); };
-    state.listeners.add(listener);
-    const d = formDialog(`${dry ? "Dry run" : "Run"} ${s.name}`, [params.map(([, el, label]) => field(label, el)), out], dry ? "Dry run" : "Run", async () => {
-      const parameters = Object.fromEntries(params.map(([k, el]) => [k, el.value]));
-      id = ""; out.textContent = "pending";
-      const r = await api("POST", `/api/v1/scripts/${encodeURIComponent(s.id)}/execute?async=true`, { parameters, dryRun: dry });
-      id = pick(r, "executionId", "id");
-      const now = await api("GET", `/api/v1/executions/${encodeURIComponent(id)}`);
-      if (!["pending", "running"].includes(now.status) || out.textContent === "pending") showRun(now);
-      return false;
-    });
-    d.addEventListener("close", () => state.listeners.delete(listener));
-  };
-  await tabs(main, [
-    ["Scripts", async (p) => {
-      const rows = list(await api("GET", "/api/v1/scripts"), "scripts");
-      let avail = [];
-      try { avail = list(await api("GET", "/api/v1/scripts/available"), "scripts"); } catch { avail = []; }
-      p.replaceChildren(dataTable({ label: "Scripts", rows, empty: "No scripts registered.", columns: [
-        { key: "name", title: "Name" }, { key: "category", title: "Category" }, { key: "scriptPath", title: "File", value: (s) => pick(s, "scriptPath", "script_path") },
-        { key: "actions", title: "Actions", sort: false, render: (s) => h("div", { class: "row" },
-          h("button", { type: "button", class: "btn small primary", "aria-label": `Run ${s.name}`, onclick: () => runDialog(s, false) }, "Run"),
-          h("button", { type: "button", class: "btn small", "aria-label": `Dry run ${s.name}`, onclick: () => runDialog(s, true) }, "Dry run"),
-          h("button", { type: "button", class: "btn small danger", onclick: async (e) => { if (await confirmDialog(`Delete script ${s.name}?`, "Delete")) await guard(async () => { await api("DELETE", `/api/v1/scripts/${encodeURIComponent(s.id)}`); toast("Deleted"); }, e.target); } }, "Delete")) }] }),
-      h("h2", {}, "Register a script"), registerForm(avail));
-    }],
-    ["Executions", async (p) => {
-      const rows = list(await api("GET", "/api/v1/executions?limit=100"), "executions");
-      p.replaceChildren(dataTable({ label: "Executions", rows, empty: "No executions yet.", columns: [
-        { key: "scriptId", title: "Script", value: (e) => pick(e, "scriptId", "script_id") }, { key: "status", title: "Status", render: (e) => badge(e.status, stateKind(e.status)) },
-        { key: "exitCode", title: "Exit", value: (e) => pick(e, "exitCode", "exit_code") }, { key: "createdAt", title: "When", render: (e) => ago(pick(e, "createdAt", "created_at")) },
-        { key: "output", title: "Output", sort: false, render: (e) => h("button", { type: "button", class: "btn small", onclick: () => dialog(`Output of ${e.id}`, h("pre", {}, e.output || "(no output)")) }, "Show") }] }));
-    }],
-    ["Workflows", async (p) => {
-      const rows = list(await api("GET", "/api/v1/workflows"), "workflows");
-      p.replaceChildren(dataTable({ label: "Workflows", rows, empty: "No workflows.", columns: [
-        { key: "name", title: "Name" }, { key: "steps", title: "Steps", value: (w) => (w.steps || []).length },
-        { key: "actions", title: "Actions", sort: false, render: (w) => h("button", { type: "button", class: "btn small danger", onclick: (e) => guard(async () => { await api("DELETE", `/api/v1/workflows/${encodeURIComponent(w.id)}`); toast("Deleted"); }, e.target) }, "Delete") }] }));
-    }],
-    ["Schedules", async (p) => {
-      const rows = list(await api("GET", "/api/v1/schedules"), "schedules");
-      const script = input("scriptId"); const cron = input("cronExpression", { placeholder: "0 2 * * *" });
-      const form = h("form", {}, field("Script id", script), field("Cron expression", cron), h("button", { type: "submit", class: "btn primary" }, "Add schedule"));
-      form.addEventListener("submit", (ev) => { ev.preventDefault(); guard(async () => { await api("POST", "/api/v1/schedules", { scriptId: script.value, cronExpression: cron.value, enabled: true }); toast("Schedule added"); }); });
-      p.replaceChildren(dataTable({ label: "Schedules", rows, empty: "No schedules.", columns: [
-        { key: "scriptId", title: "Script", value: (s) => pick(s, "scriptId", "script_id", "workflowId", "workflow_id") },
-        { key: "cronExpression", title: "Cron", value: (s) => pick(s, "cronExpression", "cron_expression") },
-        { key: "nextRunAt", title: "Next run", value: (s) => pick(s, "nextRunAt", "nextRun", "next_run") },
-        { key: "actions", title: "Actions", sort: false, render: (s) => h("button", { type: "button", class: "btn small danger", onclick: (e) => guard(async () => { await api("DELETE", `/api/v1/schedules/${encodeURIComponent(s.id)}`); toast("Deleted"); }, e.target) }, "Delete") }] }), h("h2", {}, "New schedule"), form);
-    }],
-  ]);
-};
-function registerForm(avail) {
-  const name = input("name", { required: true }); const path = input("scriptPath", { required: true, list: "available-scripts" });
-  const cat = input("category"); const timeout = input("timeoutSeconds", { type: "number", min: 1, value: 300 });
-  const params = h("textarea", { name: "parameters", placeholder: '[{"name": "WHO", "default": "world", "required": true}]' });
-  const dl = h("datalist", { id: "available-scripts" }, avail.map((a) => h("option", { value: a.path || a.scriptPath || a.name || a })));
-  const form = h("form", {}, field("Name", name), field("Script file", path), dl, field("Category", cat), field("Timeout (s)", timeout),
-    field("Parameters (JSON list, optional)", params, "Each: name, label, type (string, number, boolean), required, default, options."),
-    h("button", { type: "submit", class: "btn primary" }, "Register"));
-  form.addEventListener("submit", (ev) => { ev.preventDefault(); guard(async () => {
-    let parameters = [];
-    if (params.value.trim()) {
-      try { parameters = JSON.parse(params.value); } catch { throw new Error("Parameters must be a JSON list"); }
-    }
-    await api("POST", "/api/v1/scripts", { name: name.value, scriptPath: path.value, category: cat.value, timeoutSeconds: Number(timeout.value), parameters });
-    toast("Script registered"); route(); }); });
-  return form;
-}
+// The scripts page lives in scripts.js.
 
 PAGES.apikeys = async (main, title) => {
   const table = region("API keys", async () => {
@@ -902,9 +794,7 @@ PAGES.audit = async (main, title) => {
     return h("div", {}, dataTable({ label: "Audit log", rows, searchable: false, pageSize: limit, empty: "No entries.", columns: [
       { key: "timestamp", title: "When" }, { key: "action", title: "Action" }, { key: "actor", title: "Actor" },
       { key: "target", title: "Target" }, { key: "ip", title: "IP" }, { key: "details", title: "Details" }] }),
-    h("div", { class: "pager" }, h("button", { type: "button", class: "btn small", disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - limit); out.load(); } }, "Newer"),
-      h("span", {}, `Entries ${offset + 1}–${offset + rows.length}`),
-      h("button", { type: "button", class: "btn small", disabled: rows.length < limit, onclick: () => { offset += limit; out.load(); } }, "Older")));
+    serverPager("Audit log", offset, limit, d.total ?? offset + rows.length, (o) => { offset = o; out.load(); }));
   });
   const form = h("form", { class: "row" }, field("Action", action), field("Actor", actor), h("button", { type: "submit", class: "btn" }, "Filter"));
   form.addEventListener("submit", (e) => { e.preventDefault(); offset = 0; out.load(); });
@@ -912,43 +802,9 @@ PAGES.audit = async (main, title) => {
   await out.load();
 };
 
-PAGES.notifications = async (main, title) => {
-  const stats = region("Notifications", async () => {
-    const s = await api("GET", "/api/v1/notifications/stats");
-    return h("div", { class: "grid" }, Object.entries(s).filter(([, v]) => typeof v !== "object").map(([k, v]) => h("div", { class: "card stat" }, h("div", { class: "label" }, k), h("div", { class: "value" }, v))));
-  });
-  const table = region("Notifications", async () => {
-    const rows = list(await api("GET", "/api/v1/notifications?limit=200"), "notifications");
-    return dataTable({ label: "Notifications", rows, empty: "The queue is empty.", columns: [
-      { key: "deviceId", title: "Device" }, { key: "type", title: "Type" }, { key: "status", title: "Status", render: (n) => badge(n.status, stateKind(n.status)) },
-      { key: "retries", title: "Retries", value: (n) => n.retries ?? n.retryCount ?? 0 }, { key: "createdAt", title: "Created", render: (n) => ago(n.createdAt) },
-      { key: "actions", title: "Actions", sort: false, render: (n) => h("div", { class: "row" },
-        h("button", { type: "button", class: "btn small", onclick: (e) => guard(async () => { await api("POST", `/api/v1/notifications/${encodeURIComponent(n.id)}/retry`); table.load(); }, e.target) }, "Retry"),
-        h("button", { type: "button", class: "btn small danger", onclick: (e) => guard(async () => { await api("DELETE", `/api/v1/notifications/${encodeURIComponent(n.id)}`); table.load(); }, e.target) }, "Dismiss")) }] });
-  });
-  section(main, title, stats.el, h("div", { class: "row" }, h("button", { type: "button", class: "btn", onclick: (e) => guard(async () => { await api("DELETE", "/api/v1/notifications/delivered"); toast("Delivered notifications cleared"); table.load(); stats.load(); }, e.target) }, "Clear delivered")), table.el);
-  await Promise.all([stats.load(), table.load()]);
-};
+// The notifications page lives in notifications.js.
 
-PAGES.metrics = async (main, title) => {
-  const out = region("Metrics", async () => {
-    const res = await api("GET", "/metrics", undefined, { raw: true });
-    const text = await res.text();
-    const sums = new Map();
-    for (const line of text.split("\n")) {
-      if (!line || line.startsWith("#")) continue;
-      const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|[+-]Inf)/.exec(line);
-      if (!m || !m[1].startsWith("nekzus_") || /_bucket$|_created$/.test(m[1])) continue;
-      sums.set(m[1], (sums.get(m[1]) || 0) + Number(m[3]));
-    }
-    const groups = {};
-    for (const [name, v] of sums) { const g = name.split("_")[1] || "other"; (groups[g] ||= []).push({ name, value: Number.isInteger(v) ? v : Number(v.toFixed(3)) }); }
-    return h("div", {}, Object.entries(groups).sort().map(([g, rows]) => h("section", {}, h("h2", {}, g.toUpperCase()),
-      dataTable({ label: `${g} metrics`, rows, searchable: false, columns: [{ key: "name", title: "Metric" }, { key: "value", title: "Value (sum of series)" }] }))));
-  });
-  section(main, title, h("div", { class: "row" }, h("button", { type: "button", class: "btn", onclick: () => out.load() }, "Refresh")), out.el);
-  await out.load();
-};
+// The metrics page lives in metrics.js.
 
 PAGES.settings = async (main, title) => {
   const theme = h("select", { name: "theme" }, [["light", "Light"], ["dark", "Dark"], ["terminal", "Terminal (green on black)"]].map(([v, l]) =>
@@ -980,9 +836,11 @@ async function start() {
   else showLogin();
 }
 // Page modules (e.g. ops.js) register their pages before DOMContentLoaded (module scripts run first).
-if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+// While this module runs the document is already "interactive" but DOMContentLoaded has not fired yet.
+if (document.readyState !== "complete") document.addEventListener("DOMContentLoaded", start);
 else start();
 
 // For the page modules: they import these from this very module (the shell names its hashed URL).
 export { PAGES, state, field, input, checkbox, notice, errorBox, guard, ago, bytes, badge, stateKind, pick, list,
   download, downloadFrom, dataTable, dialog, confirmDialog, formDialog, region, section, every, NBSP };
+export { NAV, route, tabs, logsDialog, nextId, serverPager };
