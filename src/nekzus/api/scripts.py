@@ -517,12 +517,15 @@ def install(api: FastAPI, services: Services) -> None:
     async def start() -> None:
         await scripts.start()
         await workflows.start()
+
+    async def start_schedules() -> None:
         await schedules.start()
 
     async def stop() -> None:
         await cron.stop()
 
     services.on_startup("scripts", start)
+    services.on_startup("script-schedules", start_schedules)
     services.on_shutdown("scripts", stop)
     zone_name = cfg.timezone or "local"
     api.include_router(_scripts_router(scripts))
