@@ -140,6 +140,54 @@ def test_rate_limit_is_counted_across_workers(server: NekzusServer) -> None:
             client.close()
 
 
+def test_pairing_code_from_one_worker_is_redeemed_through_the_other(server: NekzusServer) -> None:
+    conns = connections(server)
+    try:
+        code = conns[0].get("/api/v1/auth/qr").json()["code"]
+        # Codes reach the other workers through the event relay: wait until worker 1 knows it.
+        deadline = time.monotonic() + 10
+        while not conns[1].get("/api/v1/auth/qr/status", params={"code": code}).json()["valid"]:
+            assert time.monotonic() < deadline, "the pairing code never reached worker 1"
+            time.sleep(0.02)
+        config = conns[1].post("/api/v1/pair", json={"code": code}, headers={"X-Pairing-Request": "true"})
+        assert config.status_code == 200, config.text
+        bootstrap = config.json()["bootstrapToken"]
+        device = {"device": {"id": "qr-phone", "model": "Test", "platform": "ios"}}
+        paired = conns[0].post(
+            "/api/v1/auth/pair", json=device, headers={"Authorization": f"Bearer {bootstrap}"}
+        )
+        assert paired.status_code == 200, paired.text
+        # The bootstrap token is spent in every worker, at once (a shared check-and-set), and so is the code.
+        again = {"device": {"id": "qr-phone-2", "model": "Test", "platform": "ios"}}
+        replay = conns[1].post(
+            "/api/v1/auth/pair", json=again, headers={"Authorization": f"Bearer {bootstrap}"}
+        )
+        assert replay.status_code == 401, replay.text
+        twice = conns[0].post("/api/v1/pair", json={"code": code}, headers={"X-Pairing-Request": "true"})
+        assert twice.status_code == 404, twice.text
+    finally:
+        for client in conns.values():
+            client.close()
+
+
+def test_dashboard_session_is_shared_by_the_workers(server: NekzusServer) -> None:
+    user = {"username": "admin", "password": "correct-horse-42"}
+    conns = connections(server)
+    try:
+        conns[0].post("/api/v1/auth/setup", json=user)
+        login = conns[0].post("/api/v1/ui/login", json=user)
+        assert login.status_code == 200, login.text
+        cookie = {"Cookie": f"nekzus_session={login.cookies['nekzus_session']}"}
+        seen = conns[1].get("/api/v1/ui/session", headers=cookie).json()
+        assert seen["authenticated"] is True and seen["csrfToken"] == login.json()["csrfToken"]
+        out = conns[1].post("/api/v1/ui/logout", headers={**cookie, "X-CSRF-Token": seen["csrfToken"]})
+        assert out.status_code == 200, out.text
+        assert conns[0].get("/api/v1/ui/session", headers=cookie).json()["authenticated"] is False
+    finally:
+        for client in conns.values():
+            client.close()
+
+
 async def _hub_sees_events_from_both_workers(server: NekzusServer, conns: dict[int, httpx.Client]) -> None:
     # Several hub clients: wherever each one landed, one of the two events was caused in the other worker.
     clients = [await WS.open(server.ws_url, "") for _ in range(4)]

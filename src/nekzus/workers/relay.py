@@ -62,7 +62,7 @@ class Relay:
     def __init__(self, sock: socket.socket, deliver: Callable[[Any], None]) -> None:
         self.sock = sock
         self.sock.setblocking(False)
-        self.deliver = deliver
+        self.handlers: dict[str, Callable[[Any], None]] = {EVENT: deliver}
         self._out = bytearray()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writing = False
@@ -78,6 +78,10 @@ class Relay:
 
     def send(self, kind: str, payload: Any) -> None:
         self.send_raw(frame(kind, payload))
+
+    def on(self, kind: str, handler: Callable[[Any], None]) -> None:
+        """Apply frames of `kind` sent by the other workers with `handler(payload)`."""
+        self.handlers[kind] = handler
 
     def send_raw(self, data: bytes) -> None:
         if len(self._out) + len(data) > MAX_BUFFERED:
@@ -122,8 +126,13 @@ class Relay:
                     if raw == READY:
                         continue
                     kind, payload = decode(raw)
-                    if kind == EVENT:
-                        self.deliver(payload)
+                    handler = self.handlers.get(kind)
+                    if handler is None:
+                        continue
+                    try:
+                        handler(payload)
+                    except Exception:
+                        log.exception("relayed %s could not be applied", kind)
         finally:
             if self._writing:
                 with contextlib.suppress(Exception):

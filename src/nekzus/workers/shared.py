@@ -20,6 +20,7 @@ import mmap
 import multiprocessing
 import struct
 from collections.abc import Awaitable, Callable, Iterator
+from typing import NamedTuple
 
 log = logging.getLogger("nekzus.workers")
 
@@ -191,6 +192,120 @@ class SharedBuckets:
             self._map[:] = bytes(len(self._map))
 
 
+# -- dashboard sessions ----------------------------------------------------------------------------
+
+# id digest, created, last seen, CSRF token, user name, user token (NUL-padded; none of them holds a NUL)
+_SESSION = struct.Struct("32sdd64s256s2048s")
+_EMPTY = bytes(32)
+
+
+# created, last seen, CSRF token, user name, user token
+Record = tuple[float, float, str, str, str]
+
+
+class SessionRecord(NamedTuple):
+    created: float
+    last_seen: float
+    csrf: str
+    username: str
+    token: str
+
+
+class SharedSessions:
+    """The dashboard's session table in shared memory, so a browser's connections may land on any
+    worker. Nothing is written to disk: a restart still signs everyone out. Sessions are found by the
+    SHA-256 of their id (the id itself is not stored)."""
+
+    def __init__(self, lock: SharedLock, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self.lock = lock
+        self._map = mmap.mmap(-1, capacity * _SESSION.size)
+
+    @staticmethod
+    def _digest(session_id: str) -> bytes:
+        return hashlib.sha256(session_id.encode()).digest()
+
+    def _find(self, digest: bytes) -> int:
+        size, buf, at = _SESSION.size, self._map, 0
+        while True:
+            at = buf.find(digest, at)
+            if at < 0:
+                return -1
+            if at % size == 0:
+                return at // size
+            at += 1
+
+    def put(self, session_id: str, record: Record, idle: float, now: float) -> bool:
+        """Store a new session, reusing an empty or idle slot, else the least recently used one.
+        False when a value does not fit its field (the caller keeps the session out)."""
+        try:
+            raw = _SESSION.pack(
+                self._digest(session_id),
+                record[0],
+                record[1],
+                _fits(record[2], 64),
+                _fits(record[3], 256),
+                _fits(record[4], 2048),
+            )
+        except ValueError:
+            return False
+        size = _SESSION.size
+        with self.lock.held():
+            chosen, oldest = -1, float("inf")
+            for index in range(self.capacity):
+                digest, _created, seen = struct.unpack_from("32sdd", self._map, index * size)
+                if digest == _EMPTY or now - seen > idle:
+                    chosen = index
+                    break
+                if seen < oldest:
+                    chosen, oldest = index, seen
+            self._map[chosen * size : (chosen + 1) * size] = raw
+        return True
+
+    def get(self, session_id: str) -> SessionRecord | None:
+        with self.lock.held():
+            index = self._find(self._digest(session_id))
+            if index < 0:
+                return None
+            _d, created, seen, csrf, user, token = _SESSION.unpack_from(self._map, index * _SESSION.size)
+        return SessionRecord(
+            created,
+            seen,
+            csrf.rstrip(b"\0").decode(),
+            user.rstrip(b"\0").decode(),
+            token.rstrip(b"\0").decode(),
+        )
+
+    def touch(self, session_id: str, now: float) -> None:
+        with self.lock.held():
+            index = self._find(self._digest(session_id))
+            if index >= 0:
+                struct.pack_into("d", self._map, index * _SESSION.size + 40, now)
+
+    def drop(self, session_id: str) -> None:
+        with self.lock.held():
+            index = self._find(self._digest(session_id))
+            if index >= 0:
+                size = _SESSION.size
+                self._map[index * size : (index + 1) * size] = bytes(size)
+
+    def count(self, idle: float, now: float) -> int:
+        size, live = _SESSION.size, 0
+        with self.lock.held():
+            for index in range(self.capacity):
+                digest, _created, seen = struct.unpack_from("32sdd", self._map, index * size)
+                if digest != _EMPTY and now - seen <= idle:
+                    live += 1
+        return live
+
+
+def _fits(text: str, size: int) -> bytes:
+    raw = text.encode()
+    if len(raw) > size or b"\0" in raw:
+        raise ValueError("does not fit")
+    return raw
+
+
 class SharedState:
     """Everything the supervisor maps before forking the workers."""
 
@@ -198,3 +313,4 @@ class SharedState:
         self.lock = SharedLock()
         self.generations = Generations(self.lock)
         self.buckets = SharedBuckets(SharedLock())
+        self.sessions = SharedSessions(SharedLock())

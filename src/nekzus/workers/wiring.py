@@ -4,8 +4,10 @@ rate-limit table and the event relay. Called by the server for every worker of a
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
+from nekzus.ui.sessions import UI_SESSIONS
 from nekzus.workers import WorkerInfo
 from nekzus.workers.relay import READY, Relay
 from nekzus.workers.shared import AUTH, CATALOG, CONFIG, Mirrors
@@ -65,11 +67,31 @@ def join(app: NekzusApp, info: WorkerInfo) -> WorkerGate:
     if not info.leader:
         services.health.register("health", _followed_health(app))
     services.limiter.share(info.shared.buckets)
+    sessions = domains.features.get(UI_SESSIONS)
+    if sessions is not None:
+        sessions.share(info.shared.sessions)
 
     relay: Relay | None = None
     if info.relay_socket is not None:
         relay = Relay(info.relay_socket, services.bus.deliver_remote)
         services.bus.relay = relay.publish
+        pairing = auth.pairing
+        sender = relay
+
+        def replicate(op: str, payload: Any) -> None:
+            sender.send("pairing", (op, payload))
+
+        pairing.replicate = replicate
+        buckets = info.shared.buckets
+
+        def first_use(key: str) -> bool:
+            # A bucket of one token that never refills (within the code's lifetime) is a shared
+            # "spent" flag.
+            allowed, _left = buckets.take("once\0" + key, 1e-9, 1, time.monotonic(), 3600.0)
+            return allowed
+
+        pairing.first_use = first_use
+        relay.on("pairing", lambda message: pairing.apply(*message))
 
     async def start() -> None:
         services.spawn(mirrors.watch(), "workers-watch")
