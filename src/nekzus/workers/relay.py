@@ -62,7 +62,7 @@ class Relay:
     def __init__(self, sock: socket.socket, deliver: Callable[[Any], None]) -> None:
         self.sock = sock
         self.sock.setblocking(False)
-        self.handlers: dict[str, Callable[[Any], None]] = {EVENT: deliver}
+        self.handlers: dict[str, Callable[[Any], object]] = {EVENT: deliver}
         self._out = bytearray()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writing = False
@@ -79,7 +79,7 @@ class Relay:
     def send(self, kind: str, payload: Any) -> None:
         self.send_raw(frame(kind, payload))
 
-    def on(self, kind: str, handler: Callable[[Any], None]) -> None:
+    def on(self, kind: str, handler: Callable[[Any], object]) -> None:
         """Apply frames of `kind` sent by the other workers with `handler(payload)`."""
         self.handlers[kind] = handler
 

@@ -7,10 +7,12 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from nekzus.api.certificates import CERTIFICATES as CERTIFICATE_SERVICE
+from nekzus.jobs import JOBS
 from nekzus.ui.sessions import UI_SESSIONS
 from nekzus.workers import WorkerInfo
 from nekzus.workers.relay import READY, Relay
-from nekzus.workers.shared import AUTH, CATALOG, CONFIG, Mirrors
+from nekzus.workers.shared import AUTH, CATALOG, CERTIFICATES, CONFIG, Mirrors
 
 if TYPE_CHECKING:
     from nekzus.app import NekzusApp
@@ -64,6 +66,11 @@ def join(app: NekzusApp, info: WorkerInfo) -> WorkerGate:
 
         mirrors.register(CONFIG, follow_config)
 
+    certificates = domains.features.get(CERTIFICATE_SERVICE)
+    if certificates is not None:
+        certs = certificates
+        certs.changed = lambda: mirrors.changed(CERTIFICATES)
+        mirrors.register(CERTIFICATES, certs.resync)
     if not info.leader:
         services.health.register("health", _followed_health(app))
     services.limiter.share(info.shared.buckets)
@@ -91,6 +98,16 @@ def join(app: NekzusApp, info: WorkerInfo) -> WorkerGate:
             return allowed
 
         pairing.first_use = first_use
+        jobs = domains.features.get(JOBS)
+        if jobs is not None:
+            runner = jobs
+
+            def cancel_elsewhere(job_id: str) -> bool:
+                sender.send("jobs.cancel", job_id)
+                return True
+
+            runner.cancel_elsewhere = cancel_elsewhere
+            relay.on("jobs.cancel", runner.cancel)
         relay.on("pairing", lambda message: pairing.apply(*message))
 
     async def start() -> None:
