@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
 import mmap
-import multiprocessing
+import os
 import struct
 from collections.abc import Awaitable, Callable, Iterator
 from typing import NamedTuple
@@ -34,21 +35,25 @@ SLOTS = 8
 
 
 class SharedLock:
-    """A lock every forked worker shares (a POSIX semaphore in shared memory).
+    """A lock every forked worker shares: a POSIX record lock on an anonymous in-memory file.
 
-    Critical sections are a few memory operations, so waiting blocks the event loop for microseconds.
+    The kernel releases it when its holder dies, so a worker killed inside a critical section cannot
+    hang the others (a semaphore would stay taken). Critical sections are a few memory operations, so
+    waiting blocks the event loop for microseconds. One event-loop thread per process: a process never
+    contends with itself.
     """
 
     def __init__(self) -> None:
-        self._lock = multiprocessing.get_context("fork").Lock()
+        self._fd = os.memfd_create("nekzus-lock", os.MFD_CLOEXEC)
+        os.ftruncate(self._fd, 1)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        self._lock.acquire()
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            self._lock.release()
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
 
 
 class Generations:
