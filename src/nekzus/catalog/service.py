@@ -387,58 +387,107 @@ class CatalogService:
                     f'subdomain "{spec.subdomain}" already used by route "{other.route_id}"',
                 )
 
+    # ---- writes ----------------------------------------------------------------------------------
+    # Every change is one transaction (app, route, icon and orphaned app together), and the in-memory
+    # catalog is updated only after it committed: a failed write leaves neither half-saved rows nor a
+    # memory that disagrees with the database.
+
+    @staticmethod
+    async def _write_app(session: AsyncSession, spec: AppSpec, source: str) -> AppEntry:
+        row = await session.get(AppRow, spec.id)
+        if row is None:
+            session.add(AppRow(id=spec.id, name=spec.name, spec=json.dumps(spec.storage()), source=source))
+        else:
+            row.name = spec.name
+            row.spec = json.dumps(spec.storage())
+            row.source = source
+        return AppEntry(spec, source)
+
+    @staticmethod
+    async def _write_route(session: AsyncSession, spec: RouteSpec, source: str) -> RouteEntry:
+        row = await session.get(RouteRow, spec.route_id)
+        data = json.dumps(spec.storage())
+        if row is None:
+            session.add(
+                RouteRow(
+                    id=spec.route_id,
+                    app_id=spec.app_id,
+                    path_base=spec.path_base,
+                    target=spec.to,
+                    spec=data,
+                    source=source,
+                )
+            )
+        else:
+            row.app_id = spec.app_id
+            row.path_base = spec.path_base
+            row.target = spec.to
+            row.spec = data
+            row.source = source
+        return RouteEntry(spec, source)
+
+    @staticmethod
+    async def _delete_app_rows(session: AsyncSession, app_id: str) -> None:
+        await session.execute(delete(AppRow).where(AppRow.id == app_id))
+        await session.execute(delete(ServiceHealthRow).where(ServiceHealthRow.app_id == app_id))
+
+    def _orphaned(self, app_id: str, *, leaving: str) -> bool:
+        """True when no route but `leaving` (which is moving away or being deleted) uses the app."""
+        return not any(e.spec.app_id == app_id and rid != leaving for rid, e in self.routes.items())
+
+    def _forget_app(self, app_id: str) -> None:
+        self.apps.pop(app_id, None)
+        self.health.pop(app_id, None)
+
     async def _save_app(self, spec: AppSpec, source: str) -> None:
         async with self.db.session() as session:
-            row = await session.get(AppRow, spec.id)
-            if row is None:
-                session.add(
-                    AppRow(id=spec.id, name=spec.name, spec=json.dumps(spec.storage()), source=source)
-                )
-            else:
-                row.name = spec.name
-                row.spec = json.dumps(spec.storage())
-                row.source = source
-        self.apps[spec.id] = AppEntry(spec, source)
-
-    async def _ensure_app(self, app_id: str, source: str) -> None:
-        if app_id not in self.apps:
-            await self._save_app(AppSpec(id=app_id, name=app_id), source)
+            entry = await self._write_app(session, spec, source)
+        self.apps[spec.id] = entry
 
     async def _save_route(self, spec: RouteSpec, source: str) -> None:
-        await self._ensure_app(spec.app_id, source)
+        """Save a route, creating a bare app for it in the same transaction when its app is unknown."""
         async with self.db.session() as session:
-            row = await session.get(RouteRow, spec.route_id)
-            data = json.dumps(spec.storage())
-            if row is None:
-                session.add(
-                    RouteRow(
-                        id=spec.route_id,
-                        app_id=spec.app_id,
-                        path_base=spec.path_base,
-                        target=spec.to,
-                        spec=data,
-                        source=source,
-                    )
-                )
-            else:
-                row.app_id = spec.app_id
-                row.path_base = spec.path_base
-                row.target = spec.to
-                row.spec = data
-                row.source = source
-        self.routes[spec.route_id] = RouteEntry(spec, source)
+            app = None
+            if spec.app_id not in self.apps:
+                app = await self._write_app(session, AppSpec(id=spec.app_id, name=spec.app_id), source)
+            route = await self._write_route(session, spec, source)
+        if app is not None:
+            self.apps[spec.app_id] = app
+        self.routes[spec.route_id] = route
 
     async def save_route(self, spec: RouteSpec, *, source: str = "api", icon: str | None = None) -> RouteSpec:
         """Create or replace a route (409 on a path/subdomain clash)."""
         async with self._lock:
             self._check_conflicts(spec)
             existing = self.routes.get(spec.route_id)
-            await self._save_route(spec, existing.source if existing and source == "api" else source)
-            if icon is not None and spec.app_id in self.apps:
-                app = self.apps[spec.app_id]
-                await self._save_app(app.spec.model_copy(update={"icon": icon}), app.source)
-            if existing is not None and existing.spec.app_id != spec.app_id:
-                await self._drop_orphan_app(existing.spec.app_id)
+            route_source = existing.source if existing and source == "api" else source
+            old_app = existing.spec.app_id if existing is not None else None
+            orphan = (
+                old_app
+                if old_app is not None
+                and old_app != spec.app_id
+                and self._orphaned(old_app, leaving=spec.route_id)
+                else None
+            )
+            async with self.db.session() as session:
+                app = self.apps.get(spec.app_id)
+                new_app = None
+                if app is None:
+                    app = new_app = await self._write_app(
+                        session, AppSpec(id=spec.app_id, name=spec.app_id), route_source
+                    )
+                if icon is not None:
+                    new_app = await self._write_app(
+                        session, app.spec.model_copy(update={"icon": icon}), app.source
+                    )
+                route = await self._write_route(session, spec, route_source)
+                if orphan is not None:
+                    await self._delete_app_rows(session, orphan)
+            if new_app is not None:
+                self.apps[spec.app_id] = new_app
+            self.routes[spec.route_id] = route
+            if orphan is not None:
+                self._forget_app(orphan)
         self._changed("Route saved", routeId=spec.route_id)
         return spec
 
@@ -447,21 +496,24 @@ class CatalogService:
             entry = self.routes.get(route_id)
             if entry is None:
                 return False
+            app_id = entry.spec.app_id
+            orphan = self._orphaned(app_id, leaving=route_id)
             async with self.db.session() as session:
                 await session.execute(delete(RouteRow).where(RouteRow.id == route_id))
+                if orphan:
+                    await self._delete_app_rows(session, app_id)
             del self.routes[route_id]
-            await self._drop_orphan_app(entry.spec.app_id)
+            if orphan:
+                self._forget_app(app_id)
         self._changed("Route deleted", routeId=route_id)
         return True
 
     async def _drop_orphan_app(self, app_id: str) -> None:
-        if any(e.spec.app_id == app_id for e in self.routes.values()):
+        if not self._orphaned(app_id, leaving=""):
             return
         async with self.db.session() as session:
-            await session.execute(delete(AppRow).where(AppRow.id == app_id))
-            await session.execute(delete(ServiceHealthRow).where(ServiceHealthRow.app_id == app_id))
-        self.apps.pop(app_id, None)
-        self.health.pop(app_id, None)
+            await self._delete_app_rows(session, app_id)
+        self._forget_app(app_id)
 
     async def register(
         self, app: dict[str, Any], route: dict[str, Any], *, actor: str = "system", ip: str = ""
@@ -476,9 +528,16 @@ class CatalogService:
         async with self._lock:
             self._check_conflicts(route_spec)
             existing = self.apps.get(app_spec.id)
-            await self._save_app(app_spec, existing.source if existing else "discovery")
             route_existing = self.routes.get(route_spec.route_id)
-            await self._save_route(route_spec, route_existing.source if route_existing else "discovery")
+            async with self.db.session() as session:
+                app_entry = await self._write_app(
+                    session, app_spec, existing.source if existing else "discovery"
+                )
+                route_entry = await self._write_route(
+                    session, route_spec, route_existing.source if route_existing else "discovery"
+                )
+            self.apps[app_spec.id] = app_entry
+            self.routes[route_spec.route_id] = route_entry
         self._changed("Route registered", routeId=route_spec.route_id)
         audit = self.audit
         if audit is not None:
