@@ -141,10 +141,11 @@ class CatalogService:
 
     async def resync(self) -> None:
         """Re-read the catalog another worker process changed (its change was announced there)."""
-        self.apps.clear()
-        self.routes.clear()
-        await self._read_storage()
-        self._changed("Catalog reloaded", announce=False)
+        async with self._lock:  # not in the middle of this worker's own change
+            self.apps.clear()
+            self.routes.clear()
+            await self._read_storage()
+            self._changed("Catalog reloaded", announce=False)
 
     async def _read_storage(self) -> None:
         async with self.db.session() as session:
