@@ -75,6 +75,10 @@ class Supervisor:
                 self.selector.close()
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     signal.signal(sig, signal.SIG_DFL)
+                if slot.index:
+                    # Reloads happen in the leader (followers follow it): a SIGHUP sent to the whole
+                    # process group must not end a follower.
+                    signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 info = WorkerInfo(
                     index=slot.index,
                     count=self.count,
