@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from tests.events.conftest import WS, create_api_key, pair_device
 from tests.nekzus_server import NekzusServer
@@ -244,6 +245,28 @@ def _children(pid: int) -> set[int]:
         text = (task / "children").read_text().split()
         found.update(int(child) for child in text)
     return found
+
+
+def test_config_reload_in_the_leader_reaches_every_worker(server: NekzusServer) -> None:
+    route = {
+        "id": "from-file",
+        "app_id": "from-file",
+        "path_base": "/apps/from-file/",
+        "to": "http://127.0.0.1:9",
+    }
+    server.config["routes"] = [route]
+    server.config_path.write_text(yaml.safe_dump(server.config))
+    conns = connections(server)
+    try:
+        for index, client in conns.items():
+            deadline = time.monotonic() + 30
+            while "from-file" not in {r["routeId"] for r in client.get("/api/v1/routes").json()}:
+                assert time.monotonic() < deadline, f"worker {index} never saw the reloaded route"
+                time.sleep(0.05)
+            assert _worker_of(client) == index
+    finally:
+        for client in conns.values():
+            client.close()
 
 
 def test_a_killed_worker_is_restarted(server: NekzusServer) -> None:
