@@ -14,11 +14,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# pip compiles the dependencies' bytecode; the editable source tree is compiled here, so the first start
+# (and a read-only checkout) does not pay for compiling ~200 modules.
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/python -m compileall -q -j 0 src
 
 install-test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m compileall -q -j 0 src
 
 system-deps:
 	bash scripts/install-system-deps.sh
@@ -36,9 +40,12 @@ typecheck: install-test
 test: system-deps install-test lint typecheck
 	$(BIN)/pytest -n 2 --dist loadgroup --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
 
+# Every benchmark (proxy vs Caddy/nginx, WebSocket fan-out, scale, start-up) and one summary table;
+# `make bench BENCH_ARGS=--quick` for a smoke run.
+BENCH_ARGS ?=
 bench: install-test
 	bash scripts/install-system-deps.sh bench
-	$(BIN)/python bench/proxy.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,20 +1,33 @@
-"""WebSocket fan-out benchmark: one Nekzus, N WebSocket clients, M events, delivery latency and server RSS.
+"""WebSocket fan-out benchmark: one Nekzus, N WebSocket clients, M events.
 
-    .venv/bin/python bench/ws_fanout.py                 # 1,000 clients, 100 events
+    .venv/bin/python bench/ws_fanout.py                        # 1,000 clients, 100 events
     .venv/bin/python bench/ws_fanout.py --clients 200 --events 20
+    .venv/bin/python bench/ws_fanout.py --baseline-src /work/main/src   # A/B against another tree
 
 Starts `nekzus --insecure-http` on a free loopback port (rate limits off, own temp data dir), connects
-the clients from this one asyncio process (aiohttp), authenticates them as trusted loopback clients,
-then publishes events through `POST /api/v1/webhooks/notify` with the send time in the payload. Each
-client records `receive time - send time` for every `webhook` message. Everything is bounded: connect
-and delivery deadlines, a fixed number of events. Exit status 0 only when every client received every
-event and p99 latency is under the target.
+the clients from this one process, authenticates them as trusted loopback clients, then publishes events
+through `POST /api/v1/webhooks/notify` with the send time in the payload. Reports, per server:
+
+- delivery latency p50/p90/p99/max (receive time minus the time just before the publishing POST),
+- completeness: deliveries received out of clients x events, and how many clients got every event,
+- server CPU per delivered message: user+system CPU time of the server process (from
+  /proc/<pid>/stat) over the publish phase, divided by the deliveries. This is the load-independent
+  number; latency moves with whatever else runs on the machine.
+
+The clients are minimal asyncio protocols speaking RFC 6455 directly (handshake, masked auth frame,
+frame parsing in `data_received`), so the load generator costs a few µs per message and the latency
+is the server's, not a WebSocket library's. Messages are only timestamped on receipt and parsed after
+the run. `--baseline-src` runs the same measurement against a second Nekzus started from another source
+tree (same interpreter), one server at a time, alternating the order over `--rounds`.
+Everything is bounded: connect and delivery deadlines, a fixed number of events. Exit status 0 only when
+every client received every event and p99 is under the target (on every server measured).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -29,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+MIB = 1024 * 1024
 
 
 def free_port() -> int:
@@ -56,12 +69,33 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process so far (fields 14 and 15 of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    return sum(cpu_split(pid))
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 class Nekzus:
-    def __init__(self, data_dir: Path, uvloop: bool = False) -> None:
+    def __init__(self, data_dir: Path, src: Path | None = None, uvloop: bool = False) -> None:
+        self.src = src
         self.uvloop = uvloop
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
         config = {
             "server": {"addr": f"127.0.0.1:{self.port}"},
             "storage": {"database_path": str(data_dir / "nexus.db")},
@@ -72,8 +106,15 @@ class Nekzus:
         self.log_path = data_dir / "nekzus.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NEKZUS_")}
+        if self.src is not None:
+            env["PYTHONPATH"] = str(self.src)
         with open(self.log_path, "ab") as log:
             launcher = ["-m", "nekzus"]
             if self.uvloop:  # what-if: the same server on uvloop's event loop
@@ -89,7 +130,7 @@ class Nekzus:
                 cwd=self.data_dir,
             )
 
-    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 20.0) -> None:
+    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
@@ -103,15 +144,6 @@ class Nekzus:
             await asyncio.sleep(0.05)
         raise TimeoutError("nekzus did not become ready")
 
-    def cpu(self) -> float:
-        assert self.proc is not None
-        times = psutil.Process(self.proc.pid).cpu_times()
-        return float(times.user + times.system)
-
-    def rss(self) -> int:
-        assert self.proc is not None
-        return int(psutil.Process(self.proc.pid).memory_info().rss)
-
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -123,44 +155,229 @@ class Nekzus:
             self.proc.wait(5)
 
 
-class BenchClient:
-    def __init__(self, index: int, expected: int) -> None:
-        self.index = index
+def masked_text(payload: bytes) -> bytes:
+    """A client-to-server text frame (clients must mask; a zero mask keeps the payload as is)."""
+    size = len(payload)
+    head = bytes((0x81, 0x80 | size)) if size < 126 else bytes((0x81, 0x80 | 126)) + size.to_bytes(2, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+class RawClient(asyncio.Protocol):
+    """A minimal WebSocket client: handshake, auth, then frames timestamped as they arrive."""
+
+    def __init__(self, expected: int) -> None:
         self.expected = expected
-        self.latencies: list[float] = []
-        self.seen: set[int] = set()
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.done = asyncio.Event()
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.ready = asyncio.get_running_loop().create_future()
+        self.done = asyncio.get_running_loop().create_future()
+        self.received: list[tuple[float, bytes]] = []
+        self.webhooks = 0
 
-    async def connect(self, session: aiohttp.ClientSession, url: str) -> None:
-        self.ws = await session.ws_connect(
-            url + "/api/v1/ws", autoping=True, heartbeat=None, max_msg_size=1 << 20
-        )
-        await self.ws.send_str('{"type":"auth","data":{"token":""}}')
-        for _ in range(3):
-            message = json.loads((await asyncio.wait_for(self.ws.receive(), 10)).data)
-            if message["type"] == "auth_failed":
-                raise RuntimeError(f"client {self.index}: {message['data']}")
-            if message["type"] == "hello":
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buf = self.buffer
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
                 return
-        raise RuntimeError(f"client {self.index}: no hello")
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self._fail(RuntimeError(bytes(buf[:200]).decode(errors="replace")))
+                return
+            del buf[: end + 4]
+            self.upgraded = True
+            assert self.transport is not None
+            self.transport.write(masked_text(b'{"type":"auth","data":{"token":""}}'))
+        while len(buf) >= 2:
+            opcode = buf[0] & 0x0F
+            size = buf[1] & 0x7F
+            offset = 2
+            if size == 126:
+                if len(buf) < 4:
+                    return
+                size = int.from_bytes(buf[2:4], "big")
+                offset = 4
+            elif size == 127:
+                if len(buf) < 10:
+                    return
+                size = int.from_bytes(buf[2:10], "big")
+                offset = 10
+            if len(buf) < offset + size:
+                return
+            payload = bytes(buf[offset : offset + size])
+            del buf[: offset + size]
+            if opcode == 0x1:
+                self._on_text(now, payload)
+            elif opcode == 0x9 and self.transport is not None:  # ping → pong
+                self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+            elif opcode == 0x8:
+                self._fail(ConnectionError(f"closed by server: {payload[2:]!r}"))
 
-    async def read(self) -> None:
-        assert self.ws is not None
-        async for msg in self.ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                break
-            now = time.time()
-            message = json.loads(msg.data)
-            if message["type"] != "webhook":
-                continue
-            payload = message["data"]["data"]
-            seq = payload["seq"]
-            if seq not in self.seen:
-                self.seen.add(seq)
-                self.latencies.append(now - payload["sentAt"])
-                if len(self.seen) >= self.expected:
-                    self.done.set()
+    def _on_text(self, now: float, payload: bytes) -> None:
+        if not self.ready.done():
+            if b'"auth_failed"' in payload:
+                self._fail(RuntimeError(payload.decode(errors="replace")))
+            elif payload.startswith(b'{"type":"hello"'):
+                self.ready.set_result(None)
+            return
+        if payload.startswith(b'{"type":"webhook"'):
+            self.received.append((now, payload))
+            self.webhooks += 1
+            if self.webhooks >= self.expected and not self.done.done():
+                self.done.set_result(None)
+
+    def _fail(self, exc: Exception) -> None:
+        for future in (self.ready, self.done):
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # marks it retrieved
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionError("connection lost"))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def open_client(port: int, expected: int) -> RawClient:
+    loop = asyncio.get_running_loop()
+    _transport, client = await loop.create_connection(lambda: RawClient(expected), "127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    assert client.transport is not None
+    client.transport.write(
+        (
+            f"GET /api/v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    await asyncio.wait_for(client.ready, 20)
+    return client
+
+
+async def measure(server: Nekzus, args: argparse.Namespace) -> dict[str, Any]:
+    """One server: connect the clients, publish, collect. Returns the raw figures."""
+    server.start()
+    clients: list[RawClient] = []
+    timeout = aiohttp.ClientTimeout(total=30)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            await server.wait_ready(session)
+            rss_idle = rss_bytes(server.pid)
+            started = time.perf_counter()
+            gate = asyncio.Semaphore(100)
+
+            async def connect() -> None:
+                async with gate:
+                    clients.append(await open_client(server.port, args.events))
+
+            await asyncio.wait_for(
+                asyncio.gather(*(connect() for _ in range(args.clients))), args.connect_timeout
+            )
+            connect_secs = time.perf_counter() - started
+            rss_connected = rss_bytes(server.pid)
+            load_before = os.getloadavg()[0]
+            user0, sys0 = cpu_split(server.pid)
+            my_cpu0 = time.process_time()
+            publish_started = time.perf_counter()
+            rss_peak = rss_connected
+            url = server.url + "/api/v1/webhooks/notify"
+            for seq in range(args.events):
+                body = {"type": "bench", "data": {"seq": seq, "sentAt": time.time()}}
+                async with session.post(url, json=body) as reply:
+                    if reply.status != 200:
+                        print(f"publish {seq} failed: {reply.status} {await reply.text()}", file=sys.stderr)
+                if seq % 10 == 0:
+                    rss_peak = max(rss_peak, rss_bytes(server.pid))
+                await asyncio.sleep(args.interval)
+            with contextlib.suppress(TimeoutError, ConnectionError):  # counted as missing below
+                await asyncio.wait_for(
+                    asyncio.gather(*(c.done for c in clients), return_exceptions=True), args.delivery_timeout
+                )
+            publish_secs = time.perf_counter() - publish_started
+            user1, sys1 = cpu_split(server.pid)
+            server_user, server_sys = user1 - user0, sys1 - sys0
+            server_cpu = server_user + server_sys
+            client_cpu = time.process_time() - my_cpu0
+            rss_peak = max(rss_peak, rss_bytes(server.pid))
+            load_after = os.getloadavg()[0]
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
+
+    latencies: list[float] = []
+    delivered = complete = 0
+    for client in clients:
+        seen: set[int] = set()
+        for received_at, payload in client.received:
+            data = json.loads(payload)["data"]["data"]
+            if data["seq"] not in seen:
+                seen.add(data["seq"])
+                latencies.append((received_at - data["sentAt"]) * 1000)
+        delivered += len(seen)
+        complete += len(seen) == args.events
+    return {
+        "clients": args.clients,
+        "events": args.events,
+        "connected": len(clients),
+        "connect_s": connect_secs,
+        "publish_s": publish_secs,
+        "expected": args.clients * args.events,
+        "delivered": delivered,
+        "complete_clients": complete,
+        "p50_ms": percentile(latencies, 50),
+        "p90_ms": percentile(latencies, 90),
+        "p99_ms": percentile(latencies, 99),
+        "max_ms": max(latencies) if latencies else float("nan"),
+        "mean_ms": statistics.fmean(latencies) if latencies else float("nan"),
+        "server_cpu_s": server_cpu,
+        "server_sys_share": server_sys / server_cpu if server_cpu else float("nan"),
+        "cpu_us_per_msg": server_cpu / max(delivered, 1) * 1e6,
+        "client_cpu_s": client_cpu,
+        "rss_idle_mib": rss_idle / MIB,
+        "rss_connected_mib": rss_connected / MIB,
+        "rss_peak_mib": rss_peak / MIB,
+        "ws_kib_per_client": (rss_connected - rss_idle) / 1024 / max(len(clients), 1),
+        "load_before": load_before,
+        "load_after": load_after,
+    }
+
+
+ROWS: list[tuple[str, str, str]] = [
+    ("deliveries", "delivered", "{delivered} / {expected}"),
+    ("clients with every event", "complete_clients", "{complete_clients} / {clients}"),
+    ("latency p50", "p50_ms", "{p50_ms:.1f} ms"),
+    ("latency p90", "p90_ms", "{p90_ms:.1f} ms"),
+    ("latency p99", "p99_ms", "{p99_ms:.1f} ms"),
+    ("latency max", "max_ms", "{max_ms:.1f} ms"),
+    ("server CPU while publishing", "server_cpu_s", "{server_cpu_s:.2f} s"),
+    ("server CPU per delivered message", "cpu_us_per_msg", "{cpu_us_per_msg:.1f} µs"),
+    ("  of which in the kernel (system)", "server_sys_share", "{server_sys_share:.0%}"),
+    ("bench client CPU while publishing", "client_cpu_s", "{client_cpu_s:.2f} s"),
+    ("connect all clients", "connect_s", "{connect_s:.2f} s"),
+    ("server RSS idle", "rss_idle_mib", "{rss_idle_mib:.1f} MiB"),
+    ("server RSS connected", "rss_connected_mib", "{rss_connected_mib:.1f} MiB"),
+    ("server RSS peak", "rss_peak_mib", "{rss_peak_mib:.1f} MiB"),
+    ("RSS per open WebSocket", "ws_kib_per_client", "{ws_kib_per_client:.1f} KiB"),
+    ("load average (1 min) before/after", "load_after", "{load_before:.1f} / {load_after:.1f}"),
+]
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per metric, the median over the rounds (counts: the worst)."""
+    out: dict[str, Any] = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, float):
+            out[key] = statistics.median(r[key] for r in runs)
+    for key in ("delivered", "complete_clients", "connected"):
+        out[key] = min(r[key] for r in runs)
+    return out
 
 
 async def bench(args: argparse.Namespace) -> int:
@@ -168,102 +385,51 @@ async def bench(args: argparse.Namespace) -> int:
     if limit < args.clients + 64:
         print(f"file descriptor limit {limit} too low for {args.clients} clients", file=sys.stderr)
         return 2
+    names = ["nekzus"] + (["baseline"] if args.baseline_src else [])
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="nekzus-bench-") as tmp:
-        server = Nekzus(Path(tmp), uvloop=args.server_uvloop)
-        server.start()
-        connector = aiohttp.TCPConnector(limit=0, force_close=False)
-        timeout = aiohttp.ClientTimeout(total=30)
-        try:
-            async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-                await server.wait_ready(session)
-                rss_idle = server.rss()
-                clients = [BenchClient(i, args.events) for i in range(args.clients)]
-                started = time.perf_counter()
-                gate = asyncio.Semaphore(100)
-
-                async def connect(client: BenchClient) -> None:
-                    async with gate:
-                        await client.connect(session, server.url)
-
-                await asyncio.wait_for(asyncio.gather(*(connect(c) for c in clients)), args.connect_timeout)
-                connect_secs = time.perf_counter() - started
-                readers = [asyncio.ensure_future(c.read()) for c in clients]
-                rss_connected = server.rss()
-
-                publish_started = time.perf_counter()
-                server_cpu0 = server.cpu()
-                me = psutil.Process()
-                my_cpu0 = sum(me.cpu_times()[:2])
-                rss_peak = rss_connected
-                for seq in range(args.events):
-                    body = {"type": "bench", "data": {"seq": seq, "sentAt": time.time()}}
-                    async with session.post(server.url + "/api/v1/webhooks/notify", json=body) as reply:
-                        if reply.status != 200:
-                            print(
-                                f"publish {seq} failed: {reply.status} {await reply.text()}", file=sys.stderr
-                            )
-                    if seq % 10 == 0:
-                        rss_peak = max(rss_peak, server.rss())
-                    await asyncio.sleep(args.interval)
-                with contextlib.suppress(TimeoutError):  # counted as missing deliveries below
-                    await asyncio.wait_for(
-                        asyncio.gather(*(c.done.wait() for c in clients)), args.delivery_timeout
-                    )
-                publish_secs = time.perf_counter() - publish_started
-                server_cpu = server.cpu() - server_cpu0
-                client_cpu = sum(me.cpu_times()[:2]) - my_cpu0
-                rss_end = server.rss()
-                rss_peak = max(rss_peak, rss_end)
-                for reader in readers:
-                    reader.cancel()
-                await asyncio.gather(*readers, return_exceptions=True)
-                await asyncio.gather(
-                    *(c.ws.close() for c in clients if c.ws is not None), return_exceptions=True
+        for round_ in range(args.rounds):
+            order = names if round_ % 2 == 0 else list(reversed(names))
+            for name in order:
+                src = args.baseline_src if name == "baseline" else None
+                server = Nekzus(Path(tmp) / f"{name}-{round_}", src=src, uvloop=args.server_uvloop)
+                result = await measure(server, args)
+                runs[name].append(result)
+                print(
+                    f"  round {round_ + 1} {name}: p99 {result['p99_ms']:.1f} ms, "
+                    f"{result['cpu_us_per_msg']:.1f} µs CPU/msg, "
+                    f"{result['delivered']}/{result['expected']} delivered",
+                    file=sys.stderr,
                 )
-        finally:
-            server.stop()
-
-    latencies_ms = [x * 1000 for c in clients for x in c.latencies]
-    expected = args.clients * args.events
-    delivered = sum(len(c.seen) for c in clients)
-    complete = sum(1 for c in clients if len(c.seen) == args.events)
-    p50, p90, p99 = (percentile(latencies_ms, p) for p in (50, 90, 99))
-    worst = max(latencies_ms) if latencies_ms else float("nan")
-    mib = 1024 * 1024
-    rows: list[tuple[str, Any]] = [
-        ("clients", args.clients),
-        ("events", args.events),
-        ("publish interval", f"{args.interval * 1000:.0f} ms"),
-        ("connect all clients", f"{connect_secs:.2f} s"),
-        ("publish + deliver", f"{publish_secs:.2f} s"),
-        ("deliveries", f"{delivered} / {expected}"),
-        ("clients with every event", f"{complete} / {args.clients}"),
-        ("latency p50", f"{p50:.1f} ms"),
-        ("latency p90", f"{p90:.1f} ms"),
-        ("latency p99", f"{p99:.1f} ms"),
-        ("latency max", f"{worst:.1f} ms"),
-        ("latency mean", f"{statistics.fmean(latencies_ms):.1f} ms" if latencies_ms else "n/a"),
-        ("server CPU while publishing", f"{server_cpu:.2f} s"),
-        ("bench client CPU while publishing", f"{client_cpu:.2f} s"),
-        ("server RSS idle", f"{rss_idle / mib:.1f} MiB"),
-        ("server RSS connected", f"{rss_connected / mib:.1f} MiB"),
-        ("server RSS peak", f"{rss_peak / mib:.1f} MiB"),
-        ("cpus", os.cpu_count()),
-        ("load average (1 min) at end", f"{os.getloadavg()[0]:.2f}"),
-        ("server event loop", "uvloop (what-if)" if args.server_uvloop else "as shipped"),
-    ]
-    width = max(len(name) for name, _ in rows)
-    print(f"{'metric':<{width}}  value")
-    print(f"{'-' * width}  {'-' * 20}")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-    passed = delivered == expected and p99 < args.target_p99
-    verdict = "PASS" if passed else "FAIL"
+    results = {name: median_run(r) for name, r in runs.items()}
     print(
-        f"\n{verdict}: every client got every event: {delivered == expected}; "
-        f"p99 < {args.target_p99:.0f} ms: {p99 < args.target_p99}"
+        f"WebSocket fan-out: {args.clients} clients, {args.events} events every "
+        f"{args.interval * 1000:.0f} ms, {os.cpu_count()} CPUs"
+        + (f", median of {args.rounds} rounds" if args.rounds > 1 else "")
     )
-    return 0 if passed else 1
+    width = max(len(label) for label, _, _ in ROWS)
+    header = f"{'metric':<{width}}  " + "  ".join(f"{n:>18}" for n in names)
+    print(header)
+    print("-" * len(header))
+    for label, _key, fmt in ROWS:
+        cells = "  ".join(f"{fmt.format(**results[n]):>18}" for n in names)
+        print(f"{label:<{width}}  {cells}")
+    if "baseline" in results:
+        ratio = results["nekzus"]["cpu_us_per_msg"] / max(results["baseline"]["cpu_us_per_msg"], 1e-9)
+        print(f"\nCPU per delivered message, nekzus / baseline: {ratio:.2f}x")
+    ok = True
+    for name, result in results.items():
+        complete = result["delivered"] == result["expected"]
+        fast = result["p99_ms"] < args.target_p99
+        ok = ok and complete and fast
+        verdict = "PASS" if complete and fast else "FAIL"
+        print(
+            f"{verdict} {name}: every client got every event: {complete}; "
+            f"p99 < {args.target_p99:.0f} ms: {fast}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "runs": runs}, indent=2))
+    return 0 if ok else 1
 
 
 def main() -> int:
@@ -273,15 +439,24 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--events", type=int, default=100)
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between published events")
-    parser.add_argument("--connect-timeout", type=float, default=60.0)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat (A/B order alternates)")
+    parser.add_argument("--connect-timeout", type=float, default=90.0)
     parser.add_argument("--delivery-timeout", type=float, default=30.0)
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also measure Nekzus from this source tree (e.g. a checkout of main's src/) as `baseline`",
+    )
     parser.add_argument(
         "--server-uvloop", action="store_true", help="run the server on uvloop (comparison only)"
     )
-    parser.add_argument("--target-p99", type=float, default=100.0, help="milliseconds")
+    parser.add_argument("--target-p99", type=float, default=50.0, help="milliseconds")
+    parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if not 1 <= args.clients <= 10000 or not 1 <= args.events <= 10000:
         parser.error("clients and events must be between 1 and 10000")
+    if not 1 <= args.rounds <= 20:
+        parser.error("rounds must be between 1 and 20")
     try:
         import uvloop
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from tests.nekzus_server import NekzusServer
+
+if TYPE_CHECKING:  # imported lazily below: only docker tests pay for the engine module
+    from tests.docker.engine import DockerEngine
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +31,7 @@ def client(server: NekzusServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="session")
-def docker_engine() -> Iterator[Any]:
+def docker_engine() -> Iterator[DockerEngine]:
     """One private dockerd for every docker test package of the session (docker tests share a worker)."""
     from tests.docker.engine import DockerEngine
 

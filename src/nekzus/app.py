@@ -5,8 +5,8 @@ Request path, outermost first:
   NekzusApp ── request guard (Host served? same-site Origin on mutations and upgrades?)
       ├── /apps/... (or a routed subdomain) ──> reverse proxy (its own lean pipeline)
       └── EnvelopeMiddleware (request id, headers, client ip, body limit, error boundary, access log)
-            └── readiness gate (503 until storage is open)
-                  └── RateLimitMiddleware
+            └── RateLimitMiddleware
+                  └── readiness gate (503 until storage is open)
                         └── FastAPI (routers of each feature)
 """
 
@@ -17,7 +17,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -72,6 +71,15 @@ FEATURES: list[str] = [
     "nekzus.api.disabled",  # last: answers for features that are switched off
 ]
 
+# Features whose install() mounts nothing unless the composition root built this domain (the attribute of
+# `services.domains`): while it is off the module is not even imported, so its routers, models and the
+# domain code they import cost neither start-up time nor memory. `nekzus.api.disabled` answers for them.
+_NEEDS_DOMAIN: dict[str, str] = {
+    "nekzus.api.containers": "containers",
+    "nekzus.api.discovery": "discovery",
+    "nekzus.api.export": "runtime",
+}
+
 # Paths that answer before storage is ready.
 _ALWAYS_AVAILABLE = ("/healthz", "/livez", "/readyz", "/api/v1/healthz", "/api/docs", "/api/v1/openapi.json")
 
@@ -119,7 +127,7 @@ class NekzusApp:
             metrics=services.metrics,
         )
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
             refused = refusal(scope, self.hosts)
             if refused is not None:
@@ -172,6 +180,9 @@ def create_app(
     install_error_handlers(api)
     domains = build_domains(services)
     for name in features if features is not None else FEATURES:
+        needed = _NEEDS_DOMAIN.get(name)
+        if needed is not None and getattr(domains, needed) is None:
+            continue
         module = importlib.import_module(name)
         module.install(api, services)
     document_scopes(api)

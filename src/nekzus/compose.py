@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from nekzus.auth.activity import ActivityService
 from nekzus.auth.audit import AuditService
+from nekzus.auth.enrollment import DeviceEnrollment
 from nekzus.auth.service import AuthService
 from nekzus.catalog.favicons import FaviconFetcher
 from nekzus.catalog.health import ServiceHealthChecker
@@ -23,6 +24,7 @@ from nekzus.config import Config
 from nekzus.domains import Domains
 from nekzus.events.hub import Hub
 from nekzus.events.notifications import NotificationQueue
+from nekzus.events.types import EventType
 from nekzus.health import ComponentHealth, Status
 from nekzus.http.clientip import parse_networks
 from nekzus.proxy.app import ProxyApp, ProxySettings
@@ -142,6 +144,20 @@ def build_domains(services: Services) -> Domains:
     services.on_shutdown("catalog", stop_catalog)
     services.health.register("health", checker.component_health)
 
+    def announce_pairing(device_id: str, name: str, platform: str) -> None:
+        bus.emit(EventType.DEVICE_PAIRED, {"deviceId": device_id, "deviceName": name, "platform": platform})
+
+    def announce_revoked(device_id: str) -> None:
+        bus.emit(EventType.DEVICE_REVOKED, {"deviceId": device_id})
+
+    enrollment = DeviceEnrollment(
+        auth,
+        metrics=metrics,
+        forget=(cookies.clear, notifications.delete_device),
+        close_device=hub.close_device,
+        announce_paired=announce_pairing,
+        announce_revoked=announce_revoked,
+    )
     domains = Domains(
         auth=auth,
         audit=audit,
@@ -153,6 +169,7 @@ def build_domains(services: Services) -> Domains:
         session_cookies=cookies,
         favicons=FaviconFetcher(),
         proxy=proxy,
+        enrollment=enrollment,
     )
     _build_jobs(services, domains)
     _build_runtime(services, domains)
@@ -268,6 +285,7 @@ def _build_discovery(services: Services, domains: Domains) -> None:
     cfg = services.config.discovery
     if not cfg.enabled:
         return
+    from nekzus.api.discovery import proposal_json
     from nekzus.discovery.manager import DiscoveryManager
 
     manager = DiscoveryManager(
@@ -277,6 +295,7 @@ def _build_discovery(services: Services, domains: Domains) -> None:
         catalog=domains.catalog,
         audit=domains.audit,
         activity=domains.activity,
+        wire=proposal_json,
         runtimes=domains.runtime,
     )
     domains.discovery = manager
@@ -290,7 +309,7 @@ def _build_discovery(services: Services, domains: Domains) -> None:
             return ComponentHealth(Status.HEALTHY, "no discovery sources enabled")
         broken = [w.name for w in manager.workers if not w.healthy]
         if broken:
-            details = {w.name: w.last_error for w in manager.workers if not w.healthy}
+            details = {w.name.value: w.last_error for w in manager.workers if not w.healthy}
             return ComponentHealth(Status.DEGRADED, f"worker(s) failing: {', '.join(broken)}", details)
         return ComponentHealth(Status.HEALTHY, f"{len(manager.workers)} worker(s) active")
 

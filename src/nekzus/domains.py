@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 if TYPE_CHECKING:
     from nekzus.auth.activity import ActivityService
     from nekzus.auth.audit import AuditService
+    from nekzus.auth.enrollment import DeviceEnrollment
     from nekzus.auth.service import AuthService
     from nekzus.catalog.favicons import FaviconFetcher
     from nekzus.catalog.health import ServiceHealthChecker
@@ -88,6 +89,7 @@ class Domains:
     session_cookies: SessionCookieStore
     favicons: FaviconFetcher
     proxy: ProxyApp
+    enrollment: DeviceEnrollment
     runtime: RuntimeManager | None = None
     containers: ContainerService | None = None
     discovery: DiscoveryManager | None = None

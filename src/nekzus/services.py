@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from starlette.types import Receive, Scope, Send
+
 from nekzus.config import Config
 from nekzus.events import EventBus
 from nekzus.health import HealthRegistry
@@ -37,9 +39,9 @@ Hook = Callable[[], Awaitable[None]]
 class ProxyDispatch(Protocol):
     """What the catalog's reverse proxy offers the outer ASGI app."""
 
-    def handles(self, scope: dict[str, Any]) -> bool: ...
+    def handles(self, scope: Scope) -> bool: ...
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None: ...
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
 @dataclass

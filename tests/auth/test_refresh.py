@@ -1,4 +1,4 @@
-"""Token refresh (Part A §7): a just-expired token refreshes; a revoked device never does."""
+"""Token refresh: a just-expired token refreshes (within the grace); a revoked device never does."""
 
 from __future__ import annotations
 

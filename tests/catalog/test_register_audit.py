@@ -35,8 +35,8 @@ def test_register_is_audited(tmp_path: Path) -> None:
         route = {"routeId": "route_grafana", "pathBase": "/apps/grafana/", "to": "http://127.0.0.1:3000"}
         await catalog.register(app, route, actor="user-admin", ip="10.0.0.5")
         await catalog.register(app, {**route, "to": "http://127.0.0.1:3001"})
-        assert catalog.route("route_grafana") is not None
-        assert catalog.route("route_grafana").to == "http://127.0.0.1:3001"  # type: ignore[union-attr]
+        stored = catalog.route("route_grafana")
+        assert stored is not None and stored.to == "http://127.0.0.1:3001"
         assert len(events) == 2
 
         registered, _ = await audit.query(action="app.registered")

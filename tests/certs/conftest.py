@@ -112,9 +112,10 @@ def make_pair(
 def pem(obj: Any) -> str:
     if isinstance(obj, x509.Certificate):
         return obj.public_bytes(serialization.Encoding.PEM).decode()
-    return obj.private_bytes(  # type: ignore[no-any-return]
+    key: bytes = obj.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    )
+    return key.decode()
 
 
 @contextmanager

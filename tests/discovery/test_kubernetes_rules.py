@@ -52,7 +52,7 @@ def test_namespace_inheritance_and_override() -> None:
     # Identity keys are never inherited: two Services in one namespace keep their own app ids.
     a = service_proposals(svc("a"), {"nekzus.enable": "true", "nekzus.app.id": "shared"})
     b = service_proposals(svc("b"), {"nekzus.enable": "true", "nekzus.app.id": "shared"})
-    assert a[0]["suggestedApp"]["id"] == "a" and b[0]["suggestedApp"]["id"] == "b"
+    assert a[0].app.id == "a" and b[0].app.id == "b"
 
 
 def test_headless_and_malformed_never_raise() -> None:
@@ -62,9 +62,9 @@ def test_headless_and_malformed_never_raise() -> None:
         ports=[{"port": 0}, {"port": True}, "garbage", {"port": 8443, "name": "web"}],
     )
     (p,) = service_proposals(weird, {})
-    assert p["detectedScheme"] == "https" and p["detectedPort"] == 8443
-    assert p["suggestedRoute"]["scopes"] == []
-    assert any("nekzus.scheme" in w for w in p["labelWarnings"])
+    assert p.scheme == "https" and p.port == 8443
+    assert p.route.scopes == ()
+    assert any("nekzus.scheme" in w for w in p.warnings)
     # Labels that are not string maps are dropped, not fatal.
     broken = trim(
         {"kind": "Service", "metadata": {"name": "x", "labels": ["a"], "annotations": 5}, "spec": None}
@@ -111,13 +111,13 @@ def test_ingress_backend_tls_and_path() -> None:
             },
         }
     )
-    out = {p["id"]: p for p in ingress_proposals(ingress, {}, {"grafana": backend})}
+    out = {p.id: p for p in ingress_proposals(ingress, {}, {"grafana": backend})}
     assert set(out) == {
         "proposal_kubernetes-ingress_https_mon_g_grafana_443",
         "proposal_kubernetes-ingress_http_mon_g_80",
     }
     tls = out["proposal_kubernetes-ingress_https_mon_g_grafana_443"]
-    assert tls["suggestedRoute"]["pathBase"] == "/grafana/" and tls["suggestedApp"]["id"] == "dash"
+    assert tls.route.path_base == "/grafana/" and tls.app.id == "dash"
     plain = out["proposal_kubernetes-ingress_http_mon_g_80"]
-    assert plain["suggestedRoute"]["to"] == "http://plain.example"
-    assert plain["suggestedRoute"]["pathBase"] == "/apps/dash/"
+    assert plain.route.target == "http://plain.example"
+    assert plain.route.path_base == "/apps/dash/"

@@ -23,10 +23,10 @@ def test_proposal_from_record() -> None:
         {"app_id": "ha", "tags": "home, iot"},
     )
     assert p is not None
-    assert p["id"] == "proposal_mdns_http_Home_Assistant_8123"
-    assert p["detectedHost"] == "192.168.1.5" and p["suggestedApp"]["tags"] == ["home", "iot"]
+    assert p.id == "proposal_mdns_http_Home_Assistant_8123"
+    assert p.host == "192.168.1.5" and p.app.tags == ("home", "iot")
     v6 = build_proposal("_https._tcp.local.", "Printer._https._tcp.local.", ["fe80::1"], 443, "", {})
-    assert v6 is not None and v6["suggestedRoute"]["to"] == "https://[fe80::1]:443"
+    assert v6 is not None and v6.route.target == "https://[fe80::1]:443"
     assert build_proposal("_ssh._tcp.local.", "nas._ssh._tcp.local.", ["10.0.0.2"], 22, "", {}) is None
     assert (
         build_proposal(

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from nekzus.discovery.kubernetes_worker import ingress_proposals, service_proposals, trim
 from nekzus.discovery.labels import PortCandidate, build_proposal, plan_container
 from nekzus.discovery.mdns import build_proposal as mdns_proposal
+from nekzus.discovery.models import Proposal
 
 # What the approve/dismiss routes accept as one path segment, and what every source promises.
 VALID_ID = re.compile(r"^proposal_[A-Za-z0-9_-]{1,246}$")
@@ -41,16 +42,16 @@ labels = st.dictionaries(st.one_of(nekzus_keys, text), label_values, max_size=8)
 ports = st.integers(min_value=-5, max_value=70000)
 
 
-def _check(proposals: list[dict[str, Any]]) -> None:
-    ids = [p["id"] for p in proposals]
+def _check(proposals: list[Proposal]) -> None:
+    ids = [p.id for p in proposals]
     assert len(ids) == len(set(ids)), ids
     for p in proposals:
-        assert VALID_ID.fullmatch(p["id"]), p["id"]
-        assert p["source"] in ("docker", "kubernetes", "mdns")
+        assert VALID_ID.fullmatch(p.id), p.id
+        assert p.source in ("docker", "kubernetes", "mdns")
 
 
-def _ids(proposals: list[dict[str, Any]]) -> list[str]:
-    return [p["id"] for p in proposals]
+def _ids(proposals: list[Proposal]) -> list[str]:
+    return [p.id for p in proposals]
 
 
 # -- Docker ---------------------------------------------------------------------------------------------
@@ -87,8 +88,8 @@ def test_docker_labels_never_crash_and_ids_are_stable(
     first = build_proposal(plan, plan.candidates)
     again = build_proposal(plan_container(info, mode=mode) or plan, plan.candidates)
     _check([first])
-    assert first["id"] == again["id"]
-    assert first["suggestedApp"]["id"] == again["suggestedApp"]["id"]
+    assert first.id == again.id
+    assert first.app.id == again.app.id
 
 
 @SETTINGS
@@ -99,9 +100,9 @@ def test_docker_proposal_from_any_labels(name: str, lab: dict[str, str], port: i
         return
     proposal = build_proposal(plan, [PortCandidate(port, port, "http")])
     _check([proposal])
-    route = proposal["suggestedRoute"]
-    assert route["pathBase"].startswith("/") and route["pathBase"].endswith("/")
-    assert ".." not in route["pathBase"]
+    route = proposal.route
+    assert route.path_base.startswith("/") and route.path_base.endswith("/")
+    assert ".." not in route.path_base
 
 
 # -- Kubernetes -------------------------------------------------------------------------------------------
@@ -235,4 +236,4 @@ def test_mdns_records_never_crash_and_ids_are_stable(
         return
     _check([first])
     again = mdns_proposal(kind, name, list(addresses), port, server, dict(txt))
-    assert again is not None and again["id"] == first["id"]
+    assert again is not None and again.id == first.id

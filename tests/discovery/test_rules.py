@@ -11,7 +11,9 @@ from nekzus.runtime.docker import compute_stats
 from nekzus.runtime.manager import detect_self
 
 
-def inspect(labels: dict[str, str], *, name: str = "web", image: str = "nginx:1", ports: Any = None) -> dict:
+def inspect(
+    labels: dict[str, str], *, name: str = "web", image: str = "nginx:1", ports: Any = None
+) -> dict[str, Any]:
     return {
         "Id": "a" * 64,
         "Name": "/" + name,
@@ -60,16 +62,16 @@ def test_confidence_tags_and_notes() -> None:
     plan = plan_container(inspect({"nekzus.enable": "true"}, image="grafana/grafana"), mode="published")
     assert plan is not None
     proposal = build_proposal(plan, [PortCandidate(3000, 3000, "http")])
-    assert proposal["confidence"] == 1.0
-    assert proposal["suggestedApp"]["tags"] == ["docker", "monitoring", "http"]
-    assert proposal["id"] == "proposal_docker_http_web_3000"
+    assert proposal.confidence == 1.0
+    assert proposal.app.tags == ("docker", "monitoring", "http")
+    assert proposal.id == "proposal_docker_http_web_3000"
     plain = plan_container(inspect({"nekzus.app.id": "x1"}, image="busybox"), mode="published")
     assert plain is not None
     low = build_proposal(plain, [PortCandidate(9000, 9000, "https")])
-    assert low["confidence"] == 0.85 and "Upstream uses HTTP (unencrypted)" not in low["securityNotes"]
+    assert low.confidence == 0.85 and "Upstream uses HTTP (unencrypted)" not in low.notes
     traefik = plan_container(inspect({"traefik.enable": "true"}, image="busybox"), mode="published")
     assert traefik is not None
-    assert build_proposal(traefik, [PortCandidate(9000, 9000, "http")])["confidence"] == 0.65
+    assert build_proposal(traefik, [PortCandidate(9000, 9000, "http")]).confidence == 0.65
 
 
 def test_port_exposure_levels() -> None:

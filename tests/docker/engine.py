@@ -264,6 +264,21 @@ class DockerEngine:
             time.sleep(0.1)
         raise AssertionError(f"container {cid[:12]} not {state} after {timeout}s (is {self.state(cid)})")
 
+    def logs(self, cid: str) -> bytes:
+        """Everything the container wrote so far (stdout and stderr, in Docker's framing)."""
+        response = self.http.get(f"/containers/{cid}/logs", params={"stdout": "1", "stderr": "1"})
+        assert response.status_code == 200, response.text
+        return response.content
+
+    def wait_logged(self, cid: str, text: str, timeout: float = 15.0) -> None:
+        """Wait until the container has written `text` (so a log tail is sure to include it)."""
+        needle = text.encode()
+        deadline = time.monotonic() + timeout
+        while needle not in self.logs(cid):
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"container {cid[:12]} never logged {text!r}")
+            time.sleep(0.05)
+
     def events_json(self, since: float) -> list[dict[str, Any]]:
         params = {"since": str(int(since)), "until": str(int(time.time()) + 1)}
         response = self.http.get("/events", params=params)

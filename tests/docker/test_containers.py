@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.docker.conftest import docker_config, poll
+from tests.auth.conftest import bearer, create_admin, login
+from tests.docker.conftest import ContainerFactory, HttpdFactory, poll
 from tests.docker.engine import DockerEngine
+from tests.nekzus_server import NekzusServer
 
 pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.docker]
 
 
-def test_list_shows_running_and_stopped(dclient: httpx.Client, httpd, container) -> None:
+def test_list_shows_running_and_stopped(
+    dclient: httpx.Client, httpd: HttpdFactory, container: ContainerFactory
+) -> None:
     cid, port = httpd("web-list", labels={"nekzus.app.id": "weblist"})
     stopped = container("stopped-list", start=False)
     response = dclient.get("/api/v1/containers")
@@ -39,7 +43,7 @@ def test_list_shows_running_and_stopped(dclient: httpx.Client, httpd, container)
     assert dclient.get("/api/v1/containers", params={"namespace": "default"}).json() == []
 
 
-def test_inspect_by_id_and_name(dclient: httpx.Client, container) -> None:
+def test_inspect_by_id_and_name(dclient: httpx.Client, container: ContainerFactory) -> None:
     cid = container("inspect-me", labels={"a": "b"})
     by_id = dclient.get(f"/api/v1/containers/{cid[:12]}")
     assert by_id.status_code == 200
@@ -68,14 +72,16 @@ def test_path_tricks_are_rejected(dclient: httpx.Client, path: str) -> None:
     assert response.json()["error"]["code"] == "INVALID_CONTAINER_ID"
 
 
-def test_wrong_method_is_405(dclient: httpx.Client, container) -> None:
+def test_wrong_method_is_405(dclient: httpx.Client, container: ContainerFactory) -> None:
     cid = container("method-check")
     response = dclient.get(f"/api/v1/containers/{cid[:12]}/start")
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
 
 
-def test_stop_start_restart_are_async(dclient: httpx.Client, docker_engine: DockerEngine, container) -> None:
+def test_stop_start_restart_are_async(
+    dclient: httpx.Client, docker_engine: DockerEngine, container: ContainerFactory
+) -> None:
     cid = container("lifecycle")
     short = cid[:12]
     stop = dclient.post(f"/api/v1/containers/{short}/stop", params={"timeout": 1})
@@ -106,7 +112,9 @@ def _finished_job(dclient: httpx.Client, job_id: str) -> dict[str, Any]:
     return found
 
 
-def test_actions_run_as_recorded_jobs(dclient: httpx.Client, docker_engine: DockerEngine, container) -> None:
+def test_actions_run_as_recorded_jobs(
+    dclient: httpx.Client, docker_engine: DockerEngine, container: ContainerFactory
+) -> None:
     """Each accepted action is a job of kind container.<action>: listed, recorded with its outcome."""
     cid = container("as-job")
     stop = dclient.post(f"/api/v1/containers/{cid[:12]}/stop", params={"timeout": 1}).json()
@@ -123,7 +131,7 @@ def test_actions_run_as_recorded_jobs(dclient: httpx.Client, docker_engine: Dock
 
 
 @pytest.mark.parametrize("value", ["0", "301", "-5", "abc", "1.5"])
-def test_timeout_is_validated(dclient: httpx.Client, container, value: str) -> None:
+def test_timeout_is_validated(dclient: httpx.Client, container: ContainerFactory, value: str) -> None:
     cid = container(f"timeout-{value.replace('.', '_')}", start=False)
     for action in ("stop", "restart"):
         response = dclient.post(f"/api/v1/containers/{cid[:12]}/{action}", params={"timeout": value})
@@ -142,31 +150,41 @@ def test_actions_on_unknown_container_are_404(dclient: httpx.Client) -> None:
         assert response.json()["error"]["code"] == "CONTAINER_NOT_FOUND"
 
 
-def test_stats_move_when_cpu_burns(dclient: httpx.Client, container) -> None:
+def test_stats_move_when_cpu_burns(dclient: httpx.Client, container: ContainerFactory) -> None:
+    """CPU use is computed from two samples of the container's CPU counter: a busy loop moves it, an
+    idle container's stays put. How much CPU the loop gets depends on the machine's load (the host is
+    shared), so the test asserts that the figure is non-zero and consistent, never a threshold."""
     burner = container("burner", ["sh", "-c", "while :; do :; done"])
     idle = container("idler")
-    hot = dclient.get(f"/api/v1/containers/{burner[:12]}/stats")
-    assert hot.status_code == 200, hot.text
-    stats = hot.json()
+
+    def busy_sample() -> dict[str, Any] | None:
+        response = dclient.get(f"/api/v1/containers/{burner[:12]}/stats")
+        assert response.status_code == 200, response.text
+        sample: dict[str, Any] = response.json()
+        return sample if sample["cpu"]["usage"] > 0 else None
+
+    # Each call samples for about a second; a loaded host may starve the loop through one sample.
+    stats: dict[str, Any] = poll(busy_sample, timeout=30, interval=0, what="the busy loop's CPU to move")
+    cpu = stats["cpu"]
     assert stats["containerId"] == burner[:12]
-    assert stats["cpu"]["totalCores"] >= 1
-    assert stats["cpu"]["usage"] > 30.0, stats
-    assert stats["cpu"]["coresUsed"] == pytest.approx(stats["cpu"]["usage"] / 100, rel=0.05)
+    assert cpu["totalCores"] >= 1
+    assert 0 < cpu["usage"] <= cpu["totalCores"] * 100 + 1, stats  # one loop: at most the whole host
+    assert cpu["coresUsed"] == pytest.approx(cpu["usage"] / 100, abs=1e-4)
     assert 0 < stats["memory"]["used"] <= stats["memory"]["limit"]
     assert stats["memory"]["available"] == stats["memory"]["limit"] - stats["memory"]["used"]
     assert stats["network"]["rx"] >= 0 and stats["network"]["tx"] >= 0
     cold = dclient.get(f"/api/v1/containers/{idle[:12]}/stats").json()
-    assert cold["cpu"]["usage"] < 5.0, cold
+    assert cold["cpu"]["usage"] < 5.0, cold  # `sleep` uses no CPU, whatever the load
 
 
-def test_stats_of_stopped_container(dclient: httpx.Client, container) -> None:
+def test_stats_of_stopped_container(dclient: httpx.Client, container: ContainerFactory) -> None:
     cid = container("not-running", start=False)
     response = dclient.get(f"/api/v1/containers/{cid[:12]}/stats")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "CONTAINER_NOT_RUNNING"
 
 
-def test_all_stats_lists_app_containers(dclient: httpx.Client, container) -> None:
+def test_all_stats_lists_app_containers(dclient: httpx.Client, container: ContainerFactory) -> None:
     app = container("stats-app", labels={"nekzus.app.id": "statsapp"})
     other = container("stats-other")
     body = dclient.get("/api/v1/containers/stats").json()
@@ -200,7 +218,7 @@ def test_batch_validation(dclient: httpx.Client) -> None:
 
 
 def test_batch_operation_and_action_spellings(
-    dclient: httpx.Client, docker_engine: DockerEngine, container
+    dclient: httpx.Client, docker_engine: DockerEngine, container: ContainerFactory
 ) -> None:
     a = container("batch-a")
     b = container("batch-b")
@@ -222,7 +240,7 @@ def test_batch_operation_and_action_spellings(
 
 
 def test_bulk_operations_skip_protected(
-    dclient: httpx.Client, docker_engine: DockerEngine, container
+    dclient: httpx.Client, docker_engine: DockerEngine, container: ContainerFactory
 ) -> None:
     a = container("bulk-a")
     b = container("bulk-b", start=False)
@@ -249,11 +267,29 @@ def test_bulk_operations_skip_protected(
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_TIMEOUT"
 
 
-def test_never_touches_its_own_container(docker_engine: DockerEngine, make_server, container) -> None:
+@pytest.fixture(scope="module")
+def self_aware(
+    docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[NekzusServer, str]]:
+    """A second Nekzus (one start for two tests): it "runs in" a container, recognised by HOSTNAME as
+    Docker sets it (the container id), and has containers through the legacy discovery switch only."""
+    me = docker_engine.run("pretend-nekzus")
+    config = {"discovery": {"docker": {"enabled": True, "socket_path": docker_engine.host}}}
+    srv = NekzusServer(config, env={"HOSTNAME": me[:12]}, data_dir=tmp_path_factory.mktemp("selfaware"))
+    try:
+        srv.start()
+        yield srv, me
+    finally:
+        srv.stop()
+        docker_engine.remove(me)
+
+
+def test_never_touches_its_own_container(
+    docker_engine: DockerEngine, self_aware: tuple[NekzusServer, str], container: ContainerFactory
+) -> None:
     """Nekzus recognises itself by HOSTNAME (= its container id, as Docker sets it)."""
-    me = container("pretend-nekzus")
+    srv, me = self_aware
     other = container("someone-else")
-    srv = make_server(docker_config(docker_engine, discovery=False), env={"HOSTNAME": me[:12]})
     with srv.client(timeout=60.0) as c:
         result = c.post("/api/v1/containers/stop-all", params={"timeout": 1}).json()
         ids = {r["id"] for r in result["results"]}
@@ -266,11 +302,23 @@ def test_never_touches_its_own_container(docker_engine: DockerEngine, make_serve
         assert docker_engine.state(me) == "running"
 
 
-def test_runtime_down_is_503(make_server, tmp_path) -> None:
-    srv = make_server(
-        {"runtimes": {"docker": {"enabled": True, "socket_path": f"unix://{tmp_path}/none.sock"}}}
-    )
-    with srv.client() as c:
+@pytest.fixture(scope="module")
+def no_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NekzusServer, dict[str, str]]]:
+    """A Nekzus whose Docker socket leads nowhere, on an untrusted network (one start for two tests),
+    with an admin's bearer header."""
+    data = tmp_path_factory.mktemp("no-engine")
+    config = {
+        "runtimes": {"docker": {"enabled": True, "socket_path": f"unix://{data}/none.sock"}},
+        "auth": {"local_networks": []},
+    }
+    with NekzusServer(config, data_dir=data) as srv, srv.client() as c:
+        create_admin(c, srv)
+        yield srv, bearer(login(c))
+
+
+def test_runtime_down_is_503(no_engine: tuple[NekzusServer, dict[str, str]]) -> None:
+    srv, admin = no_engine
+    with srv.client(headers=admin) as c:
         for method, path in (
             ("GET", "/api/v1/containers"),
             ("GET", "/api/v1/containers/abc"),
@@ -286,40 +334,43 @@ def test_runtime_down_is_503(make_server, tmp_path) -> None:
         assert "unreachable" in health["components"]["runtime"]["message"]
 
 
-def test_disabled_runtime_answers_with_a_clear_503(make_server) -> None:
-    # Switched-off container features say why (main 1fbd79c), instead of a bare 404.
-    srv = make_server({})
-    with srv.client() as c:
-        r = c.get("/api/v1/containers")
-        assert r.status_code == 503
-        assert r.json()["error"]["code"] == "RUNTIME_UNAVAILABLE"
+def test_disabled_runtime_answers_with_a_clear_503(client: httpx.Client) -> None:
+    """The shared server has no runtime configured: switched-off container features say why."""
+    r = client.get("/api/v1/containers")
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "RUNTIME_UNAVAILABLE"
 
 
-def test_legacy_discovery_switch_enables_containers(docker_engine: DockerEngine, make_server) -> None:
-    srv = make_server({"discovery": {"docker": {"enabled": True, "socket_path": docker_engine.host}}})
+def test_legacy_discovery_switch_enables_containers(self_aware: tuple[NekzusServer, str]) -> None:
+    srv, _me = self_aware
     with srv.client() as c:
         assert c.get("/api/v1/containers").status_code == 200
         health = c.get("/healthz", headers={"Accept": "application/json"}).json()
         assert health["components"]["runtime"]["status"] == "healthy"
 
 
-def test_unauthenticated_callers_are_refused(docker_engine: DockerEngine, make_server) -> None:
-    srv = make_server(docker_config(docker_engine, discovery=False, auth={"local_networks": []}))
+def test_unauthenticated_callers_are_refused(no_engine: tuple[NekzusServer, dict[str, str]]) -> None:
+    """Refused before the runtime is even asked (its socket leads nowhere here)."""
+    srv, _admin = no_engine
     with srv.client() as c:
         assert c.get("/api/v1/containers").status_code == 401
         assert c.post("/api/v1/containers/x/start").status_code == 401
         assert c.post("/api/v1/containers/stop-all").status_code == 401
 
 
-def test_stop_of_long_running_request_is_bounded(dclient: httpx.Client, container) -> None:
-    cid = container("bounded")
-    started = time.monotonic()
+def test_stop_of_long_running_request_is_bounded(
+    dclient: httpx.Client, docker_engine: DockerEngine, container: ContainerFactory
+) -> None:
+    """The stop is accepted at once and runs in the background: the container ignores SIGTERM, so the
+    engine's stop takes the whole 30 s grace period, yet the answer comes while it is still running."""
+    stubborn = ["sh", "-c", "trap '' TERM; while :; do sleep 1; done"]
+    cid = container("bounded", stubborn, init=False)
     response = dclient.post(f"/api/v1/containers/{cid[:12]}/stop", params={"timeout": 30})
     assert response.status_code == 202
-    assert time.monotonic() - started < 5.0  # accepted at once, the stop runs in the background
+    assert docker_engine.state(cid) == "running"
 
 
-def test_scopes_with_api_keys(dclient: httpx.Client, container) -> None:
+def test_scopes_with_api_keys(dclient: httpx.Client, container: ContainerFactory) -> None:
     """Listing takes any credential; the raw inspect (environment, command, mounts), actions, bulk,
     approve and unsanitized export need write:*."""
     cid = container("scoped")

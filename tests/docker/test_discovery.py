@@ -8,7 +8,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.docker.conftest import docker_config, poll, wait_http
+from tests.docker.conftest import (
+    ContainerFactory,
+    HttpdFactory,
+    discovery_scans,
+    poll,
+    wait_full_scan,
+    wait_http,
+)
 from tests.docker.engine import DockerEngine
 from tests.nekzus_server import NekzusServer
 
@@ -26,7 +33,7 @@ def wait_proposal(client: httpx.Client, pid: str, timeout: float = 10.0) -> dict
     return found
 
 
-def test_labelled_container_is_proposed_within_seconds(dclient: httpx.Client, httpd) -> None:
+def test_labelled_container_is_proposed_within_seconds(dclient: httpx.Client, httpd: HttpdFactory) -> None:
     started = time.monotonic()
     cid, port = httpd(
         "grafana-like",
@@ -63,7 +70,7 @@ def test_labelled_container_is_proposed_within_seconds(dclient: httpx.Client, ht
     assert "Upstream uses HTTP (unencrypted)" in p["securityNotes"]
 
 
-def test_confidence_without_enable_and_unlabelled_ignored(dclient: httpx.Client, httpd) -> None:
+def test_confidence_without_enable_and_unlabelled_ignored(dclient: httpx.Client, httpd: HttpdFactory) -> None:
     httpd("plain-web")  # no nekzus labels: discovery is opt-in
     httpd("app-only", labels={"nekzus.app.id": "apponly"})
     httpd("switched-off", labels={"nekzus.enable": "false", "nekzus.app.id": "off"})
@@ -75,7 +82,7 @@ def test_confidence_without_enable_and_unlabelled_ignored(dclient: httpx.Client,
 
 
 def test_malformed_labels_are_ignored_with_warnings(
-    dserver: NekzusServer, dclient: httpx.Client, httpd
+    dserver: NekzusServer, dclient: httpx.Client, httpd: HttpdFactory
 ) -> None:
     httpd(
         "odd-labels",
@@ -96,7 +103,7 @@ def test_malformed_labels_are_ignored_with_warnings(
     assert dclient.get("/readyz").status_code == 200
 
 
-def test_primary_port_and_all_ports(dclient: httpx.Client, container) -> None:
+def test_primary_port_and_all_ports(dclient: httpx.Client, container: ContainerFactory) -> None:
     from tests.nekzus_server import free_port
 
     p1, p2 = free_port(), free_port()
@@ -115,16 +122,17 @@ def test_primary_port_and_all_ports(dclient: httpx.Client, container) -> None:
     assert [a["containerPort"] for a in primary["availablePorts"]] == [9000]
 
 
-def test_silent_ports_are_not_proposed(dclient: httpx.Client, container) -> None:
+def test_silent_ports_are_not_proposed(dclient: httpx.Client, container: ContainerFactory) -> None:
     from tests.nekzus_server import free_port
 
     container("silent", ports={8080: free_port()}, labels={"nekzus.enable": "true"})  # nothing answers HTTP
-    time.sleep(3.5)  # one event round plus one periodic resync (3 s) must not produce a proposal
+    # Its start event has been handled and a full scan has looked at it since: still no proposal.
+    wait_full_scan(dclient, kick=True)
     assert not any("silent" in pid for pid in proposals(dclient))
 
 
 def test_stopped_container_proposal_goes_away(
-    dclient: httpx.Client, docker_engine: DockerEngine, httpd
+    dclient: httpx.Client, docker_engine: DockerEngine, httpd: HttpdFactory
 ) -> None:
     cid, _ = httpd("short-lived", labels={"nekzus.enable": "true"})
     wait_proposal(dclient, "proposal_docker_http_short_lived_80")
@@ -133,9 +141,9 @@ def test_stopped_container_proposal_goes_away(
 
 
 def test_dismiss_survives_restart_and_rediscover_brings_back(
-    docker_engine: DockerEngine, make_server, httpd
+    dserver: NekzusServer, httpd: HttpdFactory
 ) -> None:
-    srv: NekzusServer = make_server(docker_config(docker_engine))
+    srv = dserver  # restarted in place: the shared server keeps its port and data directory
     pid = "proposal_docker_http_dismiss_me_80"
     httpd("dismiss-me", labels={"nekzus.enable": "true"})
     with srv.client() as c:
@@ -154,7 +162,8 @@ def test_dismiss_survives_restart_and_rediscover_brings_back(
         assert c.post(f"/api/v1/discovery/proposals/{pid}/dismiss").json()["status"] == "already_processed"
     srv.restart()
     with srv.client() as c:
-        time.sleep(3.5)  # a full resync has run since the restart (poll interval 3 s)
+        # A full resync has run since the restart (the counter starts again at zero with the process).
+        poll(lambda: discovery_scans(c) >= 1, what="the first scan after the restart")
         assert pid not in proposals(c)
         again = c.post("/api/v1/discovery/rediscover")
         assert again.status_code == 200
@@ -165,7 +174,7 @@ def test_dismiss_survives_restart_and_rediscover_brings_back(
         wait_proposal(c, pid, timeout=5.0)
 
 
-def test_approve_validation(dclient: httpx.Client, httpd) -> None:
+def test_approve_validation(dclient: httpx.Client, httpd: HttpdFactory) -> None:
     httpd("approve-check", labels={"nekzus.enable": "true"})
     pid = "proposal_docker_http_approve_check_80"
     wait_proposal(dclient, pid)
@@ -193,7 +202,9 @@ def _catalog_enabled(client: httpx.Client) -> bool:
     return "/api/v1/routes" in client.get("/api/v1/openapi.json").json()["paths"]
 
 
-def test_approval_creates_working_route(dserver: NekzusServer, dclient: httpx.Client, httpd) -> None:
+def test_approval_creates_working_route(
+    dserver: NekzusServer, dclient: httpx.Client, httpd: HttpdFactory
+) -> None:
     if not _catalog_enabled(dclient):
         pytest.skip("needs the catalog/proxy feature (proxy branch) merged")
     _cid, port = httpd(
@@ -217,6 +228,5 @@ def test_approval_creates_working_route(dserver: NekzusServer, dclient: httpx.Cl
     assert any(r["appId"] == "approveme" and r["to"] == f"http://127.0.0.1:{port}" for r in routes)
     wait_http(f"http://127.0.0.1:{port}/")
     # the app is routed now: the container is no longer proposed, even after rediscover
-    dclient.post("/api/v1/discovery/rediscover")
-    time.sleep(1.0)
+    wait_full_scan(dclient, kick=True)
     assert pid not in proposals(dclient)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,16 @@ import httpx
 import pytest
 import yaml
 
+from tests.docker.conftest import ContainerFactory
 from tests.docker.engine import DockerEngine
 from tests.nekzus_server import free_port
 
 pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.docker]
 
 COMPOSE = Path(sys.executable).parent / "docker-compose"
+
+# The `rich_container` fixture: (container id, published port, bind-mounted host directory).
+RichContainer = tuple[str, int, Path]
 
 
 def compose_config(engine: DockerEngine, workdir: Path, content: str, env: str = "") -> dict[str, Any]:
@@ -47,7 +52,9 @@ def compose_config(engine: DockerEngine, workdir: Path, content: str, env: str =
 
 
 @pytest.fixture
-def rich_container(docker_engine: DockerEngine, container, tmp_path: Path):
+def rich_container(
+    docker_engine: DockerEngine, container: ContainerFactory, tmp_path: Path
+) -> Iterator[RichContainer]:
     net = docker_engine.http.post("/networks/create", json={"Name": "exportnet", "CheckDuplicate": True})
     assert net.status_code in (201, 409), net.text
     bind_dir = tmp_path / "bind"
@@ -82,7 +89,7 @@ def rich_container(docker_engine: DockerEngine, container, tmp_path: Path):
 
 
 def test_single_export_round_trips_through_compose(
-    dclient: httpx.Client, docker_engine: DockerEngine, rich_container, tmp_path: Path
+    dclient: httpx.Client, docker_engine: DockerEngine, rich_container: RichContainer, tmp_path: Path
 ) -> None:
     cid, port, bind_dir = rich_container
     response = dclient.post(f"/api/v1/containers/{cid[:12]}/export")
@@ -121,7 +128,7 @@ def test_single_export_round_trips_through_compose(
     assert config["volumes"]["exportdata"]["external"] is True
 
 
-def test_preview_get_and_post_match_export(dclient: httpx.Client, rich_container) -> None:
+def test_preview_get_and_post_match_export(dclient: httpx.Client, rich_container: RichContainer) -> None:
     cid = rich_container[0][:12]
     exported = dclient.post(f"/api/v1/containers/{cid}/export").json()
     assert dclient.get(f"/api/v1/containers/{cid}/export/preview").json() == exported
@@ -129,7 +136,7 @@ def test_preview_get_and_post_match_export(dclient: httpx.Client, rich_container
     assert dclient.post(f"/api/v1/containers/{cid}/export/preview", json={}).json() == exported
 
 
-def test_export_options(dclient: httpx.Client, rich_container) -> None:
+def test_export_options(dclient: httpx.Client, rich_container: RichContainer) -> None:
     cid = rich_container[0][:12]
     raw = dclient.post(
         f"/api/v1/containers/{cid}/export",
@@ -148,7 +155,11 @@ def test_export_options(dclient: httpx.Client, rich_container) -> None:
 
 
 def test_batch_export_json_zip_and_partial(
-    dclient: httpx.Client, docker_engine: DockerEngine, rich_container, container, tmp_path: Path
+    dclient: httpx.Client,
+    docker_engine: DockerEngine,
+    rich_container: RichContainer,
+    container: ContainerFactory,
+    tmp_path: Path,
 ) -> None:
     cid = rich_container[0]
     other = container("export-two", env={"SECRET_KEY": "s3"})
@@ -202,8 +213,8 @@ def test_batch_export_json_zip_and_partial(
 
 
 def test_exported_stack_actually_runs(
-    dclient: httpx.Client, docker_engine: DockerEngine, container, tmp_path: Path
-):
+    dclient: httpx.Client, docker_engine: DockerEngine, container: ContainerFactory, tmp_path: Path
+) -> None:
     """Round trip: export a web container, bring the stack up with Compose on a new port, get `ok`."""
     port = free_port()
     cid = container("roundtrip-src", ["httpd", "-f", "-p", "80", "-h", "/www"], ports={80: port})

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.docker.conftest import ContainerFactory
 from tests.docker.engine import DockerEngine
 from tests.kube import objects
 from tests.kube.conftest import emulator, kubeconfig  # noqa: F401 - module fixtures reused here
@@ -48,7 +49,7 @@ def both(
         srv.stop()
 
 
-def test_merged_list_and_primary(both: Callable[[str], NekzusServer], container: Callable[..., str]) -> None:
+def test_merged_list_and_primary(both: Callable[[str], NekzusServer], container: ContainerFactory) -> None:
     cid = container("merged-web")
     srv = both("kubernetes")
     with srv.client() as client:

@@ -18,7 +18,9 @@ from nekzus.runtime.docker import DockerRuntime
 from nekzus.runtime.manager import RuntimeManager
 from nekzus.runtime.operations import ContainerService
 from nekzus.services import Services
+from tests.docker.conftest import ContainerFactory
 from tests.docker.engine import DockerEngine
+from tests.waiting import until
 
 pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.docker]
 
@@ -34,14 +36,14 @@ class FakeClient:
         self.id = "conn-1"
         self.principal = Principal("user", "user-admin", frozenset({"write:*"}), name="admin")
         self.frames: list[tuple[str, dict[str, Any]]] = []
-        self.closers: list[Callable[[], Any]] = []
+        self.closers: list[Callable[[FakeClient], Any]] = []
         self.changed = asyncio.Event()
 
     async def send(self, type_: str, data: dict[str, Any]) -> None:
         self.frames.append((type_, data))
         self.changed.set()
 
-    def on_close(self, callback: Callable[[], Any]) -> None:
+    def on_close(self, callback: Callable[[FakeClient], Any]) -> None:
         self.closers.append(callback)
 
     async def wait(
@@ -68,7 +70,7 @@ def _service(engine: DockerEngine) -> tuple[Services, ContainerService]:
     return services, ContainerService(manager, bus=services.bus, spawn=services.spawn, jobs=jobs)
 
 
-def test_streams_in_process(docker_engine: DockerEngine, container) -> None:
+def test_streams_in_process(docker_engine: DockerEngine, container: ContainerFactory) -> None:
     a = container("inproc-a", LOGGER)
     b = container("inproc-b", LOGGER)
 
@@ -91,15 +93,14 @@ def test_streams_in_process(docker_engine: DockerEngine, container) -> None:
             await asyncio.to_thread(docker_engine.stop_container, b)
             gone = await client.wait(lambda t, d: t == "container.logs.ended" and d["containerId"] == b[:12])
             assert gone["reason"] == "container_stopped"
-            await asyncio.sleep(0.05)
-            assert svc._log_streams == {}
+            # The ended stream's task forgets itself once it has finished.
+            await until(lambda: svc._log_streams == {}, timeout=5, what="the stream to be forgotten")
 
             await svc._ws_subscribe(client, {"containerId": a[:12], "follow": True})
             await client.wait(lambda t, d: t == "container.logs.started" and len(svc._log_streams) == 1)
             for closer in client.closers:
                 closer(client)  # the hub reports the connection closed
-            await asyncio.sleep(0.05)
-            assert svc._log_streams == {}
+            await until(lambda: svc._log_streams == {}, timeout=5, what="the client's streams to end")
 
             await svc._ws_subscribe(client, {"containerId": "ghost"})
             missing = await client.wait(
@@ -112,14 +113,14 @@ def test_streams_in_process(docker_engine: DockerEngine, container) -> None:
     asyncio.run(scenario())
 
 
-def test_follow_false_ends_after_tail(docker_engine: DockerEngine, container) -> None:
+def test_follow_false_ends_after_tail(docker_engine: DockerEngine, container: ContainerFactory) -> None:
     cid = container("inproc-tail", ["sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; sleep 3600"])
 
     async def scenario() -> None:
         _services, svc = _service(docker_engine)
         client = FakeClient()
         try:
-            await asyncio.sleep(0.3)
+            await asyncio.to_thread(docker_engine.wait_logged, cid, "line5")  # the tail is complete
             await svc._ws_subscribe(client, {"containerId": cid[:12], "tail": 2, "follow": False})
             ended = await client.wait(lambda t, d: t == "container.logs.ended")
             assert ended["reason"] == "completed"

@@ -12,6 +12,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from tests.docker.conftest import ContainerFactory, HttpdFactory
 from tests.docker.engine import DockerEngine
 from tests.nekzus_server import NekzusServer
 
@@ -37,10 +38,10 @@ class WS:
                 raw = self.conn.recv(timeout=max(0.05, deadline - time.monotonic()))
             except TimeoutError:
                 break
-            msg = json.loads(raw)
-            if match(msg):
-                return msg
-            self.seen.append(msg)
+            incoming: dict[str, Any] = json.loads(raw)
+            if match(incoming):
+                return incoming
+            self.seen.append(incoming)
         raise AssertionError(f"no matching message; got {[m.get('type') for m in self.seen]}")
 
     def typed(self, type_: str, timeout: float = 15.0, **fields: Any) -> dict[str, Any]:
@@ -69,7 +70,7 @@ def ws(dserver: NekzusServer) -> Iterator[WS]:
 
 
 def test_action_completion_messages(
-    ws: WS, dclient: httpx.Client, docker_engine: DockerEngine, container
+    ws: WS, dclient: httpx.Client, docker_engine: DockerEngine, container: ContainerFactory
 ) -> None:
     cid = container("ws-actions")
     short = cid[:12]
@@ -97,10 +98,10 @@ LOGGER = [
 ]
 
 
-def test_log_streams(ws: WS, docker_engine: DockerEngine, container) -> None:
+def test_log_streams(ws: WS, docker_engine: DockerEngine, container: ContainerFactory) -> None:
     a = container("ws-logs-a", LOGGER)
     b = container("ws-logs-b", LOGGER)
-    time.sleep(0.3)
+    docker_engine.wait_logged(a, "err-first")  # both first lines are in the tail asked for below
     ws.send(
         "container.logs.subscribe", {"containerId": a[:12], "tail": 50, "follow": True, "timestamps": True}
     )
@@ -133,7 +134,7 @@ def test_log_errors(ws: WS) -> None:
     assert ws.typed("container.logs.error", containerId="../etc")["data"]["error"] == "INVALID_CONTAINER_ID"
 
 
-def test_discovery_events(ws: WS, dclient: httpx.Client, httpd) -> None:
+def test_discovery_events(ws: WS, dclient: httpx.Client, httpd: HttpdFactory) -> None:
     httpd("ws-discovered", labels={"nekzus.enable": "true"})
     pid = "proposal_docker_http_ws_discovered_80"
     event = ws.typed("discovery", id=pid)
@@ -146,7 +147,9 @@ def test_discovery_events(ws: WS, dclient: httpx.Client, httpd) -> None:
     ws.typed("discovery", id=pid)
 
 
-def test_log_streams_need_write_scope(dserver: NekzusServer, dclient: httpx.Client, container) -> None:
+def test_log_streams_need_write_scope(
+    dserver: NekzusServer, dclient: httpx.Client, container: ContainerFactory
+) -> None:
     """Logs print secrets: a read-only credential (a paired phone, a read:* key) may not follow them."""
     cid = container("ws-logs-secret", LOGGER)
     key = dclient.post("/api/v1/apikeys", json={"name": "logs-reader", "scopes": ["read:*"]}).json()["key"]

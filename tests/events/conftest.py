@@ -1,5 +1,5 @@
 """Fixtures for the events domain: WebSocket helpers, an in-process server whose bus the test can drive,
-and helpers that obtain real credentials through REF's pairing/login/API-key endpoints."""
+and helpers that obtain real credentials through the API's pairing/login/API-key endpoints."""
 
 from __future__ import annotations
 
@@ -247,7 +247,7 @@ def hub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcServe
     srv.stop()
 
 
-# --- real credentials through REF's identity endpoints ---------------------------------------------------
+# --- real credentials through the API's identity endpoints -------------------------------------------------
 def identity_available(server: NekzusServer) -> bool:
     with server.client() as client:
         return client.get("/api/v1/auth/setup-status").status_code == 200

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import websockets
 
+from nekzus.events.types import EventType
 from tests.events.conftest import WS, InProcServer, run, types_of
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
-# REF's server → client table (plus the other bus types of behaviour B §12.3).
+# Every server → client message type the API lists (plus the other event types on the bus).
 REF_TYPES = [
     "discovery",
     "config_reload",
@@ -344,7 +345,7 @@ def test_slow_consumer_is_dropped_then_disconnected(hub_server: InProcServer) ->
 
         def flood() -> None:
             for i in range(3000):
-                hub_server.services.bus.emit("discovery", {"i": i, "pad": blob}, device_id="slowpoke")
+                hub_server.services.bus.emit(EventType.DISCOVERY, {"i": i, "pad": blob}, device_id="slowpoke")
 
         hub_server.call(flood)
         code, reason = await slow.wait_closed(timeout=15)

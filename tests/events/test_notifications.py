@@ -1,5 +1,5 @@
 """Offline delivery: queued while away, delivered on reconnect and by the retry timer, never again once
-acknowledged; plus the admin endpoints of behaviour B §12.6."""
+acknowledged; plus the admin endpoints (list, retry, delete)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""WebSocket auth with real credentials from REF's identity endpoints (device JWT from pairing, user JWT
+"""WebSocket auth with real credentials from the API's identity endpoints (device JWT from pairing, user JWT
 from dashboard login, API keys): success, expiry, revocation, missing scope, offline delivery to a device.
 
 These need the identity domain; they skip (with that reason) on a tree where it is not merged yet."""

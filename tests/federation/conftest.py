@@ -27,25 +27,32 @@ def fed_config(gossip_port: int, peers: list[int], *, secret: str = SECRET, **ex
     return {"federation": fed}
 
 
-def fed_server(gossip_port: int | None = None, peers: list[int] | None = None, **kwargs: Any) -> NekzusServer:
+class FedServer(NekzusServer):
+    """A federated Nekzus: also knows the loopback port its gossip listener binds."""
+
+    def __init__(self, config: dict[str, Any], gossip_port: int) -> None:
+        super().__init__(config)
+        self.gossip_port = gossip_port
+
+
+def fed_server(gossip_port: int | None = None, peers: list[int] | None = None, **kwargs: Any) -> FedServer:
     port = gossip_port or free_port()
-    srv = NekzusServer(fed_config(port, peers or [], **kwargs))
-    srv.gossip_port = port  # type: ignore[attr-defined]
-    return srv
+    return FedServer(fed_config(port, peers or [], **kwargs), port)
 
 
 def wait_for(check: Callable[[], T | None], timeout: float = 15.0, what: str = "condition") -> T:
     """Poll `check` until it returns something truthy (bounded in time)."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: object = None
     while time.monotonic() < deadline:
         try:
-            last = check()
+            value = check()
         except (httpx.TransportError, KeyError, AssertionError) as exc:
             last = exc
         else:
-            if last:
-                return last
+            if value:
+                return value
+            last = value
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 

@@ -13,6 +13,7 @@ import pytest
 from tests.events.conftest import pair_device
 from tests.federation.conftest import (
     SECRET,
+    FedServer,
     add_route,
     apps,
     delete_route,
@@ -40,7 +41,7 @@ def upstream() -> Iterator[Upstream]:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[list[NekzusServer]]:
+def cluster() -> Iterator[list[FedServer]]:
     ports = [free_port() for _ in range(3)]
     servers = [fed_server(port, [p for p in ports if p != port]) for port in ports]
     try:
@@ -49,11 +50,11 @@ def cluster() -> Iterator[list[NekzusServer]]:
         for srv in servers:
             srv.wait_ready(60)
         for srv in servers:
-            wait_for(
-                lambda srv=srv: sum(p["status"] == "online" for p in peers(srv).values()) == 2,
-                30,
-                "every instance to see two online peers",
-            )
+
+            def two_online(srv: FedServer = srv) -> bool:
+                return sum(1 for p in peers(srv).values() if p["status"] == "online") == 2
+
+            wait_for(two_online, 30, "every instance to see two online peers")
         yield servers
     finally:
         for srv in servers:
@@ -65,7 +66,7 @@ def peer_id(srv: NekzusServer) -> str:
     return result
 
 
-def test_membership_status_and_metrics(cluster: list[NekzusServer]) -> None:
+def test_membership_status_and_metrics(cluster: list[FedServer]) -> None:
     a, b, c = cluster
     st = status(a)
     assert st["enabled"] is True and st["running"] is True
@@ -79,7 +80,7 @@ def test_membership_status_and_metrics(cluster: list[NekzusServer]) -> None:
         assert one.status_code == 200
         body = one.json()
         assert body["status"] == "online" and body["address"] == "127.0.0.1"
-        assert body["gossip_addr"] == f"127.0.0.1:{b.gossip_port}"  # type: ignore[attr-defined]
+        assert body["gossip_addr"] == f"127.0.0.1:{b.gossip_port}"
         missing = cl.get("/api/v1/federation/peers/nexus_000000000000")
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "PEER_NOT_FOUND"
@@ -88,7 +89,7 @@ def test_membership_status_and_metrics(cluster: list[NekzusServer]) -> None:
         assert "nekzus_federation_messages_sent_total" in metrics
 
 
-def test_federation_operations_declare_their_scopes(cluster: list[NekzusServer]) -> None:
+def test_federation_operations_declare_their_scopes(cluster: list[FedServer]) -> None:
     with cluster[0].client() as cl:
         schema = cl.get("/api/v1/openapi.json").json()
     assert undeclared(schema) == []
@@ -97,12 +98,16 @@ def test_federation_operations_declare_their_scopes(cluster: list[NekzusServer])
     assert paths["/api/v1/federation/sync"]["post"]["x-required-scopes"] == ["write:*"]
 
 
-def test_add_and_delete_propagate(cluster: list[NekzusServer], upstream: Upstream) -> None:
+def test_add_and_delete_propagate(cluster: list[FedServer], upstream: Upstream) -> None:
     a, b, c = cluster
     origin = peer_id(a)
     add_route(a, "fedgrafana", upstream.url, stripPrefix=True)
     for other in (b, c):
-        app = wait_for(lambda other=other: apps(other).get("fedgrafana"), 15, "the app to replicate")
+
+        def replicated(other: FedServer = other) -> dict[str, Any] | None:
+            return apps(other).get("fedgrafana")
+
+        app = wait_for(replicated, 15, "the app to replicate")
         assert "federated" in app["tags"]
         assert app["origin"]["peerId"] == origin
         assert app["proxyPath"] == "/apps/fedgrafana/"
@@ -110,10 +115,14 @@ def test_add_and_delete_propagate(cluster: list[NekzusServer], upstream: Upstrea
     assert status(b)["services"]["remote"] >= 1
     delete_route(a, "fedgrafana")
     for other in (b, c):
-        wait_for(lambda other=other: "fedgrafana" not in apps(other), 15, "the delete to replicate")
+
+        def deleted(other: FedServer = other) -> bool:
+            return "fedgrafana" not in apps(other)
+
+        wait_for(deleted, 15, "the delete to replicate")
 
 
-def test_manual_sync_endpoint(cluster: list[NekzusServer]) -> None:
+def test_manual_sync_endpoint(cluster: list[FedServer]) -> None:
     a = cluster[0]
     with a.client() as cl:
         r = cl.post("/api/v1/federation/sync")
@@ -122,7 +131,7 @@ def test_manual_sync_endpoint(cluster: list[NekzusServer]) -> None:
         assert body["success"] is True and body["peers"] == 2 and body["succeeded"] == 2
 
 
-def test_replayed_and_forged_sync_refused(cluster: list[NekzusServer]) -> None:
+def test_replayed_and_forged_sync_refused(cluster: list[FedServer]) -> None:
     a, b, _ = cluster
     key = crypto.derive_key(SECRET)
     body = json.dumps({"sv": ""}).encode()
@@ -130,7 +139,7 @@ def test_replayed_and_forged_sync_refused(cluster: list[NekzusServer]) -> None:
     headers = crypto.sign_request(
         key, peer_id=peer_id(b), method="POST", path=path, digest=crypto.body_digest(body)
     )
-    url = f"https://127.0.0.1:{a.gossip_port}{path}"  # type: ignore[attr-defined]
+    url = f"https://127.0.0.1:{a.gossip_port}{path}"
     with httpx.Client(verify=False, timeout=10) as cl:
         first = cl.post(url, content=body, headers=headers)
         assert first.status_code == 200, first.text
@@ -162,11 +171,11 @@ def test_replayed_and_forged_sync_refused(cluster: list[NekzusServer]) -> None:
 
 
 def test_wrong_secret_is_refused_and_never_sees_the_catalog(
-    cluster: list[NekzusServer], upstream: Upstream
+    cluster: list[FedServer], upstream: Upstream
 ) -> None:
     a = cluster[0]
     add_route(a, "secretapp", upstream.url)
-    intruder = fed_server(None, [a.gossip_port], secret="wrong-secret-but-long-enough-0123456789")  # type: ignore[attr-defined]
+    intruder = fed_server(None, [a.gossip_port], secret="wrong-secret-but-long-enough-0123456789")
     intruder.start(timeout=60)
     try:
         add_route(intruder, "intruderapp", upstream.url)
@@ -211,7 +220,7 @@ def _api_key(srv: NekzusServer, scopes: list[str]) -> str:
 
 
 def test_remote_route_http_websocket_and_scopes_at_owner(
-    cluster: list[NekzusServer], upstream: Upstream
+    cluster: list[FedServer], upstream: Upstream
 ) -> None:
     a, b, _ = cluster
     add_route(a, "remoteecho", upstream.url, stripPrefix=True, websocket=True, scopes=["read:catalog"])
@@ -249,7 +258,7 @@ def test_remote_route_http_websocket_and_scopes_at_owner(
             assert arrivals[-1] - arrivals[0] > 0.8  # the first event came long before the last was sent
     # The owner refuses the route request without a valid peer signature (a LAN caller is not trusted).
     direct = httpx.get(
-        f"https://127.0.0.1:{a.gossip_port}/federation/v1/route/apps/remoteecho/x",  # type: ignore[attr-defined]
+        f"https://127.0.0.1:{a.gossip_port}/federation/v1/route/apps/remoteecho/x",
         verify=False,
         headers={crypto.H_IDENTITY: crypto.encode_identity({"kind": "trusted", "scopes": ["access:admin"]})},
     )
@@ -263,7 +272,7 @@ def test_remote_route_http_websocket_and_scopes_at_owner(
     delete_route(a, "remoteecho")
 
 
-def test_a_local_route_wins_over_a_remote_one(cluster: list[NekzusServer], upstream: Upstream) -> None:
+def test_a_local_route_wins_over_a_remote_one(cluster: list[FedServer], upstream: Upstream) -> None:
     a, b, _ = cluster
     add_route(a, "shadowed", upstream.url, stripPrefix=True)
     wait_for(lambda: apps(b).get("shadowed"), 15, "the remote app on the caller")
@@ -282,7 +291,7 @@ def test_a_local_route_wins_over_a_remote_one(cluster: list[NekzusServer], upstr
 
 
 def test_remote_websocket_closes_when_the_callers_device_is_revoked(
-    cluster: list[NekzusServer], upstream: Upstream
+    cluster: list[FedServer], upstream: Upstream
 ) -> None:
     a, b, _ = cluster
     add_route(a, "revokeecho", upstream.url, stripPrefix=True, websocket=True, scopes=["read:catalog"])
@@ -331,9 +340,7 @@ class EventTap:
         self.thread.join(5)
 
 
-def test_stopped_instance_goes_offline_and_catches_up(
-    cluster: list[NekzusServer], upstream: Upstream
-) -> None:
+def test_stopped_instance_goes_offline_and_catches_up(cluster: list[FedServer], upstream: Upstream) -> None:
     a, b, c = cluster
     c_id = peer_id(c)
     tap = EventTap(a)
@@ -367,7 +374,7 @@ def test_stopped_instance_goes_offline_and_catches_up(
     tap.close()
 
 
-def test_delete_peer_then_it_rejoins_by_authenticating(cluster: list[NekzusServer]) -> None:
+def test_delete_peer_then_it_rejoins_by_authenticating(cluster: list[FedServer]) -> None:
     a, b, _ = cluster
     b_id = peer_id(b)
     with a.client() as cl:

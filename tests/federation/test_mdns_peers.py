@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from tests.federation.conftest import fed_server, peers, wait_for
-from tests.nekzus_server import NekzusServer
+from tests.federation.conftest import FedServer, fed_server, peers, wait_for
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("mdns")]
 
 
 @pytest.fixture(scope="module")
-def pair() -> Iterator[list[NekzusServer]]:
-    servers = []
+def pair() -> Iterator[list[FedServer]]:
+    servers: list[FedServer] = []
     for _ in range(2):
         srv = fed_server(None, [], mdns_enabled=True)
         srv.config["discovery"] = {"mdns": {"interfaces": ["127.0.0.1"]}}
@@ -30,10 +29,10 @@ def pair() -> Iterator[list[NekzusServer]]:
             srv.stop()
 
 
-def test_instances_discover_each_other_over_mdns(pair: list[NekzusServer]) -> None:
+def test_instances_discover_each_other_over_mdns(pair: list[FedServer]) -> None:
     a, b = pair
     found = wait_for(lambda: peers(a), 30, "A to discover B over mDNS")
     (peer,) = found.values()
     assert peer["status"] == "online"
-    assert peer["gossip_addr"] == f"127.0.0.1:{b.gossip_port}"  # type: ignore[attr-defined]
+    assert peer["gossip_addr"] == f"127.0.0.1:{b.gossip_port}"
     wait_for(lambda: len(peers(b)) == 1, 30, "B to know A")

@@ -11,6 +11,7 @@ import pytest
 from nekzus.errors import Invalid
 from nekzus.jobs import CronScheduler, ManualClock, next_fire, validate_cron
 from tests.jobs.helpers import Tasks
+from tests.waiting import until
 
 
 @pytest.mark.parametrize(
@@ -71,12 +72,13 @@ def test_scheduler_fires_on_time_and_missed_run_once() -> None:
         assert fired[-1] == ("a", datetime(2030, 1, 1, 0, 1, tzinfo=UTC))
         assert sched.due("a") == datetime(2030, 1, 1, 0, 2, tzinfo=UTC)
         clock.advance(3600)  # both due again; a's missed minutes collapse into one run
-        await asyncio.sleep(0.05)
-        names = [n for n, _ in fired]
-        assert names.count("a") == 2 and names.count("missed") == 2
+        await until(lambda: [n for n, _ in fired].count("missed") == 2, timeout=2, what="the hourly run")
+        await until(lambda: [n for n, _ in fired].count("a") == 2, timeout=2, what="a's collapsed run")
         sched.remove("a")
-        clock.advance(60)
-        await asyncio.sleep(0.05)
+        # Past the next hour: "missed" firing again proves the loop woke and ticked through every
+        # minute "a" would have been due in; "a", removed, did not fire.
+        clock.advance(3600)
+        await until(lambda: [n for n, _ in fired].count("missed") == 3, timeout=2, what="the next hour")
         assert [n for n, _ in fired].count("a") == 2
         await sched.stop()
         await tasks.close()
@@ -91,7 +93,7 @@ def test_slow_run_does_not_block_others() -> None:
         quick = asyncio.Event()
 
         async def slow(_when: datetime) -> None:
-            await asyncio.sleep(30)
+            await asyncio.sleep(30)  # a run that outlasts the test: it must not hold up the others
 
         async def fast(_when: datetime) -> None:
             quick.set()

@@ -27,6 +27,7 @@ from nekzus.jobs import (
     QueueFull,
 )
 from tests.jobs.helpers import runner_env
+from tests.waiting import until
 
 
 class DemoEvent(StrEnum):
@@ -76,8 +77,11 @@ def test_failure_timeout_and_cancel(tmp_path: Path) -> None:
             async def fails(ctx: JobContext) -> None:
                 raise JobFailed("disk full")
 
+            running = asyncio.Event()
+
             async def slow(ctx: JobContext) -> None:
-                await asyncio.sleep(30)
+                running.set()
+                await asyncio.sleep(30)  # never finishes by itself: only the timeout or a cancel ends it
 
             failed = await runner.wait((await runner.submit("demo", fails)).id)
             assert failed.state is JobState.FAILED and failed.error == "disk full"
@@ -85,9 +89,10 @@ def test_failure_timeout_and_cancel(tmp_path: Path) -> None:
             timed = await runner.wait((await runner.submit("demo", slow, timeout=0.05)).id)
             assert timed.state is JobState.FAILED and "timed out" in (timed.error or "")
 
+            running.clear()
             job = await runner.submit("demo", slow)
-            while job.state is not JobState.RUNNING:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(running.wait(), 5)
+            assert job.state is JobState.RUNNING
             assert runner.cancel(job.id)
             done = await runner.wait(job.id)
             assert done.state is JobState.CANCELLED
@@ -119,7 +124,9 @@ def test_bounded_concurrency_and_queue(tmp_path: Path) -> None:
                 await runner.submit("q", work)
             assert info.value.status == 503 and info.value.code == "QUEUE_FULL"
             other = await runner.submit("other-kind", work)  # other kinds have their own pool
-            await asyncio.sleep(0.05)
+            # Both pools have started what they may: the first "q" job and the other kind run, the
+            # second "q" job waits for the first.
+            await until(lambda: running == 2, timeout=5, what="one job of each kind running")
             assert second.state is JobState.PENDING
             gate.set()
             for job in (first, second, other):
@@ -214,7 +221,7 @@ def test_cancel_right_after_submit(tmp_path: Path) -> None:
             runner.set_limit("c", concurrency=1, max_queued=1)
 
             async def work(ctx: JobContext) -> None:
-                await asyncio.sleep(30)
+                await asyncio.sleep(30)  # never runs to the end: cancelled before it starts
 
             skipped: list[str] = []
 

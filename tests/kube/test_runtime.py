@@ -162,7 +162,7 @@ def test_logs_over_websocket(rserver: NekzusServer, emulator: KubeEmulator) -> N
         def until(match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
-                msg = json.loads(conn.recv(timeout=max(0.05, deadline - time.monotonic())))
+                msg: dict[str, Any] = json.loads(conn.recv(timeout=max(0.05, deadline - time.monotonic())))
                 seen.append(msg)
                 if match(msg):
                     return msg

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nekzus.discovery.kubernetes_worker import KubernetesWorker
+from nekzus.discovery.models import Proposal
 from nekzus.runtime.kubernetes import KubeConnection
 from tests.kube import objects
 from tests.kube.emulator import KubeEmulator
@@ -30,11 +31,11 @@ def test_ten_thousand_services(emulator: KubeEmulator, kubeconfig: Path) -> None
     emulator.requests.clear()
 
     async def scenario() -> None:
-        submitted: dict[str, dict[str, Any]] = {}
+        submitted: dict[str, Proposal] = {}
         withdrawn: list[str] = []
 
-        async def submit(p: dict[str, Any]) -> None:
-            submitted[p["id"]] = p
+        async def submit(p: Proposal) -> None:
+            submitted[p.id] = p
 
         async def withdraw(ids: list[str]) -> None:
             withdrawn.extend(ids)
@@ -96,8 +97,8 @@ def test_namespace_scoped_permissions(emulator: KubeEmulator, kubeconfig: Path) 
     async def scenario() -> list[str]:
         submitted: list[str] = []
 
-        async def submit(p: dict[str, Any]) -> None:
-            submitted.append(p["id"])
+        async def submit(p: Proposal) -> None:
+            submitted.append(p.id)
 
         async def noop(*args: Any) -> None:
             return None

@@ -1,8 +1,9 @@
-"""The HTTP envelope: headers on every response and REF's error shape on every failure."""
+"""The HTTP envelope: headers on every response and the API's error shape on every failure."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -56,8 +57,8 @@ def test_wrong_method_is_json_405(client: httpx.Client) -> None:
     assert_error(client.put("/api/v1/healthz"), 405, "METHOD_NOT_ALLOWED")
 
 
-def test_body_over_the_limit_is_413(make_server: object) -> None:
-    srv: NekzusServer = make_server({"server": {"max_body_bytes": 2048}})  # type: ignore[operator]
+def test_body_over_the_limit_is_413(make_server: Callable[..., NekzusServer]) -> None:
+    srv: NekzusServer = make_server({"server": {"max_body_bytes": 2048}})
     with srv.client() as c:
         assert_error(c.post("/api/v1/anything", content=b"x" * 4096), 413, "PAYLOAD_TOO_LARGE")
         assert c.get("/readyz").text == "ok"

@@ -6,6 +6,7 @@ import signal
 import socket
 import stat
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,14 +21,19 @@ def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
         head = (
             f"POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
         ).encode()
-        sock.sendall(head + body[:10])
-        time.sleep(0.3)  # the request is now in flight: headers read, body incomplete
+        sock.sendall(head)
+        # `100 Continue` comes when the endpoint starts reading the body: the request is in flight.
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            chunk = sock.recv(4096)
+            assert chunk, interim
+            interim += chunk
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
         sent_at = time.monotonic()
         srv.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        sock.sendall(body[10:])
+        sock.sendall(body)  # the rest of a request that was in flight when the signal came
         reply = b""
         while b"\r\n\r\n" not in reply:
             chunk = sock.recv(4096)
@@ -70,8 +76,8 @@ def test_generated_jwt_secret_is_private_and_survives_restart(tmp_path: Path) ->
         srv.stop()
 
 
-def test_malformed_json_is_400_and_oversized_stream_is_413(make_server: object) -> None:
-    srv: NekzusServer = make_server({"server": {"max_body_bytes": 4096}})  # type: ignore[operator]
+def test_malformed_json_is_400_and_oversized_stream_is_413(make_server: Callable[..., NekzusServer]) -> None:
+    srv: NekzusServer = make_server({"server": {"max_body_bytes": 4096}})
     with srv.client() as c:
         bad = c.post(
             "/api/v1/auth/login", content=b'{"username": "a", ', headers={"Content-Type": "application/json"}
@@ -79,7 +85,7 @@ def test_malformed_json_is_400_and_oversized_stream_is_413(make_server: object) 
         assert bad.status_code == 400
         assert bad.json()["error"]["code"] == "INVALID_JSON"
 
-        def chunks():  # type: ignore[no-untyped-def]
+        def chunks() -> Iterator[bytes]:
             for _ in range(16):
                 yield b"z" * 1024
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -11,8 +12,8 @@ from nekzus.http.ratelimit import Bucket, RateLimiter
 from tests.nekzus_server import NekzusServer
 
 
-def test_headers_count_down_then_429(make_server: object) -> None:
-    srv: NekzusServer = make_server(  # type: ignore[operator]
+def test_headers_count_down_then_429(make_server: Callable[..., NekzusServer]) -> None:
+    srv: NekzusServer = make_server(
         {"rate_limits": {"general": {"rate": "1/min", "burst": 3}}}, rate_limits=True
     )
     with srv.client() as c:
@@ -42,8 +43,8 @@ def test_headers_count_down_then_429(make_server: object) -> None:
         assert other.headers["x-ratelimit-limit"] == "50"
 
 
-def test_rate_limits_can_be_disabled(make_server: object) -> None:
-    srv: NekzusServer = make_server(  # type: ignore[operator]
+def test_rate_limits_can_be_disabled(make_server: Callable[..., NekzusServer]) -> None:
+    srv: NekzusServer = make_server(
         {"rate_limits": {"enabled": False, "health": {"rate": "1/min", "burst": 1}}}, rate_limits=True
     )
     with srv.client() as c:
@@ -53,8 +54,8 @@ def test_rate_limits_can_be_disabled(make_server: object) -> None:
             assert "x-ratelimit-limit" not in response.headers
 
 
-def test_ref_defaults_per_category(make_server: object) -> None:
-    srv: NekzusServer = make_server(rate_limits=True)  # type: ignore[operator]
+def test_ref_defaults_per_category(make_server: Callable[..., NekzusServer]) -> None:
+    srv: NekzusServer = make_server(rate_limits=True)
     with srv.client() as c:
         assert c.get("/livez").headers["x-ratelimit-limit"] == "50"
         assert c.get("/api/v1/whatever").headers["x-ratelimit-limit"] == "30"
@@ -98,8 +99,8 @@ def test_classification_matches_the_reference_table() -> None:
         assert limiter.classify("GET", path) == category, path
 
 
-def test_client_ip_keys_ignore_spoofed_forwarding_headers(make_server: object) -> None:
-    srv: NekzusServer = make_server(  # type: ignore[operator]
+def test_client_ip_keys_ignore_spoofed_forwarding_headers(make_server: Callable[..., NekzusServer]) -> None:
+    srv: NekzusServer = make_server(
         {"rate_limits": {"general": {"rate": "1/min", "burst": 2}}}, rate_limits=True
     )
     spoofed = [{"X-Forwarded-For": f"10.0.0.{n}", "X-Real-IP": f"10.8.8.{n}"} for n in range(3)]
@@ -107,8 +108,10 @@ def test_client_ip_keys_ignore_spoofed_forwarding_headers(make_server: object) -
         assert [c.get("/api/v1/x", headers=h).status_code for h in spoofed] == [404, 404, 429]
 
 
-def test_forwarded_client_counts_only_behind_a_trusted_proxy(make_server: object) -> None:
-    srv: NekzusServer = make_server(  # type: ignore[operator]
+def test_forwarded_client_counts_only_behind_a_trusted_proxy(
+    make_server: Callable[..., NekzusServer],
+) -> None:
+    srv: NekzusServer = make_server(
         {
             "server": {"trusted_proxies": ["127.0.0.1/32"]},
             "rate_limits": {"general": {"rate": "1/min", "burst": 1}},

@@ -1,5 +1,5 @@
-"""REF conformance: one compact check per API-reference area of paths, methods, status codes and the
-field names/types REF shows (extra fields are allowed; missing REF fields, `null` lists, non-numeric
+"""API conformance: one compact check per API area of paths, methods, status codes and the
+field names/types the API documents (extra fields are allowed; missing fields, `null` lists, non-numeric
 numbers and non-`Z` timestamps are not). Detailed behaviour lives in each domain's own tests."""
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ def is_str_list(value: Any) -> bool:
 
 
 def has(obj: Any, **types: Any) -> None:
-    """`obj` is a dict holding every named REF field, each passing its check (a type or a predicate)."""
+    """`obj` is a dict holding every named API field, each passing its check (a type or a predicate)."""
     assert isinstance(obj, dict), obj
     for name, check in types.items():
-        assert name in obj, f"missing REF field {name!r} in {obj}"
+        assert name in obj, f"missing API field {name!r} in {obj}"
         ok = isinstance(obj[name], check) if isinstance(check, type | tuple) else check(obj[name])
-        assert ok, f"REF field {name!r} has the wrong type: {obj[name]!r}"
+        assert ok, f"API field {name!r} has the wrong type: {obj[name]!r}"
 
 
 def error_of(r: httpx.Response, status: int, code: str) -> None:
@@ -151,7 +151,9 @@ def test_overview_errors_and_rate_limits(tmp_path: Path) -> None:
             assert r.status_code == 200 and r.headers["X-API-Version"]
             for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
                 assert r.headers[name].isdigit(), (name, r.headers.get(name))
-            assert int(r.headers["X-RateLimit-Limit"]) == 10  # REF: Authentication 10 req/min, burst 10
+            assert (
+                int(r.headers["X-RateLimit-Limit"]) == 10
+            )  # the authentication category allows 10 req/min, burst 10
             deadline = time.monotonic() + 10
             for _ in range(30):
                 r = c.get("/api/v1/auth/setup-status")

@@ -6,9 +6,11 @@ import hashlib
 import json
 import signal
 import socket
+import sqlite3
 import ssl
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -192,7 +194,7 @@ def test_json_logs_with_one_access_line_per_request(tmp_path: Path) -> None:
 
 # --- helpers shared with the readiness tests -------------------------------------------------------
 
-_locks: dict[int, object] = {}
+_locks: dict[int, sqlite3.Connection] = {}
 
 
 def hold_database_lock(srv: NekzusServer) -> None:
@@ -210,8 +212,8 @@ def hold_database_lock(srv: NekzusServer) -> None:
 def release_database_lock(srv: NekzusServer) -> None:
     conn = _locks.pop(id(srv), None)
     if conn is not None:
-        conn.execute("ROLLBACK")  # type: ignore[attr-defined]
-        conn.close()  # type: ignore[attr-defined]
+        conn.execute("ROLLBACK")
+        conn.close()
 
 
 def get_or_none(url: str) -> int | None:
@@ -221,10 +223,10 @@ def get_or_none(url: str) -> int | None:
         return None
 
 
-def wait_for(predicate: object, timeout: float = 15.0) -> None:
+def wait_for(predicate: Callable[[], object], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")

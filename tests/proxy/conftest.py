@@ -56,7 +56,8 @@ class Upstream:
         return self
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)  # type: ignore[union-attr]
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
@@ -130,7 +131,7 @@ class Upstream:
         await resp.prepare(request)
         for i in range(4):
             await resp.write(f"data: event {i}\n\n".encode())
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(0.4)  # the behaviour under test: events spaced in time, streamed as they come
         await resp.write_eof()
         return resp
 
@@ -183,7 +184,7 @@ class Upstream:
         return web.Response(status=302, headers={"Location": "/login?next=1"})
 
     async def slow(self, request: web.Request) -> web.Response:
-        await asyncio.sleep(float(request.query.get("s", "3")))
+        await asyncio.sleep(float(request.query.get("s", "3")))  # a slow upstream is the behaviour under test
         return web.Response(text="slow")
 
     async def setcookie(self, request: web.Request) -> web.Response:

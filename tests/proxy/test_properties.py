@@ -17,7 +17,7 @@ from nekzus.proxy.upstream import UpstreamPool
 
 # Few distinct segments, so generated routes and paths overlap often.
 SEGMENT = st.sampled_from(["apps", "a", "b", "ab", "x", "demo", "~u", "é"])
-PATH_CHARS = st.characters(blacklist_categories=("Cs",))
+PATH_CHARS = st.characters(exclude_categories=["Cs"])
 FAST = settings(max_examples=200, deadline=None)
 
 

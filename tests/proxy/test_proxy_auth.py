@@ -1,4 +1,5 @@
-"""Per-route proxy auth with real credentials on a server that trusts no network (Part A §6, §7).
+"""Per-route proxy auth with real credentials on a server that trusts no network (route scopes, where
+`access:admin` implies every scope, and token expiry).
 
 Every credential is obtained like a client would: first-run setup with the one-time token from the log,
 login, pairing with a bootstrap token, API keys through the API. Also: session cookies persisted per
@@ -153,7 +154,7 @@ def test_bad_and_expired_tokens_are_401(
     now = int(time.time())
     expired = jwt.encode({**claims, "iat": now - 100, "exp": now - 10}, secret, algorithm="HS256")
     foreign = jwt.encode(claims, "another-secret-" + "x" * 40, algorithm="HS256")
-    unsigned = jwt.encode(claims, None, algorithm="none")  # type: ignore[arg-type]
+    unsigned = jwt.encode(claims, "", algorithm="none")  # "none" takes no key
     cases = {
         "expired": (bearer(expired), "TOKEN_EXPIRED"),
         "foreign": (bearer(foreign), None),
@@ -332,8 +333,8 @@ def test_session_cookie_round_trip_through_the_proxy(
 
     # A later request from the same device without the cookie gets it injected upstream.
     def injected() -> bool:
-        echoed = client.get("/apps/jar/echo", headers=phone).json()
-        return echoed["headers"].get("cookie") == "session=s3cr3t"
+        echoed: dict[str, str] = client.get("/apps/jar/echo", headers=phone).json()["headers"]
+        return echoed.get("cookie") == "session=s3cr3t"
 
     assert wait_for(injected)
     # A cookie the client sends itself wins over the stored one.
@@ -373,7 +374,8 @@ def test_session_cookie_round_trip_through_the_proxy(
 
 def test_session_cookie_endpoints_need_a_jwt(client: httpx.Client, new_key: Callable[..., Any]) -> None:
     _, key = new_key([ADMIN])
-    for headers in ({}, key):
+    anonymous: dict[str, str] = {}
+    for headers in (anonymous, key):
         assert client.get("/api/v1/session-cookies", headers=headers).status_code == 401
         assert client.delete("/api/v1/session-cookies", headers=headers).status_code == 401
 

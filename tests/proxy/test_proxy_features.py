@@ -10,6 +10,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from nekzus.proxy.websocket import MAX_MESSAGE_BYTES
 from tests.nekzus_server import NekzusServer, free_port
@@ -56,10 +57,11 @@ def test_websocket_echo_with_subprotocol_and_cookie(nekzus: NekzusServer) -> Non
         url = nekzus.ws_url + "/apps/ws/ws/room?x=1"
         async with connect(
             url,
-            subprotocols=["chat.v1"],
+            subprotocols=[Subprotocol("chat.v1")],
             additional_headers={"Cookie": "sid=42", "Authorization": f"Bearer {token}"},
         ) as ws:
             assert ws.subprotocol == "chat.v1"
+            assert ws.response is not None
             assert "wscookie=1" in (ws.response.headers.get("Set-Cookie") or "")
             hello = json.loads(await ws.recv())
             assert hello["cookie"] == "sid=42"

@@ -18,6 +18,7 @@ from tests.events.conftest import WS
 from tests.events.test_metrics import scrape, value
 from tests.nekzus_server import NekzusServer, free_port
 from tests.proxy.conftest import Upstream
+from tests.waiting import until
 
 
 class RestartableUpstream:
@@ -121,6 +122,11 @@ def route_status(c: httpx.Client, token: str, route_id: str) -> str:
     return status
 
 
+def successful_checks(c: httpx.Client, app_id: str) -> float:
+    samples = scrape(c)
+    return value(samples, "nekzus_service_health_checks_total", app_id=app_id, status="success")
+
+
 async def next_health_change(ws: WS, app_id: str, status: str, timeout: float = 10.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -158,11 +164,17 @@ def test_health_change_events_over_the_websocket_hub(
                 # unhealthy → healthy: it comes back on the same port.
                 flaky.start()
                 up = await next_health_change(ws, "flaky", "healthy")
+                checked = successful_checks(c, "flaky")
                 assert up["previousStatus"] == "unhealthy"
                 assert c.get("/apps/flaky/y", headers=auth).json() == {"path": "/apps/flaky/y"}
                 assert c.get("/api/v1/services/flaky/health", headers=auth).status_code == 200
-                # One event per transition: no repeats while the status holds.
-                await asyncio.sleep(0.6)  # a couple of check intervals
+                # One event per transition: no repeats while the status holds (two more checks).
+                await until(
+                    lambda: successful_checks(c, "flaky") >= checked + 2,
+                    timeout=10,
+                    interval=0.1,
+                    what="two more health checks",
+                )
                 repeats = [m for m in await ws.barrier() if m["type"] == "health_change"]
                 assert repeats == []
             finally:

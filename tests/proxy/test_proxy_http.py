@@ -7,6 +7,7 @@ import json
 import socket
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import psutil
@@ -184,7 +185,7 @@ def test_smuggled_forwarding_and_identity_headers_never_reach_the_upstream(http:
 
 
 def test_smuggled_headers_never_reach_a_websocket_upstream(nekzus: NekzusServer) -> None:
-    async def run() -> dict[str, object]:
+    async def run() -> dict[str, Any]:
         # The client library sends its own `Connection: Upgrade` line first; uvicorn reads only the last
         # line for the upgrade, so this second line names `Upgrade` again.
         smuggled = [
@@ -193,11 +194,11 @@ def test_smuggled_headers_never_reach_a_websocket_upstream(nekzus: NekzusServer)
         ]
         smuggled.append(("Proxy-Authorization", "Basic dXNlcjpwYXNz"))
         async with connect(nekzus.ws_url + "/apps/ws/ws", additional_headers=smuggled) as ws:
-            hello: dict[str, object] = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            hello: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 10))
             return hello
 
     hello = asyncio.run(run())
-    received = [(str(k), str(v)) for k, v in hello["headers"]]  # type: ignore[attr-defined]
+    received = [(str(k), str(v)) for k, v in hello["headers"]]
     assert ("x-keep", "yes") in received
     assert _leaked(received) == []
 

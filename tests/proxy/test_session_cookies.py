@@ -53,7 +53,7 @@ def test_cookie_round_trip_encrypted_at_rest(tmp_path: Path) -> None:
         assert (
             summary[0]["appId"] == "grafana" and summary[0]["cookieCount"] == 2 and "expiresAt" in summary[0]
         )
-        # Max-Age=0 deletes that cookie only (ORIG deleted all of the app's cookies).
+        # Max-Age=0 deletes that cookie only (not all of the app's cookies, as the old service did).
         again.capture("dev1", "grafana", [b"theme=; Max-Age=0"])
         await asyncio.gather(*list(services._tasks))
         third = _store(services)
@@ -73,7 +73,10 @@ def test_cookie_round_trip_encrypted_at_rest(tmp_path: Path) -> None:
 
 def test_parse_set_cookie() -> None:
     assert parse_set_cookie("a=b; Path=/") == ("a", "b", None, False)
-    name, value, expires, delete = parse_set_cookie("a=b; Max-Age=10")  # type: ignore[misc]
+    parsed = parse_set_cookie("a=b; Max-Age=10")
+    assert parsed is not None
+    name, value, expires, delete = parsed
     assert (name, value, delete) == ("a", "b", False) and expires is not None and expires > time.time()
-    assert parse_set_cookie("a=b; Expires=Thu, 01 Jan 1970 00:00:00 GMT")[3] is True  # type: ignore[index]
+    expired = parse_set_cookie("a=b; Expires=Thu, 01 Jan 1970 00:00:00 GMT")
+    assert expired is not None and expired[3] is True
     assert parse_set_cookie("garbage") is None

@@ -17,6 +17,7 @@ from nekzus.proxy import upstream
 from nekzus.proxy.cookies import SessionCookieStore
 from nekzus.proxy.upstream import UpstreamPool, UpstreamTimeout
 from nekzus.store import Database
+from tests.waiting import until
 
 
 async def _silent_server() -> tuple[asyncio.Server, int, list[asyncio.StreamWriter]]:
@@ -64,7 +65,7 @@ def test_connection_cap_per_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
             await pool.acquire()
         # A connection that goes away frees its slot for the next waiter.
         waiting = asyncio.ensure_future(pool.acquire())
-        await asyncio.sleep(0.05)
+        await until(lambda: pool.waiting == 1, timeout=5, what="the request to queue for a slot")
         assert not waiting.done()
         first.close()
         third = await asyncio.wait_for(waiting, 5)

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -266,7 +267,7 @@ def test_workflow_stops_or_continues(api: httpx.Client) -> None:
         api.post("/api/v1/workflows", json={"name": "x", "steps": []}).json()["error"]["code"]
         == "MISSING_STEPS"
     )
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"scriptId": "wf-hello", "parameters": {"name": "one"}},
         {"scriptId": "wf-fail", "onFailure": "stop"},
         {"scriptId": "wf-hello", "parameters": {"name": "three"}},

@@ -23,6 +23,9 @@ from hypothesis import HealthCheck, Phase, settings
 from nekzus.auth.principal import scopes_satisfied
 from tests.nekzus_server import NekzusServer
 
+# One generated request against an operation of the served OpenAPI schema.
+FuzzCase = schemathesis.Case[schemathesis.APIOperation[Any, Any, Any, Any]]
+
 USER, PASSWORD = "fuzz-admin", "fuzz-password-123"
 KEY_SCOPES = ["read:catalog"]
 
@@ -53,7 +56,7 @@ class Fuzzed:
         self.doc = doc
         self.http = httpx.Client(base_url=srv.url, timeout=15.0)
 
-    def send(self, case: schemathesis.Case, auth: dict[str, str]) -> httpx.Response:
+    def send(self, case: FuzzCase, auth: dict[str, str]) -> httpx.Response:
         """Send a generated case with our own client: the served Host, our credential only."""
         kwargs = case.as_transport_kwargs(base_url=self.srv.url)
         # schemathesis fills in placeholder credentials from the security schemes: drop them for ours
@@ -67,7 +70,7 @@ class Fuzzed:
         url = kwargs.pop("url")
         return self.http.request(method, url, **kwargs)
 
-    def operation(self, case: schemathesis.Case) -> dict[str, Any]:
+    def operation(self, case: FuzzCase) -> dict[str, Any]:
         op: dict[str, Any] = self.doc["paths"][case.operation.path][case.operation.method.lower()]
         return op
 
@@ -136,7 +139,7 @@ schema = schemathesis.pytest.from_fixture("api_schema").exclude(name=SKIPPED)
 OFF_ON_PURPOSE = frozenset({"RUNTIME_UNAVAILABLE", "SCHEDULER_NOT_CONFIGURED"})
 
 
-def _no_server_error(response: httpx.Response, case: schemathesis.Case, fuzzed: Fuzzed) -> None:
+def _no_server_error(response: httpx.Response, case: FuzzCase, fuzzed: Fuzzed) -> None:
     if response.status_code == 503 and _code(response) in OFF_ON_PURPOSE:
         return  # a part this server was started without: the documented "switched off" answer
     assert response.status_code < 500, (
@@ -147,14 +150,14 @@ def _no_server_error(response: httpx.Response, case: schemathesis.Case, fuzzed: 
 
 @schema.parametrize()
 @FUZZ_SETTINGS
-def test_admin_never_gets_a_server_error(case: schemathesis.Case, fuzzed: Fuzzed) -> None:
+def test_admin_never_gets_a_server_error(case: FuzzCase, fuzzed: Fuzzed) -> None:
     response = fuzzed.send(case, {"Authorization": f"Bearer {fuzzed.admin_token}"})
     _no_server_error(response, case, fuzzed)
 
 
 @schema.parametrize()
 @FUZZ_SETTINGS
-def test_low_scope_key_is_held_to_declared_scopes(case: schemathesis.Case, fuzzed: Fuzzed) -> None:
+def test_low_scope_key_is_held_to_declared_scopes(case: FuzzCase, fuzzed: Fuzzed) -> None:
     response = fuzzed.send(case, {"X-API-Key": fuzzed.api_key})
     _no_server_error(response, case, fuzzed)
     op = fuzzed.operation(case)

@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ def connect(srv: NekzusServer) -> socket.socket:
     return sock
 
 
-def read_response(sock: socket.socket, deadline: float = 10.0) -> tuple[int, dict[str, object]]:
+def read_response(sock: socket.socket, deadline: float = 10.0) -> tuple[int, dict[str, Any]]:
     sock.settimeout(deadline)
     data = b""
     while b"\r\n\r\n" not in data:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import websockets
+from websockets.typing import Origin
 
 from nekzus.http.guard import ServedHosts, refusal
 from tests.nekzus_server import NekzusServer
@@ -58,7 +59,7 @@ def test_cross_site_mutations_are_refused(srv: NekzusServer) -> None:
 def test_cross_site_websocket_upgrades_are_refused(srv: NekzusServer) -> None:
     async def attempt(path: str, origin: str) -> int | None:
         try:
-            async with websockets.connect(srv.ws_url + path, origin=origin, open_timeout=10):  # type: ignore[arg-type]
+            async with websockets.connect(srv.ws_url + path, origin=Origin(origin), open_timeout=10):
                 return None
         except websockets.InvalidStatus as exc:
             return exc.response.status_code

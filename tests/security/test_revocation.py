@@ -38,9 +38,9 @@ async def _closed_with_notice(ws: WS, code: str) -> str:
     """The server says why (`session_closed`) and closes with 1008 and that reason; returns it."""
     notice = await ws.recv_type("session_closed")
     assert notice["data"]["code"] == code, notice
-    closed_code, reason = await ws.wait_closed()
-    assert closed_code == CLOSE_POLICY and reason == notice["data"]["reason"]
+    closed_code, closed_reason = await ws.wait_closed()
     reason: str = notice["data"]["reason"]
+    assert closed_code == CLOSE_POLICY and closed_reason == reason
     return reason
 
 

@@ -47,7 +47,8 @@ def page(browser: Any, server: NekzusServer) -> Iterator[Any]:
 
 def session_cookie(page: Any) -> dict[str, Any]:
     cookies = {c["name"]: c for c in page.context.cookies()}
-    return cookies["nekzus_session"]
+    cookie: dict[str, Any] = cookies["nekzus_session"]
+    return cookie
 
 
 def test_first_run_setup_explains_token_then_login(page: Any, server: NekzusServer) -> None:

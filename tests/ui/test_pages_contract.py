@@ -53,10 +53,9 @@ def stub(route: Any) -> None:
     req = route.request
     path = req.url.split("://", 1)[1].split("/", 1)[1]
     path = "/" + path.split("?")[0]
-    body = None
-    if req.post_data:
-        body = json.loads(req.post_data)
-    SENT.append((req.method, path, body, req.headers.get("x-csrf-token", "")))
+    posted: dict[str, Any] | None = json.loads(req.post_data) if req.post_data else None
+    SENT.append((req.method, path, posted, req.headers.get("x-csrf-token", "")))
+    body = posted or {}
     reply: Any
     status = 200
     if path == "/api/v1/system/resources":

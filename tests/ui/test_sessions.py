@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from nekzus.ui import sessions
 from nekzus.ui.sessions import SessionStore
 
@@ -38,7 +40,7 @@ def test_csrf_token_must_match() -> None:
     assert other.id != s.id and other.csrf != s.csrf
 
 
-def test_store_is_bounded(monkeypatch) -> None:
+def test_store_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sessions, "MAX_SESSIONS", 3)
     clock = Clock()
     store = SessionStore(idle_timeout=600, clock=clock)

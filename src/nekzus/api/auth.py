@@ -6,20 +6,20 @@ token (`POST /auth/pair`) and token refresh.
 
 from __future__ import annotations
 
-import contextlib
-import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.requests import auth_service, ip_of, read_json, validate
 from nekzus.api.security import require
+from nekzus.auth.enrollment import DEVICE_TOKEN_HEADER, NewDevice
+from nekzus.auth.login import login as login_user
+from nekzus.auth.login import setup_first_user
 from nekzus.auth.principal import Principal
-from nekzus.auth.service import SUPPORTED_PLATFORMS, USERNAME_RE, valid_device_id
-from nekzus.errors import NekzusError
-from nekzus.events.types import EventType
+from nekzus.auth.service import SUPPORTED_PLATFORMS, valid_device_id
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
 from nekzus.timefmt import rfc3339_or_none
@@ -27,10 +27,6 @@ from nekzus.timefmt import rfc3339_or_none
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=ERROR_RESPONSES)
 
 PAIR_BODY_LIMIT = 10 * 1024
-# Proof of possession when pairing onto an existing device id: that device's current token.
-DEVICE_TOKEN_HEADER = "X-Device-Token"  # noqa: S105 - a header name, not a secret
-MIN_PASSWORD = 8
-MAX_PASSWORD = 1024
 
 
 class Credentials(BaseModel):
@@ -84,80 +80,22 @@ async def setup_status(request: Request) -> dict[str, bool]:
     return {"setupRequired": count == 0, "hasUsers": count > 0}
 
 
-@router.post("/setup", status_code=201, summary="Create the first admin user (Part A §8)")
+@router.post("/setup", status_code=201, summary="Create the first admin user")
 async def setup(request: Request, body: Credentials) -> dict[str, str]:
-    service = auth_service(request)
-    ip = ip_of(request)
-    if await service.user_count() > 0:
-        await service.audit("auth.setup", actor="anonymous", ip=ip, details={"reason": "done"}, success=False)
-        raise ApiError(
-            400, "SETUP_ALREADY_COMPLETED", "Setup has already been completed. Please use the login page."
-        )
-    token = request.headers.get("x-setup-token") or body.setup_token or ""
-    if not service.trusted(ip) and not service.setup_token_ok(token):
-        await service.audit(
-            "auth.setup", actor="anonymous", ip=ip, details={"reason": "untrusted"}, success=False
-        )
-        raise ApiError(
-            403,
-            "FORBIDDEN",
-            "Setup is only allowed from a trusted network or with the setup token from the server log",
-        )
-    username, password = _fields(body)
-    if not USERNAME_RE.match(username):
-        raise ApiError(
-            400, "USER_CREATION_FAILED", "username must be 1-255 characters of letters, digits, _ . -"
-        )
-    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise ApiError(
-            400,
-            "USER_CREATION_FAILED",
-            f"password must be between {MIN_PASSWORD} and {MAX_PASSWORD} characters",
-        )
-    await service.create_first_user(username, password)
-    await service.audit("auth.setup", actor=f"user-{username}", target=f"user-{username}", ip=ip)
-    return {"message": "Setup completed successfully. Please log in.", "username": username}
+    # Missing fields are reported only after the setup gate: a finished setup says so first.
+    username, password = body.username, body.password
+    setup_token = request.headers.get("x-setup-token") or body.setup_token or ""
+    await setup_first_user(
+        auth_service(request), username, password, setup_token=setup_token, ip=ip_of(request)
+    )
+    return {"message": "Setup completed successfully. Please log in.", "username": username or ""}
 
 
 @router.post("/login", summary="Log in with username and password")
 async def login(request: Request, body: Credentials) -> Any:
     service = auth_service(request)
-    ip = ip_of(request)
     username, password = _fields(body)
-    if len(password) > MAX_PASSWORD or len(username) > 255:
-        raise ApiError(401, "INVALID_CREDENTIALS", "Invalid username or password")
-    # Locks are per source address, and a trusted network can always sign in (the owner at home).
-    locked = service.lockout.locked_for(username, ip, trusted=service.trusted(ip))
-    if locked > 0:
-        service.metrics.auth_login_total.labels("locked").inc()
-        await service.audit(
-            "auth.login", actor=f"user-{username}", ip=ip, details={"reason": "locked"}, success=False
-        )
-        raise ApiError(
-            429,
-            "RATE_LIMITED",
-            "Too many failed login attempts, try again later",
-            headers={"Retry-After": str(max(1, int(locked)))},
-        )
-    user = await service.find_user(username)
-    usable = user is not None and user.is_active
-    ok = await service.passwords.verify(user.password_hash if usable and user else None, password)
-    if not ok or user is None:
-        just_locked = service.lockout.failed(username, ip)
-        service.metrics.auth_login_total.labels("failure").inc()
-        await service.audit(
-            "auth.login",
-            actor=f"user-{username}",
-            ip=ip,
-            details={"reason": "bad credentials", "locked": just_locked},
-            success=False,
-        )
-        raise ApiError(401, "INVALID_CREDENTIALS", "Invalid username or password")
-    service.lockout.succeeded(username, ip)
-    await service.mark_login(user)
-    token = service.issue_user_token(username)
-    service.metrics.auth_login_total.labels("success").inc()
-    await service.audit("auth.login", actor=f"user-{username}", target=f"user-{username}", ip=ip)
+    token, user = await login_user(service, username, password, ip=ip_of(request))
     return {"token": token, "expiresIn": round(service.codec.ttl), "user": user_json(user)}
 
 
@@ -241,79 +179,23 @@ class PairRequest(BaseModel):
     },
 )
 async def pair(request: Request) -> dict[str, Any]:
-    import secrets
-
-    service = auth_service(request)
-    services: Services = request.app.state.services
-    ip = ip_of(request)
     token = _bearer(request)
     if not token:
         raise ApiError(401, "UNAUTHORIZED", "A bootstrap token is required")
-    # The body is read and validated first: a malformed request must not spend the token, and the
-    # token is checked and consumed in one synchronous step after the last await of the parsing.
+    # The body is read and validated before the token is looked at: a malformed request must not spend it.
     body = validate(PairRequest, await read_json(request, PAIR_BODY_LIMIT))
-    device_id = body.device.id or "dev-" + secrets.token_urlsafe(8)
-    existed = device_id in service.devices
-    if existed and not service.may_repair(device_id, request.headers.get(DEVICE_TOKEN_HEADER, ""), ip):
-        await service.audit(
-            "device.pair",
-            actor="anonymous",
-            target=device_id,
-            ip=ip,
-            details={"code": "DEVICE_EXISTS"},
-            success=False,
-        )
-        raise ApiError(
-            409,
-            "DEVICE_EXISTS",
-            "A device with this id is already paired: re-pairing needs its current token "
-            f"({DEVICE_TOKEN_HEADER}) or an administrator",
-        )
-    try:
-        grant = service.pairing.claim(token)
-    except NekzusError as exc:
-        services.metrics.auth_pairing_total.labels("failure", "unknown").inc()
-        await service.audit(
-            "device.pair", actor="anonymous", ip=ip, details={"code": exc.code}, success=False
-        )
-        raise
     device = body.device
-    name = device.name.strip() or device.model.strip() or f"{device.platform} Device"
-    started = time.monotonic()
-    if existed:
-        # A new pairing starts clean: nothing stored for the old one (upstream sessions, queued
-        # notifications) passes to it; scopes are reset to the defaults by pair_device.
-        await services.domains.session_cookies.clear(device_id)
-        await services.domains.notifications.delete_device(device_id)
-    result: dict[str, Any] = await service.pair_device(
-        {
-            "id": device_id,
-            "name": name,
-            "platform": device.platform,
-            "platformVersion": device.platform_version,
-            "model": device.model,
-            "pushToken": device.push_token,
-        }
+    new = NewDevice(
+        id=device.id,
+        name=device.name,
+        platform=device.platform,
+        platform_version=device.platform_version,
+        model=device.model,
+        push_token=device.push_token,
     )
-    if existed:
-        with contextlib.suppress(Exception):  # closing stale sockets is best effort
-            await services.domains.hub.close_device(device_id, "device re-paired")
-    services.bus.emit(
-        EventType.DEVICE_PAIRED, {"deviceId": device_id, "deviceName": name, "platform": device.platform}
-    )
-    services.metrics.auth_pairing_total.labels("success", device.platform).inc()
-    services.metrics.auth_pairing_duration_seconds.observe(time.monotonic() - started)
-    await service.activity(
-        "device_paired", f"Device paired: {name}", icon="Smartphone", icon_class="success", key=device_id
-    )
-    await service.audit(
-        "device.paired",
-        actor=device_id,
-        target=device_id,
-        ip=ip,
-        details={"platform": device.platform, "model": device.model, "bootstrap": grant.kind},
-    )
-    return result
+    flow = services_of(request).domains.enrollment
+    proof = request.headers.get(DEVICE_TOKEN_HEADER, "")
+    return await flow.pair(token, new, proof=proof, ip=ip_of(request))
 
 
 def _bearer(request: Request) -> str:

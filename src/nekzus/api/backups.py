@@ -51,7 +51,7 @@ def _flag(camel: str, snake: str) -> Any:
 
 
 class RestoreBody(BaseModel):
-    """REF's camelCase options, with ORIG's snake_case spellings accepted too. Unset means restore it."""
+    """The API's camelCase options (older snake_case spellings accepted too). Unset means restore it."""
 
     model_config = ConfigDict(extra="ignore")
     apps: bool | None = _flag("restoreApps", "restore_apps")

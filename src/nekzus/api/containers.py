@@ -7,8 +7,6 @@ any credential, actions `write:*`. The container rate-limit category applies by 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
@@ -20,8 +18,7 @@ from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
 from nekzus.http.errors import ApiError
-from nekzus.runtime.base import RuntimeErrorBase, valid_container_id
-from nekzus.runtime.manager import UnknownRuntime
+from nekzus.runtime.base import valid_container_id
 from nekzus.runtime.operations import ContainerService
 from nekzus.services import Services
 
@@ -168,22 +165,6 @@ def parse_timeout(value: Any) -> int | None:
     return number
 
 
-def runtime_error(exc: UnknownRuntime | RuntimeErrorBase) -> ApiError:
-    if isinstance(exc, UnknownRuntime):
-        return ApiError(400, "INVALID_RUNTIME", "runtime must be 'docker' or 'kubernetes'")
-    message = "container not found" if exc.code == "CONTAINER_NOT_FOUND" else exc.message
-    return ApiError(exc.status, exc.code, message)
-
-
-@contextmanager
-def _Guard() -> Iterator[None]:
-    """`with _Guard():` turns runtime errors into the API's error responses."""
-    try:
-        yield
-    except (UnknownRuntime, RuntimeErrorBase) as exc:
-        raise runtime_error(exc) from None
-
-
 # -- routes (static paths before `{containerId}`) ----------------------------------------------------
 
 
@@ -198,8 +179,7 @@ async def list_containers(
 ) -> list[dict[str, Any]]:
     if runtime and runtime not in ("docker", "kubernetes"):
         raise ApiError(400, "INVALID_RUNTIME", "runtime must be 'docker' or 'kubernetes'")
-    with _Guard():
-        items = await _svc(request).list_containers(runtime, namespace)
+    items = await _svc(request).list_containers(runtime, namespace)
     return [c.to_json() for c in items]
 
 
@@ -211,8 +191,7 @@ async def all_stats(
 ) -> dict[str, Any]:
     import time
 
-    with _Guard():
-        items = await _svc(request).all_stats(include_all=all)
+    items = await _svc(request).all_stats(include_all=all)
     return {"containers": items, "timestamp": int(time.time())}
 
 
@@ -220,8 +199,7 @@ async def _bulk(
     request: Request, action: Literal["start", "stop", "restart"], timeout: Any
 ) -> dict[str, Any]:
     seconds = parse_timeout(timeout)
-    with _Guard():
-        return await _svc(request).bulk(action, seconds)
+    return await _svc(request).bulk(action, seconds)
 
 
 @router.post("/start-all", response_model=BulkOut, summary="Start every stopped container")
@@ -268,8 +246,7 @@ async def batch(
         _check_id(cid)
     seconds = parse_timeout(parsed.timeout)
     unique = list(dict.fromkeys(ids))
-    with _Guard():
-        return await _svc(request).batch(action, unique, seconds)
+    return await _svc(request).batch(action, unique, seconds)
 
 
 @router.get(
@@ -285,8 +262,7 @@ async def inspect_container(
     _p: Principal = Depends(require("write:*")),
 ) -> dict[str, Any]:
     cid, runtime = _target(containerId, runtime, namespace)
-    with _Guard():
-        return await _svc(request).inspect(cid, runtime)
+    return await _svc(request).inspect(cid, runtime)
 
 
 async def _action(
@@ -301,8 +277,7 @@ async def _action(
     _reject_encoded(request)
     container_id, runtime = _target(container_id, runtime, namespace)
     seconds = parse_timeout(timeout) if action != "start" else None
-    with _Guard():
-        body = await _svc(request).accept_action(principal, action, container_id, seconds, runtime)
+    body = await _svc(request).accept_action(principal, action, container_id, seconds, runtime)
     return JSONResponse(body, status_code=202)
 
 
@@ -352,8 +327,7 @@ async def container_stats(
     _p: Principal = Depends(require()),
 ) -> dict[str, Any]:
     cid, runtime = _target(containerId, runtime, namespace)
-    with _Guard():
-        return await _svc(request).stats(cid, runtime)
+    return await _svc(request).stats(cid, runtime)
 
 
 # Kubernetes path form: /containers/{namespace}/{pod}/{action} (implies runtime=kubernetes).
@@ -396,8 +370,7 @@ async def pod_stats(
 ) -> dict[str, Any]:
     _reject_encoded(request)
     cid, runtime = _target(pod, "kubernetes", namespace)
-    with _Guard():
-        return await _svc(request).stats(cid, runtime)
+    return await _svc(request).stats(cid, runtime)
 
 
 _KNOWN_TAILS = {"start", "stop", "restart", "stats", "export", "export/preview"}

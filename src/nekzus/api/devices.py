@@ -5,7 +5,6 @@ The same handlers serve /api/v1/admin/devices, the path the dashboard uses.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,8 +16,8 @@ from nekzus.api.requests import auth_service, deny, int_param, ip_of, read_json,
 from nekzus.api.security import require
 from nekzus.auth.principal import ADMIN, Principal
 from nekzus.auth.service import valid_device_id, valid_scope
-from nekzus.events.types import EventType
 from nekzus.http.errors import ApiError
+from nekzus.timefmt import rfc3339
 
 router = APIRouter(tags=["devices"], responses=ERROR_RESPONSES)
 
@@ -111,46 +110,22 @@ async def patch_device(
         raise ApiError(403, "FORBIDDEN", "Changing device scopes requires access:admin")
     if body.device_name is None and body.scopes is None:
         raise ApiError(400, "VALIDATION_ERROR", "deviceName: is required")
-    service = auth_service(request)
-    result: dict[str, Any] = await service.update_device(target, body.device_name, body.scopes)
-    details: dict[str, Any] = {}
-    if body.device_name is not None:
-        details["deviceName"] = body.device_name
-    if body.scopes is not None:
-        details["scopes"] = sorted(set(body.scopes))
-    service.metrics.device_operations_total.labels("update", "success").inc()
-    await service.audit(
-        "device.updated", actor=principal.id, target=target, ip=ip_of(request), details=details
+    enrollment = services_of(request).domains.enrollment
+    return await enrollment.update(
+        target, body.device_name, body.scopes, actor=principal.id, ip=ip_of(request)
     )
-    return result
 
 
 async def delete_device(
     request: Request, device_id: str, principal: Principal = Depends(require_self_or("write:*"))
 ) -> dict[str, Any]:
     target = _device_id(device_id)
-    service = auth_service(request)
-    services = services_of(request)
-    device = await service.get_device(target)
-    await service.revoke_device(target)
-    services.bus.emit(EventType.DEVICE_REVOKED, {"deviceId": target})
-    service.metrics.device_operations_total.labels("revoke", "success").inc()
-    await service.activity(
-        "device_revoked", f"Device revoked: {device['deviceName']}", icon="XCircle", key=target
-    )
-    await service.audit(
-        "device.revoked",
-        actor=principal.id,
-        target=target,
-        ip=ip_of(request),
-        details={"deviceName": device["deviceName"]},
-    )
-    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    await services_of(request).domains.enrollment.revoke(target, actor=principal.id, ip=ip_of(request))
     return {
         "status": "revoked",
         "deviceId": target,
         "message": "Device access has been revoked. Existing tokens are now invalid.",
-        "revokedAt": now,
+        "revokedAt": rfc3339(),
     }
 
 

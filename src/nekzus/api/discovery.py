@@ -1,4 +1,5 @@
-"""Discovery routes and the wiring of the discovery domain and its workers."""
+"""Discovery routes, and the one place a proposal becomes the API's camelCase JSON (`proposal_json`, also
+the payload of `discovery` events)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from nekzus.api.security import require
 from nekzus.auth.principal import Principal
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
+from nekzus.timefmt import rfc3339
 
 if TYPE_CHECKING:
-    from nekzus.discovery.manager import DiscoveryManager
+    from nekzus.discovery.manager import Approved, DiscoveryManager
+    from nekzus.discovery.models import Proposal
 
 log = logging.getLogger("nekzus.discovery")
 
@@ -69,6 +72,88 @@ class ProposalOut(BaseModel):
     labelWarnings: list[str] = []
 
 
+def suggested_app_json(proposal: Proposal) -> dict[str, Any]:
+    app = proposal.app
+    return {
+        "id": app.id,
+        "name": app.name,
+        "icon": app.icon,
+        "tags": list(app.tags),
+        "endpoints": dict(app.endpoints),
+        "discoveryMeta": dict(app.details),
+    }
+
+
+def suggested_route_json(proposal: Proposal) -> dict[str, Any]:
+    route = proposal.route
+    out: dict[str, Any] = {
+        "routeId": route.route_id,
+        "appId": proposal.app.id,
+        "pathBase": route.path_base,
+        "to": route.target,
+    }
+    if proposal.container_id:
+        out["containerId"] = proposal.container_id
+    out.update(
+        {
+            "scopes": list(route.scopes),
+            "stripPrefix": route.strip_prefix,
+            "rewriteHTML": route.rewrite_html,
+            "websocket": route.websocket,
+            "skipHealthCheck": route.skip_health_check,
+            "publicAccess": route.public_access,
+        }
+    )
+    return out
+
+
+def proposal_json(proposal: Proposal) -> dict[str, Any]:
+    """A proposal as the API lists it and as `discovery` events carry it."""
+    ports = []
+    for option in proposal.ports:
+        port: dict[str, Any] = {"port": option.port, "scheme": option.scheme, "label": option.label}
+        if option.container_port is not None:
+            port["containerPort"] = option.container_port
+        ports.append(port)
+    return {
+        "id": proposal.id,
+        "source": proposal.source.value,
+        "detectedScheme": proposal.scheme,
+        "detectedHost": proposal.host,
+        "detectedPort": proposal.port,
+        "confidence": proposal.confidence,
+        "suggestedApp": suggested_app_json(proposal),
+        "suggestedRoute": suggested_route_json(proposal),
+        "availablePorts": ports,
+        "tags": list(proposal.tags),
+        "lastSeen": rfc3339(proposal.last_seen),
+        "securityNotes": list(proposal.notes),
+        "labelWarnings": list(proposal.warnings),
+    }
+
+
+def approved_json(proposal_id: str, approved: Approved | None) -> dict[str, Any]:
+    if approved is None:
+        return _already(proposal_id)
+    out: dict[str, Any] = {
+        "status": "approved",
+        "id": proposal_id,
+        "app": suggested_app_json(approved.proposal),
+        "route": suggested_route_json(approved.proposal),
+    }
+    if approved.exposure is not None:
+        out["portExposure"] = approved.exposure
+    return out
+
+
+def _already(proposal_id: str) -> dict[str, Any]:
+    return {
+        "status": "already_processed",
+        "message": "Proposal has already been processed or does not exist",
+        "id": proposal_id,
+    }
+
+
 class ApproveIn(BaseModel):
     port: int | None = None
 
@@ -103,8 +188,7 @@ def _check_pid(proposal_id: str) -> None:
 
 @router.get("/proposals", response_model=list[ProposalOut], summary="Pending discovery proposals")
 async def proposals(request: Request, _p: Principal = Depends(require())) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = await _manager(request).list()
-    return result
+    return [proposal_json(p) for p in await _manager(request).list()]
 
 
 @router.post(
@@ -120,16 +204,15 @@ async def approve(
     principal: Principal = Depends(require("write:*")),
 ) -> dict[str, Any]:
     _check_pid(proposalId)
-    port: Any = None
+    port: int | None = None
     if body is not None:
         if not isinstance(body, dict):
             raise ApiError(400, "INVALID_REQUEST_BODY", "Request body must be a JSON object")
         port = body.get("port")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
             raise ApiError(400, "INVALID_PORT", "port must be an integer")
-    manager = _manager(request)
-    result: dict[str, Any] = await manager.approve(proposalId, port, principal.id, client_ip(request))
-    return result
+    approved = await _manager(request).approve(proposalId, port, principal.id, client_ip(request))
+    return approved_json(proposalId, approved)
 
 
 @router.post(
@@ -142,14 +225,20 @@ async def dismiss(
     request: Request, proposalId: str, principal: Principal = Depends(require("write:*"))
 ) -> dict[str, Any]:
     _check_pid(proposalId)
-    result: dict[str, Any] = await _manager(request).dismiss(proposalId, principal.id, client_ip(request))
-    return result
+    if await _manager(request).dismiss(proposalId, principal.id, client_ip(request)):
+        return {"status": "dismissed", "id": proposalId}
+    return _already(proposalId)
 
 
 @router.post("/rediscover", response_model=RediscoverOut, summary="Clear dismissals and rescan")
 async def rediscover(request: Request, principal: Principal = Depends(require("write:*"))) -> dict[str, Any]:
-    result: dict[str, Any] = await _manager(request).rediscover(principal.id, client_ip(request))
-    return result
+    done = await _manager(request).rediscover(principal.id, client_ip(request))
+    return {
+        "status": "success",
+        "message": "Rediscovery triggered. Discovery workers will scan for new services.",
+        "dismissedCleared": done.dismissed_cleared,
+        "activeCleared": done.active_cleared,
+    }
 
 
 def install(api: FastAPI, services: Services) -> None:

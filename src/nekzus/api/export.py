@@ -6,23 +6,24 @@ Previews and exports return the same JSON; batch export can also be a zip with t
 
 from __future__ import annotations
 
-import asyncio
 import io
 import zipfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from nekzus.api.containers import _check_id, _Guard, install_catch_all
+from nekzus.api.containers import _check_id, install_catch_all
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
 from nekzus.http.errors import ApiError
-from nekzus.runtime.base import ContainerNotFound, RuntimeErrorBase, RuntimeUnavailable
 from nekzus.services import Services
+
+if TYPE_CHECKING:
+    from nekzus.runtime.docker import DockerRuntime
 
 router = APIRouter(prefix="/api/v1/containers", tags=["export"], responses=ERROR_RESPONSES)
 
@@ -69,22 +70,12 @@ def _guard_secrets(request: Request, principal: Principal, options: ExportIn) ->
         raise ApiError(403, "FORBIDDEN", "Exporting unsanitized secrets requires write:* scope")
 
 
-def _docker(request: Request) -> Any:
+def _docker(request: Request) -> DockerRuntime:
     manager = services_of(request).domains.runtime
     docker = manager.docker if manager is not None else None
     if docker is None:
         raise ApiError(503, "RUNTIME_UNAVAILABLE", "Export needs the Docker runtime")
     return docker
-
-
-async def _inspect_with_image(docker: Any, cid: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    info = await docker.inspect(cid)
-    image_info: dict[str, Any] | None = None
-    try:
-        image_info = await docker.image_inspect(str(info.get("Image") or ""))
-    except RuntimeErrorBase:
-        image_info = None
-    return info, image_info
 
 
 def _result(result: Any, filename: str) -> dict[str, Any]:
@@ -107,8 +98,6 @@ def _result(result: Any, filename: str) -> dict[str, Any]:
 async def _batch(
     request: Request, principal: Principal, body: Any
 ) -> tuple[Any, BatchExportIn, list[str], int]:
-    from nekzus.runtime.compose import ExportOptions, render
-
     options: BatchExportIn = _parse(BatchExportIn, body)
     if not options.container_ids:
         raise ApiError(400, "EMPTY_CONTAINER_LIST", "container_ids cannot be empty")
@@ -117,28 +106,12 @@ async def _batch(
     for cid in options.container_ids:
         _check_id(cid)
     _guard_secrets(request, principal, options)
-    docker = _docker(request)
+    from nekzus.runtime.compose import ExportOptions
+    from nekzus.runtime.export import export_many
+
     ids = list(dict.fromkeys(options.container_ids))
-    outcomes = await asyncio.gather(*(_inspect_with_image(docker, c) for c in ids), return_exceptions=True)
-    items: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
-    failures: list[str] = []
-    for cid, outcome in zip(ids, outcomes, strict=True):
-        if isinstance(outcome, RuntimeUnavailable):
-            raise ApiError(503, outcome.code, outcome.message)
-        if isinstance(outcome, ContainerNotFound):
-            failures.append(f"{cid}: container not found")
-        elif isinstance(outcome, BaseException):
-            failures.append(f"{cid}: could not inspect container")
-        else:
-            items.append(outcome)
-    if not items:
-        raise ApiError(404, "ALL_CONTAINERS_FAILED", "None of the containers could be exported")
-    result = render(
-        items,
-        ExportOptions(options.sanitize_secrets, options.include_volumes, options.include_networks),
-        stack=options.stack_name,
-    )
-    result.warnings = failures + result.warnings
+    export = ExportOptions(options.sanitize_secrets, options.include_volumes, options.include_networks)
+    result, failures = await export_many(_docker(request), ids, export, options.stack_name)
     return result, options, failures, 206 if failures else 200
 
 
@@ -185,19 +158,14 @@ async def batch_export(
 
 
 async def _single(request: Request, principal: Principal, container_id: str, body: Any) -> dict[str, Any]:
-    from nekzus.runtime.compose import ExportOptions, render, service_name
+    from nekzus.runtime.compose import ExportOptions
+    from nekzus.runtime.export import export_one
 
     _check_id(container_id)
     options: ExportIn = _parse(ExportIn, body)
     _guard_secrets(request, principal, options)
-    docker = _docker(request)
-    with _Guard():
-        info, image_info = await _inspect_with_image(docker, container_id)
-    result = render(
-        [(info, image_info)],
-        ExportOptions(options.sanitize_secrets, options.include_volumes, options.include_networks),
-    )
-    name = service_name(str(info.get("Name", "")) or container_id)
+    export = ExportOptions(options.sanitize_secrets, options.include_volumes, options.include_networks)
+    result, name = await export_one(_docker(request), container_id, export)
     return _result(result, f"{name}-compose.yml")
 
 

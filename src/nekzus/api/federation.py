@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.datastructures import Headers
+from starlette.types import Scope
 
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
@@ -22,10 +23,13 @@ from nekzus.auth.principal import ADMIN, AuthError, Principal, scopes_satisfied
 from nekzus.catalog.spec import RouteSpec
 from nekzus.errors import Unavailable
 from nekzus.federation import FEDERATION
-from nekzus.federation.service import FederationService
 from nekzus.health import ComponentHealth, Status
 from nekzus.http.clientip import resolve_client_ip
 from nekzus.services import Services
+
+if TYPE_CHECKING:
+    # aiohttp and pycrdt (~20 MB, ~1 s of start-up) are imported only when federation is on.
+    from nekzus.federation.service import FederationService
 
 log = logging.getLogger("nekzus.federation")
 
@@ -115,6 +119,8 @@ def install(api: FastAPI, services: Services) -> None:
     if not cfg.enabled:
         api.include_router(_disabled_router())
         return
+    from nekzus.federation.service import FederationService
+
     catalog = services.domains.catalog
     audit = services.domains.audit
     listen_host = services.config.server.addr.rpartition(":")[0].strip("[]")
@@ -220,7 +226,7 @@ def _install_remote_routes(services: Services, fed: FederationService) -> None:
         RemoteRouteDispatch,
     )
 
-    async def authenticate(scope: dict[str, Any]) -> tuple[Caller | None, Denial | None]:
+    async def authenticate(scope: Scope) -> tuple[Caller | None, Denial | None]:
         ip = resolve_client_ip(scope, services.trusted_proxies)
         principal: Principal | None = None
         try:

@@ -1,13 +1,11 @@
-"""QR pairing (behaviour B §2.4 flow A): `GET /auth/qr`, `GET /auth/qr/status`, `POST /pair`, `GET /pair`."""
+"""QR pairing: `GET /auth/qr`, `GET /auth/qr/status`, `POST /pair`, `GET /pair` (see `auth.enrollment`)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import html
 import io
 import json
-import secrets
 import socket
 from typing import Any
 
@@ -20,10 +18,10 @@ from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
 from nekzus.api.requests import auth_service, ip_of, read_json
 from nekzus.api.security import require
+from nekzus.auth.enrollment import create_code, redeem_code
 from nekzus.auth.pairing import PairingCode, config_hash
 from nekzus.auth.principal import ADMIN, Principal
 from nekzus.auth.spki import spki_pins
-from nekzus.errors import NekzusError
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
 
@@ -76,15 +74,7 @@ async def _new_code(request: Request, principal: Principal) -> tuple[PairingCode
             "expiresAt": int(expires),
         }
 
-    try:
-        entry = service.pairing.create(build)
-    except NekzusError:
-        await service.audit(
-            "pairing.qr", actor=principal.id, ip=ip_of(request), details={"reason": "cap"}, success=False
-        )
-        raise
-    service._update_gauges()
-    await service.audit("pairing.qr", actor=principal.id, ip=ip_of(request))
+    entry = await create_code(service, build, actor=principal.id, ip=ip_of(request))
     payload = {"u": services.base_url, "c": entry.code, "v": config_hash(entry.code, entry.config)}
     return entry, payload
 
@@ -163,17 +153,7 @@ async def redeem(request: Request) -> dict[str, Any]:
         raise ApiError(400, "INVALID_CODE", "Pairing code required")
     if len(code) > 64:
         code = code[:64]
-    try:
-        config: dict[str, Any] = service.pairing.redeem(code, ip)
-    except NekzusError as exc:
-        if exc.status == 404:
-            await asyncio.sleep((1 + secrets.randbelow(4000) / 1000) / 1000)  # 1-5 ms blurs timing
-        await service.audit(
-            "pairing.redeem", actor="anonymous", ip=ip, details={"code": exc.code}, success=False
-        )
-        raise
-    await service.audit("pairing.redeem", actor="anonymous", ip=ip)
-    return config
+    return await redeem_code(service, code, ip=ip)
 
 
 _PAGE = """<!doctype html>

@@ -69,33 +69,6 @@ def _body(body: BaseModel) -> tuple[dict[str, Any], str | None]:
     return data, icon
 
 
-async def _after_change(
-    request: Request,
-    principal: Principal,
-    action: str,
-    route_id: str,
-    details: dict[str, Any] | None = None,
-    *,
-    apps_before: set[str] | None = None,
-) -> None:
-    """Audit a route change (route.created/updated/deleted), and the apps it created or removed."""
-    audit = services_of(request).domains.audit
-    actor = principal.id
-    ip = client_ip(request)
-    await audit.record(action, actor=actor, target=route_id, ip=ip, details=details)
-    if apps_before is None:
-        return
-    apps_now = set(_catalog(request).apps)
-    for app_id in sorted(apps_now - apps_before):
-        await audit.record("app.registered", actor=actor, target=app_id, ip=ip, details={"routeId": route_id})
-    for app_id in sorted(apps_before - apps_now):
-        await audit.record("app.deleted", actor=actor, target=app_id, ip=ip, details={"routeId": route_id})
-
-
-async def _save(request: Request, spec: RouteSpec, icon: str | None) -> RouteSpec:
-    return await _catalog(request).save_route(spec, icon=icon)
-
-
 @router.get(
     "/routes",
     response_model=list[RouteOut],
@@ -134,18 +107,7 @@ async def create_route(
             raise ApiError(400, "VALIDATION_ERROR", "routeId: is required")
         data["route_id"] = f"route_{app_id}"
     catalog = _catalog(request)
-    if catalog.route(str(data["route_id"]).strip()) is not None:
-        raise ApiError(409, "ROUTE_CONFLICT", f"route {data['route_id']!r} already exists")
-    apps_before = set(catalog.apps)
-    spec = await _save(request, _spec(data), icon)
-    await _after_change(
-        request,
-        principal,
-        "route.created",
-        spec.route_id,
-        {"pathBase": spec.path_base, "appId": spec.app_id, "to": spec.to},
-        apps_before=apps_before,
-    )
+    spec = await catalog.create_route(_spec(data), icon=icon, actor=principal.id, ip=client_ip(request))
     return catalog.route_json(spec)
 
 
@@ -161,16 +123,7 @@ async def replace_route(
         raise ApiError(404, "ROUTE_NOT_FOUND", f"Route {route_id!r} not found")
     data, icon = _body(body)
     data["route_id"] = route_id
-    apps_before = set(catalog.apps)
-    spec = await _save(request, _spec(data), icon)
-    await _after_change(
-        request,
-        principal,
-        "route.updated",
-        route_id,
-        {"replaced": True, "pathBase": spec.path_base, "appId": spec.app_id, "to": spec.to},
-        apps_before=apps_before,
-    )
+    spec = await catalog.replace_route(_spec(data), icon=icon, actor=principal.id, ip=client_ip(request))
     return catalog.route_json(spec)
 
 
@@ -190,10 +143,8 @@ async def patch_route(
     merged["route_id"] = route_id
     if current.strip_prefix and data.get("strip_prefix") is False and "rewrite_html" not in data:
         merged["rewrite_html"] = False
-    apps_before = set(catalog.apps)
-    spec = await _save(request, _spec(merged), icon)
-    await _after_change(
-        request, principal, "route.updated", route_id, {"fields": sorted(data)}, apps_before=apps_before
+    spec = await catalog.replace_route(
+        _spec(merged), icon=icon, actor=principal.id, ip=client_ip(request), fields=sorted(data)
     )
     return catalog.route_json(spec)
 
@@ -202,13 +153,7 @@ async def patch_route(
 async def delete_route(
     route_id: str, request: Request, principal: Principal = Depends(require("write:*"))
 ) -> Response:
-    catalog = _catalog(request)
-    current = catalog.route(route_id)
-    apps_before = set(catalog.apps)
-    if not await catalog.delete_route(route_id):
-        raise ApiError(404, "ROUTE_NOT_FOUND", f"Route {route_id!r} not found")
-    details = {"pathBase": current.path_base, "appId": current.app_id} if current is not None else None
-    await _after_change(request, principal, "route.deleted", route_id, details, apps_before=apps_before)
+    await _catalog(request).remove_route(route_id, actor=principal.id, ip=client_ip(request))
     return Response(status_code=204)
 
 

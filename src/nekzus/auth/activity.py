@@ -32,7 +32,7 @@ class ActivityService:
         event_id: str = "",
     ) -> dict[str, Any]:
         """Persist one event and return its JSON; ids are unique (`<type>_<key>_<random>`) unless the
-        caller brings its own unique id (webhooks use REF's `webhook-<unix nanos>`)."""
+        caller brings its own unique id (webhook events are `webhook-<unix nanos>`, as the API documents)."""
         if not event_id:
             suffix = secrets.token_hex(4)
             event_id = f"{type}_{key}_{suffix}" if key else f"{type}_{suffix}"

@@ -1,4 +1,4 @@
-"""Pairing codes and bootstrap tokens (behaviour B §2.4, §3.3). Memory only: they live five minutes.
+"""Pairing codes and bootstrap tokens. Memory only: they live five minutes.
 
 A QR code carries a short code; redeeming it (`POST /api/v1/pair`) yields the pairing config with a
 temporary bootstrap token; `POST /api/v1/auth/pair` with that token creates the device. Both are
@@ -301,7 +301,7 @@ def _trim(times: deque[float], cutoff: float) -> None:
 
 
 def config_hash(code: str, config: dict[str, Any]) -> str:
-    """ORIG's `v`: binds the QR payload to the config it unlocks."""
+    """The QR payload's `v` field, as the phone app checks it: binds the code to the config it unlocks."""
     text = (
         code
         + ":"

@@ -14,7 +14,7 @@ ADMIN = "access:admin"
 
 
 def scope_satisfied(held: Iterable[str], required: str) -> bool:
-    """`access:admin` implies everything; `read:*` / `write:*` cover any `read:…` / `write:…` (Part A §6)."""
+    """`access:admin` implies everything; `read:*` / `write:*` cover any `read:…` / `write:…`."""
     held_set = set(held)
     if ADMIN in held_set or required in held_set:
         return True

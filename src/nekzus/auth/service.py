@@ -15,7 +15,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -180,7 +180,7 @@ class AuthService:
     async def reload_from_storage(self) -> None:
         """Re-read devices, users, API keys and revocations (after a backup restore replaced the tables)."""
         await self._read_tables()
-        self._update_gauges()
+        self.refresh_gauges()
         self.changed()
 
     async def _read_tables(self) -> None:
@@ -235,14 +235,14 @@ class AuthService:
             self.connections.close_token(jti, conn.LOGGED_OUT)
         if self.users:
             self.setup_token = None
-        self._update_gauges()
+        self.refresh_gauges()
 
     async def start(self) -> None:
         await self._read_tables()
         if not self.users:
             self.setup_token = self.setup_seed or secrets.token_urlsafe(24)
-            # Part A §8: the one-time setup token is printed at first start, for remote first-run setup.
-            # With several worker processes they share one token, printed once (by the leader).
+            # With no user yet, a one-time setup token is logged so first-run setup also works remotely.
+            # With several worker processes they share one token, logged once (by the leader).
             log.log(
                 logging.WARNING if self.announce_setup else logging.DEBUG,
                 "No admin user exists yet. Create one from a trusted network, or remotely with the "
@@ -250,7 +250,7 @@ class AuthService:
                 self.setup_token,
             )
         self.loaded = True
-        self._update_gauges()
+        self.refresh_gauges()
         self.spawn(self._flush_loop(), "auth-flush")
 
     async def stop(self) -> None:
@@ -293,9 +293,9 @@ class AuthService:
                 self.seen.written[device_id] = now
             for key_id in used:
                 self.key_used.written[key_id] = now
-        self._update_gauges()
+        self.refresh_gauges()
 
-    def _update_gauges(self) -> None:
+    def refresh_gauges(self) -> None:
         total = len(self.devices)
         online = self.online_count()
         self.metrics.devices_total.set(total)
@@ -443,7 +443,7 @@ class AuthService:
             "audit",
         )
 
-    def identify(self, scope: dict[str, Any]) -> str | None:
+    def identify(self, scope: Mapping[str, Any]) -> str | None:
         """Rate-limit key for a request whose credential fully validates (memory only, no side effects).
 
         Only a credential that would be accepted gets a bucket of its own: an expired, revoked or
@@ -513,7 +513,7 @@ class AuthService:
         }
 
     async def refresh(self, token: str, client_ip: str) -> dict[str, Any]:
-        """Part A §7: a fresh token for a token expired up to the grace, never for a revoked device."""
+        """A fresh token for a token expired up to the refresh grace, never for a revoked device."""
         if not self.loaded:
             raise error_for(503, "STORAGE_UNAVAILABLE", "Storage is starting up, try again shortly")
         try:
@@ -614,7 +614,7 @@ class AuthService:
         self.connections.close_device(device_id, conn.REPAIRED)
         self.seen.latest[device_id] = now
         self.seen.written[device_id] = now
-        self._update_gauges()
+        self.refresh_gauges()
         return self.issue_device_token(device_id)
 
     def device_json(self, row: Device) -> dict[str, Any]:
@@ -634,7 +634,7 @@ class AuthService:
             "requestsToday": self.requests_today.get(row.device_id, 0)
             if int(self.clock() // 86400) == self._requests_day
             else 0,
-            # ORIG's spellings, which the existing dashboard reads.
+            # The older field names, which the existing web dashboard reads.
             "id": row.device_id,
             "name": row.device_name,
             "pairedAt": rfc3339_or_none(row.created_at),
@@ -690,7 +690,7 @@ class AuthService:
             result = await session.execute(delete(Device).where(Device.device_id == device_id))
         self.changed()
         self.seen.forget(device_id)
-        self._update_gauges()
+        self.refresh_gauges()
         return bool(getattr(result, "rowcount", 0))
 
     # -- users ------------------------------------------------------------------------------------

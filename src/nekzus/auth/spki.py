@@ -1,4 +1,4 @@
-"""SPKI pins of the served certificate (behaviour B §2.5): `sha256/` + base64(SHA-256(DER SPKI))."""
+"""SPKI pins of the served certificate, which the phone app pins: `sha256/` + base64(SHA-256(DER SPKI))."""
 
 from __future__ import annotations
 

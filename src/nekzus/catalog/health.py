@@ -151,14 +151,19 @@ class ServiceHealthChecker:
 
     # -- scheduling ---------------------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        import aiohttp
+    def _client(self) -> Any:
+        """The probes' HTTP session, made at the first probe: a gateway with no routes never loads
+        aiohttp (~1 s of start-up and several MB). Kept when a config reload restarts the checker."""
+        if self._session is None:
+            import aiohttp
 
-        if self._session is None:  # kept when a config reload restarts the checker
             self._session = aiohttp.ClientSession(
                 headers={"User-Agent": "Nekzus-HealthCheck/1.0"},
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
+        return self._session
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
@@ -200,7 +205,7 @@ class ServiceHealthChecker:
         """
         origin = _origin(url)
         for _hop in range(MAX_REDIRECTS + 1):
-            async with self._session.get(url, ssl=verify, allow_redirects=False) as resp:
+            async with self._client().get(url, ssl=verify, allow_redirects=False) as resp:
                 code: int = resp.status
                 location = resp.headers.get("Location")
                 await resp.content.readany()

@@ -56,6 +56,10 @@ class CatalogError(NekzusError):
         self.status = status
 
 
+def _route_not_found(route_id: str) -> CatalogError:
+    return CatalogError(404, "ROUTE_NOT_FOUND", f"Route {route_id!r} not found")
+
+
 @dataclass(slots=True)
 class HealthState:
     status: str = "unknown"
@@ -491,6 +495,68 @@ class CatalogService:
                 self._forget_app(orphan)
         self._changed("Route saved", routeId=spec.route_id)
         return spec
+
+    # ---- audited changes (the route API) ---------------------------------------------------------
+
+    async def create_route(self, spec: RouteSpec, *, icon: str | None, actor: str, ip: str) -> RouteSpec:
+        """Add a route (409 when its id or its path/subdomain is taken); audited with the apps it adds."""
+        if spec.route_id in self.routes:
+            raise CatalogError(409, "ROUTE_CONFLICT", f"route {spec.route_id!r} already exists")
+        apps_before = set(self.apps)
+        saved = await self.save_route(spec, icon=icon)
+        details = {"pathBase": saved.path_base, "appId": saved.app_id, "to": saved.to}
+        await self._audit_change("route.created", saved.route_id, details, apps_before, actor, ip)
+        return saved
+
+    async def replace_route(
+        self, spec: RouteSpec, *, icon: str | None, actor: str, ip: str, fields: list[str] | None = None
+    ) -> RouteSpec:
+        """Replace an existing route (404 when missing); `fields` names what a partial update changed
+        (audited instead of the whole new route)."""
+        if spec.route_id not in self.routes:
+            raise _route_not_found(spec.route_id)
+        apps_before = set(self.apps)
+        saved = await self.save_route(spec, icon=icon)
+        details: dict[str, Any] = (
+            {"fields": fields}
+            if fields is not None
+            else {"replaced": True, "pathBase": saved.path_base, "appId": saved.app_id, "to": saved.to}
+        )
+        await self._audit_change("route.updated", saved.route_id, details, apps_before, actor, ip)
+        return saved
+
+    async def remove_route(self, route_id: str, *, actor: str, ip: str) -> None:
+        """Delete a route (404 when missing) and the app it leaves without routes; audited."""
+        current = self.route(route_id)
+        apps_before = set(self.apps)
+        if not await self.delete_route(route_id):
+            raise _route_not_found(route_id)
+        details = {"pathBase": current.path_base, "appId": current.app_id} if current is not None else None
+        await self._audit_change("route.deleted", route_id, details, apps_before, actor, ip)
+
+    async def _audit_change(
+        self,
+        action: str,
+        route_id: str,
+        details: dict[str, Any] | None,
+        apps_before: set[str],
+        actor: str,
+        ip: str,
+    ) -> None:
+        """Audit a route change, and each app the change created or removed."""
+        audit = self.audit
+        if audit is None:
+            return
+        await audit.record(action, actor=actor, target=route_id, ip=ip, details=details)
+        apps_now = set(self.apps)
+        for app_id in sorted(apps_now - apps_before):
+            await audit.record(
+                "app.registered", actor=actor, target=app_id, ip=ip, details={"routeId": route_id}
+            )
+        for app_id in sorted(apps_before - apps_now):
+            await audit.record(
+                "app.deleted", actor=actor, target=app_id, ip=ip, details={"routeId": route_id}
+            )
 
     async def delete_route(self, route_id: str) -> bool:
         async with self._lock:

@@ -18,6 +18,7 @@ import aiohttp
 from nekzus.config.model import DockerDiscoveryConfig
 from nekzus.discovery.labels import PortCandidate, build_proposal, plan_container, skip_reason
 from nekzus.discovery.manager import DiscoveryManager
+from nekzus.discovery.models import Source
 from nekzus.events.bus import EventBus
 from nekzus.events.types import EventType
 from nekzus.metrics import Metrics
@@ -36,7 +37,7 @@ _GONE = {"die", "stop", "kill", "destroy", "pause", "oom"}
 
 
 class DockerWorker:
-    name = "docker"
+    name = Source.DOCKER
 
     def __init__(
         self,
@@ -145,7 +146,7 @@ class DockerWorker:
                 return
             except Exception:
                 log.warning("discovery of container %s failed", container_id[:12], exc_info=True)
-        await self.manager.prune("docker", live)
+        await self.manager.prune(Source.DOCKER, live)
         metrics.discovery_scans_total.labels("docker", "success").inc()
         metrics.discovery_scan_duration_seconds.labels("docker").observe(time.perf_counter() - started)
 
@@ -182,17 +183,17 @@ class DockerWorker:
         if not ports:
             return "skipped: no HTTP port"
         proposal = build_proposal(plan, ports)
-        self._report_warnings(plan.container_id, name, proposal.get("labelWarnings") or [])
-        fingerprint = (proposal["suggestedRoute"]["to"], tuple(p["port"] for p in proposal["availablePorts"]))
-        seen = self._debounce.get(proposal["id"])
+        self._report_warnings(plan.container_id, name, proposal.warnings)
+        fingerprint = (proposal.route.target, tuple(p.port for p in proposal.ports))
+        seen = self._debounce.get(proposal.id)
         now = time.monotonic()
         if seen is not None and seen[0] == fingerprint and now - seen[1] < DEBOUNCE_SECONDS:
             return "debounced"
-        self._debounce[proposal["id"]] = (fingerprint, now)
+        self._debounce[proposal.id] = (fingerprint, now)
         return await self.manager.submit(proposal)
 
-    def _report_warnings(self, container_id: str, name: str, warnings: list[str]) -> None:
-        key = tuple(warnings)
+    def _report_warnings(self, container_id: str, name: str, warnings: tuple[str, ...]) -> None:
+        key = warnings
         if not warnings or self._warned.get(container_id) == key:
             return
         self._warned[container_id] = key

@@ -25,17 +25,18 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from nekzus.discovery.labels import _APP_ID, _PATH, DEFAULT_ICON, now_rfc3339, sanitize
+from nekzus.discovery.labels import _APP_ID, _PATH, DEFAULT_ICON, sanitize
+from nekzus.discovery.models import PortOption, Proposal, Source, SuggestedApp, SuggestedRoute
 from nekzus.metrics import Metrics
 from nekzus.runtime.base import RuntimeErrorBase
 from nekzus.runtime.kubernetes import KubeConnection, map_api_error
 
 log = logging.getLogger("nekzus.discovery.kubernetes")
 
-SOURCE = "kubernetes"
+SOURCE = Source.KUBERNETES
 PAGE_SIZE = 500
 WATCH_TIMEOUT = 240  # seconds the server keeps one watch open (it then ends it cleanly; we resume)
 MAX_LINE = 8 << 20  # one watch event above 8 MiB is treated as a broken stream
@@ -253,7 +254,7 @@ def _scheme(ctx: Ctx, port_name: str, port: int) -> str:
     return "https" if ("https" in name or "tls" in name or port in (443, 8443)) else "http"
 
 
-def _route_fields(ctx: Ctx, app_id: str, explicit: bool) -> dict[str, Any]:
+def _route_fields(ctx: Ctx, app_id: str, explicit: bool, target: str) -> SuggestedRoute:
     path_base = f"/apps/{app_id}/"
     raw_path = ctx.get("nekzus.route.path")
     if raw_path is not None:
@@ -267,17 +268,16 @@ def _route_fields(ctx: Ctx, app_id: str, explicit: bool) -> dict[str, Any]:
         scopes = [s.strip() for s in scopes_raw.split(",") if s.strip()]
     else:
         scopes = [f"access:{app_id}"] if explicit else []
-    return {
-        "routeId": f"route_{app_id}",
-        "appId": app_id,
-        "pathBase": path_base,
-        "scopes": scopes,
-        "stripPrefix": ctx.flag("nekzus.route.strip_prefix", True),
-        "rewriteHTML": ctx.flag("nekzus.route.rewrite_html", True),
-        "websocket": ctx.flag("nekzus.route.websocket", False),
-        "skipHealthCheck": ctx.flag("nekzus.health.skip", False),
-        "publicAccess": False,
-    }
+    return SuggestedRoute(
+        route_id=f"route_{app_id}",
+        path_base=path_base,
+        target=target,
+        scopes=tuple(scopes),
+        strip_prefix=ctx.flag("nekzus.route.strip_prefix", True),
+        rewrite_html=ctx.flag("nekzus.route.rewrite_html", True),
+        websocket=ctx.flag("nekzus.route.websocket", False),
+        skip_health_check=ctx.flag("nekzus.health.skip", False),
+    )
 
 
 def _tags(ctx: Ctx, labels: dict[str, str]) -> list[str]:
@@ -304,7 +304,7 @@ def _tcp_ports(svc: dict[str, Any], ctx: Ctx) -> list[tuple[str, int]]:
     return out
 
 
-def service_proposals(svc: dict[str, Any], ns_labels: dict[str, str]) -> list[dict[str, Any]]:
+def service_proposals(svc: dict[str, Any], ns_labels: dict[str, str]) -> list[Proposal]:
     """The proposals (one per TCP port) for one Service; [] when it is not a candidate."""
     if svc.get("clusterIP") in ("", "None"):
         return []  # headless: no stable address to route to
@@ -335,8 +335,7 @@ def service_proposals(svc: dict[str, Any], ns_labels: dict[str, str]) -> list[di
         scheme = _scheme(ctx, port_name, port)
         pid_app = app_id if index == 0 else f"{app_id}-{sanitize(port_name or str(port))}"[:64]
         target = f"{scheme}://{host}:{port}"
-        route = _route_fields(ctx, pid_app, explicit_id)
-        route.update({"to": target})
+        route = _route_fields(ctx, pid_app, explicit_id, target)
         endpoints: dict[str, str] = {"cluster": target}
         if svc.get("type") == "LoadBalancer" and svc.get("lb") and svc["lb"][0]:
             endpoints["lan"] = f"{scheme}://{svc['lb'][0]}:{port}"
@@ -350,41 +349,39 @@ def service_proposals(svc: dict[str, Any], ns_labels: dict[str, str]) -> list[di
         if svc.get("type") == "NodePort":
             notes.append("Exposed on every node by a NodePort")
         out.append(
-            {
-                "id": f"proposal_kubernetes_{scheme}_{sanitize(f'{ns}_{name}')}_{port}",
-                "source": SOURCE,
-                "detectedScheme": scheme,
-                "detectedHost": host,
-                "detectedPort": port,
-                "confidence": confidence,
-                "suggestedApp": {
-                    "id": pid_app,
-                    "name": app_name if index == 0 else f"{app_name} ({port_name or port})",
-                    "icon": (ctx.get("nekzus.app.icon") or "").strip() or DEFAULT_ICON,
-                    "tags": _tags(ctx, svc["labels"]),
-                    "endpoints": endpoints,
-                    "discoveryMeta": {
-                        "source": SOURCE,
+            Proposal(
+                id=f"proposal_kubernetes_{scheme}_{sanitize(f'{ns}_{name}')}_{port}",
+                source=SOURCE,
+                scheme=scheme,
+                host=host,
+                port=port,
+                confidence=confidence,
+                app=SuggestedApp(
+                    id=pid_app,
+                    name=app_name if index == 0 else f"{app_name} ({port_name or port})",
+                    icon=(ctx.get("nekzus.app.icon") or "").strip() or DEFAULT_ICON,
+                    tags=tuple(_tags(ctx, svc["labels"])),
+                    endpoints=endpoints,
+                    details={
+                        "source": SOURCE.value,
                         "kind": "Service",
                         "namespace": ns,
                         "service": name,
                         "servicePort": port,
                     },
-                },
-                "suggestedRoute": route,
-                "availablePorts": [{"port": port, "scheme": scheme, "label": port_name or f"port {port}"}],
-                "tags": [],
-                "lastSeen": now_rfc3339(),
-                "securityNotes": notes,
-                "labelWarnings": list(dict.fromkeys(ctx.warnings)),
-            }
+                ),
+                route=route,
+                ports=(PortOption(port=port, scheme=scheme, label=port_name or f"port {port}"),),
+                notes=tuple(notes),
+                warnings=tuple(dict.fromkeys(ctx.warnings)),
+            )
         )
     return out
 
 
 def ingress_proposals(
     ing: dict[str, Any], ns_labels: dict[str, str], services: dict[str, dict[str, Any]]
-) -> list[dict[str, Any]]:
+) -> list[Proposal]:
     """One proposal per rule path that points at a Service of the same namespace."""
     ns = ing["namespace"]
     own = _tri(ing["labels"].get("nekzus.enable", ing["annotations"].get("nekzus.enable")))
@@ -432,10 +429,9 @@ def ingress_proposals(
             port = (443 if scheme == "https" else 80) if rule_host else svc_port
             raw_path = str(path.get("path") or "")
             target = f"{scheme}://{host}" + (f":{port}" if not rule_host else "")
-            route = _route_fields(ctx, app_id, explicit_id)
+            route = _route_fields(ctx, app_id, explicit_id, target)
             if raw_path not in ("", "/") and _PATH.fullmatch(raw_path) and ".." not in raw_path:
-                route["pathBase"] = raw_path if raw_path.endswith("/") else raw_path + "/"
-            route["to"] = target
+                route = replace(route, path_base=raw_path if raw_path.endswith("/") else raw_path + "/")
             notes = ["Discovered via Ingress", "JWT required", f"Namespace: {ns}"]
             if scheme == "https":
                 notes.append("TLS termination at Ingress")
@@ -443,21 +439,21 @@ def ingress_proposals(
                 notes.append("Upstream uses HTTP (unencrypted)")
             key = sanitize(f"{ns}/{ing['name']}{raw_path}")
             out.append(
-                {
-                    "id": f"proposal_kubernetes-ingress_{scheme}_{key}_{port}",
-                    "source": SOURCE,
-                    "detectedScheme": scheme,
-                    "detectedHost": host,
-                    "detectedPort": port,
-                    "confidence": 0.95 if own else (0.85 if explicit_id else 0.7),
-                    "suggestedApp": {
-                        "id": app_id,
-                        "name": app_name,
-                        "icon": (ctx.get("nekzus.app.icon") or "").strip() or DEFAULT_ICON,
-                        "tags": _tags(ctx, base["labels"]),
-                        "endpoints": {"cluster": f"http://{svc_host}:{svc_port}", "ingress": target},
-                        "discoveryMeta": {
-                            "source": SOURCE,
+                Proposal(
+                    id=f"proposal_kubernetes-ingress_{scheme}_{key}_{port}",
+                    source=SOURCE,
+                    scheme=scheme,
+                    host=host,
+                    port=port,
+                    confidence=0.95 if own else (0.85 if explicit_id else 0.7),
+                    app=SuggestedApp(
+                        id=app_id,
+                        name=app_name,
+                        icon=(ctx.get("nekzus.app.icon") or "").strip() or DEFAULT_ICON,
+                        tags=tuple(_tags(ctx, base["labels"])),
+                        endpoints={"cluster": f"http://{svc_host}:{svc_port}", "ingress": target},
+                        details={
+                            "source": SOURCE.value,
                             "kind": "Ingress",
                             "namespace": ns,
                             "ingress": ing["name"],
@@ -467,21 +463,18 @@ def ingress_proposals(
                             "path": raw_path or "/",
                             "tls": scheme == "https",
                         },
-                    },
-                    "suggestedRoute": route,
-                    "availablePorts": [{"port": port, "scheme": scheme, "label": f"Ingress {host}"}],
-                    "tags": [],
-                    "lastSeen": now_rfc3339(),
-                    "securityNotes": notes,
-                    "labelWarnings": list(dict.fromkeys(ctx.warnings)),
-                }
+                    ),
+                    route=route,
+                    ports=(PortOption(port=port, scheme=scheme, label=f"Ingress {host}"),),
+                    notes=tuple(notes),
+                    warnings=tuple(dict.fromkeys(ctx.warnings)),
+                )
             )
     return out
 
 
-def _fingerprint(p: dict[str, Any]) -> str:
-    data = {k: v for k, v in p.items() if k != "lastSeen"}
-    return json.dumps(data, sort_keys=True, default=str)
+def _fingerprint(p: Proposal) -> Proposal:
+    return p.fingerprint()
 
 
 # -- the worker --------------------------------------------------------------------------------------
@@ -491,9 +484,9 @@ class Gone(Exception):
     """The watch's resourceVersion was compacted away (410): list again."""
 
 
-Submit = Callable[[dict[str, Any]], Awaitable[Any]]
+Submit = Callable[[Proposal], Awaitable[Any]]
 Withdraw = Callable[[list[str]], Awaitable[Any]]
-Retain = Callable[[str, set[str]], Awaitable[Any]]
+Retain = Callable[[Source, set[str]], Awaitable[Any]]
 
 
 class KubernetesWorker:
@@ -523,7 +516,8 @@ class KubernetesWorker:
         self.last_error = ""
         # (kind, namespace, name) -> trimmed object
         self.cache: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.emitted: dict[tuple[str, str, str], dict[str, str]] = {}  # object -> {proposal id: fingerprint}
+        # object -> {proposal id: its fingerprint}
+        self.emitted: dict[tuple[str, str, str], dict[str, Proposal]] = {}
         self._index: dict[tuple[str, str], set[str]] = {}  # (kind, namespace) -> names, for fan-out
         self._dirty: set[tuple[str, str, str]] = set()
         self._wake = asyncio.Event()
@@ -792,7 +786,7 @@ class KubernetesWorker:
             if kind == "Namespace":
                 continue
             obj = self.cache.get(key)
-            proposals: list[dict[str, Any]] = []
+            proposals: list[Proposal] = []
             if obj is not None:
                 ns_labels = (self.cache.get(("Namespace", "", ns)) or {}).get("labels") or {}
                 try:
@@ -809,14 +803,14 @@ class KubernetesWorker:
                     log.warning("kubernetes %s %s/%s: could not evaluate", kind, ns, name, exc_info=True)
                     proposals = []
             before = self.emitted.get(key, {})
-            now = {p["id"]: _fingerprint(p) for p in proposals}
+            now = {p.id: _fingerprint(p) for p in proposals}
             gone = [pid for pid in before if pid not in now]
             if gone:
                 await self.withdraw(gone)
             for p in proposals:
-                if before.get(p["id"]) != now[p["id"]]:
-                    if p.get("labelWarnings"):
-                        log.info("%s %s/%s: %s", kind, ns, name, "; ".join(p["labelWarnings"]))
+                if before.get(p.id) != now[p.id]:
+                    if p.warnings:
+                        log.info("%s %s/%s: %s", kind, ns, name, "; ".join(p.warnings))
                     await self.submit(p)
             if now:
                 self.emitted[key] = now

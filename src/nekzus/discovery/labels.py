@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from nekzus.timefmt import rfc3339
+from nekzus.discovery.models import PortOption, Proposal, Source, SuggestedApp, SuggestedRoute
 
 NON_HTTP_PORTS = {21, 22, 23, 25, 53, 110, 143, 389, 636, 1883, 3306, 5432, 5672, 6379, 11211, 27017}
 SYSTEM_IMAGES = ("k8s.gcr.io/", "gcr.io/k8s", "rancher/", "portainer/", "traefik:", "caddy:")
@@ -48,10 +48,6 @@ DEFAULT_ICON = "📦"
 
 def sanitize(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", value)
-
-
-def now_rfc3339() -> str:
-    return rfc3339()
 
 
 @dataclass
@@ -235,8 +231,8 @@ def _auto_tags(image: str, ports: list[int]) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
-def build_proposal(plan: Plan, ports: list[PortCandidate]) -> dict[str, Any]:
-    """The API's proposal object for a container whose HTTP ports are known (ports non-empty)."""
+def build_proposal(plan: Plan, ports: list[PortCandidate]) -> Proposal:
+    """The proposal for a container whose HTTP ports are known (ports non-empty)."""
     labels = plan.labels
     warnings = plan.warnings
     primary = ports[0]
@@ -293,75 +289,50 @@ def build_proposal(plan: Plan, ports: list[PortCandidate]) -> dict[str, Any]:
         notes.append("Upstream uses HTTP (unencrypted)")
     if plan.host.startswith(("127.", "172.", "192.168.", "10.")):
         notes.append("Private network address")
-    available = [
-        {
-            "port": p.port,
-            "scheme": p.scheme,
-            "label": ("Main UI" if i == 0 else f"{p.scheme.upper()} port {p.container_port}")
+    available = tuple(
+        PortOption(
+            port=p.port,
+            scheme=p.scheme,
+            label=("Main UI" if i == 0 else f"{p.scheme.upper()} port {p.container_port}")
             + (f" (container port {p.container_port})" if p.port != p.container_port else ""),
-            "containerPort": p.container_port,
-        }
+            container_port=p.container_port,
+        )
         for i, p in enumerate(ports)
-    ]
-    proposal_id = f"proposal_docker_{primary.scheme}_{sanitize(plan.name or short)}_{primary.container_port}"
-    return {
-        "id": proposal_id,
-        "source": "docker",
-        "detectedScheme": primary.scheme,
-        "detectedHost": plan.host,
-        "detectedPort": primary.port,
-        "confidence": confidence,
-        "suggestedApp": {
-            "id": app_id,
-            "name": app_name,
-            "icon": labels.get("nekzus.app.icon", "").strip() or DEFAULT_ICON,
-            "tags": tags,
-            "endpoints": {"lan": target},
-            "discoveryMeta": {
-                "source": "docker",
+    )
+    return Proposal(
+        id=f"proposal_docker_{primary.scheme}_{sanitize(plan.name or short)}_{primary.container_port}",
+        source=Source.DOCKER,
+        scheme=primary.scheme,
+        host=plan.host,
+        port=primary.port,
+        confidence=confidence,
+        app=SuggestedApp(
+            id=app_id,
+            name=app_name,
+            icon=labels.get("nekzus.app.icon", "").strip() or DEFAULT_ICON,
+            tags=tuple(tags),
+            endpoints={"lan": target},
+            details={
+                "source": Source.DOCKER.value,
                 "containerId": short,
                 "containerName": plan.name,
                 "containerPort": primary.container_port,
                 "networkMode": plan.mode,
             },
-        },
-        "suggestedRoute": {
-            "routeId": f"route_{app_id}",
-            "appId": app_id,
-            "pathBase": path_base,
-            "to": target,
-            "containerId": short,
-            "scopes": scopes,
-            "stripPrefix": strip_prefix,
-            "rewriteHTML": rewrite_html,
-            "websocket": websocket,
-            "skipHealthCheck": skip_health,
-            "publicAccess": False,
-        },
-        "availablePorts": available,
-        "tags": [],
-        "lastSeen": now_rfc3339(),
-        "securityNotes": notes,
-        "labelWarnings": list(dict.fromkeys(warnings)),
-    }
-
-
-def retarget(proposal: dict[str, Any], port: int) -> dict[str, Any]:
-    """The proposal with `port` (one of availablePorts) as its target (approving with a chosen port)."""
-    chosen = next(p for p in proposal["availablePorts"] if p["port"] == port)
-    out = {**proposal}
-    scheme = chosen["scheme"]
-    target = f"{scheme}://{proposal['detectedHost']}:{port}"
-    out["detectedPort"] = port
-    out["detectedScheme"] = scheme
-    app = {
-        **proposal["suggestedApp"],
-        "endpoints": {**proposal["suggestedApp"].get("endpoints", {}), "lan": target},
-    }
-    meta = dict(app.get("discoveryMeta") or {})
-    if "containerPort" in chosen:
-        meta["containerPort"] = chosen["containerPort"]
-    app["discoveryMeta"] = meta
-    out["suggestedApp"] = app
-    out["suggestedRoute"] = {**proposal["suggestedRoute"], "to": target}
-    return out
+        ),
+        route=SuggestedRoute(
+            route_id=f"route_{app_id}",
+            path_base=path_base,
+            target=target,
+            scopes=tuple(scopes),
+            strip_prefix=strip_prefix,
+            rewrite_html=rewrite_html,
+            websocket=websocket,
+            skip_health_check=skip_health,
+        ),
+        ports=available,
+        notes=tuple(notes),
+        warnings=tuple(dict.fromkeys(warnings)),
+        container_id=short,
+        published=plan.mode == "published",
+    )

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import delete, select
 
-from nekzus.discovery.models import DismissalRow, ProposalRow
+from nekzus.discovery.models import DismissalRow, PortOption, Proposal, ProposalRow, Source
 from nekzus.errors import NekzusError
 from nekzus.events.bus import EventBus
 from nekzus.events.types import EventType
@@ -27,13 +28,14 @@ if TYPE_CHECKING:
     from nekzus.auth.activity import ActivityService
     from nekzus.auth.audit import AuditService
     from nekzus.catalog.service import CatalogService
+    from nekzus.catalog.spec import RouteSpec
     from nekzus.runtime.manager import RuntimeManager
 
 log = logging.getLogger("nekzus.discovery")
 
 
 class Worker(Protocol):
-    name: str
+    name: Source
     healthy: bool
     last_error: str
 
@@ -46,20 +48,53 @@ class DiscoveryError(NekzusError):
         self.status = status
 
 
-def _material(proposal: dict[str, Any]) -> tuple[Any, ...]:
-    """What makes a changed proposal worth re-announcing (not lastSeen)."""
-    return (
-        proposal.get("detectedHost"),
-        proposal.get("detectedPort"),
-        proposal.get("detectedScheme"),
-        tuple((p.get("port"), p.get("scheme")) for p in proposal.get("availablePorts") or []),
-        proposal.get("confidence"),
-        (proposal.get("suggestedApp") or {}).get("id"),
-    )
+WireOf = Callable[[Proposal], dict[str, Any]]
 
 
-def container_of(proposal: dict[str, Any]) -> str:
-    return str(((proposal.get("suggestedApp") or {}).get("discoveryMeta") or {}).get("containerId") or "")
+@dataclass(frozen=True, slots=True)
+class Approved:
+    """An approved proposal (as registered, i.e. retargeted at the chosen port) and, for a local
+    container, how reachable its published ports are (None when there is nothing to check)."""
+
+    proposal: Proposal
+    exposure: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rediscovery:
+    dismissed_cleared: int
+    active_cleared: int
+
+
+def _app_spec(proposal: Proposal) -> dict[str, Any]:
+    """The catalog app an approval registers (the catalog's own field names)."""
+    app = proposal.app
+    return {
+        "id": app.id,
+        "name": app.name,
+        "icon": app.icon,
+        "tags": list(app.tags),
+        "endpoints": dict(app.endpoints),
+        "discovery_meta": dict(app.details),
+    }
+
+
+def _route_spec(proposal: Proposal) -> dict[str, Any]:
+    """The catalog route an approval registers (the catalog's own field names)."""
+    route = proposal.route
+    return {
+        "route_id": route.route_id,
+        "app_id": proposal.app.id,
+        "path_base": route.path_base,
+        "to": route.target,
+        "container_id": proposal.container_id,
+        "scopes": list(route.scopes),
+        "strip_prefix": route.strip_prefix,
+        "rewrite_html": route.rewrite_html,
+        "websocket": route.websocket,
+        "skip_health_check": route.skip_health_check,
+        "public_access": route.public_access,
+    }
 
 
 class DiscoveryManager:
@@ -72,8 +107,10 @@ class DiscoveryManager:
         catalog: CatalogService,
         audit: AuditService,
         activity: ActivityService,
+        wire: WireOf,
         runtimes: RuntimeManager | None = None,
     ) -> None:
+        """`wire` renders a proposal as the API shows it: the payload of `discovery` events."""
         self.db = db
         self.bus = bus
         self.metrics = metrics
@@ -81,7 +118,8 @@ class DiscoveryManager:
         self.audit = audit
         self.activity = activity
         self.runtimes = runtimes
-        self.pending: dict[str, dict[str, Any]] = {}
+        self.wire = wire
+        self.pending: dict[str, Proposal] = {}
         self.dismissed: set[str] = set()
         self.workers: list[Worker] = []
         self._lock = asyncio.Lock()
@@ -91,23 +129,28 @@ class DiscoveryManager:
     async def load(self) -> None:
         async with self.db.session() as session:
             rows = (await session.scalars(select(ProposalRow))).all()
-            self.pending = {row.id: dict(row.data) for row in rows}
+            self.pending = {}
+            for row in rows:
+                try:
+                    self.pending[row.id] = Proposal.from_record(row.data)
+                except (KeyError, TypeError, ValueError):
+                    log.warning("dropping unreadable stored proposal %s", row.id)
             self.dismissed = set((await session.scalars(select(DismissalRow.id))).all())
         self._gauge()
 
-    async def _save(self, proposal: dict[str, Any]) -> None:
+    async def _save(self, proposal: Proposal) -> None:
         now = datetime.now(UTC)
         async with self.db.session() as session:
-            row = await session.get(ProposalRow, proposal["id"])
+            row = await session.get(ProposalRow, proposal.id)
             if row is None:
-                row = ProposalRow(id=proposal["id"], created_at=now)
+                row = ProposalRow(id=proposal.id, created_at=now)
                 session.add(row)
-            row.source = str(proposal.get("source", ""))
-            row.app_id = str((proposal.get("suggestedApp") or {}).get("id", ""))
-            row.container_id = container_of(proposal)
-            row.confidence = float(proposal.get("confidence") or 0.0)
-            row.data = proposal
-            row.last_seen = now
+            row.source = proposal.source.value
+            row.app_id = proposal.app.id
+            row.container_id = proposal.container_id
+            row.confidence = proposal.confidence
+            row.data = proposal.record()
+            row.last_seen = datetime.fromtimestamp(proposal.last_seen, UTC)
 
     async def _delete(self, ids: list[str]) -> None:
         if not ids:
@@ -126,23 +169,18 @@ class DiscoveryManager:
 
     # -- what workers call -----------------------------------------------------------------------
 
-    async def submit(self, proposal: dict[str, Any]) -> str:
+    async def submit(self, proposal: Proposal) -> str:
         """Process one proposal; returns what happened (ignored/reconciled/updated/new)."""
-        source = str(proposal.get("source", "unknown"))
+        source = proposal.source.value
         async with self._lock:
-            pid = proposal["id"]
+            pid = proposal.id
             if pid in self.dismissed:
                 return "ignored"
-            app_id = str((proposal.get("suggestedApp") or {}).get("id", ""))
-            catalog = self.catalog
+            app_id = proposal.app.id
             if app_id:
-                route = None
-                try:
-                    route = await catalog.get_route_by_app(app_id)
-                except Exception:
-                    log.warning("catalog lookup for %s failed", app_id, exc_info=True)
-                if route:
-                    await self._reconcile(catalog, route, proposal)
+                route = self.catalog.route_for_app(app_id)
+                if route is not None:
+                    await self._reconcile(route, proposal)
                     if pid in self.pending:
                         self.pending.pop(pid)
                         await self._delete([pid])
@@ -150,42 +188,38 @@ class DiscoveryManager:
                     return "reconciled"
             existing = self.pending.get(pid)
             if existing is not None:
-                changed = _material(existing) != _material(proposal)
+                changed = existing.material() != proposal.material()
                 self.pending[pid] = proposal
                 await self._save(proposal)
                 if changed:
-                    self.bus.emit(EventType.DISCOVERY, copy.deepcopy(proposal))
+                    self.bus.emit(EventType.DISCOVERY, self.wire(proposal))
                     self.metrics.discovery_proposals_total.labels(source, "updated").inc()
                 return "updated"
             self.pending[pid] = proposal
             await self._save(proposal)
             self._gauge()
         self.metrics.discovery_proposals_total.labels(source, "new").inc()
-        self.bus.emit(EventType.DISCOVERY, copy.deepcopy(proposal))
-        log.info(
-            "new discovery proposal %s (%s)", proposal["id"], proposal.get("suggestedRoute", {}).get("to")
-        )
+        self.bus.emit(EventType.DISCOVERY, self.wire(proposal))
+        log.info("new discovery proposal %s (%s)", proposal.id, proposal.route.target)
         return "new"
 
     async def forget_container(self, container_id: str) -> int:
         """Drop pending proposals of a container that stopped or vanished."""
         short = container_id[:12]
         async with self._lock:
-            ids = [pid for pid, p in self.pending.items() if short and container_of(p) == short]
+            ids = [pid for pid, p in self.pending.items() if short and p.container_id == short]
             for pid in ids:
                 self.pending.pop(pid, None)
             await self._delete(ids)
             self._gauge()
         return len(ids)
 
-    async def prune(self, source: str, live_containers: set[str]) -> int:
+    async def prune(self, source: Source, live_containers: set[str]) -> int:
         """After a full scan: drop proposals of `source` whose container is no longer running."""
         shorts = {c[:12] for c in live_containers}
         async with self._lock:
             ids = [
-                pid
-                for pid, p in self.pending.items()
-                if p.get("source") == source and container_of(p) not in shorts
+                pid for pid, p in self.pending.items() if p.source == source and p.container_id not in shorts
             ]
             for pid in ids:
                 self.pending.pop(pid, None)
@@ -205,117 +239,96 @@ class DiscoveryManager:
             self.bus.emit(EventType.PROPOSAL_WITHDRAWN, {"proposalId": pid})
         return len(ids)
 
-    async def retain(self, source: str, live_ids: set[str]) -> int:
+    async def retain(self, source: Source, live_ids: set[str]) -> int:
         """After a source's first full view: drop its proposals that are not in `live_ids`."""
-        stale = [pid for pid, p in self.pending.items() if p.get("source") == source and pid not in live_ids]
+        stale = [pid for pid, p in self.pending.items() if p.source == source and pid not in live_ids]
         return await self.withdraw(stale)
 
-    async def _reconcile(self, catalog: Any, route: dict[str, Any], proposal: dict[str, Any]) -> None:
+    async def _reconcile(self, route: RouteSpec, proposal: Proposal) -> None:
         """Follow a known container to its new address; never touch manual routes."""
-        suggested = proposal.get("suggestedRoute") or {}
-        owner = str(route.get("containerId") or "")
-        if not owner or not suggested.get("containerId") or owner[:12] != str(suggested["containerId"])[:12]:
+        owner = route.container_id
+        if not owner or not proposal.container_id or owner[:12] != proposal.container_id[:12]:
             return
-        current = urlsplit(str(route.get("to") or ""))
-        host = str(proposal.get("detectedHost") or "")
+        current = urlsplit(route.to)
+        host = proposal.host
         if not current.scheme or not host:
             return
-        published = ((proposal.get("suggestedApp") or {}).get("discoveryMeta") or {}).get(
-            "networkMode"
-        ) == "published"
         port: int | None
-        if published:
-            ports = {p.get("port") for p in proposal.get("availablePorts") or []}
-            if current.hostname == host and current.port in ports:
+        if proposal.published:
+            if current.hostname == host and current.port in {p.port for p in proposal.ports}:
                 return
-            port = int(proposal.get("detectedPort") or 0) or current.port
+            port = proposal.port or current.port
         else:
             if current.hostname == host:
                 return
-            port = current.port or (int(proposal.get("detectedPort") or 0) or None)
+            port = current.port or proposal.port or None
         netloc = f"{host}:{port}" if port else host
         target = urlunsplit((current.scheme, netloc, current.path, current.query, current.fragment))
-        if target == route.get("to"):
+        if target == route.to:
             return
         try:
-            await catalog.set_route_target(route["routeId"], target)
-            log.info("reconciled route %s: %s -> %s", route["routeId"], route.get("to"), target)
+            await self.catalog.set_route_target(route.route_id, target)
+            log.info("reconciled route %s: %s -> %s", route.route_id, route.to, target)
         except Exception:
-            log.warning("route reconcile of %s failed", route.get("routeId"), exc_info=True)
+            log.warning("route reconcile of %s failed", route.route_id, exc_info=True)
 
     # -- what the API calls ----------------------------------------------------------------------
 
-    async def list(self) -> list[dict[str, Any]]:
-        items = [copy.deepcopy(p) for p in self.pending.values()]
-        items.sort(key=lambda p: (p.get("lastSeen", ""), p["id"]), reverse=True)
-        return items
+    async def list(self) -> list[Proposal]:
+        """Pending proposals, most recently seen first."""
+        return sorted(self.pending.values(), key=lambda p: (p.last_seen, p.id), reverse=True)
 
     async def count_pending(self) -> int:
         return len(self.pending)
 
-    async def approve(self, proposal_id: str, port: Any, actor: str, ip: str) -> dict[str, Any]:
-        from nekzus.discovery.labels import retarget
-
+    async def approve(self, proposal_id: str, port: int | None, actor: str, ip: str) -> Approved | None:
+        """Register the proposal's app and route (retargeted at `port`, one of its ports, when given);
+        None when it is no longer pending."""
         async with self._lock:
             proposal = self.pending.get(proposal_id)
             if proposal is None:
-                return _already(proposal_id)
+                return None
             if port is not None:
-                if isinstance(port, bool) or not isinstance(port, int):
-                    raise DiscoveryError(400, "INVALID_PORT", "port must be an integer")
-                if port not in {p.get("port") for p in proposal.get("availablePorts") or []}:
+                chosen = _port_option(proposal, port)
+                if chosen is None:
                     raise DiscoveryError(
                         400, "INVALID_PORT", f"port {port} is not in the available ports list"
                     )
-                proposal = retarget(proposal, port)
-            catalog = self.catalog
-            app = copy.deepcopy(proposal["suggestedApp"])
-            route = copy.deepcopy(proposal["suggestedRoute"])
+                proposal = proposal.with_port(chosen)
             try:
-                await catalog.register(app, route, actor=actor, ip=ip)
-            except Exception as exc:
-                status = getattr(exc, "status", None)
-                if isinstance(status, int) and 400 <= status < 500:
-                    raise DiscoveryError(
-                        status, getattr(exc, "code", "CONFLICT"), str(getattr(exc, "message", exc))
-                    ) from None
+                await self.catalog.register(_app_spec(proposal), _route_spec(proposal), actor=actor, ip=ip)
+            except NekzusError as exc:
+                if exc.status < 500:
+                    raise
+                log.warning("registering %s failed", proposal_id, exc_info=True)
+                raise DiscoveryError(500, "APP_REGISTRATION_FAILED", "Could not register the app") from None
+            except Exception:
                 log.warning("registering %s failed", proposal_id, exc_info=True)
                 raise DiscoveryError(500, "APP_REGISTRATION_FAILED", "Could not register the app") from None
             self.pending.pop(proposal_id, None)
             await self._delete([proposal_id])
             await self._dismiss(proposal_id, "approved")
             self._gauge()
-        self.metrics.discovery_proposals_total.labels(str(proposal.get("source")), "approved").inc()
-        proxy_path = route.get("pathBase", f"/apps/{app['id']}/")
+        self.metrics.discovery_proposals_total.labels(proposal.source.value, "approved").inc()
+        app, route = proposal.app, proposal.route
         self.bus.emit(
             EventType.APP_REGISTERED,
-            {
-                "appId": app["id"],
-                "appName": app.get("name", ""),
-                "proxyPath": proxy_path,
-                "proposalId": proposal_id,
-            },
+            {"appId": app.id, "appName": app.name, "proxyPath": route.path_base, "proposalId": proposal_id},
         )
         await self._activity(
-            "app_registered",
-            f"Registered: {app.get('name', app['id'])}",
-            icon="CheckCircle2",
-            icon_class="success",
+            "app_registered", f"Registered: {app.name or app.id}", icon="CheckCircle2", icon_class="success"
         )
         await self._audit(
-            "proposal.approved", actor, proposal_id, ip, {"appId": app["id"], "routeId": route.get("routeId")}
+            "proposal.approved", actor, proposal_id, ip, {"appId": app.id, "routeId": route.route_id}
         )
-        result: dict[str, Any] = {"status": "approved", "id": proposal_id, "app": app, "route": route}
-        if proposal.get("source") == "docker":
-            exposure = await self._exposure(proposal, app)
-            if exposure is not None:
-                result["portExposure"] = exposure
-        return result
+        exposure = await self._exposure(proposal) if proposal.container_id else None
+        return Approved(proposal, exposure)
 
-    async def dismiss(self, proposal_id: str, actor: str, ip: str) -> dict[str, Any]:
+    async def dismiss(self, proposal_id: str, actor: str, ip: str) -> bool:
+        """Dismiss a pending proposal (it stays ignored until `rediscover`); False when not pending."""
         async with self._lock:
             if proposal_id not in self.pending:
-                return _already(proposal_id)
+                return False
             self.pending.pop(proposal_id)
             await self._delete([proposal_id])
             await self._dismiss(proposal_id, "dismissed")
@@ -324,9 +337,10 @@ class DiscoveryManager:
         self.bus.emit(EventType.PROPOSAL_DISMISSED, {"proposalId": proposal_id})
         await self._activity("proposal_dismissed", f"Proposal dismissed: {proposal_id}", icon="X")
         await self._audit("proposal.dismissed", actor, proposal_id, ip, None)
-        return {"status": "dismissed", "id": proposal_id}
+        return True
 
-    async def rediscover(self, actor: str, ip: str) -> dict[str, Any]:
+    async def rediscover(self, actor: str, ip: str) -> Rediscovery:
+        """Forget every dismissal and pending proposal, then let every worker scan again."""
         async with self._lock:
             dismissed, active = len(self.dismissed), len(self.pending)
             self.dismissed.clear()
@@ -348,34 +362,30 @@ class DiscoveryManager:
         )
         for worker in self.workers:
             worker.kick()
-        return {
-            "status": "success",
-            "message": "Rediscovery triggered. Discovery workers will scan for new services.",
-            "dismissedCleared": dismissed,
-            "activeCleared": active,
-        }
+        return Rediscovery(dismissed, active)
 
     # -- side effects ------------------------------------------------------------------------------
 
-    async def _exposure(self, proposal: dict[str, Any], app: dict[str, Any]) -> dict[str, Any] | None:
+    async def _exposure(self, proposal: Proposal) -> dict[str, Any] | None:
+        """How reachable the approved container's published ports are (warns when beyond loopback)."""
         from nekzus.discovery.exposure import check
 
         manager = self.runtimes
         docker = manager.docker if manager is not None else None
-        cid = container_of(proposal)
-        if docker is None or not cid:
+        if docker is None:
             return None
         try:
-            info = await docker.inspect(cid)
+            info = await docker.inspect(proposal.container_id)
         except Exception:
             return None
-        report = check(info, app["id"], app.get("name", ""))
+        app = proposal.app
+        report = check(info, app.id, app.name)
         if report["riskLevel"] != "none":
             self.bus.emit(EventType.PORT_EXPOSURE_WARNING, report)
             critical = report["riskLevel"] == "critical"
             await self._activity(
                 "security_warning",
-                f"Security: {app.get('name', app['id'])} - {report['summary']}",
+                f"Security: {app.name or app.id} - {report['summary']}",
                 icon="AlertOctagon" if critical else "AlertTriangle",
                 icon_class="error" if critical else "warning",
                 details="; ".join(report["recommendations"]),
@@ -393,9 +403,5 @@ class DiscoveryManager:
         await self.audit.record(action, actor=actor, target=target, ip=ip, details=details)
 
 
-def _already(proposal_id: str) -> dict[str, Any]:
-    return {
-        "status": "already_processed",
-        "message": "Proposal has already been processed or does not exist",
-        "id": proposal_id,
-    }
+def _port_option(proposal: Proposal, port: int) -> PortOption | None:
+    return next((p for p in proposal.ports if p.port == port), None)

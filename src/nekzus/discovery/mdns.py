@@ -28,18 +28,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from nekzus.discovery.labels import _APP_ID, _PATH, DEFAULT_ICON, now_rfc3339, sanitize
+from nekzus.discovery.labels import _APP_ID, _PATH, DEFAULT_ICON, sanitize
+from nekzus.discovery.models import PortOption, Proposal, Source, SuggestedApp, SuggestedRoute
 
 log = logging.getLogger("nekzus.discovery.mdns")
 
-SOURCE = "mdns"
+SOURCE = Source.MDNS
 WEB_TYPES = {"_http._tcp", "_https._tcp", "_homeassistant._tcp", "_hap._tcp"}
 NEKZUS_TYPE = "_nekzus._tcp.local."
 RESOLVE_TIMEOUT_MS = 3000
 MAX_SERVICES = 2000  # bound on remembered services (a hostile LAN cannot grow memory without limit)
 MAX_TXT_VALUE = 512
 
-Submit = Callable[[dict[str, Any]], Awaitable[Any]]
+Submit = Callable[[Proposal], Awaitable[Any]]
 Withdraw = Callable[[list[str]], Awaitable[Any]]
 
 
@@ -81,7 +82,7 @@ def _host_for(address: str) -> str:
 
 def build_proposal(
     service_type: str, name: str, addresses: list[str], port: int, server: str, txt: dict[str, str]
-) -> dict[str, Any] | None:
+) -> Proposal | None:
     """The proposal for one resolved service, or None when it should not be proposed."""
     short_type = service_type.removesuffix(".").removesuffix(".local")
     enable = txt.get("nekzus_enable", "").lower()
@@ -130,44 +131,33 @@ def build_proposal(
     notes = ["Discovered via mDNS", "JWT required", "Announced on the local network (unauthenticated)"]
     if scheme == "http":
         notes.append("Upstream uses HTTP (unencrypted)")
-    return {
-        "id": f"proposal_mdns_{scheme}_{sanitize(instance)[:80]}_{port}",
-        "source": SOURCE,
-        "detectedScheme": scheme,
-        "detectedHost": addresses[0],
-        "detectedPort": port,
-        "confidence": confidence,
-        "suggestedApp": {
-            "id": app_id,
-            "name": app_name,
-            "icon": txt.get("icon") or DEFAULT_ICON,
-            "tags": tags,
-            "endpoints": endpoints,
-            "discoveryMeta": {
-                "source": SOURCE,
+    return Proposal(
+        id=f"proposal_mdns_{scheme}_{sanitize(instance)[:80]}_{port}",
+        source=Source.MDNS,
+        scheme=scheme,
+        host=addresses[0],
+        port=port,
+        confidence=confidence,
+        app=SuggestedApp(
+            id=app_id,
+            name=app_name,
+            icon=txt.get("icon") or DEFAULT_ICON,
+            tags=tuple(tags),
+            endpoints=endpoints,
+            details={
+                "source": Source.MDNS.value,
                 "serviceType": short_type,
                 "instance": instance,
                 "server": server,
             },
-        },
-        "suggestedRoute": {
-            "routeId": f"route_{app_id}",
-            "appId": app_id,
-            "pathBase": path_base,
-            "to": target,
-            "scopes": scopes,
-            "stripPrefix": True,
-            "rewriteHTML": True,
-            "websocket": False,
-            "skipHealthCheck": False,
-            "publicAccess": False,
-        },
-        "availablePorts": [{"port": port, "scheme": scheme, "label": short_type}],
-        "tags": [],
-        "lastSeen": now_rfc3339(),
-        "securityNotes": notes,
-        "labelWarnings": warnings,
-    }
+        ),
+        route=SuggestedRoute(
+            route_id=f"route_{app_id}", path_base=path_base, target=target, scopes=tuple(scopes)
+        ),
+        ports=(PortOption(port=port, scheme=scheme, label=short_type),),
+        notes=tuple(notes),
+        warnings=tuple(warnings),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,9 +303,9 @@ class MdnsWorker:
         if old is None and len(self.known) >= MAX_SERVICES:
             log.warning("mDNS: more than %d services announced; ignoring %r", MAX_SERVICES, name)
             return
-        if old is not None and old != proposal["id"]:
+        if old is not None and old != proposal.id:
             await self.withdraw([old])
-        self.known[key] = proposal["id"]
+        self.known[key] = proposal.id
         await self.submit(proposal)
 
     async def _drop(self, key: tuple[str, str]) -> None:

@@ -1,11 +1,20 @@
 """The WebSocket hub behind `/api/v1/ws`: authentication inside the protocol, per-client send queues,
 fan-out of every event-bus event to its audience, topic filters, and handlers other domains plug in.
 
-Design notes (behaviour B §12, fixes of B §18.1.15 and §18.2.12):
-- Every connection gets a bounded send queue (SEND_QUEUE messages) drained by one writer task. The bus
-  callback only appends pre-serialised text to the queues, so publishing never blocks. A full queue drops
-  the new message (counted as `websocket_messages_total{app_id="hub",direction="dropped"}`); DROP_LIMIT
-  drops in a row (without the queue ever draining) closes the connection with 1013 "slow consumer".
+Design notes (a slow or hostile client must never stall publishing or the other clients):
+- Fan-out serialises an event once: one JSON text and one WebSocket frame per event (server frames are
+  unmasked, so the bytes are the same for every connection; see `wire.py`), decided once per distinct
+  topic filter, then the same bytes go to every client the event's audience and filter admit.
+- Write path: a client whose transport is writable gets frames appended to a per-tick batch, and one
+  callback at the end of the loop tick writes each client's batch with one `transport.write` (a burst
+  of events costs one syscall per client, no task wake-up per message). When the transport is paused
+  (above its 64 KiB high-water mark: the peer is not reading), further messages wait in a bounded queue
+  (SEND_QUEUE messages, references to the shared frames) drained by the client's writer task as the
+  peer reads. Per-client order is kept: nothing is written directly while older messages wait.
+- Slow clients: memory per connection is bounded by the transport's high-water mark plus one batch
+  (WRITE_BATCH) plus SEND_QUEUE queued messages. A full queue drops the new message (counted as
+  `websocket_messages_total{app_id="hub",direction="dropped"}`); DROP_LIMIT drops in a row (without the
+  queue ever draining) closes the connection with 1013 "slow consumer".
 - Topic filters apply to every bus event and queued notification; direct replies (auth_success, hello,
   pong, suback, errors, handler replies) always go through.
 - Bad input never takes the hub down: non-JSON / unknown types → an `error` message; frames over
@@ -35,6 +44,7 @@ from nekzus.auth.principal import Authenticator, AuthError, Principal
 from nekzus.events.bus import Event
 from nekzus.events.topics import MAX_SUBSCRIPTIONS, TopicError, any_match, validate_pattern
 from nekzus.events.types import EventType
+from nekzus.events.wire import WRITE_BATCH, DirectWire, direct_wire, text_frame
 from nekzus.timefmt import rfc3339
 
 if TYPE_CHECKING:
@@ -116,7 +126,15 @@ def _origin_key(value: str) -> str | None:
 class Client:
     """One authenticated WebSocket connection (the object handlers of other domains receive)."""
 
-    def __init__(self, hub: Hub, ws: WebSocket, principal: Principal, ip: str, user_agent: str) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        ws: WebSocket,
+        principal: Principal,
+        ip: str,
+        user_agent: str,
+        wire: DirectWire | None = None,
+    ) -> None:
         self.hub = hub
         self.ws = ws
         self.id = "ws_" + secrets.token_hex(8)
@@ -124,12 +142,15 @@ class Client:
         self.ip = ip
         self.user_agent = user_agent[:200]
         self.connected_at = time.time()
-        self.subscriptions: list[str] = []
+        self._subscriptions: tuple[str, ...] = ()
         self.last_will: tuple[str, Any] | None = None
         self.dropped = 0
         self.sent = 0
         self.received = 0
-        self._queue: deque[str] = deque()
+        # With a direct wire, queued items are ready frames (bytes); without, JSON texts for ASGI send.
+        self._wire = wire
+        self._queue: deque[bytes | str] = deque()
+        self._pending: list[bytes] = []  # frames to write at the end of this loop tick
         self._wake = asyncio.Event()
         self._drops_in_row = 0
         self._closing: tuple[int, str] | None = None
@@ -149,6 +170,15 @@ class Client:
     def closing(self) -> bool:
         return self._closing is not None
 
+    @property
+    def subscriptions(self) -> list[str]:
+        return list(self._subscriptions)
+
+    @subscriptions.setter
+    def subscriptions(self, patterns: list[str]) -> None:
+        # Kept as a tuple: fan-out uses it as the key of its per-event filter verdicts.
+        self._subscriptions = tuple(patterns)
+
     async def send(self, type_: str, data: Any = None, **extra: Any) -> bool:
         """Queue one message for this client; False if it was dropped or the client is closing."""
         return self.push(envelope(type_, data, **extra))
@@ -162,31 +192,103 @@ class Client:
 
     # --- queue ------------------------------------------------------------------------------
     def wants(self, topic: str) -> bool:
-        return not self.subscriptions or any_match(self.subscriptions, topic)
+        return not self._subscriptions or any_match(self._subscriptions, topic)
 
     def push(self, text: str) -> bool:
+        """Queue one serialised message (direct replies; fan-out calls `push_frame` with shared bytes)."""
+        if self._wire is not None:
+            return self.push_frame(text_frame(text.encode()))
         if self._closing is not None:
             return False
         if len(self._queue) >= SEND_QUEUE:
-            self.dropped += 1
-            self._drops_in_row += 1
-            self.hub.m_dropped.inc()
-            if self._drops_in_row >= DROP_LIMIT:
-                log.warning("closing slow WebSocket consumer %s (%s)", self.id, self.principal.rate_key)
-                self.close_soon(CLOSE_TRY_AGAIN, "slow consumer")
+            self._drop()
             return False
         self._queue.append(text)
         if len(self._queue) == 1:
             self._wake.set()
         return True
 
+    def push_frame(self, frame: bytes) -> bool:
+        """Queue one ready frame (direct-wire clients only). Written at the end of this loop tick if
+        nothing older waits for the writer task; otherwise queued behind it, to keep the order."""
+        if self._closing is not None:
+            return False
+        queue = self._queue
+        pending = self._pending
+        if queue:
+            if len(queue) >= SEND_QUEUE:
+                self._drop()
+                return False
+            queue.append(frame)
+            return True
+        if not pending:
+            self.hub._mark_dirty(self)
+        elif len(pending) >= SEND_QUEUE:
+            self._drop()
+            return False
+        pending.append(frame)
+        return True
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        self._drops_in_row += 1
+        self.hub.m_dropped.inc()
+        if self._drops_in_row >= DROP_LIMIT:
+            log.warning("closing slow WebSocket consumer %s (%s)", self.id, self.principal.rate_key)
+            self.close_soon(CLOSE_TRY_AGAIN, "slow consumer")
+
+    def _flush(self) -> tuple[int, int]:
+        """Write this tick's frames (called by the hub once per tick); returns (messages, bytes) written.
+
+        Frames that cannot be written now (transport paused, i.e. the peer is not reading) move to the
+        bounded queue, which the writer task drains as the transport resumes."""
+        frames = self._pending
+        if not frames:
+            return 0, 0
+        self._pending = []
+        wire = self._wire
+        if self._closing is not None or wire is None:
+            return 0, 0
+        if len(frames) == 1 and wire.usable():  # the common case: one event this tick
+            data = frames[0]
+            wire.write(data)
+            self._drops_in_row = 0  # nothing is queued while frames are pending
+            self.sent += 1
+            return 1, len(data)
+        count = size = 0
+        total = len(frames)
+        while count < total and wire.usable():
+            if count + 1 == total or len(frames[count]) >= WRITE_BATCH:
+                data = frames[count]
+                count += 1
+            else:
+                end, batch = count, 0
+                while end < total and batch < WRITE_BATCH:
+                    batch += len(frames[end])
+                    end += 1
+                data = b"".join(frames[count:end])
+                count = end
+            wire.write(data)
+            size += len(data)
+        if count < total:
+            self._queue.extend(frames[count:])
+            self._wake.set()
+        elif not self._queue:
+            self._drops_in_row = 0
+        self.sent += count
+        return count, size
+
     def close_soon(self, code: int, reason: str, *, flush: bool = False) -> None:
         """Stop accepting messages and close from the writer task; `flush` sends what is queued first."""
         if self._closing is not None:
             return
         self._closing = (code, reason)
-        if not flush:
+        if flush:
+            # Frames of this tick are older than anything queued after them: keep them, in order.
+            self._queue.extend(self._pending)
+        else:
             self._queue.clear()
+        self._pending = []
         self._wake.set()
 
     def close_with_notice(self, code: int, reason: str, text: str) -> None:
@@ -194,18 +296,20 @@ class Client:
         if self._closing is not None:
             return
         self.close_soon(code, reason)
-        self._queue.append(text)
+        self._queue.append(text_frame(text.encode()) if self._wire is not None else text)
         self._wake.set()
 
     async def run_writer(self) -> None:
         # Starlette's WebSocket.send only adds state bookkeeping around the ASGI send; the hot path
         # calls the ASGI send it wraps (falls back to the public method if that ever changes).
         send = getattr(self.ws, "_send", None) or self.ws.send
+        wire = self._wire
+        queue = self._queue
         m_out, m_bytes = self.hub.m_out, self.hub.m_bytes_out
         count = size = 0
         try:
             while True:
-                if not self._queue:
+                if not queue:
                     self._drops_in_row = 0
                     if count:  # metrics in batches: one update per burst, not per message
                         m_out.inc(count)
@@ -217,7 +321,27 @@ class Client:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                text = self._queue.popleft()
+                if wire is not None:
+                    # Wait for the peer to read; the items stay queued meanwhile, so new messages
+                    # queue behind them and per-client order holds.
+                    await wire.wait_writable()
+                    if not wire.open():
+                        break
+                    if not queue:  # closed meanwhile: close_soon dropped what waited
+                        continue
+                    batch: list[bytes] = []
+                    batch_size = 0
+                    while queue and batch_size < WRITE_BATCH:
+                        item = queue.popleft()
+                        frame = item if isinstance(item, bytes) else text_frame(item.encode())
+                        batch.append(frame)
+                        batch_size += len(frame)
+                    wire.write(batch[0] if len(batch) == 1 else b"".join(batch))
+                    count += len(batch)
+                    size += batch_size
+                    continue
+                item = queue.popleft()
+                text = item if isinstance(item, str) else item.decode()
                 await send({"type": "websocket.send", "text": text})
                 count += 1
                 size += len(text)
@@ -264,8 +388,8 @@ class Client:
             "remoteAddr": self.ip,
             "userAgent": self.user_agent,
             "connectedAt": rfc3339(self.connected_at, millis=True),
-            "subscriptions": list(self.subscriptions),
-            "queued": len(self._queue),
+            "subscriptions": list(self._subscriptions),
+            "queued": len(self._queue) + len(self._pending),
             "messagesSent": self.sent,
             "messagesReceived": self.received,
             "dropped": self.dropped,
@@ -313,6 +437,8 @@ class Hub:
         self.m_bytes_out = m.websocket_bytes_transferred_total.labels(APP_LABEL, "out")
         self.m_bytes_in = m.websocket_bytes_transferred_total.labels(APP_LABEL, "in")
         self._unsubscribe: Callable[[], None] | None = None
+        self._dirty: list[Client] = []
+        self._flush_scheduled = False
         # Set by the dashboard: the user token behind a browser session cookie ("" when there is none).
         self.cookie_token: Callable[[Mapping[str, str]], str] | None = None
 
@@ -362,13 +488,9 @@ class Hub:
         if not targets:
             return
         topic = event.topic or event.type
-        text: str | None = None
-        for client in targets:
-            if client.subscriptions and not any_match(client.subscriptions, topic):
-                continue
-            if text is None:
-                text = envelope(event.type, event.data, event.timestamp, topic=event.topic)
-            client.push(text)
+        self._fan_out(
+            targets, topic, lambda: envelope(event.type, event.data, event.timestamp, topic=event.topic)
+        )
 
     def deliver_client_message(self, topic: str, message: Any, *, sender: str) -> None:
         """Fan a client-authored message out to the connected clients, and only to them.
@@ -376,10 +498,66 @@ class Hub:
         It never touches the event bus, so no domain reacts to it, and its type always carries the
         `client.` namespace, so no receiver can mistake it for a server event such as a revocation.
         """
-        text = envelope(topic, message, time.time(), topic=topic, sender=sender)
-        for client in tuple(self.clients.values()):
-            if not client.subscriptions or any_match(client.subscriptions, topic):
+        now = time.time()
+        self._fan_out(
+            tuple(self.clients.values()),
+            topic,
+            lambda: envelope(topic, message, now, topic=topic, sender=sender),
+        )
+
+    def _fan_out(
+        self, targets: list[Client] | tuple[Client, ...], topic: str, serialise: Callable[[], str]
+    ) -> None:
+        """Give one message to every target whose topic filter admits `topic`.
+
+        The message is serialised (JSON, then one frame) at most once, on the first admitted client; a
+        filter's verdict is computed once per distinct set of patterns. Who is in `targets` (the event's
+        audience) was decided by the caller; nothing here widens it.
+        """
+        text: str | None = None
+        frame: bytes | None = None
+        verdicts: dict[tuple[str, ...], bool] = {}
+        for client in targets:
+            patterns = client._subscriptions
+            if patterns:
+                admitted = verdicts.get(patterns)
+                if admitted is None:
+                    admitted = verdicts[patterns] = any_match(patterns, topic)
+                if not admitted:
+                    continue
+            if text is None:
+                text = serialise()
+            if client._wire is not None:
+                if frame is None:
+                    frame = text_frame(text.encode())
+                client.push_frame(frame)
+            else:
                 client.push(text)
+
+    # --- batched writes --------------------------------------------------------------------------
+    def _mark_dirty(self, client: Client) -> None:
+        """`client` has frames for this tick: write them all in one callback at the end of the tick."""
+        self._dirty.append(client)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        self._flush_scheduled = False
+        count = size = 0
+        for client in dirty:
+            try:
+                sent, written = client._flush()
+            except Exception as exc:  # a transport that fails on write: that client's reader sees it
+                log.debug("websocket %s write failed: %s", client.id, type(exc).__name__)
+                client.close_soon(CLOSE_GOING_AWAY, "")
+                continue
+            count += sent
+            size += written
+        if count:
+            self.m_out.inc(count)
+            self.m_bytes_out.inc(size)
 
     def _audience(self, event: Event) -> list[Client] | tuple[Client, ...]:
         if event.device_id is None and event.connection_id is None:
@@ -463,7 +641,8 @@ class Hub:
         if principal is None:
             metrics.websocket_connections_total.labels(APP_LABEL, "auth_failed").inc()
             return
-        client = Client(self, ws, principal, ip, ws.headers.get("user-agent", ""))
+        wire = direct_wire(getattr(ws, "_receive", None), getattr(ws, "_send", None))
+        client = Client(self, ws, principal, ip, ws.headers.get("user-agent", ""), wire)
         try:
             handle = self.connections.register(
                 principal, lambda reason: self._credential_gone(client, reason)
@@ -736,7 +915,7 @@ class Hub:
                 "suback", {"topics": topics[:MAX_SUBSCRIPTIONS], "success": False, "error": str(exc)}
             )
             return
-        merged = list(client.subscriptions)
+        merged = list(client._subscriptions)
         for pattern in patterns:
             if pattern not in merged:
                 merged.append(pattern)
@@ -761,7 +940,7 @@ class Hub:
             await client.send("unsuback", {"topics": [], "success": False, "error": "topics must be a list"})
             return
         names = [t for t in topics if isinstance(t, str)]
-        client.subscriptions = [p for p in client.subscriptions if p not in names]
+        client.subscriptions = [p for p in client._subscriptions if p not in names]
         await client.send("unsuback", {"topics": names, "success": True})
 
     async def _on_last_will(self, client: Client, data_raw: Any, data: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 import yarl
 from aiohttp import web
+from starlette.types import Receive, Scope, Send
 
 from nekzus.errors import NekzusError
 from nekzus.federation import crypto
@@ -105,9 +106,9 @@ def _json_error(status: int, code: str, message: str) -> tuple[int, list[tuple[b
 class LocalProxy(Protocol):
     """The local reverse proxy, as the outer ASGI app sees it."""
 
-    def handles(self, scope: dict[str, Any]) -> bool: ...
+    def handles(self, scope: Scope) -> bool: ...
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None: ...
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
 Denial = tuple[int, str, str]  # status, error code, message
@@ -121,7 +122,7 @@ class Caller:
     credential: object = None  # the caller's principal (opaque here), for `TrackTunnel`
 
 
-Authenticate = Callable[[dict[str, Any]], Awaitable[tuple[Caller | None, Denial | None]]]
+Authenticate = Callable[[Scope], Awaitable[tuple[Caller | None, Denial | None]]]
 # Registers an open remote WebSocket of `caller`: `close(reason)` must be called when the caller's credential
 # stops being valid (revoked, logged out, expired); returns the function that unregisters the tunnel.
 CloseTunnel = Callable[[str], object]
@@ -171,7 +172,7 @@ class RemoteRouteDispatch:
             )
         self._remote = remote
 
-    def handles(self, scope: dict[str, Any]) -> bool:
+    def handles(self, scope: Scope) -> bool:
         if self.inner.handles(scope):
             return True
         return bool(scope["path"].startswith("/apps/") and self._remote)
@@ -182,7 +183,7 @@ class RemoteRouteDispatch:
         route: RemoteRoute | None = match_prefix(self._remote, path)
         return route
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._route(scope["path"])
         if route is None:
             await self.inner(scope, receive, send)
@@ -192,7 +193,7 @@ class RemoteRouteDispatch:
         else:
             await self._http(route, scope, receive, send)
 
-    async def _caller(self, route: RemoteRoute, scope: dict[str, Any]) -> tuple[Caller, Denial | None]:
+    async def _caller(self, route: RemoteRoute, scope: Scope) -> tuple[Caller, Denial | None]:
         caller, denied = await self.authenticate(scope)
         anonymous = Caller({"kind": "anonymous", "id": "", "scopes": []})
         if denied is not None and not route.public:
@@ -206,7 +207,7 @@ class RemoteRouteDispatch:
     def _assertion(self, caller: Caller) -> str:
         return crypto.encode_identity({**caller.identity, "via": self.federation.peer_id})
 
-    def _target(self, route: RemoteRoute, scope: dict[str, Any], ws: bool) -> tuple[str, str, str] | None:
+    def _target(self, route: RemoteRoute, scope: Scope, ws: bool) -> tuple[str, str, str] | None:
         peer = self.federation.peers.get(route.origin)
         if peer is None or peer.status != ONLINE or not peer.fingerprint or not peer.gossip_addr:
             return None
@@ -220,9 +221,7 @@ class RemoteRouteDispatch:
             url += "?" + query.decode("latin-1")
         return url, PREFIX + "/route" + scope["path"], peer.fingerprint
 
-    def _forward_headers(
-        self, scope: dict[str, Any], identity: str, signed: dict[str, str]
-    ) -> dict[str, str]:
+    def _forward_headers(self, scope: Scope, identity: str, signed: dict[str, str]) -> dict[str, str]:
         out: dict[str, str] = {}
         host = ""
         strip = self.strip()
@@ -248,7 +247,7 @@ class RemoteRouteDispatch:
         out.update(signed)
         return out
 
-    async def _http(self, route: RemoteRoute, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def _http(self, route: RemoteRoute, scope: Scope, receive: Receive, send: Send) -> None:
         caller, denied = await self._caller(route, scope)
         if denied is not None:
             await _send_plain(send, *_json_error(*denied))
@@ -309,7 +308,7 @@ class RemoteRouteDispatch:
                     send, *_json_error(502, "PEER_UNAVAILABLE", "The owning instance did not answer")
                 )
 
-    async def _websocket(self, route: RemoteRoute, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def _websocket(self, route: RemoteRoute, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
@@ -344,9 +343,9 @@ class RemoteRouteDispatch:
         self,
         target: tuple[str, str, str],
         caller: Caller,
-        scope: dict[str, Any],
-        send: Any,
-        receive: Any,
+        scope: Scope,
+        send: Send,
+        receive: Receive,
         closed: asyncio.Event,
     ) -> None:
         url, signed_path, fingerprint = target
@@ -377,7 +376,7 @@ class RemoteRouteDispatch:
 
 
 async def _pump_asgi(
-    upstream: aiohttp.ClientWebSocketResponse, receive: Any, send: Any, closed: asyncio.Event
+    upstream: aiohttp.ClientWebSocketResponse, receive: Receive, send: Send, closed: asyncio.Event
 ) -> None:
     async def client_to_upstream() -> None:
         while True:
@@ -426,7 +425,7 @@ async def until_first_ends(*pumps: Coroutine[Any, Any, None]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _send_plain(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+async def _send_plain(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 

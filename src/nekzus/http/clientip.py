@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import Any
+
+from starlette.types import Scope
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -33,11 +34,11 @@ def in_networks(addr: IPAddress | None, networks: tuple[IPNetwork, ...]) -> bool
     return addr is not None and any(addr in net for net in networks)
 
 
-def _header_lines(scope: dict[str, Any], name: bytes) -> list[str]:
+def _header_lines(scope: Scope, name: bytes) -> list[str]:
     return [value.decode("latin-1") for key, value in scope.get("headers", ()) if key == name]
 
 
-def forwarded_chain(scope: dict[str, Any]) -> list[str]:
+def forwarded_chain(scope: Scope) -> list[str]:
     """Every hop named by `X-Forwarded-For`, all header lines combined in order (a proxy that appends
     its own line instead of extending the first one must not let the client's line win)."""
     return [hop.strip() for line in _header_lines(scope, b"x-forwarded-for") for hop in line.split(",")]
@@ -62,7 +63,7 @@ def client_from_chain(
     return current
 
 
-def resolve_client_ip(scope: dict[str, Any], trusted_proxies: tuple[IPNetwork, ...]) -> str:
+def resolve_client_ip(scope: Scope, trusted_proxies: tuple[IPNetwork, ...]) -> str:
     """The client address without port; forwarding headers count only when the peer is a trusted proxy."""
     client = scope.get("client")
     peer = client[0] if client else ""

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nekzus import API_VERSION
 from nekzus.http.clientip import IPNetwork, resolve_client_ip
@@ -19,7 +20,7 @@ access_log = logging.getLogger("nekzus.access")
 log = logging.getLogger("nekzus.http")
 
 
-def request_id_from(scope: dict[str, Any]) -> str:
+def request_id_from(scope: Scope) -> str:
     """The client's `X-Request-ID` if it passes the shared rule (`nekzus.http.requestid`), else a new id."""
     for key, value in scope.get("headers", ()):
         if key == b"x-request-id":
@@ -57,7 +58,7 @@ class BodyTooLarge(HTTPException):
 class EnvelopeMiddleware:
     def __init__(
         self,
-        app: Any,
+        app: ASGIApp,
         *,
         max_body_bytes: int,
         trusted_proxies: tuple[IPNetwork, ...],
@@ -70,7 +71,7 @@ class EnvelopeMiddleware:
         self.trusted_proxies = trusted_proxies
         self.tls = tls
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -97,16 +98,16 @@ class EnvelopeMiddleware:
 
         received = 0
 
-        async def limited_receive() -> dict[str, Any]:
+        async def limited_receive() -> Message:
             nonlocal received
-            message: dict[str, Any] = await receive()
+            message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
                     raise BodyTooLarge(self.max_body)
             return message
 
-        async def wrapped_send(message: dict[str, Any]) -> None:
+        async def wrapped_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
@@ -141,14 +142,14 @@ class EnvelopeMiddleware:
 
     async def _websocket(
         self,
-        scope: dict[str, Any],
-        receive: Any,
-        send: Any,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
         extra_headers: list[tuple[bytes, bytes]],
         started: float,
         status_holder: dict[str, Any],
     ) -> None:
-        async def wrapped_send(message: dict[str, Any]) -> None:
+        async def wrapped_send(message: Message) -> None:
             if message["type"] == "websocket.accept":
                 status_holder["status"] = 101
                 headers = list(message.get("headers", []))
@@ -173,7 +174,7 @@ class EnvelopeMiddleware:
         )
 
     async def _send_error(
-        self, send: Any, extra: list[tuple[bytes, bytes]], status: int, code: str, message: str
+        self, send: Send, extra: list[tuple[bytes, bytes]], status: int, code: str, message: str
     ) -> None:
         body = error_body(code, message)
         headers = [
@@ -185,9 +186,7 @@ class EnvelopeMiddleware:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def _log(
-        self, scope: dict[str, Any], status: int, started: float, request_id: str, client_ip: str
-    ) -> None:
+    def _log(self, scope: Scope, status: int, started: float, request_id: str, client_ip: str) -> None:
         elapsed = time.perf_counter() - started
         if self.metrics is not None:
             route = scope.get("route")
@@ -216,7 +215,7 @@ class EnvelopeMiddleware:
         )
 
 
-def _content_length(scope: dict[str, Any]) -> int | None:
+def _content_length(scope: Scope) -> int | None:
     for key, value in scope.get("headers", ()):
         if key == b"content-length":
             try:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import Response
+from starlette.types import Send
 
 from nekzus.errors import NekzusError
 
@@ -68,7 +69,7 @@ class ApiError(NekzusError):
 
 
 def error_body(code: str, message: str, extra: Mapping[str, Any] | None = None) -> bytes:
-    """The API's error object under `error`, plus `message` and `code` at the top level: the reference
+    """The API's error object under `error`, plus `message` and `code` at the top level: the documented
     shape nests them, and existing dashboards read the top-level `message`."""
     error: dict[str, Any] = {"code": code, "message": message}
     if extra:
@@ -93,7 +94,7 @@ def error_response(
 
 
 async def send_error(
-    send: Any,
+    send: Send,
     status: int,
     code: str | None = None,
     message: str | None = None,

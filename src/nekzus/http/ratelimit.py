@@ -8,7 +8,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nekzus.config.model import RateLimit, RateLimitsConfig
 from nekzus.http.errors import error_body
@@ -17,7 +19,7 @@ MAX_KEYS = 10_000
 IDLE_SECONDS = 300.0
 
 # A function that names the caller for rate limiting (e.g. "device:abc"), or None for "use the IP".
-Identify = Callable[[dict[str, Any]], "str | None"]
+Identify = Callable[[Scope], "str | None"]
 
 
 class SharedTable(Protocol):
@@ -174,7 +176,7 @@ class RateLimiter:
             self.rejections(category)
         return decision
 
-    def key_for(self, scope: dict[str, Any], client_ip: str) -> str:
+    def key_for(self, scope: Scope, client_ip: str) -> str:
         if self.identify is not None:
             principal = self.identify(scope)
             if principal:
@@ -197,11 +199,11 @@ def address_key(client_ip: str) -> str:
 class RateLimitMiddleware:
     """Applies the limiter to HTTP and WebSocket requests and adds the headers to limited responses."""
 
-    def __init__(self, app: Any, limiter: RateLimiter) -> None:
+    def __init__(self, app: ASGIApp, limiter: RateLimiter) -> None:
         self.app = app
         self.limiter = limiter
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or not self.limiter.enabled:
             await self.app(scope, receive, send)
             return
@@ -220,14 +222,14 @@ class RateLimitMiddleware:
             await self._reject(scope, send, headers)
             return
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", []), *headers]}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
-    async def _reject(self, scope: dict[str, Any], send: Any, headers: list[tuple[bytes, bytes]]) -> None:
+    async def _reject(self, scope: Scope, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
         body = error_body("RATE_LIMIT_EXCEEDED", "Rate limit exceeded, please slow down")
         raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
         if scope["type"] == "websocket":

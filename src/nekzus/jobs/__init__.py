@@ -40,9 +40,10 @@ server was down fires once at start-up. `nekzus.jobs.clock.ManualClock` drives i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from nekzus.domains import Key
 from nekzus.jobs.clock import Clock, ManualClock, SystemClock
-from nekzus.jobs.cron import CronScheduler, next_fire, resolve_zone, validate_cron
 from nekzus.jobs.events import (
     JOB_CANCELLED,
     JOB_EVENT_TYPES,
@@ -57,6 +58,22 @@ from nekzus.jobs.events import (
 from nekzus.jobs.models import JobRow, JobState
 from nekzus.jobs.process import ProcessResult, run_process
 from nekzus.jobs.runner import Job, JobContext, JobFailed, JobRunner, QueueFull, Work
+
+if TYPE_CHECKING:
+    from nekzus.jobs.cron import CronScheduler, next_fire, resolve_zone, validate_cron
+
+# Cron pulls in croniter and dateutil: loaded on first use (scripts' schedules), not by every server
+# that only runs jobs.
+_CRON = frozenset({"CronScheduler", "next_fire", "resolve_zone", "validate_cron"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CRON:
+        from nekzus.jobs import cron
+
+        return getattr(cron, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # The server's one job runner (built by the composition root), for every domain and feature that runs
 # background work: `services.domains.features.require(JOBS)`.

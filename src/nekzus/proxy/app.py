@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
+from starlette.types import Receive, Scope, Send
+
 from nekzus.auth.authorize import decide
 from nekzus.auth.connections import ConnectionRegistry
 from nekzus.auth.principal import TRUSTED, AuthError, Principal
@@ -279,14 +281,14 @@ class ProxyApp:
 
     # -- dispatch -----------------------------------------------------------------------------------
 
-    def handles(self, scope: dict[str, Any]) -> bool:
+    def handles(self, scope: Scope) -> bool:
         if scope["path"].startswith("/apps/"):
             return True
         if self.settings.base_domain and self.table.by_subdomain:
             return self._subdomain_route(scope) is not None
         return False
 
-    def _subdomain_route(self, scope: dict[str, Any]) -> CompiledRoute | None:
+    def _subdomain_route(self, scope: Scope) -> CompiledRoute | None:
         for name, value in scope["headers"]:
             if name == b"host":
                 host = value.decode("latin-1").lower()
@@ -299,14 +301,14 @@ class ProxyApp:
                 return None
         return None
 
-    def lookup(self, scope: dict[str, Any], path: str) -> tuple[CompiledRoute | None, bool]:
+    def lookup(self, scope: Scope, path: str) -> tuple[CompiledRoute | None, bool]:
         """The route for a request and whether it was found by subdomain (no prefix handling then)."""
         if self.settings.base_domain and not path.startswith("/apps/"):
             route = self._subdomain_route(scope)
             return route, route is not None
         return self.table.match(path), False
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await tunnel(self, scope, receive, send)
             return
@@ -315,7 +317,7 @@ class ProxyApp:
     # -- admission (shared with the WebSocket tunnel) -------------------------------------------------
 
     async def admit(
-        self, route: CompiledRoute, scope: dict[str, Any], hop: bytes | None
+        self, route: CompiledRoute, scope: Scope, hop: bytes | None
     ) -> tuple[Principal | None, str]:
         """Loop detection, authentication and scopes, rate limit, upstream health.
 
@@ -337,7 +339,7 @@ class ProxyApp:
             raise Refused(503, "SERVICE_UNHEALTHY", "Service is currently unhealthy")
         return principal, client_ip
 
-    def _client(self, scope: dict[str, Any]) -> tuple[str, bool]:
+    def _client(self, scope: Scope) -> tuple[str, bool]:
         """(client ip, whether it is in auth.local_networks), cached per peer when no proxy is trusted."""
         settings = self.settings
         if settings.trusted_proxies:
@@ -355,7 +357,7 @@ class ProxyApp:
         return cached
 
     async def authorize(
-        self, route: CompiledRoute, scope: dict[str, Any], client_ip: str, trusted: bool
+        self, route: CompiledRoute, scope: Scope, client_ip: str, trusted: bool
     ) -> Principal | None:
         """The caller's principal (None on a public route without credentials); raises `Refused`.
 
@@ -381,9 +383,7 @@ class ProxyApp:
             raise Refused(decision.status, decision.code, decision.message)
         return principal
 
-    def _audit_denial(
-        self, route: CompiledRoute, scope: dict[str, Any], principal: Principal, client_ip: str
-    ) -> None:
+    def _audit_denial(self, route: CompiledRoute, scope: Scope, principal: Principal, client_ip: str) -> None:
         """Audit a scope denial (a security event), in the background and at most once per principal and
         route every few seconds, so a refused client cannot turn the hot path into audit writes."""
         if self.audit is None:
@@ -412,7 +412,7 @@ class ProxyApp:
         )
         self.spawn(record, "audit")
 
-    def forwarding(self, scope: dict[str, Any], client_ip: str, request_id: bytes) -> Forwarding:
+    def forwarding(self, scope: Scope, client_ip: str, request_id: bytes) -> Forwarding:
         peer = (scope.get("client") or ("",))[0]
         trusted = self.settings.trusted_proxies
         return Forwarding(
@@ -434,7 +434,7 @@ class ProxyApp:
 
     # -- HTTP -----------------------------------------------------------------------------------------
 
-    async def http(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         head = parse_head(scope["headers"], self.settings.strip)
         request_id = request_id_or_new(head.request_id)
@@ -466,9 +466,7 @@ class ProxyApp:
             return
         await self._exchange(request, receive, send, common, started)
 
-    async def _no_route(
-        self, scope: dict[str, Any], path: str, subdomain: bool, send: Any, common: Headers
-    ) -> None:
+    async def _no_route(self, scope: Scope, path: str, subdomain: bool, send: Send, common: Headers) -> None:
         """404, or a redirect to the route's base when only the trailing slash is missing."""
         if not subdomain and path + "/" in self.table.by_path:
             query = scope.get("query_string", b"")
@@ -479,7 +477,7 @@ class ProxyApp:
 
     async def _prepare(
         self,
-        scope: dict[str, Any],
+        scope: Scope,
         head: RequestHead,
         route: CompiledRoute,
         subdomain: bool,
@@ -541,7 +539,7 @@ class ProxyApp:
             request.extra.append((b"if-modified-since", cached.last_modified))
 
     async def _exchange(
-        self, request: ProxiedRequest, receive: Any, send: Any, common: Headers, started: float
+        self, request: ProxiedRequest, receive: Receive, send: Send, common: Headers, started: float
     ) -> None:
         """Send the request upstream and relay the answer; map upstream failures to 502/504."""
         route = request.route
@@ -574,7 +572,7 @@ class ProxyApp:
             self._active.dec()
             self._account(request, started)
 
-    async def _send_request(self, request: ProxiedRequest, receive: Any) -> UpstreamConnection:
+    async def _send_request(self, request: ProxiedRequest, receive: Receive) -> UpstreamConnection:
         """Write the request (head with the first body piece) and wait for the response head."""
         head = request.head
         route = request.route
@@ -607,7 +605,7 @@ class ProxyApp:
         raise AssertionError("unreachable")
 
     async def _respond(
-        self, request: ProxiedRequest, conn: UpstreamConnection, receive: Any, send: Any, common: Headers
+        self, request: ProxiedRequest, conn: UpstreamConnection, receive: Receive, send: Send, common: Headers
     ) -> None:
         """Shape the upstream's response; serve a revalidated cache entry, a rewritten or cached body, or
         stream it through."""
@@ -649,8 +647,8 @@ class ProxyApp:
         conn: UpstreamConnection,
         shape: ResponseShape,
         body_type: str | None,
-        receive: Any,
-        send: Any,
+        receive: Receive,
+        send: Send,
         common: Headers,
     ) -> None:
         """Read the whole body to rewrite or cache it; too big for that, pass it through as it comes."""
@@ -696,8 +694,8 @@ class ProxyApp:
         request: ProxiedRequest,
         conn: UpstreamConnection,
         headers: Headers,
-        receive: Any,
-        send: Any,
+        receive: Receive,
+        send: Send,
         common: Headers,
     ) -> None:
         """Head and the first buffered bytes at once (one socket write), then the rest as it arrives."""
@@ -751,7 +749,7 @@ class ProxyApp:
 
     # -- streaming ------------------------------------------------------------------------------------
 
-    async def _stream_request(self, conn: UpstreamConnection, receive: Any, chunked: bool) -> None:
+    async def _stream_request(self, conn: UpstreamConnection, receive: Receive, chunked: bool) -> None:
         timeout = self.settings.idle_timeout
         while True:
             message = await receive()
@@ -768,7 +766,7 @@ class ProxyApp:
             if not more:
                 return
 
-    async def _stream_response(self, conn: UpstreamConnection, receive: Any, send: Any) -> int:
+    async def _stream_response(self, conn: UpstreamConnection, receive: Receive, send: Send) -> int:
         """Relay body chunks as they arrive (SSE, downloads); stop when the client goes away."""
         sent = 0
         watcher = self.spawn(_wait_disconnect(receive), "proxy-disconnect-watch")
@@ -803,7 +801,7 @@ class ProxyApp:
                 return b"".join(chunks), True
 
     async def _serve_cached(
-        self, send: Any, common: Headers, cached: CachedResponse, now: float, request_headers: Headers
+        self, send: Send, common: Headers, cached: CachedResponse, now: float, request_headers: Headers
     ) -> None:
         inm = header_value(request_headers, b"if-none-match")
         headers = [*cached.headers, (b"age", str(cached.age(now)).encode()), (b"x-cache", b"HIT")]
@@ -821,7 +819,7 @@ class _ClientGone(Exception):
     pass
 
 
-async def _wait_disconnect(receive: Any) -> None:
+async def _wait_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
 
@@ -833,12 +831,12 @@ def _port_of(addr: str) -> int:
         return 0
 
 
-async def _respond(send: Any, status: int, headers: Headers, body: bytes) -> None:
+async def _respond(send: Send, status: int, headers: Headers, body: bytes) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _error(send: Any, common: Headers, status: int, code: str, message: str) -> None:
+async def _error(send: Send, common: Headers, status: int, code: str, message: str) -> None:
     body = error_body(code, message)
     headers = [
         (b"content-type", b"application/json"),

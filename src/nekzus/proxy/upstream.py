@@ -309,6 +309,11 @@ class UpstreamPool:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def waiting(self) -> int:
+        """Requests parked until a connection to this upstream comes free (the pool is at its cap)."""
+        return len(self._waiters)
+
     async def acquire(self) -> UpstreamConnection:
         """A kept-alive idle connection, a new one while under the cap, or the next one to come free."""
         loop = self._loop or asyncio.get_running_loop()

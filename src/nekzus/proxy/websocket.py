@@ -20,6 +20,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from starlette.types import Receive, Scope, Send
+
 from nekzus import API_VERSION
 from nekzus.auth.connections import TooManyConnections
 from nekzus.auth.principal import Principal
@@ -65,7 +67,7 @@ class UpstreamHandshake:
     user_agent: str | None
 
 
-async def _reject(scope: dict[str, Any], send: Any, status: int, code: str, message: str) -> None:
+async def _reject(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
     if "websocket.http.response" in scope.get("extensions", {}):
         body = error_body(code, message)
         headers = [
@@ -108,7 +110,7 @@ def handshake_headers(
 
 async def _prepare(
     proxy: ProxyApp,
-    scope: dict[str, Any],
+    scope: Scope,
     head: RequestHead,
     route: CompiledRoute,
     subdomain: bool,
@@ -134,7 +136,7 @@ async def _prepare(
 
 
 async def _admit(
-    proxy: ProxyApp, scope: dict[str, Any], head: RequestHead
+    proxy: ProxyApp, scope: Scope, head: RequestHead
 ) -> tuple[CompiledRoute, bool, Principal | None, str]:
     path: str = scope["path"]
     if bad_path(path) or b"\x00" in head.host:
@@ -148,7 +150,7 @@ async def _admit(
     return route, subdomain, principal, client_ip
 
 
-async def tunnel(proxy: ProxyApp, scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def tunnel(proxy: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
     head = parse_head(scope["headers"], proxy.settings.strip)
     try:
         route, subdomain, principal, client_ip = await _admit(proxy, scope, head)
@@ -209,7 +211,7 @@ async def tunnel(proxy: ProxyApp, scope: dict[str, Any], receive: Any, send: Any
 
 
 async def _open(
-    proxy: ProxyApp, route: CompiledRoute, handshake: UpstreamHandshake, scope: dict[str, Any], send: Any
+    proxy: ProxyApp, route: CompiledRoute, handshake: UpstreamHandshake, scope: Scope, send: Send
 ) -> ClientConnection | None:
     """The upstream connection, or None after answering the client with 502/504."""
     from websockets.asyncio.client import connect
@@ -263,7 +265,7 @@ def _accept_headers(
 
 
 async def _relay(
-    proxy: ProxyApp, route: CompiledRoute, upstream: ClientConnection, receive: Any, send: Any
+    proxy: ProxyApp, route: CompiledRoute, upstream: ClientConnection, receive: Receive, send: Send
 ) -> None:
     """Both directions until one side closes; the other side gets the close code."""
     metrics = proxy.metrics
@@ -293,7 +295,7 @@ async def _quietly(relay: Coroutine[Any, Any, None]) -> None:
         log.debug("websocket relay ended: %r", exc)
 
 
-async def _client_to_upstream(upstream: ClientConnection, receive: Any, counter: Any) -> None:
+async def _client_to_upstream(upstream: ClientConnection, receive: Receive, counter: Any) -> None:
     while True:
         message = await receive()
         kind = message["type"]
@@ -312,7 +314,7 @@ async def _client_to_upstream(upstream: ClientConnection, receive: Any, counter:
             return
 
 
-async def _upstream_to_client(upstream: ClientConnection, send: Any, counter: Any) -> None:
+async def _upstream_to_client(upstream: ClientConnection, send: Send, counter: Any) -> None:
     import websockets
 
     try:

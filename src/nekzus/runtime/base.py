@@ -42,8 +42,18 @@ class RuntimeUnavailable(RuntimeErrorBase):
 
 
 class ContainerNotFound(RuntimeErrorBase):
+    """The caller is told only "container not found" (which ids or namespaces exist beyond its view is
+    not its business); `detail` says which lookup failed, for logs."""
+
     code = "CONTAINER_NOT_FOUND"
     status = 404
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("container not found")
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail or self.message}"
 
 
 class AlreadyInState(RuntimeErrorBase):

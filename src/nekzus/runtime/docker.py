@@ -1,6 +1,9 @@
 """The Docker runtime over the Engine API (aiodocker as the HTTP transport; never the CLI).
 
 Only the plain Engine endpoints are used, so dockerd and Podman's Docker-compatible service both work.
+aiodocker's public methods serve the plain reads; the few calls that need what those methods hide (the
+304 "already in that state" answer of start/stop, stdout vs stderr of a log frame, the raw event
+stream) go through `_engine`, which sends the request on the client's public `session`.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import json
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, cast
 
 import aiohttp
 from aiodocker import Docker
 from aiodocker.exceptions import DockerError
+from yarl import URL
 
 from nekzus.runtime.base import (
     AlreadyInState,
@@ -62,6 +66,10 @@ def _map_error(exc: BaseException, container_id: str = "") -> Exception:
     if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError):
         return RuntimeUnavailable(f"Docker daemon unreachable: {type(exc).__name__}")
     return OperationFailed(str(exc) or type(exc).__name__)
+
+
+# What a container listing needs from each entry of `GET /containers/json`.
+_LIST_KEYS = ("Id", "Names", "Image", "State", "Status", "Created", "Ports", "Labels")
 
 
 def container_name(raw: dict[str, Any]) -> str:
@@ -158,29 +166,47 @@ class DockerRuntime:
                 await self._docker.close()
             self._docker = None
 
-    async def _json(
-        self,
-        path: str,
-        method: str = "GET",
-        *,
-        params: dict[str, Any] | None = None,
-        container_id: str = "",
-        timeout: aiohttp.ClientTimeout = _SHORT,
-    ) -> Any:
+    @contextlib.asynccontextmanager
+    async def _engine(
+        self, method: str, path: str, *, params: dict[str, str] | None = None, timeout: aiohttp.ClientTimeout
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One Engine API request on the client's session; an error status raises `DockerError` (as
+        aiodocker's own methods do), an unreachable daemon `DockerError(900)`."""
+        docker = self.docker
+        url = URL(f"{docker.docker_host}/{docker.api_version}/{path}")
         try:
-            return await self.docker._query_json(path, method, params=params, timeout=timeout)
+            response = await docker.session.request(method, url, params=params, timeout=timeout)
+        except aiohttp.ClientConnectionError as exc:
+            raise DockerError(900, f"Cannot connect to Docker Engine [{exc}]") from exc
+        try:
+            if response.status >= 400:
+                body = await response.read()
+                try:
+                    message = str(json.loads(body).get("message") or "")
+                except (ValueError, AttributeError):
+                    message = body.decode("utf-8", "replace")
+                raise DockerError(response.status, message or f"HTTP {response.status}")
+            yield response
+        finally:
+            response.release()
+
+    async def _call(self, what: Any, container_id: str = "") -> Any:
+        """Await one aiodocker call within the short timeout, mapping its errors to runtime errors."""
+        try:
+            async with asyncio.timeout(_SHORT.total):
+                return await what
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             raise _map_error(exc, container_id) from exc
 
     async def _action(
-        self, container_id: str, action: str, params: dict[str, Any], timeout: aiohttp.ClientTimeout
+        self, container_id: str, action: str, params: dict[str, str], timeout: aiohttp.ClientTimeout
     ) -> int:
         """POST an action; returns the HTTP status (304 = already in that state)."""
         try:
-            async with self.docker._query(
-                f"containers/{container_id}/{action}", "POST", params=params, timeout=timeout
+            async with self._engine(
+                "POST", f"containers/{container_id}/{action}", params=params, timeout=timeout
             ) as response:
                 await response.read()
                 return response.status
@@ -190,7 +216,7 @@ class DockerRuntime:
             raise _map_error(exc, container_id) from exc
 
     async def ping(self) -> dict[str, Any]:
-        version = await self._json("version")
+        version = await self._call(self.docker.version())
         return {
             "version": version.get("Version", ""),
             "apiVersion": version.get("ApiVersion", ""),
@@ -198,17 +224,17 @@ class DockerRuntime:
         }
 
     async def list(self, *, all: bool = True, namespace: str | None = None) -> list[ContainerInfo]:
-        raw = await self._json("containers/json", params={"all": "1" if all else "0"})
-        infos = [_info_from_list(item) for item in raw or []]
+        found = await self._call(self.docker.containers.list(all=all))
+        infos = [_info_from_list({k: c[k] for k in _LIST_KEYS if k in c}) for c in found]
         infos.sort(key=lambda c: (c.name, c.id))
         return infos
 
     async def inspect(self, container_id: str) -> dict[str, Any]:
-        data = await self._json(f"containers/{container_id}/json", container_id=container_id)
+        data = await self._call(self.docker.containers.container(container_id).show(), container_id)
         return dict(data)
 
     async def image_inspect(self, image: str) -> dict[str, Any]:
-        return dict(await self._json(f"images/{image}/json", container_id=image))
+        return dict(await self._call(self.docker.images.inspect(image), image))
 
     async def start(self, container_id: str) -> None:
         status = await self._action(container_id, "start", {}, _SHORT)
@@ -216,14 +242,14 @@ class DockerRuntime:
             raise AlreadyInState("container is already running", "CONTAINER_ALREADY_STARTED")
 
     async def stop(self, container_id: str, timeout: int | None = None) -> None:
-        params = {"t": timeout} if timeout is not None else {}
+        params = {"t": str(timeout)} if timeout is not None else {}
         wait = aiohttp.ClientTimeout(total=(timeout if timeout is not None else 10) + 30)
         status = await self._action(container_id, "stop", params, wait)
         if status == 304:
             raise AlreadyInState("container is already stopped", "CONTAINER_ALREADY_STOPPED")
 
     async def restart(self, container_id: str, timeout: int | None = None) -> None:
-        params = {"t": timeout} if timeout is not None else {}
+        params = {"t": str(timeout)} if timeout is not None else {}
         wait = aiohttp.ClientTimeout(total=(timeout if timeout is not None else 10) + 30)
         await self._action(container_id, "restart", params, wait)
 
@@ -232,15 +258,17 @@ class DockerRuntime:
         samples: list[dict[str, Any]] = []
         try:
             async with asyncio.timeout(5.0):
-                async with self.docker._query(
-                    f"containers/{container_id}/stats", params={"stream": "1"}, timeout=_STREAM
-                ) as response:
-                    while len(samples) < 2:
-                        line = await response.content.readline()
-                        if not line:
+                # aiodocker types the stream as an iterator; it is an async generator, closed here so the
+                # daemon's stats connection ends as soon as two samples are in.
+                stream = cast(
+                    AsyncGenerator[dict[str, Any], None],
+                    self.docker.containers.container(container_id).stats(stream=True, timeout=_STREAM),
+                )
+                async with contextlib.aclosing(stream):
+                    async for sample in stream:
+                        samples.append(sample)
+                        if len(samples) >= 2:
                             break
-                        if line.strip():
-                            samples.append(json.loads(line))
         except asyncio.CancelledError:
             raise
         except TimeoutError:
@@ -269,8 +297,8 @@ class DockerRuntime:
             "timestamps": "1" if timestamps else "0",
         }
         try:
-            async with self.docker._query(
-                f"containers/{info['Id']}/logs", params=params, timeout=_STREAM
+            async with self._engine(
+                "GET", f"containers/{info['Id']}/logs", params=params, timeout=_STREAM
             ) as response:
                 reader = response.content
                 if tty:
@@ -308,7 +336,7 @@ class DockerRuntime:
         """Container events until the stream ends or the daemon goes away (callers reconnect)."""
         params = {"filters": json.dumps({"type": ["container"]})}
         try:
-            async with self.docker._query("events", params=params, timeout=_STREAM) as response:
+            async with self._engine("GET", "events", params=params, timeout=_STREAM) as response:
                 async for raw in response.content:
                     if not raw.strip():
                         continue

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from nekzus.errors import Invalid
 from nekzus.runtime.base import ContainerRuntime, RuntimeUnavailable
 
 if TYPE_CHECKING:
@@ -21,8 +22,12 @@ _CGROUP_ID = re.compile(r"(?:docker[/-]|libpod-|crio-|containerd-|kubepods[^\n]*
 _MOUNT_ID = re.compile(r"/(?:docker|containers)/containers/([0-9a-f]{64})/")
 
 
-class UnknownRuntime(Exception):
-    pass
+class UnknownRuntime(Invalid):
+    """A runtime name other than the ones Nekzus drives."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("runtime must be 'docker' or 'kubernetes'", code="INVALID_RUNTIME")
+        self.name = name
 
 
 def detect_self(

@@ -62,7 +62,7 @@ class SystemResources:
         return total
 
     def snapshot(self) -> dict[str, Any]:
-        """REF's fields (cpu %, ram %, bytes, disk, storage_size, network) plus cores, load and uptime."""
+        """The API's fields (cpu %, ram %, bytes, disk, storage_size, network) plus cores, load and uptime."""
         mem = psutil.virtual_memory()
         disk_path = self.host_root if self.host_root is not None else self.data_dir
         disk = psutil.disk_usage(str(disk_path))

@@ -715,7 +715,9 @@ class ToolboxService:
         result = await self.docker.containers.list(
             all=True, filters={"label": [f"{_PROJECT_LABEL}={project}"]}
         )
-        return [dict(c._container) for c in result]
+        # The listing fields a deployment reads, through the container's public item access.
+        keys = ("Id", "Names", "State", "Status", "Labels")
+        return [{k: c[k] for k in keys if k in c} for c in result]
 
     async def _primary_container(self, row: DeploymentRow) -> dict[str, Any]:
         template = self.templates.get(row.service_template_id)
