@@ -1,11 +1,14 @@
 """Reverse-proxy benchmark: Nekzus vs Caddy vs nginx in front of the same upstream, on loopback.
 
-    make bench            # or: python bench/proxy.py [--duration 10] [--connections 50]
+    make bench            # or: python bench/proxy.py [--duration 10] [--connections 50] [--workers 1,2]
 
 Starts an upstream (nginx serving a small body and a 1 MiB file, plus a Python WebSocket echo server),
 then Nekzus, Caddy and nginx as reverse proxies (keep-alive to the upstream), drives each with the same
 load: wrk for small responses (keep-alive, 50 connections) and a 1 MiB download, and a Python client for
 WebSocket echo round trips. Prints requests/s, p50/p99 and the Nekzus/Caddy and Nekzus/nginx ratios.
+`--workers 1,2` runs one Nekzus per listed `server.workers` value side by side (`nekzus-w1`, `nekzus-w2`);
+without it one Nekzus runs with the default (one worker per core). CPU per request counts the
+supervisor and all its workers.
 Needs `nginx`, `caddy` and `wrk` (`bash scripts/install-system-deps.sh bench`).
 """
 
@@ -38,7 +41,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 60.0) -> None:
+def wait_http(url: str, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -52,15 +55,20 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
 
 
 class Stack:
-    def __init__(self, workdir: Path, baseline_src: Path | None = None) -> None:
+    def __init__(
+        self, workdir: Path, baseline_src: Path | None = None, workers: list[int] | None = None
+    ) -> None:
         self.dir = workdir
+        # name -> (port, server.workers or None for the default)
+        self.instances: dict[str, tuple[int, int | None]] = {"nekzus": (free_port(), None)}
+        if workers:
+            self.instances = {f"nekzus-w{n}": (free_port(), n) for n in workers}
         self.baseline_src = baseline_src
         self.baseline = free_port() if baseline_src is not None else 0
         self.cpu_of: dict[str, int] = {}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.upstream = free_port()
         self.ws_upstream = free_port()
-        self.nekzus = free_port()
         self.caddy = free_port()
         self.nginx = free_port()
 
@@ -156,23 +164,28 @@ http://127.0.0.1:{self.caddy} {{
         }
         self.spawn(["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"], "caddy", env=env)
 
-        self.start_nekzus("nekzus", self.nekzus, None)
+        for name, (port, workers) in self.instances.items():
+            self.start_nekzus(name, port, None, workers)
         if self.baseline_src is not None:
             self.start_nekzus("baseline", self.baseline, self.baseline_src)
 
         try:
             wait_http(f"http://127.0.0.1:{self.upstream}/apps/bench/small")
-            for port in (self.nekzus, self.caddy, self.nginx, *([self.baseline] if self.baseline else [])):
+            ours = [port for port, _ in self.instances.values()]
+            for port in (*ours, self.caddy, self.nginx, *([self.baseline] if self.baseline else [])):
                 wait_http(f"http://127.0.0.1:{port}/apps/bench/small")
         except RuntimeError:
             for log in sorted(self.dir.glob("*.log")):
                 print(f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
             raise
 
-    def start_nekzus(self, name: str, port: int, src: Path | None) -> None:
+    def start_nekzus(self, name: str, port: int, src: Path | None, workers: int | None = None) -> None:
         """A Nekzus instance; `src` runs another source tree (e.g. main) beside this one for an A/B run."""
+        server: dict[str, object] = {"addr": f"127.0.0.1:{port}"}
+        if workers is not None:
+            server["workers"] = workers
         config = {
-            "server": {"addr": f"127.0.0.1:{port}"},
+            "server": server,
             "storage": {"database_path": str(self.dir / name / "nexus.db")},
             "rate_limits": {"enabled": False},
             "routes": [
@@ -215,10 +228,27 @@ http://127.0.0.1:{self.caddy} {{
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc): the cost per request is far less noisy
-    than the rate on a shared machine, because it does not count time the process spent waiting."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process and its live children so far (Linux /proc): the cost per
+    request is far less noisy than the rate on a shared machine, because it does not count time the
+    process spent waiting. Children are the worker processes of a multi-worker Nekzus."""
+    total = 0.0
+    for one in (pid, *_children(pid)):
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found.extend(int(c) for c in (task / "children").read_text().split())
+    except OSError:
+        pass
+    return found
 
 
 def _ms(text: str) -> float:
@@ -275,6 +305,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=["small", "download", "ws"], action="append")
+    parser.add_argument(
+        "--workers",
+        default="",
+        metavar="N[,M...]",
+        help="run one Nekzus per listed server.workers value (e.g. 1,2) instead of one with the default",
+    )
     parser.add_argument("--serve", action="store_true", help="start the stack, print its ports and wait")
     parser.add_argument(
         "--baseline-src",
@@ -288,17 +324,18 @@ def main() -> int:
             return 2
     tests = args.only or ["small", "download", "ws"]
     with tempfile.TemporaryDirectory(prefix="nekzus-bench-") as tmp:
-        stack = Stack(Path(tmp), args.baseline_src)
+        workers = [int(n) for n in args.workers.split(",") if n.strip()]
+        stack = Stack(Path(tmp), args.baseline_src, workers)
         try:
             stack.start()
             if args.serve:
-                print(
-                    f"upstream {stack.upstream} nekzus {stack.nekzus} caddy {stack.caddy} nginx {stack.nginx}"
-                )
+                ours = " ".join(f"{name} {port}" for name, (port, _) in stack.instances.items())
+                print(f"upstream {stack.upstream} {ours} caddy {stack.caddy} nginx {stack.nginx}")
                 print(f"logs in {tmp}", flush=True)
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})
                 return 0
-            targets = {"nekzus": stack.nekzus, "caddy": stack.caddy, "nginx": stack.nginx}
+            targets = {name: port for name, (port, _) in stack.instances.items()}
+            targets.update({"caddy": stack.caddy, "nginx": stack.nginx})
             if stack.baseline:
                 targets["baseline"] = stack.baseline
             results: dict[str, dict[str, tuple[float, float, float]]] = {}
@@ -334,24 +371,25 @@ def main() -> int:
         "ws": "WebSocket echo, 10 conns (msg/s)",
     }
     header = (
-        f"{'test':<36} {'proxy':<7} {'rate':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs caddy':>9} {'vs nginx':>9}"
+        f"{'test':<36} {'proxy':<9} {'rate':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs caddy':>9} {'vs nginx':>9}"
     )
     print(header)
     print("-" * len(header))
     for test, by_proxy in results.items():
         caddy_rate, nginx_rate = by_proxy["caddy"][0], by_proxy["nginx"][0]
         for name, (rate, p50, p99) in by_proxy.items():
-            ours = name in ("nekzus", "baseline")
+            ours = name.startswith("nekzus") or name == "baseline"
             ratio_c = f"{rate / caddy_rate:.2f}x" if ours else ""
             ratio_n = f"{rate / nginx_rate:.2f}x" if ours else ""
-            row = f"{labels[test]:<36} {name:<7} {rate:>10.0f} {p50:>8.2f} {p99:>8.2f}"
+            row = f"{labels[test]:<36} {name:<9} {rate:>10.0f} {p50:>8.2f} {p99:>8.2f}"
             print(f"{row} {ratio_c:>9} {ratio_n:>9}")
-        for name in ("nekzus", "baseline"):
+        for name in [*stack.instances, "baseline"]:
             if (test, name) in cpu_per_op:
-                print(f"{'':<36} {name:<8} CPU per request/message: {cpu_per_op[test, name]:.0f} µs")
-        if "nekzus" in by_proxy:
-            p99_ratio = by_proxy["nekzus"][2] / by_proxy["caddy"][2]
-            print(f"{'':<36} {'':<7} nekzus p99 / caddy p99 = {p99_ratio:.2f}x")
+                print(f"{'':<36} {name:<9} CPU per request/message: {cpu_per_op[test, name]:.0f} µs")
+        for name in stack.instances:
+            if name in by_proxy:
+                p99_ratio = by_proxy[name][2] / by_proxy["caddy"][2]
+                print(f"{'':<36} {name:<9} p99 / caddy p99 = {p99_ratio:.2f}x")
     return 0
 
 

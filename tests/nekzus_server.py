@@ -53,7 +53,8 @@ class NekzusServer:
         self.port = free_port()
         self.tls = tls
         base: dict[str, Any] = {
-            "server": {"addr": f"127.0.0.1:{self.port}"},
+            # One process unless a test asks for more (`server.workers`): keeps the suite fast.
+            "server": {"addr": f"127.0.0.1:{self.port}", "workers": 1},
             "storage": {"database_path": str(self.data_dir / "nexus.db")},
         }
         if not rate_limits:
@@ -144,6 +145,7 @@ def run_cli(
     args: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 20.0
 ) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("NEKZUS_")}
+    environ["NEKZUS_WORKERS"] = "1"  # one process unless the test's env asks for more
     environ.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "nekzus", *args],

@@ -124,7 +124,6 @@ def build_domains(services: Services) -> Domains:
     async def start_catalog() -> None:
         await catalog.load()
         cookies.start()
-        checker.start()
         # Start-up objects live forever: keep them out of the collector's way (shorter GC pauses on the
         # proxy's hot path).
         gc.collect()
@@ -137,6 +136,11 @@ def build_domains(services: Services) -> Domains:
         proxy.close()
 
     services.on_startup("catalog", start_catalog)
+
+    async def start_checker() -> None:
+        checker.start()
+
+    services.on_startup("catalog-health", start_checker)
     services.on_shutdown("catalog", stop_catalog)
     services.health.register("health", checker.component_health)
 

@@ -202,10 +202,29 @@ class ConfigReloader:
             "config.reloaded", actor="system", target=self.path, details=details, success=success
         )
 
-    async def _apply(self, old: Config, new: Config) -> dict[str, Any]:
+    async def follow(self, skip: frozenset[str] = frozenset()) -> None:
+        """Apply the file another worker process has just reloaded: the same hooks (except `skip`),
+        without a second event, activity entry or audit record (they happened there)."""
+        async with self._lock:
+            old = self.current()
+            try:
+                new = await asyncio.to_thread(load_config, self.path, insecure_http=old.insecure_http)
+            except ConfigError as exc:
+                log.warning("could not follow the reloaded configuration: %s", exc)
+                return
+            if any(_lookup(old, key) != _lookup(new, key) for key in RESTART_KEYS):
+                return
+            self._signature = file_signature(self.path)
+            running = effective_config(old, new)
+            self.install(running)
+            await self._apply(old, running, skip)
+
+    async def _apply(self, old: Config, new: Config, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
         """Run every domain's reload hook; one failing hook does not stop the others."""
         summary: dict[str, Any] = {}
         for name, listener in list(self._listeners):
+            if name in skip:
+                continue
             try:
                 result = listener(old, new)
                 if inspect.isawaitable(result):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nekzus.config import Config
+from nekzus.workers import WorkerInfo
 
 log = logging.getLogger("nekzus")
 
@@ -168,7 +169,10 @@ def _exit_cleanly(_signum: int, _frame: Any) -> None:
 
 
 def run(config: Config, config_path: str | None = None) -> int:
+    """Prepare TLS and the listening socket once, then serve: in this process (`server.workers: 1`),
+    or in that many forked workers under a supervisor (`nekzus.workers`)."""
     from nekzus.certs.selfsigned import TlsSetupError
+    from nekzus.workers import default_count
 
     try:
         tls = prepare_tls(config)
@@ -177,7 +181,33 @@ def run(config: Config, config_path: str | None = None) -> int:
         return 2
     if tls is None:
         log.warning("serving plain HTTP (--insecure-http): credentials and tokens travel unencrypted")
+    count = default_count(config.server.workers)
+    if count == 1:
+        return serve(config, tls, config_path)
+    try:
+        sock = bind_socket(config.server.addr)
+    except OSError as exc:
+        print(f"nekzus: server.addr: {exc}", file=sys.stderr)
+        return 1
+    # Imported before fork: the workers share these pages and start faster.
+    import nekzus.app  # noqa: F401
+    from nekzus.workers.supervisor import Supervisor
 
+    def serve_worker(info: WorkerInfo) -> int:
+        return serve(config, tls, config_path, sock=sock, worker=info)
+
+    return Supervisor(count, serve_worker, config.server.shutdown_timeout).run()
+
+
+def serve(
+    config: Config,
+    tls: tuple[Path, Path] | None,
+    config_path: str | None,
+    *,
+    sock: socket.socket | None = None,
+    worker: WorkerInfo | None = None,
+) -> int:
+    """Build the app and run uvicorn on `sock` (bound here when None) until a stop signal."""
     import uvicorn
 
     from nekzus.api.certificates import CERTIFICATES
@@ -190,13 +220,20 @@ def run(config: Config, config_path: str | None = None) -> int:
         tls_key_path=tls[1] if tls else None,
         config_path=config_path,
     )
-    try:
-        sock = bind_socket(config.server.addr)
-    except OSError as exc:
-        print(f"nekzus: server.addr: {exc}", file=sys.stderr)
-        return 1
+    served: Any = app
+    if worker is not None:
+        from nekzus.workers.wiring import join
+
+        served = join(app, worker)
+    leader = worker is None or worker.leader
+    if sock is None:
+        try:
+            sock = bind_socket(config.server.addr)
+        except OSError as exc:
+            print(f"nekzus: server.addr: {exc}", file=sys.stderr)
+            return 1
     uv_config = uvicorn.Config(
-        app,
+        served,
         ssl_certfile=str(tls[0]) if tls else None,
         ssl_keyfile=str(tls[1]) if tls else None,
         lifespan="on",
@@ -229,11 +266,14 @@ def run(config: Config, config_path: str | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
     scheme = "https" if tls else "http"
-    log.info("Nekzus listening on %s://%s (base URL %s)", scheme, config.server.addr, app.services.base_url)
+    if leader:
+        base = app.services.base_url
+        log.info("Nekzus listening on %s://%s (base URL %s)", scheme, config.server.addr, base)
 
     async def main() -> None:
         redirect = None
-        if config.server.http_redirect_addr and tls:
+        # One redirect listener per instance: the leader's (a restarted leader binds it again).
+        if config.server.http_redirect_addr and tls and leader:
             redirect = await _redirect_server(
                 config.server.http_redirect_addr, split_addr(config.server.addr)[1]
             )

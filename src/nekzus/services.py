@@ -26,6 +26,7 @@ from nekzus.http.ratelimit import RateLimiter
 from nekzus.metrics import Metrics
 from nekzus.store import Database
 from nekzus.tasks import TaskSet
+from nekzus.workers import WorkerInfo
 
 if TYPE_CHECKING:
     from nekzus.domains import Domains
@@ -65,6 +66,9 @@ class Services:
     config_path: str | None = None
     # Start-up hooks that raised: readiness stays false and /healthz names them.
     failed: list[str] = field(default_factory=list)
+    # Which worker process this is (`server.workers`); start-up hooks marked leader-only in
+    # `nekzus.workers.LEADER_ONLY` run in worker 0 alone.
+    worker: WorkerInfo = field(default_factory=WorkerInfo)
     _domains: Domains | None = None
     _startup: list[tuple[str, Hook]] = field(default_factory=list)
     _shutdown: list[tuple[str, Hook]] = field(default_factory=list)
@@ -136,6 +140,8 @@ class Services:
                 delay = min(delay * 2, 5.0)
         self.nexus_id = await self._instance_id()
         for name, hook in self._startup:
+            if not self.worker.runs(name):
+                continue
             try:
                 await hook()
             except Exception:

@@ -200,8 +200,11 @@ def install(api: FastAPI, services: Services) -> None:
 
     async def start() -> None:
         await service.start()
+
+    async def start_renewal() -> None:
         services.spawn(renewal_loop(), "certificate-renewal")
 
     services.on_startup("certificates", start)
+    services.on_startup("certificate-renewal", start_renewal)
     services.health.register("certificates", service.component_health)
     api.include_router(router)

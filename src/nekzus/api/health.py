@@ -52,6 +52,9 @@ async def healthz(request: Request) -> Response:
             "timestamp": rfc3339(time.time(), millis=True),
             "components": {name: c.to_json() for name, c in components.items()},
         }
+        if services.worker.count > 1:
+            # Which worker process answered (`server.workers`): 0 is the leader.
+            body["worker"] = services.worker.index
         if services.failed:
             # A start-up hook raised: readiness stays false, and the component that failed is named.
             body["failedStartup"] = list(services.failed)

@@ -73,7 +73,10 @@ def _router(runner: JobRunner) -> APIRouter:
         row = await runner.record(job_id)
         if row is None:
             raise NotFound("Job not found", code="JOB_NOT_FOUND")
-        return {"id": job_id, "cancelled": runner.cancel(job_id)}
+        cancelled = runner.cancel(job_id)
+        if not cancelled and not JobState(row.state).final and runner.get(job_id) is None:
+            cancelled = runner.cancel_elsewhere(job_id)  # it runs in another worker process
+        return {"id": job_id, "cancelled": cancelled}
 
     return router
 

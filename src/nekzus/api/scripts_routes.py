@@ -473,12 +473,16 @@ def install_enabled(api: FastAPI, services: Services) -> ScriptService:
     async def start() -> None:
         await scripts.start()
         await workflows.start()
+
+    async def start_schedules() -> None:
         await schedules.start()
 
     async def stop() -> None:
         await cron.stop()
 
     services.on_startup("scripts", start)
+    # Leader only with several worker processes (`nekzus.workers.LEADER_ONLY`): one cron per instance.
+    services.on_startup("script-schedules", start_schedules)
     services.on_shutdown("scripts", stop)
     zone_name = cfg.timezone or "local"
     api.include_router(_scripts_router(scripts))

@@ -77,6 +77,38 @@ class PairingStore:
     # Failed code redemptions per source address (IPv6 by /64): one source's guessing locks only it.
     failure_times: dict[str, deque[float]] = field(default_factory=dict)
     bad_tokens: dict[str, int] = field(default_factory=dict)
+    # With several worker processes: tells the others about new codes and spent ones (`apply` there),
+    # since the QR page and the phone that redeems its code may be served by different workers.
+    replicate: Callable[[str, Any], None] | None = None
+    # With several worker processes: True only for the first caller, in any worker, with this key (a
+    # check-and-set in shared memory), so a code or temporary token is spent once even when two workers
+    # see it at the same moment.
+    first_use: Callable[[str], bool] | None = None
+
+    def _first(self, key: str) -> bool:
+        return self.first_use is None or self.first_use(key)
+
+    def _tell(self, op: str, payload: Any) -> None:
+        if self.replicate is not None:
+            self.replicate(op, payload)
+
+    def apply(self, op: str, payload: Any) -> None:
+        """A change another worker made (see `replicate`)."""
+        if op == "created":
+            entry: PairingCode = payload
+            self.codes[entry.code] = entry
+            self.tokens[entry.bootstrap_token] = TempToken(entry.bootstrap_token, entry.code, entry.expires)
+            self.qr_times.append(entry.created)
+        elif op == "consumed":
+            if payload in self.codes:
+                self.codes[payload].consumed = True
+        elif op == "claimed":
+            token, code = payload
+            self.tokens.pop(token, None)
+            if code in self.codes:
+                self.codes[code].consumed = True
+        elif op == "dropped":
+            self.tokens.pop(payload, None)
 
     # -- QR codes -------------------------------------------------------------------------------
 
@@ -100,6 +132,7 @@ class PairingStore:
         self.codes[code] = entry
         self.tokens[token] = TempToken(token, code, expires)
         self.qr_times.append(now)
+        self._tell("created", entry)
         return entry
 
     # -- redeeming a code -------------------------------------------------------------------------
@@ -146,7 +179,11 @@ class PairingStore:
                 entry.locked_until = now + CODE_LOCK_SECONDS
             raise self._fail(source)
         # Single-use: whoever redeems first holds the bootstrap token; a replay gets nothing.
+        first = self._first("code:" + entry.code)
         entry.consumed = True
+        if not first:
+            raise self._fail(source)
+        self._tell("consumed", entry.code)
         return dict(entry.config)
 
     def status(self, raw_code: str) -> dict[str, Any]:
@@ -197,6 +234,8 @@ class PairingStore:
         """
         grant = self.authorize(token)
         self.consume(grant)
+        if grant.kind == "temp" and not self._first("token:" + token):
+            raise error_for(401, "INVALID_BOOTSTRAP", "Invalid or expired bootstrap token")
         return grant
 
     def strike(self, token: str) -> None:
@@ -210,10 +249,12 @@ class PairingStore:
             temp = self._temp(token)
             if temp is not None:
                 del self.tokens[temp.token]
+                self._tell("dropped", temp.token)
 
     def consume(self, grant: Grant) -> None:
         if grant.kind != "temp":
             return
+        self._tell("claimed", (grant.token, grant.code))
         self.tokens.pop(grant.token, None)
         entry = self.codes.get(grant.code)
         if entry is not None:

@@ -160,6 +160,11 @@ class AuthService:
         self.keys: dict[str, KeyState] = {}
         self.seen = _Dirty()
         self.key_used = _Dirty()
+        # Called after every committed change of devices, users, keys or revocations (other worker
+        # processes then re-read the tables before their next request: see `resync`).
+        self.changed: Callable[[], None] = lambda: None
+        self.setup_seed: str | None = None
+        self.announce_setup = True
         self.setup_token: str | None = None
         self._setup_lock = asyncio.Lock()
         self._denials: dict[str, float] = {}
@@ -176,6 +181,7 @@ class AuthService:
         """Re-read devices, users, API keys and revocations (after a backup restore replaced the tables)."""
         await self._read_tables()
         self.refresh_gauges()
+        self.changed()
 
     async def _read_tables(self) -> None:
         devices: dict[str, DeviceState] = {}
@@ -189,7 +195,8 @@ class AuthService:
                     device.session_id, frozenset(_loads_list(device.scopes)), device.device_name
                 )
                 if device.last_seen is not None:
-                    self.seen.latest[device.device_id] = device.last_seen
+                    latest = max(device.last_seen, self.seen.latest.get(device.device_id, 0.0))
+                    self.seen.latest[device.device_id] = latest
                     self.seen.written[device.device_id] = device.last_seen
             for user in await session.scalars(select(User)):
                 users[user.username] = user.is_active
@@ -203,12 +210,41 @@ class AuthService:
                 )
         self.devices, self.users, self.revoked, self.keys = devices, users, revoked, keys
 
+    async def resync(self) -> None:
+        """Re-read the tables after another worker process changed them, and close the long-lived
+        connections (here) whose credential was revoked, re-paired, re-scoped or disabled there."""
+        devices, users, revoked, keys = self.devices, self.users, self.revoked, self.keys
+        await self._read_tables()
+        for device_id, state in devices.items():
+            now = self.devices.get(device_id)
+            if now is None:
+                self.connections.close_device(device_id, conn.DEVICE_REVOKED)
+            elif now.session_id != state.session_id:
+                self.connections.close_device(device_id, conn.REPAIRED)
+            elif now.scopes != state.scopes:
+                self.connections.close_device(device_id, conn.RESCOPED)
+        for username, active in users.items():
+            if active and not self.users.get(username, False):
+                self.connections.close_user(username, conn.DISABLED)
+        live = {k.id: k for k in self.keys.values()}
+        for old in keys.values():
+            new = live.get(old.id)
+            if old.revoked_at is None and (new is None or new.revoked_at is not None):
+                self.connections.close_api_key(old.id, conn.REVOKED)
+        for jti in self.revoked.keys() - revoked.keys():
+            self.connections.close_token(jti, conn.LOGGED_OUT)
+        if self.users:
+            self.setup_token = None
+        self.refresh_gauges()
+
     async def start(self) -> None:
         await self._read_tables()
         if not self.users:
-            self.setup_token = secrets.token_urlsafe(24)
+            self.setup_token = self.setup_seed or secrets.token_urlsafe(24)
             # With no user yet, a one-time setup token is logged so first-run setup also works remotely.
-            log.warning(
+            # With several worker processes they share one token, logged once (by the leader).
+            log.log(
+                logging.WARNING if self.announce_setup else logging.DEBUG,
                 "No admin user exists yet. Create one from a trusted network, or remotely with the "
                 "one-time setup token (header X-Setup-Token): %s",
                 self.setup_token,
@@ -528,6 +564,7 @@ class AuthService:
                         jti=principal.token_id, subject=principal.id, expires_at=exp, revoked_at=self.clock()
                     )
                 )
+        self.changed()
 
     # -- devices ----------------------------------------------------------------------------------
 
@@ -573,6 +610,7 @@ class AuthService:
             row.session_id = session_id
             row.last_seen = now
         self.devices[device_id] = DeviceState(session_id, frozenset(scopes), name)
+        self.changed()
         self.connections.close_device(device_id, conn.REPAIRED)
         self.seen.latest[device_id] = now
         self.seen.written[device_id] = now
@@ -638,6 +676,7 @@ class AuthService:
                 state.name = name
             if scopes is not None:
                 state.scopes = frozenset(scopes)
+        self.changed()
         if scopes is not None:
             # Connections were authorised with the old scopes: they must reconnect under the new ones.
             self.connections.close_device(device_id, conn.RESCOPED)
@@ -649,6 +688,7 @@ class AuthService:
         self.connections.close_device(device_id, conn.DEVICE_REVOKED)
         async with self.db.session() as session:
             result = await session.execute(delete(Device).where(Device.device_id == device_id))
+        self.changed()
         self.seen.forget(device_id)
         self.refresh_gauges()
         return bool(getattr(result, "rowcount", 0))
@@ -678,6 +718,7 @@ class AuthService:
                 session.add(user)
             self.users[username] = True
             self.setup_token = None
+            self.changed()
         return user
 
     async def find_user(self, username: str) -> User | None:
@@ -696,6 +737,7 @@ class AuthService:
             await session.execute(update(User).where(User.username == username).values(is_active=active))
         if username in self.users:
             self.users[username] = active
+        self.changed()
         if not active:
             self.connections.close_user(username, conn.DISABLED)
 
@@ -723,6 +765,7 @@ class AuthService:
         async with self.db.session() as session:
             session.add(row)
         self.keys[digest] = KeyState(row.id, name, frozenset(_loads_list(row.scopes)), expires_at, None)
+        self.changed()
         return row, key
 
     def api_key_json(self, row: ApiKey) -> dict[str, Any]:
@@ -765,6 +808,7 @@ class AuthService:
                 row.revoked_at = now
                 if state is not None:
                     state.revoked_at = now
+        self.changed()
         self.connections.close_api_key(key_id, conn.REVOKED)
         if permanent:
             self.key_used.forget(key_id)

@@ -102,6 +102,8 @@ class CatalogService:
     # Health results waiting to be written (app ids), written behind in one transaction per window.
     _health_dirty: set[str] = field(default_factory=set)
     _health_flush: asyncio.Task[None] | None = None
+    # Called after every committed change (other worker processes then re-read: see `resync`).
+    changed: Callable[[], None] = lambda: None
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -115,6 +117,7 @@ class CatalogService:
                 callback()
             except Exception:
                 log.exception("catalog listener failed")
+        self.changed()
         metrics = self.metrics
         metrics.storage_apps_total.set(len(self.apps))
         metrics.storage_routes_total.set(len(self.routes))
@@ -123,6 +126,32 @@ class CatalogService:
 
     async def load(self) -> None:
         """Read the catalog, then re-apply the config file's apps and routes (apps first)."""
+        await self._read_storage()
+        config = self.config
+        for app_cfg in config.apps:
+            try:
+                spec = AppSpec.model_validate(app_cfg.model_dump())
+                await self._save_app(spec, "config")
+            except (ValidationError, ValueError) as exc:
+                log.warning("config app %s ignored: %s", app_cfg.id, exc)
+        for route_cfg in config.routes:
+            try:
+                rspec = _route_from_config(route_cfg)
+                self._check_conflicts(rspec)
+                await self._save_route(rspec, "config")
+            except (ValidationError, ValueError, CatalogError) as exc:
+                log.warning("config route %s ignored: %s", route_cfg.id, exc)
+        self._changed("Catalog loaded")
+
+    async def resync(self) -> None:
+        """Re-read the catalog another worker process changed (its change was announced there)."""
+        async with self._lock:  # not in the middle of this worker's own change
+            self.apps.clear()
+            self.routes.clear()
+            await self._read_storage()
+            self._changed("Catalog reloaded", announce=False)
+
+    async def _read_storage(self) -> None:
         async with self.db.session() as session:
             for app_row in (await session.scalars(select(AppRow))).all():
                 try:
@@ -148,21 +177,6 @@ class CatalogService:
                     response_time_ms=health_row.response_time_ms,
                     status_code=health_row.status_code,
                 )
-        config = self.config
-        for app_cfg in config.apps:
-            try:
-                spec = AppSpec.model_validate(app_cfg.model_dump())
-                await self._save_app(spec, "config")
-            except (ValidationError, ValueError) as exc:
-                log.warning("config app %s ignored: %s", app_cfg.id, exc)
-        for route_cfg in config.routes:
-            try:
-                rspec = _route_from_config(route_cfg)
-                self._check_conflicts(rspec)
-                await self._save_route(rspec, "config")
-            except (ValidationError, ValueError, CatalogError) as exc:
-                log.warning("config route %s ignored: %s", route_cfg.id, exc)
-        self._changed("Catalog loaded")
 
     async def reload_from_storage(self) -> None:
         """Drop the in-memory catalog and read it again (after a backup restore replaced the tables);

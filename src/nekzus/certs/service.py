@@ -102,6 +102,8 @@ class CertificateService:
         self.serving_tls = False
         self.own_files: tuple[Path, Path] | None = None
         self.fallback_files: tuple[Path, Path] | None = None
+        # Called after every change of what is served (other worker processes then `resync`).
+        self.changed: Callable[[], None] = lambda: None
 
     # ---- wiring from the server --------------------------------------------------------------------
 
@@ -343,7 +345,21 @@ class CertificateService:
             "warning": "Devices pinned to this certificate may need to re-pair",
         }
 
+    async def resync(self) -> None:
+        """Serve what another worker process stored or renewed (it already told the devices)."""
+        self._ca, self._fernet = None, None
+        await self._load()
+        if self.own_files is not None:
+            self.set_fallback(*self.own_files, own=True)
+        if not self.serving_tls and self.listener is not None and self.sni.has_any():
+            await self.listener.enable_tls(self.sni.listener_context())
+            self.serving_tls = True
+            url = self.base_url()
+            if url.startswith("http://"):
+                self.set_base_url("https://" + url[len("http://") :])
+
     async def _after_change(self, before: list[str], reason: str, domain: str) -> bool:
+        self.changed()
         if not self.serving_tls:
             await self._enable_tls()
             return self.serving_tls
@@ -351,6 +367,7 @@ class CertificateService:
         return False
 
     async def _announce_change(self, before: list[str], reason: str, domain: str) -> int:
+        self.changed()
         after = self.served_pins()
         if before == after:
             return 0

@@ -41,6 +41,7 @@ _ENV_STRINGS = {
     "NEKZUS_LOG_FORMAT": "server.log_format",
     "NEKZUS_PROXY_IDLE_TIMEOUT": "server.proxy_idle_timeout",
     "NEKZUS_WS_AUTH_TIMEOUT": "server.ws_auth_timeout",
+    "NEKZUS_WORKERS": "server.workers",
 }
 
 # Docker's own variable: the endpoint of both Docker keys unless the file names one.

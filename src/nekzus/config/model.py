@@ -119,6 +119,8 @@ class ServerConfig(Section):
     # A request head must arrive within this long of its first byte; a request body may not stall longer.
     read_header_timeout: Duration = Field(default=10.0, gt=0)
     read_body_timeout: Duration = Field(default=60.0, gt=0)
+    # Worker processes sharing the listening socket; 0 = one per core, 1 = a single process.
+    workers: int = Field(default=0, ge=0, le=256)
 
     @field_validator("addr")
     @classmethod

@@ -41,15 +41,29 @@ Subscriber = Callable[[Event], None]
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: list[tuple[Subscriber, frozenset[str] | None]] = []
+        self._remote: list[Subscriber] = []
+        # With several worker processes: sends each locally published event to the other workers.
+        self.relay: Subscriber | None = None
 
-    def subscribe(self, callback: Subscriber, types: set[str] | None = None) -> Callable[[], None]:
-        """Register a callback (optionally only for some event types); returns an unsubscribe function."""
+    def subscribe(
+        self, callback: Subscriber, types: set[str] | None = None, *, remote: bool = False
+    ) -> Callable[[], None]:
+        """Register a callback (optionally only for some event types); returns an unsubscribe function.
+
+        `remote=True` also delivers the events published in the other worker processes: only for live
+        delivery (the WebSocket hub), never for durable side effects, which happen in the worker where
+        the event was published.
+        """
         entry = (callback, frozenset(types) if types else None)
         self._subscribers.append(entry)
+        if remote:
+            self._remote.append(callback)
 
         def unsubscribe() -> None:
             if entry in self._subscribers:
                 self._subscribers.remove(entry)
+            if callback in self._remote:
+                self._remote.remove(callback)
 
         return unsubscribe
 
@@ -61,6 +75,16 @@ class EventBus:
                 callback(event)
             except Exception:
                 log.exception("event subscriber failed on %s", event.type)
+        if self.relay is not None:
+            self.relay(event)
+
+    def deliver_remote(self, event: Event) -> None:
+        """An event another worker published: to the `remote=True` subscribers only."""
+        for callback in list(self._remote):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("event subscriber failed on relayed %s", event.type)
 
     def emit(self, type_: StrEnum, data: Any = None, **audience: Any) -> Event:
         """Publish an event whose type is a constant (`EventType` or a feature's own `StrEnum`)."""

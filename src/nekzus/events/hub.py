@@ -470,7 +470,7 @@ class Hub:
         return [c for c in self.by_principal.get(principal_id, ()) if not c.closing]
 
     def start(self) -> None:
-        self._unsubscribe = self.bus.subscribe(self.on_event)
+        self._unsubscribe = self.bus.subscribe(self.on_event, remote=True)
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:

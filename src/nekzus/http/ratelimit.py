@@ -8,6 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +20,12 @@ IDLE_SECONDS = 300.0
 
 # A function that names the caller for rate limiting (e.g. "device:abc"), or None for "use the IP".
 Identify = Callable[[Scope], "str | None"]
+
+
+class SharedTable(Protocol):
+    """Buckets kept in memory shared by every worker process (`nekzus.workers.shared.SharedBuckets`)."""
+
+    def take(self, key: str, rate: float, burst: int, now: float, idle: float) -> tuple[bool, float]: ...
 
 
 @dataclass(slots=True)
@@ -44,24 +51,40 @@ class Decision:
 class Bucket:
     """One category's buckets: refill `rate` tokens per second up to `burst`."""
 
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        shared: SharedTable | None = None,
+        name: str = "",
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self._clock = clock
         self._state: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._calls = 0
+        # With several worker processes the buckets live in shared memory (CLOCK_MONOTONIC is
+        # system-wide, so every worker refills them alike); `name` keeps categories apart there.
+        self.shared = shared
+        self.name = name
 
     def take(self, key: str) -> Decision:
         now = self._clock()
-        tokens, last = self._state.pop(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        allowed = tokens >= 1.0
-        if allowed:
-            tokens -= 1.0
-        self._state[key] = (tokens, now)
-        self._calls += 1
-        if self._calls % 256 == 0 or len(self._state) > MAX_KEYS:
-            self._prune(now)
+        if self.shared is not None:
+            shared_key = f"{self.name}\0{key}"
+            allowed, tokens = self.shared.take(shared_key, self.rate, self.burst, now, IDLE_SECONDS)
+        else:
+            tokens, last = self._state.pop(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            allowed = tokens >= 1.0
+            if allowed:
+                tokens -= 1.0
+            self._state[key] = (tokens, now)
+            self._calls += 1
+            if self._calls % 256 == 0 or len(self._state) > MAX_KEYS:
+                self._prune(now)
         wall = time.time()
         missing = self.burst - tokens
         reset = math.ceil(wall + missing / self.rate)
@@ -78,8 +101,8 @@ class Bucket:
         self._state.clear()
 
 
-def _build(limit: RateLimit) -> Bucket | None:
-    return Bucket(limit.rate, limit.burst) if limit.enabled else None
+def _build(limit: RateLimit, shared: SharedTable | None = None, name: str = "") -> Bucket | None:
+    return Bucket(limit.rate, limit.burst, shared=shared, name=name) if limit.enabled else None
 
 
 class RateLimiter:
@@ -96,12 +119,18 @@ class RateLimiter:
         }
         self.identify: Identify | None = None
         self.rejections: Callable[[str], None] | None = None
+        self.shared: SharedTable | None = None
+
+    def share(self, table: SharedTable) -> None:
+        """Keep every category's buckets in `table`, shared by the worker processes."""
+        self.shared = table
+        self.buckets = {name: _build(getattr(self.config, name), table, name) for name in self.CATEGORIES}
 
     def reconfigure(self, config: RateLimitsConfig) -> list[str]:
         """Apply new limits (config reload): rebuild the buckets of the categories that changed."""
         changed = [n for n in self.CATEGORIES if getattr(config, n) != getattr(self.config, n)]
         for name in changed:
-            self.buckets[name] = _build(getattr(config, name))
+            self.buckets[name] = _build(getattr(config, name), self.shared, name)
         self.config = config
         self.enabled = config.enabled
         return changed

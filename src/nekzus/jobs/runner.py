@@ -182,6 +182,9 @@ class JobRunner:
         self._jobs: dict[str, Job] = {}
         self._keep = keep_records
         self._closing = False
+        # With several worker processes: ask the others to cancel a job this one does not run (a job
+        # runs in the worker whose request started it); True when the request was sent.
+        self.cancel_elsewhere: Callable[[str], bool] = lambda _job_id: False
 
     # -- configuration ----------------------------------------------------------------------------
     def set_limit(self, kind: str, *, concurrency: int, max_queued: int) -> None:
