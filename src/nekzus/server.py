@@ -196,7 +196,7 @@ def run(config: Config, config_path: str | None = None) -> int:
     def serve_worker(info: WorkerInfo) -> int:
         return serve(config, tls, config_path, sock=sock, worker=info)
 
-    return Supervisor(count, serve_worker, config.server.shutdown_timeout).run()
+    return Supervisor(count, serve_worker, config.server.shutdown_timeout, listener=sock).run()
 
 
 def serve(
@@ -254,7 +254,18 @@ def serve(
     uv_config.load()
     if uv_config.ssl is not None:
         uv_config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
-    server = uvicorn.Server(uv_config)
+    swap: ListenerSwap | None = None
+
+    class Server(uvicorn.Server):
+        """Closes the spare listening socket as shutdown begins: while a duplicate stays open the kernel
+        keeps queueing new connections that nobody will accept, so clients hang instead of being refused."""
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            if swap is not None:
+                swap.close()
+            await super().shutdown(sockets)
+
+    server = Server(uv_config)
     swap = ListenerSwap(server, sock, on_enabled=lambda: setattr(app.stack, "tls", True))
     certs = app.services.domains.features.get(CERTIFICATES)
     if certs is not None:

@@ -14,6 +14,18 @@ import httpx
 from tests.nekzus_server import NekzusServer
 
 
+def refused_within(port: int, seconds: float) -> bool:
+    """True once a connection to `port` is refused; False if it is still accepted after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        time.sleep(0.05)  # a bounded poll: the listener closes as the server's shutdown begins
+    return False
+
+
 def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
     srv = NekzusServer(data_dir=tmp_path).start()
     assert srv.proc is not None
@@ -33,6 +45,9 @@ def test_sigterm_lets_an_in_flight_request_finish(tmp_path: Path) -> None:
         assert interim.startswith(b"HTTP/1.1 100 "), interim
         sent_at = time.monotonic()
         srv.proc.send_signal(signal.SIGTERM)
+        # While the in-flight request is still open, the listener is closed: a new client is refused at
+        # once instead of waiting in a backlog nobody accepts from.
+        assert refused_within(srv.port, 5.0)
         sock.sendall(body)  # the rest of a request that was in flight when the signal came
         reply = b""
         while b"\r\n\r\n" not in reply:

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -294,3 +295,6 @@ def test_sigterm_stops_every_worker_with_exit_0(server: NekzusServer) -> None:
     assert code == 0, server.logs()[-3000:]
     for pid in workers:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    # No process holds the listening socket any more: a new client is refused, not left waiting.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()

@@ -48,8 +48,18 @@ class Slot:
 
 
 class Supervisor:
-    def __init__(self, count: int, serve: ServeWorker, shutdown_timeout: float) -> None:
+    def __init__(
+        self,
+        count: int,
+        serve: ServeWorker,
+        shutdown_timeout: float,
+        *,
+        listener: socket.socket | None = None,
+    ) -> None:
         self.count = count
+        # The supervisor's copy of the listening socket (the workers inherit theirs): closed when a stop
+        # begins, so once every worker has closed its copy new connections are refused, not queued.
+        self.listener = listener
         self.serve = serve
         self.shutdown_timeout = shutdown_timeout
         self.shared = SharedState()
@@ -202,6 +212,8 @@ class Supervisor:
         if self.stopping:
             return
         self.stopping = True
+        if self.listener is not None:
+            self.listener.close()
         for slot in self.slots:
             if slot.pid:
                 with contextlib.suppress(ProcessLookupError):
