@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -148,7 +149,10 @@ def create_app(
     tls_key_path: Path | None = None,
     features: list[str] | None = None,
     config_path: str | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> NekzusApp:
+    """The whole server as one ASGI app. `clock` judges token and API-key expiry; only in-process tests
+    pass their own (the `nekzus` command always runs on the wall clock)."""
     from nekzus.netinfo import detect_base_url
 
     url = base_url or config.server.base_url or detect_base_url(config.server.addr, tls=config.tls_enabled)
@@ -178,7 +182,7 @@ def create_app(
     )
     api.state.services = services
     install_error_handlers(api)
-    domains = build_domains(services)
+    domains = build_domains(services, clock=clock)
     for name in features if features is not None else FEATURES:
         needed = _NEEDS_DOMAIN.get(name)
         if needed is not None and getattr(domains, needed) is None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nekzus.auth.activity import ActivityService
@@ -53,8 +55,10 @@ def unbuilt_enabled(cfg: Config) -> list[str]:
     return found
 
 
-def build_domains(services: Services) -> Domains:
-    """Build and wire every core domain service; sets and returns `services.domains`."""
+def build_domains(services: Services, *, clock: Callable[[], float] = time.time) -> Domains:
+    """Build and wire every core domain service; sets and returns `services.domains`.
+
+    `clock` is what token and API-key expiry are judged against (tests pass a manual one)."""
     cfg = services.config
     db, bus, metrics, spawn = services.db, services.bus, services.metrics, services.spawn
     unbuilt = unbuilt_enabled(cfg)
@@ -75,6 +79,7 @@ def build_domains(services: Services) -> Domains:
         audit_log=audit,
         activity_feed=activity,
         local_networks=services.local_networks,
+        clock=clock,
     )
     services.limiter.identify = auth.identify
     services.on_startup("auth", auth.start)

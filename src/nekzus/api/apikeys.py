@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -83,9 +82,9 @@ async def create_key(
             expires_at = parse_rfc3339(body.expires_at)
         except ValueError:
             raise ApiError(400, "VALIDATION_ERROR", "expiresAt: must be an RFC3339 timestamp") from None
-        if expires_at <= time.time():
-            raise ApiError(400, "VALIDATION_ERROR", "expiresAt: must be in the future")
     service = auth_service(request)
+    if expires_at is not None and expires_at <= service.clock():
+        raise ApiError(400, "VALIDATION_ERROR", "expiresAt: must be in the future")
     row, key = await service.create_api_key(body.name, body.scopes, expires_at, principal.id)
     await service.audit(
         "apikey.created",
