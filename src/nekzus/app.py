@@ -82,7 +82,7 @@ _NEEDS_DOMAIN: dict[str, str] = {
 }
 
 # Paths that answer before storage is ready.
-_ALWAYS_AVAILABLE = ("/healthz", "/livez", "/readyz", "/api/v1/healthz", "/api/docs", "/api/v1/openapi.json")
+ALWAYS_AVAILABLE = ("/healthz", "/livez", "/readyz", "/api/v1/healthz", "/api/docs", "/api/v1/openapi.json")
 
 
 class ReadinessGate:
@@ -91,7 +91,7 @@ class ReadinessGate:
         self.services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.services.ready or scope["type"] == "lifespan" or scope["path"] in _ALWAYS_AVAILABLE:
+        if self.services.ready or scope["type"] == "lifespan" or scope["path"] in ALWAYS_AVAILABLE:
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":

@@ -61,6 +61,9 @@ class Services:
     local_networks: tuple[IPNetwork, ...] = ()
     proxy: ProxyDispatch | None = None
     ready: bool = False
+    # Set when `ready` first becomes true (and never cleared, so nothing waits during shutdown): lets a
+    # worker hold early requests until it can serve them.
+    became_ready: asyncio.Event = field(default_factory=asyncio.Event)
     capabilities: list[str] = field(default_factory=list)
     # The config file the server was started with (None in-process/tests): enables hot reload.
     config_path: str | None = None
@@ -151,6 +154,7 @@ class Services:
             log.error("Nekzus is not ready: start-up failed for %s", ", ".join(self.failed))
             return
         self.ready = True
+        self.became_ready.set()
         log.info("Nekzus ready (nexusId %s)", self.nexus_id)
 
     async def _instance_id(self) -> str:

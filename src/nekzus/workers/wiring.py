@@ -4,10 +4,14 @@ rate-limit table and the event relay. Called by the server for every worker of a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from starlette.types import Receive, Scope, Send
+
 from nekzus.api.certificates import CERTIFICATES as CERTIFICATE_SERVICE
+from nekzus.app import ALWAYS_AVAILABLE
 from nekzus.jobs import JOBS
 from nekzus.ui.sessions import UI_SESSIONS
 from nekzus.workers import WorkerInfo
@@ -19,6 +23,12 @@ if TYPE_CHECKING:
     from nekzus.config import Config
 
 
+# How long a worker that is still starting holds a request before letting the readiness gate answer it
+# (503, or a WebSocket close). The listening socket is shared, so a worker that was just (re)started
+# accepts connections while its siblings already serve: its first clients wait a moment instead of failing.
+READY_WAIT_SECONDS = 15.0
+
+
 class WorkerGate:
     """The ASGI app a worker serves: bring the mirrors up to date (when another worker changed
     something), then hand the request to Nekzus. The common case is one comparison of two integers."""
@@ -28,8 +38,12 @@ class WorkerGate:
         self.mirrors = mirrors
         self.services = app.services
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if self.mirrors.stale() and self.services.ready:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = self.services
+        if not services.ready and scope["type"] != "lifespan" and scope["path"] not in ALWAYS_AVAILABLE:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(services.became_ready.wait(), READY_WAIT_SECONDS)
+        if self.mirrors.stale() and services.ready:
             await self.mirrors.current()
         await self.app(scope, receive, send)
 
