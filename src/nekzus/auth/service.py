@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import OperationalError
 
 from nekzus.auth import connections as conn
 from nekzus.auth.connections import ConnectionRegistry
@@ -201,8 +202,7 @@ class AuthService:
             for user in await session.scalars(select(User)):
                 users[user.username] = user.is_active
             cutoff = now - self.refresh_grace
-            await session.execute(delete(RevokedToken).where(RevokedToken.expires_at < cutoff))
-            for row in await session.scalars(select(RevokedToken)):
+            for row in await session.scalars(select(RevokedToken).where(RevokedToken.expires_at >= cutoff)):
                 revoked[row.jti] = row.expires_at
             for key in await session.scalars(select(ApiKey)):
                 keys[key.key_hash] = KeyState(
@@ -237,8 +237,23 @@ class AuthService:
             self.setup_token = None
         self.refresh_gauges()
 
+    async def _prune_revoked(self) -> None:
+        """Drop deny-list rows past the refresh grace (no token they name can be used any more).
+
+        Reading the tables never writes: with several worker processes, a worker that starts or
+        re-reads while another one writes must not queue for SQLite's single write lock (and fail after
+        its busy timeout). Pruning is housekeeping, so it is skipped when the lock is busy and done at the
+        next start."""
+        cutoff = self.clock() - self.refresh_grace
+        try:
+            async with self.db.session() as session:
+                await session.execute(delete(RevokedToken).where(RevokedToken.expires_at < cutoff))
+        except OperationalError as exc:
+            log.info("expired revocations not pruned this time: %s", exc.orig)
+
     async def start(self) -> None:
         await self._read_tables()
+        await self._prune_revoked()
         if not self.users:
             self.setup_token = self.setup_seed or secrets.token_urlsafe(24)
             # With no user yet, a one-time setup token is logged so first-run setup also works remotely.
