@@ -35,3 +35,16 @@ def test_a_starting_worker_holds_requests_until_ready(tmp_path: Path) -> None:
         await app.services.stop()
 
     asyncio.run(run())
+
+
+def test_crash_repair_runs_once_per_instance_start() -> None:
+    """Repairs of what a crash left behind (jobs, script runs, toolbox deployments) run in the first
+    leader only: a follower, or a worker restarted beside running ones, must not fail their work."""
+    from nekzus.workers import WorkerInfo
+
+    for hook in ("jobs", "scripts", "toolbox-recovery"):
+        assert WorkerInfo().runs(hook)  # the single-process server
+        assert WorkerInfo(index=0, count=2).runs(hook)
+        assert not WorkerInfo(index=1, count=2).runs(hook)
+        assert not WorkerInfo(index=0, count=2, restarted=True).runs(hook)
+    assert WorkerInfo(index=1, count=2).runs("toolbox")  # the catalog itself loads everywhere

@@ -156,5 +156,6 @@ def install(api: FastAPI, services: Services) -> None:
             await docker.close()
 
     services.on_startup("toolbox", startup)
+    services.on_startup("toolbox-recovery", toolbox.recover)
     services.on_shutdown("toolbox", shutdown)
     api.include_router(router)

@@ -254,10 +254,12 @@ class ToolboxService:
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await self.load_catalog()
-        await self._recover()
 
-    async def _recover(self) -> None:
-        """Deployments cut off by a restart are failed and rolled back (their containers removed)."""
+    async def recover(self) -> None:
+        """Deployments cut off by a restart are failed and rolled back (their containers removed).
+
+        Run once per instance start (never by a worker process that starts beside others: their
+        deployments in progress are not interrupted)."""
         async with self.db.session() as session:
             rows = (
                 await session.scalars(

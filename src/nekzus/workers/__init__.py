@@ -34,7 +34,7 @@ LEADER_ONLY = frozenset(
 )
 # Hooks that repair what a crash left behind: they run once per instance, in the first leader only
 # (a restarted worker must not fail the jobs other workers are running).
-FIRST_START_ONLY = frozenset({"jobs", "scripts"})
+FIRST_START_ONLY = frozenset({"jobs", "scripts", "toolbox-recovery"})
 
 
 def default_count(configured: int) -> int:
