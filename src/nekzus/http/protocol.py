@@ -24,6 +24,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _STATUS_PREFIX = b"HTTP/1.1 "
 _CONTINUE = b"HTTP/1.1 100 "
+_CONCAT_LIMIT = 16 * 1024
 
 
 class CoalescingTransport:
@@ -40,7 +41,10 @@ class CoalescingTransport:
         held = self._held
         if held is not None:
             self._held = None
-            self._transport.write(held + data)
+            if len(data) <= _CONCAT_LIMIT:
+                self._transport.write(held + data)
+            else:  # one vectored write; concatenating would copy a large body piece once more
+                self._transport.writelines((held, data))
         elif data.startswith(_STATUS_PREFIX) and not data.startswith(_CONTINUE):
             self._held = data
             self._loop.call_soon(self.flush)

@@ -702,7 +702,7 @@ class ProxyApp:
         first = conn.take_buffered()
         request.response_started = True
         await send({"type": "http.response.start", "status": request.status, "headers": headers + common})
-        if conn.complete:
+        if conn.complete and not conn.buffered:
             await send({"type": "http.response.body", "body": first})
             request.bytes_out = len(first)
         else:
@@ -772,15 +772,20 @@ class ProxyApp:
         watcher = self.spawn(_wait_disconnect(receive), "proxy-disconnect-watch")
         watcher.add_done_callback(lambda _f: conn.abort() if not conn.complete else None)
         try:
+            timeout = self.settings.idle_timeout
             while True:
-                piece = await conn.read_chunk(self.settings.idle_timeout)
+                piece = await conn.read_chunk(timeout)
                 if not piece:
+                    await send({"type": "http.response.body", "body": b""})
                     break
-                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                # The last piece ends the response in the same message (one send less per response).
+                last = conn.complete and not conn.buffered
+                await send({"type": "http.response.body", "body": piece, "more_body": not last})
                 sent += len(piece)
+                if last:
+                    break
                 if watcher.done() and not conn.complete:
                     raise _ClientGone
-            await send({"type": "http.response.body", "body": b""})
         finally:
             if not watcher.done():
                 watcher.cancel()

@@ -245,17 +245,25 @@ class UpstreamConnection(asyncio.Protocol):
             self._head_waiter = None
 
     def take_buffered(self) -> bytes:
-        """Everything received so far of the body (may be b'')."""
+        """The oldest body piece received and not yet taken (b'' when none).
+
+        Pieces are handed on one by one as the socket delivered them, never joined: joining queued
+        pieces of a large download copies every byte once more into a fresh allocation (and, past the
+        allocator's mmap threshold, page-faults it in), which cost more than the extra send per piece."""
         chunks = self._chunks
         if not chunks:
             return b""
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._body_bytes = 0
-        if self._read_paused and self.transport is not None:
+        data = chunks.popleft()
+        self._body_bytes -= len(data)
+        if self._read_paused and self._body_bytes <= LOW_WATER and self.transport is not None:
             self._read_paused = False
             self.transport.resume_reading()
         return data
+
+    @property
+    def buffered(self) -> bool:
+        """Whether body pieces are waiting to be taken."""
+        return bool(self._chunks)
 
     async def read_chunk(self, timeout: float) -> bytes:
         """The next body bytes, or b'' at the end of the response; the timeout is an idle timeout."""
