@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import ssl
 import sys
-import urllib.error
-import urllib.request
 
 from nekzus import __version__
 
@@ -46,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def health_probe(base: str) -> int:
+    import ssl
+    import urllib.error
+    import urllib.request
+
     url = base.rstrip("/") + "/api/v1/healthz"
     context = ssl.create_default_context()
     context.check_hostname = False

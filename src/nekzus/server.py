@@ -60,7 +60,6 @@ def bind_socket(addr: str) -> socket.socket:
 def prepare_tls(config: Config) -> tuple[Path, Path] | None:
     if not config.tls_enabled:
         return None
-    from nekzus.certs.ca import LocalCA
     from nekzus.certs.selfsigned import ensure_certificate, validate_pair
 
     if config.server.tls_cert:
@@ -68,7 +67,15 @@ def prepare_tls(config: Config) -> tuple[Path, Path] | None:
     else:
         tls_dir = Path(config.data_dir) / "tls"
         cert, key, generated = tls_dir / "server.crt", tls_dir / "server.key", True
-    issuer = LocalCA.load_or_create(Path(config.data_dir) / "ca").issue if generated else None
+    issuer = None
+    if generated:
+
+        def issuer(domains: list[str]) -> tuple[bytes, bytes]:
+            # The local CA (and `cryptography`) is loaded only when a certificate must be issued.
+            from nekzus.certs.ca import LocalCA
+
+            return LocalCA.load_or_create(Path(config.data_dir) / "ca").issue(domains)
+
     ensure_certificate(cert, key, generated=generated, issue=issuer)
     validate_pair(cert, key)
     return cert, key
