@@ -228,10 +228,18 @@ def serve(
         config_path=config_path,
     )
     served: Any = app
+    start_failed = False
     if worker is not None:
         from nekzus.workers.wiring import join
 
-        served = join(app, worker)
+        def stop_failed_worker() -> None:
+            # The supervisor restarts a worker that exits (with back-off): a worker whose start-up
+            # failed leaves rather than answering "not ready" for good.
+            nonlocal start_failed
+            start_failed = True
+            server.should_exit = True
+
+        served = join(app, worker, on_failed=stop_failed_worker)
     leader = worker is None or worker.leader
     if sock is None:
         try:
@@ -315,4 +323,4 @@ def serve(
         pass
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(main())
-    return 0
+    return 1 if start_failed else 0

@@ -25,7 +25,8 @@ log = logging.getLogger("nekzus.workers")
 
 # A worker that dies is forked again after a delay that doubles (from RESTART_DELAY up to
 # MAX_RESTART_DELAY); more than MAX_RESTARTS deaths of one worker within RESTART_WINDOW seconds stop
-# the whole server (exit 1) instead of looping forever on a broken start.
+# the whole server (exit 1) instead of looping forever on a broken start. A worker whose start-up hooks
+# fail exits by itself (code 1, see `nekzus.workers.wiring`) and so goes through the same restarts.
 RESTART_DELAY = 0.5
 MAX_RESTART_DELAY = 10.0
 MAX_RESTARTS = 5
@@ -69,6 +70,7 @@ class Supervisor:
         self.stopping = False
         self.failed = False
         self.leader_ready = False
+        self.followers_started = False
 
     # -- processes --------------------------------------------------------------------------------
 
@@ -92,7 +94,9 @@ class Supervisor:
                 info = WorkerInfo(
                     index=slot.index,
                     count=self.count,
-                    restarted=slot.started > 0,
+                    # A leader that failed before it was ever ready (no follower forked yet) starts
+                    # again as a first start: the crash repairs it did not finish run again.
+                    restarted=slot.started > 0 and (self.leader_ready or self.followers_started),
                     shared=self.shared,
                     relay_socket=child_end,
                     setup_token=self.setup_token,
@@ -227,13 +231,16 @@ class Supervisor:
         self._fork(self.slots[0])
         # Followers start once the leader is ready: it alone migrates the database at first start.
         leader_deadline = time.monotonic() + LEADER_READY_TIMEOUT
-        followers_started = False
         while True:
             now = time.monotonic()
-            if not followers_started and (self.leader_ready or now > leader_deadline) and not self.stopping:
+            if (
+                not self.followers_started
+                and (self.leader_ready or now > leader_deadline)
+                and not self.stopping
+            ):
                 for slot in self.slots[1:]:
                     self._fork(slot)
-                followers_started = True
+                self.followers_started = True
             for key, mask in self.selector.select(timeout=0.2):
                 slot = key.data
                 if mask & selectors.EVENT_READ:
@@ -252,7 +259,7 @@ class Supervisor:
                 continue
             for slot in self.slots:
                 due = slot.pid == 0 and slot.restart_at and time.monotonic() >= slot.restart_at
-                if due and (slot.index == 0 or followers_started):
+                if due and (slot.index == 0 or self.followers_started):
                     slot.restart_at = 0.0
                     self._fork(slot)
         for slot in self.slots:
