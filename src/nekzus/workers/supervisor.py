@@ -7,6 +7,7 @@ shared memory are prepared before it starts, and each worker inherits them throu
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -76,9 +77,13 @@ class Supervisor:
 
     def _fork(self, slot: Slot) -> None:
         parent_end, child_end = socket.socketpair()
+        # What the supervisor imported stays shared with the workers: frozen objects are never touched
+        # by the collector, so their pages are not copied into each worker.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
+            gc.disable()  # until the worker's app is built (see `nekzus.server.collect_from_now_on`)
             try:
                 parent_end.close()
                 for other in self.slots:
@@ -110,6 +115,7 @@ class Supervisor:
                 logging.shutdown()
                 os._exit(code)
         child_end.close()
+        gc.enable()  # `nekzus.cli` turned collection off for the start-up
         parent_end.setblocking(False)
         slot.pid, slot.sock, slot.started = pid, parent_end, slot.started + 1
         slot.out.clear()
