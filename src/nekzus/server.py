@@ -206,7 +206,11 @@ def run(config: Config, config_path: str | None = None) -> int:
         print(f"nekzus: server.addr: {exc}", file=sys.stderr)
         return 1
     # Imported before fork: the workers share these pages and start faster.
-    import nekzus.app  # noqa: F401
+    import uvicorn  # noqa: F401
+
+    import nekzus.app
+    import nekzus.http.protocol
+    import nekzus.workers.wiring  # noqa: F401
     from nekzus.workers.supervisor import Supervisor
 
     def serve_worker(info: WorkerInfo) -> int:
