@@ -541,112 +541,7 @@ PAGES.routes = async (main, title) => {
   onEvent((m) => { if (/route|app_|health|config_reload|discovery/.test(m.type)) table.load(); });
 };
 
-PAGES.discovery = async (main, title) => {
-  const selected = new Set();
-  let offset = 0; const PER = 24;  // cards per page
-  const cards = region("Discovery", async () => {
-    const all = list(await api("GET", "/api/v1/discovery/proposals"), "proposals");
-    if (!all.length) return h("p", { class: "muted" }, "No pending proposals. Label a container with nekzus.enable=true or press Rediscover.");
-    if (offset >= all.length) offset = Math.max(0, (Math.ceil(all.length / PER) - 1) * PER);
-    const items = all.slice(offset, offset + PER);
-    return h("div", {}, h("div", { class: "grid" }, items.map((p) => {
-      const ports = (p.availablePorts || []);
-      const portSel = h("select", { name: "port" }, ports.length ? ports.map((pt) => h("option", { value: pt.port, selected: pt.port === p.detectedPort }, `${pt.port} (${pt.scheme}${pt.label ? ", " + pt.label : ""})`))
-        : h("option", { value: p.detectedPort }, String(p.detectedPort)));
-      const sel = checkbox("select", selected.has(p.id));
-      sel.addEventListener("change", () => { if (sel.checked) selected.add(p.id); else selected.delete(p.id); });
-      const pct = Math.round((Number(p.confidence) || 0) * 100);
-      return h("article", { class: "card", "data-proposal": p.id, "aria-label": `Proposal ${p.suggestedApp.name}` },
-        h("h3", {}, p.suggestedApp.name), h("div", { class: "row" }, badge(p.source, "idle"), h("span", { class: "muted" }, `${p.detectedHost}:${p.detectedPort}`)),
-        h("div", { class: "muted" }, `Confidence ${pct}%`), h("div", { class: "bar", role: "presentation" }, h("span", { width: pct + "%" })),
-        (p.securityNotes || []).map((n) => h("div", { class: "muted" }, "⚠ " + n)),
-        field(`Port for ${p.suggestedApp.name}`, portSel), field(`Select ${p.suggestedApp.name}`, sel),
-        h("div", { class: "row" },
-          h("button", { type: "button", class: "btn primary small", onclick: (e) => approve(p.id, Number(portSel.value), e.target) }, "Approve"),
-          h("button", { type: "button", class: "btn small", onclick: (e) => dismiss(p.id, e.target) }, "Dismiss")));
-    })), all.length > PER ? serverPager("Proposals", offset, PER, all.length, (o) => { offset = o; cards.load(); }) : null);
-  });
-  const approve = (id, port, btn) => guard(async () => {
-    const r = await api("POST", `/api/v1/discovery/proposals/${encodeURIComponent(id)}/approve`, port ? { port } : {});
-    toast(`Approved: ${r.route ? r.route.pathBase : id}`); selected.delete(id); cards.load();
-  }, btn);
-  const dismiss = (id, btn) => guard(async () => { await api("POST", `/api/v1/discovery/proposals/${encodeURIComponent(id)}/dismiss`); toast("Dismissed"); selected.delete(id); cards.load(); }, btn);
-  const bulk = async (kind) => { for (const id of [...selected]) { kind === "approve" ? await approve(id, 0) : await dismiss(id); } };
-  section(main, title, h("div", { class: "row" },
-    h("button", { type: "button", class: "btn", onclick: (e) => guard(async () => { const r = await api("POST", "/api/v1/discovery/rediscover"); toast(r.message || "Rediscovery triggered"); cards.load(); }, e.target) }, "Rediscover"),
-    h("button", { type: "button", class: "btn", onclick: () => bulk("approve") }, "Approve selected"),
-    h("button", { type: "button", class: "btn", onclick: () => bulk("dismiss") }, "Dismiss selected")), cards.el);
-  await cards.load();
-  onEvent((m) => { if (/discovery|proposal|app_registered/.test(m.type)) cards.load(); });
-};
-
-PAGES.devices = async (main, title) => {
-  let offset = 0;
-  const table = region("Devices", async () => {
-    let d = await api("GET", `/api/v1/devices?limit=${LIST_PAGE}&offset=${offset}`);
-    if (!list(d, "devices").length && offset > 0) { offset = Math.max(0, (Math.ceil((d.total || 0) / LIST_PAGE) - 1) * LIST_PAGE); d = await api("GET", `/api/v1/devices?limit=${LIST_PAGE}&offset=${offset}`); }
-    const rows = list(d, "devices");
-    return h("div", {}, dataTable({ label: "Devices", rows: rows.map((d) => ({ ...d, __id: d.deviceId })), pageSize: LIST_PAGE, empty: "No paired devices yet.", columns: [
-      { key: "deviceName", title: "Name", value: (d) => d.deviceName || d.deviceId }, { key: "platform", title: "Platform" },
-      { key: "scopes", title: "Scopes", value: (d) => (d.scopes || []).join(", ") },
-      { key: "lastSeenAt", title: "Last seen", render: (d) => ago(d.lastSeenAt) },
-      { key: "actions", title: "Actions", sort: false, class: "actions", render: (d) => h("div", { class: "row" },
-        h("button", { type: "button", class: "btn small", "aria-label": `Edit ${d.deviceName || d.deviceId}`, onclick: () => editDevice(d) }, "Edit"),
-        h("button", { type: "button", class: "btn small danger", "aria-label": `Revoke ${d.deviceName || d.deviceId}`, onclick: async (e) => {
-          if (!(await confirmDialog(`Revoke ${d.deviceName || d.deviceId}? Its tokens stop working at once.`, "Revoke"))) return;
-          await guard(async () => { await api("DELETE", `/api/v1/devices/${encodeURIComponent(d.deviceId)}`); toast("Device revoked"); table.load(); }, e.target);
-        } }, "Revoke")) }] }),
-    serverPager("Devices", offset, LIST_PAGE, d.total ?? rows.length, (o) => { offset = o; table.load(); }));
-  });
-  const editDevice = (d) => {
-    const name = input("deviceName", { value: d.deviceName || "" });
-    const scopes = input("scopes", { value: (d.scopes || []).join(", ") });
-    formDialog(`Edit ${d.deviceName || d.deviceId}`, [field("Name", name), field("Scopes (comma separated)", scopes)], "Save", async () => {
-      await api("PATCH", `/api/v1/devices/${encodeURIComponent(d.deviceId)}`, { deviceName: name.value, scopes: scopes.value.split(",").map((s) => s.trim()).filter(Boolean) });
-      toast("Device updated"); table.load();
-    });
-  };
-  section(main, title, h("div", { class: "row" }, h("button", { type: "button", class: "btn primary", onclick: pairDialog }, "Pair a device")), table.el);
-  await table.load();
-  onEvent((m) => { if (/device_(paired|revoked|status|updated)/.test(m.type)) table.load(); });
-};
-function pairDialog() {
-  const img = h("img", { class: "qr", alt: "Pairing QR code: scan it with the Nekzus app" });
-  const code = h("div", { class: "code", "data-pair-code": "" }, "…");
-  const countdown = h("div", { class: "muted", role: "timer", "aria-live": "off" });
-  const status = h("div", { role: "status" });
-  let timer = 0, url = "", expires = 0, current = "";
-  const refresh = async () => {
-    status.replaceChildren();
-    try {
-      const res = await api("GET", "/api/v1/auth/qr?format=png", undefined, { raw: true });
-      current = res.headers.get("X-Pairing-Code") || "";
-      if (url) URL.revokeObjectURL(url);
-      url = URL.createObjectURL(await res.blob());
-      img.src = url; code.textContent = current; expires = Date.now() + 300000; tick();
-    } catch (e) { status.replaceChildren(notice(e.message)); }
-  };
-  const tick = () => {
-    const left = Math.max(0, Math.round((expires - Date.now()) / 1000));
-    countdown.textContent = left ? `Code valid for ${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}` : "Code expired: get a new one.";
-  };
-  const listener = (m) => {
-    if (m.type === "device_paired") {
-      const dname = (m.data && (m.data.deviceName || m.data.deviceId)) || "A device";
-      status.replaceChildren(h("div", { class: "notice" }, `${dname} paired.`));
-      toast(`${dname} paired`);
-    }
-  };
-  state.listeners.add(listener);
-  const d = dialog("Pair a device", h("div", {},
-    h("p", {}, "Scan the code with the Nekzus app, or type the code by hand. It works once and expires after 5 minutes."),
-    img, code, countdown, status,
-    h("div", { class: "row" }, h("button", { type: "button", class: "btn", onclick: refresh }, "New code"))),
-  { onClose: () => { clearInterval(timer); state.listeners.delete(listener); if (url) URL.revokeObjectURL(url); } });
-  timer = setInterval(tick, 1000);
-  refresh();
-  return d;
-}
+// The discovery page lives in discovery.js, the devices page in devices.js.
 
 // The containers page lives in containers.js.
 function logsDialog(c) {
@@ -843,4 +738,4 @@ else start();
 // For the page modules: they import these from this very module (the shell names its hashed URL).
 export { PAGES, state, field, input, checkbox, notice, errorBox, guard, ago, bytes, badge, stateKind, pick, list,
   download, downloadFrom, dataTable, dialog, confirmDialog, formDialog, region, section, every, NBSP };
-export { NAV, route, tabs, logsDialog, nextId, serverPager };
+export { NAV, route, tabs, logsDialog, nextId, serverPager, LIST_PAGE };
