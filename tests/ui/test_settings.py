@@ -168,6 +168,27 @@ def test_export_then_import_restores_preferences(page: Any, tmp_path: Path) -> N
     page.get_by_role("button", name="Reset preferences").click()
     page.wait_for_function("() => JSON.parse(localStorage.getItem('nekzus.prefs')).compact === false")
 
+    # Confirmations are back on (the default): clearing local data asks first.
+    page.evaluate("sessionStorage.setItem('nekzus.healthCards', '6')")
+    page.evaluate("localStorage.setItem('nekzus.other', 'x')")
+    page.get_by_role("button", name="Clear local data").click()
+    page.locator("dialog[open]").get_by_role("button", name="Clear").click()
+    page.locator(".toast", has_text="Local data cleared").wait_for()
+    assert page.evaluate("localStorage.getItem('nekzus.other') === null")
+    assert page.evaluate("sessionStorage.getItem('nekzus.healthCards') === null")
+    assert prefs(page)["fontSize"] == "medium"
+
+
+def test_system_information(page: Any, server: NekzusServer) -> None:
+    show(page, "settings")
+    with server.client() as c:
+        shell = c.get("/").text
+    version = re.search(r'name="nekzus-ui-version" content="([0-9a-f]{12})"', shell)
+    assert version and page.locator("[data-ui-version]").inner_text() == version.group(1)
+    assert page.locator("[data-server-version]").inner_text().strip()
+    assert page.locator("[data-ws-status]").inner_text() == "connected"
+    assert page.locator("[data-storage]").inner_text().endswith("B")
+
 
 def test_import_of_a_bad_file_is_refused_with_a_message(page: Any) -> None:
     show(page, "settings")
