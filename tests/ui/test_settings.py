@@ -125,6 +125,12 @@ def test_refresh_interval_and_time_zone_take_effect(page: Any) -> None:
     entry.filter(has_text=expected).wait_for()
     assert "GMT+5:45" in entry.inner_text()
 
+    # The audit log's exact times too.
+    show(page, "audit")
+    first = page.get_by_role("table", name="Audit log").locator("tbody tr td").first
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d GMT\+5:45", first.inner_text()), first.inner_text()
+    show(page, "overview")
+
     # The overview polls at the chosen interval (the default is 10 s): 3 s of fake time bring a poll.
     with page.expect_request(lambda r: "/api/v1/system/resources" in r.url, timeout=10000):
         page.clock.fast_forward(3100)

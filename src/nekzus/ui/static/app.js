@@ -705,7 +705,7 @@ PAGES.audit = async (main, title) => {
     const d = await api("GET", "/api/v1/audit-logs?" + q);
     const rows = list(d, "logs");
     return h("div", {}, dataTable({ label: "Audit log", rows, searchable: false, pageSize: limit, empty: "No entries.", columns: [
-      { key: "timestamp", title: "When" }, { key: "action", title: "Action" }, { key: "actor", title: "Actor" },
+      { key: "timestamp", title: "When", render: (e) => datetime(e.timestamp) }, { key: "action", title: "Action" }, { key: "actor", title: "Actor" },
       { key: "target", title: "Target" }, { key: "ip", title: "IP" }, { key: "details", title: "Details" }] }),
     serverPager("Audit log", offset, limit, d.total ?? offset + rows.length, (o) => { offset = o; out.load(); }));
   });
