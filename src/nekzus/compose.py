@@ -302,6 +302,7 @@ def _build_discovery(services: Services, domains: Domains) -> None:
         activity=domains.activity,
         wire=proposal_json,
         runtimes=domains.runtime,
+        auto_approve_config=lambda: services.config.discovery.auto_approve_confidence,
     )
     domains.discovery = manager
     _capability(services, "discovery")

@@ -393,6 +393,9 @@ class DiscoveryConfig(Section):
     docker: DockerDiscoveryConfig = Field(default_factory=DockerDiscoveryConfig)
     mdns: MdnsDiscoveryConfig = Field(default_factory=MdnsDiscoveryConfig)
     kubernetes: KubernetesDiscoveryConfig = Field(default_factory=KubernetesDiscoveryConfig)
+    # Approve new proposals whose confidence (in percent) is at least this, exactly like a manual approval.
+    # 0 = off. A value set at run time (PUT /api/v1/discovery/settings) wins until it is reset.
+    auto_approve_confidence: int = Field(default=0, ge=0, le=100)
 
 
 class MetricsConfig(Section):

@@ -56,6 +56,7 @@ LIVE_KEYS = (
     "rate_limits",
     "metrics.enabled",
     "health_checks",
+    "discovery.auto_approve_confidence",
 )
 
 POLL_INTERVAL = 1.0

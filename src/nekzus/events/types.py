@@ -24,6 +24,7 @@ class EventType(StrEnum):
     PROPOSAL_DISMISSED = "proposal_dismissed"
     PROPOSAL_WITHDRAWN = "proposal_withdrawn"  # a pending proposal's service went away
     REDISCOVERY_TRIGGERED = "rediscovery_triggered"
+    DISCOVERY_SETTINGS = "discovery_settings"  # the auto-approval threshold changed at run time
     WEBHOOK = "webhook"
     CONTAINER_START_COMPLETED = "container.start.completed"
     CONTAINER_START_FAILED = "container.start.failed"
