@@ -125,6 +125,7 @@ class DeviceEnrollment:
                 "platformVersion": device.platform_version,
                 "model": device.model,
                 "pushToken": device.push_token,
+                "spkiPins": auth.pairing.pins_of(grant),
             }
         )
         if existed:

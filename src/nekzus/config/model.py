@@ -242,6 +242,11 @@ class OfflineDetectionConfig(Section):
     offline_threshold: Duration = 300.0
 
 
+class DevicesConfig(Section):
+    # A paired device shows as online while its last authenticated request is at most this old.
+    offline_threshold: Annotated[Duration, Field(gt=0)] = 300.0
+
+
 class NotificationsConfig(Section):
     enabled: bool = False
     ack_timeout: Duration = 30.0
@@ -597,6 +602,7 @@ class Config(Section):
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    devices: DevicesConfig = Field(default_factory=DevicesConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
     toolbox: ToolboxConfig = Field(default_factory=ToolboxConfig)
     scripts: ScriptsConfig = Field(default_factory=ScriptsConfig)

@@ -57,6 +57,7 @@ LIVE_KEYS = (
     "metrics.enabled",
     "health_checks",
     "discovery.auto_approve_confidence",
+    "devices.offline_threshold",
 )
 
 POLL_INTERVAL = 1.0
