@@ -1,13 +1,13 @@
 // Devices page: paired devices with their online state and requests today, a details dialog, rename,
 // scopes, revoke, and the "pair a device" dialog with the live QR code. Updates live on device events.
 import {
-  ago, api, badge, confirmDialog, dataTable, dialog, every, field, formDialog, guard, h, input, list, notice,
-  onEvent, region, section, serverPager, state, toast, LIST_PAGE, PAGES,
+  ago, api, badge, confirmDialog, dataTable, datetime, dialog, every, field, formDialog, guard, h, input, list,
+  notice, onEvent, region, section, serverPager, state, toast, LIST_PAGE, PAGES,
 } from "{{app.js}}";
 
 const DEVICE_EVENTS = /^device_(paired|revoked|status|updated)$/;
 const nameOf = (d) => d.deviceName || d.deviceId;
-const when = (t) => (t ? `${new Date(t).toLocaleString()} (${ago(t)})` : "never");
+const when = (t) => { if (!t) return "never"; const at = datetime(t), rel = ago(t); return rel === at ? at : `${at} (${rel})`; };
 const online = (d) => d.online ?? d.status === "online";
 const stateBadge = (d) => badge(online(d) ? "online" : "offline", online(d) ? "ok" : "idle");
 
@@ -66,8 +66,9 @@ PAGES.devices = async (main, title) => {
   section(main, title, h("div", { class: "row" }, h("button", { type: "button", class: "btn primary", onclick: pairDialog }, "Pair a device")), table.el);
   await table.load();
   onEvent((m) => { if (DEVICE_EVENTS.test(m.type)) table.load(); });
-  // Online state and request counts change without an event: refresh them now and then while open.
-  every(30000, () => { if (!document.querySelector("dialog[open]")) table.load(); });
+  // Online state and request counts change without an event: refresh them while the page is open (at the
+  // refresh interval of Settings).
+  every(() => { if (!document.querySelector("dialog[open]") && !table.el.contains(document.activeElement)) table.load(); });
 };
 function pairDialog() {
   const img = h("img", { class: "qr", alt: "Pairing QR code: scan it with the Nekzus app" });

@@ -2,14 +2,13 @@
 // the discovery settings: the auto-approval threshold (kept and applied by the server) and whether
 // dismissing asks first (a preference of this browser).
 import {
-  api, badge, checkbox, confirmDialog, field, guard, h, input, list, notice, onEvent, region, section, serverPager,
-  toast, PAGES,
+  api, badge, checkbox, confirmDialog, field, guard, h, input, list, notice, onEvent, prefs, region, section,
+  serverPager, toast, PAGES,
 } from "{{app.js}}";
 
-const CONFIRM_KEY = "nekzus.discovery.confirmReject";
-// Dismissing asks for confirmation unless this browser was told not to (on by default).
-function confirmRejections() { try { return localStorage.getItem(CONFIRM_KEY) !== "0"; } catch { return true; } }
-function setConfirmRejections(on) { try { localStorage.setItem(CONFIRM_KEY, on ? "1" : "0"); } catch { /* private mode */ } }
+// Dismissing asks for confirmation unless this browser was told not to (a preference, on by default; the
+// general "ask for confirmation" switch in Settings turns every confirmation off, this one included).
+const confirmRejections = () => prefs.get("confirmRejections");
 
 // The auto-approval threshold: read and changed through GET/PUT /api/v1/discovery/settings (admins only).
 function settingsPanel() {
@@ -42,7 +41,7 @@ function settingsPanel() {
     save(n, form.querySelector("button[type=submit]"));
   });
   const confirm = checkbox("confirmRejections", confirmRejections());
-  confirm.addEventListener("change", () => { setConfirmRejections(confirm.checked); toast(confirm.checked ? "Dismissing will ask first" : "Dismissing will not ask"); });
+  confirm.addEventListener("change", () => { prefs.set("confirmRejections", confirm.checked); toast(confirm.checked ? "Dismissing will ask first" : "Dismissing will not ask"); });
   const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   const load = async () => {
     try { const s = await api("GET", "/api/v1/discovery/settings"); body.replaceChildren(form, source, reset, err); show(s); }
