@@ -176,6 +176,11 @@ def test_device_details_show_online_state_and_requests_today(page: Any, server: 
             assert details.locator(f"[data-field='{field}']").inner_text().strip()
         assert details.locator("[data-field='Device id']").inner_text() == "ui-usage-phone"
         screenshot(page, "devices-details-1280")
+        # A rename elsewhere reaches the open dialog live (device_updated event).
+        with server.client() as admin:
+            renamed = admin.patch("/api/v1/devices/ui-usage-phone", json={"deviceName": "Hallway Tablet"})
+            assert renamed.status_code == 200, renamed.text
+        details.locator("[data-field='Name']").get_by_text("Hallway Tablet").wait_for()
         for _ in range(4):
             assert phone.get("/api/v1/devices/ui-usage-phone", headers=token).status_code == 200
     page.locator("dialog[open]").get_by_role("button", name="Refresh").click()
@@ -195,7 +200,7 @@ def test_pages_are_accessible_and_fit_a_phone(page: Any) -> None:
             show(page, name)
             page.wait_for_function("() => !document.querySelector('#main [aria-busy=\"true\"]')")
             if name == "devices":
-                page.get_by_role("button", name="Details of Hall Tablet").click()
+                page.get_by_role("button", name="Details of Hallway Tablet").click()
                 page.locator("[data-device-details]").wait_for()
             screenshot(page, f"{name}-detail-{width}")
             if not page.evaluate("() => typeof window.axe !== 'undefined'"):

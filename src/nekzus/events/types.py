@@ -18,6 +18,7 @@ class EventType(StrEnum):
     DEVICE_PAIRED = "device_paired"
     DEVICE_REVOKED = "device_revoked"
     DEVICE_STATUS = "device_status"
+    DEVICE_UPDATED = "device_updated"  # renamed or re-scoped
     DISCOVERY = "discovery"
     HEALTH_CHANGE = "health_change"
     PORT_EXPOSURE_WARNING = "port_exposure_warning"
