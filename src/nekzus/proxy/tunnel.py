@@ -1,0 +1,325 @@
+"""The byte tunnel behind a proxied WebSocket, once both handshakes are done.
+
+Frames are passed through as they arrive, in both directions, without decoding them: the client's frames
+stay masked as the client masked them, the upstream's stay as the upstream framed them. Each direction
+reads only frame headers (2-14 bytes per frame, `FrameScanner`), which is enough to
+
+- know where a frame ends, so a close frame Nekzus adds (revocation, shutdown, a message over the cap, the
+  upstream vanishing) is never spliced into the middle of another frame;
+- count messages for the per-route metrics;
+- cap message sizes: a data frame that would take a message past the cap is not forwarded and the
+  tunnel closes with 1009 (message too big), as a decoding relay would.
+
+Back-pressure: when one side's socket cannot take more (its transport calls `pause_writing`), reading
+from the other side pauses until it drains, so a slow reader never makes the proxy buffer without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+CLOSE_TIMEOUT = 5.0  # how long a closing side may take to finish its frame or answer our close
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+
+OP_CLOSE = 8
+
+
+class FrameScanner:
+    """Follows one direction's frame boundaries from the frame headers alone."""
+
+    __slots__ = ("close_seen", "limit", "message_bytes", "messages", "partial", "remaining", "violated")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit  # largest message allowed, in payload bytes
+        self.remaining = 0  # bytes of the current frame not yet seen (0: at a frame boundary)
+        self.partial = b""  # a frame header cut by the read, held back until complete
+        self.message_bytes = 0  # payload so far of the unfinished fragmented message
+        self.messages = 0  # complete data messages seen
+        self.close_seen = False
+        self.violated = False  # a frame broke the cap
+
+    @property
+    def at_boundary(self) -> bool:
+        """Whether what was passed on so far ends with a whole frame (after a frame broke the cap, nothing
+        from its header on was passed on)."""
+        return self.remaining == 0 or self.violated
+
+    def feed(self, data: bytes) -> bytes:
+        """The part of `data` that may be passed on: all of it, except a held incomplete frame header and,
+        when a frame breaks the cap, everything from that frame's header on (`violated` is set)."""
+        remaining = self.remaining
+        size = len(data)
+        if remaining >= size and not self.partial:
+            self.remaining = remaining - size  # inside one frame's payload: the common case for big frames
+            return data
+        if self.partial:
+            data = self.partial + data
+            size = len(data)
+            self.partial = b""
+        pos = remaining
+        cut = -1
+        while pos < size:
+            if size - pos < 2:
+                break
+            first = data[pos]
+            second = data[pos + 1]
+            length = second & 0x7F
+            head = 2
+            if length == 126:
+                head = 4
+            elif length == 127:
+                head = 10
+            if second & 0x80:
+                head += 4
+            if size - pos < head:
+                break
+            if length == 126:
+                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+            elif length == 127:
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+            opcode = first & 0x0F
+            if opcode < OP_CLOSE:
+                total = self.message_bytes + length if opcode == 0 else length
+                if total > self.limit and not self.violated:
+                    self.violated = True
+                    cut = pos
+                if first & 0x80:
+                    self.messages += 1
+                    self.message_bytes = 0
+                else:
+                    self.message_bytes = total
+            elif opcode == OP_CLOSE:
+                self.close_seen = True
+            pos += head + length
+        end = size
+        if pos < size:
+            self.partial = data[pos:]
+            self.remaining = 0
+            end = pos
+        else:
+            self.remaining = pos - size
+        if cut >= 0:
+            return data[:cut]
+        return data if end == size else data[:end]
+
+
+def close_frame(code: int, reason: str = "", *, masked: bool) -> bytes:
+    """A close frame; a client's (to the upstream) must be masked."""
+    payload = code.to_bytes(2, "big") + reason.encode("utf-8")[:123]
+    if not masked:
+        return bytes((0x88, len(payload))) + payload
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes((0x88, 0x80 | len(payload))) + mask + body
+
+
+class _Side(asyncio.Protocol):
+    """One end of the tunnel: what it reads is scanned and written to the other end."""
+
+    def __init__(self, tunnel: Tunnel, limit: int, *, upstream: bool) -> None:
+        self.tunnel = tunnel
+        self.scanner = FrameScanner(limit)
+        self.upstream = upstream
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Side = self
+        self.closed = False
+        self.reading_paused = False
+        self.forwarded = 0  # bytes passed on
+        self.counted = 0
+        self.counter: Any = None  # the route's message counter for this direction
+        self.discard = False  # closing: what still arrives is only scanned (for the close reply)
+
+    def bind(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        with contextlib.suppress(OSError, AttributeError):
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        scanner = self.scanner
+        tunnel = self.tunnel
+        if self.upstream and tunnel.pending is not None:
+            # A close waits for the end of the frame being passed on: only the rest of it goes through.
+            rest = scanner.remaining
+            out = scanner.feed(data[:rest] if rest < len(data) else data)
+            self.peer.write(out)
+            tunnel.frame_passed()
+            return
+        out = scanner.feed(data)
+        if scanner.messages != self.counted:
+            if self.counter is not None:
+                self.counter.inc(scanner.messages - self.counted)
+            self.counted = scanner.messages
+        if self.discard:
+            if scanner.close_seen:
+                self.close()
+            return
+        if out:
+            self.forwarded += len(out)
+            self.peer.write(out)
+        if scanner.violated:
+            self.discard = True
+            tunnel.close(1009, "message too big", upstream_code=1009)
+
+    def eof_received(self) -> bool | None:
+        return None  # the transport closes; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.tunnel.side_lost(self)
+
+    # The other side's reading follows this side's write buffer.
+    def pause_writing(self) -> None:
+        peer = self.peer
+        if peer.transport is not None and not peer.closed and not peer.reading_paused:
+            peer.reading_paused = True
+            peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        peer = self.peer
+        if peer.transport is not None and not peer.closed and peer.reading_paused:
+            peer.reading_paused = False
+            peer.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if data and transport is not None and not self.closed and not transport.is_closing():
+            transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+
+class Tunnel:
+    """Both sides of one proxied WebSocket after the handshake; `done` resolves when both are closed.
+
+    `client_limit` / `upstream_limit` cap one message from each side. `close(code, reason)` ends the
+    tunnel from Nekzus' side (revocation, shutdown): the client gets a close frame with that code at the
+    next frame boundary of what the upstream sends, the upstream a close frame, and both connections close.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, client_limit: int, upstream_limit: int) -> None:
+        self.loop = loop
+        self.client = _Side(self, client_limit, upstream=False)
+        self.upstream = _Side(self, upstream_limit, upstream=True)
+        self.client.peer = self.upstream
+        self.upstream.peer = self.client
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.closing = False
+        self.close_code: int | None = None  # the code Nekzus closed the client with, if it did
+        self.pending: tuple[int, str, int] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(
+        self,
+        client: asyncio.Transport,
+        attach_client: Callable[[asyncio.Protocol], bytes],
+        upstream: asyncio.Transport,
+        upstream_early: bytes,
+    ) -> None:
+        """Begin splicing: `attach_client` hands the client connection to this tunnel (returning what the
+        client already sent); `upstream_early` is what the upstream sent right after its 101 head."""
+        self.client.bind(client)
+        self.upstream.bind(upstream)
+        upstream.set_protocol(self.upstream)
+        early = attach_client(self.client)
+        if upstream_early:
+            self.upstream.data_received(upstream_early)
+        if early:
+            self.client.data_received(early)
+        for side, transport in ((self.client, client), (self.upstream, upstream)):
+            if transport.is_closing() and not side.closed:
+                side.closed = True
+                self.side_lost(side)
+
+    # -- ending ---------------------------------------------------------------------------------------
+
+    def close(self, code: int, reason: str = "", upstream_code: int = 1000) -> None:
+        """Close from Nekzus' side: `code` to the client, `upstream_code` to the upstream, each at a frame
+        boundary; gives up (drops both connections) after CLOSE_TIMEOUT."""
+        if self.closing or self.done.done():
+            return
+        self.closing = True
+        self.client.discard = True  # nothing more from the client is passed on
+        self._arm()
+        if self.client.closed:
+            self.upstream.close()
+            return
+        self.pending = (code, reason, upstream_code)
+        self.frame_passed()
+
+    def frame_passed(self) -> None:
+        """Send a pending close once what the upstream sends is at a frame boundary."""
+        pending = self.pending
+        if pending is None or not self.upstream.scanner.at_boundary:
+            return
+        self.pending = None
+        code, reason, upstream_code = pending
+        up = self.upstream
+        up.discard = True
+        if not up.closed:
+            if self.client.scanner.at_boundary and not self.client.scanner.close_seen:
+                up.write(close_frame(upstream_code, masked=True))
+            up.close()
+        self.close_code = code
+        client = self.client
+        client.write(close_frame(code, reason, masked=False))
+        if client.scanner.close_seen:
+            client.close()  # it had already sent its close: nothing to wait for
+
+    def _arm(self) -> None:
+        if self._timer is None:
+            self._timer = self.loop.call_later(CLOSE_TIMEOUT, self._expired)
+
+    def _expired(self) -> None:
+        self._timer = None
+        self.client.abort()
+        self.upstream.abort()
+        self._finish()
+
+    def side_lost(self, side: _Side) -> None:
+        client, up = self.client, self.upstream
+        if side is up:
+            if not client.closed:
+                if self.pending is not None or not (self.closing or up.scanner.close_seen):
+                    # The upstream went away without a close frame: 1011 to the client (or the close that
+                    # was waiting), unless that would land inside a frame.
+                    if up.scanner.at_boundary:
+                        code, reason, _ = self.pending or (1011, "", 0)
+                        self.pending = None
+                        self.close_code = code
+                        client.write(close_frame(code, reason, masked=False))
+                        client.discard = True
+                        self._arm()
+                        if client.scanner.close_seen:
+                            client.close()
+                    else:
+                        client.abort()
+                elif not self.closing:
+                    client.close()
+        elif not up.closed:
+            if not (self.closing or client.scanner.close_seen) and client.scanner.at_boundary:
+                up.write(close_frame(1000, masked=True))
+            up.close()
+        if client.closed and up.closed:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self.done.done():
+            self.done.set_result(None)
