@@ -220,7 +220,7 @@ class Tunnel:
         self.done: asyncio.Future[None] = loop.create_future()
         self.closing = False
         self.close_code: int | None = None  # the code Nekzus closed the client with, if it did
-        self.pending: tuple[int, str, int] | None = None
+        self.pending: tuple[int, str] | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     def start(
@@ -253,12 +253,15 @@ class Tunnel:
         if self.closing or self.done.done():
             return
         self.closing = True
-        self.client.discard = True  # nothing more from the client is passed on
+        client, up = self.client, self.upstream
+        client.discard = True  # nothing more from the client is passed on
         self._arm()
-        if self.client.closed:
-            self.upstream.close()
+        if not up.closed and client.scanner.at_boundary and not client.scanner.close_seen:
+            up.write(close_frame(upstream_code, masked=True))  # the upstream is told at once
+        if client.closed:
+            up.close()
             return
-        self.pending = (code, reason, upstream_code)
+        self.pending = (code, reason)
         self.frame_passed()
 
     def frame_passed(self) -> None:
@@ -267,13 +270,10 @@ class Tunnel:
         if pending is None or not self.upstream.scanner.at_boundary:
             return
         self.pending = None
-        code, reason, upstream_code = pending
+        code, reason = pending
         up = self.upstream
         up.discard = True
-        if not up.closed:
-            if self.client.scanner.at_boundary and not self.client.scanner.close_seen:
-                up.write(close_frame(upstream_code, masked=True))
-            up.close()
+        up.close()
         self.close_code = code
         client = self.client
         client.write(close_frame(code, reason, masked=False))
@@ -298,7 +298,7 @@ class Tunnel:
                     # The upstream went away without a close frame: 1011 to the client (or the close that
                     # was waiting), unless that would land inside a frame.
                     if up.scanner.at_boundary:
-                        code, reason, _ = self.pending or (1011, "", 0)
+                        code, reason = self.pending or (1011, "")
                         self.pending = None
                         self.close_code = code
                         client.write(close_frame(code, reason, masked=False))
