@@ -176,6 +176,18 @@ def test_echo_text_binary_fragmented_and_large(srv: NekzusServer, ws_upstream: W
         assert ended(ws_upstream, "/echo") == 1000
 
     asyncio.run(asyncio.wait_for(run(), 60))
+    # Messages are counted per route and direction from the frame headers (fragments count once).
+    with srv.client() as c:
+        metrics = c.get("/metrics").text
+    counted = {
+        direction: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        for direction in ("in", "out")
+        if line.startswith("nekzus_websocket_messages_total")
+        and 'app_id="tun"' in line
+        and f'direction="{direction}"' in line
+    }
+    assert counted["in"] >= 105 and counted["out"] >= 105
 
 
 def test_client_message_over_the_limit_closes_with_1009(srv: NekzusServer, ws_upstream: WsUpstream) -> None:
@@ -262,3 +274,29 @@ def test_client_abort_closes_the_upstream(srv: NekzusServer, ws_upstream: WsUpst
     asyncio.run(asyncio.wait_for(run(), 30))
     # The proxy tells the upstream the client went away (a normal close) and drops the connection.
     assert ended(ws_upstream, "/abort") == 1000
+
+
+def test_server_shutdown_closes_open_tunnels_with_1012(
+    ws_upstream: WsUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    route = {"id": "t", "app_id": "t", "path_base": "/apps/t/", "to": ws_upstream.url, "websockets": True}
+    server = NekzusServer(
+        {"routes": [route], "health_checks": {"enabled": False}},
+        data_dir=tmp_path_factory.mktemp("ws-tunnel-shutdown"),
+    ).start()
+
+    async def run() -> None:
+        try:
+            async with connect(server.ws_url + "/apps/t/shutdown") as ws:
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+                stopping = asyncio.get_running_loop().run_in_executor(None, server.stop)
+                with pytest.raises(ConnectionClosed) as info:
+                    await ws.recv()
+                assert info.value.rcvd is not None and info.value.rcvd.code == 1012
+                assert await stopping == 0
+        finally:
+            server.stop()
+
+    asyncio.run(asyncio.wait_for(run(), 60))
+    assert ended(ws_upstream, "/apps/t/shutdown") == 1012
