@@ -27,6 +27,11 @@ CLOSE_TIMEOUT = 5.0  # how long a closing side may take to finish its frame or a
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 
+# A peer silent this long is probed (TCP keepalive); one that stops answering is dropped within a minute.
+KEEPALIVE_IDLE = 30
+KEEPALIVE_INTERVAL = 10
+KEEPALIVE_PROBES = 3
+
 OP_CLOSE = 8
 
 
@@ -141,6 +146,11 @@ class _Side(asyncio.Protocol):
             sock = transport.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                # Nekzus sends no pings of its own through the tunnel: the kernel finds dead peers instead.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
         transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
 
     def data_received(self, data: bytes) -> None:
@@ -244,6 +254,8 @@ class Tunnel:
             if transport.is_closing() and not side.closed:
                 side.closed = True
                 self.side_lost(side)
+        if not upstream.is_closing() and not self.upstream.reading_paused:
+            upstream.resume_reading()  # paused while the handshake held early frames
 
     # -- ending ---------------------------------------------------------------------------------------
 

@@ -161,6 +161,8 @@ class UpstreamHandshake(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.upgraded:
             self.early += data
+            if len(self.early) > MAX_RESPONSE_HEAD and self.transport is not None:
+                self.transport.pause_reading()  # the tunnel resumes it once it takes over
             return
         if self.answered.done():
             return
@@ -175,7 +177,9 @@ class UpstreamHandshake(asyncio.Protocol):
         except httptools.HttpParserError:
             self._answer("invalid HTTP response")
         else:
-            if self._size > MAX_RESPONSE_HEAD + MAX_REFUSAL_BODY:
+            if self.status == 101:
+                self._answer()  # a 101 the parser did not take as an upgrade: judged invalid by the caller
+            elif self._size > MAX_RESPONSE_HEAD + MAX_REFUSAL_BODY:
                 self._answer("response too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
