@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import socket
+import ssl
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -17,15 +18,17 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from nekzus.certs.selfsigned import ensure_certificate
 from tests.nekzus_server import NekzusServer, free_port
 
 
 class WsUpstream:
     """A `websockets` server in a background thread; records how each connection ended."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.ended: queue.Queue[tuple[str, int | None]] = queue.Queue()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -51,6 +54,7 @@ class WsUpstream:
                 max_size=None,
                 compression=None,
                 ping_interval=None,
+                ssl=self.tls,
             ):
                 started.set()
                 assert self._stop is not None
@@ -142,6 +146,18 @@ def srv(ws_upstream: WsUpstream, tmp_path_factory: pytest.TempPathFactory) -> It
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WsUpstream]:
+    folder = tmp_path_factory.mktemp("ws-tls")
+    cert, key = folder / "up.crt", folder / "up.key"
+    ensure_certificate(cert, key, generated=False)  # self-signed: no public CA vouches for it
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    up = WsUpstream(tls=context).start()
+    yield up
+    up.stop()
 
 
 def ended(up: WsUpstream, path: str) -> int | None:
@@ -300,3 +316,39 @@ def test_server_shutdown_closes_open_tunnels_with_1012(
 
     asyncio.run(asyncio.wait_for(run(), 60))
     assert ended(ws_upstream, "/apps/t/shutdown") == 1012
+
+
+def test_tls_upstream_honours_the_routes_verify_option(
+    tls_upstream: WsUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    routes = [
+        {"id": "v", "app_id": "v", "path_base": "/apps/v/", "to": tls_upstream.url, "websockets": True},
+        {
+            "id": "s",
+            "app_id": "s",
+            "path_base": "/apps/s/",
+            "to": tls_upstream.url,
+            "websockets": True,
+            "tls_skip_verify": True,
+        },
+    ]
+    server = NekzusServer(
+        {"routes": routes, "health_checks": {"enabled": False}},
+        data_dir=tmp_path_factory.mktemp("ws-tunnel-tls"),
+    ).start()
+
+    async def run() -> None:
+        # Verified by default: a self-signed upstream certificate is refused (502), never tunnelled.
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(server.ws_url + "/apps/v/x"):
+                pass
+        assert info.value.response.status_code == 502
+        # The route opts out of verification: wss to the upstream, plain text to the client.
+        async with connect(server.ws_url + "/apps/s/x") as ws:
+            await ws.send("over tls")
+            assert await ws.recv() == "over tls"
+
+    try:
+        asyncio.run(asyncio.wait_for(run(), 60))
+    finally:
+        server.stop()
