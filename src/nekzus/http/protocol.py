@@ -317,7 +317,7 @@ class HeldConnection(asyncio.Protocol):
         async def send(message: dict[str, Any]) -> None:
             kind = message["type"]
             if self._answered or self.upgraded:
-                raise RuntimeError(f"{kind} after the tunnelled WebSocket was answered")
+                return  # already answered (e.g. 503 at shutdown) or tunnelled: nothing more to say
             if kind == "websocket.http.response.start":
                 self._response = message
             elif kind == "websocket.http.response.body" and self._response is not None:
