@@ -28,27 +28,48 @@ def frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = False
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
-STREAM = b"".join(
-    [
-        frame(1, b"hello"),
-        frame(2, b"\x00" * 126, masked=True),
-        frame(1, b"a" * 200, fin=False),
-        frame(9, b"ping"),  # a control frame between fragments
-        frame(0, b"b" * 70_000, fin=False, masked=True),
-        frame(0, b"", fin=True),
-        frame(2, b"c" * 65_535),
-        frame(8, (1000).to_bytes(2, "big")),
-    ]
-)
+def stream(masked: bool) -> bytes:
+    return b"".join(
+        [
+            frame(1, b"hello", masked=masked),
+            frame(2, b"\x00" * 126, masked=masked),
+            frame(1, b"a" * 200, fin=False, masked=masked),
+            frame(9, b"ping", masked=masked),  # a control frame between fragments
+            frame(0, b"b" * 70_000, fin=False, masked=masked),
+            frame(0, b"", fin=True, masked=masked),
+            frame(2, b"c" * 65_535, masked=masked),
+            frame(8, (1000).to_bytes(2, "big"), masked=masked),
+        ]
+    )
 
 
-@pytest.mark.parametrize("step", [1, 2, 3, 7, 13, 1000, 65_536, len(STREAM)])
-def test_scanner_passes_everything_and_counts_messages_whatever_the_reads(step: int) -> None:
-    scanner = FrameScanner(limit=1 << 20)
-    out = b"".join(scanner.feed(STREAM[i : i + step]) for i in range(0, len(STREAM), step))
-    assert out == STREAM
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 13, 1000, 65_536, 1 << 20])
+def test_scanner_passes_everything_and_counts_messages_whatever_the_reads(step: int, masked: bool) -> None:
+    data = stream(masked)
+    scanner = FrameScanner(limit=1 << 20, masked=masked)
+    out = b"".join(scanner.feed(data[i : i + step]) for i in range(0, len(data), step))
+    assert out == data
     assert scanner.messages == 4  # text, binary, the fragmented one, binary; pings and closes are not
-    assert scanner.close_seen and scanner.at_boundary
+    assert scanner.close_seen and scanner.at_boundary and not scanner.violation
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        frame(1, b"unmasked from a client"),
+        bytes((0xC1, 0x80)) + b"\x00" * 4,  # RSV1 without a negotiated extension
+        frame(3, b"", masked=True),  # reserved opcode
+        frame(0, b"continuation of nothing", masked=True),
+        frame(9, b"p" * 126, masked=True),  # control frame over 125 bytes
+        frame(9, b"p", fin=False, masked=True),  # fragmented control frame
+    ],
+)
+def test_scanner_stops_before_a_malformed_client_frame(bad: bytes) -> None:
+    scanner = FrameScanner(limit=1 << 20, masked=True)
+    good = frame(1, b"fine", masked=True)
+    assert scanner.feed(good + bad + good) == good
+    assert scanner.violation == 1002 and scanner.at_boundary
 
 
 def test_scanner_holds_a_cut_header_until_it_is_whole() -> None:
@@ -67,7 +88,7 @@ def test_scanner_stops_before_the_frame_that_breaks_the_cap() -> None:
     first = frame(1, b"a" * 60, fin=False)
     data = first + frame(0, b"b" * 41) + frame(1, b"later")
     assert scanner.feed(data) == first  # 60 + 41 > 100: the second fragment's header never passes
-    assert scanner.violated and scanner.at_boundary
+    assert scanner.violation == 1009 and scanner.at_boundary
     assert FrameScanner(limit=101).feed(data) == data
 
 
@@ -185,3 +206,25 @@ def test_a_slow_reader_pauses_the_upstream_instead_of_filling_memory() -> None:
         await asyncio.wait_for(tunnel.done, 10)
 
     asyncio.run(asyncio.wait_for(run(), 60))
+
+
+def test_a_malformed_client_frame_closes_both_sides_with_1002() -> None:
+    async def run() -> None:
+        tunnel, client_r, client_w, up_r, up_w = await _tunnel()
+        passed = frame(1, b"ok", masked=True)
+        client_w.write(passed + frame(1, b"not masked"))
+        await client_w.drain()
+        assert await up_r.readexactly(len(passed)) == passed  # the good frame, as the client masked it
+        # The upstream is told (a masked close with the same code), then the connection ends.
+        close = await up_r.read()
+        assert close[:2] == b"\x88\x82" and len(close) == 8
+        expected = close_frame(1002, "protocol error", masked=False)
+        assert await client_r.readexactly(len(expected)) == expected
+        client_w.write(frame(8, (1002).to_bytes(2, "big"), masked=True))
+        await client_w.drain()
+        assert await client_r.read() == b""
+        await asyncio.wait_for(tunnel.done, 5)
+        up_w.close()
+        client_w.close()
+
+    asyncio.run(asyncio.wait_for(run(), 30))

@@ -36,28 +36,49 @@ OP_CLOSE = 8
 
 
 class FrameScanner:
-    """Follows one direction's frame boundaries from the frame headers alone."""
+    """Follows one direction's frame boundaries from the frame headers alone.
 
-    __slots__ = ("close_seen", "limit", "message_bytes", "messages", "partial", "remaining", "violated")
+    It also checks what a header shows: masking as RFC 6455 requires for the direction (clients mask,
+    servers do not), no reserved bits (no extension is negotiated) or opcodes, control frames small and
+    unfragmented, continuations only inside a fragmented message. A bad header is a protocol error (1002)
+    and, like a message over the cap (1009), stops the direction before that frame."""
 
-    def __init__(self, limit: int) -> None:
+    __slots__ = (
+        "close_seen",
+        "fragmented",
+        "limit",
+        "mask",
+        "message_bytes",
+        "messages",
+        "partial",
+        "remaining",
+        "violation",
+    )
+
+    def __init__(self, limit: int, *, masked: bool = False) -> None:
         self.limit = limit  # largest message allowed, in payload bytes
+        self.mask = 0x80 if masked else 0  # the mask bit every frame of this direction must carry
         self.remaining = 0  # bytes of the current frame not yet seen (0: at a frame boundary)
         self.partial = b""  # a frame header cut by the read, held back until complete
+        self.fragmented = False  # inside a message whose first frame had no FIN
         self.message_bytes = 0  # payload so far of the unfinished fragmented message
         self.messages = 0  # complete data messages seen
         self.close_seen = False
-        self.violated = False  # a frame broke the cap
+        self.violation = 0  # the close code for the first bad frame (1009 too big, 1002 malformed)
+
+    @property
+    def violated(self) -> bool:
+        return self.violation != 0
 
     @property
     def at_boundary(self) -> bool:
-        """Whether what was passed on so far ends with a whole frame (after a frame broke the cap, nothing
-        from its header on was passed on)."""
-        return self.remaining == 0 or self.violated
+        """Whether what was passed on so far ends with a whole frame (after a bad frame, nothing from its
+        header on was passed on)."""
+        return self.remaining == 0 or self.violation != 0
 
     def feed(self, data: bytes) -> bytes:
         """The part of `data` that may be passed on: all of it, except a held incomplete frame header and,
-        when a frame breaks the cap, everything from that frame's header on (`violated` is set)."""
+        from a bad frame on, everything from that frame's header (`violation` is set)."""
         remaining = self.remaining
         size = len(data)
         if remaining >= size and not self.partial:
@@ -89,18 +110,30 @@ class FrameScanner:
             elif length == 127:
                 length = int.from_bytes(data[pos + 2 : pos + 10], "big")
             opcode = first & 0x0F
-            if opcode < OP_CLOSE:
+            fin = first & 0x80
+            bad = 0
+            if first & 0x70 or (second & 0x80) != self.mask:
+                bad = 1002
+            elif opcode < OP_CLOSE:
+                if opcode > 2 or (opcode == 0) != self.fragmented:
+                    bad = 1002
                 total = self.message_bytes + length if opcode == 0 else length
-                if total > self.limit and not self.violated:
-                    self.violated = True
-                    cut = pos
-                if first & 0x80:
+                if total > self.limit:
+                    bad = bad or 1009
+                if fin:
                     self.messages += 1
                     self.message_bytes = 0
+                    self.fragmented = False
                 else:
                     self.message_bytes = total
+                    self.fragmented = True
+            elif opcode > 10 or length > 125 or not fin:
+                bad = 1002
             elif opcode == OP_CLOSE:
                 self.close_seen = True
+            if bad and not self.violation:
+                self.violation = bad
+                cut = pos
             pos += head + length
         end = size
         if pos < size:
@@ -129,7 +162,7 @@ class _Side(asyncio.Protocol):
 
     def __init__(self, tunnel: Tunnel, limit: int, *, upstream: bool) -> None:
         self.tunnel = tunnel
-        self.scanner = FrameScanner(limit)
+        self.scanner = FrameScanner(limit, masked=not upstream)
         self.upstream = upstream
         self.transport: asyncio.Transport | None = None
         self.peer: _Side = self
@@ -175,9 +208,10 @@ class _Side(asyncio.Protocol):
         if out:
             self.forwarded += len(out)
             self.peer.write(out)
-        if scanner.violated:
+        if scanner.violation:
             self.discard = True
-            tunnel.close(1009, "message too big", upstream_code=1009)
+            code = scanner.violation
+            tunnel.close(code, "message too big" if code == 1009 else "protocol error", upstream_code=code)
 
     def eof_received(self) -> bool | None:
         return None  # the transport closes; connection_lost follows

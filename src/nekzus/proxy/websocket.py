@@ -13,7 +13,10 @@ upstream's answer is the client's answer:
 - no answer: 502 (unreachable, invalid handshake) or 504 (timed out), in the API's error shape.
 
 Extensions (compression) are not negotiated, so frame lengths are message lengths: an upstream message over
-`MAX_MESSAGE_BYTES`, or a client message over the server's WebSocket limit, closes the tunnel with 1009.
+`MAX_MESSAGE_BYTES`, or a client message over the server's WebSocket limit, closes the tunnel with 1009; a
+frame whose header breaks RFC 6455 (unmasked from the client, reserved bits or opcodes, bad fragmentation)
+with 1002, before any of it is passed on. Payloads are not inspected (text frames' UTF-8 is the endpoints'
+to check).
 The tunnel is registered by the credential that opened it: revocation, logout or expiry closes it (1008
 with the reason), a server shutdown too (1012), each close frame at a frame boundary.
 
