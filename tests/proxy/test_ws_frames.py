@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from nekzus.http.protocol import valid_websocket_key
 from nekzus.proxy.tunnel import HIGH_WATER, FrameScanner, Tunnel, close_frame
 
 
@@ -228,3 +229,14 @@ def test_a_malformed_client_frame_closes_both_sides_with_1002() -> None:
         client_w.close()
 
     asyncio.run(asyncio.wait_for(run(), 30))
+
+
+def test_only_well_formed_handshakes_are_tunnelled() -> None:
+    key = (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ==")
+    assert valid_websocket_key([key, (b"sec-websocket-version", b"13")])
+    # Anything else is left to the server's own WebSocket protocol, which answers 400.
+    assert not valid_websocket_key([key, (b"sec-websocket-version", b"8")])
+    assert not valid_websocket_key([key, key, (b"sec-websocket-version", b"13")])
+    version = (b"sec-websocket-version", b"13")
+    assert not valid_websocket_key([(b"sec-websocket-key", b"c2hvcnQ="), version])  # 5 bytes, not 16
+    assert not valid_websocket_key([(b"sec-websocket-key", b"not base64!"), version])

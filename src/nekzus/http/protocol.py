@@ -230,7 +230,7 @@ _HELD_LIMIT = 64 * 1024
 def valid_websocket_key(headers: list[tuple[bytes, bytes]]) -> bool:
     """The handshake fields a byte tunnel relies on: exactly one version-13 line and one 16-byte key."""
     keys = [v for k, v in headers if k == b"sec-websocket-key"]
-    versions = [v for k, v in headers if k == b"sec-websocket-version"]
+    versions = [v.strip() for k, v in headers if k == b"sec-websocket-version"]
     if len(keys) != 1 or versions != [b"13"]:
         return False
     try:
