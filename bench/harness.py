@@ -11,6 +11,7 @@ process spent waiting.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import signal
@@ -157,20 +158,26 @@ def _client_context() -> ssl.SSLContext:
 CLIENT_TLS = _client_context()
 
 
-def http_status(port: int, path: str, tls: bool, timeout: float = 2.0) -> int:
-    """The status of one GET to 127.0.0.1:port (HTTPS without verification when `tls`)."""
+def _get(
+    port: int, path: str, tls: bool, headers: dict[str, str] | None = None, timeout: float = 2.0
+) -> tuple[int, bytes]:
+    """(status, body) of one GET to 127.0.0.1:port on a new connection (HTTPS unverified when `tls`)."""
     conn: http.client.HTTPConnection
     if tls:
         conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=CLIENT_TLS)
     else:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path, headers={"Host": f"127.0.0.1:{port}"})
+        conn.request("GET", path, headers={"Host": f"127.0.0.1:{port}", **(headers or {})})
         resp = conn.getresponse()
-        resp.read()
-        return resp.status
+        return resp.status, resp.read()
     finally:
         conn.close()
+
+
+def http_status(port: int, path: str, tls: bool, timeout: float = 2.0) -> int:
+    """The status of one GET to 127.0.0.1:port (HTTPS without verification when `tls`)."""
+    return _get(port, path, tls, timeout=timeout)[0]
 
 
 class NekzusProcess:
@@ -199,6 +206,7 @@ class NekzusProcess:
         sections = dict(config or {})
         server = {"addr": f"127.0.0.1:{self.port}", **sections.pop("server", {})}
         full = {"server": server, "storage": {"database_path": str(data_dir / "nexus.db")}, **sections}
+        self.config = full
         data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path = data_dir / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump(full))
@@ -237,7 +245,9 @@ class NekzusProcess:
             )
 
     def wait_ready(self, timeout: float = 60.0, interval: float = 0.05) -> float:
-        """Wait for the first 200 from /readyz; returns the seconds since `start`."""
+        """Wait for the first 200 from /readyz; returns the seconds since `start`. Then, with several
+        worker processes, wait until every one of them is ready too (followers start after the leader,
+        and a load that arrives meanwhile would measure the start-up): the returned time is the first."""
         assert self.proc is not None
         deadline = self.started + timeout
         while time.perf_counter() < deadline:
@@ -245,11 +255,33 @@ class NekzusProcess:
                 raise RuntimeError(f"nekzus exited with {self.proc.returncode}: {self.logs()}")
             try:
                 if http_status(self.port, "/readyz", self.tls) == 200:
-                    return time.perf_counter() - self.started
+                    elapsed = time.perf_counter() - self.started
+                    self.wait_workers(deadline, interval)
+                    return elapsed
             except (OSError, http.client.HTTPException):
                 pass
             time.sleep(interval)
         raise RuntimeError(f"nekzus not ready after {timeout}s: {self.logs()}")
+
+    def wait_workers(self, deadline: float, interval: float = 0.05) -> None:
+        """Until every worker answered /healthz as ready (each new connection lands on any worker), or
+        at once for a single process (its answer names no worker)."""
+        workers = self.config.get("server", {}).get("workers") or os.cpu_count() or 1
+        seen: set[int] = set()
+        while len(seen) < workers:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"workers {sorted(seen)} of {workers} ready: {self.logs()}")
+            try:
+                status, body = _get(self.port, "/healthz", self.tls, {"Accept": "application/json"})
+            except (OSError, http.client.HTTPException):
+                status, body = 0, b""
+            if status == 200:
+                index = json.loads(body).get("worker")
+                if index is None:
+                    return  # one process (or a tree without workers)
+                seen.add(int(index))
+            else:
+                time.sleep(interval)
 
     def logs(self, tail: int = 3000) -> str:
         try:

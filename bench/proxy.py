@@ -124,6 +124,8 @@ http://127.0.0.1:{self.caddy} {{
             ours = [port for port, _ in self.instances.values()]
             for port in (*ours, self.caddy, self.nginx, *([self.baseline] if self.baseline else [])):
                 wait_http(f"http://127.0.0.1:{port}/apps/bench/small", READY_TIMEOUT)
+            for nekzus in self.nekzus:  # followers start after the leader: all of them, before any load
+                nekzus.wait_workers(time.perf_counter() + READY_TIMEOUT)
         except RuntimeError:
             for log in sorted(self.dir.rglob("*.log")):
                 print(f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
