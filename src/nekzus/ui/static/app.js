@@ -34,9 +34,86 @@ function field(labelText, input, hint) {
 const input = (name, attrs = {}) => h("input", { name, ...attrs });
 const checkbox = (name, checked) => h("input", { type: "checkbox", name, checked: !!checked });
 
+// ---------- preferences (this browser only) ----------
+// One JSON object in localStorage. Every key has a type and a default; anything else is refused, so an
+// imported file or a hand-edited value can never put the page in a state it does not understand.
+const PREFS_KEY = "nekzus.prefs";
+const zoneOk = (z) => { if (z === "") return true; try { new Intl.DateTimeFormat("en", { timeZone: z }); return true; } catch { return false; } };
+export const PREF_SPEC = {
+  refreshInterval: { type: "number", def: 10, min: 2, max: 3600, help: "seconds between refreshes of polled views (2-3600)" },
+  timezone: { type: "string", def: "", check: zoneOk, help: "an IANA time zone such as Europe/Berlin, or empty for the browser's" },
+  timestampStyle: { type: "string", def: "relative", oneOf: ["relative", "absolute"] },
+  idleMinutes: { type: "number", def: 0, min: 0, max: 1440, help: "minutes of inactivity before signing out (0 = the server's limit)" },
+  confirmDestructive: { type: "boolean", def: true },
+  confirmRejections: { type: "boolean", def: true },  // dismissing discovery proposals asks first
+  theme: { type: "string", def: "", oneOf: ["", "light", "dark", "terminal"] },
+  fontSize: { type: "string", def: "medium", oneOf: ["small", "medium", "large", "x-large"] },
+  compact: { type: "boolean", def: false },
+  showErrorDetails: { type: "boolean", def: false },
+  logWsEvents: { type: "boolean", def: false },
+};
+const prefDefaults = () => Object.fromEntries(Object.entries(PREF_SPEC).map(([k, s]) => [k, s.def]));
+// Why a value is refused (a sentence for the user), or "" when it is fine.
+function prefProblem(key, v) {
+  const spec = PREF_SPEC[key];
+  if (!spec) return `Unknown setting “${key}”`;
+  if (typeof v !== spec.type || (spec.type === "number" && !Number.isFinite(v))) return `“${key}” must be a ${spec.type}`;
+  if (spec.oneOf && !spec.oneOf.includes(v)) return `“${key}” must be one of: ${spec.oneOf.map((x) => x || "(default)").join(", ")}`;
+  if (spec.type === "number" && (v < spec.min || v > spec.max)) return `“${key}” must be between ${spec.min} and ${spec.max}`;
+  if (spec.check && !spec.check(v)) return `“${key}”: ${spec.help}`;
+  return "";
+}
+// Checks a whole imported object; throws an Error naming every problem.
+export function validatePrefs(obj) {
+  if (!obj || typeof obj !== "object" || Array.isArray(obj)) throw new Error("The file does not hold a settings object");
+  const problems = Object.entries(obj).map(([k, v]) => prefProblem(k, v)).filter(Boolean);
+  if (problems.length) throw new Error("Settings refused: " + problems.join("; "));
+  return { ...prefDefaults(), ...obj };
+}
+function readPrefs() {
+  const out = prefDefaults();
+  let stored = {};
+  try { stored = JSON.parse(localStorage.getItem(PREFS_KEY) || "{}") || {}; } catch { stored = {}; }
+  for (const [k, v] of Object.entries(stored)) if (!prefProblem(k, v)) out[k] = v;  // a bad value falls back
+  if (!stored.theme) { try { const old = localStorage.getItem("nekzus.theme"); if (old && !prefProblem("theme", old)) out.theme = old; } catch { /* none */ } }
+  return out;
+}
+const prefListeners = new Set();
+let prefValues = readPrefs();
+function savePrefs(next) {
+  const changed = Object.keys(PREF_SPEC).filter((k) => next[k] !== prefValues[k]);
+  prefValues = next;
+  try { localStorage.setItem(PREFS_KEY, JSON.stringify(next)); localStorage.removeItem("nekzus.theme"); }  // (older single key)
+  catch { /* private mode: this tab only */ }
+  if (changed.length) for (const fn of [...prefListeners]) { try { fn(changed, { ...next }); } catch (e) { console.error(e); } }
+}
+export const prefs = {
+  get: (key) => prefValues[key],
+  all: () => ({ ...prefValues }),
+  defaults: prefDefaults,
+  set(key, value) { const p = prefProblem(key, value); if (p) throw new Error(p); savePrefs({ ...prefValues, [key]: value }); },
+  replace(obj) { savePrefs(validatePrefs(obj)); },
+  reset() { savePrefs(prefDefaults()); },
+  // fn(changedKeys, allValues) after every change (also changes made in another tab); returns an unsubscribe.
+  onChange(fn) { prefListeners.add(fn); return () => prefListeners.delete(fn); },
+};
+window.addEventListener("storage", (e) => { if (e.key === PREFS_KEY || e.key === null) savePrefs(readPrefs()); });
+// Theme, font size and density: theme.js sets them before the first paint; this keeps them current.
+function applyAppearance() {
+  const root = document.documentElement, theme = prefValues.theme;
+  root.setAttribute("data-theme", theme || (window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light"));
+  root.setAttribute("data-font-size", prefValues.fontSize);
+  root.toggleAttribute("data-compact", prefValues.compact);
+}
+prefs.onChange((keys) => { if (keys.some((k) => ["theme", "fontSize", "compact"].includes(k))) applyAppearance(); });
+
 // ---------- API ----------
 class ApiErr extends Error {
-  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+  constructor(status, code, message, requestId) {
+    // Developer option: the message itself carries the code and request id (to match the server log).
+    super(prefValues.showErrorDetails && code ? `${message} [${code}${requestId ? ", request " + requestId : ""}]` : message);
+    this.status = status; this.code = code; this.requestId = requestId || "";
+  }
   get unavailable() { return this.status === 404 || this.status === 503 || this.status === 501; }
 }
 
@@ -58,16 +135,18 @@ export async function api(method, path, body, opts = {}) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
   if (!res.ok) {
-    const err = data && data.error ? new ApiErr(res.status, data.error.code, data.error.message)
-      : new ApiErr(res.status, "HTTP_" + res.status, `Request failed (${res.status})`);
+    const rid = res.headers.get("x-request-id");
+    const err = data && data.error ? new ApiErr(res.status, data.error.code, data.error.message, rid)
+      : new ApiErr(res.status, "HTTP_" + res.status, `Request failed (${res.status})`, rid);
     if (res.status === 401 && state.user && !opts.noRedirect) { sessionEnded(err.message); }
     throw err;
   }
   return data;
 }
 async function errorOf(res) {
-  try { const d = await res.json(); return new ApiErr(res.status, d.error.code, d.error.message); }
-  catch { return new ApiErr(res.status, "HTTP_" + res.status, `Request failed (${res.status})`); }
+  const rid = res.headers.get("x-request-id");
+  try { const d = await res.json(); return new ApiErr(res.status, d.error.code, d.error.message, rid); }
+  catch { return new ApiErr(res.status, "HTTP_" + res.status, `Request failed (${res.status})`, rid); }
 }
 
 // ---------- toasts, notices ----------
@@ -90,10 +169,25 @@ async function guard(fn, btn) {
 }
 
 // ---------- formatting ----------
+const toMs = (t) => (typeof t === "number" ? (t > 1e12 ? t : t * 1000) : Date.parse(t));
+// A date and time in the chosen time zone (or the browser's): "2026-12-02 14:05:09 GMT+1".
+function datetime(t, { date = true, time = true } = {}) {
+  if (!t) return "–";
+  const ms = toMs(t);
+  if (!ms) return String(t);
+  const tz = prefValues.timezone || undefined;
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-GB", { timeZone: tz, year: "numeric", month: "2-digit",
+    day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "short" })
+    .formatToParts(new Date(ms)).map((p) => [p.type, p.value]));
+  const d = `${parts.year}-${parts.month}-${parts.day}`, hm = `${parts.hour}:${parts.minute}:${parts.second} ${parts.timeZoneName}`;
+  return date && time ? `${d} ${hm}` : date ? d : hm;
+}
+// "5m ago", or the absolute time when the user prefers that (Settings → timestamps).
 function ago(t) {
   if (!t) return "never";
-  const ms = typeof t === "number" ? (t > 1e12 ? t : t * 1000) : Date.parse(t);
+  const ms = toMs(t);
   if (!ms) return String(t);
+  if (prefValues.timestampStyle === "absolute") return datetime(ms);
   const s = Math.max(0, (Date.now() - ms) / 1000);
   if (s < 60) return "just now";
   if (s < 3600) return `${Math.floor(s / 60)}m ago`;
@@ -200,6 +294,7 @@ function dialog(title, content, { onClose } = {}) {
   return d;
 }
 function confirmDialog(message, action = "Confirm") {
+  if (!prefValues.confirmDestructive) return Promise.resolve(true);  // the user switched confirmations off
   return new Promise((resolve) => {
     let ok = false;
     const d = dialog("Please confirm", h("div", {}, h("p", {}, message),
@@ -346,12 +441,18 @@ async function logout() {
   if (state.ws) { const w = state.ws; state.ws = null; w.close(); }
   showLogin();
 }
+// The server ends an idle session by itself; the user may ask this page to sign out sooner (never later).
+function idleSeconds() {
+  const mine = prefValues.idleMinutes * 60;
+  return mine > 0 ? Math.min(mine, state.idleTimeout) : state.idleTimeout;
+}
 function resetIdle() {
   clearTimeout(state.idleTimer);
   if (!state.user) return;
   state.idleTimer = setTimeout(async () => { await logout(); toast("Signed out after inactivity", "error"); },
-    state.idleTimeout * 1000);
+    idleSeconds() * 1000);
 }
+prefs.onChange((keys) => { if (keys.includes("idleMinutes")) resetIdle(); });
 ["keydown", "pointerdown"].forEach((ev) => window.addEventListener(ev, () => { if (state.user) resetIdle(); }, { passive: true }));
 
 // ---------- navigation ----------
@@ -382,7 +483,14 @@ async function route() {
   main.setAttribute("data-ready", name);
   main.focus({ preventScroll: true });
 }
-function every(ms, fn) { const t = setInterval(fn, ms); state.cleanup.push(() => clearInterval(t)); }
+// Polls `fn` while the page is shown, every `refreshInterval` seconds (Settings); a change re-arms the timer.
+// (The first argument of older callers, a period in ms, is ignored: the user's choice applies everywhere.)
+function every(msOrFn, maybeFn) {
+  const fn = typeof msOrFn === "function" ? msOrFn : maybeFn;
+  let t = setInterval(fn, prefValues.refreshInterval * 1000);
+  const off = prefs.onChange((keys) => { if (keys.includes("refreshInterval")) { clearInterval(t); t = setInterval(fn, prefValues.refreshInterval * 1000); } });
+  state.cleanup.push(() => { clearInterval(t); off(); });
+}
 function section(main, title, ...nodes) { main.replaceChildren(h("h1", {}, title), ...nodes); }
 // A region reloaded by `load()`; errors (incl. "not available") render inside it. Until its first load it
 // shows a placeholder (`skeleton()`, shaped like the content where that is known) and keeps at least the
@@ -598,7 +706,7 @@ PAGES.audit = async (main, title) => {
     const d = await api("GET", "/api/v1/audit-logs?" + q);
     const rows = list(d, "logs");
     return h("div", {}, dataTable({ label: "Audit log", rows, searchable: false, pageSize: limit, empty: "No entries.", columns: [
-      { key: "timestamp", title: "When" }, { key: "action", title: "Action" }, { key: "actor", title: "Actor" },
+      { key: "timestamp", title: "When", render: (e) => datetime(e.timestamp) }, { key: "action", title: "Action" }, { key: "actor", title: "Actor" },
       { key: "target", title: "Target" }, { key: "ip", title: "IP" }, { key: "details", title: "Details" }] }),
     serverPager("Audit log", offset, limit, d.total ?? offset + rows.length, (o) => { offset = o; out.load(); }));
   });
@@ -637,3 +745,4 @@ else start();
 export { PAGES, state, field, input, checkbox, notice, errorBox, guard, ago, bytes, badge, stateKind, pick, list,
   download, downloadFrom, dataTable, dialog, confirmDialog, formDialog, region, section, every, NBSP };
 export { NAV, route, tabs, logsDialog, nextId, serverPager, LIST_PAGE };
+export { datetime, idleSeconds };
