@@ -232,7 +232,7 @@ def serve(
 
     from nekzus.api.certificates import CERTIFICATES
     from nekzus.app import create_app
-    from nekzus.http.protocol import CoalescingHttpToolsProtocol
+    from nekzus.http.protocol import CoalescingHttpToolsProtocol, TunnellingHttpToolsProtocol
 
     app = create_app(
         config,
@@ -272,8 +272,12 @@ def serve(
         timeout_graceful_shutdown=max(1, int(config.server.shutdown_timeout) - 1),
         timeout_keep_alive=75,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol.configured(
-            head_timeout=config.server.read_header_timeout, body_timeout=config.server.read_body_timeout
+        http=TunnellingHttpToolsProtocol.tunnelling(
+            CoalescingHttpToolsProtocol.configured(
+                head_timeout=config.server.read_header_timeout, body_timeout=config.server.read_body_timeout
+            ),
+            # Proxied WebSocket routes take the client connection after the handshake (a byte tunnel).
+            app.services.domains.proxy.claims_tunnel,
         ),
         ws="websockets-sansio",
         ws_max_size=1 << 20,

@@ -111,6 +111,9 @@ class CertificateService:
         self.fallback_files: tuple[Path, Path] | None = None
         # Called after every change of what is served (other worker processes then `resync`).
         self.changed: Callable[[], None] = lambda: None
+        # Whether this process speaks for the instance about what it finds at start-up (TLS switched on
+        # in place: the log line and the devices' repair notice). Only the leader of several workers does.
+        self.announce_start = True
 
     # ---- wiring from the server --------------------------------------------------------------------
 
@@ -202,7 +205,7 @@ class CertificateService:
             _ = self.ca  # created once, at first start (later starts load it when it signs)
         await self._load()
         if not self.serving_tls and self.managed:
-            await self._enable_tls()
+            await self._enable_tls(announce=self.announce_start)
 
     async def reload_from_storage(self) -> None:
         """Re-read the table (after a restore) and tell devices if the served key changed."""
@@ -413,8 +416,9 @@ class CertificateService:
         )
         return -1
 
-    async def _enable_tls(self) -> None:
-        """The first certificate appeared while serving plain HTTP: switch the listener to TLS in place."""
+    async def _enable_tls(self, *, announce: bool = True) -> None:
+        """The first certificate appeared while serving plain HTTP: switch the listener to TLS in place
+        (and, with `announce`, log it and tell the devices to re-pair)."""
         if self.listener is None or not self.sni.has_any():
             return
         await self.listener.enable_tls(self.sni.listener_context())
@@ -422,6 +426,8 @@ class CertificateService:
         url = self.base_url()
         if url.startswith("http://"):
             self.set_base_url("https://" + url[len("http://") :])
+        if not announce:
+            return
         log.info("TLS enabled in place; base URL is now %s", self.base_url())
         await self.notify_devices(
             CertEvent.REPAIR_REQUIRED,

@@ -90,6 +90,7 @@ def join(app: NekzusApp, info: WorkerInfo, on_failed: Callable[[], None] | None 
     if certificates is not None:
         certs = certificates
         certs.changed = lambda: mirrors.changed(CERTIFICATES)
+        certs.announce_start = info.leader  # every worker switches to TLS at start; the leader says so
         mirrors.register(CERTIFICATES, certs.resync)
     if not info.leader:
         services.health.register("health", _followed_health(app))
