@@ -65,6 +65,7 @@ def test_scanner_passes_everything_and_counts_messages_whatever_the_reads(step: 
         frame(9, b"p" * 126, masked=True),  # control frame over 125 bytes
         frame(9, b"p", fin=False, masked=True),  # fragmented control frame
     ],
+    ids=["unmasked", "rsv1", "reserved-opcode", "stray-continuation", "long-control", "fragmented-control"],
 )
 def test_scanner_stops_before_a_malformed_client_frame(bad: bytes) -> None:
     scanner = FrameScanner(limit=1 << 20, masked=True)

@@ -26,13 +26,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import (
-    HEADER_RE,
-    HEADER_VALUE_RE,
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _STATUS_PREFIX = b"HTTP/1.1 "
 _CONTINUE = b"HTTP/1.1 100 "
@@ -108,58 +102,6 @@ def raw_error_response(status: int, code: str, message: str) -> bytes:
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
         b"connection: close\r\n\r\n" % (status, _REASONS.get(status, b"Error"), len(data))
     ) + data
-
-
-class _Cycle(RequestResponseCycle):
-    """uvicorn's request/response cycle with a leaner response head (same checks, same bytes).
-
-    uvicorn validates every response header name and value with its own regex search (two per header);
-    one search over all names and one over all values finds the same forbidden bytes, as a concatenation
-    contains exactly the bytes of its parts. Everything else (body framing, flow control, access log,
-    errors) is uvicorn's own `send`."""
-
-    async def send(self, message: Any) -> None:
-        if (
-            self.response_started
-            or self.disconnected
-            or self.flow.write_paused
-            or self.access_log
-            or message["type"] != "http.response.start"
-        ):
-            await super().send(message)
-            return
-        self.response_started = True
-        self.waiting_for_100_continue = False
-        status_code = message["status"]
-        headers = message.get("headers", ())
-        if self.default_headers:
-            headers = [*self.default_headers, *headers]
-        names = [name for name, _ in headers]
-        if HEADER_RE.search(b"".join(names)):
-            raise RuntimeError("Invalid HTTP header name.")
-        if HEADER_VALUE_RE.search(b"".join([value for _, value in headers])):
-            raise RuntimeError("Invalid HTTP header value.")
-        content = [STATUS_LINE[status_code]]
-        has_connection_close = False
-        for name, value in headers:
-            name = name.lower()
-            if name == b"content-length" and self.chunked_encoding is None:
-                self.expected_content_length = int(value.decode())
-                self.chunked_encoding = False
-            elif name == b"transfer-encoding" and value.lower() == b"chunked":
-                self.expected_content_length = 0
-                self.chunked_encoding = True
-            elif name == b"connection" and b"close" in [t.lower().strip() for t in value.split(b",")]:
-                self.keep_alive = False
-                has_connection_close = True
-            content += (name, b": ", value, b"\r\n")
-        if not self.keep_alive and not has_connection_close:
-            content.append(b"connection: close\r\n")
-        if self.chunked_encoding is None and self.scope["method"] != "HEAD" and status_code not in (204, 304):
-            self.chunked_encoding = True
-            content.append(b"transfer-encoding: chunked\r\n")
-        content.append(b"\r\n")
-        self.transport.write(b"".join(content))
 
 
 # What the connection's single timer should watch once the current `data_received` has been fed.
@@ -300,8 +242,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             if coalescing is None or coalescing._transport is not cycle.transport:
                 coalescing = self._coalescing = CoalescingTransport(cycle.transport, self.loop)
             cycle.transport = coalescing  # type: ignore[assignment]
-            if type(cycle) is RequestResponseCycle:
-                cycle.__class__ = _Cycle  # same layout; only `send` differs
 
     def on_response_complete(self) -> None:
         cycle = self.cycle

@@ -18,7 +18,6 @@ import contextlib
 import logging
 import secrets
 import time
-from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -218,7 +217,7 @@ class ProxyApp:
         self.hop_token = secrets.token_hex(8).encode()
         self._ip_cache: dict[str, tuple[str, bool]] = {}
         self._denials: dict[tuple[str, str], float] = {}
-        self._active = _adder(metrics.proxy_active_sessions)
+        self._active = metrics.proxy_active_sessions.inc
         catalog.on_change(self.rebuild)
 
     @property
@@ -271,10 +270,10 @@ class ProxyApp:
         m = self.metrics
         app = route.spec.app_id
         route.metrics = {
-            "duration": _observer(m.proxy_request_duration_seconds.labels(app)),
-            "upstream": _observer(m.proxy_upstream_latency_seconds.labels(app)),
-            "bytes_in": _adder(m.proxy_bytes_transferred_total.labels(app, "in")),
-            "bytes_out": _adder(m.proxy_bytes_transferred_total.labels(app, "out")),
+            "duration": m.proxy_request_duration_seconds.labels(app).observe,
+            "upstream": m.proxy_upstream_latency_seconds.labels(app).observe,
+            "bytes_in": m.proxy_bytes_transferred_total.labels(app, "in").inc,
+            "bytes_out": m.proxy_bytes_transferred_total.labels(app, "out").inc,
         }
 
     def _points_at_self(self, host: str, port: int) -> bool:
@@ -759,9 +758,9 @@ class ProxyApp:
     def _count(self, route: CompiledRoute, status: int) -> None:
         counter = route.status_counters.get(status)
         if counter is None:
-            counter = route.status_counters[status] = _adder(
-                self.metrics.proxy_requests_total.labels(route.spec.app_id, str(status))
-            )
+            counter = route.status_counters[status] = self.metrics.proxy_requests_total.labels(
+                route.spec.app_id, str(status)
+            ).inc
         counter(1)
 
     # -- streaming ------------------------------------------------------------------------------------
@@ -835,36 +834,6 @@ class ProxyApp:
 
     def close(self) -> None:
         self.pools.close()
-
-
-def _adder(child: Any) -> Callable[[float], None]:
-    """`child.inc` without prometheus_client's per-call checks (that the child is a labelled one, that
-    the amount is not negative: both hold here by construction), when its value holder is reachable."""
-    inc = getattr(getattr(child, "_value", None), "inc", None)
-    return inc if callable(inc) else child.inc  # type: ignore[no-any-return]
-
-
-def _observer(child: Any) -> Callable[[float], None]:
-    """`child.observe` for a histogram child: the sum and the first bucket whose bound is not below the
-    amount (bisection instead of a scan), falling back to the public method if the internals differ."""
-    total = getattr(getattr(child, "_sum", None), "inc", None)
-    bounds = list(getattr(child, "_upper_bounds", ()))
-    buckets = [getattr(b, "inc", None) for b in getattr(child, "_buckets", ())]
-    if (
-        not callable(total)
-        or not bounds
-        or bounds[-1] != float("inf")
-        or len(buckets) != len(bounds)
-        or not all(callable(b) for b in buckets)
-    ):
-        return child.observe  # type: ignore[no-any-return]
-    add = total
-
-    def observe(amount: float) -> None:
-        add(amount)
-        buckets[bisect_left(bounds, amount)](1)  # type: ignore[misc]
-
-    return observe
 
 
 class _ClientGone(Exception):

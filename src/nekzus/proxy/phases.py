@@ -87,18 +87,6 @@ def strip_list(extra: Iterable[str] = ()) -> dict[bytes, int]:
     return {**added, **STRIPPED_REQUEST_HEADERS}
 
 
-# The WebSocket client library writes these itself on the upstream handshake (origin and user agent are
-# handed to it as arguments), so the tunnel leaves them out of the copied headers.
-WEBSOCKET_HANDSHAKE_HEADERS = frozenset(
-    {
-        b"sec-websocket-key",
-        b"sec-websocket-version",
-        b"sec-websocket-protocol",
-        b"sec-websocket-extensions",
-        b"origin",
-        b"user-agent",
-    }
-)
 RESPONSE_HOP_HEADERS = frozenset(
     {
         b"connection",
