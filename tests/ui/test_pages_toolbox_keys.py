@@ -50,11 +50,23 @@ services:
       nekzus.toolbox.documentation: "javascript:alert(1)"
 """
 
+# Enough small templates (with the bundled ones) for the catalog to need a second page of cards.
+FILLERS = 8
+FILLER = """\
+services:
+  filler:
+    image: local/busybox:latest
+    labels:
+      nekzus.toolbox.name: Filler {i}
+      nekzus.toolbox.category: zz-fillers
+"""
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
     root = tmp_path_factory.mktemp("uitoolbox")
-    for sid, text in (("tool-demo", DEMO), ("second-probe", PROBE)):
+    fillers = [(f"filler-{i}", FILLER.format(i=i)) for i in range(FILLERS)]
+    for sid, text in [("tool-demo", DEMO), ("second-probe", PROBE), *fillers]:
         (root / "catalog" / sid).mkdir(parents=True)
         (root / "catalog" / sid / "docker-compose.yml").write_text(text)
     config = {
@@ -97,13 +109,16 @@ def test_catalog_grouped_and_narrowed_by_category_and_search(page: Any, server: 
         catalog = c.get("/api/v1/toolbox/services").json()["services"]
     assert {"tool-demo", "second-probe", "portainer"} <= {s["id"] for s in catalog}
     show(page, "toolbox")
-    assert sorted(cards(page)) == sorted(s["id"] for s in catalog)
-    # grouped: one section per category, each holding only its own cards
+    # grouped: one section per category (in order), each holding only its own cards
+    category = {s["id"]: s["category"] for s in catalog}
     groups = page.eval_on_selector_all(
         "#main [data-category]",
-        "els => els.map(e => [e.dataset.category, [...e.querySelectorAll('[data-service]')].length])",
+        "els => els.map(e => [e.dataset.category, [...e.querySelectorAll('[data-service]')]"
+        ".map(c => c.dataset.service)])",
     )
-    assert sorted(g for g, _ in groups) == sorted({s["category"] for s in catalog})
+    assert [g for g, _ in groups] == sorted({category[sid] for _, ids in groups for sid in ids})
+    assert all(category[sid] == g for g, ids in groups for sid in ids)
+    assert sum(len(ids) for _, ids in groups) == 24  # the first page
 
     page.get_by_label("Category").select_option("testing")
     assert sorted(cards(page)) == ["second-probe", "tool-demo"]
@@ -133,6 +148,24 @@ def test_catalog_grouped_and_narrowed_by_category_and_search(page: Any, server: 
     page.get_by_label("Search the catalog").fill("")
 
 
+def test_long_catalog_is_paged(page: Any, server: NekzusServer) -> None:
+    with server.client() as c:
+        total = c.get("/api/v1/toolbox/services").json()["count"]
+    assert total > 24
+    show(page, "toolbox")
+    pager = page.get_by_role("navigation", name="Catalog pages")
+    assert len(cards(page)) == 24
+    assert pager.locator("[data-page-info]").inner_text() == f"1\u201324 of {total} (page 1 of 2)"
+    first = set(cards(page))
+    pager.get_by_role("button", name="Next").click()
+    second = set(cards(page))
+    assert len(second) == total - 24 and not first & second
+    # the last page holds the last category; its group continues from the first page
+    assert "filler-7" in second
+    page.get_by_label("Category").select_option("zz-fillers")  # a filter starts again at page one
+    assert len(cards(page)) == FILLERS and pager.count() == 0
+
+
 @pytest.mark.parametrize("service_id", ["tool-demo", "second-probe", "grafana"])
 def test_deploy_dialog_fields_match_template_variables(
     page: Any, server: NekzusServer, service_id: str
@@ -140,6 +173,8 @@ def test_deploy_dialog_fields_match_template_variables(
     with server.client() as c:
         template = c.get(f"/api/v1/toolbox/services/{service_id}").json()
     show(page, "toolbox")
+    page.get_by_label("Category").select_option("")
+    page.get_by_label("Search the catalog").fill(template["name"])  # it may be on another page
     page.get_by_role("button", name=f"Deploy {template['name']}", exact=True).click()
     dialog = page.locator("dialog[open]")
     fields = dialog.locator("[data-variables] input, [data-variables] select").evaluate_all(
