@@ -355,3 +355,15 @@ def test_changed_pages_accessible_and_readable(page: Any, width: int) -> None:
             assert page.evaluate("() => document.documentElement.scrollWidth") <= 375 + 1, name
     assert not violations, violations
     assert not [e for e in JS_ERRORS if "Failed to load resource" not in e], JS_ERRORS
+
+
+def test_sign_out_clears_the_notices(page: Any, server: NekzusServer) -> None:
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.evaluate("""() => window.dispatchEvent(new CustomEvent("nekzus:toast", {detail: {message: "x"}}))""")
+    assert page.locator("#bell .bell-count").inner_text() != ""
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("heading", name="Sign in to Nekzus").wait_for()
+    assert not page.locator("#bell").is_visible() and not page.locator("footer.foot").is_visible()
+    sign_in(page, server)
+    assert not page.locator("#bell .bell-count").is_visible()
+    assert page.evaluate("() => sessionStorage.getItem('nekzus.notices')") == "[]"

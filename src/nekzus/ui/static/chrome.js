@@ -1,7 +1,7 @@
 // The page chrome around every dashboard page: the notification centre behind the header's bell (a history
 // of the toasts that flashed by: webhook activity, failures, finished jobs) and the footer with the server's
 // version and a link to the API docs. The history lives in sessionStorage: it belongs to this browser tab,
-// survives a reload, and is bounded so a chatty webhook cannot grow it without end.
+// survives a reload, ends at sign-out, and is bounded so a chatty webhook cannot grow it without end.
 import { api, h, ago, badge, nextId } from "{{app.js}}";
 
 const KEY = "nekzus.notices";
@@ -82,7 +82,6 @@ document.addEventListener("pointerdown", (e) => {
 });
 // Relative times stay true while the panel is open.
 setInterval(() => { if (!panel.hidden) draw(); }, 30000);
-// Another tab of the same session cannot share sessionStorage; a reload of this one restores the list.
 
 // ---------- the footer ----------
 const version = h("span", { "data-version": "" });
@@ -106,7 +105,9 @@ window.addEventListener("nekzus:chrome", (ev) => {
   const signedIn = !!(ev.detail && ev.detail.signedIn);
   bell.hidden = !signedIn;
   footer.hidden = !signedIn;
-  if (!signedIn) open(false);
-  else if (!version.textContent) showVersion();
+  if (!signedIn) {
+    // Whoever signs in next on this tab does not inherit the notices (they may name hosts, keys, users).
+    open(false); notices = []; save(); draw();
+  } else if (!version.textContent) showVersion();
 });
 draw();
