@@ -177,6 +177,7 @@ def test_deploy_dialog_fields_match_template_variables(
     page.get_by_label("Search the catalog").fill(template["name"])  # it may be on another page
     page.get_by_role("button", name=f"Deploy {template['name']}", exact=True).click()
     dialog = page.locator("dialog[open]")
+    dialog.get_by_label("Service name").wait_for()  # the form is built once the template's details arrived
     fields = dialog.locator("[data-variables] input, [data-variables] select").evaluate_all(
         "els => els.map(e => ({name: e.name, type: e.type, required: e.required, value: e.value,"
         " label: e.labels[0] && e.labels[0].textContent}))"
