@@ -16,10 +16,16 @@ turn, so a slow stream still gets its headers at once) halves the writes per res
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
+import logging
 import re
+import urllib.parse
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _STATUS_PREFIX = b"HTTP/1.1 "
@@ -210,3 +216,213 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not None and isinstance(cycle.transport, CoalescingTransport):
             cycle.transport.flush()
         super().on_response_complete()
+
+
+# -- WebSocket tunnels: an upgrade request whose new owner takes the client connection itself -------------
+
+TUNNEL_EXTENSION = "nekzus.tunnel"
+# Decides, from the upgrade request's scope, whether the app will tunnel it byte for byte (the reverse
+# proxy's WebSocket routes); everything else goes through uvicorn's own WebSocket protocol.
+TunnelClaim = Callable[[dict[str, Any]], bool]
+_HELD_LIMIT = 64 * 1024
+
+
+def valid_websocket_key(headers: list[tuple[bytes, bytes]]) -> bool:
+    """The handshake fields a byte tunnel relies on: exactly one version-13 line and one 16-byte key."""
+    keys = [v for k, v in headers if k == b"sec-websocket-key"]
+    versions = [v.strip() for k, v in headers if k == b"sec-websocket-version"]
+    if len(keys) != 1 or versions != [b"13"]:
+        return False
+    try:
+        return len(base64.b64decode(keys[0].strip(), validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
+
+
+class HeldConnection(asyncio.Protocol):
+    """A client connection taken away from HTTP after an upgrade request's head.
+
+    Until its new owner `attach`es its own protocol, bytes that arrive are kept (reading pauses past a
+    small limit) and a loss is remembered. Before the upgrade is answered the owner talks ASGI (`run`):
+    a refusal is written as a plain HTTP response and the connection closes. The connection stays in the
+    server's connection set until `release`, so a server shutdown reaches the owner (`on_shutdown`).
+    """
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        connections: set[Any],
+        max_message: int,
+    ) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.max_message = max_message  # the server's cap on one client WebSocket message
+        self.lost: asyncio.Future[None] = loop.create_future()
+        self.on_shutdown: Callable[[], object] | None = None
+        self.upgraded = False  # set by the owner once it answered 101
+        self._connections = connections
+        self._buffer = bytearray()
+        self._answered = False
+        self._response: dict[str, Any] | None = None
+        self._body: list[bytes] = []
+        connections.add(self)
+
+    # asyncio.Protocol (until attached)
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > _HELD_LIMIT:
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def attach(self, protocol: asyncio.Protocol) -> bytes:
+        """Hand the connection to `protocol`; returns what the client sent after the request head."""
+        self.transport.set_protocol(protocol)
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+        return data
+
+    def shutdown(self) -> None:
+        """Server shutdown (called by uvicorn for every connection in its set)."""
+        if self.on_shutdown is not None:
+            self.on_shutdown()
+        elif not self.upgraded and not self._answered:
+            self._write_response(503, [], b"")
+        else:
+            self.transport.close()
+
+    def release(self) -> None:
+        self._connections.discard(self)
+
+    # ASGI, for the app's answer before the upgrade
+    async def run(self, app: Any, scope: dict[str, Any]) -> None:
+        connected = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal connected
+            if not connected:
+                connected = True
+                return {"type": "websocket.connect"}
+            await asyncio.shield(self.lost)
+            return {"type": "websocket.disconnect", "code": 1006}
+
+        async def send(message: dict[str, Any]) -> None:
+            kind = message["type"]
+            if self._answered or self.upgraded:
+                return  # already answered (e.g. 503 at shutdown) or tunnelled: nothing more to say
+            if kind == "websocket.http.response.start":
+                self._response = message
+            elif kind == "websocket.http.response.body" and self._response is not None:
+                self._body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    start = self._response
+                    body = b"".join(self._body)
+                    self._write_response(start["status"], list(start.get("headers", [])), body)
+            elif kind == "websocket.close":
+                # A close before accept is a refusal, answered as uvicorn answers it.
+                self._write_response(403, [], b"")
+            else:
+                raise RuntimeError(f"{kind} is not supported on a tunnelled WebSocket")
+
+        try:
+            await app(scope, receive, send)
+        except Exception:
+            logging.getLogger("nekzus.http").exception("tunnelled WebSocket failed")
+        finally:
+            if not self._answered and not self.upgraded:
+                self._write_response(500, [], b"")
+            elif not self._answered and not self.transport.is_closing():
+                self.transport.close()
+            self.release()
+
+    def _write_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self._answered = True
+        if self.transport.is_closing():
+            return
+        phrase = _PHRASES.get(status, b"")
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, phrase)]
+        for name, value in headers:
+            if name.lower() not in (b"content-length", b"connection"):
+                parts.append(b"%s: %s\r\n" % (name, value))
+        parts.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(parts) + body)
+        self.transport.close()
+
+
+def _phrases() -> dict[int, bytes]:
+    import http
+
+    return {s.value: s.phrase.encode() for s in http.HTTPStatus}
+
+
+_PHRASES = _phrases()
+
+
+class TunnellingHttpToolsProtocol(CoalescingHttpToolsProtocol):
+    """Hands WebSocket upgrades that `tunnel_claim` accepts to the app with the client connection itself
+    (scope extension `nekzus.tunnel`: {"connection": HeldConnection}); others upgrade as usual."""
+
+    tunnel_claim: ClassVar[tuple[TunnelClaim, ...]] = ()  # one decision function, or none
+
+    @classmethod
+    def tunnelling(
+        cls, base: type[CoalescingHttpToolsProtocol], claim: TunnelClaim | None
+    ) -> type[CoalescingHttpToolsProtocol]:
+        """`base` (a configured protocol class) that also hands claimed upgrades to the app."""
+        if claim is None:
+            return base
+        return type("TunnellingHttpToolsProtocol", (cls, base), {"tunnel_claim": (claim,)})
+
+    def handle_websocket_upgrade(self) -> None:
+        scope = self._tunnel_scope() if self.tunnel_claim else None
+        if scope is None or not self.tunnel_claim[0](scope):
+            super().handle_websocket_upgrade()
+            return
+        self.connections.discard(self)
+        held = HeldConnection(self.transport, self.loop, self.connections, self.config.ws_max_size)
+        scope["extensions"][TUNNEL_EXTENSION] = {"connection": held}
+        self.transport.set_protocol(held)
+        task = self.loop.create_task(held.run(self.app, scope))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    def _tunnel_scope(self) -> dict[str, Any] | None:
+        """The ASGI WebSocket scope of this upgrade request, or None when it is no plain GET handshake."""
+        if self.scope.get("method") != "GET" or not valid_websocket_key(self.headers):
+            return None
+        try:
+            parsed = httptools.parse_url(self.url)
+        except httptools.HttpParserInvalidURLError:
+            return None
+        raw_path = parsed.path or b"/"
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        subprotocols: list[str] = []
+        for name, value in self.headers:
+            if name == b"sec-websocket-protocol":
+                subprotocols += [p.strip() for p in value.decode("latin-1").split(",") if p.strip()]
+        return {
+            "type": "websocket",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": "wss" if self.scheme == "https" else "ws",
+            "server": self.server,
+            "client": self.client,
+            "root_path": self.root_path,
+            "path": self.root_path + path,
+            "raw_path": self.root_path.encode("ascii") + raw_path,
+            "query_string": parsed.query or b"",
+            "headers": self.headers,
+            "subprotocols": subprotocols,
+            "state": self.app_state.copy(),
+            "extensions": {"websocket.http.response": {}},
+        }

@@ -301,6 +301,15 @@ class ProxyApp:
                 return None
         return None
 
+    def claims_tunnel(self, scope: Scope) -> bool:
+        """Whether this WebSocket upgrade goes to a `websocket: true` route, which the proxy serves as a
+        byte tunnel on the client connection itself (`websocket.py`); other upgrades use the server's
+        WebSocket protocol."""
+        if not self.handles(scope):
+            return False
+        route, _subdomain = self.lookup(scope, scope["path"])
+        return route is not None and route.spec.websocket
+
     def lookup(self, scope: Scope, path: str) -> tuple[CompiledRoute | None, bool]:
         """The route for a request and whether it was found by subdomain (no prefix handling then)."""
         if self.settings.base_domain and not path.startswith("/apps/"):
