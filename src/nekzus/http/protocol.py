@@ -26,10 +26,17 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 _STATUS_PREFIX = b"HTTP/1.1 "
 _CONTINUE = b"HTTP/1.1 100 "
+_CONCAT_LIMIT = 16 * 1024
 
 
 class CoalescingTransport:
@@ -46,7 +53,10 @@ class CoalescingTransport:
         held = self._held
         if held is not None:
             self._held = None
-            self._transport.write(held + data)
+            if len(data) <= _CONCAT_LIMIT:
+                self._transport.write(held + data)
+            else:  # one vectored write; concatenating would copy a large body piece once more
+                self._transport.writelines((held, data))
         elif data.startswith(_STATUS_PREFIX) and not data.startswith(_CONTINUE):
             self._held = data
             self._loop.call_soon(self.flush)
@@ -100,6 +110,63 @@ def raw_error_response(status: int, code: str, message: str) -> bytes:
     ) + data
 
 
+class _Cycle(RequestResponseCycle):
+    """uvicorn's request/response cycle with a leaner response head (same checks, same bytes).
+
+    uvicorn validates every response header name and value with its own regex search (two per header);
+    one search over all names and one over all values finds the same forbidden bytes, as a concatenation
+    contains exactly the bytes of its parts. Everything else (body framing, flow control, access log,
+    errors) is uvicorn's own `send`."""
+
+    async def send(self, message: Any) -> None:
+        if (
+            self.response_started
+            or self.disconnected
+            or self.flow.write_paused
+            or self.access_log
+            or message["type"] != "http.response.start"
+        ):
+            await super().send(message)
+            return
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        status_code = message["status"]
+        headers = message.get("headers", ())
+        if self.default_headers:
+            headers = [*self.default_headers, *headers]
+        names = [name for name, _ in headers]
+        if HEADER_RE.search(b"".join(names)):
+            raise RuntimeError("Invalid HTTP header name.")
+        if HEADER_VALUE_RE.search(b"".join([value for _, value in headers])):
+            raise RuntimeError("Invalid HTTP header value.")
+        content = [STATUS_LINE[status_code]]
+        has_connection_close = False
+        for name, value in headers:
+            name = name.lower()
+            if name == b"content-length" and self.chunked_encoding is None:
+                self.expected_content_length = int(value.decode())
+                self.chunked_encoding = False
+            elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                self.expected_content_length = 0
+                self.chunked_encoding = True
+            elif name == b"connection" and b"close" in [t.lower().strip() for t in value.split(b",")]:
+                self.keep_alive = False
+                has_connection_close = True
+            content += (name, b": ", value, b"\r\n")
+        if not self.keep_alive and not has_connection_close:
+            content.append(b"connection: close\r\n")
+        if self.chunked_encoding is None and self.scope["method"] != "HEAD" and status_code not in (204, 304):
+            self.chunked_encoding = True
+            content.append(b"transfer-encoding: chunked\r\n")
+        content.append(b"\r\n")
+        self.transport.write(b"".join(content))
+
+
+# What the connection's single timer should watch once the current `data_received` has been fed.
+_HEAD = 1
+_BODY = 2
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     head_timeout: ClassVar[float] = 10.0
     body_timeout: ClassVar[float] = 60.0
@@ -107,6 +174,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     _head_open = True
     _head_seen = 0
     _timer: asyncio.TimerHandle | None = None
+    _want = 0  # _HEAD or _BODY: arm that timer when the data at hand is fed (0: nothing to wait for)
+    _coalescing: CoalescingTransport | None = None  # one per connection, handed to each cycle
 
     @classmethod
     def configured(cls, *, head_timeout: float, body_timeout: float) -> type[CoalescingHttpToolsProtocol]:
@@ -117,11 +186,13 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if not self._head_open:
             super().data_received(data)
+            self._settle_timer()
             return
         allowed = MAX_HEAD_BYTES - self._head_seen
         if len(data) <= allowed:
             self._head_seen += len(data)
             super().data_received(data)
+            self._settle_timer()
             return
         # Feed only what the cap allows; if the head is still unfinished, refuse before buffering more.
         super().data_received(data[:allowed])
@@ -146,6 +217,23 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.write(raw_error_response(status, code, message))
             self.transport.close()
+
+    def _settle_timer(self) -> None:
+        """Arm the head or body timer once per read, after the parser has seen it all.
+
+        A request that arrives whole in one read (most GETs) then never creates a timer: arming in the
+        parser callbacks cost a timer for the head and one for the body per request, each cancelled
+        microseconds later. A head or body still incomplete at the end of a read is timed from here,
+        which is when its bytes were received."""
+        want = self._want
+        if want:
+            self._want = 0
+            if self.transport.is_closing() or self.transport.get_protocol() is not self:
+                return
+            if want == _HEAD:
+                self._arm(self.head_timeout, self._head_expired)
+            else:
+                self._arm(self.body_timeout, self._body_stalled)
 
     def _arm(self, delay: float, callback: Any) -> None:
         self._cancel_timer()
@@ -181,15 +269,16 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_open = True
-        self._arm(self.head_timeout, self._head_expired)
+        self._want = _HEAD
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
-        if self._timer is not None:
-            self._arm(self.body_timeout, self._body_stalled)
+        if self._timer is not None or self._want:
+            self._want = _BODY  # restarted once this read is fed: a stall is measured from the last data
 
     def on_message_complete(self) -> None:
         self._cancel_timer()
+        self._want = 0
         super().on_message_complete()
         self._head_open = True
         self._head_seen = 0
@@ -202,14 +291,17 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             # Raising from a parser callback makes the parser fail, which answers 400 and closes.
             self._bad_request = problem
             raise ValueError(problem)
-        if self.parser.should_upgrade():
-            self._cancel_timer()
-        else:
-            self._arm(self.body_timeout, self._body_stalled)
+        self._cancel_timer()
+        self._want = 0 if self.parser.should_upgrade() else _BODY
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and not isinstance(cycle.transport, CoalescingTransport):
-            cycle.transport = CoalescingTransport(cycle.transport, self.loop)  # type: ignore[assignment]
+            coalescing = self._coalescing
+            if coalescing is None or coalescing._transport is not cycle.transport:
+                coalescing = self._coalescing = CoalescingTransport(cycle.transport, self.loop)
+            cycle.transport = coalescing  # type: ignore[assignment]
+            if type(cycle) is RequestResponseCycle:
+                cycle.__class__ = _Cycle  # same layout; only `send` differs
 
     def on_response_complete(self) -> None:
         cycle = self.cycle
