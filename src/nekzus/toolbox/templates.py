@@ -75,6 +75,7 @@ class Template:
     documentation: str = ""
     image_url: str = ""
     repository_url: str = ""
+    website: str = ""
     difficulty: str = "beginner"
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -105,7 +106,7 @@ class Template:
             "env_vars": [v.as_json() for v in self.variables],
             "source": self.source,
         }
-        for key in ("documentation", "image_url", "repository_url"):
+        for key in ("documentation", "image_url", "repository_url", "website"):
             value = getattr(self, key)
             if value:
                 out[key] = value
@@ -226,6 +227,7 @@ async def load_template(service_id: str, path: Path, compose: Compose, source: s
         documentation=labels.get(_META + "documentation", "").strip(),
         image_url=labels.get(_META + "image_url", "").strip(),
         repository_url=labels.get(_META + "repository_url", "").strip(),
+        website=labels.get(_META + "website", "").strip(),
         difficulty=labels.get(_META + "difficulty", "").strip() or "beginner",
         labels=labels,
     )

@@ -150,10 +150,13 @@ async function errorOf(res) {
 }
 
 // ---------- toasts, notices ----------
-export function toast(message, kind = "info") {
+// `meta` (e.g. { source: "webhook", details }) travels with the copy the notification centre keeps.
+export function toast(message, kind = "info", meta = {}) {
   const t = h("div", { class: "toast " + kind }, message);
   $("#toasts").append(t);
   setTimeout(() => t.remove(), kind === "error" ? 8000 : 5000);
+  // The header's notification centre (chrome.js) keeps a history of what flashed by.
+  window.dispatchEvent(new CustomEvent("nekzus:toast", { detail: { ...meta, message: String(message), kind } }));
 }
 function notice(message, kind = "error") { return h("div", { class: "notice " + kind, role: kind === "error" ? "alert" : null }, message); }
 function unavailable(what, err) {
@@ -339,7 +342,8 @@ function connectWs() {
     if (msg.type === "ping") { ws.send(JSON.stringify({ type: "pong" })); return; }
     if (msg.type === "webhook" || msg.type === "webhook.activity") {
       const d = msg.data || {}; const inner = d.data && typeof d.data === "object" ? d.data : {};
-      toast(d.message || d.title || inner.title || inner.message || d.type || "Webhook notification");
+      toast(d.message || d.title || inner.title || inner.message || d.type || "Webhook notification", "info",
+        { source: "webhook", details: d.details || inner.details || "" });
     }
     for (const fn of [...state.listeners]) { try { fn(msg); } catch (e) { console.error(e); } }
   };
@@ -372,6 +376,8 @@ function chrome(signedIn) {
   $("#menu-toggle").hidden = !signedIn;
   $("#who").textContent = signedIn && state.user ? state.user.username : "";
   if (!signedIn) { $("#conn").textContent = ""; $("#conn").className = "conn hidden"; }
+  // The header's bell and the footer (chrome.js) follow the sign-in state.
+  window.dispatchEvent(new CustomEvent("nekzus:chrome", { detail: { signedIn } }));
 }
 function showSetup(status) {
   chrome(false);
