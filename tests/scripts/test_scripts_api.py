@@ -348,6 +348,13 @@ def test_cancel_through_the_jobs_api(api: httpx.Client) -> None:
         time.sleep(0.05)
     assert state == "cancelled"
     assert api.get("/api/v1/jobs", params={"kind": "script", "state": "cancelled"}).json()["count"] >= 1
+    # Pages carry the total of the filtered records, for page controls.
+    everything = api.get("/api/v1/jobs", params={"limit": 100}).json()
+    first = api.get("/api/v1/jobs", params={"limit": 1}).json()
+    assert first["count"] == 1 and first["total"] == everything["total"] == everything["count"] > 1
+    assert first["jobs"][0]["id"] == everything["jobs"][0]["id"]
+    cancelled = api.get("/api/v1/jobs", params={"state": "cancelled", "limit": 1}).json()
+    assert cancelled["total"] == sum(j["state"] == "cancelled" for j in everything["jobs"])
     assert api.get("/api/v1/jobs/job_missing").json()["error"]["code"] == "JOB_NOT_FOUND"
 
 
