@@ -355,6 +355,9 @@ def test_cancel_through_the_jobs_api(api: httpx.Client) -> None:
     assert first["jobs"][0]["id"] == everything["jobs"][0]["id"]
     cancelled = api.get("/api/v1/jobs", params={"state": "cancelled", "limit": 1}).json()
     assert cancelled["total"] == sum(j["state"] == "cancelled" for j in everything["jobs"])
+    assert job["result"] is None  # a job that has not succeeded has no result
+    ok = api.post("/api/v1/scripts/sleeper/execute", json={"parameters": {"seconds_to_sleep": 0}}).json()
+    assert api.get(f"/api/v1/jobs/{ok['id']}").json()["result"] == "completed"
     assert api.get("/api/v1/jobs/job_missing").json()["error"]["code"] == "JOB_NOT_FOUND"
 
 

@@ -138,6 +138,12 @@ def test_jobs_listed_paged_filtered_cancelled_live(page: Any, server: NekzusServ
     assert "about to fail" in dialog.locator("[data-job-output]").inner_text()
     assert not axe_serious(page)
     dialog.get_by_role("button", name="Close").click()
+    page.get_by_label("Status").select_option("succeeded")
+    table.locator("tbody tr[data-state='succeeded']").first.wait_for()
+    ok_id = table.locator("tbody tr").first.get_attribute("data-id")
+    table.get_by_role("button", name=f"Details of job {ok_id}").click()
+    assert page.locator("dialog").get_by_label(f"Result of job {ok_id}").inner_text() == "completed"
+    page.locator("dialog").get_by_role("button", name="Close").click()
 
     page.set_viewport_size({"width": 375, "height": 800})
     try:

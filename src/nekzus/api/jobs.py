@@ -6,6 +6,7 @@ it); features get it with `services.domains.features.require(JOBS)` or `job_runn
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -25,6 +26,21 @@ def job_runner(services: Services) -> JobRunner:
     return services.domains.features.require(JOBS)
 
 
+RESULT_MAX_CHARS = 4096
+
+
+def _result(live: Job | None) -> Any:
+    """What a succeeded job's work returned, while this process still holds the job (results are not
+    persisted): only plain JSON values, and only small ones."""
+    if live is None or live.state is not JobState.SUCCEEDED or live.result is None:
+        return None
+    try:
+        text = json.dumps(live.result)
+    except (TypeError, ValueError):
+        return None
+    return live.result if len(text) <= RESULT_MAX_CHARS else None
+
+
 def job_json(row: JobRow, live: Job | None = None) -> dict[str, Any]:
     """The record; a job still running in this process shows its latest progress (the record's
     progress is written at most once a second)."""
@@ -38,6 +54,7 @@ def job_json(row: JobRow, live: Job | None = None) -> dict[str, Any]:
         "message": live.message if fresh and live else row.message,
         "error": row.error,
         "outputTail": row.output_tail,
+        "result": _result(live),
         "triggeredBy": row.triggered_by,
         "createdAt": rfc3339(row.created_at),
         "startedAt": rfc3339(row.started_at),

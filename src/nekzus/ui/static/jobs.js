@@ -41,7 +41,9 @@ function details(j) {
         row("Started", d.startedAt), row("Finished", d.finishedAt), row("Ran for", duration(d.startedAt, d.finishedAt))),
       d.error ? h("div", { class: "notice error", role: "alert", "data-job-error": "" }, h("strong", {}, "Error: "), d.error) : null,
       h("h3", {}, "Result"),
-      d.state === "succeeded" ? h("p", { "data-job-result": "" }, d.message || "Finished successfully.")
+      d.state === "succeeded" ? h("div", { "data-job-result": "" }, h("p", {}, d.message || "Finished successfully."),
+        d.result !== null && d.result !== undefined
+          ? h("pre", { tabindex: "0", "aria-label": `Result of job ${d.id}` }, typeof d.result === "string" ? d.result : JSON.stringify(d.result, null, 2)) : null)
         : h("p", { class: "muted", "data-job-result": "" }, live(d.state) ? "Not finished yet." : `Ended ${d.state}.`),
       h("h3", {}, "Output (last lines)"),
       h("pre", { tabindex: "0", "aria-label": `Output of job ${d.id}`, "data-job-output": "" }, d.outputTail || "(no output)"));
