@@ -57,12 +57,15 @@ class AssetTable:
             self.by_name[name] = asset
             self.by_hashed[asset.hashed] = asset
         self.shell_template = root.joinpath("index.html").read_text(encoding="utf-8")
+        # One name for this set of files (shown by the settings page): changes whenever any file does.
+        joined = "\n".join(sorted(a.hashed for a in self.by_name.values()))
+        self.version = hashlib.sha256(joined.encode()).hexdigest()[:12]
 
     def url(self, name: str) -> str:
         return "/ui/assets/" + self.by_name[name].hashed
 
     def shell(self) -> bytes:
-        html = self.shell_template
+        html = self.shell_template.replace("{{version}}", self.version)
         for name in self.by_name:
             html = html.replace("{{" + name + "}}", self.url(name))
         return html.encode()

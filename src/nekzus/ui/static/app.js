@@ -34,9 +34,85 @@ function field(labelText, input, hint) {
 const input = (name, attrs = {}) => h("input", { name, ...attrs });
 const checkbox = (name, checked) => h("input", { type: "checkbox", name, checked: !!checked });
 
+// ---------- preferences (this browser only) ----------
+// One JSON object in localStorage. Every key has a type and a default; anything else is refused, so an
+// imported file or a hand-edited value can never put the page in a state it does not understand.
+const PREFS_KEY = "nekzus.prefs";
+const zoneOk = (z) => { if (z === "") return true; try { new Intl.DateTimeFormat("en", { timeZone: z }); return true; } catch { return false; } };
+export const PREF_SPEC = {
+  refreshInterval: { type: "number", def: 10, min: 2, max: 3600, help: "seconds between refreshes of polled views (2-3600)" },
+  timezone: { type: "string", def: "", check: zoneOk, help: "an IANA time zone such as Europe/Berlin, or empty for the browser's" },
+  timestampStyle: { type: "string", def: "relative", oneOf: ["relative", "absolute"] },
+  idleMinutes: { type: "number", def: 0, min: 0, max: 1440, help: "minutes of inactivity before signing out (0 = the server's limit)" },
+  confirmDestructive: { type: "boolean", def: true },
+  theme: { type: "string", def: "", oneOf: ["", "light", "dark", "terminal"] },
+  fontSize: { type: "string", def: "medium", oneOf: ["small", "medium", "large", "x-large"] },
+  compact: { type: "boolean", def: false },
+  showErrorDetails: { type: "boolean", def: false },
+  logWsEvents: { type: "boolean", def: false },
+};
+const prefDefaults = () => Object.fromEntries(Object.entries(PREF_SPEC).map(([k, s]) => [k, s.def]));
+// Why a value is refused (a sentence for the user), or "" when it is fine.
+function prefProblem(key, v) {
+  const spec = PREF_SPEC[key];
+  if (!spec) return `Unknown setting “${key}”`;
+  if (typeof v !== spec.type || (spec.type === "number" && !Number.isFinite(v))) return `“${key}” must be a ${spec.type}`;
+  if (spec.oneOf && !spec.oneOf.includes(v)) return `“${key}” must be one of: ${spec.oneOf.map((x) => x || "(default)").join(", ")}`;
+  if (spec.type === "number" && (v < spec.min || v > spec.max)) return `“${key}” must be between ${spec.min} and ${spec.max}`;
+  if (spec.check && !spec.check(v)) return `“${key}”: ${spec.help}`;
+  return "";
+}
+// Checks a whole imported object; throws an Error naming every problem.
+export function validatePrefs(obj) {
+  if (!obj || typeof obj !== "object" || Array.isArray(obj)) throw new Error("The file does not hold a settings object");
+  const problems = Object.entries(obj).map(([k, v]) => prefProblem(k, v)).filter(Boolean);
+  if (problems.length) throw new Error("Settings refused: " + problems.join("; "));
+  return { ...prefDefaults(), ...obj };
+}
+function readPrefs() {
+  const out = prefDefaults();
+  let stored = {};
+  try { stored = JSON.parse(localStorage.getItem(PREFS_KEY) || "{}") || {}; } catch { stored = {}; }
+  for (const [k, v] of Object.entries(stored)) if (!prefProblem(k, v)) out[k] = v;  // a bad value falls back
+  if (!stored.theme) { try { const old = localStorage.getItem("nekzus.theme"); if (old && !prefProblem("theme", old)) out.theme = old; } catch { /* none */ } }
+  return out;
+}
+const prefListeners = new Set();
+let prefValues = readPrefs();
+function savePrefs(next) {
+  const changed = Object.keys(PREF_SPEC).filter((k) => next[k] !== prefValues[k]);
+  prefValues = next;
+  try { localStorage.setItem(PREFS_KEY, JSON.stringify(next)); localStorage.removeItem("nekzus.theme"); }  // (older single key)
+  catch { /* private mode: this tab only */ }
+  if (changed.length) for (const fn of [...prefListeners]) { try { fn(changed, { ...next }); } catch (e) { console.error(e); } }
+}
+export const prefs = {
+  get: (key) => prefValues[key],
+  all: () => ({ ...prefValues }),
+  defaults: prefDefaults,
+  set(key, value) { const p = prefProblem(key, value); if (p) throw new Error(p); savePrefs({ ...prefValues, [key]: value }); },
+  replace(obj) { savePrefs(validatePrefs(obj)); },
+  reset() { savePrefs(prefDefaults()); },
+  // fn(changedKeys, allValues) after every change (also changes made in another tab); returns an unsubscribe.
+  onChange(fn) { prefListeners.add(fn); return () => prefListeners.delete(fn); },
+};
+window.addEventListener("storage", (e) => { if (e.key === PREFS_KEY || e.key === null) savePrefs(readPrefs()); });
+// Theme, font size and density: theme.js sets them before the first paint; this keeps them current.
+function applyAppearance() {
+  const root = document.documentElement, theme = prefValues.theme;
+  root.setAttribute("data-theme", theme || (window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light"));
+  root.setAttribute("data-font-size", prefValues.fontSize);
+  root.toggleAttribute("data-compact", prefValues.compact);
+}
+prefs.onChange((keys) => { if (keys.some((k) => ["theme", "fontSize", "compact"].includes(k))) applyAppearance(); });
+
 // ---------- API ----------
 class ApiErr extends Error {
-  constructor(status, code, message) { super(message); this.status = status; this.code = code; }
+  constructor(status, code, message, requestId) {
+    // Developer option: the message itself carries the code and request id (to match the server log).
+    super(prefValues.showErrorDetails && code ? `${message} [${code}${requestId ? ", request " + requestId : ""}]` : message);
+    this.status = status; this.code = code; this.requestId = requestId || "";
+  }
   get unavailable() { return this.status === 404 || this.status === 503 || this.status === 501; }
 }
 
@@ -58,16 +134,18 @@ export async function api(method, path, body, opts = {}) {
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
   if (!res.ok) {
-    const err = data && data.error ? new ApiErr(res.status, data.error.code, data.error.message)
-      : new ApiErr(res.status, "HTTP_" + res.status, `Request failed (${res.status})`);
+    const rid = res.headers.get("x-request-id");
+    const err = data && data.error ? new ApiErr(res.status, data.error.code, data.error.message, rid)
+      : new ApiErr(res.status, "HTTP_" + res.status, `Request failed (${res.status})`, rid);
     if (res.status === 401 && state.user && !opts.noRedirect) { sessionEnded(err.message); }
     throw err;
   }
   return data;
 }
 async function errorOf(res) {
-  try { const d = await res.json(); return new ApiErr(res.status, d.error.code, d.error.message); }
-  catch { return new ApiErr(res.status, "HTTP_" + res.status, `Request failed (${res.status})`); }
+  const rid = res.headers.get("x-request-id");
+  try { const d = await res.json(); return new ApiErr(res.status, d.error.code, d.error.message, rid); }
+  catch { return new ApiErr(res.status, "HTTP_" + res.status, `Request failed (${res.status})`, rid); }
 }
 
 // ---------- toasts, notices ----------
@@ -90,10 +168,25 @@ async function guard(fn, btn) {
 }
 
 // ---------- formatting ----------
+const toMs = (t) => (typeof t === "number" ? (t > 1e12 ? t : t * 1000) : Date.parse(t));
+// A date and time in the chosen time zone (or the browser's): "2026-12-02 14:05:09 GMT+1".
+function datetime(t, { date = true, time = true } = {}) {
+  if (!t) return "–";
+  const ms = toMs(t);
+  if (!ms) return String(t);
+  const tz = prefValues.timezone || undefined;
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-GB", { timeZone: tz, year: "numeric", month: "2-digit",
+    day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "short" })
+    .formatToParts(new Date(ms)).map((p) => [p.type, p.value]));
+  const d = `${parts.year}-${parts.month}-${parts.day}`, hm = `${parts.hour}:${parts.minute}:${parts.second} ${parts.timeZoneName}`;
+  return date && time ? `${d} ${hm}` : date ? d : hm;
+}
+// "5m ago", or the absolute time when the user prefers that (Settings → timestamps).
 function ago(t) {
   if (!t) return "never";
-  const ms = typeof t === "number" ? (t > 1e12 ? t : t * 1000) : Date.parse(t);
+  const ms = toMs(t);
   if (!ms) return String(t);
+  if (prefValues.timestampStyle === "absolute") return datetime(ms);
   const s = Math.max(0, (Date.now() - ms) / 1000);
   if (s < 60) return "just now";
   if (s < 3600) return `${Math.floor(s / 60)}m ago`;
@@ -200,6 +293,7 @@ function dialog(title, content, { onClose } = {}) {
   return d;
 }
 function confirmDialog(message, action = "Confirm") {
+  if (!prefValues.confirmDestructive) return Promise.resolve(true);  // the user switched confirmations off
   return new Promise((resolve) => {
     let ok = false;
     const d = dialog("Please confirm", h("div", {}, h("p", {}, message),
@@ -346,12 +440,18 @@ async function logout() {
   if (state.ws) { const w = state.ws; state.ws = null; w.close(); }
   showLogin();
 }
+// The server ends an idle session by itself; the user may ask this page to sign out sooner (never later).
+function idleSeconds() {
+  const mine = prefValues.idleMinutes * 60;
+  return mine > 0 ? Math.min(mine, state.idleTimeout) : state.idleTimeout;
+}
 function resetIdle() {
   clearTimeout(state.idleTimer);
   if (!state.user) return;
   state.idleTimer = setTimeout(async () => { await logout(); toast("Signed out after inactivity", "error"); },
-    state.idleTimeout * 1000);
+    idleSeconds() * 1000);
 }
+prefs.onChange((keys) => { if (keys.includes("idleMinutes")) resetIdle(); });
 ["keydown", "pointerdown"].forEach((ev) => window.addEventListener(ev, () => { if (state.user) resetIdle(); }, { passive: true }));
 
 // ---------- navigation ----------
@@ -382,7 +482,14 @@ async function route() {
   main.setAttribute("data-ready", name);
   main.focus({ preventScroll: true });
 }
-function every(ms, fn) { const t = setInterval(fn, ms); state.cleanup.push(() => clearInterval(t)); }
+// Polls `fn` while the page is shown, every `refreshInterval` seconds (Settings); a change re-arms the timer.
+// (The first argument of older callers, a period in ms, is ignored: the user's choice applies everywhere.)
+function every(msOrFn, maybeFn) {
+  const fn = typeof msOrFn === "function" ? msOrFn : maybeFn;
+  let t = setInterval(fn, prefValues.refreshInterval * 1000);
+  const off = prefs.onChange((keys) => { if (keys.includes("refreshInterval")) { clearInterval(t); t = setInterval(fn, prefValues.refreshInterval * 1000); } });
+  state.cleanup.push(() => { clearInterval(t); off(); });
+}
 function section(main, title, ...nodes) { main.replaceChildren(h("h1", {}, title), ...nodes); }
 // A region reloaded by `load()`; errors (incl. "not available") render inside it. Until its first load it
 // shows a placeholder (`skeleton()`, shaped like the content where that is known) and keeps at least the
@@ -541,112 +648,7 @@ PAGES.routes = async (main, title) => {
   onEvent((m) => { if (/route|app_|health|config_reload|discovery/.test(m.type)) table.load(); });
 };
 
-PAGES.discovery = async (main, title) => {
-  const selected = new Set();
-  let offset = 0; const PER = 24;  // cards per page
-  const cards = region("Discovery", async () => {
-    const all = list(await api("GET", "/api/v1/discovery/proposals"), "proposals");
-    if (!all.length) return h("p", { class: "muted" }, "No pending proposals. Label a container with nekzus.enable=true or press Rediscover.");
-    if (offset >= all.length) offset = Math.max(0, (Math.ceil(all.length / PER) - 1) * PER);
-    const items = all.slice(offset, offset + PER);
-    return h("div", {}, h("div", { class: "grid" }, items.map((p) => {
-      const ports = (p.availablePorts || []);
-      const portSel = h("select", { name: "port" }, ports.length ? ports.map((pt) => h("option", { value: pt.port, selected: pt.port === p.detectedPort }, `${pt.port} (${pt.scheme}${pt.label ? ", " + pt.label : ""})`))
-        : h("option", { value: p.detectedPort }, String(p.detectedPort)));
-      const sel = checkbox("select", selected.has(p.id));
-      sel.addEventListener("change", () => { if (sel.checked) selected.add(p.id); else selected.delete(p.id); });
-      const pct = Math.round((Number(p.confidence) || 0) * 100);
-      return h("article", { class: "card", "data-proposal": p.id, "aria-label": `Proposal ${p.suggestedApp.name}` },
-        h("h3", {}, p.suggestedApp.name), h("div", { class: "row" }, badge(p.source, "idle"), h("span", { class: "muted" }, `${p.detectedHost}:${p.detectedPort}`)),
-        h("div", { class: "muted" }, `Confidence ${pct}%`), h("div", { class: "bar", role: "presentation" }, h("span", { width: pct + "%" })),
-        (p.securityNotes || []).map((n) => h("div", { class: "muted" }, "⚠ " + n)),
-        field(`Port for ${p.suggestedApp.name}`, portSel), field(`Select ${p.suggestedApp.name}`, sel),
-        h("div", { class: "row" },
-          h("button", { type: "button", class: "btn primary small", onclick: (e) => approve(p.id, Number(portSel.value), e.target) }, "Approve"),
-          h("button", { type: "button", class: "btn small", onclick: (e) => dismiss(p.id, e.target) }, "Dismiss")));
-    })), all.length > PER ? serverPager("Proposals", offset, PER, all.length, (o) => { offset = o; cards.load(); }) : null);
-  });
-  const approve = (id, port, btn) => guard(async () => {
-    const r = await api("POST", `/api/v1/discovery/proposals/${encodeURIComponent(id)}/approve`, port ? { port } : {});
-    toast(`Approved: ${r.route ? r.route.pathBase : id}`); selected.delete(id); cards.load();
-  }, btn);
-  const dismiss = (id, btn) => guard(async () => { await api("POST", `/api/v1/discovery/proposals/${encodeURIComponent(id)}/dismiss`); toast("Dismissed"); selected.delete(id); cards.load(); }, btn);
-  const bulk = async (kind) => { for (const id of [...selected]) { kind === "approve" ? await approve(id, 0) : await dismiss(id); } };
-  section(main, title, h("div", { class: "row" },
-    h("button", { type: "button", class: "btn", onclick: (e) => guard(async () => { const r = await api("POST", "/api/v1/discovery/rediscover"); toast(r.message || "Rediscovery triggered"); cards.load(); }, e.target) }, "Rediscover"),
-    h("button", { type: "button", class: "btn", onclick: () => bulk("approve") }, "Approve selected"),
-    h("button", { type: "button", class: "btn", onclick: () => bulk("dismiss") }, "Dismiss selected")), cards.el);
-  await cards.load();
-  onEvent((m) => { if (/discovery|proposal|app_registered/.test(m.type)) cards.load(); });
-};
-
-PAGES.devices = async (main, title) => {
-  let offset = 0;
-  const table = region("Devices", async () => {
-    let d = await api("GET", `/api/v1/devices?limit=${LIST_PAGE}&offset=${offset}`);
-    if (!list(d, "devices").length && offset > 0) { offset = Math.max(0, (Math.ceil((d.total || 0) / LIST_PAGE) - 1) * LIST_PAGE); d = await api("GET", `/api/v1/devices?limit=${LIST_PAGE}&offset=${offset}`); }
-    const rows = list(d, "devices");
-    return h("div", {}, dataTable({ label: "Devices", rows: rows.map((d) => ({ ...d, __id: d.deviceId })), pageSize: LIST_PAGE, empty: "No paired devices yet.", columns: [
-      { key: "deviceName", title: "Name", value: (d) => d.deviceName || d.deviceId }, { key: "platform", title: "Platform" },
-      { key: "scopes", title: "Scopes", value: (d) => (d.scopes || []).join(", ") },
-      { key: "lastSeenAt", title: "Last seen", render: (d) => ago(d.lastSeenAt) },
-      { key: "actions", title: "Actions", sort: false, class: "actions", render: (d) => h("div", { class: "row" },
-        h("button", { type: "button", class: "btn small", "aria-label": `Edit ${d.deviceName || d.deviceId}`, onclick: () => editDevice(d) }, "Edit"),
-        h("button", { type: "button", class: "btn small danger", "aria-label": `Revoke ${d.deviceName || d.deviceId}`, onclick: async (e) => {
-          if (!(await confirmDialog(`Revoke ${d.deviceName || d.deviceId}? Its tokens stop working at once.`, "Revoke"))) return;
-          await guard(async () => { await api("DELETE", `/api/v1/devices/${encodeURIComponent(d.deviceId)}`); toast("Device revoked"); table.load(); }, e.target);
-        } }, "Revoke")) }] }),
-    serverPager("Devices", offset, LIST_PAGE, d.total ?? rows.length, (o) => { offset = o; table.load(); }));
-  });
-  const editDevice = (d) => {
-    const name = input("deviceName", { value: d.deviceName || "" });
-    const scopes = input("scopes", { value: (d.scopes || []).join(", ") });
-    formDialog(`Edit ${d.deviceName || d.deviceId}`, [field("Name", name), field("Scopes (comma separated)", scopes)], "Save", async () => {
-      await api("PATCH", `/api/v1/devices/${encodeURIComponent(d.deviceId)}`, { deviceName: name.value, scopes: scopes.value.split(",").map((s) => s.trim()).filter(Boolean) });
-      toast("Device updated"); table.load();
-    });
-  };
-  section(main, title, h("div", { class: "row" }, h("button", { type: "button", class: "btn primary", onclick: pairDialog }, "Pair a device")), table.el);
-  await table.load();
-  onEvent((m) => { if (/device_(paired|revoked|status|updated)/.test(m.type)) table.load(); });
-};
-function pairDialog() {
-  const img = h("img", { class: "qr", alt: "Pairing QR code: scan it with the Nekzus app" });
-  const code = h("div", { class: "code", "data-pair-code": "" }, "…");
-  const countdown = h("div", { class: "muted", role: "timer", "aria-live": "off" });
-  const status = h("div", { role: "status" });
-  let timer = 0, url = "", expires = 0, current = "";
-  const refresh = async () => {
-    status.replaceChildren();
-    try {
-      const res = await api("GET", "/api/v1/auth/qr?format=png", undefined, { raw: true });
-      current = res.headers.get("X-Pairing-Code") || "";
-      if (url) URL.revokeObjectURL(url);
-      url = URL.createObjectURL(await res.blob());
-      img.src = url; code.textContent = current; expires = Date.now() + 300000; tick();
-    } catch (e) { status.replaceChildren(notice(e.message)); }
-  };
-  const tick = () => {
-    const left = Math.max(0, Math.round((expires - Date.now()) / 1000));
-    countdown.textContent = left ? `Code valid for ${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}` : "Code expired: get a new one.";
-  };
-  const listener = (m) => {
-    if (m.type === "device_paired") {
-      const dname = (m.data && (m.data.deviceName || m.data.deviceId)) || "A device";
-      status.replaceChildren(h("div", { class: "notice" }, `${dname} paired.`));
-      toast(`${dname} paired`);
-    }
-  };
-  state.listeners.add(listener);
-  const d = dialog("Pair a device", h("div", {},
-    h("p", {}, "Scan the code with the Nekzus app, or type the code by hand. It works once and expires after 5 minutes."),
-    img, code, countdown, status,
-    h("div", { class: "row" }, h("button", { type: "button", class: "btn", onclick: refresh }, "New code"))),
-  { onClose: () => { clearInterval(timer); state.listeners.delete(listener); if (url) URL.revokeObjectURL(url); } });
-  timer = setInterval(tick, 1000);
-  refresh();
-  return d;
-}
+// The discovery page lives in discovery.js, the devices page in devices.js.
 
 // The containers page lives in containers.js.
 function logsDialog(c) {
@@ -675,71 +677,7 @@ function logsDialog(c) {
   { onClose: () => { wsSend("container.logs.unsubscribe", { containerId: c.namespace ? `${c.namespace}/${c.id}` : c.id }); state.listeners.delete(listener); } });
   start();
 }
-PAGES.toolbox = async (main, title) => {
-  const catalog = region("The toolbox", async () => {
-    const items = list(await api("GET", "/api/v1/toolbox/services"), "services");
-    if (!items.length) return h("p", { class: "muted" }, "The catalog is empty.");
-    return h("div", { class: "grid" }, items.map((s) => h("article", { class: "card" }, h("h3", {}, s.name),
-      h("div", { class: "row" }, badge(s.category || "other"), s.difficulty ? badge(s.difficulty) : null),
-      h("p", { class: "muted" }, s.description || ""),
-      h("button", { type: "button", class: "btn primary small", "aria-label": `Deploy ${s.name}`, onclick: () => deployDialog(s) }, "Deploy"))));
-  });
-  const deployments = region("Deployments", async () => {
-    const rows = list(await api("GET", "/api/v1/toolbox/deployments"), "deployments");
-    return dataTable({ label: "Deployments", rows, searchable: false, empty: "No deployments yet.", columns: [
-      { key: "serviceName", title: "Name", value: (d) => pick(d, "serviceName", "service_name", "id") },
-      { key: "serviceId", title: "Template", value: (d) => pick(d, "serviceId", "service_template_id", "service_id") },
-      { key: "status", title: "Status", render: (d) => h("span", { "data-status": d.status }, badge(d.status, stateKind(d.status))) },
-      { key: "progress", title: "Progress", value: (d) => Number(pick(d, "progress")) || 0, render: (d) => {
-        const pct = Math.max(0, Math.min(100, Number(pick(d, "progress")) || 0));
-        return h("div", { "data-deployment": d.id }, h("div", { class: "muted" }, `${pick(d, "phase") || ""} ${pct}%`),
-          h("div", { class: "bar", role: "progressbar", "aria-valuenow": pct, "aria-valuemin": 0, "aria-valuemax": 100, "aria-label": `Progress of ${pick(d, "serviceName", "service_name", "id")}` }, h("span", { width: pct + "%" })));
-      } },
-      { key: "actions", title: "Actions", sort: false, render: (d) => h("button", { type: "button", class: "btn small danger", "aria-label": `Remove ${pick(d, "serviceName", "service_name", "id")}`, onclick: () => {
-        const vols = checkbox("removeVolumes", false);
-        formDialog(`Remove ${pick(d, "serviceName", "service_name", "id")}?`, [h("p", {}, "Its containers are stopped and removed."), field("Also remove its volumes (its data)", vols)], "Remove", async () => {
-          await api("DELETE", `/api/v1/toolbox/deployments/${encodeURIComponent(d.id)}?removeVolumes=${vols.checked}`); toast("Deployment removed"); deployments.load();
-        });
-      } }, "Remove") }] });
-  });
-  const deployDialog = async (s) => {
-    let detail = s;
-    try { detail = await api("GET", `/api/v1/toolbox/services/${encodeURIComponent(s.id)}`); detail = detail.service || detail; } catch { /* the list entry will do */ }
-    const vars = detail.variables || detail.envVars || detail.env_vars || [];
-    const labels = {};
-    const name = input("serviceName", { value: s.id, required: true });
-    const port = input("customPort", { type: "number", min: 1, max: 65535 });
-    const auto = checkbox("autoStart", true);
-    const varInputs = (Array.isArray(vars) ? vars : Object.entries(vars).map(([k, v]) => ({ name: k, ...(typeof v === "object" ? v : { default: v }) })))
-      .map((v) => { labels[v.name] = (v.label || v.name) + (v.required ? " (required)" : "");
-        return [v.name, input(v.name, { type: v.type === "password" || v.secret ? "password" : v.type === "number" ? "number" : "text", value: v.default ?? "", required: !!v.required })]; });
-    formDialog(`Deploy ${s.name}`, [field("Service name", name), varInputs.map(([k, el]) => field(labels[k], el)), field("Custom port", port), field("Start after deploying", auto)],
-      "Deploy", async () => {
-        const envVars = Object.fromEntries(varInputs.map(([k, el]) => [k, el.value]));
-        const body = { serviceId: s.id, serviceName: name.value, envVars, autoStart: auto.checked };
-        if (port.value) body.customPort = Number(port.value);
-        const r = await api("POST", "/api/v1/toolbox/deploy", body);
-        toast(r.message || "Deployment started"); deployments.load();
-      });
-  };
-  section(main, title, catalog.el, h("h2", {}, "Deployments"), deployments.el);
-  await Promise.all([catalog.load(), deployments.load()]);
-  let pendingReload = 0;  // at most one reload per 300 ms
-  const reload = () => { if (!pendingReload) pendingReload = setTimeout(() => { pendingReload = 0; deployments.load(); }, 300); };
-  onEvent((m) => {
-    if (!/toolbox|deploy/.test(m.type)) return;
-    const d = m.data || {};
-    const cell = m.type === "toolbox.deploy.progress" && d.deploymentId
-      ? main.querySelector(`[data-deployment="${CSS.escape(d.deploymentId)}"]`) : null;
-    if (!cell) { reload(); return; }
-    // Progress moves the bar in place; the row is reloaded when the deployment ends.
-    const pct = Math.max(0, Math.min(100, Number(d.percent) || 0));
-    cell.querySelector(".muted").textContent = `${d.phase || ""} ${pct}%`;
-    const bar = cell.querySelector("[role=progressbar]");
-    bar.setAttribute("aria-valuenow", String(pct));
-    bar.firstChild.style.width = pct + "%";
-  });
-};
+// The toolbox page lives in toolbox.js.
 
 function tabs(main, defs) {
   const bar = h("div", { class: "tabs", role: "tablist" });
@@ -756,32 +694,7 @@ function tabs(main, defs) {
 }
 // The scripts page lives in scripts.js.
 
-PAGES.apikeys = async (main, title) => {
-  const table = region("API keys", async () => {
-    const rows = list(await api("GET", "/api/v1/apikeys"), "keys");
-    return dataTable({ label: "API keys", rows, empty: "No API keys.", columns: [
-      { key: "name", title: "Name" }, { key: "prefix", title: "Prefix" }, { key: "scopes", title: "Scopes", value: (k) => (k.scopes || []).join(", ") },
-      { key: "lastUsedAt", title: "Last used", render: (k) => ago(k.lastUsedAt) },
-      { key: "status", title: "Status", value: (k) => (k.revokedAt ? "revoked" : "active"), render: (k) => badge(k.revokedAt ? "revoked" : "active", k.revokedAt ? "bad" : "ok") },
-      { key: "actions", title: "Actions", sort: false, render: (k) => k.revokedAt ? "" : h("button", { type: "button", class: "btn small danger", "aria-label": `Revoke key ${k.name}`, onclick: async (e) => {
-        if (await confirmDialog(`Revoke API key ${k.name}?`, "Revoke")) await guard(async () => { await api("DELETE", `/api/v1/apikeys/${encodeURIComponent(k.id)}`); toast("Key revoked"); table.load(); }, e.target);
-      } }, "Revoke") }] });
-  });
-  const create = () => {
-    const name = input("name", { required: true }); const scopes = input("scopes", { value: "read:catalog, read:events" });
-    const expires = input("expiresAt", { type: "date" });
-    formDialog("New API key", [field("Name", name), field("Scopes (comma separated)", scopes), field("Expires (optional)", expires)], "Create", async () => {
-      const body = { name: name.value, scopes: scopes.value.split(",").map((s) => s.trim()).filter(Boolean) };
-      if (expires.value) body.expiresAt = new Date(expires.value).toISOString();
-      const k = await api("POST", "/api/v1/apikeys", body);
-      table.load();
-      dialog("Your new API key", h("div", {}, h("p", {}, "Copy it now: it is shown only this once."), h("pre", { "data-api-key": "" }, k.key),
-        h("button", { type: "button", class: "btn", onclick: () => navigator.clipboard && navigator.clipboard.writeText(k.key).then(() => toast("Copied")) }, "Copy")));
-    });
-  };
-  section(main, title, h("div", { class: "row" }, h("button", { type: "button", class: "btn primary", onclick: create }, "New API key")), table.el);
-  await table.load();
-};
+// The API keys page lives in apikeys.js.
 
 PAGES.audit = async (main, title) => {
   const action = input("action"); const actor = input("actor");
@@ -792,7 +705,7 @@ PAGES.audit = async (main, title) => {
     const d = await api("GET", "/api/v1/audit-logs?" + q);
     const rows = list(d, "logs");
     return h("div", {}, dataTable({ label: "Audit log", rows, searchable: false, pageSize: limit, empty: "No entries.", columns: [
-      { key: "timestamp", title: "When" }, { key: "action", title: "Action" }, { key: "actor", title: "Actor" },
+      { key: "timestamp", title: "When", render: (e) => datetime(e.timestamp) }, { key: "action", title: "Action" }, { key: "actor", title: "Actor" },
       { key: "target", title: "Target" }, { key: "ip", title: "IP" }, { key: "details", title: "Details" }] }),
     serverPager("Audit log", offset, limit, d.total ?? offset + rows.length, (o) => { offset = o; out.load(); }));
   });
@@ -806,20 +719,7 @@ PAGES.audit = async (main, title) => {
 
 // The metrics page lives in metrics.js.
 
-PAGES.settings = async (main, title) => {
-  const theme = h("select", { name: "theme" }, [["light", "Light"], ["dark", "Dark"], ["terminal", "Terminal (green on black)"]].map(([v, l]) =>
-    h("option", { value: v, selected: document.documentElement.getAttribute("data-theme") === v }, l)));
-  theme.addEventListener("change", () => { document.documentElement.setAttribute("data-theme", theme.value); try { localStorage.setItem("nekzus.theme", theme.value); } catch { /* private mode */ } toast("Theme saved"); });
-  const info = region("System information", async () => {
-    const i = await api("GET", "/api/v1/admin/info");
-    return h("dl", { class: "kv" }, h("dt", {}, "Version"), h("dd", {}, i.version), h("dt", {}, "Nexus id"), h("dd", {}, i.nexusId),
-      h("dt", {}, "Capabilities"), h("dd", {}, (i.capabilities || []).join(", ")), h("dt", {}, "Live updates"), h("dd", {}, state.wsOnline ? "connected" : "disconnected"),
-      h("dt", {}, "Signed in as"), h("dd", {}, state.user.username), h("dt", {}, "Idle sign-out after"), h("dd", {}, `${Math.round(state.idleTimeout / 60)} minutes`));
-  });
-  section(main, title, h("section", { class: "card" }, h("h2", {}, "Appearance"), field("Theme", theme)),
-    h("section", { class: "card" }, h("h2", {}, "System information"), info.el));
-  await info.load();
-};
+// The settings page lives in settings.js.
 
 // ---------- start ----------
 async function start() {
@@ -843,4 +743,5 @@ else start();
 // For the page modules: they import these from this very module (the shell names its hashed URL).
 export { PAGES, state, field, input, checkbox, notice, errorBox, guard, ago, bytes, badge, stateKind, pick, list,
   download, downloadFrom, dataTable, dialog, confirmDialog, formDialog, region, section, every, NBSP };
-export { NAV, route, tabs, logsDialog, nextId, serverPager };
+export { NAV, route, tabs, logsDialog, nextId, serverPager, LIST_PAGE };
+export { datetime, idleSeconds };

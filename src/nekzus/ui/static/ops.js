@@ -2,12 +2,12 @@
 // pages with the shared module (imported by the exact URL the shell loads, so both share one instance).
 import {
   PAGES, h, api, toast, onEvent, field, input, checkbox, notice, guard, ago, bytes, badge, stateKind, list,
-  downloadFrom, dataTable, dialog, confirmDialog, formDialog, region, section,
+  downloadFrom, dataTable, dialog, confirmDialog, formDialog, region, section, datetime, prefs,
 } from "{{app.js}}";
 
 const kv = (pairs) => h("dl", { class: "kv" }, pairs.filter(([, v]) => v !== undefined && v !== null && v !== "")
   .map(([k, v]) => [h("dt", {}, k), h("dd", {}, v instanceof Node ? v : String(v))]));
-const when = (t) => (t ? `${new Date(t).toLocaleString()} (${ago(t)})` : "–");
+const when = (t) => (!t ? "–" : prefs.get("timestampStyle") === "absolute" ? datetime(t) : `${datetime(t)} (${ago(t)})`);
 const enc = encodeURIComponent;
 
 // A PEM text area that a chosen file fills in (the file never leaves the browser except in the request).
@@ -34,7 +34,7 @@ PAGES.certificates = async (main, title) => {
     const rows = list(await api("GET", "/api/v1/certificates"), "certificates");
     return dataTable({ label: "Certificates", rows: rows.map((c) => ({ ...c, __id: c.domain })), empty: "No certificates yet: generate one from the local CA or upload your own.", columns: [
       { key: "domain", title: "Domain" }, { key: "issuer", title: "Issuer" },
-      { key: "not_after", title: "Expires", render: (c) => c.not_after ? new Date(c.not_after).toLocaleDateString() : "–" },
+      { key: "not_after", title: "Expires", render: (c) => c.not_after ? datetime(c.not_after, { time: false }) : "–" },
       { key: "expires_in_days", title: "Days left", render: (c) => badge(String(c.expires_in_days), c.expires_in_days < 0 ? "bad" : c.expires_in_days <= 30 ? "warn" : "ok") },
       { key: "sans", title: "Names", value: (c) => (c.sans || []).join(", ") },
       { key: "actions", title: "Actions", sort: false, class: "actions", render: (c) => h("div", { class: "row" },
@@ -57,7 +57,7 @@ PAGES.certificates = async (main, title) => {
     if (!(await confirmDialog(`Renew the certificate for ${domain}? It is re-issued with the same names and a new key; paired devices are told to pin the new one.`, "Renew"))) return;
     await guard(async () => {
       const r = await api("POST", "/api/v1/certificates/renew", { domain });
-      const until = r.certificate && r.certificate.not_after ? new Date(r.certificate.not_after).toLocaleDateString() : "";
+      const until = r.certificate && r.certificate.not_after ? datetime(r.certificate.not_after, { time: false }) : "";
       toast(`Certificate for ${domain} renewed${until ? ", valid until " + until : ""}`);
       table.load();
     }, btn);
