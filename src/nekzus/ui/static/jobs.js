@@ -2,7 +2,7 @@
 // actions...) from /api/v1/jobs, paged and filtered by the API, updated in place from the job.* events of
 // the page's WebSocket; a running or queued job can be cancelled, and any job opened for its details.
 import {
-  ago, api, badge, confirmDialog, dialog, errorBox, field, guard, h, input, onEvent, region, section,
+  ago, api, badge, confirmDialog, datetime, dialog, errorBox, field, guard, h, input, onEvent, region, section,
   serverPager, state, toast, PAGES, NBSP,
 } from "{{app.js}}";
 
@@ -37,8 +37,8 @@ function details(j) {
     body.replaceChildren(
       h("dl", { class: "kv" }, row("Kind", d.kind), row("Status", badge(d.state, KIND[d.state])),
         row("Progress", d.percent === null ? "" : `${Math.round(clamp(d.percent))}%`), row("Phase", d.phase),
-        row("Message", d.message), row("Started by", d.triggeredBy), row("Created", d.createdAt),
-        row("Started", d.startedAt), row("Finished", d.finishedAt), row("Ran for", duration(d.startedAt, d.finishedAt))),
+        row("Message", d.message), row("Started by", d.triggeredBy), row("Created", d.createdAt && datetime(d.createdAt)),
+        row("Started", d.startedAt && datetime(d.startedAt)), row("Finished", d.finishedAt && datetime(d.finishedAt)), row("Ran for", duration(d.startedAt, d.finishedAt))),
       d.error ? h("div", { class: "notice error", role: "alert", "data-job-error": "" }, h("strong", {}, "Error: "), d.error) : null,
       h("h3", {}, "Result"),
       d.state === "succeeded" ? h("div", { "data-job-result": "" }, h("p", {}, d.message || "Finished successfully."),
@@ -84,7 +84,7 @@ PAGES.jobs = async (main, title) => {
       h("td", {}, j.kind),
       h("td", {}, badge(j.state, KIND[j.state]), j.error ? h("div", { class: "muted" }, j.error.length > 80 ? j.error.slice(0, 80) + "…" : j.error) : null),
       h("td", {}, progressCell(j)),
-      h("td", {}, h("span", { title: j.createdAt || "" }, ago(j.createdAt))),
+      h("td", {}, h("span", { title: j.createdAt ? datetime(j.createdAt) : "" }, ago(j.createdAt))),
       h("td", {}, duration(j.startedAt, j.finishedAt) || "–"),
       h("td", { class: "actions" }, h("div", { class: "row" },
         h("button", { type: "button", class: "btn small", "aria-label": `Details of job ${j.id}`, onclick: () => details(j) }, "Details"),
