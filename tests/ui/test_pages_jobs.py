@@ -138,8 +138,21 @@ def test_jobs_listed_paged_filtered_cancelled_live(page: Any, server: NekzusServ
     assert "about to fail" in dialog.locator("[data-job-output]").inner_text()
     assert not axe_serious(page)
     dialog.get_by_role("button", name="Close").click()
+    # By kind: nothing of an unknown kind, every script run of the right one.
+    page.get_by_label("Status").select_option("")
+    page.get_by_label("Kind").fill("no-such-kind")
+    page.get_by_role("button", name="Filter", exact=True).click()
+    table.get_by_text("No jobs match.").wait_for()
+    page.get_by_label("Kind").fill("script")
+    page.get_by_role("button", name="Filter", exact=True).click()
+    table.locator("tbody tr[data-state]").first.wait_for()
+    kinds = table.locator("tbody tr").evaluate_all("rows => rows.map(r => r.cells[1].textContent)")
+    assert kinds and set(kinds) == {"script"}
     page.get_by_label("Status").select_option("succeeded")
-    table.locator("tbody tr[data-state='succeeded']").first.wait_for()
+    page.wait_for_function(
+        """() => { const rows = [...document.querySelectorAll('table tbody tr')];
+                  return rows.length && rows.every((r) => r.dataset.state === 'succeeded'); }"""
+    )
     ok_id = table.locator("tbody tr").first.get_attribute("data-id")
     table.get_by_role("button", name=f"Details of job {ok_id}").click()
     assert page.locator("dialog").get_by_label(f"Result of job {ok_id}").inner_text() == "completed"
