@@ -22,6 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx
 import yaml
 from tests.federation.conftest import apps, fed_server, peers, wait_for
 from tests.nekzus_server import NekzusServer, free_port
@@ -63,6 +64,20 @@ class Tap:
             return self.seen[key]
 
 
+def add_route(client: httpx.Client, app_id: str) -> None:
+    """Register an app (a route to a port nothing listens on) through the API."""
+    r = client.post(
+        "/api/v1/routes",
+        json={
+            "routeId": f"r_{app_id}",
+            "appId": app_id,
+            "pathBase": f"/apps/{app_id}/",
+            "to": "http://127.0.0.1:9",
+        },
+    )
+    assert r.status_code == 201, r.text
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -95,16 +110,7 @@ def main() -> None:
             for i in range(args.rounds):
                 app_id = f"bench{i}"
                 started = time.perf_counter()
-                r = cl.post(
-                    "/api/v1/routes",
-                    json={
-                        "routeId": f"r_{app_id}",
-                        "appId": app_id,
-                        "pathBase": f"/apps/{app_id}/",
-                        "to": "http://127.0.0.1:9",
-                    },
-                )
-                assert r.status_code == 201, r.text
+                add_route(cl, app_id)
                 add_times.append(max(t.wait(("federation_service_added", app_id)) for t in taps) - started)
                 started = time.perf_counter()
                 assert cl.delete(f"/api/v1/routes/r_{app_id}").status_code in (200, 204)
@@ -119,17 +125,7 @@ def main() -> None:
         started = time.perf_counter()
         with a.client() as cl:
             for i in range(args.apps):
-                app_id = f"bulk{i:04d}"
-                r = cl.post(
-                    "/api/v1/routes",
-                    json={
-                        "routeId": f"r_{app_id}",
-                        "appId": app_id,
-                        "pathBase": f"/apps/{app_id}/",
-                        "to": "http://127.0.0.1:9",
-                    },
-                )
-                assert r.status_code == 201, r.text
+                add_route(cl, f"bulk{i:04d}")
         registered = time.perf_counter() - started
         last = f"bulk{args.apps - 1:04d}"
         taps[0].wait(("federation_service_added", last), 120)

@@ -17,41 +17,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-import yaml
+from harness import NekzusProcess, cpu_seconds, free_port, run_wrk, start_nginx, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_BODY = "hello from upstream\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status < 500:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
+READY_TIMEOUT = 180.0  # several servers start at once on a loaded machine
 
 
 class Stack:
@@ -67,6 +46,7 @@ class Stack:
         self.baseline = free_port() if baseline_src is not None else 0
         self.cpu_of: dict[str, int] = {}
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.nekzus: list[NekzusProcess] = []
         self.upstream = free_port()
         self.ws_upstream = free_port()
         self.caddy = free_port()
@@ -76,49 +56,20 @@ class Stack:
         log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the child
         self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, **kw))  # type: ignore[call-overload]
 
-    def nginx_conf(self, name: str, body: str) -> Path:
-        conf = self.dir / f"{name}.conf"
-        conf.write_text(
-            f"""
-worker_processes {1 if name == "upstream" else "auto"};
-daemon off;
-pid {self.dir}/{name}.pid;
-error_log {self.dir}/{name}.error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {self.dir}/{name}_body;
-  proxy_temp_path {self.dir}/{name}_proxy;
-  fastcgi_temp_path {self.dir}/{name}_fcgi;
-  uwsgi_temp_path {self.dir}/{name}_uwsgi;
-  scgi_temp_path {self.dir}/{name}_scgi;
-  keepalive_requests 1000000;
-  {body}
-}}
-"""
-        )
-        return conf
-
     def start(self) -> None:
-        self.dir.chmod(0o755)  # nginx workers run as an unprivileged user
         www = self.dir / "www" / "apps" / "bench"
         www.mkdir(parents=True)
         (www / "1m.bin").write_bytes(os.urandom(1 << 20))
-        upstream = self.nginx_conf(
-            "upstream",
-            f"""server {{
+        upstream = f"""server {{
     listen 127.0.0.1:{self.upstream};
     root {self.dir / "www"};
     location = /apps/bench/small {{ default_type text/plain; return 200 "{SMALL_BODY.strip()}\\n"; }}
     location / {{ }}
-  }}""",
-        )
-        self.spawn(["nginx", "-c", str(upstream)], "upstream")
+  }}"""
+        self.procs.append(start_nginx(self.dir, "upstream", upstream, workers="1"))
         self.spawn([sys.executable, str(Path(__file__).with_name("ws_echo.py")), str(self.ws_upstream)], "ws")
 
-        proxy = self.nginx_conf(
-            "nginx",
-            f"""upstream app {{ server 127.0.0.1:{self.upstream}; keepalive 64; }}
+        proxy = f"""upstream app {{ server 127.0.0.1:{self.upstream}; keepalive 64; }}
   map $http_upgrade $conn {{ default upgrade; "" ""; }}
   server {{
     listen 127.0.0.1:{self.nginx};
@@ -136,9 +87,8 @@ http {{
       proxy_set_header X-Forwarded-For $remote_addr;
       proxy_buffering off;
     }}
-  }}""",
-        )
-        self.spawn(["nginx", "-c", str(proxy)], "nginx")
+  }}"""
+        self.procs.append(start_nginx(self.dir, "nginx", proxy))
 
         caddyfile = self.dir / "Caddyfile"
         caddyfile.write_text(
@@ -170,23 +120,24 @@ http://127.0.0.1:{self.caddy} {{
             self.start_nekzus("baseline", self.baseline, self.baseline_src)
 
         try:
-            wait_http(f"http://127.0.0.1:{self.upstream}/apps/bench/small")
+            wait_http(f"http://127.0.0.1:{self.upstream}/apps/bench/small", READY_TIMEOUT)
             ours = [port for port, _ in self.instances.values()]
             for port in (*ours, self.caddy, self.nginx, *([self.baseline] if self.baseline else [])):
-                wait_http(f"http://127.0.0.1:{port}/apps/bench/small")
+                wait_http(f"http://127.0.0.1:{port}/apps/bench/small", READY_TIMEOUT)
+            for nekzus in self.nekzus:  # followers start after the leader: all of them, before any load
+                nekzus.wait_workers(time.perf_counter() + READY_TIMEOUT)
         except RuntimeError:
-            for log in sorted(self.dir.glob("*.log")):
+            for log in sorted(self.dir.rglob("*.log")):
                 print(f"--- {log.name}\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
             raise
 
     def start_nekzus(self, name: str, port: int, src: Path | None, workers: int | None = None) -> None:
         """A Nekzus instance; `src` runs another source tree (e.g. main) beside this one for an A/B run."""
-        server: dict[str, object] = {"addr": f"127.0.0.1:{port}"}
+        server: dict[str, object] = {}
         if workers is not None:
             server["workers"] = workers
         config = {
             "server": server,
-            "storage": {"database_path": str(self.dir / name / "nexus.db")},
             "rate_limits": {"enabled": False},
             "routes": [
                 {
@@ -207,16 +158,14 @@ http://127.0.0.1:{self.caddy} {{
                 },
             ],
         }
-        (self.dir / name).mkdir()
-        cfg = self.dir / name / "config.yaml"
-        cfg.write_text(yaml.safe_dump(config))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NEKZUS_")}
-        if src is not None:
-            env["PYTHONPATH"] = str(src)
-        self.spawn([sys.executable, "-m", "nekzus", "--config", str(cfg), "--insecure-http"], name, env=env)
-        self.cpu_of[name] = self.procs[-1].pid
+        nekzus = NekzusProcess(self.dir / name, config, port=port, src=src)
+        nekzus.start()
+        self.nekzus.append(nekzus)
+        self.cpu_of[name] = nekzus.pid
 
     def stop(self) -> None:
+        for nekzus in self.nekzus:
+            nekzus.stop(timeout=10)
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -227,52 +176,11 @@ http://127.0.0.1:{self.caddy} {{
                 proc.kill()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its live children so far (Linux /proc): the cost per
-    request is far less noisy than the rate on a shared machine, because it does not count time the
-    process spent waiting. Children are the worker processes of a multi-worker Nekzus."""
-    total = 0.0
-    for one in (pid, *_children(pid)):
-        try:
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            found.extend(int(c) for c in (task / "children").read_text().split())
-    except OSError:
-        pass
-    return found
-
-
-def _ms(text: str) -> float:
-    match = re.match(r"([\d.]+)(us|ms|s)", text)
-    if not match:
-        return float("nan")
-    value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-
 def wrk(url: str, connections: int, duration: int, threads: int) -> tuple[float, float, float]:
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    if "Non-2xx" in out or "Socket errors" in out:
-        errors = [line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line]
-        print(f"  warning for {url}: {'; '.join(errors)}", file=sys.stderr)
-    return rps, p50, p99
+    run = run_wrk(url, connections=connections, duration=duration, threads=threads)
+    if run.problems:
+        print(f"  warning for {url}: {'; '.join(run.problems)}", file=sys.stderr)
+    return run.rate, run.p50, run.p99
 
 
 async def _ws_bench(url: str, connections: int, duration: float) -> tuple[float, float, float]:

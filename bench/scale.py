@@ -29,63 +29,39 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ws_fanout import RawClient, cpu_seconds, free_port, raise_fd_limit, rss_bytes
+from harness import (
+    MIB,
+    NekzusProcess,
+    cpu_seconds,
+    free_port,
+    rss_bytes,
+    run_wrk,
+    start_nginx,
+    stop_process,
+    wait_http,
+)
+from ws_fanout import RawClient, raise_fd_limit
 
 SECRET = "scale-bench-" + "k" * 40
-MIB = 1024 * 1024
 DEVICE_SCOPES = ["read:catalog", "read:events"]
-
-
-def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status < 500:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-def _ms(text: str) -> float:
-    match = re.match(r"([\d.]+)(us|ms|s)", text)
-    if not match:
-        return float("nan")
-    value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
 def wrk(url: str, header: str, connections: int, duration: int) -> tuple[float, float, int]:
     """requests/s, p99 ms, number of requests (non-2xx answers are reported, not hidden)."""
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-H", header, url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if bad:
-        raise RuntimeError(f"{bad.group(1)} non-2xx answers from {url} (credential refused?)")
-    return rps, p99, total
+    run = run_wrk(url, connections=connections, duration=duration, header=header)
+    if run.non_2xx:
+        raise RuntimeError(f"{run.non_2xx} non-2xx answers from {url} (credential refused?)")
+    return run.rate, run.p99, run.requests
 
 
 class Upstream:
@@ -95,44 +71,24 @@ class Upstream:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.dir.chmod(0o755)
-        conf = self.dir / "upstream.conf"
-        conf.write_text(
-            f"""worker_processes 1;
-daemon off;
-pid {self.dir}/upstream.pid;
-error_log {self.dir}/upstream.error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  server {{
+        body = f"""server {{
     listen 127.0.0.1:{self.port};
     location / {{ default_type text/plain; return 200 "hello from upstream\\n"; }}
-  }}
-}}
-"""
-        )
-        log = open(self.dir / "upstream.log", "wb")  # noqa: SIM115 - kept open for the child
-        self.proc = subprocess.Popen(["nginx", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+  }}"""
+        self.proc = start_nginx(self.dir, "upstream", body, workers="1")
         wait_http(f"http://127.0.0.1:{self.port}/", proc=self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc)
 
 
-class Server:
+class Server(NekzusProcess):
     """One Nekzus with `routes` proxy routes on the store in `data_dir`."""
 
     def __init__(self, data_dir: Path, routes: int, upstream: int) -> None:
-        self.dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.routes = routes
         config = {
-            "server": {"addr": f"127.0.0.1:{self.port}"},
-            "storage": {"database_path": str(data_dir / "nexus.db")},
             "rate_limits": {"enabled": False},
             "auth": {"hs256_secret": SECRET},
             "routes": [
@@ -146,46 +102,20 @@ class Server:
                 for i in range(routes)
             ],
         }
-        self.config = data_dir / f"config-{routes}.yaml"
-        self.config.write_text(json.dumps(config))
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(data_dir, config, name=f"config-{routes}", log_name=f"nekzus-{routes}.log")
 
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NEKZUS_")}
-        log = open(self.dir / f"nekzus-{self.routes}.log", "ab")  # noqa: SIM115 - kept open for the child
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nekzus", "--config", str(self.config), "--insecure-http"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.dir,
-        )
+    def start(self, prefix: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        super().start(prefix, env)
         try:
-            wait_http(self.url + "/readyz", proc=self.proc)
-        except RuntimeError:
-            print(
-                (self.dir / f"nekzus-{self.routes}.log").read_text(errors="replace")[-3000:], file=sys.stderr
-            )
+            self.wait_ready(60.0, interval=0.1)
+        except RuntimeError as exc:
+            print(exc, file=sys.stderr)
             raise
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def start_stop(self) -> None:
         """Start once (creates the schema), then stop."""
         self.start()
         self.stop()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 def seed(data_dir: Path, devices: int, keys: int, upstream: int) -> dict[str, str]:

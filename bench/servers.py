@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import re
 import shutil
 import signal
 import socket
@@ -24,6 +23,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import harness
+from harness import cpu_seconds, free_port, stop_process
 
 BENCH = Path(__file__).resolve().parent
 BODY = b"hello from the core\n"
@@ -47,12 +49,6 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": BODY})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def commands(port: int) -> dict[str, list[str]]:
@@ -102,23 +98,6 @@ def commands(port: int) -> dict[str, list[str]]:
     return cmds
 
 
-def cpu_of_tree(pid: int) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    pids = [pid]
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += sum(int(x) for x in fields[11:13])
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    pids.extend(int(c) for c in f.read().split())
-        except OSError:
-            continue
-    return total / ticks
-
-
 def wait_up(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -135,26 +114,9 @@ def wait_up(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> 
     raise RuntimeError("server did not come up")
 
 
-def ms(value: str) -> float:
-    """A wrk latency (`812.00us`, `3.21ms`, `1.02s`, `1.10m`) in milliseconds."""
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
-    if match is None:
-        raise ValueError(f"unexpected wrk latency {value!r}")
-    number, unit = match.groups()
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-
-
 def run_wrk(port: int, duration: int, connections: int) -> tuple[float, float, float]:
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", f"http://127.0.0.1:{port}/"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    return rate, p50, p99
+    run = harness.run_wrk(f"http://127.0.0.1:{port}/", connections=connections, duration=duration, threads=1)
+    return run.rate, run.p50, run.p99
 
 
 def measure(name: str, cmd: list[str], port: int, duration: int, connections: int) -> tuple[float, ...]:
@@ -162,17 +124,12 @@ def measure(name: str, cmd: list[str], port: int, duration: int, connections: in
     try:
         wait_up(port, proc)
         run_wrk(port, 1, connections)  # warm-up
-        cpu0 = cpu_of_tree(proc.pid)
+        cpu0 = cpu_seconds(proc.pid)
         rate, p50, p99 = run_wrk(port, duration, connections)
-        cpu = cpu_of_tree(proc.pid) - cpu0
+        cpu = cpu_seconds(proc.pid) - cpu0
         return rate, p50, p99, 1e6 * cpu / max(1.0, rate * duration)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, signal.SIGINT)
 
 
 def main() -> int:

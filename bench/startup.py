@@ -22,12 +22,8 @@ clock times move with the machine's load (printed with the table): compare trees
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import shutil
-import signal
-import socket
-import ssl
 import statistics
 import subprocess
 import sys
@@ -35,9 +31,8 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
-import yaml
+from harness import NekzusProcess, cpu_seconds, http_status, memory_of, process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT = 180.0  # generous: a loaded 2-core machine takes a minute to start three servers
@@ -45,160 +40,30 @@ READY_TIMEOUT = 180.0  # generous: a loaded 2-core machine takes a minute to sta
 WARM_PATHS = ("/healthz", "/api/v1/healthz", "/", "/api/v1/apps", "/readyz")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _client_context() -> ssl.SSLContext:
-    # No CA store is loaded (the server's certificate is self-signed): cheap enough to poll with.
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-CLIENT_TLS = _client_context()
-
-
-def get(port: int, path: str, tls: bool, timeout: float = 2.0) -> int:
-    conn: http.client.HTTPConnection
-    if tls:
-        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=CLIENT_TLS)
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers={"Host": f"127.0.0.1:{port}"})
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
-
-
-class Instance:
-    """One `nekzus` process on a loopback port, with its own data dir."""
+class Instance(NekzusProcess):
+    """One `nekzus` process on a loopback port, with its own data dir and the default config."""
 
     def __init__(self, data_dir: Path, tls: bool, src: Path | None, workers_key: bool) -> None:
-        self.data_dir = data_dir
-        self.tls = tls
-        self.src = src
-        self.port = free_port()
-        config: dict[str, Any] = {
-            "server": {"addr": f"127.0.0.1:{self.port}"},
-            "storage": {"database_path": str(data_dir / "nexus.db")},
-        }
-        if workers_key:
-            config["server"]["workers"] = 1
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path = data_dir / "config.yaml"
-        self.config_path.write_text(yaml.safe_dump(config))
-        self.proc: subprocess.Popen[bytes] | None = None
+        config = {"server": {"workers": 1}} if workers_key else {}
+        super().__init__(data_dir, config, src=src, tls=tls, drop_env=("NEKZUS_", "PYTHON"))
         self.cpu = 0.0
 
-    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NEKZUS_", "PYTHON"))}
-        if self.src is not None:
-            env["PYTHONPATH"] = str(self.src)
-        env.update(extra or {})
-        return env
-
-    def command(self, prefix: list[str] | None = None) -> list[str]:
-        cmd = [sys.executable, *(prefix or ["-m", "nekzus"]), "--config", str(self.config_path)]
-        if not self.tls:
-            cmd.append("--insecure-http")
-        return cmd
-
-    def start(
+    def run(
         self,
         prefix: list[str] | None = None,
         env: dict[str, str] | None = None,
         timeout: float = READY_TIMEOUT,
     ) -> float:
         """Exec the server; return the seconds until /readyz answered 200 (CPU time in `self.cpu`)."""
-        log = open(self.data_dir / "nekzus.log", "ab")  # noqa: SIM115 - kept open for the child
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(
-            self.command(prefix), stdout=log, stderr=subprocess.STDOUT, env=self.env(env), cwd=self.data_dir
-        )
-        log.close()
-        deadline = t0 + timeout
-        while time.perf_counter() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nekzus exited with {self.proc.returncode}: {self.logs()}")
-            try:
-                if get(self.port, "/readyz", self.tls) == 200:
-                    elapsed = time.perf_counter() - t0
-                    self.cpu = cpu_seconds(self.proc.pid)
-                    return elapsed
-            except (OSError, http.client.HTTPException):
-                pass
-            time.sleep(0.02)
-        raise RuntimeError(f"nekzus not ready after {timeout}s: {self.logs()}")
+        self.start(prefix, env)
+        elapsed = self.wait_ready(timeout, interval=0.02)
+        # Its own time and what children it waited for used (one process: `server.workers: 1`).
+        self.cpu = cpu_seconds(self.pid, reaped=True)
+        return elapsed
 
     def warm(self) -> None:
         for path in WARM_PATHS:
-            get(self.port, path, self.tls, timeout=30.0)
-
-    def logs(self) -> str:
-        try:
-            return (self.data_dir / "nekzus.log").read_text(errors="replace")[-3000:]
-        except FileNotFoundError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (its waited-for children included)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(x) for x in fields[11:15]) / ticks
-
-
-def process_tree(pid: int) -> list[int]:
-    pids = [pid]
-    for p in pids:
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    pids.extend(int(c) for c in f.read().split())
-        except OSError:
-            continue
-    return pids
-
-
-def memory_of(pid: int) -> dict[str, float]:
-    """RSS, PSS and USS in MiB (kB fields of /proc)."""
-    out: dict[str, float] = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                out[line.split(":")[0]] = int(line.split()[1]) / 1024
-    fields: dict[str, int] = {}
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 3 and parts[2] == "kB":
-                    fields[parts[0].rstrip(":")] = int(parts[1])
-    except OSError:
-        pass
-    out["Pss"] = fields.get("Pss", 0) / 1024
-    out["Uss"] = (fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)) / 1024
-    return out
+            http_status(self.port, path, self.tls, timeout=30.0)
 
 
 def has_workers_key(src: Path | None) -> bool:
@@ -227,19 +92,19 @@ def timing_runs(work: Path, tls: bool, runs: int, src: Path | None, workers_key:
     for i in range(runs):
         inst = Instance(work / f"{scheme}-{i}", tls, src, workers_key)
         try:
-            out.fresh.append(inst.start())
+            out.fresh.append(inst.run())
             out.fresh_cpu.append(inst.cpu)
         finally:
             inst.stop()
     for _ in range(runs):
         inst = Instance(first, tls, src, workers_key)
         try:
-            out.restart.append(inst.start())
+            out.restart.append(inst.run())
             out.restart_cpu.append(inst.cpu)
             inst.warm()
             time.sleep(1.0)  # let start-up tasks settle (first health checks, cookie flush)
             assert inst.proc is not None
-            per = [memory_of(p) for p in process_tree(inst.proc.pid)]
+            per = [memory_of(p) for p in process_tree(inst.pid)]
             mem = {k: statistics.fmean(m[k] for m in per) for k in per[0]}
             mem["procs"] = len(per)
             out.mems.append(mem)
@@ -260,7 +125,7 @@ def import_profile(work: Path, src: Path | None, workers_key: bool) -> list[tupl
     """(self µs, cumulative µs, module) for every import the server made until it was ready."""
     inst = Instance(restart_dir(work, "importtime"), True, src, workers_key)
     try:
-        inst.start(prefix=["-X", "importtime", "-m", "nekzus"], timeout=180)
+        inst.run(prefix=["-X", "importtime", "-m", "nekzus"], timeout=180)
         inst.warm()
     finally:
         inst.stop()
@@ -314,7 +179,7 @@ def alloc_profile(work: Path, src: Path | None, workers_key: bool) -> Allocs:
     trigger = inst.data_dir / "trace.go"
     env = {"NEKZUS_BENCH_TRACE_OUT": str(out), "NEKZUS_BENCH_TRACE_TRIGGER": str(trigger)}
     try:
-        inst.start(prefix=["-c", TRACE_SCRIPT], env=env, timeout=300)  # tracemalloc slows it ~5x
+        inst.run(prefix=["-c", TRACE_SCRIPT], env=env, timeout=300)  # tracemalloc slows it ~5x
         inst.warm()
         trigger.touch()
         deadline = time.monotonic() + 60
@@ -366,6 +231,12 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def mib_shares(header: list[str], sizes: dict[str, int], total: int, top: int) -> str:
+    """The `top` largest of `sizes` (bytes) as a table: MiB and share of `total`."""
+    biggest = sorted(sizes.items(), key=lambda kv: -kv[1])[:top]
+    return table(header, [[k, f"{v / 2**20:.2f}", f"{100 * v / total:.0f} %"] for k, v in biggest])
 
 
 def main() -> int:
@@ -469,29 +340,13 @@ def main() -> int:
             f"\nPython allocations held when ready (tracemalloc, https): {held / 2**20:.1f} MiB, "
             f"{modules} modules loaded\n"
         )
-        print(
-            table(
-                ["owner", "MiB", "share"],
-                [
-                    [k, f"{v / 2**20:.2f}", f"{100 * v / held:.0f} %"]
-                    for k, v in sorted(pkg_size.items(), key=lambda kv: -kv[1])[: args.top]
-                ],
-            )
-        )
+        print(mib_shares(["owner", "MiB", "share"], pkg_size, held, args.top))
         total_pyc = sum(pyc.values())
         print(
             "\nBytecode behind `<frozen importlib._bootstrap_external>` (code objects unmarshalled):"
             f" {total_pyc / 2**20:.1f} MiB of .pyc loaded; in memory the code objects take ~1.5-2x that.\n"
         )
-        print(
-            table(
-                ["package", ".pyc MiB", "share"],
-                [
-                    [k, f"{v / 2**20:.2f}", f"{100 * v / total_pyc:.0f} %"]
-                    for k, v in sorted(pyc.items(), key=lambda kv: -kv[1])[: args.top]
-                ],
-            )
-        )
+        print(mib_shares(["package", ".pyc MiB", "share"], pyc, total_pyc, args.top))
         print("\nTop lines:\n")
         print(
             table(

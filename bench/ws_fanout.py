@@ -32,9 +32,7 @@ import contextlib
 import json
 import os
 import resource
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,14 +41,9 @@ from typing import Any
 
 import aiohttp
 
+from harness import MIB, NekzusProcess, cpu_split, rss_bytes
+
 ROOT = Path(__file__).resolve().parent.parent
-MIB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def raise_fd_limit(needed: int) -> int:
@@ -69,116 +62,20 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
-def process_tree(pid: int) -> list[int]:
-    """The process and its live children: the worker processes of a multi-worker Nekzus."""
-    found = [pid]
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            found.extend(int(c) for c in (task / "children").read_text().split())
-    except OSError:
-        pass
-    return found
+class Nekzus(NekzusProcess):
+    """The server under test; `uvloop` runs the same server on uvloop's event loop (a what-if)."""
 
-
-def cpu_split(pid: int) -> tuple[float, float]:
-    """User and system CPU time of a process and its workers so far (fields 14 and 15 of /proc/<pid>/stat)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    user = system = 0.0
-    for one in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        user += int(fields[11]) / tick
-        system += int(fields[12]) / tick
-    return user, system
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its workers so far."""
-    return sum(cpu_split(pid))
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process and its workers (pages the workers share after fork count once
-    per process, so this is an upper bound of what the instance holds)."""
-    total = 0
-    for one in process_tree(pid):
-        try:
-            lines = Path(f"/proc/{one}/status").read_text().splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-    return total
-
-
-class Nekzus:
     def __init__(self, data_dir: Path, src: Path | None = None, uvloop: bool = False) -> None:
-        self.src = src
+        super().__init__(data_dir, {"rate_limits": {"enabled": False}}, src=src)
         self.uvloop = uvloop
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.data_dir = data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
-        config = {
-            "server": {"addr": f"127.0.0.1:{self.port}"},
-            "storage": {"database_path": str(data_dir / "nexus.db")},
-            "rate_limits": {"enabled": False},
-        }
-        self.config_path = data_dir / "config.yaml"
-        self.config_path.write_text(json.dumps(config))  # JSON is valid YAML
-        self.log_path = data_dir / "nekzus.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NEKZUS_")}
-        if self.src is not None:
-            env["PYTHONPATH"] = str(self.src)
-        with open(self.log_path, "ab") as log:
-            launcher = ["-m", "nekzus"]
-            if self.uvloop:  # what-if: the same server on uvloop's event loop
-                launcher = [
-                    "-c",
-                    "import sys, uvloop; uvloop.install(); from nekzus.cli import main; sys.exit(main())",
-                ]
-            self.proc = subprocess.Popen(
-                [sys.executable, *launcher, "--config", str(self.config_path), "--insecure-http"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.data_dir,
-            )
-
-    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError("nekzus exited:\n" + self.log_path.read_text(errors="replace"))
-            try:
-                async with session.get(self.url + "/readyz") as reply:
-                    if reply.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-        raise TimeoutError("nekzus did not become ready")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+    def start(self, prefix: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        if self.uvloop and prefix is None:
+            prefix = [
+                "-c",
+                "import sys, uvloop; uvloop.install(); from nekzus.cli import main; sys.exit(main())",
+            ]
+        super().start(prefix, env)
 
 
 def masked_text(payload: bytes) -> bytes:
@@ -293,7 +190,7 @@ async def measure(server: Nekzus, args: argparse.Namespace) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=30)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            await server.wait_ready(session)
+            server.wait_ready(30.0)
             rss_idle = rss_bytes(server.pid)
             started = time.perf_counter()
             gate = asyncio.Semaphore(100)

@@ -1,5 +1,6 @@
-"""The real Nekzus app under uvicorn on a loopback port, in a thread of this process, with a manual clock
-for token and API-key expiry: a test moves time on instead of waiting for it."""
+"""The real Nekzus app under uvicorn on a loopback port, in a thread of this process: a test can reach its
+services (publish bus events, swap a collaborator), run code on its loop, and move the manual clock that
+judges token and API-key expiry instead of waiting for real time to pass."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -34,12 +35,12 @@ class ManualClock:
 
 
 class InProcNekzus:
-    """`create_app(config, clock=...)` served by uvicorn on 127.0.0.1: the same ASGI stack as `nekzus`,
-    talked to over real HTTP."""
+    """`create_app(config)` served by uvicorn on 127.0.0.1: the same ASGI stack as `nekzus`, talked to
+    over real HTTP and WebSocket. Token and API-key expiry follow `clock` (a manual one by default)."""
 
     def __init__(
         self, data_dir: Path, config: Mapping[str, Any] | None = None, clock: ManualClock | None = None
-    ):
+    ) -> None:
         from nekzus.app import create_app
         from nekzus.config import Config
 
@@ -56,8 +57,10 @@ class InProcNekzus:
         )
         cfg = Config.model_validate({**raw, "insecure_http": True})
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.app = create_app(cfg, base_url=self.url, clock=self.clock)
         self.services = self.app.services
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.thread: threading.Thread | None = None
         self.server: Any = None
 
@@ -68,17 +71,29 @@ class InProcNekzus:
         assert token is not None, "setup already done"
         return token
 
-    def start(self, timeout: float = 30.0) -> InProcNekzus:
+    def start(self, timeout: float = 30.0) -> Self:
         import uvicorn
 
         from nekzus.server import bind_socket
 
-        config = uvicorn.Config(self.app, lifespan="on", log_config=None, access_log=False, loop="asyncio")
+        config = uvicorn.Config(
+            self.app,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            ws="websockets-sansio",
+            http="httptools",
+            loop="asyncio",
+            ws_max_size=1 << 20,
+        )
         self.server = uvicorn.Server(config)
         sock = bind_socket(f"127.0.0.1:{self.port}")
+        loop = self.loop = asyncio.new_event_loop()
 
         def run() -> None:
-            asyncio.run(self.server.serve(sockets=[sock]))
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self.server.serve(sockets=[sock]))
+            loop.close()
 
         self.thread = threading.Thread(target=run, name="nekzus-inproc", daemon=True)
         self.thread.start()
@@ -95,6 +110,23 @@ class InProcNekzus:
                 time.sleep(0.05)
         raise TimeoutError("in-process Nekzus did not become ready")
 
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run fn on the server's loop (sync or async) and return its result."""
+        assert self.loop is not None
+
+        async def runner() -> Any:
+            result = fn(*args, **kwargs)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(runner(), self.loop).result(10)
+
+    def emit(self, type_: str, data: Any = None, **audience: Any) -> None:
+        from nekzus.events import Event
+
+        self.call(self.services.bus.publish, Event(type_, data, **audience))
+
     def client(self, **kwargs: Any) -> httpx.Client:
         kwargs.setdefault("timeout", 15.0)
         return httpx.Client(base_url=self.url, **kwargs)
@@ -104,3 +136,32 @@ class InProcNekzus:
             self.server.should_exit = True
         if self.thread is not None:
             self.thread.join(15)
+
+
+def admin_bearer(srv: InProcNekzus, client: httpx.Client) -> dict[str, str]:
+    """First-run setup with the server's setup token, then login: the admin's Authorization header."""
+    from tests.auth.conftest import ADMIN_PASSWORD, ADMIN_USER, bearer
+
+    r = client.post(
+        "/api/v1/auth/setup",
+        json={"username": ADMIN_USER, "password": ADMIN_PASSWORD},
+        headers={"X-Setup-Token": srv.setup_token},
+    )
+    assert r.status_code == 201, r.text
+    r = client.post("/api/v1/auth/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
+    assert r.status_code == 200, r.text
+    return bearer(r.json()["token"])
+
+
+def expiring_api_key(
+    srv: InProcNekzus, client: httpx.Client, admin: dict[str, str], name: str, scopes: list[str]
+) -> tuple[dict[str, str], int]:
+    """An API key that expires 60 s after the manual clock's now: (its header, the expiry instant)."""
+    from nekzus.timefmt import rfc3339
+
+    expires = int(srv.clock.now) + 60  # the API keeps whole seconds
+    r = client.post(
+        "/api/v1/apikeys", json={"name": name, "scopes": scopes, "expiresAt": rfc3339(expires)}, headers=admin
+    )
+    assert r.status_code == 201, r.text
+    return {"X-API-Key": r.json()["key"]}, expires

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import ssl
 import sys
-import urllib.error
-import urllib.request
 
 from nekzus import __version__
 
@@ -46,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def health_probe(base: str) -> int:
+    import ssl
+    import urllib.error
+    import urllib.request
+
     url = base.rstrip("/") + "/api/v1/healthz"
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -72,7 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.health:
         return health_probe(args.health_addr)
 
+    import gc
     import os
+
+    # Start-up creates ~200,000 objects that live as long as the process: the cyclic collector's passes
+    # over them while they are being created are wasted work (~15 % of the time to ready). Collection
+    # resumes once the app is built (`nekzus.server.collect_from_now_on`).
+    gc.disable()
 
     from nekzus.config import ConfigError, load_config
     from nekzus.logsetup import setup_logging

@@ -155,6 +155,9 @@ def build_domains(services: Services, *, clock: Callable[[], float] = time.time)
     def announce_revoked(device_id: str) -> None:
         bus.emit(EventType.DEVICE_REVOKED, {"deviceId": device_id})
 
+    def announce_updated(device_id: str) -> None:
+        bus.emit(EventType.DEVICE_UPDATED, {"deviceId": device_id})
+
     enrollment = DeviceEnrollment(
         auth,
         metrics=metrics,
@@ -162,6 +165,7 @@ def build_domains(services: Services, *, clock: Callable[[], float] = time.time)
         close_device=hub.close_device,
         announce_paired=announce_pairing,
         announce_revoked=announce_revoked,
+        announce_updated=announce_updated,
     )
     domains = Domains(
         auth=auth,
@@ -307,6 +311,7 @@ def _build_discovery(services: Services, domains: Domains) -> None:
         activity=domains.activity,
         wire=proposal_json,
         runtimes=domains.runtime,
+        auto_approve_config=lambda: services.config.discovery.auto_approve_confidence,
     )
     domains.discovery = manager
     _capability(services, "discovery")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import re
 import signal
@@ -60,7 +61,6 @@ def bind_socket(addr: str) -> socket.socket:
 def prepare_tls(config: Config) -> tuple[Path, Path] | None:
     if not config.tls_enabled:
         return None
-    from nekzus.certs.ca import LocalCA
     from nekzus.certs.selfsigned import ensure_certificate, validate_pair
 
     if config.server.tls_cert:
@@ -68,7 +68,15 @@ def prepare_tls(config: Config) -> tuple[Path, Path] | None:
     else:
         tls_dir = Path(config.data_dir) / "tls"
         cert, key, generated = tls_dir / "server.crt", tls_dir / "server.key", True
-    issuer = LocalCA.load_or_create(Path(config.data_dir) / "ca").issue if generated else None
+    issuer = None
+    if generated:
+
+        def issuer(domains: list[str]) -> tuple[bytes, bytes]:
+            # The local CA (and `cryptography`) is loaded only when a certificate must be issued.
+            from nekzus.certs.ca import LocalCA
+
+            return LocalCA.load_or_create(Path(config.data_dir) / "ca").issue(domains)
+
     ensure_certificate(cert, key, generated=generated, issue=issuer)
     validate_pair(cert, key)
     return cert, key
@@ -163,6 +171,14 @@ async def _redirect_server(addr: str, https_port: int) -> asyncio.Server:
     return await asyncio.start_server(handle, sock=sock, limit=16384)
 
 
+def collect_from_now_on() -> None:
+    """End of start-up: move every object made so far to the collector's permanent generation (it is not
+    scanned again, and forked workers keep sharing those pages instead of copying them when the
+    collector touches their headers), then turn collection back on (`nekzus.cli` turned it off)."""
+    gc.freeze()
+    gc.enable()
+
+
 def _exit_cleanly(_signum: int, _frame: Any) -> None:
     # uvicorn re-raises the signal it caught once shutdown is complete: finish with exit code 0.
     sys.exit(0)
@@ -190,7 +206,11 @@ def run(config: Config, config_path: str | None = None) -> int:
         print(f"nekzus: server.addr: {exc}", file=sys.stderr)
         return 1
     # Imported before fork: the workers share these pages and start faster.
-    import nekzus.app  # noqa: F401
+    import uvicorn  # noqa: F401
+
+    import nekzus.app
+    import nekzus.http.protocol
+    import nekzus.workers.wiring  # noqa: F401
     from nekzus.workers.supervisor import Supervisor
 
     def serve_worker(info: WorkerInfo) -> int:
@@ -212,7 +232,7 @@ def serve(
 
     from nekzus.api.certificates import CERTIFICATES
     from nekzus.app import create_app
-    from nekzus.http.protocol import CoalescingHttpToolsProtocol
+    from nekzus.http.protocol import CoalescingHttpToolsProtocol, TunnellingHttpToolsProtocol
 
     app = create_app(
         config,
@@ -221,10 +241,18 @@ def serve(
         config_path=config_path,
     )
     served: Any = app
+    start_failed = False
     if worker is not None:
         from nekzus.workers.wiring import join
 
-        served = join(app, worker)
+        def stop_failed_worker() -> None:
+            # The supervisor restarts a worker that exits (with back-off): a worker whose start-up
+            # failed leaves rather than answering "not ready" for good.
+            nonlocal start_failed
+            start_failed = True
+            server.should_exit = True
+
+        served = join(app, worker, on_failed=stop_failed_worker)
     leader = worker is None or worker.leader
     if sock is None:
         try:
@@ -244,14 +272,19 @@ def serve(
         timeout_graceful_shutdown=max(1, int(config.server.shutdown_timeout) - 1),
         timeout_keep_alive=75,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol.configured(
-            head_timeout=config.server.read_header_timeout, body_timeout=config.server.read_body_timeout
+        http=TunnellingHttpToolsProtocol.tunnelling(
+            CoalescingHttpToolsProtocol.configured(
+                head_timeout=config.server.read_header_timeout, body_timeout=config.server.read_body_timeout
+            ),
+            # Proxied WebSocket routes take the client connection after the handshake (a byte tunnel).
+            app.services.domains.proxy.claims_tunnel,
         ),
         ws="websockets-sansio",
         ws_max_size=1 << 20,
         h11_max_incomplete_event_size=1 << 20,
     )
     uv_config.load()
+    collect_from_now_on()
     if uv_config.ssl is not None:
         uv_config.ssl.minimum_version = ssl.TLSVersion.TLSv1_2
     swap: ListenerSwap | None = None
@@ -308,4 +341,4 @@ def serve(
         pass
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         runner.run(main())
-    return 0
+    return 1 if start_failed else 0

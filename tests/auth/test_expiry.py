@@ -12,8 +12,8 @@ import jwt
 import pytest
 
 from nekzus.timefmt import rfc3339
-from tests.auth.conftest import ADMIN_PASSWORD, ADMIN_USER, UNTRUSTED, bearer, error_code, pair
-from tests.inproc_server import InProcNekzus
+from tests.auth.conftest import UNTRUSTED, bearer, error_code, pair
+from tests.inproc_server import InProcNekzus, admin_bearer, expiring_api_key
 from tests.nekzus_server import deep_merge
 
 TTL = 3600
@@ -110,23 +110,8 @@ def test_refresh_refuses_beyond_grace_and_bad_tokens(client: httpx.Client, srv: 
 
 
 def test_api_key_expiry(client: httpx.Client, srv: InProcNekzus) -> None:
-    r = client.post(
-        "/api/v1/auth/setup",
-        json={"username": ADMIN_USER, "password": ADMIN_PASSWORD},
-        headers={"X-Setup-Token": srv.setup_token},
-    )
-    assert r.status_code == 201, r.text
-    r = client.post("/api/v1/auth/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
-    assert r.status_code == 200, r.text
-    admin = bearer(r.json()["token"])
-    expires = int(srv.clock.now) + 60  # the API keeps whole seconds
-    r = client.post(
-        "/api/v1/apikeys",
-        json={"name": "soon", "scopes": ["read:*"], "expiresAt": rfc3339(expires)},
-        headers=admin,
-    )
-    assert r.status_code == 201, r.text
-    h = {"X-API-Key": r.json()["key"]}
+    admin = admin_bearer(srv, client)
+    h, expires = expiring_api_key(srv, client, admin, "soon", ["read:*"])
     srv.clock.now = expires - 0.001
     assert client.get("/api/v1/devices", headers=h).status_code == 200
     srv.clock.now = expires

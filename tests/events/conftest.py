@@ -6,20 +6,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 from nekzus.auth.principal import ADMIN, AuthError, Principal
-from nekzus.config import Config
-from tests.nekzus_server import NekzusServer, deep_merge, free_port
+from tests.inproc_server import InProcNekzus
+from tests.nekzus_server import NekzusServer
 
 TIMEOUT = 5.0
 _nonce = itertools.count()
@@ -145,99 +143,15 @@ class StubAuthenticator:
         raise AuthError(401, "INVALID_TOKEN", "Failed to parse token")
 
 
-class InProcServer:
-    """The real Nekzus app under uvicorn on a loopback port, in a thread of this process, so a test can
-    publish bus events and swap the authenticator. Same ASGI stack as `nekzus` itself."""
+class InProcServer(InProcNekzus):
+    """The in-process server (`tests/inproc_server.py`) with the stub authenticator, so a test can
+    publish bus events and connect as any principal."""
 
     def __init__(self, data_dir: Path, config: Mapping[str, Any] | None = None) -> None:
-        from nekzus.app import create_app
-
-        self.port = free_port()
-        raw = deep_merge(
-            {
-                "server": {"addr": f"127.0.0.1:{self.port}"},
-                "storage": {"database_path": str(data_dir / "nexus.db")},
-                "rate_limits": {"enabled": False},
-            },
-            config or {},
-        )
-        cfg = Config.model_validate({**raw, "insecure_http": True})
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
-        self.app = create_app(cfg, base_url=self.url)
-        self.services = self.app.services
+        super().__init__(data_dir, config)
         stub: Any = StubAuthenticator()
         self.services.domains.auth = stub
         self.services.domains.hub.authenticator = stub
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread: threading.Thread | None = None
-        self.server: Any = None
-
-    def start(self) -> InProcServer:
-        import uvicorn
-
-        from nekzus.server import bind_socket
-
-        config = uvicorn.Config(
-            self.app,
-            lifespan="on",
-            log_config=None,
-            access_log=False,
-            ws="websockets-sansio",
-            http="httptools",
-            loop="asyncio",
-            ws_max_size=1 << 20,
-        )
-        self.server = uvicorn.Server(config)
-        sock = bind_socket(f"127.0.0.1:{self.port}")
-        ready = threading.Event()
-
-        def run() -> None:
-            self.loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self.loop)
-            self.loop.call_soon(ready.set)
-            self.loop.run_until_complete(self.server.serve(sockets=[sock]))
-            self.loop.close()
-
-        self.thread = threading.Thread(target=run, name="nekzus-inproc", daemon=True)
-        self.thread.start()
-        ready.wait(10)
-        deadline = time.monotonic() + 15
-        with httpx.Client(timeout=2) as client:
-            while time.monotonic() < deadline:
-                try:
-                    if client.get(self.url + "/readyz").status_code == 200:
-                        return self
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-        raise TimeoutError("in-process Nekzus did not become ready")
-
-    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run fn on the server's loop (sync or async) and return its result."""
-        assert self.loop is not None
-
-        async def runner() -> Any:
-            result = fn(*args, **kwargs)
-            if asyncio.iscoroutine(result):
-                result = await result
-            return result
-
-        return asyncio.run_coroutine_threadsafe(runner(), self.loop).result(10)
-
-    def emit(self, type_: str, data: Any = None, **audience: Any) -> None:
-        from nekzus.events import Event
-
-        self.call(self.services.bus.publish, Event(type_, data, **audience))
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10)
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.should_exit = True
-        if self.thread is not None:
-            self.thread.join(15)
 
 
 @pytest.fixture(scope="module")

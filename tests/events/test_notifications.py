@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -201,3 +202,47 @@ def test_notifications_respect_subscriptions_and_retry_limit(hub_server: InProcS
         await ws.close()
 
     run(scenario())
+
+
+def test_configured_max_retries_caps_every_type_and_counts_only_real_resends(tmp_path: Path) -> None:
+    """`notifications.queue.max_retries` is the ceiling: a webhook notification (whose own default is 5)
+    fails after one re-send when the config says 1, and a pass that re-sends nothing counts no retry."""
+    config = {"notifications": {"enabled": True, "queue": {"max_retries": 1}}}
+    srv = InProcServer(tmp_path, config).start()
+    queue = srv.services.domains.notifications
+
+    def row_of(nid: int) -> dict[str, Any]:
+        with srv.client() as http:
+            return next(r for r in _rows(http, device_id="cap-dev") if r["id"] == nid)
+
+    async def scenario() -> None:
+        ws = await WS.open(srv.ws_url, "device:cap-dev")
+        await ws.barrier()
+        row = srv.call(queue.enqueue, "cap-dev", "webhook.notify", {"t": 1})
+        assert row["maxRetries"] == 1
+        assert (await ws.recv_type("webhook"))["notificationId"] == row["notificationId"]
+        srv.call(queue.deliver_pending, "cap-dev", due_only=False)  # the one retry allowed
+        assert (await ws.recv_type("webhook"))["notificationId"] == row["notificationId"]
+        for _ in range(3):
+            srv.call(queue.deliver_pending, "cap-dev", due_only=False)
+        assert [m for m in await ws.barrier() if m["type"] == "webhook"] == []
+        failed = row_of(row["id"])
+        assert (failed["status"], failed["retryCount"], failed["maxRetries"]) == ("failed", 1, 1)
+
+        # Sent once, then held back by the device's topic filter: passes that send nothing are no retries.
+        held = srv.call(queue.enqueue, "cap-dev", "health_alert", {"t": 2})
+        assert held["maxRetries"] == 1
+        assert (await ws.recv_type("health_alert"))["notificationId"] == held["notificationId"]
+        await ws.send({"type": "subscribe", "data": {"topics": ["webhook"]}})
+        await ws.recv_type("suback")
+        for _ in range(3):
+            srv.call(queue.deliver_pending, "cap-dev", due_only=False)
+        assert [m for m in await ws.barrier() if m["type"] == "health_alert"] == []
+        pending = row_of(held["id"])
+        assert (pending["status"], pending["retryCount"]) == ("pending", 0)
+        await ws.close()
+
+    try:
+        run(scenario())
+    finally:
+        srv.stop()

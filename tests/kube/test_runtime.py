@@ -270,6 +270,57 @@ def test_logs_over_websocket(rserver: NekzusServer, emulator: KubeEmulator) -> N
         until(lambda m: m["type"] == "container.logs.ended")
 
 
+def test_log_unsubscribe_names_the_stream_like_subscribe(
+    rserver: NekzusServer, emulator: KubeEmulator
+) -> None:
+    """A pod's followed log stream is stopped by an unsubscribe that names it the way the subscribe did
+    (pod and namespace, and the container when one was given)."""
+    emulator.set_logs("default", "postgres-0", ["LOG:  ready"])
+    with connect(rserver.ws_url + "/api/v1/ws", open_timeout=5) as conn:
+        conn.send(json.dumps({"type": "auth", "data": {"token": ""}}))
+        nonces = iter(range(1000))
+
+        def until(match: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+            seen: list[dict[str, Any]] = []
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                msg: dict[str, Any] = json.loads(conn.recv(timeout=max(0.05, deadline - time.monotonic())))
+                seen.append(msg)
+                if match(msg):
+                    return seen
+            raise AssertionError(f"not received; got {[m.get('type') for m in seen]}")
+
+        def ask(type_: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+            """Send, then read everything up to the answer of a ping sent after it."""
+            nonce = f"n{next(nonces)}"
+            conn.send(json.dumps({"type": type_, "data": data}))
+            conn.send(json.dumps({"type": "ping", "data": {"nonce": nonce}}))
+            return until(lambda m: m["type"] == "pong" and (m.get("data") or {}).get("nonce") == nonce)
+
+        def ended(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [m["data"] for m in messages if m["type"] == "container.logs.ended"]
+
+        until(lambda m: m["type"] == "auth_success")
+        pod = {"containerId": "postgres-0", "namespace": "default"}
+        conn.send(json.dumps({"type": "container.logs.subscribe", "data": {**pod, "follow": True}}))
+        until(lambda m: m["type"] == "container.logs.data")
+        seen = ask("container.logs.unsubscribe", pod)
+        if not ended(seen):
+            seen = until(lambda m: m["type"] == "container.logs.ended")
+        assert ended(seen)[-1]["reason"] == "stopped"
+        assert (ended(seen)[-1]["containerId"], ended(seen)[-1]["namespace"]) == ("postgres-0", "default")
+
+        one = {**pod, "container": "postgres"}
+        conn.send(json.dumps({"type": "container.logs.subscribe", "data": {**one, "follow": True}}))
+        until(lambda m: m["type"] == "container.logs.data")
+        assert ended(ask("container.logs.unsubscribe", {**pod, "container": "sidecar"})) == []
+        seen = ask("container.logs.unsubscribe", one)
+        if not ended(seen):
+            seen = until(lambda m: m["type"] == "container.logs.ended")
+        assert ended(seen)[-1]["reason"] == "stopped"
+        assert ended(seen)[-1]["container"] == "postgres"
+
+
 def test_kubeconfig_pointing_nowhere(make_server: Callable[..., NekzusServer], tmp_path: Path) -> None:
     dead = KubeEmulator()
     dead.port = free_port()  # nothing listens there

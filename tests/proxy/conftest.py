@@ -34,6 +34,11 @@ PAGE = """<!doctype html>
 <script>var cfg = {urlBase: ''}; fetch("/data.json");</script>
 </body></html>"""
 
+
+def pattern_bytes(size: int) -> bytes:
+    return (bytes(range(251)) * (size // 251 + 1))[:size]
+
+
 CSS = "@import '/static/base.css';\nbody { background: url(/static/bg.png) }\n"
 
 
@@ -71,6 +76,8 @@ class Upstream:
         r.add_get("/page/", self.page)
         r.add_get("/static/site.css", self.css)
         r.add_get("/sse", self.sse)
+        r.add_get("/sse-gated", self.sse_gated)
+        r.add_get("/pattern", self.pattern)
         r.add_get("/big", self.big)
         r.add_get("/ws", self.ws)
         r.add_get("/ws/{tail:.*}", self.ws)
@@ -81,6 +88,8 @@ class Upstream:
         r.add_get("/cached", self.cached)
         r.add_route("*", "/{tail:.*}", self.echo)
         self.hits: dict[str, int] = {}
+        self.gate = asyncio.Event()
+        self.gated_done = threading.Event()
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -132,6 +141,42 @@ class Upstream:
         for i in range(4):
             await resp.write(f"data: event {i}\n\n".encode())
             await asyncio.sleep(0.4)  # the behaviour under test: events spaced in time, streamed as they come
+        await resp.write_eof()
+        return resp
+
+    async def sse_gated(self, request: web.Request) -> web.StreamResponse:
+        """One event, then nothing until the test opens the gate: the first event can only reach the
+        client while this response is still open if the proxy streams it on at once."""
+        self.gate.clear()
+        self.gated_done.clear()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        await resp.write(b"data: first\n\n")
+        await asyncio.wait_for(self.gate.wait(), 30)
+        await resp.write(b"data: second\n\n")
+        await resp.write_eof()
+        self.gated_done.set()
+        return resp
+
+    def open_gate(self) -> None:
+        self._loop.call_soon_threadsafe(self.gate.set)
+
+    async def pattern(self, request: web.Request) -> web.StreamResponse:
+        """`kb` KiB of a position-dependent byte pattern written in pieces of uneven sizes, with or
+        without a Content-Length: any lost, repeated or reordered piece changes the digest."""
+        size = int(request.query.get("kb", "1024")) * 1024
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        if request.query.get("length", "1") == "1":
+            resp.content_length = size
+        await resp.prepare(request)
+        body = pattern_bytes(size)
+        sizes = (1, 700, 65536, 13, 300_000, 4096, 1 << 20)
+        offset = i = 0
+        while offset < size:
+            step = sizes[i % len(sizes)]
+            await resp.write(body[offset : offset + step])
+            offset += step
+            i += 1
         await resp.write_eof()
         return resp
 

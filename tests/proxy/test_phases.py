@@ -28,7 +28,7 @@ from nekzus.proxy.phases import (
 from nekzus.proxy.rewrite import Rewriter
 from nekzus.proxy.routes import CompiledRoute
 from nekzus.proxy.upstream import UpstreamPool
-from nekzus.proxy.websocket import handshake_headers, upstream_uri
+from nekzus.proxy.websocket import accept_value, handshake_headers
 
 
 def _route(to: str = "http://127.0.0.1:9000", *, strip: bool = True, **extra: object) -> CompiledRoute:
@@ -223,10 +223,19 @@ def test_websocket_handshake_uses_the_same_strip_list() -> None:
             (b"user-agent", b"ua"),
             (b"authorization", b"Bearer t"),
             (b"cookie", b"a=1"),
+            (b"sec-websocket-extensions", b"permessage-deflate"),
+            (b"sec-websocket-protocol", b"chat.v1 ,chat.v2"),
         ]
     )
-    headers, origin, agent = handshake_headers(head, [(b"x-real-ip", b"1.1.1.1")])
-    assert headers == [("cookie", "a=1"), ("x-real-ip", "1.1.1.1")]
-    assert (origin, agent) == ("https://app", "ua")
-    assert upstream_uri(_route(), b"/ws", b"a=1") == "ws://127.0.0.1:9000/ws?a=1"
-    assert upstream_uri(_route("https://127.0.0.1:9000"), b"/ws", b"").startswith("wss://")
+    headers = handshake_headers(head, ["chat.v1", "chat.v2"])
+    assert headers == [
+        (b"sec-websocket-key", b"k"),
+        (b"origin", b"https://app"),
+        (b"user-agent", b"ua"),
+        (b"cookie", b"a=1"),
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-protocol", b"chat.v1, chat.v2"),
+    ]
+    # RFC 6455's example key and answer.
+    assert accept_value(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="

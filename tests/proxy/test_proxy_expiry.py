@@ -10,9 +10,8 @@ import httpx
 import jwt
 import pytest
 
-from nekzus.timefmt import rfc3339
-from tests.auth.conftest import ADMIN_PASSWORD, ADMIN_USER, PERMANENT_BOOTSTRAP, bearer, pair
-from tests.inproc_server import InProcNekzus
+from tests.auth.conftest import PERMANENT_BOOTSTRAP, bearer, pair
+from tests.inproc_server import InProcNekzus, admin_bearer, expiring_api_key
 from tests.proxy.conftest import Upstream
 
 DEFAULT_SCOPES = ["read:catalog", "read:events"]
@@ -46,22 +45,8 @@ def refused_as_expired(r: httpx.Response) -> bool:
 
 
 def test_api_key_expiry_is_honoured_on_the_proxy(client: httpx.Client, srv: InProcNekzus) -> None:
-    r = client.post(
-        "/api/v1/auth/setup",
-        json={"username": ADMIN_USER, "password": ADMIN_PASSWORD},
-        headers={"X-Setup-Token": srv.setup_token},
-    )
-    assert r.status_code == 201, r.text
-    r = client.post("/api/v1/auth/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
-    assert r.status_code == 200, r.text
-    expires = int(srv.clock.now) + 60  # the API keeps whole seconds
-    r = client.post(
-        "/api/v1/apikeys",
-        json={"name": "proxy soon", "scopes": DEFAULT_SCOPES, "expiresAt": rfc3339(expires)},
-        headers=bearer(r.json()["token"]),
-    )
-    assert r.status_code == 201, r.text
-    headers = {"X-API-Key": r.json()["key"]}
+    admin = admin_bearer(srv, client)
+    headers, expires = expiring_api_key(srv, client, admin, "proxy soon", DEFAULT_SCOPES)
     srv.clock.now = expires - 0.001
     assert reached_upstream(client.get("/apps/plain/e", headers=headers), "/apps/plain/e")
     srv.clock.now = expires

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import socket
 import time
@@ -16,7 +17,7 @@ import yaml
 from websockets.asyncio.client import connect
 
 from tests.nekzus_server import NekzusServer, free_port
-from tests.proxy.conftest import Upstream, admin_credentials, routes_for
+from tests.proxy.conftest import Upstream, admin_credentials, pattern_bytes, routes_for
 
 
 @pytest.fixture(scope="module")
@@ -256,6 +257,31 @@ def test_sse_events_arrive_one_by_one(http: httpx.Client) -> None:
     # The first event came well before the last (1.2 s of upstream pauses in between).
     assert arrivals[-1] - arrivals[0] > 0.9
     assert arrivals[0] < 0.6
+
+
+def test_sse_event_reaches_the_client_while_the_upstream_still_holds_the_response(
+    http: httpx.Client, upstream: Upstream
+) -> None:
+    # The upstream sends one event and then waits for this test: had the proxy held the event back
+    # (to gather it with more data), the read below would wait for the timeout and fail.
+    with http.stream("GET", "/apps/echo/sse-gated", timeout=10) as r:
+        lines = r.iter_lines()
+        assert next(line for line in lines if line.startswith("data:")) == "data: first"
+        assert not upstream.gated_done.is_set()
+        upstream.open_gate()
+        assert next(line for line in lines if line.startswith("data:")) == "data: second"
+    assert upstream.gated_done.wait(5)
+
+
+@pytest.mark.parametrize("length", ["1", "0"])
+def test_download_of_uneven_pieces_arrives_byte_exact(http: httpx.Client, length: str) -> None:
+    # Pieces of 1 byte to 1 MiB, framed by Content-Length or chunked by the upstream: each is handed on
+    # in order, none dropped, none twice.
+    kb = 3 * 1024 + 5
+    r = http.get(f"/apps/echo/pattern?kb={kb}&length={length}")
+    assert r.status_code == 200
+    assert len(r.content) == kb * 1024
+    assert hashlib.sha256(r.content).digest() == hashlib.sha256(pattern_bytes(kb * 1024)).digest()
 
 
 def test_big_download_streams_with_flat_memory(http: httpx.Client, nekzus: NekzusServer) -> None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
-from nekzus.api.requests import int_param
+from nekzus.api.requests import page_window
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
 
@@ -28,11 +28,7 @@ async def recent(
     offset: str | None = Query(None, description="events to skip"),
     _principal: Principal = Depends(require("read:events")),
 ) -> Any:
-    lim = int_param(limit, DEFAULT_LIMIT, "limit")
-    if lim < 0:
-        lim = DEFAULT_LIMIT
-    lim = min(lim, MAX_LIMIT)
-    off = max(0, int_param(offset, 0, "offset"))
+    lim, off = page_window(limit, offset, default=DEFAULT_LIMIT, maximum=MAX_LIMIT, minimum=0)
     service = services_of(request).domains.activity
     items, total = await service.recent(lim, off)
     if limit is None and offset is None:

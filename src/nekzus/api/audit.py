@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
-from nekzus.api.requests import int_param
+from nekzus.api.requests import listing, page_window
 from nekzus.api.security import require
 from nekzus.auth.principal import ADMIN, Principal
 
@@ -47,11 +47,7 @@ async def audit_logs(
     offset: str | None = Query(None, description="rows to skip"),
     _principal: Principal = Depends(require(ADMIN, strict=True)),
 ) -> dict[str, Any]:
-    lim = int_param(limit, DEFAULT_LIMIT, "limit")
-    if lim < 1:
-        lim = DEFAULT_LIMIT
-    lim = min(lim, MAX_LIMIT)
-    off = max(0, int_param(offset, 0, "offset"))
+    lim, off = page_window(limit, offset, default=DEFAULT_LIMIT, maximum=MAX_LIMIT)
     service = services_of(request).domains.audit
     logs, total = await service.query(action=action.strip(), actor=actor.strip(), limit=lim, offset=off)
-    return {"logs": logs, "limit": lim, "offset": off, "count": len(logs), "total": total}
+    return listing("logs", logs, limit=lim, offset=off, total=total)

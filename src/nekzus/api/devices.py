@@ -12,7 +12,16 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from nekzus.api.deps import services_of
 from nekzus.api.models import ERROR_RESPONSES
-from nekzus.api.requests import auth_service, deny, int_param, ip_of, read_json, require_self_or, validate
+from nekzus.api.requests import (
+    MAX_INT_PARAM,
+    auth_service,
+    deny,
+    ip_of,
+    page_window,
+    read_json,
+    require_self_or,
+    validate,
+)
 from nekzus.api.security import require
 from nekzus.auth.principal import ADMIN, Principal
 from nekzus.auth.service import valid_device_id, valid_scope
@@ -83,10 +92,7 @@ async def list_devices(
     offset: str | None = Query(None, description="devices to skip"),
     _principal: Principal = Depends(require()),
 ) -> Any:
-    lim = int_param(limit, -1, "limit")
-    if lim < -1:
-        lim = -1
-    off = max(0, int_param(offset, 0, "offset"))
+    lim, off = page_window(limit, offset, default=-1, maximum=MAX_INT_PARAM, minimum=-1)  # -1 = all
     items, total = await auth_service(request).list_devices(lim, off)
     if limit is None and offset is None:
         return items

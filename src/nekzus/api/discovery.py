@@ -11,14 +11,15 @@ from pydantic import BaseModel
 
 from nekzus.api.deps import client_ip, services_of
 from nekzus.api.models import ERROR_RESPONSES
+from nekzus.api.requests import read_json
 from nekzus.api.security import require
-from nekzus.auth.principal import Principal
+from nekzus.auth.principal import ADMIN, Principal
 from nekzus.http.errors import ApiError
 from nekzus.services import Services
 from nekzus.timefmt import rfc3339
 
 if TYPE_CHECKING:
-    from nekzus.discovery.manager import Approved, DiscoveryManager
+    from nekzus.discovery.manager import Approved, AutoApproval, DiscoveryManager
     from nekzus.discovery.models import Proposal
 
 log = logging.getLogger("nekzus.discovery")
@@ -239,6 +240,59 @@ async def rediscover(request: Request, principal: Principal = Depends(require("w
         "dismissedCleared": done.dismissed_cleared,
         "activeCleared": done.active_cleared,
     }
+
+
+class DiscoverySettingsOut(BaseModel):
+    autoApproveConfidence: int
+    source: str
+    configAutoApproveConfidence: int
+    runtimeAutoApproveConfidence: int | None = None
+    updatedAt: str | None = None
+    updatedBy: str = ""
+
+
+class DiscoverySettingsIn(BaseModel):
+    autoApproveConfidence: int | None = None
+
+
+SETTINGS_BODY_LIMIT = 4 * 1024
+
+
+def settings_json(setting: AutoApproval) -> dict[str, Any]:
+    return {
+        "autoApproveConfidence": setting.threshold,
+        "source": setting.source,
+        "configAutoApproveConfidence": setting.configured,
+        "runtimeAutoApproveConfidence": setting.runtime,
+        "updatedAt": rfc3339(setting.updated_at.timestamp()) if setting.updated_at else None,
+        "updatedBy": setting.updated_by,
+    }
+
+
+@router.get("/settings", response_model=DiscoverySettingsOut, summary="Discovery settings (auto-approval)")
+async def get_settings(request: Request, _p: Principal = Depends(require(ADMIN))) -> dict[str, Any]:
+    return settings_json(await _manager(request).auto_approval())
+
+
+@router.put(
+    "/settings",
+    response_model=DiscoverySettingsOut,
+    summary="Set the auto-approval threshold (0-100, 0 = off; null = follow the config key)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": DiscoverySettingsIn.model_json_schema()}},
+        }
+    },
+)
+async def put_settings(request: Request, principal: Principal = Depends(require(ADMIN))) -> dict[str, Any]:
+    body = await read_json(request, SETTINGS_BODY_LIMIT)
+    if not isinstance(body, dict) or "autoApproveConfidence" not in body:
+        raise ApiError(400, "INVALID_REQUEST_BODY", "Body must be a JSON object with autoApproveConfidence")
+    setting = await _manager(request).set_auto_approval(
+        body["autoApproveConfidence"], principal.id, client_ip(request)
+    )
+    return settings_json(setting)
 
 
 def install(api: FastAPI, services: Services) -> None:

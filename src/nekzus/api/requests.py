@@ -1,4 +1,4 @@
-"""Small request helpers shared by the identity routers."""
+"""Small request and response helpers shared by the routers."""
 
 from __future__ import annotations
 
@@ -60,6 +60,23 @@ def int_param(value: str | None, default: int, name: str = "value") -> int:
     if abs(number) > MAX_INT_PARAM:
         raise ApiError(400, "VALIDATION_ERROR", f"{name}: must be between 0 and {MAX_INT_PARAM}")
     return number
+
+
+def page_window(
+    limit: str | None, offset: str | None, *, default: int, maximum: int, minimum: int = 1
+) -> tuple[int, int]:
+    """(limit, offset) of a paged list, tolerant like `int_param`: a limit below `minimum` means the
+    default, one above `maximum` the maximum; a negative offset means 0."""
+    lim = int_param(limit, default, "limit")
+    if lim < minimum:
+        lim = default
+    return min(lim, maximum), max(0, int_param(offset, 0, "offset"))
+
+
+def listing(key: str, items: list[Any], **extra: Any) -> dict[str, Any]:
+    """A list answer: the items under their name and how many there are, then the endpoint's own fields
+    (`total`, `limit`, `offset`, `enabled`, ...)."""
+    return {key: items, "count": len(items), **extra}
 
 
 def require_self_or(scope: str) -> Callable[[Request, str], Awaitable[Principal]]:

@@ -14,6 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from nekzus.api.models import with_error_schemas
+
 # Open to anyone (their own rules apply inside), with the reason. Keys are (method, path template).
 PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): "probe; component detail only for trusted or authenticated callers",
@@ -72,7 +74,7 @@ def document_scopes(api: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema is None:
-            api.openapi_schema = annotate(build())
+            api.openapi_schema = annotate(with_error_schemas(build()))
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from nekzus.api.deps import client_ip
 from nekzus.api.jobs import job_runner
+from nekzus.api.requests import listing
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
 from nekzus.errors import Forbidden, Invalid, NotFound, error_for
@@ -161,6 +162,12 @@ def schedule_json(row: ScheduleRow, timezone: str) -> dict[str, Any]:
     }
 
 
+def accepted(execution_id: str, poll_url: str, **owner: str) -> JSONResponse:
+    """The 202 of a run queued with `?async=true`: what was started, and where to poll for it."""
+    body = {"executionId": execution_id, **owner, "status": "pending", "async": True, "pollUrl": poll_url}
+    return JSONResponse(body, status_code=202)
+
+
 def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -187,12 +194,12 @@ def _scripts_router(scripts: ScriptService) -> APIRouter:
         category: str | None = Query(default=None, max_length=64), _p: Principal = Depends(require())
     ) -> dict[str, Any]:
         rows = await scripts.all(category)
-        return {"scripts": [script_json(r) for r in rows], "count": len(rows), "enabled": True}
+        return listing("scripts", [script_json(r) for r in rows], enabled=True)
 
     @router.get("/available", summary="Files in the scripts directory not registered yet")
     async def available(_p: Principal = Depends(require())) -> dict[str, Any]:
         found = await scripts.available()
-        return {"available": found, "scripts": found, "count": len(found), "enabled": True}
+        return listing("available", found, scripts=found, enabled=True)
 
     @router.post("", status_code=201, summary="Register a script file from the scripts directory")
     async def register(
@@ -250,16 +257,7 @@ def _scripts_router(scripts: ScriptService) -> APIRouter:
         req = await _request(request, script_id, data, principal, _flag(data.get("dry_run", False)))
         row = await scripts.execute(script_id, req, wait=not run_async)
         if run_async:
-            return JSONResponse(
-                {
-                    "executionId": row.id,
-                    "scriptId": row.script_id,
-                    "status": "pending",
-                    "async": True,
-                    "pollUrl": f"/api/v1/executions/{row.id}",
-                },
-                status_code=202,
-            )
+            return accepted(row.id, f"/api/v1/executions/{row.id}", scriptId=row.script_id)
         return execution_json(row)
 
     @router.post("/{script_id}/dry-run", summary="Run a script with DRY_RUN=true and wait for it")
@@ -299,7 +297,7 @@ def _executions_router(scripts: ScriptService) -> APIRouter:
         rows, total = await scripts.executions(
             script_id=script_id, status=status, limit=limit_n, offset=offset_n
         )
-        return {"executions": [execution_json(r) for r in rows], "count": len(rows), "total": total}
+        return listing("executions", [execution_json(r) for r in rows], total=total)
 
     @router.get("/{execution_id}", summary="One execution")
     async def get_execution(execution_id: str, _p: Principal = Depends(require(_WRITE))) -> dict[str, Any]:
@@ -315,7 +313,7 @@ def _workflows_router(workflows: WorkflowService) -> APIRouter:
     @router.get("", summary="Workflows")
     async def list_workflows(_p: Principal = Depends(require())) -> dict[str, Any]:
         rows = await workflows.all()
-        return {"workflows": [workflow_json(r) for r in rows], "count": len(rows), "enabled": True}
+        return listing("workflows", [workflow_json(r) for r in rows], enabled=True)
 
     @router.post("", status_code=201, summary="Create a workflow")
     async def create_workflow(
@@ -356,22 +354,14 @@ def _workflows_router(workflows: WorkflowService) -> APIRouter:
         )
         row = await workflows.execute(workflow_id, run, wait=not run_async)
         if run_async:
-            return JSONResponse(
-                {
-                    "executionId": row.id,
-                    "workflowId": row.workflow_id,
-                    "status": "pending",
-                    "async": True,
-                    "pollUrl": f"/api/v1/workflows/{row.workflow_id}/executions/{row.id}",
-                },
-                status_code=202,
-            )
+            poll = f"/api/v1/workflows/{row.workflow_id}/executions/{row.id}"
+            return accepted(row.id, poll, workflowId=row.workflow_id)
         return workflow_execution_json(row)
 
     @router.get("/{workflow_id}/executions", summary="Runs of a workflow, newest first")
     async def workflow_runs(workflow_id: str, _p: Principal = Depends(require(_WRITE))) -> dict[str, Any]:
         rows = await workflows.executions(workflow_id)
-        return {"executions": [workflow_execution_json(r) for r in rows], "count": len(rows)}
+        return listing("executions", [workflow_execution_json(r) for r in rows])
 
     @router.get("/{workflow_id}/executions/{run_id}", summary="One run of a workflow")
     async def workflow_run(
@@ -390,7 +380,7 @@ def _schedules_router(schedules: ScheduleService, timezone: str) -> APIRouter:
     @router.get("", summary="Schedules")
     async def list_schedules(_p: Principal = Depends(require())) -> dict[str, Any]:
         rows = await schedules.all()
-        return {"schedules": [schedule_json(r, timezone) for r in rows], "count": len(rows), "enabled": True}
+        return listing("schedules", [schedule_json(r, timezone) for r in rows], enabled=True)
 
     @router.post("", status_code=201, summary="Create a cron schedule for a script or workflow")
     async def create_schedule(

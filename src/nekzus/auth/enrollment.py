@@ -71,6 +71,7 @@ class DeviceEnrollment:
         close_device: CloseDevice,
         announce_paired: AnnouncePaired,
         announce_revoked: AnnounceRevoked,
+        announce_updated: AnnounceRevoked | None = None,
     ) -> None:
         """`forget` drop what other domains stored for a device id (upstream sessions, queued notifications)
         before it is paired again; `close_device` closes its sockets; `announce_paired(device_id, name,
@@ -82,6 +83,8 @@ class DeviceEnrollment:
         self.close_device = close_device
         self.announce_paired = announce_paired
         self.announce_revoked = announce_revoked
+        # `announce_updated(device_id)` publishes a rename or re-scope (dashboards refresh the device).
+        self.announce_updated = announce_updated
 
     async def pair(self, token: str, device: NewDevice, *, proof: str, ip: str) -> dict[str, Any]:
         """Pair `device` with the bootstrap `token`; returns its first token (the API's token response)."""
@@ -125,6 +128,7 @@ class DeviceEnrollment:
                 "platformVersion": device.platform_version,
                 "model": device.model,
                 "pushToken": device.push_token,
+                "spkiPins": auth.pairing.pins_of(grant),
             }
         )
         if existed:
@@ -157,6 +161,8 @@ class DeviceEnrollment:
             details["scopes"] = sorted(set(scopes))
         self.metrics.device_operations_total.labels("update", "success").inc()
         await self.auth.audit("device.updated", actor=actor, target=device_id, ip=ip, details=details)
+        if self.announce_updated is not None:
+            self.announce_updated(device_id)
         return result
 
     async def revoke(self, device_id: str, *, actor: str, ip: str) -> None:

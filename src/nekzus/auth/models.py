@@ -40,6 +40,18 @@ class Device(Base):
     session_id: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[float] = mapped_column(Float, nullable=False)
     last_seen: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The certificate pins (`sha256/...` SPKI hashes) the device received when it paired: what it pins.
+    spki_pins: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
+
+
+class DeviceRequests(Base):
+    """Authenticated requests of one device on one local calendar day (`YYYY-MM-DD`), written in batches."""
+
+    __tablename__ = "auth_device_requests"
+
+    device_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
 
 
 class ApiKey(Base):

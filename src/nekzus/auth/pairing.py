@@ -260,6 +260,12 @@ class PairingStore:
         if entry is not None:
             entry.consumed = True
 
+    def pins_of(self, grant: Grant) -> list[str]:
+        """The certificate pins the QR code behind `grant` handed out (what the device now pins)."""
+        entry = self.codes.get(grant.code) if grant.code else None
+        pins = entry.config.get("spkiPins") if entry is not None else None
+        return [str(p) for p in pins] if isinstance(pins, list) else []
+
     def active_tokens(self) -> int:
         now = self.clock()
         return sum(1 for t in self.tokens.values() if t.expires > now) + len(self.permanent_tokens)

@@ -29,6 +29,7 @@ from nekzus.auth.pairing import PairingStore
 from nekzus.auth.passwords import LoginLockout, Passwords
 from nekzus.auth.principal import ADMIN, TRUSTED, AuthError, Headers, Principal
 from nekzus.auth.tokens import TokenCodec
+from nekzus.auth.usage import RequestCounter
 from nekzus.errors import error_for
 from nekzus.http.clientip import in_networks, parse_ip, parse_networks
 from nekzus.secretfiles import load_or_create
@@ -50,7 +51,6 @@ log = logging.getLogger("nekzus.auth")
 API_KEY_RE = re.compile(r"^nekzus_[0-9a-f]{64}$")
 SCOPE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}:[A-Za-z0-9_.*-]{1,64}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")
-ONLINE_WINDOW = 300.0
 SEEN_WRITE_INTERVAL = 60.0
 FLUSH_PERIOD = 30.0
 DENIAL_AUDIT_INTERVAL = 10.0
@@ -169,8 +169,9 @@ class AuthService:
         self.setup_token: str | None = None
         self._setup_lock = asyncio.Lock()
         self._denials: dict[str, float] = {}
-        self.requests_today: dict[str, int] = {}
-        self._requests_day = 0
+        # A device is online while its last request is at most this old (`devices.offline_threshold`).
+        self.online_window = float(config.devices.offline_threshold)
+        self.usage = RequestCounter(db, clock)
         self.metrics = metrics
         # Per-request counters resolved once: label lookups take a lock and a dict walk each time.
         self._local_ok = metrics.auth_local_auth_total.labels("success")
@@ -209,6 +210,7 @@ class AuthService:
                     key.id, key.name, frozenset(_loads_list(key.scopes)), key.expires_at, key.revoked_at
                 )
         self.devices, self.users, self.revoked, self.keys = devices, users, revoked, keys
+        await self.usage.load()
 
     async def resync(self) -> None:
         """Re-read the tables after another worker process changed them, and close the long-lived
@@ -280,6 +282,7 @@ class AuthService:
         self.metrics.auth_bootstrap_tokens_active.set(self.pairing.active_tokens())
         self.local_networks = parse_networks(new.auth.local_networks)
         self.connections.max_per_principal = new.server.ws_max_per_principal
+        self.online_window = float(new.devices.offline_threshold)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -308,6 +311,7 @@ class AuthService:
                 self.seen.written[device_id] = now
             for key_id in used:
                 self.key_used.written[key_id] = now
+        await self.usage.flush()
         self.refresh_gauges()
 
     def refresh_gauges(self) -> None:
@@ -319,7 +323,7 @@ class AuthService:
         self.metrics.auth_bootstrap_tokens_active.set(self.pairing.active_tokens())
 
     def online_count(self) -> int:
-        cutoff = self.clock() - ONLINE_WINDOW
+        cutoff = self.clock() - self.online_window
         return sum(1 for d in self.devices if self.seen.latest.get(d, 0.0) >= cutoff)
 
     # -- the authentication step ----------------------------------------------------------------
@@ -373,16 +377,8 @@ class AuthService:
         if principal.kind == "device":
             now = self.clock()
             self.seen.touch(principal.id, now)
-            self._count_request(principal.id, now)
+            self.usage.count(principal.id, now)
         return principal
-
-    def _count_request(self, device_id: str, now: float) -> None:
-        """Authenticated requests per device since midnight UTC (memory only; `requestsToday`)."""
-        day = int(now // 86400)
-        if day != self._requests_day:
-            self._requests_day = day
-            self.requests_today.clear()
-        self.requests_today[device_id] = self.requests_today.get(device_id, 0) + 1
 
     def device_name(self, device_id: str) -> str:
         """The paired device's name (its id when unknown)."""
@@ -624,6 +620,7 @@ class AuthService:
             row.scopes = json.dumps(scopes)
             row.session_id = session_id
             row.last_seen = now
+            row.spki_pins = json.dumps(list(device.get("spkiPins") or []))
         self.devices[device_id] = DeviceState(session_id, frozenset(scopes), name)
         self.changed()
         self.connections.close_device(device_id, conn.REPAIRED)
@@ -634,7 +631,7 @@ class AuthService:
 
     def device_json(self, row: Device) -> dict[str, Any]:
         last_seen = max(self.seen.latest.get(row.device_id, 0.0), row.last_seen or 0.0) or None
-        online = last_seen is not None and last_seen >= self.clock() - ONLINE_WINDOW
+        online = last_seen is not None and last_seen >= self.clock() - self.online_window
         scopes = sorted(_loads_list(row.scopes))
         return {
             "deviceId": row.device_id,
@@ -646,9 +643,10 @@ class AuthService:
             "createdAt": rfc3339_or_none(row.created_at),
             "lastSeenAt": rfc3339_or_none(last_seen),
             "status": "online" if online else "offline",
-            "requestsToday": self.requests_today.get(row.device_id, 0)
-            if int(self.clock() // 86400) == self._requests_day
-            else 0,
+            "online": online,
+            "requestsToday": self.usage.today(row.device_id),
+            # What the device pins (received when it paired); empty when it paired over plain HTTP.
+            "spkiPins": _loads_list(row.spki_pins or "[]"),
             # The older field names, which the existing web dashboard reads.
             "id": row.device_id,
             "name": row.device_name,

@@ -7,13 +7,38 @@ caching never extends a token's life. It spares the proxy path a JSON parse + HM
 from __future__ import annotations
 
 import secrets
+import sys
 import time
 from collections.abc import Callable, Iterable
+from types import ModuleType
 from typing import Any
 
-import jwt
-
 from nekzus.auth.principal import AuthError
+
+
+def _import_jwt() -> ModuleType:
+    """PyJWT, imported without `cryptography` when nothing has loaded it yet.
+
+    `jwt.algorithms` imports `cryptography` (~10 MiB) whenever it is installed, for the RSA/EC/EdDSA
+    algorithms; tokens here are HS256 only, which PyJWT implements with `hmac` and supports without
+    `cryptography`. Hiding the package while `jwt` is first imported keeps it out of the process (it is
+    loaded normally later by whatever needs it; PyJWT then still offers HMAC only, all we use).
+    """
+    if "jwt" in sys.modules or "cryptography" in sys.modules:
+        import jwt
+
+        return jwt
+    sys.modules["cryptography"] = None  # type: ignore[assignment]  # import of it raises ModuleNotFoundError
+    try:
+        import jwt
+
+        return jwt
+    finally:
+        if sys.modules.get("cryptography", ...) is None:
+            del sys.modules["cryptography"]
+
+
+jwt = _import_jwt()
 
 CACHE_MAX = 4096
 

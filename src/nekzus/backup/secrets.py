@@ -10,20 +10,22 @@ import base64
 import json
 import os
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-
 from nekzus.errors import Invalid
+
+# `cryptography` is imported by the functions below: only a backup or restore with a passphrase loads it.
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 
 
 def _key(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode())
 
 
 def seal(files: dict[str, bytes], passphrase: str) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     salt, nonce = os.urandom(16), os.urandom(12)
     plain = json.dumps({name: base64.b64encode(data).decode() for name, data in files.items()}).encode()
     sealed = AESGCM(_key(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)).encrypt(
@@ -43,6 +45,9 @@ def seal(files: dict[str, bytes], passphrase: str) -> bytes:
 
 
 def unseal(blob: bytes, passphrase: str) -> dict[str, bytes]:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     try:
         env = json.loads(blob)
         key = _key(passphrase, base64.b64decode(env["salt"]), int(env["n"]), int(env["r"]), int(env["p"]))

@@ -10,10 +10,8 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+# `cryptography` (~10 MiB of code and libraries) is imported only to make or inspect a certificate with
+# it; a restart with a valid certificate in place never loads it.
 
 log = logging.getLogger("nekzus.certs")
 
@@ -23,6 +21,11 @@ VALIDITY_DAYS = 365
 
 def generate_self_signed(domains: list[str], days: int = VALIDITY_DAYS) -> tuple[bytes, bytes]:
     """Return (certificate PEM, private key PEM) for the given DNS names and IP addresses."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = []
     seen: set[str] = set()
@@ -91,11 +94,32 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def cert_still_valid(cert_path: Path, margin_days: int = 1) -> bool:
+    expires = not_valid_after(cert_path)
+    return expires is not None and expires > dt.datetime.now(dt.UTC) + dt.timedelta(days=margin_days)
+
+
+def not_valid_after(cert_path: Path) -> dt.datetime | None:
+    """The expiry of the first certificate in a PEM file (None when it cannot be read).
+
+    Read with the `ssl` module's own decoder (OpenSSL, already loaded to serve TLS); `cryptography` is
+    the fallback should that private helper ever go away.
+    """
+    import ssl
+
+    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
+    if decode is not None:
+        try:
+            decoded = decode(str(cert_path))
+            return dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(decoded["notAfter"]), dt.UTC)
+        except (OSError, ssl.SSLError, KeyError, ValueError, TypeError):
+            return None
+    from cryptography import x509
+
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     except (OSError, ValueError):
-        return False
-    return cert.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=margin_days)
+        return None
+    return cert.not_valid_after_utc
 
 
 class TlsSetupError(Exception):

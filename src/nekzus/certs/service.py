@@ -16,21 +16,28 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import delete, select
 
-from nekzus.certs.ca import LEAF_VALIDITY_DAYS, LocalCA, write_private
 from nekzus.certs.domains import check_domain, check_domains, suggestions
 from nekzus.certs.models import Certificate, CertificateHistory
-from nekzus.certs.pem import CertInfo, load_chain, validate_pair
+from nekzus.certs.selfsigned import not_valid_after
 from nekzus.certs.tls import Served, SniStore, build_context
 from nekzus.errors import Conflict, Invalid, NotFound
 from nekzus.health.registry import ComponentHealth, Status
 from nekzus.secretfiles import load_or_create
 from nekzus.store import Database
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+
+    from nekzus.certs.ca import LocalCA
+    from nekzus.certs.pem import CertInfo
+
+# `cryptography` (through `ca`, `pem` and Fernet) is imported where a certificate is issued, parsed or a
+# stored key unsealed: a server that only serves its own certificate never loads it.
 
 log = logging.getLogger("nekzus.certs")
 
@@ -104,6 +111,9 @@ class CertificateService:
         self.fallback_files: tuple[Path, Path] | None = None
         # Called after every change of what is served (other worker processes then `resync`).
         self.changed: Callable[[], None] = lambda: None
+        # Whether this process speaks for the instance about what it finds at start-up (TLS switched on
+        # in place: the log line and the devices' repair notice). Only the leader of several workers does.
+        self.announce_start = True
 
     # ---- wiring from the server --------------------------------------------------------------------
 
@@ -113,12 +123,16 @@ class CertificateService:
     @property
     def ca(self) -> LocalCA:
         if self._ca is None:
+            from nekzus.certs.ca import LocalCA
+
             self._ca = LocalCA.load_or_create(self.ca_dir)
         return self._ca
 
     @property
     def fernet(self) -> Fernet:
         if self._fernet is None:
+            from cryptography.fernet import Fernet
+
             secret = load_or_create(self.data_dir / "cert_key")
             self._fernet = Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret.encode()).digest()))
         return self._fernet
@@ -130,9 +144,14 @@ class CertificateService:
     def set_fallback(self, cert_path: Path, key_path: Path, *, own: bool) -> None:
         """The file certificate from the config (or Nekzus' own in the data dir); `own` ones are renewed."""
         cert_pem, key_pem = cert_path.read_bytes(), key_path.read_bytes()
-        leaf = load_chain(cert_pem)[0]
-        info = CertInfo.of("(server)", leaf)
-        self.sni.fallback = Served(info, build_context(cert_pem, key_pem, self.runtime_dir))
+
+        def describe() -> CertInfo:
+            from nekzus.certs.pem import CertInfo, load_chain
+
+            return CertInfo.of("(server)", load_chain(cert_pem)[0])
+
+        context = build_context(cert_pem, key_pem, self.runtime_dir)  # refuses a broken pair now
+        self.sni.fallback = Served(describe, context, not_valid_after(cert_path))
         self.fallback_files = (cert_path, key_path)
         self.own_files = (cert_path, key_path) if own else None
 
@@ -165,12 +184,12 @@ class CertificateService:
 
     async def component_health(self) -> ComponentHealth:
         now = dt.datetime.now(dt.UTC)
-        infos = [m.info for m in self.managed.values()]
+        expiries = [(d, m.info.not_after) for d, m in self.managed.items()]
         if self.sni.fallback is not None:
-            infos.append(self.sni.fallback.info)
-        expired = [i.domain for i in infos if i.not_after <= now]
-        soon = [i.domain for i in infos if now < i.not_after <= now + dt.timedelta(days=RENEW_BEFORE_DAYS)]
-        details: dict[str, Any] = {"count": len(infos), "tls": self.serving_tls}
+            expiries.append(("(server)", self.sni.fallback.not_after))
+        expired = [d for d, at in expiries if at <= now]
+        soon = [d for d, at in expiries if now < at <= now + dt.timedelta(days=RENEW_BEFORE_DAYS)]
+        details: dict[str, Any] = {"count": len(expiries), "tls": self.serving_tls}
         if expired:
             return ComponentHealth(Status.UNHEALTHY, f"expired: {', '.join(sorted(expired))}", details)
         if soon:
@@ -182,10 +201,11 @@ class CertificateService:
     # ---- loading -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        _ = self.ca  # created once, at first start
+        if not ((self.ca_dir / "ca.crt").exists() and (self.ca_dir / "ca.key").exists()):
+            _ = self.ca  # created once, at first start (later starts load it when it signs)
         await self._load()
         if not self.serving_tls and self.managed:
-            await self._enable_tls()
+            await self._enable_tls(announce=self.announce_start)
 
     async def reload_from_storage(self) -> None:
         """Re-read the table (after a restore) and tell devices if the served key changed."""
@@ -203,6 +223,19 @@ class CertificateService:
         now = dt.datetime.now(dt.UTC)
         async with self.db.session() as session:
             rows = (await session.scalars(select(Certificate))).all()
+        if rows:
+            self._parse_rows(rows, fresh, now)
+        self.managed = fresh
+        self.sni.managed = {
+            d: Served(m.info, build_context(m.cert_pem, m.key_pem, self.runtime_dir))
+            for d, m in fresh.items()
+        }
+
+    def _parse_rows(self, rows: Any, fresh: dict[str, Managed], now: dt.datetime) -> None:
+        from cryptography.fernet import InvalidToken
+
+        from nekzus.certs.pem import CertInfo, load_chain
+
         for row in rows:
             try:
                 key_pem = self.fernet.decrypt(row.key_encrypted.encode())
@@ -216,17 +249,14 @@ class CertificateService:
             fresh[row.domain] = Managed(
                 CertInfo.of(row.domain, leaf), row.cert_pem.encode(), key_pem, row.provider
             )
-        self.managed = fresh
-        self.sni.managed = {
-            d: Served(m.info, build_context(m.cert_pem, m.key_pem, self.runtime_dir))
-            for d, m in fresh.items()
-        }
 
     # ---- changes -----------------------------------------------------------------------------------
 
     async def _store(
         self, domain: str, cert_pem: bytes, key_pem: bytes, provider: str, action: str
     ) -> Managed:
+        from nekzus.certs.pem import CertInfo, load_chain
+
         leaf = load_chain(cert_pem)[0]
         info = CertInfo.of(domain, leaf)
         context = build_context(cert_pem, key_pem, self.runtime_dir)  # fails before anything is written
@@ -287,6 +317,8 @@ class CertificateService:
             raise Invalid("certificate (PEM) is required", code="INVALID_CERTIFICATE")
         if not isinstance(key_pem, str) or not key_pem.strip():
             raise Invalid("privateKey (PEM) is required", code="INVALID_KEY")
+        from nekzus.certs.pem import validate_pair
+
         validate_pair(cert_pem.encode(), key_pem.encode())
         previous = self.managed.get(name)
         before = self.served_pins()
@@ -384,8 +416,9 @@ class CertificateService:
         )
         return -1
 
-    async def _enable_tls(self) -> None:
-        """The first certificate appeared while serving plain HTTP: switch the listener to TLS in place."""
+    async def _enable_tls(self, *, announce: bool = True) -> None:
+        """The first certificate appeared while serving plain HTTP: switch the listener to TLS in place
+        (and, with `announce`, log it and tell the devices to re-pair)."""
         if self.listener is None or not self.sni.has_any():
             return
         await self.listener.enable_tls(self.sni.listener_context())
@@ -393,6 +426,8 @@ class CertificateService:
         url = self.base_url()
         if url.startswith("http://"):
             self.set_base_url("https://" + url[len("http://") :])
+        if not announce:
+            return
         log.info("TLS enabled in place; base URL is now %s", self.base_url())
         await self.notify_devices(
             CertEvent.REPAIR_REQUIRED,
@@ -418,7 +453,7 @@ class CertificateService:
         own = (
             self.own_files is not None
             and self.sni.fallback is not None
-            and self._due(self.sni.fallback.info.not_after)
+            and self._due(self.sni.fallback.not_after)
         )
         total = len(due) + (1 if own else 0)
         for index, domain in enumerate(due):
@@ -438,6 +473,8 @@ class CertificateService:
         cert_path, key_path = self.own_files
         before = self.served_pins()
         names = self.sni.fallback.info.sans or ["localhost"]
+        from nekzus.certs.ca import LEAF_VALIDITY_DAYS, write_private
+
         cert_pem, key_pem = self.ca.issue(names, LEAF_VALIDITY_DAYS)
         write_private(key_path, key_pem)
         write_private(cert_path, cert_pem, 0o644)

@@ -12,16 +12,46 @@ import os
 import ssl
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nekzus.certs.pem import CertInfo
+if TYPE_CHECKING:
+    from nekzus.certs.pem import CertInfo
 
 
-@dataclass(frozen=True)
 class Served:
-    info: CertInfo
-    context: ssl.SSLContext
+    """One certificate handshakes can be served: its SSL context and what the API shows about it.
+
+    `info` may be given as a function: it is then parsed (with `cryptography`, ~10 MiB once loaded) on
+    first use, so a server that only serves its own certificate never loads it; `not_after`, which
+    health and renewal read, can be given up front (read through `ssl`).
+    """
+
+    def __init__(
+        self,
+        info: CertInfo | Callable[[], CertInfo],
+        context: ssl.SSLContext,
+        not_after: dt.datetime | None = None,
+    ) -> None:
+        self.context = context
+        self._info: CertInfo | None = None
+        self._describe: Callable[[], CertInfo] | None = None
+        if callable(info):
+            self._describe = info
+        else:
+            self._info = info
+        self._not_after = not_after
+
+    @property
+    def info(self) -> CertInfo:
+        if self._info is None:
+            assert self._describe is not None
+            self._info = self._describe()
+        return self._info
+
+    @property
+    def not_after(self) -> dt.datetime:
+        return self._not_after if self._not_after is not None else self.info.not_after
 
 
 def build_context(cert_pem: bytes, key_pem: bytes, runtime_dir: Path) -> ssl.SSLContext:
@@ -53,7 +83,7 @@ class SniStore:
     def select(self, server_name: str | None) -> Served | None:
         name = (server_name or self.default_name()).lower()
         now = dt.datetime.now(dt.UTC)
-        live = [s for s in self.managed.values() if s.info.not_after > now]
+        live = [s for s in self.managed.values() if s.not_after > now]
         exact = self.managed.get(name)
         if exact is not None and exact in live:
             return exact

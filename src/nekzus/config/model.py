@@ -242,6 +242,11 @@ class OfflineDetectionConfig(Section):
     offline_threshold: Duration = 300.0
 
 
+class DevicesConfig(Section):
+    # A paired device shows as online while its last authenticated request is at most this old.
+    offline_threshold: Annotated[Duration, Field(gt=0)] = 300.0
+
+
 class NotificationsConfig(Section):
     enabled: bool = False
     ack_timeout: Duration = 30.0
@@ -393,6 +398,9 @@ class DiscoveryConfig(Section):
     docker: DockerDiscoveryConfig = Field(default_factory=DockerDiscoveryConfig)
     mdns: MdnsDiscoveryConfig = Field(default_factory=MdnsDiscoveryConfig)
     kubernetes: KubernetesDiscoveryConfig = Field(default_factory=KubernetesDiscoveryConfig)
+    # Approve new proposals whose confidence (in percent) is at least this, exactly like a manual approval.
+    # 0 = off. A value set at run time (PUT /api/v1/discovery/settings) wins until it is reset.
+    auto_approve_confidence: int = Field(default=0, ge=0, le=100)
 
 
 class MetricsConfig(Section):
@@ -594,6 +602,7 @@ class Config(Section):
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    devices: DevicesConfig = Field(default_factory=DevicesConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
     toolbox: ToolboxConfig = Field(default_factory=ToolboxConfig)
     scripts: ScriptsConfig = Field(default_factory=ScriptsConfig)

@@ -56,6 +56,8 @@ LIVE_KEYS = (
     "rate_limits",
     "metrics.enabled",
     "health_checks",
+    "discovery.auto_approve_confidence",
+    "devices.offline_threshold",
 )
 
 POLL_INTERVAL = 1.0

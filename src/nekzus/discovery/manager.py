@@ -2,6 +2,12 @@
 proposal becomes — ignored (dismissed), a route reconcile (app already routed), an update of a
 pending proposal, or a new proposal published as a `discovery` event. Proposals and dismissals are
 persisted, so a dismissal survives restarts until `rediscover`.
+
+Auto-approval: a new proposal whose confidence (in percent) reaches the threshold is approved at once,
+through the very path of a manual approval (route, audit entry, events), with the rule named as the actor
+and in the audit details. The threshold comes from a value set at run time (stored in `discovery_settings`,
+so it survives restarts) or, while none is set, from the config key `discovery.auto_approve_confidence`;
+0 means off, the default.
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import delete, select
 
-from nekzus.discovery.models import DismissalRow, PortOption, Proposal, ProposalRow, Source
-from nekzus.errors import NekzusError
+from nekzus.discovery.models import DismissalRow, PortOption, Proposal, ProposalRow, SettingRow, Source
+from nekzus.errors import Invalid, NekzusError
 from nekzus.events.bus import EventBus
 from nekzus.events.types import EventType
 from nekzus.metrics import Metrics
@@ -49,6 +55,37 @@ class DiscoveryError(NekzusError):
 
 
 WireOf = Callable[[Proposal], dict[str, Any]]
+
+# The stored run-time setting, and who approves when the rule does (the audit entry's actor).
+AUTO_APPROVE_KEY = "auto_approve_confidence"
+AUTO_APPROVE_ACTOR = "discovery:auto-approval"
+
+
+@dataclass(frozen=True, slots=True)
+class AutoApproval:
+    """The auto-approval threshold in force (percent, 0 = off) and where it comes from: `runtime` (set
+    from the dashboard or the API, wins) or `config` (the config key, used while no run-time value is set)."""
+
+    threshold: int
+    source: str
+    configured: int
+    runtime: int | None
+    updated_at: datetime | None = None
+    updated_by: str = ""
+
+
+def check_threshold(value: Any) -> int:
+    """A threshold is a whole percentage 0-100 (0 turns auto-approval off)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise Invalid(
+            "autoApproveConfidence must be an integer from 0 (off) to 100", code="INVALID_THRESHOLD"
+        )
+    return value
+
+
+def reaches(confidence: float, threshold: int) -> bool:
+    """Whether a proposal's confidence (0-1) reaches a threshold in percent; 0 never does (off)."""
+    return threshold > 0 and round(confidence * 100, 6) >= threshold
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +146,10 @@ class DiscoveryManager:
         activity: ActivityService,
         wire: WireOf,
         runtimes: RuntimeManager | None = None,
+        auto_approve_config: Callable[[], int] = lambda: 0,
     ) -> None:
-        """`wire` renders a proposal as the API shows it: the payload of `discovery` events."""
+        """`wire` renders a proposal as the API shows it: the payload of `discovery` events;
+        `auto_approve_config` reads the configured threshold (read each time: config reloads change it)."""
         self.db = db
         self.bus = bus
         self.metrics = metrics
@@ -119,6 +158,7 @@ class DiscoveryManager:
         self.activity = activity
         self.runtimes = runtimes
         self.wire = wire
+        self.auto_approve_config = auto_approve_config
         self.pending: dict[str, Proposal] = {}
         self.dismissed: set[str] = set()
         self.workers: list[Worker] = []
@@ -201,7 +241,81 @@ class DiscoveryManager:
         self.metrics.discovery_proposals_total.labels(source, "new").inc()
         self.bus.emit(EventType.DISCOVERY, self.wire(proposal))
         log.info("new discovery proposal %s (%s)", proposal.id, proposal.route.target)
+        await self._auto_approve(proposal)
         return "new"
+
+    async def _auto_approve(self, proposal: Proposal) -> None:
+        """Approve a new proposal when its confidence reaches the threshold in force. New proposals are
+        rare, so the threshold is read from storage each time: a change made through any worker process
+        applies at once. A failure leaves the proposal pending for a manual decision."""
+        try:
+            setting = await self.auto_approval()
+        except Exception:
+            log.warning("could not read the auto-approval threshold", exc_info=True)
+            return
+        if not reaches(proposal.confidence, setting.threshold):
+            return
+        rule = {
+            "rule": "auto_approve_confidence",
+            "threshold": setting.threshold,
+            "thresholdSource": setting.source,
+            "confidence": round(proposal.confidence * 100, 2),
+        }
+        try:
+            approved = await self.approve(proposal.id, None, AUTO_APPROVE_ACTOR, "", rule=rule)
+        except Exception:
+            log.warning("auto-approval of %s failed; it stays pending", proposal.id, exc_info=True)
+            return
+        if approved is not None:
+            log.info(
+                "auto-approved %s (confidence %s%% >= %s%%)",
+                proposal.id,
+                rule["confidence"],
+                rule["threshold"],
+            )
+
+    # -- settings --------------------------------------------------------------------------------
+
+    async def auto_approval(self) -> AutoApproval:
+        """The threshold in force: the run-time value when one is stored, else the config key."""
+        configured = int(self.auto_approve_config())
+        async with self.db.session() as session:
+            row = await session.get(SettingRow, AUTO_APPROVE_KEY)
+        runtime = row.value if row is not None and isinstance(row.value, int) else None
+        if runtime is None or row is None:
+            return AutoApproval(configured, "config", configured, None)
+        updated = row.updated_at
+        if updated is not None and updated.tzinfo is None:  # SQLite hands back naive UTC times
+            updated = updated.replace(tzinfo=UTC)
+        return AutoApproval(runtime, "runtime", configured, runtime, updated, row.updated_by)
+
+    async def set_auto_approval(self, threshold: int | None, actor: str, ip: str) -> AutoApproval:
+        """Store a run-time threshold (0-100, 0 = off) that wins over the config key; None removes it, so
+        the config key applies again. Proposals already pending are left alone: only new ones count."""
+        value = None if threshold is None else check_threshold(threshold)
+        before = await self.auto_approval()
+        async with self.db.session() as session:
+            row = await session.get(SettingRow, AUTO_APPROVE_KEY)
+            if value is None:
+                if row is not None:
+                    await session.delete(row)
+            else:
+                if row is None:
+                    row = SettingRow(key=AUTO_APPROVE_KEY)
+                    session.add(row)
+                row.value = value
+                row.updated_at = datetime.now(UTC)
+                row.updated_by = actor
+        after = await self.auto_approval()
+        await self._audit(
+            "discovery.settings.updated",
+            actor,
+            AUTO_APPROVE_KEY,
+            ip,
+            {"before": before.threshold, "after": after.threshold, "source": after.source},
+        )
+        self.bus.emit(EventType.DISCOVERY_SETTINGS, {"autoApproveConfidence": after.threshold})
+        return after
 
     async def forget_container(self, container_id: str) -> int:
         """Drop pending proposals of a container that stopped or vanished."""
@@ -281,9 +395,17 @@ class DiscoveryManager:
     async def count_pending(self) -> int:
         return len(self.pending)
 
-    async def approve(self, proposal_id: str, port: int | None, actor: str, ip: str) -> Approved | None:
+    async def approve(
+        self,
+        proposal_id: str,
+        port: int | None,
+        actor: str,
+        ip: str,
+        *,
+        rule: dict[str, Any] | None = None,
+    ) -> Approved | None:
         """Register the proposal's app and route (retargeted at `port`, one of its ports, when given);
-        None when it is no longer pending."""
+        None when it is no longer pending. `rule` names the rule that approved it (auto-approval)."""
         async with self._lock:
             proposal = self.pending.get(proposal_id)
             if proposal is None:
@@ -311,16 +433,23 @@ class DiscoveryManager:
             self._gauge()
         self.metrics.discovery_proposals_total.labels(proposal.source.value, "approved").inc()
         app, route = proposal.app, proposal.route
-        self.bus.emit(
-            EventType.APP_REGISTERED,
-            {"appId": app.id, "appName": app.name, "proxyPath": route.path_base, "proposalId": proposal_id},
-        )
+        registered: dict[str, Any] = {
+            "appId": app.id,
+            "appName": app.name,
+            "proxyPath": route.path_base,
+            "proposalId": proposal_id,
+        }
+        if rule is not None:
+            registered["autoApproved"] = True
+        self.bus.emit(EventType.APP_REGISTERED, registered)
+        verb = "Auto-approved" if rule is not None else "Registered"
         await self._activity(
-            "app_registered", f"Registered: {app.name or app.id}", icon="CheckCircle2", icon_class="success"
+            "app_registered", f"{verb}: {app.name or app.id}", icon="CheckCircle2", icon_class="success"
         )
-        await self._audit(
-            "proposal.approved", actor, proposal_id, ip, {"appId": app.id, "routeId": route.route_id}
-        )
+        details: dict[str, Any] = {"appId": app.id, "routeId": route.route_id}
+        if rule is not None:
+            details.update(rule)
+        await self._audit("proposal.approved", actor, proposal_id, ip, details)
         exposure = await self._exposure(proposal) if proposal.container_id else None
         return Approved(proposal, exposure)
 

@@ -1,5 +1,6 @@
 """Discovery's model: the typed, source-agnostic `Proposal` every worker builds, and its tables (pending
-proposals and dismissals, both survive restarts). The API's camelCase JSON is built in `nekzus.api`."""
+proposals, dismissals and run-time settings, all survive restarts). The API's camelCase JSON is built in
+`nekzus.api`."""
 
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ class DismissalRow(Base):
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     reason: Mapped[str] = mapped_column(String(32), nullable=False, default="dismissed")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class SettingRow(Base):
+    """Discovery settings changed at run time (dashboard or API); they win over the config file."""
+
+    __tablename__ = "discovery_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    updated_by: Mapped[str] = mapped_column(String(255), nullable=False, default="")
 
 
 class Source(StrEnum):

@@ -3,8 +3,10 @@
 Life of a row: `pending` → sent to every live connection of the device (carrying `notificationId` at the
 top level of the envelope) → `delivered` when the client answers `notification_ack`. Unacknowledged rows
 are re-sent when the device reconnects and by the retry timer (every `notifications.queue.retry_interval`,
-for rows whose last attempt is at least that old). Each re-send counts one retry; past `max_retries`
-the row becomes `failed`, past `expires_at` it becomes `expired`. Admins may dismiss or retry rows.
+for rows whose last attempt is at least that old). Each re-send that reaches a connection counts one
+retry (a pass that sends nothing counts none); past `max_retries` the row becomes `failed`, past
+`expires_at` it becomes `expired`. `notifications.queue.max_retries` is the ceiling: per-type defaults
+and a caller's own value only apply below it. Admins may dismiss or retry rows.
 
 All timestamps are stored as naive UTC (SQLite keeps no zone) and leave as RFC3339 with `Z`.
 """
@@ -157,6 +159,8 @@ class NotificationQueue:
         if not self.enabled:
             return None
         default_ttl, default_retries = TYPE_DEFAULTS.get(type_, (DEFAULT_TTL, self.default_max_retries))
+        # The configured maximum caps every type's own default and what the caller asked for.
+        retries = min(default_retries if max_retries is None else max_retries, self.default_max_retries)
         created = now_utc()
         row = Notification(
             uid=str(uuid.uuid4()),
@@ -165,7 +169,7 @@ class NotificationQueue:
             payload=json.dumps(payload, separators=(",", ":"), default=str),
             status="pending",
             retry_count=0,
-            max_retries=default_retries if max_retries is None else max_retries,
+            max_retries=retries,
             created_at=created,
             expires_at=created + timedelta(seconds=default_ttl if ttl is None else ttl),
         )
@@ -209,15 +213,16 @@ class NotificationQueue:
                     row.status = "expired"
                     self.metrics.notifications_expired_total.inc()
                     continue
-                if row.last_attempt_at is not None:
-                    if row.retry_count >= row.max_retries:
-                        row.status = "failed"
-                        row.error_message = f"not acknowledged after {row.retry_count} retries"
-                        self.metrics.notifications_failed_total.labels(row.type, "max_retries").inc()
-                        continue
-                    row.retry_count += 1
-                    self.metrics.notifications_retried_total.inc()
+                resend = row.last_attempt_at is not None
+                if resend and row.retry_count >= row.max_retries:
+                    row.status = "failed"
+                    row.error_message = f"not acknowledged after {row.retry_count} retries"
+                    self.metrics.notifications_failed_total.labels(row.type, "max_retries").inc()
+                    continue
                 if self._send(row):
+                    if resend:  # only a re-send that went out is a retry
+                        row.retry_count += 1
+                        self.metrics.notifications_retried_total.inc()
                     row.last_attempt_at = now
                     row.error_message = None
                     sent_count += 1

@@ -18,12 +18,14 @@ class EventType(StrEnum):
     DEVICE_PAIRED = "device_paired"
     DEVICE_REVOKED = "device_revoked"
     DEVICE_STATUS = "device_status"
+    DEVICE_UPDATED = "device_updated"  # renamed or re-scoped
     DISCOVERY = "discovery"
     HEALTH_CHANGE = "health_change"
     PORT_EXPOSURE_WARNING = "port_exposure_warning"
     PROPOSAL_DISMISSED = "proposal_dismissed"
     PROPOSAL_WITHDRAWN = "proposal_withdrawn"  # a pending proposal's service went away
     REDISCOVERY_TRIGGERED = "rediscovery_triggered"
+    DISCOVERY_SETTINGS = "discovery_settings"  # the auto-approval threshold changed at run time
     WEBHOOK = "webhook"
     CONTAINER_START_COMPLETED = "container.start.completed"
     CONTAINER_START_FAILED = "container.start.failed"

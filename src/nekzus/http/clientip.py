@@ -15,9 +15,27 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
 
 
+# Parsed addresses by their text: the same few peers send every request, and `ipaddress` parsing costs
+# more than the rest of the proxy's admission check. Address objects are immutable; the table is bounded.
+_PARSED: dict[str, IPAddress | None] = {}
+_PARSED_MAX = 4096
+
+
 def parse_ip(value: str | None) -> IPAddress | None:
     if not value:
         return None
+    try:
+        return _PARSED[value]
+    except KeyError:
+        pass
+    addr = _parse_ip(value)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[value] = addr
+    return addr
+
+
+def _parse_ip(value: str) -> IPAddress | None:
     value = value.strip()
     if value.startswith("[") and "]" in value:
         value = value[1 : value.index("]")]
@@ -31,7 +49,12 @@ def parse_ip(value: str | None) -> IPAddress | None:
 
 
 def in_networks(addr: IPAddress | None, networks: tuple[IPNetwork, ...]) -> bool:
-    return addr is not None and any(addr in net for net in networks)
+    if addr is None:
+        return False
+    for net in networks:  # noqa: SIM110 - a plain loop: no generator per call on the hot path
+        if addr in net:
+            return True
+    return False
 
 
 def _header_lines(scope: Scope, name: bytes) -> list[str]:

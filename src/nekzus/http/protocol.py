@@ -16,14 +16,27 @@ turn, so a slow stream still gets its headers at once) halves the writes per res
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
+import logging
 import re
+import urllib.parse
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 _STATUS_PREFIX = b"HTTP/1.1 "
 _CONTINUE = b"HTTP/1.1 100 "
+_CONCAT_LIMIT = 16 * 1024
 
 
 class CoalescingTransport:
@@ -40,7 +53,10 @@ class CoalescingTransport:
         held = self._held
         if held is not None:
             self._held = None
-            self._transport.write(held + data)
+            if len(data) <= _CONCAT_LIMIT:
+                self._transport.write(held + data)
+            else:  # one vectored write; concatenating would copy a large body piece once more
+                self._transport.writelines((held, data))
         elif data.startswith(_STATUS_PREFIX) and not data.startswith(_CONTINUE):
             self._held = data
             self._loop.call_soon(self.flush)
@@ -94,6 +110,63 @@ def raw_error_response(status: int, code: str, message: str) -> bytes:
     ) + data
 
 
+class _Cycle(RequestResponseCycle):
+    """uvicorn's request/response cycle with a leaner response head (same checks, same bytes).
+
+    uvicorn validates every response header name and value with its own regex search (two per header);
+    one search over all names and one over all values finds the same forbidden bytes, as a concatenation
+    contains exactly the bytes of its parts. Everything else (body framing, flow control, access log,
+    errors) is uvicorn's own `send`."""
+
+    async def send(self, message: Any) -> None:
+        if (
+            self.response_started
+            or self.disconnected
+            or self.flow.write_paused
+            or self.access_log
+            or message["type"] != "http.response.start"
+        ):
+            await super().send(message)
+            return
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        status_code = message["status"]
+        headers = message.get("headers", ())
+        if self.default_headers:
+            headers = [*self.default_headers, *headers]
+        names = [name for name, _ in headers]
+        if HEADER_RE.search(b"".join(names)):
+            raise RuntimeError("Invalid HTTP header name.")
+        if HEADER_VALUE_RE.search(b"".join([value for _, value in headers])):
+            raise RuntimeError("Invalid HTTP header value.")
+        content = [STATUS_LINE[status_code]]
+        has_connection_close = False
+        for name, value in headers:
+            name = name.lower()
+            if name == b"content-length" and self.chunked_encoding is None:
+                self.expected_content_length = int(value.decode())
+                self.chunked_encoding = False
+            elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                self.expected_content_length = 0
+                self.chunked_encoding = True
+            elif name == b"connection" and b"close" in [t.lower().strip() for t in value.split(b",")]:
+                self.keep_alive = False
+                has_connection_close = True
+            content += (name, b": ", value, b"\r\n")
+        if not self.keep_alive and not has_connection_close:
+            content.append(b"connection: close\r\n")
+        if self.chunked_encoding is None and self.scope["method"] != "HEAD" and status_code not in (204, 304):
+            self.chunked_encoding = True
+            content.append(b"transfer-encoding: chunked\r\n")
+        content.append(b"\r\n")
+        self.transport.write(b"".join(content))
+
+
+# What the connection's single timer should watch once the current `data_received` has been fed.
+_HEAD = 1
+_BODY = 2
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     head_timeout: ClassVar[float] = 10.0
     body_timeout: ClassVar[float] = 60.0
@@ -101,6 +174,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     _head_open = True
     _head_seen = 0
     _timer: asyncio.TimerHandle | None = None
+    _want = 0  # _HEAD or _BODY: arm that timer when the data at hand is fed (0: nothing to wait for)
+    _coalescing: CoalescingTransport | None = None  # one per connection, handed to each cycle
 
     @classmethod
     def configured(cls, *, head_timeout: float, body_timeout: float) -> type[CoalescingHttpToolsProtocol]:
@@ -111,11 +186,13 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if not self._head_open:
             super().data_received(data)
+            self._settle_timer()
             return
         allowed = MAX_HEAD_BYTES - self._head_seen
         if len(data) <= allowed:
             self._head_seen += len(data)
             super().data_received(data)
+            self._settle_timer()
             return
         # Feed only what the cap allows; if the head is still unfinished, refuse before buffering more.
         super().data_received(data[:allowed])
@@ -140,6 +217,23 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.write(raw_error_response(status, code, message))
             self.transport.close()
+
+    def _settle_timer(self) -> None:
+        """Arm the head or body timer once per read, after the parser has seen it all.
+
+        A request that arrives whole in one read (most GETs) then never creates a timer: arming in the
+        parser callbacks cost a timer for the head and one for the body per request, each cancelled
+        microseconds later. A head or body still incomplete at the end of a read is timed from here,
+        which is when its bytes were received."""
+        want = self._want
+        if want:
+            self._want = 0
+            if self.transport.is_closing() or self.transport.get_protocol() is not self:
+                return
+            if want == _HEAD:
+                self._arm(self.head_timeout, self._head_expired)
+            else:
+                self._arm(self.body_timeout, self._body_stalled)
 
     def _arm(self, delay: float, callback: Any) -> None:
         self._cancel_timer()
@@ -175,15 +269,16 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_open = True
-        self._arm(self.head_timeout, self._head_expired)
+        self._want = _HEAD
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
-        if self._timer is not None:
-            self._arm(self.body_timeout, self._body_stalled)
+        if self._timer is not None or self._want:
+            self._want = _BODY  # restarted once this read is fed: a stall is measured from the last data
 
     def on_message_complete(self) -> None:
         self._cancel_timer()
+        self._want = 0
         super().on_message_complete()
         self._head_open = True
         self._head_seen = 0
@@ -196,17 +291,230 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             # Raising from a parser callback makes the parser fail, which answers 400 and closes.
             self._bad_request = problem
             raise ValueError(problem)
-        if self.parser.should_upgrade():
-            self._cancel_timer()
-        else:
-            self._arm(self.body_timeout, self._body_stalled)
+        self._cancel_timer()
+        self._want = 0 if self.parser.should_upgrade() else _BODY
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and not isinstance(cycle.transport, CoalescingTransport):
-            cycle.transport = CoalescingTransport(cycle.transport, self.loop)  # type: ignore[assignment]
+            coalescing = self._coalescing
+            if coalescing is None or coalescing._transport is not cycle.transport:
+                coalescing = self._coalescing = CoalescingTransport(cycle.transport, self.loop)
+            cycle.transport = coalescing  # type: ignore[assignment]
+            if type(cycle) is RequestResponseCycle:
+                cycle.__class__ = _Cycle  # same layout; only `send` differs
 
     def on_response_complete(self) -> None:
         cycle = self.cycle
         if cycle is not None and isinstance(cycle.transport, CoalescingTransport):
             cycle.transport.flush()
         super().on_response_complete()
+
+
+# -- WebSocket tunnels: an upgrade request whose new owner takes the client connection itself -------------
+
+TUNNEL_EXTENSION = "nekzus.tunnel"
+# Decides, from the upgrade request's scope, whether the app will tunnel it byte for byte (the reverse
+# proxy's WebSocket routes); everything else goes through uvicorn's own WebSocket protocol.
+TunnelClaim = Callable[[dict[str, Any]], bool]
+_HELD_LIMIT = 64 * 1024
+
+
+def valid_websocket_key(headers: list[tuple[bytes, bytes]]) -> bool:
+    """The handshake fields a byte tunnel relies on: exactly one version-13 line and one 16-byte key."""
+    keys = [v for k, v in headers if k == b"sec-websocket-key"]
+    versions = [v.strip() for k, v in headers if k == b"sec-websocket-version"]
+    if len(keys) != 1 or versions != [b"13"]:
+        return False
+    try:
+        return len(base64.b64decode(keys[0].strip(), validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
+
+
+class HeldConnection(asyncio.Protocol):
+    """A client connection taken away from HTTP after an upgrade request's head.
+
+    Until its new owner `attach`es its own protocol, bytes that arrive are kept (reading pauses past a
+    small limit) and a loss is remembered. Before the upgrade is answered the owner talks ASGI (`run`):
+    a refusal is written as a plain HTTP response and the connection closes. The connection stays in the
+    server's connection set until `release`, so a server shutdown reaches the owner (`on_shutdown`).
+    """
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        connections: set[Any],
+        max_message: int,
+    ) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.max_message = max_message  # the server's cap on one client WebSocket message
+        self.lost: asyncio.Future[None] = loop.create_future()
+        self.on_shutdown: Callable[[], object] | None = None
+        self.upgraded = False  # set by the owner once it answered 101
+        self._connections = connections
+        self._buffer = bytearray()
+        self._answered = False
+        self._response: dict[str, Any] | None = None
+        self._body: list[bytes] = []
+        connections.add(self)
+
+    # asyncio.Protocol (until attached)
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > _HELD_LIMIT:
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def attach(self, protocol: asyncio.Protocol) -> bytes:
+        """Hand the connection to `protocol`; returns what the client sent after the request head."""
+        self.transport.set_protocol(protocol)
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
+        return data
+
+    def shutdown(self) -> None:
+        """Server shutdown (called by uvicorn for every connection in its set)."""
+        if self.on_shutdown is not None:
+            self.on_shutdown()
+        elif not self.upgraded and not self._answered:
+            self._write_response(503, [], b"")
+        else:
+            self.transport.close()
+
+    def release(self) -> None:
+        self._connections.discard(self)
+
+    # ASGI, for the app's answer before the upgrade
+    async def run(self, app: Any, scope: dict[str, Any]) -> None:
+        connected = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal connected
+            if not connected:
+                connected = True
+                return {"type": "websocket.connect"}
+            await asyncio.shield(self.lost)
+            return {"type": "websocket.disconnect", "code": 1006}
+
+        async def send(message: dict[str, Any]) -> None:
+            kind = message["type"]
+            if self._answered or self.upgraded:
+                return  # already answered (e.g. 503 at shutdown) or tunnelled: nothing more to say
+            if kind == "websocket.http.response.start":
+                self._response = message
+            elif kind == "websocket.http.response.body" and self._response is not None:
+                self._body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    start = self._response
+                    body = b"".join(self._body)
+                    self._write_response(start["status"], list(start.get("headers", [])), body)
+            elif kind == "websocket.close":
+                # A close before accept is a refusal, answered as uvicorn answers it.
+                self._write_response(403, [], b"")
+            else:
+                raise RuntimeError(f"{kind} is not supported on a tunnelled WebSocket")
+
+        try:
+            await app(scope, receive, send)
+        except Exception:
+            logging.getLogger("nekzus.http").exception("tunnelled WebSocket failed")
+        finally:
+            if not self._answered and not self.upgraded:
+                self._write_response(500, [], b"")
+            elif not self._answered and not self.transport.is_closing():
+                self.transport.close()
+            self.release()
+
+    def _write_response(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self._answered = True
+        if self.transport.is_closing():
+            return
+        phrase = _PHRASES.get(status, b"")
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, phrase)]
+        for name, value in headers:
+            if name.lower() not in (b"content-length", b"connection"):
+                parts.append(b"%s: %s\r\n" % (name, value))
+        parts.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(parts) + body)
+        self.transport.close()
+
+
+def _phrases() -> dict[int, bytes]:
+    import http
+
+    return {s.value: s.phrase.encode() for s in http.HTTPStatus}
+
+
+_PHRASES = _phrases()
+
+
+class TunnellingHttpToolsProtocol(CoalescingHttpToolsProtocol):
+    """Hands WebSocket upgrades that `tunnel_claim` accepts to the app with the client connection itself
+    (scope extension `nekzus.tunnel`: {"connection": HeldConnection}); others upgrade as usual."""
+
+    tunnel_claim: ClassVar[tuple[TunnelClaim, ...]] = ()  # one decision function, or none
+
+    @classmethod
+    def tunnelling(
+        cls, base: type[CoalescingHttpToolsProtocol], claim: TunnelClaim | None
+    ) -> type[CoalescingHttpToolsProtocol]:
+        """`base` (a configured protocol class) that also hands claimed upgrades to the app."""
+        if claim is None:
+            return base
+        return type("TunnellingHttpToolsProtocol", (cls, base), {"tunnel_claim": (claim,)})
+
+    def handle_websocket_upgrade(self) -> None:
+        scope = self._tunnel_scope() if self.tunnel_claim else None
+        if scope is None or not self.tunnel_claim[0](scope):
+            super().handle_websocket_upgrade()
+            return
+        self.connections.discard(self)
+        held = HeldConnection(self.transport, self.loop, self.connections, self.config.ws_max_size)
+        scope["extensions"][TUNNEL_EXTENSION] = {"connection": held}
+        self.transport.set_protocol(held)
+        task = self.loop.create_task(held.run(self.app, scope))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    def _tunnel_scope(self) -> dict[str, Any] | None:
+        """The ASGI WebSocket scope of this upgrade request, or None when it is no plain GET handshake."""
+        if self.scope.get("method") != "GET" or not valid_websocket_key(self.headers):
+            return None
+        try:
+            parsed = httptools.parse_url(self.url)
+        except httptools.HttpParserInvalidURLError:
+            return None
+        raw_path = parsed.path or b"/"
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        subprotocols: list[str] = []
+        for name, value in self.headers:
+            if name == b"sec-websocket-protocol":
+                subprotocols += [p.strip() for p in value.decode("latin-1").split(",") if p.strip()]
+        return {
+            "type": "websocket",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": "wss" if self.scheme == "https" else "ws",
+            "server": self.server,
+            "client": self.client,
+            "root_path": self.root_path,
+            "path": self.root_path + path,
+            "raw_path": self.root_path.encode("ascii") + raw_path,
+            "query_string": parsed.query or b"",
+            "headers": self.headers,
+            "subprotocols": subprotocols,
+            "state": self.app_state.copy(),
+            "extensions": {"websocket.http.response": {}},
+        }

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import secrets
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -124,17 +125,23 @@ class ProxySettings:
 class _Headers(Mapping[str, str]):
     """A read-only, case-insensitive view of ASGI headers for the authenticator (no copy)."""
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_index", "_raw")
 
     def __init__(self, raw: Headers) -> None:
         self._raw = raw
+        self._index: dict[bytes, bytes] | None = None
 
-    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]  # one scan, no KeyError
-        name = key.lower().encode("latin-1")
-        for k, v in self._raw:
-            if k == name:
-                return str(v.decode("latin-1"))
-        return default
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]  # no KeyError
+        index = self._index
+        if index is None:
+            # One pass on the first look-up (the authenticator asks for several names); the first line of
+            # a repeated header wins, as a scan would find it.
+            index = self._index = {}
+            for k, v in self._raw:
+                if k not in index:
+                    index[k] = v
+        value = index.get(key.lower().encode("latin-1"))
+        return default if value is None else value.decode("latin-1")
 
     def __getitem__(self, key: str) -> str:
         value = self.get(key)
@@ -211,7 +218,7 @@ class ProxyApp:
         self.hop_token = secrets.token_hex(8).encode()
         self._ip_cache: dict[str, tuple[str, bool]] = {}
         self._denials: dict[tuple[str, str], float] = {}
-        self._active = metrics.proxy_active_sessions
+        self._active = _adder(metrics.proxy_active_sessions)
         catalog.on_change(self.rebuild)
 
     @property
@@ -260,13 +267,14 @@ class ProxyApp:
         self.pools.retain({r.pool_key for r in compiled})
 
     def _bind_metrics(self, route: CompiledRoute) -> None:
+        """The route's metric children, resolved once, as plain `record(amount)` callables."""
         m = self.metrics
         app = route.spec.app_id
         route.metrics = {
-            "duration": m.proxy_request_duration_seconds.labels(app),
-            "upstream": m.proxy_upstream_latency_seconds.labels(app),
-            "bytes_in": m.proxy_bytes_transferred_total.labels(app, "in"),
-            "bytes_out": m.proxy_bytes_transferred_total.labels(app, "out"),
+            "duration": _observer(m.proxy_request_duration_seconds.labels(app)),
+            "upstream": _observer(m.proxy_upstream_latency_seconds.labels(app)),
+            "bytes_in": _adder(m.proxy_bytes_transferred_total.labels(app, "in")),
+            "bytes_out": _adder(m.proxy_bytes_transferred_total.labels(app, "out")),
         }
 
     def _points_at_self(self, host: str, port: int) -> bool:
@@ -300,6 +308,15 @@ class ProxyApp:
                     return self.table.by_subdomain.get(host[: -len(suffix)])
                 return None
         return None
+
+    def claims_tunnel(self, scope: Scope) -> bool:
+        """Whether this WebSocket upgrade goes to a `websocket: true` route, which the proxy serves as a
+        byte tunnel on the client connection itself (`websocket.py`); other upgrades use the server's
+        WebSocket protocol."""
+        if not self.handles(scope):
+            return False
+        route, _subdomain = self.lookup(scope, scope["path"])
+        return route is not None and route.spec.websocket
 
     def lookup(self, scope: Scope, path: str) -> tuple[CompiledRoute | None, bool]:
         """The route for a request and whether it was found by subdomain (no prefix handling then)."""
@@ -543,11 +560,11 @@ class ProxyApp:
     ) -> None:
         """Send the request upstream and relay the answer; map upstream failures to 502/504."""
         route = request.route
-        self._active.inc()
+        self._active(1)
         try:
             upstream_started = time.perf_counter()
             conn = await self._send_request(request, receive)
-            route.metrics["upstream"].observe(time.perf_counter() - upstream_started)
+            route.metrics["upstream"](time.perf_counter() - upstream_started)
             request.status = conn.status
             await self._respond(request, conn, receive, send, common)
         except UpstreamError as exc:
@@ -569,7 +586,7 @@ class ProxyApp:
             if request.conn is not None:
                 request.conn.abort()
                 request.conn = None
-            self._active.dec()
+            self._active(-1)
             self._account(request, started)
 
     async def _send_request(self, request: ProxiedRequest, receive: Receive) -> UpstreamConnection:
@@ -702,7 +719,7 @@ class ProxyApp:
         first = conn.take_buffered()
         request.response_started = True
         await send({"type": "http.response.start", "status": request.status, "headers": headers + common})
-        if conn.complete:
+        if conn.complete and not conn.buffered:
             await send({"type": "http.response.body", "body": first})
             request.bytes_out = len(first)
         else:
@@ -725,11 +742,11 @@ class ProxyApp:
         route = request.route
         self._count(route, request.status)
         metrics = route.metrics
-        metrics["duration"].observe(time.perf_counter() - started)
+        metrics["duration"](time.perf_counter() - started)
         if request.bytes_out:
-            metrics["bytes_out"].inc(request.bytes_out)
+            metrics["bytes_out"](request.bytes_out)
         if request.head.content_length > 0:
-            metrics["bytes_in"].inc(request.head.content_length)
+            metrics["bytes_in"](request.head.content_length)
         if access_log.isEnabledFor(logging.DEBUG):
             access_log.debug(
                 "%s %s %d",
@@ -742,10 +759,10 @@ class ProxyApp:
     def _count(self, route: CompiledRoute, status: int) -> None:
         counter = route.status_counters.get(status)
         if counter is None:
-            counter = route.status_counters[status] = self.metrics.proxy_requests_total.labels(
-                route.spec.app_id, str(status)
+            counter = route.status_counters[status] = _adder(
+                self.metrics.proxy_requests_total.labels(route.spec.app_id, str(status))
             )
-        counter.inc()
+        counter(1)
 
     # -- streaming ------------------------------------------------------------------------------------
 
@@ -772,15 +789,20 @@ class ProxyApp:
         watcher = self.spawn(_wait_disconnect(receive), "proxy-disconnect-watch")
         watcher.add_done_callback(lambda _f: conn.abort() if not conn.complete else None)
         try:
+            timeout = self.settings.idle_timeout
             while True:
-                piece = await conn.read_chunk(self.settings.idle_timeout)
+                piece = await conn.read_chunk(timeout)
                 if not piece:
+                    await send({"type": "http.response.body", "body": b""})
                     break
-                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                # The last piece ends the response in the same message (one send less per response).
+                last = conn.complete and not conn.buffered
+                await send({"type": "http.response.body", "body": piece, "more_body": not last})
                 sent += len(piece)
+                if last:
+                    break
                 if watcher.done() and not conn.complete:
                     raise _ClientGone
-            await send({"type": "http.response.body", "body": b""})
         finally:
             if not watcher.done():
                 watcher.cancel()
@@ -813,6 +835,36 @@ class ProxyApp:
 
     def close(self) -> None:
         self.pools.close()
+
+
+def _adder(child: Any) -> Callable[[float], None]:
+    """`child.inc` without prometheus_client's per-call checks (that the child is a labelled one, that
+    the amount is not negative: both hold here by construction), when its value holder is reachable."""
+    inc = getattr(getattr(child, "_value", None), "inc", None)
+    return inc if callable(inc) else child.inc  # type: ignore[no-any-return]
+
+
+def _observer(child: Any) -> Callable[[float], None]:
+    """`child.observe` for a histogram child: the sum and the first bucket whose bound is not below the
+    amount (bisection instead of a scan), falling back to the public method if the internals differ."""
+    total = getattr(getattr(child, "_sum", None), "inc", None)
+    bounds = list(getattr(child, "_upper_bounds", ()))
+    buckets = [getattr(b, "inc", None) for b in getattr(child, "_buckets", ())]
+    if (
+        not callable(total)
+        or not bounds
+        or bounds[-1] != float("inf")
+        or len(buckets) != len(bounds)
+        or not all(callable(b) for b in buckets)
+    ):
+        return child.observe  # type: ignore[no-any-return]
+    add = total
+
+    def observe(amount: float) -> None:
+        add(amount)
+        buckets[bisect_left(bounds, amount)](1)  # type: ignore[misc]
+
+    return observe
 
 
 class _ClientGone(Exception):

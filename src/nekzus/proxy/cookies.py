@@ -19,9 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, select
 
 from nekzus.catalog.models import SessionCookieRow
@@ -30,6 +29,9 @@ from nekzus.events.types import EventType
 from nekzus.secretfiles import load_or_create
 from nekzus.store import Database
 from nekzus.timefmt import rfc3339
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 log = logging.getLogger("nekzus.proxy.cookies")
 
@@ -78,15 +80,27 @@ class SessionCookieStore:
         self.db = db
         self.bus = bus
         self.spawn = spawn
-        secret = load_or_create(data_dir / "cookie_key")
-        self._aead = AESGCM(hashlib.sha256(secret.encode()).digest())
+        self._key_file = data_dir / "cookie_key"
+        self._aead_: AESGCM | None = None
         self._jars: dict[tuple[str, str], Jar] = {}
         # Written behind: the latest change per (device, app, cookie name), and the one flush task.
         self._pending: dict[tuple[str, str, str], Change] = {}
         self._flusher: asyncio.Task[Any] | None = None
         self._writing = False
 
+    @property
+    def _aead(self) -> AESGCM:
+        """The cipher sealing stored cookies: `cryptography` loads when a first cookie is sealed or opened,
+        not with an idle server."""
+        if self._aead_ is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            secret = load_or_create(self._key_file)
+            self._aead_ = AESGCM(hashlib.sha256(secret.encode()).digest())
+        return self._aead_
+
     def start(self) -> None:
+        load_or_create(self._key_file)  # the key exists from the first start on, as before
         self.bus.subscribe(self._on_revoked, {EventType.DEVICE_REVOKED})
 
     async def stop(self) -> None:

@@ -216,10 +216,13 @@ def check_head(head: RequestHead, path: str) -> Refused | None:
 
 def common_headers(request_id: bytes, tls: bool) -> Headers:
     """Headers on every answer of the proxy itself, as on the API's."""
-    common = [(b"x-api-version", API_VERSION.encode()), (b"x-request-id", request_id)]
     if tls:
-        common.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
-    return common
+        return [_API_VERSION, (b"x-request-id", request_id), _HSTS]
+    return [_API_VERSION, (b"x-request-id", request_id)]
+
+
+_API_VERSION = (b"x-api-version", API_VERSION.encode())
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
 def upstream_path(route: CompiledRoute, path: str, raw_path: bytes | None, subdomain: bool) -> bytes:

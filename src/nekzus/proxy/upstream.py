@@ -55,11 +55,14 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_body_bytes",
         "_chunks",
+        "_delivered",
         "_drain",
         "_head_size",
         "_head_waiter",
+        "_length",
         "_loop",
         "_paused",
+        "_raw_left",
         "_read_paused",
         "_waiter",
         "bytes_received",
@@ -105,6 +108,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._read_paused = False
         self.until_close = False
         self.keep_alive = False
+        self._length = -1  # the body's Content-Length when it alone frames the body, else -1
+        self._delivered = 0  # body bytes received so far
+        self._raw_left = 0  # body bytes still to come that bypass the parser (see `data_received`)
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -119,6 +125,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.bytes_received += len(data)
+        left = self._raw_left
+        if left:
+            self._raw_body(data, left)
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -127,6 +137,27 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(UpstreamBroken(f"invalid response from upstream: {exc}"))
             if self.transport is not None:
                 self.transport.close()
+            return
+        if self._length > self._delivered and not self.complete and self.error is None:
+            # The rest of a Content-Length body is the next `_length - _delivered` bytes: they are taken
+            # as the socket delivers them, without the parser copying each piece into a new object.
+            self._raw_left = self._length - self._delivered
+
+    def _raw_body(self, data: bytes, left: int) -> None:
+        size = len(data)
+        if size < left:
+            self._raw_left = left - size
+            self.on_body(data)
+            return
+        self._raw_left = 0
+        if size > left:
+            # Bytes past the end of the response (nothing was asked for): do not reuse the connection.
+            self.keep_alive = False
+            data = data[:left]
+        self.on_body(data)
+        # The parser stopped inside this body; the next response on the connection needs a fresh one.
+        self.parser = httptools.HttpResponseParser(self)
+        self.on_message_complete()
 
     def eof_received(self) -> bool | None:
         return None
@@ -172,6 +203,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.until_close = True
         # Asked now: llhttp forgets it once the message is complete.
         self.keep_alive = self.parser.should_keep_alive()
+        self._length = _framing_length(self.headers) if self.status not in (204, 304) else -1
         waiter = self._head_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -179,6 +211,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
         self._body_bytes += len(body)
+        self._delivered += len(body)
         if self._body_bytes > HIGH_WATER and not self._read_paused and self.transport is not None:
             self._read_paused = True
             self.transport.pause_reading()
@@ -245,17 +278,25 @@ class UpstreamConnection(asyncio.Protocol):
             self._head_waiter = None
 
     def take_buffered(self) -> bytes:
-        """Everything received so far of the body (may be b'')."""
+        """The oldest body piece received and not yet taken (b'' when none).
+
+        Pieces are handed on one by one as the socket delivered them, never joined: joining queued
+        pieces of a large download copies every byte once more into a fresh allocation (and, past the
+        allocator's mmap threshold, page-faults it in), which cost more than the extra send per piece."""
         chunks = self._chunks
         if not chunks:
             return b""
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._body_bytes = 0
-        if self._read_paused and self.transport is not None:
+        data = chunks.popleft()
+        self._body_bytes -= len(data)
+        if self._read_paused and self._body_bytes <= LOW_WATER and self.transport is not None:
             self._read_paused = False
             self.transport.resume_reading()
         return data
+
+    @property
+    def buffered(self) -> bool:
+        """Whether body pieces are waiting to be taken."""
+        return bool(self._chunks)
 
     async def read_chunk(self, timeout: float) -> bytes:
         """The next body bytes, or b'' at the end of the response; the timeout is an idle timeout."""
@@ -286,6 +327,20 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+
+def _framing_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The Content-Length when it is the body's only framing (one plain decimal header, no
+    Transfer-Encoding), else -1: then only the parser reads the body."""
+    length = -1
+    for name, value in headers:
+        if name == b"content-length":
+            if length >= 0 or not value.isdigit() or len(value) > 18:
+                return -1
+            length = int(value)
+        elif name == b"transfer-encoding":
+            return -1
+    return length
 
 
 class UpstreamPool:

@@ -1,34 +1,50 @@
-"""WebSocket tunnelling for routes with `websocket: true`.
+"""WebSocket proxying for `websocket: true` routes: admission, the upstream handshake, then a byte tunnel.
 
-The client side is the ASGI WebSocket; the upstream side is a `websockets` client connection opened
-first, so the subprotocol the upstream picks is the one the client is accepted with. Messages are
-relayed both ways until either side closes; close codes are propagated and there is no time limit.
+The HTTP server hands such an upgrade request over together with the client connection itself (scope
+extension `nekzus.tunnel`, see `nekzus.http.protocol`). The request goes through the same phases as HTTP
+(`phases.py`, `ProxyApp.admit`): the same header strip list, upstream path, forwarding headers, cookie merge
+and request-id rule. The upstream connection (TLS for https routes, verified unless the route says
+otherwise) gets the rewritten handshake, with the client's own key, version and subprotocols, so the
+upstream's answer is the client's answer:
 
-The request goes through the same phases as HTTP (`phases.py`, `ProxyApp.admit`): the same header strip
-list, upstream path, forwarding headers, cookie merge and request-id rule. Upstream messages are capped at
-`MAX_MESSAGE_BYTES` (the client side is capped by the server's own WebSocket limit); a bigger one closes
-the tunnel with 1009 (message too big).
+- 101: the 101 head (accept, chosen subprotocol, cookies shaped by the route's policy) goes to the client
+  and the connection becomes a byte tunnel (`tunnel.py`) until either side closes;
+- any other status: that response goes to the client as the upstream sent it (headers shaped);
+- no answer: 502 (unreachable, invalid handshake) or 504 (timed out), in the API's error shape.
+
+Extensions (compression) are not negotiated, so frame lengths are message lengths: an upstream message over
+`MAX_MESSAGE_BYTES`, or a client message over the server's WebSocket limit, closes the tunnel with 1009; a
+frame whose header breaks RFC 6455 (unmasked from the client, reserved bits or opcodes, bad fragmentation)
+with 1002, before any of it is passed on. Payloads are not inspected (text frames' UTF-8 is the endpoints'
+to check).
+The tunnel is registered by the credential that opened it: revocation, logout or expiry closes it (1008
+with the reason), a server shutdown too (1012), each close frame at a frame boundary.
+
+Upgrades to routes without `websocket: true` still reach this module through the server's own WebSocket
+protocol, and are refused after admission (403).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import logging
+import ssl
 import time
-from collections.abc import Coroutine
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
+import httptools
 from starlette.types import Receive, Scope, Send
 
 from nekzus import API_VERSION
 from nekzus.auth.connections import TooManyConnections
 from nekzus.auth.principal import Principal
 from nekzus.http.errors import error_body
+from nekzus.http.protocol import TUNNEL_EXTENSION, HeldConnection
 from nekzus.http.requestid import request_id_or_new
 from nekzus.proxy.phases import (
-    WEBSOCKET_HANDSHAKE_HEADERS,
     Headers,
     Refused,
     RequestHead,
@@ -37,34 +53,29 @@ from nekzus.proxy.phases import (
     forwarding_headers,
     merge_cookies,
     parse_head,
+    request_bytes,
     shape_response,
     upstream_path,
     with_query,
 )
 from nekzus.proxy.routes import CompiledRoute
+from nekzus.proxy.tunnel import Tunnel
 
 if TYPE_CHECKING:
-    from websockets.asyncio.client import ClientConnection
-
     from nekzus.proxy.app import ProxyApp
 
 log = logging.getLogger("nekzus.proxy.ws")
 
-OPEN_TIMEOUT = 10.0
-CLOSE_TIMEOUT = 5.0
-# Same as the server's default limit on client messages (uvicorn's ws_max_size).
+OPEN_TIMEOUT = 10.0  # connecting and the upstream's handshake answer, together
+# The largest upstream message relayed (the server's own limit caps client messages).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_RESPONSE_HEAD = 64 * 1024
+MAX_REFUSAL_BODY = 1024 * 1024  # a non-101 answer's body relayed to the client
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-
-@dataclass(slots=True)
-class UpstreamHandshake:
-    """What to open upstream: URI, copied and forwarding headers, and the handshake's own fields."""
-
-    uri: str
-    headers: list[tuple[str, str]]
-    subprotocols: list[str]
-    origin: str | None
-    user_agent: str | None
+# Client handshake headers not copied as they are: extensions are never negotiated through the tunnel
+# (frame lengths must be message lengths), and the subprotocol offer is rewritten as one clean line.
+_NOT_COPIED = frozenset({b"sec-websocket-extensions", b"sec-websocket-protocol"})
 
 
 async def _reject(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
@@ -81,58 +92,18 @@ async def _reject(scope: Scope, send: Send, status: int, code: str, message: str
         await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
 
 
-def upstream_uri(route: CompiledRoute, path: bytes, query: bytes) -> str:
-    scheme, host, port, _verify = route.pool_key
-    if ":" in host:
-        host = f"[{host}]"
-    ws_scheme = "wss" if scheme == "https" else "ws"
-    return f"{ws_scheme}://{host}:{port}{with_query(path, query).decode('latin-1')}"
+def handshake_headers(head: RequestHead, subprotocols: list[str]) -> Headers:
+    """The client's headers as copied to the upstream handshake (after the strip list), with the upgrade
+    request fields Nekzus writes itself."""
+    out: Headers = [(name, value) for name, value in head.forward if name not in _NOT_COPIED]
+    out += [(b"upgrade", b"websocket"), (b"connection", b"Upgrade")]
+    if subprotocols:
+        out.append((b"sec-websocket-protocol", ", ".join(subprotocols).encode("latin-1")))
+    return out
 
 
-def handshake_headers(
-    head: RequestHead, extra: Headers
-) -> tuple[list[tuple[str, str]], str | None, str | None]:
-    """The copied headers (without those the WebSocket library writes itself) plus `extra`, as text;
-    and the client's Origin and User-Agent, which the library takes as arguments."""
-    origin = user_agent = None
-    out: list[tuple[str, str]] = []
-    for name, value in head.forward:
-        if name in WEBSOCKET_HANDSHAKE_HEADERS:
-            if name == b"origin":
-                origin = value.decode("latin-1")
-            elif name == b"user-agent":
-                user_agent = value.decode("latin-1")
-            continue
-        out.append((name.decode("latin-1"), value.decode("latin-1")))
-    out += [(n.decode("latin-1"), v.decode("latin-1")) for n, v in extra]
-    return out, origin, user_agent
-
-
-async def _prepare(
-    proxy: ProxyApp,
-    scope: Scope,
-    head: RequestHead,
-    route: CompiledRoute,
-    subdomain: bool,
-    principal: Principal | None,
-    client_ip: str,
-) -> UpstreamHandshake:
-    path = upstream_path(route, scope["path"], scope.get("raw_path"), subdomain)
-    store = proxy.cookie_store_for(route, principal)
-    if store is not None and principal is not None and principal.device_id:
-        stored = await store.cookie_header(principal.device_id, route.spec.app_id)
-        if stored:
-            head.forward = merge_cookies(head.forward, stored)
-    fwd = proxy.forwarding(scope, client_ip, request_id_or_new(head.request_id))
-    extra = forwarding_headers(head, fwd, forwarded_prefix(route, subdomain))
-    headers, origin, user_agent = handshake_headers(head, extra)
-    return UpstreamHandshake(
-        uri=upstream_uri(route, path, scope.get("query_string", b"")),
-        headers=headers,
-        subprotocols=[p.strip() for p in scope.get("subprotocols", []) if p.strip()],
-        origin=origin,
-        user_agent=user_agent,
-    )
+def accept_value(key: bytes) -> bytes:
+    return base64.b64encode(hashlib.sha1(key.strip() + _GUID, usedforsecurity=False).digest())
 
 
 async def _admit(
@@ -150,6 +121,195 @@ async def _admit(
     return route, subdomain, principal, client_ip
 
 
+async def _handshake_request(
+    proxy: ProxyApp,
+    scope: Scope,
+    head: RequestHead,
+    route: CompiledRoute,
+    subdomain: bool,
+    principal: Principal | None,
+    client_ip: str,
+) -> bytes:
+    path = upstream_path(route, scope["path"], scope.get("raw_path"), subdomain)
+    store = proxy.cookie_store_for(route, principal)
+    if store is not None and principal is not None and principal.device_id:
+        stored = await store.cookie_header(principal.device_id, route.spec.app_id)
+        if stored:
+            head.forward = merge_cookies(head.forward, stored)
+    fwd = proxy.forwarding(scope, client_ip, request_id_or_new(head.request_id))
+    extra = forwarding_headers(head, fwd, forwarded_prefix(route, subdomain))
+    subprotocols = [p for p in scope.get("subprotocols", []) if p]
+    target = with_query(path, scope.get("query_string", b""))
+    return request_bytes("GET", target, route.upstream_host, handshake_headers(head, subprotocols), extra)
+
+
+class UpstreamHandshake(asyncio.Protocol):
+    """The upstream connection until its answer to the upgrade request is read (httptools)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.answered: asyncio.Future[None] = loop.create_future()
+        self.status = 0
+        self.headers: Headers = []
+        self.body: list[bytes] = []
+        self.early = b""  # frames the upstream sent right behind its 101
+        self.upgraded = False
+        self.error = ""
+        self._size = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.upgraded:
+            self.early += data
+            if len(self.early) > MAX_RESPONSE_HEAD and self.transport is not None:
+                self.transport.pause_reading()  # the tunnel resumes it once it takes over
+            return
+        if self.answered.done():
+            return
+        self._size += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = int(exc.args[0]) if exc.args else len(data)
+            self.upgraded = True
+            self.early = data[offset:]
+            self._answer()
+        except httptools.HttpParserError:
+            self._answer("invalid HTTP response")
+        else:
+            if self.status == 101:
+                self._answer()  # a 101 the parser did not take as an upgrade: judged invalid by the caller
+            elif self._size > MAX_RESPONSE_HEAD + MAX_REFUSAL_BODY:
+                self._answer("response too large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+        if self._size > MAX_RESPONSE_HEAD and not self.status:
+            raise ValueError("response head too large")
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.status != 101:
+            self._answer()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.status and self.status != 101:
+            self._answer()  # a body delimited by the connection closing
+        else:
+            self._answer("upstream closed the connection")
+
+    def _answer(self, error: str = "") -> None:
+        if not self.answered.done():
+            self.error = error
+            self.answered.set_result(None)
+
+
+async def _open(
+    proxy: ProxyApp, route: CompiledRoute, request: bytes, held: HeldConnection
+) -> tuple[UpstreamHandshake | None, Refused | None]:
+    """The upstream's answer to the handshake, or the refusal to give the client (502/504)."""
+    loop = asyncio.get_running_loop()
+    _scheme, host, port, _verify = route.pool_key
+    pool = route.pool
+    conn: UpstreamHandshake | None = None
+    try:
+        async with asyncio.timeout(OPEN_TIMEOUT):
+            _, protocol = await loop.create_connection(
+                lambda: UpstreamHandshake(loop),
+                host,
+                port,
+                ssl=pool.tls,
+                server_hostname=pool.server_hostname if pool.tls else None,
+            )
+            conn = protocol
+            assert conn.transport is not None
+            conn.transport.write(request)
+            await asyncio.wait({conn.answered, held.lost}, return_when=asyncio.FIRST_COMPLETED)
+    except TimeoutError:
+        _abort(conn)
+        return None, Refused(504, "GATEWAY_TIMEOUT", "Upstream WebSocket handshake timed out")
+    except (OSError, ssl.SSLError) as exc:
+        log.info("websocket upstream for %s failed: %s", route.spec.route_id, type(exc).__name__)
+        _abort(conn)
+        return None, Refused(502, "BAD_GATEWAY", "Upstream unreachable")
+    assert conn is not None
+    if not conn.answered.done():  # the client left first
+        _abort(conn)
+        return None, None
+    if conn.error:
+        log.info("websocket upstream for %s failed: %s", route.spec.route_id, conn.error)
+        _abort(conn)
+        return None, Refused(502, "BAD_GATEWAY", "Upstream unreachable")
+    return conn, None
+
+
+def _abort(conn: UpstreamHandshake | None) -> None:
+    if conn is not None and conn.transport is not None:
+        conn.transport.abort()
+
+
+def _handshake_problem(conn: UpstreamHandshake, key: bytes, offered: list[str]) -> str | None:
+    """Why the upstream's 101 cannot be passed on to the client as it is, or None."""
+    if not conn.upgraded:
+        return "no upgrade"
+    values: dict[bytes, list[bytes]] = {}
+    for name, value in conn.headers:
+        values.setdefault(name, []).append(value)
+    if [v.strip().lower() for v in values.get(b"upgrade", [])] != [b"websocket"]:
+        return "not a WebSocket upgrade"
+    if values.get(b"sec-websocket-accept") != [accept_value(key)]:
+        return "wrong Sec-WebSocket-Accept"
+    if values.get(b"sec-websocket-extensions"):
+        return "extension not offered"
+    chosen = values.get(b"sec-websocket-protocol", [])
+    if len(chosen) > 1 or (chosen and chosen[0].strip().decode("latin-1") not in offered):
+        return "subprotocol not offered"
+    return None
+
+
+def _switching_head(
+    proxy: ProxyApp, route: CompiledRoute, principal: Principal | None, conn: UpstreamHandshake, key: bytes
+) -> bytes:
+    """The 101 the client gets: the handshake fields, the upstream's cookies shaped by the same policy as
+    HTTP responses (and kept for the device on `persistCookies` routes), Nekzus' API version."""
+    parts = [
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n",
+        b"sec-websocket-accept: %s\r\n" % accept_value(key),
+        b"x-api-version: %s\r\n" % API_VERSION.encode(),
+    ]
+    for name, value in conn.headers:
+        if name == b"sec-websocket-protocol":
+            parts.append(b"sec-websocket-protocol: %s\r\n" % value.strip())
+    cookies = [(k, v) for k, v in conn.headers if k == b"set-cookie"]
+    if cookies:
+        shape = shape_response(cookies, route.spec, route.rewriter)
+        parts += [b"%s: %s\r\n" % (k, v) for k, v in shape.headers]
+        store = proxy.cookie_store_for(route, principal)
+        device_id = principal.device_id if principal is not None else None
+        if store is not None and device_id and shape.set_cookies:
+            store.capture(device_id, route.spec.app_id, [v for _, v in shape.set_cookies])
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def _key_of(scope: Scope) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"sec-websocket-key":
+            return bytes(value).strip()
+    return b""
+
+
 async def tunnel(proxy: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
     head = parse_head(scope["headers"], proxy.settings.strip)
     try:
@@ -157,181 +317,91 @@ async def tunnel(proxy: ProxyApp, scope: Scope, receive: Receive, send: Send) ->
     except Refused as refused:
         await _reject(scope, send, refused.status, refused.code, refused.message)
         return
-    handshake = await _prepare(proxy, scope, head, route, subdomain, principal, client_ip)
-    upstream = await _open(proxy, route, handshake, scope, send)
-    if upstream is None:
+    held = scope.get("extensions", {}).get(TUNNEL_EXTENSION, {}).get("connection")
+    if not isinstance(held, HeldConnection):
+        # The route became a WebSocket route after the server chose how to serve this upgrade.
+        await _reject(scope, send, 503, "SERVICE_UNAVAILABLE", "Route changed, try again")
         return
-    # Registered by the credential it was opened with: revocation, logout or expiry closes the tunnel.
-    gone: list[str] = []
-    revoked = asyncio.Event()
+    request = await _handshake_request(proxy, scope, head, route, subdomain, principal, client_ip)
+    metrics = proxy.metrics
+    app_id = route.spec.app_id
+    conn, failure = await _open(proxy, route, request, held)
+    if conn is None:
+        metrics.websocket_connections_total.labels(app_id, "error").inc()
+        if failure is not None:
+            await _reject(scope, send, failure.status, failure.code, failure.message)
+        return
+    if conn.status != 101:
+        metrics.websocket_connections_total.labels(app_id, "error").inc()
+        _abort(conn)
+        await _relay_refusal(route, conn, send)
+        return
+    key = _key_of(scope)
+    problem = _handshake_problem(conn, key, list(scope.get("subprotocols", [])))
+    if problem is not None:
+        metrics.websocket_connections_total.labels(app_id, "error").inc()
+        log.info("websocket upstream for %s: invalid handshake (%s)", route.spec.route_id, problem)
+        _abort(conn)
+        await _reject(scope, send, 502, "BAD_GATEWAY", "Upstream sent an invalid WebSocket handshake")
+        return
+    await _splice(proxy, route, principal, conn, held, key, scope, send)
 
-    def credential_gone(reason: str) -> None:
-        gone.append(reason)
-        revoked.set()
 
+async def _relay_refusal(route: CompiledRoute, conn: UpstreamHandshake, send: Send) -> None:
+    """The upstream's non-101 answer, as an HTTP proxy would pass it on."""
+    shape = shape_response(conn.headers, route.spec, route.rewriter)
+    headers = [*shape.headers, (b"x-api-version", API_VERSION.encode())]
+    await send({"type": "websocket.http.response.start", "status": conn.status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": b"".join(conn.body)})
+
+
+async def _splice(
+    proxy: ProxyApp,
+    route: CompiledRoute,
+    principal: Principal | None,
+    conn: UpstreamHandshake,
+    held: HeldConnection,
+    key: bytes,
+    scope: Scope,
+    send: Send,
+) -> None:
+    loop = asyncio.get_running_loop()
+    tunnel = Tunnel(loop, client_limit=held.max_message, upstream_limit=MAX_MESSAGE_BYTES)
     handle = None
     if principal is not None:
+        # Registered by the credential it was opened with: revocation, logout or expiry closes the tunnel.
+        def credential_gone(reason: str) -> None:
+            tunnel.close(1008, reason)
+
         try:
             handle = proxy.connections.register(principal, credential_gone)
         except TooManyConnections as exc:
-            with contextlib.suppress(Exception):
-                await upstream.close()
+            _abort(conn)
             await _reject(scope, send, exc.status, exc.code, exc.message)
             return
-    await send(
-        {
-            "type": "websocket.accept",
-            "subprotocol": upstream.subprotocol,
-            "headers": _accept_headers(proxy, route, principal, upstream),
-        }
-    )
-    metrics = proxy.metrics
-    metrics.websocket_connections_total.labels(route.spec.app_id, "connected").inc()
-    metrics.websocket_connections_active.inc()
-    opened = time.monotonic()
-    relay = proxy.spawn(_relay(proxy, route, upstream, receive, send), "ws-relay")
-    watch = proxy.spawn(revoked.wait(), "ws-revoked")
-    try:
-        await asyncio.wait({relay, watch}, return_when=asyncio.FIRST_COMPLETED)
-        if gone:
-            relay.cancel()
-            await asyncio.wait({relay})
-            with contextlib.suppress(Exception):
-                await send({"type": "websocket.close", "code": 1008, "reason": gone[0]})
-    finally:
-        for task in (relay, watch):
-            task.cancel()
-        await asyncio.wait({relay, watch})
-        if handle is not None:
-            handle.release()
-        with contextlib.suppress(Exception):
-            await upstream.close()
-        metrics.websocket_connections_active.dec()
-        metrics.websocket_connection_duration_seconds.observe(time.monotonic() - opened)
-
-
-async def _open(
-    proxy: ProxyApp, route: CompiledRoute, handshake: UpstreamHandshake, scope: Scope, send: Send
-) -> ClientConnection | None:
-    """The upstream connection, or None after answering the client with 502/504."""
-    from websockets.asyncio.client import connect
-    from websockets.typing import Origin, Subprotocol
-
-    try:
-        return await connect(
-            handshake.uri,
-            additional_headers=handshake.headers,
-            subprotocols=[Subprotocol(p) for p in handshake.subprotocols] or None,
-            origin=Origin(handshake.origin) if handshake.origin else None,
-            user_agent_header=handshake.user_agent,
-            ssl=route.pool.tls if handshake.uri.startswith("wss:") else None,
-            open_timeout=OPEN_TIMEOUT,
-            ping_interval=None,
-            ping_timeout=None,
-            close_timeout=CLOSE_TIMEOUT,
-            max_size=MAX_MESSAGE_BYTES,
-            compression=None,
-        )
-    except Exception as exc:
-        proxy.metrics.websocket_connections_total.labels(route.spec.app_id, "error").inc()
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        log.info("websocket upstream for %s failed: %s", route.spec.route_id, type(exc).__name__)
-        if isinstance(exc, TimeoutError):
-            await _reject(scope, send, 504, "GATEWAY_TIMEOUT", "Upstream WebSocket handshake timed out")
-        else:
-            message = f"Upstream refused the WebSocket (HTTP {status})" if status else "Upstream unreachable"
-            await _reject(scope, send, 502, "BAD_GATEWAY", message)
-        return None
-
-
-def _accept_headers(
-    proxy: ProxyApp, route: CompiledRoute, principal: Principal | None, upstream: ClientConnection
-) -> Headers:
-    """The upstream handshake's cookies, shaped by the same policy as HTTP responses (and kept for the
-    device on `persistCookies` routes)."""
-    headers: Headers = [(b"x-api-version", API_VERSION.encode())]
-    response = upstream.response
-    if response is None:
-        return headers
-    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.raw_items()]
-    cookies_only = [(k, v) for k, v in raw if k == b"set-cookie"]
-    shape = shape_response(cookies_only, route.spec, route.rewriter)
-    headers += shape.headers
-    store = proxy.cookie_store_for(route, principal)
-    device_id = principal.device_id if principal is not None else None
-    if store is not None and device_id and shape.set_cookies:
-        store.capture(device_id, route.spec.app_id, [v for _, v in shape.set_cookies])
-    return headers
-
-
-async def _relay(
-    proxy: ProxyApp, route: CompiledRoute, upstream: ClientConnection, receive: Receive, send: Send
-) -> None:
-    """Both directions until one side closes; the other side gets the close code."""
     metrics = proxy.metrics
     app_id = route.spec.app_id
-    msg_in = metrics.websocket_messages_total.labels(app_id, "in")
-    msg_out = metrics.websocket_messages_total.labels(app_id, "out")
-    inbound = proxy.spawn(_quietly(_client_to_upstream(upstream, receive, msg_in)), "ws-relay-in")
-    outbound = proxy.spawn(_quietly(_upstream_to_client(upstream, send, msg_out)), "ws-relay-out")
-    tasks = {inbound, outbound}
+    tunnel.client.counter = metrics.websocket_messages_total.labels(app_id, "in")
+    tunnel.upstream.counter = metrics.websocket_messages_total.labels(app_id, "out")
+    held.upgraded = True
+    held.on_shutdown = lambda: tunnel.close(1012, "", upstream_code=1012)
+    assert conn.transport is not None
+    held.transport.write(_switching_head(proxy, route, principal, conn, key))
+    metrics.websocket_connections_total.labels(app_id, "connected").inc()
+    metrics.websocket_connections_active.inc()
+    opened = time.monotonic()
     try:
-        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if inbound in done:
-            # Client left: let the upstream finish its close handshake, then stop relaying.
-            await asyncio.wait([outbound], timeout=CLOSE_TIMEOUT)
+        tunnel.start(held.transport, held.attach, conn.transport, conn.early)
+        await asyncio.shield(tunnel.done)
     finally:
-        for task in tasks:
-            task.cancel()
-        # Reap both; a cancellation of this task itself still propagates from the wait.
-        await asyncio.wait(tasks)
-
-
-async def _quietly(relay: Coroutine[Any, Any, None]) -> None:
-    """A relay direction ends when a peer goes away mid-send; that is an ordinary end, logged at debug."""
-    try:
-        await relay
-    except Exception as exc:
-        log.debug("websocket relay ended: %r", exc)
-
-
-async def _client_to_upstream(upstream: ClientConnection, receive: Receive, counter: Any) -> None:
-    while True:
-        message = await receive()
-        kind = message["type"]
-        if kind == "websocket.receive":
-            data = message.get("text")
-            if data is None:
-                data = message.get("bytes") or b""
-            counter.inc()
-            await upstream.send(data)
-        elif kind == "websocket.disconnect":
-            code = int(message.get("code", 1000))
-            if code in (1005, 1006, 1015):
-                code = 1000
-            with contextlib.suppress(Exception):
-                await upstream.close(code, message.get("reason", "") or "")
-            return
-
-
-async def _upstream_to_client(upstream: ClientConnection, send: Send, counter: Any) -> None:
-    import websockets
-
-    try:
-        async for data in upstream:
-            counter.inc()
-            if isinstance(data, str):
-                await send({"type": "websocket.send", "text": data})
-            else:
-                await send({"type": "websocket.send", "bytes": bytes(data)})
-    except websockets.ConnectionClosed:
-        pass
-    code = upstream.close_code
-    if code is None or code == 1006:
-        # No close frame from the upstream: pass on the one Nekzus sent (1009 for an oversized message).
-        sent = upstream.protocol.close_sent
-        code = sent.code if sent is not None else 1006
-    if code in (1005, 1006, 1015):
-        code = 1000 if code == 1005 else 1011
-    with contextlib.suppress(Exception):
-        await send({"type": "websocket.close", "code": code, "reason": upstream.close_reason or ""})
+        if not tunnel.done.done():  # cancelled (forced shutdown): drop both connections
+            tunnel.client.abort()
+            tunnel.upstream.abort()
+        if handle is not None:
+            handle.release()
+        held.on_shutdown = None
+        with contextlib.suppress(Exception):
+            metrics.websocket_bytes_transferred_total.labels(app_id, "in").inc(tunnel.client.forwarded)
+            metrics.websocket_bytes_transferred_total.labels(app_id, "out").inc(tunnel.upstream.forwarded)
+        metrics.websocket_connections_active.dec()
+        metrics.websocket_connection_duration_seconds.observe(time.monotonic() - opened)

@@ -157,8 +157,16 @@ class ContainerRuntime(Protocol):
     async def stats(self, container_id: str) -> dict[str, Any]: ...
 
     def logs(
-        self, container_id: str, *, tail: int = 100, follow: bool = True, timestamps: bool = False
-    ) -> AsyncIterator[LogLine]: ...
+        self,
+        container_id: str,
+        *,
+        tail: int = 100,
+        follow: bool = True,
+        timestamps: bool = False,
+        container: str | None = None,
+    ) -> AsyncIterator[LogLine]:
+        """Log lines; `container` picks one container of a Kubernetes pod (Docker ignores it)."""
+        ...
 
     def events(self) -> AsyncIterator[RuntimeEvent]: ...
 

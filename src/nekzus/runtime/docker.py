@@ -285,7 +285,13 @@ class DockerRuntime:
         return compute_stats(str(second.get("id") or container_id), first, second)
 
     async def logs(
-        self, container_id: str, *, tail: int = 100, follow: bool = True, timestamps: bool = False
+        self,
+        container_id: str,
+        *,
+        tail: int = 100,
+        follow: bool = True,
+        timestamps: bool = False,
+        container: str | None = None,
     ) -> AsyncIterator[LogLine]:
         info = await self.inspect(container_id)
         tty = bool((info.get("Config") or {}).get("Tty"))

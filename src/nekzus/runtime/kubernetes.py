@@ -660,7 +660,13 @@ class KubernetesRuntime:
         return out
 
     async def logs(
-        self, container_id: str, *, tail: int = 100, follow: bool = True, timestamps: bool = False
+        self,
+        container_id: str,
+        *,
+        tail: int = 100,
+        follow: bool = True,
+        timestamps: bool = False,
+        container: str | None = None,
     ) -> AsyncIterator[LogLine]:
         """The pod's log stream: plain text lines (Kubernetes does not multiplex like Docker)."""
         pod = await self._pod(container_id)
@@ -677,6 +683,7 @@ class KubernetesRuntime:
                 tail_lines=tail,
                 timestamps=timestamps,
                 _preload_content=False,
+                **({"container": container} if container else {}),
             ),
         )
         if not 200 <= response.status <= 299:

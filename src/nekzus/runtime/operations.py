@@ -16,6 +16,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from nekzus.auth.principal import Principal
@@ -76,8 +77,8 @@ class ContainerService:
         self.jobs = jobs
         self.catalog = catalog
         self.audit = audit
-        # (connection id, container id) -> log streaming task
-        self._log_streams: dict[tuple[str, str], asyncio.Task[Any]] = {}
+        # (connection id, container id or `namespace/pod`, pod's container or "") -> log streaming task
+        self._log_streams: dict[StreamKey, asyncio.Task[Any]] = {}
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -370,11 +371,11 @@ class ContainerService:
                 _log_error(cid, "FORBIDDEN", f"Missing required scope: {LOGS_SCOPE}"),
             )
             return
-        if not cid or not valid_container_id(cid):
-            await _send(
-                client, "container.logs.error", _log_error(cid, "INVALID_CONTAINER_ID", "invalid containerId")
-            )
+        target, (code, message) = _log_target(data)
+        if target is None:
+            await _send(client, "container.logs.error", _log_error(cid, code, message))
             return
+        cid = target.cid
         try:
             tail = int(data.get("tail", LOG_TAIL_DEFAULT))
         except (TypeError, ValueError):
@@ -382,15 +383,7 @@ class ContainerService:
         tail = LOG_TAIL_DEFAULT if tail <= 0 else min(tail, LOG_TAIL_MAX)
         follow = _truthy(data.get("follow", True))
         timestamps = _truthy(data.get("timestamps", False))
-        runtime = data.get("runtime") or None
-        namespace = str(data.get("namespace") or "")
-        if namespace:  # a pod: `namespace/pod` for the Kubernetes runtime
-            if not valid_container_id(namespace):
-                await _send(
-                    client, "container.logs.error", _log_error(cid, "INVALID_NAMESPACE", "invalid namespace")
-                )
-                return
-            runtime, cid = runtime or "kubernetes", f"{namespace}/{cid}"
+        runtime = target.runtime
         try:
             rt = self.manager.get(str(runtime) if runtime else None)
             await rt.inspect(cid)
@@ -407,19 +400,20 @@ class ContainerService:
                 client, "container.logs.error", _log_error(cid, "INTERNAL_ERROR", "could not open logs")
             )
             return
-        key = (str(client.id), cid)
+        key = (str(client.id), cid, target.container)
         previous = self._log_streams.pop(key, None)
         if previous is not None:
             previous.cancel()
         if not any(k[0] == key[0] for k in self._log_streams):
             _on_close(client, lambda *_client: self._close_client(key[0]))
         task = self.spawn(
-            self._stream(client, rt, cid, tail, follow, timestamps), f"logs-{key[0]}-{cid[:12]}"
+            self._stream(client, rt, cid, target.container, tail, follow, timestamps),
+            f"logs-{key[0]}-{cid[:12]}",
         )
         self._log_streams[key] = task
         task.add_done_callback(lambda t, k=key: self._forget(k, t))  # type: ignore[misc]
 
-    def _forget(self, key: tuple[str, str], task: asyncio.Task[Any]) -> None:
+    def _forget(self, key: StreamKey, task: asyncio.Task[Any]) -> None:
         if self._log_streams.get(key) is task:
             del self._log_streams[key]
 
@@ -429,23 +423,45 @@ class ContainerService:
             task.cancel()
 
     async def _ws_unsubscribe(self, client: Any, data: Any) -> None:
+        """Stop the streams named like the subscribe named them: no containerId stops all of this
+        client's streams, a container (or pod) all of its streams, a pod's container just that one."""
         data = data if isinstance(data, dict) else {}
-        cid = str(data.get("containerId") or data.get("container_id") or "")
-        keys = [k for k in self._log_streams if k[0] == str(client.id) and (not cid or k[1] == cid)]
+        client_id = str(client.id)
+        if not (data.get("containerId") or data.get("container_id")):
+            keys = [k for k in self._log_streams if k[0] == client_id]
+        else:
+            target, _problem = _log_target(data)
+            if target is None:
+                return
+            keys = [
+                k
+                for k in self._log_streams
+                if k[:2] == (client_id, target.cid) and (not target.container or k[2] == target.container)
+            ]
         for key in keys:
             task = self._log_streams.pop(key)
             task.cancel()
 
     async def _stream(
-        self, client: Any, rt: ContainerRuntime, cid: str, tail: int, follow: bool, timestamps: bool
+        self,
+        client: Any,
+        rt: ContainerRuntime,
+        cid: str,
+        container: str,
+        tail: int,
+        follow: bool,
+        timestamps: bool,
     ) -> None:
         shown, where = cid, {}
         if "/" in cid:  # a Kubernetes pod: frames name the pod and its namespace separately
             where["namespace"], shown = cid.split("/", 1)
+        if container:
+            where["container"] = container
         await _send(client, "container.logs.started", {"containerId": shown, **where, "timestamp": _now()})
         reason, message = ("container_stopped" if follow else "completed"), ""
         try:
-            async for item in rt.logs(cid, tail=tail, follow=follow, timestamps=timestamps):
+            lines = rt.logs(cid, tail=tail, follow=follow, timestamps=timestamps, container=container or None)
+            async for item in lines:
                 frame: dict[str, Any] = {
                     "containerId": shown,
                     **where,
@@ -490,6 +506,35 @@ def _truthy(value: Any) -> bool:
 
 
 LOGS_SCOPE = "write:*"
+
+
+StreamKey = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class LogTarget:
+    """The log stream a WebSocket message names; subscribe and unsubscribe read it the same way."""
+
+    cid: str  # a container id, or `namespace/pod` for a Kubernetes pod
+    container: str  # one container of a pod ("" = the pod's default container)
+    runtime: str | None
+
+
+def _log_target(data: dict[str, Any]) -> tuple[LogTarget | None, tuple[str, str]]:
+    """(target, ("", "")) or (None, (error code, message)) for `containerId`, `namespace`, `container`."""
+    cid = str(data.get("containerId") or data.get("container_id") or "")
+    if not cid or not valid_container_id(cid):
+        return None, ("INVALID_CONTAINER_ID", "invalid containerId")
+    runtime = str(data["runtime"]) if data.get("runtime") else None
+    namespace = str(data.get("namespace") or "")
+    if namespace:  # a pod: `namespace/pod` for the Kubernetes runtime
+        if not valid_container_id(namespace):
+            return None, ("INVALID_NAMESPACE", "invalid namespace")
+        runtime, cid = runtime or "kubernetes", f"{namespace}/{cid}"
+    container = str(data.get("container") or "")
+    if container and not valid_container_id(container):
+        return None, ("INVALID_CONTAINER", "invalid container")
+    return LogTarget(cid, container, runtime), ("", "")
 
 
 def _log_error(cid: str, code: str, message: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ shared memory are prepared before it starts, and each worker inherits them throu
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -25,7 +26,8 @@ log = logging.getLogger("nekzus.workers")
 
 # A worker that dies is forked again after a delay that doubles (from RESTART_DELAY up to
 # MAX_RESTART_DELAY); more than MAX_RESTARTS deaths of one worker within RESTART_WINDOW seconds stop
-# the whole server (exit 1) instead of looping forever on a broken start.
+# the whole server (exit 1) instead of looping forever on a broken start. A worker whose start-up hooks
+# fail exits by itself (code 1, see `nekzus.workers.wiring`) and so goes through the same restarts.
 RESTART_DELAY = 0.5
 MAX_RESTART_DELAY = 10.0
 MAX_RESTARTS = 5
@@ -69,14 +71,19 @@ class Supervisor:
         self.stopping = False
         self.failed = False
         self.leader_ready = False
+        self.followers_started = False
 
     # -- processes --------------------------------------------------------------------------------
 
     def _fork(self, slot: Slot) -> None:
         parent_end, child_end = socket.socketpair()
+        # What the supervisor imported stays shared with the workers: frozen objects are never touched
+        # by the collector, so their pages are not copied into each worker.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
+            gc.disable()  # until the worker's app is built (see `nekzus.server.collect_from_now_on`)
             try:
                 parent_end.close()
                 for other in self.slots:
@@ -92,7 +99,9 @@ class Supervisor:
                 info = WorkerInfo(
                     index=slot.index,
                     count=self.count,
-                    restarted=slot.started > 0,
+                    # A leader that failed before it was ever ready (no follower forked yet) starts
+                    # again as a first start: the crash repairs it did not finish run again.
+                    restarted=slot.started > 0 and (self.leader_ready or self.followers_started),
                     shared=self.shared,
                     relay_socket=child_end,
                     setup_token=self.setup_token,
@@ -106,6 +115,7 @@ class Supervisor:
                 logging.shutdown()
                 os._exit(code)
         child_end.close()
+        gc.enable()  # `nekzus.cli` turned collection off for the start-up
         parent_end.setblocking(False)
         slot.pid, slot.sock, slot.started = pid, parent_end, slot.started + 1
         slot.out.clear()
@@ -227,13 +237,16 @@ class Supervisor:
         self._fork(self.slots[0])
         # Followers start once the leader is ready: it alone migrates the database at first start.
         leader_deadline = time.monotonic() + LEADER_READY_TIMEOUT
-        followers_started = False
         while True:
             now = time.monotonic()
-            if not followers_started and (self.leader_ready or now > leader_deadline) and not self.stopping:
+            if (
+                not self.followers_started
+                and (self.leader_ready or now > leader_deadline)
+                and not self.stopping
+            ):
                 for slot in self.slots[1:]:
                     self._fork(slot)
-                followers_started = True
+                self.followers_started = True
             for key, mask in self.selector.select(timeout=0.2):
                 slot = key.data
                 if mask & selectors.EVENT_READ:
@@ -252,7 +265,7 @@ class Supervisor:
                 continue
             for slot in self.slots:
                 due = slot.pid == 0 and slot.restart_at and time.monotonic() >= slot.restart_at
-                if due and (slot.index == 0 or followers_started):
+                if due and (slot.index == 0 or self.followers_started):
                     slot.restart_at = 0.0
                     self._fork(slot)
         for slot in self.slots:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import Receive, Scope, Send
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from nekzus.app import NekzusApp
     from nekzus.config import Config
 
+log = logging.getLogger("nekzus.workers")
 
 # How long a worker that is still starting holds a request before letting the readiness gate answer it
 # (503, or a WebSocket close). The listening socket is shared, so a worker that was just (re)started
@@ -48,7 +51,10 @@ class WorkerGate:
         await self.app(scope, receive, send)
 
 
-def join(app: NekzusApp, info: WorkerInfo) -> WorkerGate:
+def join(app: NekzusApp, info: WorkerInfo, on_failed: Callable[[], None] | None = None) -> WorkerGate:
+    """Wire `app` into the worker set. `on_failed` is called when a start-up hook failed: the server then
+    stops this worker, and the supervisor forks it again (with its back-off) instead of keeping a worker
+    that stays not-ready forever."""
     services = app.services
     assert info.shared is not None
     services.worker = info
@@ -84,6 +90,7 @@ def join(app: NekzusApp, info: WorkerInfo) -> WorkerGate:
     if certificates is not None:
         certs = certificates
         certs.changed = lambda: mirrors.changed(CERTIFICATES)
+        certs.announce_start = info.leader  # every worker switches to TLS at start; the leader says so
         mirrors.register(CERTIFICATES, certs.resync)
     if not info.leader:
         services.health.register("health", _followed_health(app))
@@ -128,7 +135,7 @@ def join(app: NekzusApp, info: WorkerInfo) -> WorkerGate:
         services.spawn(mirrors.watch(), "workers-watch")
         if relay is not None:
             services.spawn(relay.run(), "workers-relay")
-            services.spawn(_announce_ready(services, relay), "workers-ready")
+            services.spawn(_announce_ready(services, relay, info.index, on_failed), "workers-ready")
 
     services.on_startup("workers", start)
     return WorkerGate(app, mirrors)
@@ -152,9 +159,19 @@ def _followed_health(app: NekzusApp) -> Any:
     return check
 
 
-async def _announce_ready(services: Any, relay: Relay) -> None:
+async def _announce_ready(
+    services: Any, relay: Relay, index: int, on_failed: Callable[[], None] | None
+) -> None:
     for _ in range(2400):  # the supervisor stops waiting for the leader after its own timeout
         if services.ready or services.failed:
             break
         await asyncio.sleep(0.05)
+    if services.failed and on_failed is not None:
+        log.error(
+            "worker %d: start-up failed for %s; stopping it to be started again",
+            index,
+            ", ".join(services.failed),
+        )
+        on_failed()
+        return
     relay.send_raw(READY)

@@ -45,6 +45,7 @@ export const PREF_SPEC = {
   timestampStyle: { type: "string", def: "relative", oneOf: ["relative", "absolute"] },
   idleMinutes: { type: "number", def: 0, min: 0, max: 1440, help: "minutes of inactivity before signing out (0 = the server's limit)" },
   confirmDestructive: { type: "boolean", def: true },
+  confirmRejections: { type: "boolean", def: true },  // dismissing discovery proposals asks first
   theme: { type: "string", def: "", oneOf: ["", "light", "dark", "terminal"] },
   fontSize: { type: "string", def: "medium", oneOf: ["small", "medium", "large", "x-large"] },
   compact: { type: "boolean", def: false },

@@ -1,8 +1,38 @@
-// Devices page: paired devices (rename, scopes, revoke) and the "pair a device" dialog with the live QR code.
+// Devices page: paired devices with their online state and requests today, a details dialog, rename,
+// scopes, revoke, and the "pair a device" dialog with the live QR code. Updates live on device events.
 import {
-  ago, api, confirmDialog, dataTable, dialog, field, formDialog, guard, h, input, list, notice, onEvent, region,
-  section, serverPager, state, toast, LIST_PAGE, PAGES,
+  ago, api, badge, confirmDialog, dataTable, datetime, dialog, every, field, formDialog, guard, h, input, list,
+  notice, onEvent, region, section, serverPager, state, toast, LIST_PAGE, PAGES,
 } from "{{app.js}}";
+
+const DEVICE_EVENTS = /^device_(paired|revoked|status|updated)$/;
+const nameOf = (d) => d.deviceName || d.deviceId;
+const when = (t) => { if (!t) return "never"; const at = datetime(t), rel = ago(t); return rel === at ? at : `${at} (${rel})`; };
+const online = (d) => d.online ?? d.status === "online";
+const stateBadge = (d) => badge(online(d) ? "online" : "offline", online(d) ? "ok" : "idle");
+
+// Every field the API reports for one device, re-read when it opens and on each device event.
+function detailsDialog(first) {
+  const id = first.deviceId;
+  const body = h("div", { "aria-live": "polite" });
+  const draw = (d) => body.replaceChildren(h("dl", { class: "kv", "data-device-details": id },
+    ...[["Device id", d.deviceId], ["Name", d.deviceName], ["Platform", [d.platform, d.platformVersion].filter(Boolean).join(" ") || "unknown"],
+      ["Model", d.model || "unknown"], ["Scopes", (d.scopes || []).join(", ") || "none"], ["Paired", when(d.createdAt || d.pairedAt)],
+      ["Last seen", when(d.lastSeenAt || d.lastSeen)], ["Status", stateBadge(d)], ["Requests today", String(d.requestsToday ?? 0)],
+      ["Pinned certificate", (d.spkiPins || []).length ? h("code", {}, d.spkiPins.join(" ")) : "unknown (paired without TLS pins)"]]
+      .flatMap(([k, v]) => [h("dt", {}, k), h("dd", { "data-field": k }, v)])));
+  const reload = async () => {
+    try { draw(await api("GET", `/api/v1/devices/${encodeURIComponent(id)}`)); }
+    catch (e) { body.replaceChildren(notice(e.status === 404 ? "This device is no longer paired." : e.message)); }
+  };
+  const listener = (m) => { if (DEVICE_EVENTS.test(m.type) && (!m.data || !m.data.deviceId || m.data.deviceId === id)) reload(); };
+  state.listeners.add(listener);
+  draw(first);
+  dialog(`Device ${nameOf(first)}`, h("div", {}, body,
+    h("div", { class: "row" }, h("button", { type: "button", class: "btn", onclick: reload }, "Refresh"))),
+  { onClose: () => state.listeners.delete(listener) });
+  reload();
+}
 
 PAGES.devices = async (main, title) => {
   let offset = 0;
@@ -12,9 +42,12 @@ PAGES.devices = async (main, title) => {
     const rows = list(d, "devices");
     return h("div", {}, dataTable({ label: "Devices", rows: rows.map((d) => ({ ...d, __id: d.deviceId })), pageSize: LIST_PAGE, empty: "No paired devices yet.", columns: [
       { key: "deviceName", title: "Name", value: (d) => d.deviceName || d.deviceId }, { key: "platform", title: "Platform" },
+      { key: "status", title: "Status", value: (d) => (online(d) ? "online" : "offline"), render: stateBadge },
+      { key: "requestsToday", title: "Requests today", value: (d) => Number(d.requestsToday) || 0 },
       { key: "scopes", title: "Scopes", value: (d) => (d.scopes || []).join(", ") },
       { key: "lastSeenAt", title: "Last seen", render: (d) => ago(d.lastSeenAt) },
       { key: "actions", title: "Actions", sort: false, class: "actions", render: (d) => h("div", { class: "row" },
+        h("button", { type: "button", class: "btn small", "aria-label": `Details of ${nameOf(d)}`, onclick: () => detailsDialog(d) }, "Details"),
         h("button", { type: "button", class: "btn small", "aria-label": `Edit ${d.deviceName || d.deviceId}`, onclick: () => editDevice(d) }, "Edit"),
         h("button", { type: "button", class: "btn small danger", "aria-label": `Revoke ${d.deviceName || d.deviceId}`, onclick: async (e) => {
           if (!(await confirmDialog(`Revoke ${d.deviceName || d.deviceId}? Its tokens stop working at once.`, "Revoke"))) return;
@@ -32,7 +65,10 @@ PAGES.devices = async (main, title) => {
   };
   section(main, title, h("div", { class: "row" }, h("button", { type: "button", class: "btn primary", onclick: pairDialog }, "Pair a device")), table.el);
   await table.load();
-  onEvent((m) => { if (/device_(paired|revoked|status|updated)/.test(m.type)) table.load(); });
+  onEvent((m) => { if (DEVICE_EVENTS.test(m.type)) table.load(); });
+  // Online state and request counts change without an event: refresh them while the page is open (at the
+  // refresh interval of Settings).
+  every(() => { if (!document.querySelector("dialog[open]") && !table.el.contains(document.activeElement)) table.load(); });
 };
 function pairDialog() {
   const img = h("img", { class: "qr", alt: "Pairing QR code: scan it with the Nekzus app" });
