@@ -257,7 +257,12 @@ def _build_runtime(services: Services, domains: Domains) -> None:
 
         manager.add(
             KubernetesRuntime(
-                kube.kubeconfig, kube.context, kube.in_cluster, list(kube.namespaces), kube.metrics_cache_ttl
+                kube.kubeconfig,
+                kube.context,
+                kube.in_cluster,
+                list(kube.namespaces),
+                kube.metrics_cache_ttl,
+                metrics_server=kube.metrics_server,
             )
         )
     containers = ContainerService(

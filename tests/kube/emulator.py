@@ -115,6 +115,10 @@ class KubeEmulator:
         self.events: list[tuple[int, str, str, dict[str, Any]]] = []  # (rv, kind, type, object)
         self.compacted = 0
         self.metrics_enabled = False
+        self.metrics_down = False  # the APIService is registered but metrics-server does not answer: 503
+        # (namespace, pod) -> container name -> usage as metrics-server writes it ("12345678n", "2560Ki");
+        # containers not listed use 250m CPU and 64Mi memory.
+        self.pod_usage: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
         self.pod_logs: dict[tuple[str, str], list[str]] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) for assertions
         self.watch_count = 0
@@ -567,30 +571,70 @@ class KubeEmulator:
                 await asyncio.sleep(0.1)
         return response
 
+    def _pod_metrics(self, pod: dict[str, Any]) -> dict[str, Any]:
+        """One `PodMetrics` as metrics-server serves it (quantities in its own units)."""
+        meta = pod.get("metadata") or {}
+        ns, name = meta.get("namespace", "default"), meta.get("name", "")
+        usage = self.pod_usage.get((ns, name), {})
+        containers = [
+            {
+                "name": c.get("name", "main"),
+                "usage": usage.get(c.get("name", "main"), {"cpu": "250m", "memory": "64Mi"}),
+            }
+            for c in (pod.get("spec") or {}).get("containers") or []
+        ]
+        return {
+            "kind": "PodMetrics",
+            "apiVersion": "metrics.k8s.io/v1beta1",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": dict(meta.get("labels") or {}),
+                "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "window": "15s",
+            "containers": containers,
+        }
+
     def _metrics(self, path: str) -> web.Response:
         if not self.metrics_enabled:
+            # No metrics-server: the aggregated group is not registered at all.
             return web.json_response(
                 _status(404, "NotFound", "the server could not find the requested resource"), status=404
+            )
+        if self.metrics_down:
+            return web.json_response(
+                _status(503, "ServiceUnavailable", "the server is currently unable to handle the request"),
+                status=503,
             )
         parts = path.strip("/").split("/")
         # apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}
         if len(parts) == 7 and parts[3] == "namespaces" and parts[5] == "pods":
             ns, name = parts[4], parts[6]
             pod = self.objects.get(("Pod", ns, name))
-            if pod is None:
-                return web.json_response(_status(404, "NotFound", "podmetrics not found"), status=404)
-            containers = [
-                {"name": c.get("name", "main"), "usage": {"cpu": "250m", "memory": "64Mi"}}
-                for c in (pod.get("spec") or {}).get("containers") or []
+            if pod is None or (pod.get("status") or {}).get("phase") != "Running":
+                return web.json_response(
+                    _status(404, "NotFound", f'podmetrics.metrics.k8s.io "{ns}/{name}" not found'), status=404
+                )
+            return web.json_response(self._pod_metrics(pod))
+        # apis/metrics.k8s.io/v1beta1/pods and apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods: only
+        # running pods have samples.
+        if parts[3:] == ["pods"] or (len(parts) == 6 and parts[3] == "namespaces" and parts[5] == "pods"):
+            only = parts[4] if len(parts) == 6 else None
+            items = [
+                self._pod_metrics(obj)
+                for (kind, ns, _name), obj in sorted(self.objects.items())
+                if kind == "Pod"
+                and (only is None or ns == only)
+                and (obj.get("status") or {}).get("phase") == "Running"
             ]
             return web.json_response(
                 {
-                    "kind": "PodMetrics",
+                    "kind": "PodMetricsList",
                     "apiVersion": "metrics.k8s.io/v1beta1",
-                    "metadata": {"name": name, "namespace": ns},
-                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "window": "15s",
-                    "containers": containers,
+                    "metadata": {},
+                    "items": items,
                 }
             )
         return web.json_response(_status(404, "NotFound", "not found"), status=404)

@@ -151,6 +151,83 @@ def test_stats_from_metrics_server(rclient: httpx.Client, emulator: KubeEmulator
     assert stats["network"] == {"rx": 0, "tx": 0}
 
 
+def test_pod_usage_list_from_the_metrics_api(rclient: httpx.Client, emulator: KubeEmulator) -> None:
+    """Every running pod's usage from one list of metrics.k8s.io, in the container-stats shape, parsed
+    from metrics-server's own units (nano/micro/milli cores, KiB/MiB); without the API a 503 that says
+    why (group not served, or registered but down), never an empty list that would look like idle pods."""
+    emulator.metrics_enabled = False
+
+    def refused(reason: str) -> dict[str, Any] | None:
+        response = rclient.get("/api/v1/containers/stats", params={"runtime": "kubernetes", "all": "true"})
+        if response.status_code != 503:
+            return None
+        error: dict[str, Any] = response.json()["error"]
+        return error if reason in error["message"] else None
+
+    error = poll(lambda: refused("is metrics-server installed"), timeout=10, what="503 without the group")
+    assert error["code"] == "METRICS_UNAVAILABLE"
+    emulator.metrics_enabled = True
+    emulator.metrics_down = True
+    poll(lambda: refused("not answering"), timeout=10, what="503 while metrics-server is down")
+    emulator.metrics_down = False
+
+    postgres = emulator.objects[("Pod", "default", "postgres-0")]
+    container = postgres["spec"]["containers"][0]["name"]
+    emulator.pod_usage[("default", "postgres-0")] = {container: {"cpu": "125000000n", "memory": "131072Ki"}}
+
+    def usage(**params: str) -> list[dict[str, Any]] | None:
+        response = rclient.get(
+            "/api/v1/containers/stats", params={"runtime": "kubernetes", "all": "true", **params}
+        )
+        if response.status_code != 200:
+            return None
+        items: list[dict[str, Any]] = response.json()["containers"]
+        return items
+
+    items = poll(usage, timeout=10, what="pod usage")
+    by_pod = {(i["namespace"], i["containerId"]): i for i in items}
+    running = {
+        (p["namespace"], p["id"]) for p in pods(rclient, runtime="kubernetes") if p["state"] == "running"
+    }
+    assert set(by_pod) == running
+    pg = by_pod[("default", "postgres-0")]
+    assert pg["runtime"] == "kubernetes"
+    assert pg["cpu"] == {"usage": 25.0, "coresUsed": 0.125, "totalCores": 0.5}
+    assert pg["memory"] == {
+        "usage": 50.0,
+        "used": 128 * 2**20,
+        "limit": 256 * 2**20,
+        "available": 128 * 2**20,
+    }
+    grafana = grafana_pod(rclient)
+    assert grafana is not None
+    gname = emulator.objects[("Pod", "monitoring", grafana["id"])]["spec"]["containers"][0]["name"]
+    emulator.pod_usage[("monitoring", grafana["id"])] = {gname: {"cpu": "50000u", "memory": "32Mi"}}
+    monitoring = usage(namespace="monitoring")
+    assert monitoring is not None and {i["namespace"] for i in monitoring} == {"monitoring"}
+    mine = next(i for i in monitoring if i["containerId"] == grafana["id"])
+    assert mine["cpu"]["coresUsed"] == 0.05 and mine["memory"]["used"] == 32 * 2**20
+
+
+def test_metrics_switched_off_never_asks_the_cluster(emulator: KubeEmulator, kubeconfig: Path) -> None:
+    from nekzus.runtime.kubernetes import KubernetesRuntime, MetricsUnavailable
+
+    async def scenario() -> None:
+        runtime = KubernetesRuntime(str(kubeconfig), metrics_server=False)
+        try:
+            before = len(emulator.requests)
+            with pytest.raises(MetricsUnavailable, match="metrics_server is false"):
+                await runtime.pod_stats()
+            with pytest.raises(MetricsUnavailable, match="metrics_server is false"):
+                await runtime.stats("default/postgres-0")
+            assert not [p for _m, p in emulator.requests[before:] if "metrics.k8s.io" in p]
+        finally:
+            await runtime.close()
+
+    emulator.metrics_enabled = True
+    asyncio.run(scenario())
+
+
 def test_logs_over_websocket(rserver: NekzusServer, emulator: KubeEmulator) -> None:
     emulator.set_logs(
         "default", "postgres-0", ["LOG:  database system is ready", "LOG:  checkpoint starting"]

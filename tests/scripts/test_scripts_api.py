@@ -348,6 +348,16 @@ def test_cancel_through_the_jobs_api(api: httpx.Client) -> None:
         time.sleep(0.05)
     assert state == "cancelled"
     assert api.get("/api/v1/jobs", params={"kind": "script", "state": "cancelled"}).json()["count"] >= 1
+    # Pages carry the total of the filtered records, for page controls.
+    everything = api.get("/api/v1/jobs", params={"limit": 100}).json()
+    first = api.get("/api/v1/jobs", params={"limit": 1}).json()
+    assert first["count"] == 1 and first["total"] == everything["total"] == everything["count"] > 1
+    assert first["jobs"][0]["id"] == everything["jobs"][0]["id"]
+    cancelled = api.get("/api/v1/jobs", params={"state": "cancelled", "limit": 1}).json()
+    assert cancelled["total"] == sum(j["state"] == "cancelled" for j in everything["jobs"])
+    assert job["result"] is None  # a job that has not succeeded has no result
+    ok = api.post("/api/v1/scripts/sleeper/execute", json={"parameters": {"seconds_to_sleep": 0}}).json()
+    assert api.get(f"/api/v1/jobs/{ok['id']}").json()["result"] == "completed"
     assert api.get("/api/v1/jobs/job_missing").json()["error"]["code"] == "JOB_NOT_FOUND"
 
 
@@ -373,3 +383,53 @@ def test_api_key_runs_are_attributed_and_scoped(api: httpx.Client) -> None:
     register(api, "Admin Only", "hello.sh", allowedScopes=["access:admin"])
     refused = api.post("/api/v1/scripts/admin-only/execute", headers={"X-API-Key": writer["key"]})
     assert refused.status_code == 403 and "access:admin" in refused.json()["error"]["message"]
+
+
+def test_websocket_follows_workflow_steps(srv: NekzusServer, api: httpx.Client) -> None:
+    """Each step's state reaches a client subscribed to `workflow.#` as it changes: pending (all, at the
+    start), running, then succeeded or failed with the step's output; steps after a failing `stop` step
+    are skipped; the run's end is announced too. Execution events stay out of that subscription."""
+    register(api, "Step Hello", "hello.sh", parameters=[{"name": "name", "required": True}])
+    register(api, "Step Fail", "fail.sh")
+    steps: list[dict[str, Any]] = [
+        {"scriptId": "step-hello", "parameters": {"name": "first"}},
+        {"scriptId": "step-fail", "onFailure": "stop"},
+        {"scriptId": "step-hello", "parameters": {"name": "never"}},
+    ]
+    assert api.post("/api/v1/workflows", json={"name": "Stepped", "steps": steps}).status_code == 201
+
+    async def scenario() -> None:
+        ws = await WS.open(srv.ws_url)
+        try:
+            await ws.send({"type": "subscribe", "data": {"topics": ["workflow.#"]}})
+            assert (await ws.recv_type("suback"))["data"]["success"] is True
+            accepted = await asyncio.to_thread(
+                lambda: api.post("/api/v1/workflows/stepped/execute", params={"async": "true"}).json()
+            )
+            run_id = accepted["executionId"]
+            seen: list[dict[str, Any]] = []
+            while not seen or seen[-1]["type"] != "workflow.finished":
+                message = await ws.recv()
+                assert message["type"].startswith("workflow.") or message["type"] in ("ping", "pong"), message
+                if message["type"].startswith("workflow."):
+                    assert message["data"]["workflowExecutionId"] == run_id
+                    seen.append(message)
+                assert len(seen) < 20
+        finally:
+            await ws.close()
+        started = seen[0]["data"]
+        assert seen[0]["type"] == "workflow.started" and started["workflowId"] == "stepped"
+        assert [(s["index"], s["scriptName"], s["status"]) for s in started["steps"]] == [
+            (0, "Step Hello", "pending"),
+            (1, "Step Fail", "pending"),
+            (2, "Step Hello", "pending"),
+        ]
+        changes = [(m["data"]["index"], m["data"]["status"]) for m in seen if m["type"] == "workflow.step"]
+        assert changes == [(0, "running"), (0, "succeeded"), (1, "running"), (1, "failed"), (2, "skipped")]
+        ended = {m["data"]["index"]: m["data"] for m in seen if m["type"] == "workflow.step"}
+        assert ended[0]["output"] == "hello first mode= count= dry=false\n" and ended[0]["exitCode"] == 0
+        assert ended[1]["exitCode"] == 3 and ended[1]["output"] == "about to fail\n"
+        assert ended[1]["executionStatus"] == "failed" and ended[1]["onFailure"] == "stop"
+        assert seen[-1]["data"]["status"] == "failed"
+
+    asyncio.run(scenario())

@@ -38,6 +38,7 @@ PAGES = [
     "containers",
     "toolbox",
     "scripts",
+    "jobs",
     "apikeys",
     "audit",
     "notifications",

@@ -1,6 +1,7 @@
 """The containers page with the Kubernetes runtime on (the API emulator on loopback, Docker configured but
 unreachable): pods listed with their namespace, stopped and started through their Deployment with the
-row changing live, a bare pod's refusal shown as a message, a pod's logs in the viewer."""
+row changing live, a bare pod's refusal shown as a message, a pod's logs in the viewer, each running pod's
+CPU/RAM from the metrics API (and one quiet "metrics not available" note, with its reason, without it)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.kube import objects
 from tests.kube.conftest import emulator, kubeconfig  # noqa: F401 - fixtures
 from tests.kube.emulator import KubeEmulator
 from tests.nekzus_server import NekzusServer, free_port
-from tests.ui.conftest import PASSWORD, screenshot, show, sign_in
+from tests.ui.conftest import AXE, PASSWORD, screenshot, show, sign_in
 
 pytestmark = [pytest.mark.browser]
 
@@ -102,3 +103,40 @@ def test_pod_logs_in_the_viewer(page: Any, server: NekzusServer, emulator: KubeE
     logs.get_by_text("database system is ready").wait_for()
     assert "checkpoint starting" in logs.inner_text()
     page.locator("dialog").get_by_role("button", name="Close").click()
+
+
+def test_pod_usage_shown_per_pod(page: Any, server: NekzusServer, emulator: KubeEmulator) -> None:  # noqa: F811
+    # No metrics-server: one note saying why, no error toasts, the pods still listed.
+    emulator.metrics_enabled = False
+    show(page, "overview")
+    show(page, "containers")
+    page.get_by_label("Runtime").select_option("kubernetes")
+    note = page.locator("[data-pod-metrics='unavailable']")
+    note.filter(has_text="is metrics-server installed").wait_for()
+    assert "metrics not available" in note.inner_text()
+    row = page.locator("tr[data-id='default/postgres-0']")
+    assert "metrics not available" in row.inner_text()
+    # (the previous test's refusal toast may still be up: only toasts about metrics count here)
+    assert not [t for t in page.locator(".toast.error").all_inner_texts() if "metric" in t.lower()]
+
+    # With metrics-server: each running pod's usage, parsed from its own units.
+    container = emulator.objects[("Pod", "default", "postgres-0")]["spec"]["containers"][0]["name"]
+    emulator.pod_usage[("default", "postgres-0")] = {container: {"cpu": "125000000n", "memory": "131072Ki"}}
+    emulator.metrics_enabled = True
+    for _ in range(40):  # the runtime remembers a missing API for a second (metrics_cache_ttl)
+        show(page, "overview")
+        show(page, "containers")
+        page.get_by_label("Runtime").select_option("kubernetes")
+        page.locator("tr[data-id='default/postgres-0'] [data-state='running']").wait_for()
+        if page.locator("tr[data-id='default/postgres-0'] [data-usage]").count():
+            break
+        page.wait_for_timeout(250)
+    usage = page.locator("tr[data-id='default/postgres-0'] [data-usage]")
+    assert usage.inner_text() == "125m CPU (25% of limit) / 128.0 MB"
+    assert page.locator("[data-pod-metrics]").count() == 0
+    assert page.locator("tbody [data-usage]").count() == page.locator("tbody [data-state='running']").count()
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate("src => (0, eval)(src)", AXE.read_text())
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    assert not [v["id"] for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    screenshot(page, "containers-kubernetes-usage-1280")

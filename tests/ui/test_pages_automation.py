@@ -251,7 +251,13 @@ def test_create_a_workflow_with_ordered_steps(page: Any, server: NekzusServer) -
     ]
     # Running it: both steps run (the failing one continues), the runs dialog shows it.
     table.get_by_role("button", name="Run workflow Nightly").click()
-    page.get_by_text("Workflow Nightly started").wait_for()
+    run = page.locator("dialog[open]")
+    run.locator("[data-run-status='failed']").wait_for(timeout=20000)
+    assert run.locator("[data-run-steps] li").evaluate_all("li => li.map(x => x.dataset.status)") == [
+        "succeeded",
+        "failed",
+    ]
+    run.get_by_role("button", name="Close").click()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with server.client() as c:

@@ -81,6 +81,9 @@ class NetworkOut(BaseModel):
 
 class StatsOut(BaseModel):
     containerId: str
+    # Pods only: a pod's name is unique within its namespace.
+    namespace: str | None = None
+    runtime: str | None = None
     cpu: CpuOut
     memory: MemoryOut
     network: NetworkOut
@@ -183,15 +186,24 @@ async def list_containers(
     return [c.to_json() for c in items]
 
 
-@router.get("/stats", response_model=AllStatsOut, summary="Stats of running app containers")
+@router.get(
+    "/stats",
+    response_model=AllStatsOut,
+    response_model_exclude_none=True,
+    summary="Stats of running app containers (or pods, from the metrics API)",
+)
 async def all_stats(
     request: Request,
     all: bool = Query(False, description="every running container, not only catalog apps"),
+    runtime: str | None = Query(None, description="docker or kubernetes (default: the primary runtime)"),
+    namespace: str | None = Query(None, description="Kubernetes namespace filter"),
     _p: Principal = Depends(require()),
 ) -> dict[str, Any]:
     import time
 
-    items = await _svc(request).all_stats(include_all=all)
+    if runtime and runtime not in ("docker", "kubernetes"):
+        raise ApiError(400, "INVALID_RUNTIME", "runtime must be 'docker' or 'kubernetes'")
+    items = await _svc(request).all_stats(include_all=all, runtime=runtime, namespace=namespace)
     return {"containers": items, "timestamp": int(time.time())}
 
 
@@ -318,7 +330,12 @@ async def restart_container(
     return await _action(request, principal, "restart", containerId, timeout, runtime, namespace)
 
 
-@router.get("/{containerId}/stats", response_model=StatsOut, summary="Resource usage of a container")
+@router.get(
+    "/{containerId}/stats",
+    response_model=StatsOut,
+    response_model_exclude_none=True,
+    summary="Resource usage of a container",
+)
 async def container_stats(
     request: Request,
     containerId: str,

@@ -6,6 +6,7 @@ it); features get it with `services.domains.features.require(JOBS)` or `job_runn
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
 from nekzus.errors import Invalid, NotFound
-from nekzus.jobs import JOBS, JobRow, JobRunner, JobState
+from nekzus.jobs import JOBS, Job, JobRow, JobRunner, JobState
 from nekzus.services import Services
 from nekzus.timefmt import rfc3339_or_none as rfc3339
 
@@ -25,16 +26,35 @@ def job_runner(services: Services) -> JobRunner:
     return services.domains.features.require(JOBS)
 
 
-def job_json(row: JobRow) -> dict[str, Any]:
+RESULT_MAX_CHARS = 4096
+
+
+def _result(live: Job | None) -> Any:
+    """What a succeeded job's work returned, while this process still holds the job (results are not
+    persisted): only plain JSON values, and only small ones."""
+    if live is None or live.state is not JobState.SUCCEEDED or live.result is None:
+        return None
+    try:
+        text = json.dumps(live.result)
+    except (TypeError, ValueError):
+        return None
+    return live.result if len(text) <= RESULT_MAX_CHARS else None
+
+
+def job_json(row: JobRow, live: Job | None = None) -> dict[str, Any]:
+    """The record; a job still running in this process shows its latest progress (the record's
+    progress is written at most once a second)."""
+    fresh = live is not None and not live.state.final
     return {
         "id": row.id,
         "kind": row.kind,
-        "state": row.state,
-        "percent": row.percent,
-        "phase": row.phase,
-        "message": row.message,
+        "state": live.state.value if fresh and live else row.state,
+        "percent": live.percent if fresh and live else row.percent,
+        "phase": live.phase if fresh and live else row.phase,
+        "message": live.message if fresh and live else row.message,
         "error": row.error,
         "outputTail": row.output_tail,
+        "result": _result(live),
         "triggeredBy": row.triggered_by,
         "createdAt": rfc3339(row.created_at),
         "startedAt": rfc3339(row.started_at),
@@ -59,14 +79,15 @@ def _router(runner: JobRunner) -> APIRouter:
         if not 1 <= limit <= 100 or offset < 0:
             raise Invalid("limit must be 1..100 and offset not negative", code="VALIDATION_ERROR")
         rows = await runner.records(kind=kind, state=state, limit=limit, offset=offset)
-        return {"jobs": [job_json(r) for r in rows], "count": len(rows)}
+        total = await runner.count_records(kind=kind, state=state)
+        return {"jobs": [job_json(r, runner.get(r.id)) for r in rows], "count": len(rows), "total": total}
 
     @router.get("/{job_id}", summary="One job")
     async def get_job(job_id: str, _p: Principal = Depends(require("write:*"))) -> dict[str, Any]:
         row = await runner.record(job_id)
         if row is None:
             raise NotFound("Job not found", code="JOB_NOT_FOUND")
-        return job_json(row)
+        return job_json(row, runner.get(job_id))
 
     @router.post("/{job_id}/cancel", summary="Cancel a pending or running job")
     async def cancel_job(job_id: str, _p: Principal = Depends(require("write:*"))) -> dict[str, Any]:

@@ -454,7 +454,7 @@ def install_enabled(api: FastAPI, services: Services) -> ScriptService:
         max_executions=cfg.max_executions,
         audit=audit.record,
     )
-    workflows = WorkflowService(services.db, runner, scripts)
+    workflows = WorkflowService(services.db, runner, scripts, bus=services.bus)
     cron = CronScheduler(clock=SystemClock(), zone=resolve_zone(cfg.timezone), spawn=services.spawn)
     schedules = ScheduleService(services.db, cron, scripts, workflows)
     if "scripts" not in services.capabilities:

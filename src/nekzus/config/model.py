@@ -341,7 +341,7 @@ class KubernetesRuntimeConfig(Section):
     context: str = ""
     in_cluster: bool = False
     namespaces: StrList = Field(default_factory=list)
-    metrics_server: bool = False
+    metrics_server: bool = True  # false: the cluster has no metrics-server, pod usage is never asked for
     metrics_cache_ttl: Duration = 30.0
 
 

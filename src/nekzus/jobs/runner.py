@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from nekzus.errors import NekzusError, NotFound, Unavailable
 from nekzus.events import EventBus
@@ -303,6 +303,16 @@ class JobRunner:
         async with self._db.session() as session:
             rows = await session.scalars(query.order_by(JobRow.seq.desc()).limit(limit).offset(offset))
             return list(rows.all())
+
+    async def count_records(self, *, kind: str | None = None, state: str | None = None) -> int:
+        """How many records `records` pages through with the same filters (for page controls)."""
+        query = select(func.count()).select_from(JobRow)
+        if kind:
+            query = query.where(JobRow.kind == kind)
+        if state:
+            query = query.where(JobRow.state == state)
+        async with self._db.session() as session:
+            return int(await session.scalar(query) or 0)
 
     # -- internals --------------------------------------------------------------------------------
     async def _run(self, job: Job, work: Work, pool: _Pool) -> None:

@@ -16,6 +16,7 @@ then raises RuntimeUnavailable (503) and the next call tries again.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import re
@@ -64,6 +65,9 @@ _SUFFIX = {
     "Gi": 2.0**30,
     "Ti": 2.0**40,
 }
+
+
+NOT_SERVED = "The metrics API (metrics.k8s.io) is not served by this cluster: is metrics-server installed?"
 
 
 class MetricsUnavailable(RuntimeErrorBase):
@@ -274,11 +278,15 @@ class KubernetesRuntime:
         in_cluster: bool = False,
         namespaces: list[str] | None = None,
         metrics_cache_ttl: float = 30.0,
+        metrics_server: bool = True,
     ) -> None:
         self.conn = KubeConnection(kubeconfig, context, in_cluster)
         self.namespaces = [n for n in (namespaces or []) if n]
         self.metrics_cache_ttl = metrics_cache_ttl
+        # False: the cluster runs no metrics-server, so usage is never asked for (a clear 503 instead).
+        self.metrics_server = metrics_server
         self._metrics_missing_until = 0.0
+        self._metrics_missing_reason = ""
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -547,57 +555,109 @@ class KubernetesRuntime:
             lambda: core.delete_namespaced_pod(meta.get("name"), meta.get("namespace"), **kwargs),
         )
 
+    def _metrics_gate(self) -> None:
+        """Refuse before calling the cluster when usage is switched off or was just found missing."""
+        if not self.metrics_server:
+            raise MetricsUnavailable(
+                "Pod metrics are switched off (runtimes.kubernetes.metrics_server is false)"
+            )
+        if time.monotonic() < self._metrics_missing_until:
+            raise MetricsUnavailable(self._metrics_missing_reason)
+
+    async def _metrics_call(self, call: Any, not_served: str = NOT_SERVED) -> Any:
+        """One metrics.k8s.io read. The group is absent (404) when no metrics-server is installed and
+        answers 503 while its APIService is registered but its pods are down: both are "not available",
+        remembered for a while so a page showing many pods does not ask again for each."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        try:
+            return await call()
+        except ApiException as exc:
+            if exc.status == 404:
+                reason = not_served
+            elif exc.status == 503:
+                reason = "metrics-server is registered but not answering (503 from metrics.k8s.io)"
+            else:
+                raise map_api_error(exc, "podmetrics") from None
+        except Exception as exc:
+            raise map_api_error(exc, "podmetrics") from None
+        self._metrics_missing_reason = reason
+        self._metrics_missing_until = time.monotonic() + min(self.metrics_cache_ttl, 30.0)
+        raise MetricsUnavailable(reason)
+
     async def stats(self, container_id: str) -> dict[str, Any]:
         """Usage from metrics-server (CPU in cores and % of the pods' limits; no network figures)."""
         pod = await self._pod(container_id)
         if pod is None:
             raise ContainerNotFound(f"container not found: {container_id}")
         meta = pod.get("metadata") or {}
-        if time.monotonic() < self._metrics_missing_until:
-            raise MetricsUnavailable("metrics-server is not available in this cluster")
+        self._metrics_gate()
         custom = await self.conn.custom()
-        try:
-            usage = await self._call(
-                "podmetrics",
-                lambda: custom.get_namespaced_custom_object(
-                    "metrics.k8s.io",
-                    "v1beta1",
-                    meta.get("namespace"),
-                    "pods",
-                    meta.get("name"),
-                    _request_timeout=REQUEST_TIMEOUT,
-                ),
-            )
-        except ContainerNotFound:
-            # The metrics API is not served (no metrics-server), or has no sample for this pod yet.
-            self._metrics_missing_until = time.monotonic() + min(self.metrics_cache_ttl, 30.0)
-            raise MetricsUnavailable("metrics-server is not available in this cluster") from None
-        cpu_used = sum(quantity((c.get("usage") or {}).get("cpu")) for c in usage.get("containers") or [])
-        mem_used = sum(quantity((c.get("usage") or {}).get("memory")) for c in usage.get("containers") or [])
-        limits = [
-            ((c.get("resources") or {}).get("limits") or {})
-            for c in (pod.get("spec") or {}).get("containers") or []
-        ]
-        cpu_limit = sum(quantity(lim.get("cpu")) for lim in limits)
-        mem_limit = sum(quantity(lim.get("memory")) for lim in limits)
-        return {
-            "containerId": str(meta.get("name")),
-            "namespace": str(meta.get("namespace")),
-            "runtime": "kubernetes",
-            "cpu": {
-                "usage": round(cpu_used / cpu_limit * 100, 2) if cpu_limit else 0.0,
-                "coresUsed": round(cpu_used, 4),
-                "totalCores": round(cpu_limit, 4),
-            },
-            "memory": {
-                "usage": round(mem_used / mem_limit * 100, 2) if mem_limit else 0.0,
-                "used": int(mem_used),
-                "limit": int(mem_limit),
-                "available": int(max(mem_limit - mem_used, 0)),
-            },
-            "network": {"rx": 0, "tx": 0},
-            "timestamp": int(time.time()),
-        }
+        # One pod's read answers 404 both without metrics-server and before its first sample.
+        usage = await self._metrics_call(
+            lambda: custom.get_namespaced_custom_object(
+                "metrics.k8s.io",
+                "v1beta1",
+                meta.get("namespace"),
+                "pods",
+                meta.get("name"),
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
+            "No usage for this pod from the metrics API (metrics.k8s.io): metrics-server is not installed, "
+            "or has no sample of the pod yet",
+        )
+        return pod_usage(pod, usage)
+
+    async def pod_stats(self, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Usage of every running pod Nekzus manages (optionally in one namespace): one list of the
+        metrics API per namespace scope, joined with the pods' limits."""
+        if namespace and not self._allowed(namespace):
+            return []
+        self._metrics_gate()
+        core = await self.conn.core()
+        custom = await self.conn.custom()
+        scopes: list[str | None] = [namespace] if namespace else (list(self.namespaces) or [None])
+        samples: builtins.list[dict[str, Any]] = []
+        pods: dict[tuple[str, str], dict[str, Any]] = {}
+        for ns in scopes:
+            if ns is None:
+                body = await self._metrics_call(
+                    lambda: custom.list_cluster_custom_object(
+                        "metrics.k8s.io", "v1beta1", "pods", _request_timeout=REQUEST_TIMEOUT
+                    )
+                )
+                listed = await self._call(
+                    "list",
+                    lambda: _json(
+                        core.list_pod_for_all_namespaces(
+                            _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+                        )
+                    ),
+                )
+            else:
+                body = await self._metrics_call(
+                    lambda ns=ns: custom.list_namespaced_custom_object(
+                        "metrics.k8s.io", "v1beta1", ns, "pods", _request_timeout=REQUEST_TIMEOUT
+                    )
+                )
+                listed = await self._call(
+                    "list",
+                    lambda ns=ns: _json(
+                        core.list_namespaced_pod(ns, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+                    ),
+                )
+            samples.extend(i for i in (body or {}).get("items") or [] if isinstance(i, dict))
+            for pod in (listed or {}).get("items") or []:
+                meta = pod.get("metadata") or {}
+                pods[(str(meta.get("namespace")), str(meta.get("name")))] = pod
+        out: builtins.list[dict[str, Any]] = []
+        for sample in samples:
+            meta = sample.get("metadata") or {}
+            pod = pods.get((str(meta.get("namespace")), str(meta.get("name"))))
+            if pod is not None and (pod.get("status") or {}).get("phase") == "Running":
+                out.append(pod_usage(pod, sample))
+        out.sort(key=lambda s: (s["namespace"], s["containerId"]))
+        return out
 
     async def logs(
         self,
@@ -654,6 +714,39 @@ class KubernetesRuntime:
 
     async def close(self) -> None:
         await self.conn.close()
+
+
+def pod_usage(pod: dict[str, Any], sample: dict[str, Any]) -> dict[str, Any]:
+    """A PodMetrics sample in the container-stats shape: usage summed over the pod's containers, as a
+    percentage of the summed limits (0 when a pod sets none: then `totalCores`/`limit` are 0 too)."""
+    meta = pod.get("metadata") or {}
+    containers = sample.get("containers") or []
+    cpu_used = sum(quantity((c.get("usage") or {}).get("cpu")) for c in containers)
+    mem_used = sum(quantity((c.get("usage") or {}).get("memory")) for c in containers)
+    limits = [
+        ((c.get("resources") or {}).get("limits") or {})
+        for c in (pod.get("spec") or {}).get("containers") or []
+    ]
+    cpu_limit = sum(quantity(lim.get("cpu")) for lim in limits)
+    mem_limit = sum(quantity(lim.get("memory")) for lim in limits)
+    return {
+        "containerId": str(meta.get("name")),
+        "namespace": str(meta.get("namespace")),
+        "runtime": "kubernetes",
+        "cpu": {
+            "usage": round(cpu_used / cpu_limit * 100, 2) if cpu_limit else 0.0,
+            "coresUsed": round(cpu_used, 4),
+            "totalCores": round(cpu_limit, 4),
+        },
+        "memory": {
+            "usage": round(mem_used / mem_limit * 100, 2) if mem_limit else 0.0,
+            "used": int(mem_used),
+            "limit": int(mem_limit),
+            "available": int(max(mem_limit - mem_used, 0)),
+        },
+        "network": {"rx": 0, "tx": 0},
+        "timestamp": int(time.time()),
+    }
 
 
 async def _json(call: Any) -> Any:

@@ -110,10 +110,15 @@ class ContainerService:
             raise AlreadyInState("container is not running", "CONTAINER_NOT_RUNNING")
         return await rt.stats(str(info.get("Id") or container_id))
 
-    async def all_stats(self, include_all: bool = False) -> list[dict[str, Any]]:
-        """Stats of running containers that back catalog apps (or every running one with `all`)."""
-        rt = self.manager.get(None)
-        running = [c for c in await rt.list(all=False) if c.state == "running"]
+    async def all_stats(
+        self, include_all: bool = False, runtime: str | None = None, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Stats of running containers that back catalog apps (or every running one with `all`).
+
+        Kubernetes pods come from one list of the metrics API; without it this raises
+        MetricsUnavailable (503) instead of answering an empty list that would look like idle pods."""
+        rt = self.manager.get(runtime)
+        running = [c for c in await rt.list(all=False, namespace=namespace) if c.state == "running"]
         if not include_all:
             running = [c for c in running if c.labels.get("nekzus.app.id")]
             catalog = self.catalog
@@ -121,6 +126,11 @@ class ContainerService:
                 with contextlib.suppress(Exception):
                     app_ids = {str(a.get("id")) for a in await catalog.list_apps()}
                     running = [c for c in running if c.labels.get("nekzus.app.id") in app_ids]
+        pod_stats = getattr(rt, "pod_stats", None)  # the Kubernetes runtime (not imported here: lazy)
+        if pod_stats is not None:
+            wanted = {(c.namespace, c.name) for c in running}
+            usage: list[dict[str, Any]] = await pod_stats(namespace)
+            return [u for u in usage if (u["namespace"], u["containerId"]) in wanted]
         sem = asyncio.Semaphore(BULK_CONCURRENCY)
 
         async def one(info: ContainerInfo) -> dict[str, Any] | None:

@@ -3,6 +3,10 @@
 A step's parameters are the run's parameters overlaid with the step's own (the step wins). A step that
 does not complete stops the workflow unless its `onFailure` is `continue`; a workflow with any failed
 step ends `failed`, one whose failing step timed out ends `timeout`, otherwise `completed`.
+
+A run announces itself on the event bus as it goes (`workflow.started`, one `workflow.step` per step
+state change, `workflow.finished`), so a dashboard can draw each step's state and output live instead of
+polling the run record.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from nekzus.errors import Conflict, Invalid, NekzusError, NotFound
+from nekzus.events import EventBus
 from nekzus.jobs import Job, JobContext, JobFailed, JobRunner
+from nekzus.scripts import events as ev
 from nekzus.scripts.models import WorkflowExecutionRow, WorkflowRow
 from nekzus.scripts.service import ExecutionRequest, ScriptService, check_id, loads, slug
 from nekzus.store import Database
@@ -46,11 +52,13 @@ class WorkflowService:
         runner: JobRunner,
         scripts: ScriptService,
         *,
+        bus: EventBus | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
         self.runner = runner
         self.scripts = scripts
+        self.bus = bus
         self.clock = clock
 
     async def start(self) -> None:
@@ -182,27 +190,115 @@ class WorkflowService:
         steps: list[dict[str, Any]] = loads(workflow.steps, [])
         results: list[dict[str, Any]] = []
         await self._save(run_id, status="running", started_at=self.clock())
+        names = await self._script_names(steps)
+        announce = self._announcer(workflow, run_id, run, steps, names)
+        announce(
+            ev.WORKFLOW_STARTED,
+            steps=[
+                {
+                    "index": i,
+                    "scriptId": st["scriptId"],
+                    "scriptName": names.get(st["scriptId"], ""),
+                    "status": "pending",
+                }
+                for i, st in enumerate(steps)
+            ],
+        )
         final = "completed"
+        done = 0  # steps that reached an end state (their events are sent)
         try:
             for index, step in enumerate(steps):
                 ctx.progress(100.0 * index / max(len(steps), 1), phase=f"step {index + 1}/{len(steps)}")
                 await self._save(run_id, current_step=index)
-                result = await self._step(index, step, workflow.id, run_id, run)
+                announce(ev.WORKFLOW_STEP, index=index, status="running")
+                result, output = await self._step(index, step, workflow.id, run_id, run)
                 results.append(result)
+                done = index + 1
+                ok = result["status"] == "completed"
+                announce(
+                    ev.WORKFLOW_STEP,
+                    index=index,
+                    status="succeeded" if ok else "failed",
+                    executionId=result["executionId"],
+                    executionStatus=result["status"],
+                    exitCode=result["exitCode"],
+                    error=result["error"],
+                    output=output[: ev.EVENT_OUTPUT_CHARS],
+                )
                 await self._save(run_id, steps=json.dumps(results))
-                if result["status"] != "completed":
+                if not ok:
                     final = "timeout" if result["status"] == "timeout" and final == "completed" else "failed"
                     if step.get("onFailure") != "continue":
                         break
         except asyncio.CancelledError:
+            if done < len(steps):
+                announce(
+                    ev.WORKFLOW_STEP,
+                    index=done,
+                    status="failed",
+                    executionStatus="cancelled",
+                    error="cancelled",
+                )
+            for index in range(done + 1, len(steps)):
+                announce(ev.WORKFLOW_STEP, index=index, status="skipped")
+            announce(ev.WORKFLOW_FINISHED, status="cancelled")
             await asyncio.shield(
                 self._save(run_id, status="cancelled", steps=json.dumps(results), completed_at=self.clock())
             )
             raise
+        for index in range(done, len(steps)):
+            announce(ev.WORKFLOW_STEP, index=index, status="skipped")
         await self._save(run_id, status=final, steps=json.dumps(results), completed_at=self.clock())
+        announce(ev.WORKFLOW_FINISHED, status=final)
         if final != "completed":
             raise JobFailed(f"workflow {final}")
         return final
+
+    async def _script_names(self, steps: list[dict[str, Any]]) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for step in steps:
+            script_id = str(step.get("scriptId") or "")
+            if script_id and script_id not in names:
+                try:
+                    names[script_id] = (await self.scripts.get(script_id)).name
+                except NekzusError:  # deleted since: the step will fail with its own message
+                    names[script_id] = ""
+        return names
+
+    def _announcer(
+        self,
+        workflow: WorkflowRow,
+        run_id: str,
+        run: WorkflowRun,
+        steps: list[dict[str, Any]],
+        names: Mapping[str, str],
+    ) -> Callable[..., None]:
+        """Publish one of the run's events, to the same audience as its steps' execution events."""
+
+        def announce(type_: ev.ScriptEvent, **data: Any) -> None:
+            if self.bus is None:
+                return
+            if "index" in data:
+                step = steps[data["index"]]
+                data = {
+                    "scriptId": step["scriptId"],
+                    "scriptName": names.get(step["scriptId"], ""),
+                    "onFailure": step.get("onFailure") or "stop",
+                    **data,
+                }
+            payload = {
+                "workflowExecutionId": run_id,
+                "workflowId": workflow.id,
+                "workflowName": workflow.name,
+                "stepCount": len(steps),
+                "triggeredBy": run.triggered_by,
+                **data,
+                "timestamp": self.clock(),
+            }
+            device = run.device_id
+            self.bus.emit(type_, payload, device_id=device, include_admins=device is not None)
+
+        return announce
 
     async def _skipped(self, job: Job) -> None:
         await self._save(
@@ -211,7 +307,8 @@ class WorkflowService:
 
     async def _step(
         self, index: int, step: Mapping[str, Any], workflow_id: str, run_id: str, run: WorkflowRun
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], str]:
+        """Run one step as an ordinary execution: its summary for the run record, and its output."""
         params = {**dict(run.parameters or {}), **dict(step.get("parameters") or {})}
         base: dict[str, Any] = {
             "index": index,
@@ -238,14 +335,16 @@ class WorkflowService:
                 wait=True,
             )
         except NekzusError as exc:
-            return {**base, "executionId": None, "status": "failed", "exitCode": None, "error": exc.message}
-        return {
+            failed = {**base, "executionId": None, "status": "failed", "exitCode": None, "error": exc.message}
+            return failed, ""
+        summary = {
             **base,
             "executionId": execution.id,
             "status": execution.status,
             "exitCode": execution.exit_code,
             "error": execution.error_message,
         }
+        return summary, execution.output or ""
 
     async def _save(self, run_id: str, **values: Any) -> None:
         async with self.db.session() as session:

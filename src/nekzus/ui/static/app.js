@@ -464,7 +464,7 @@ prefs.onChange((keys) => { if (keys.includes("idleMinutes")) resetIdle(); });
 // ---------- navigation ----------
 const PAGES = {};
 const NAV = [["overview", "Overview"], ["routes", "Routes"], ["discovery", "Discovery"], ["devices", "Devices"],
-  ["containers", "Containers"], ["toolbox", "Toolbox"], ["scripts", "Scripts"], ["apikeys", "API keys"],
+  ["containers", "Containers"], ["toolbox", "Toolbox"], ["scripts", "Scripts"], ["jobs", "Jobs"], ["apikeys", "API keys"],
   ["audit", "Audit log"], ["notifications", "Notifications"], ["metrics", "Metrics"], ["certificates", "Certificates"],
   ["backups", "Backups"], ["federation", "Federation"], ["settings", "Settings"]];
 function buildNav() {

@@ -32,14 +32,25 @@ PAGES.containers = async (main, title) => {
   const summary = h("div", { class: "muted", role: "status", "data-batch-status": "" });
   const count = h("span", { "data-selected-count": "" }, "0 selected");
   let rows = [], shownRows = [];
+  let podMetrics = "";  // why pod usage is not available ("" when it is, or no pod runs)
+  const metricsNote = h("div", { role: "status" });
   const table = region("Containers", async () => {
     const q = filters.runtime.value ? "?runtime=" + filters.runtime.value : "";
     rows = list(await api("GET", "/api/v1/containers" + q), "containers");
     let stats = {};
-    try {
-      for (const s of list(await api("GET", "/api/v1/containers/stats?all=true", undefined, { background: true }), "containers")) stats[s.containerId] = s;
-    } catch { stats = {}; }
-    const stat = (c) => isPod(c) ? null : stats[c.id] || Object.values(stats).find((x) => c.id.startsWith(x.containerId) || x.containerId.startsWith(c.id));
+    const podStats = new Map();  // namespace/pod → usage from the metrics API
+    podMetrics = "";
+    const usage = (q) => api("GET", "/api/v1/containers/stats?all=true&" + q, undefined, { background: true });
+    await Promise.all([
+      rows.some((c) => !isPod(c)) ? usage("runtime=docker").then((d) => { for (const s of list(d, "containers")) stats[s.containerId] = s; }, () => { stats = {}; }) : null,
+      // Pods: one read of the metrics API; without it one quiet note (its reason), not an error per pod.
+      rows.some((c) => isPod(c) && c.state === "running") ? usage("runtime=kubernetes").then(
+        (d) => { for (const s of list(d, "containers")) podStats.set(`${s.namespace}/${s.containerId}`, s); },
+        (e) => { podMetrics = e.unavailable ? (e.message || "metrics not available") : `could not be read: ${e.message}`; }) : null,
+    ]);
+    const stat = (c) => isPod(c) ? podStats.get(keyOf(c)) : stats[c.id] || Object.values(stats).find((x) => c.id.startsWith(x.containerId) || x.containerId.startsWith(c.id));
+    metricsNote.replaceChildren(podMetrics
+      ? h("div", { class: "notice", "data-pod-metrics": "unavailable" }, h("strong", {}, "Pod CPU/RAM: metrics not available. "), podMetrics) : "");
     const shown = rows.filter((c) => {
       if (filters.state.value === "running" && c.state !== "running") return false;
       if (filters.state.value === "stopped" && c.state === "running") return false;
@@ -66,7 +77,16 @@ PAGES.containers = async (main, title) => {
       } },
       { key: "runtime", title: "Runtime" },
       { key: "ports", title: "Ports", value: (c) => (c.ports || []).map((p) => p.publicPort ? `${p.publicPort}→${p.privatePort}` : `${p.privatePort}/${p.type}`).join(", ") },
-      { key: "cpu", title: "CPU / RAM", value: (c) => { const s = stat(c); return s ? `${s.cpu.usage.toFixed(1)}% / ${bytes(s.memory.used)}` : ""; } },
+      { key: "cpu", title: "CPU / RAM", value: (c) => { const s = stat(c); return s ? s.cpu.coresUsed : -1; }, render: (c) => {
+        const s = stat(c);
+        if (!s) return isPod(c) && c.state === "running" && podMetrics ? h("span", { class: "muted" }, "metrics not available") : "";
+        // Pods: cores in millicores (what Kubernetes limits are written in), % only against a limit.
+        if (isPod(c)) {
+          const pct = s.cpu.totalCores ? ` (${s.cpu.usage.toFixed(0)}% of limit)` : "";
+          return h("span", { "data-usage": "" }, `${Math.round(s.cpu.coresUsed * 1000)}m CPU${pct} / ${bytes(s.memory.used)}`);
+        }
+        return h("span", { "data-usage": "" }, `${s.cpu.usage.toFixed(1)}% / ${bytes(s.memory.used)}`);
+      } },
       { key: "actions", title: "Actions", sort: false, class: "actions", render: (c) => h("div", { class: "row" },
         c.state === "running" ? [op(c, "stop"), op(c, "restart")] : op(c, "start"),
         h("button", { type: "button", class: "btn small", "aria-label": `Logs of ${label(c)}`, onclick: () => logsDialog(c) }, "Logs"),
@@ -198,7 +218,7 @@ PAGES.containers = async (main, title) => {
   const filterForm = h("div", { class: "row" }, field("Runtime", filters.runtime), field("State", filters.state),
     field("Only containers with a route", filters.routed));
   for (const el of Object.values(filters)) if (el instanceof HTMLElement) el.addEventListener("change", () => table.load());
-  section(main, title, filterForm, bar, everything, summary, table.el);
+  section(main, title, filterForm, bar, everything, summary, metricsNote, table.el);
   showCount();
   await table.load();
   let reloadTimer = 0;  // many events in a burst reload the table once

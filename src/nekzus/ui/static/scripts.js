@@ -173,6 +173,80 @@ function workflowDialog(w, scripts, reload) {
   });
 }
 
+// A workflow run followed live: every step's state (pending → running → succeeded | failed, or skipped)
+// and its output, from the run's workflow.* events. Events that arrive before the run's id is known are
+// kept and replayed; one read of the run record catches up with a run the events were missed for.
+const STEP_KIND = { pending: "idle", running: "warn", succeeded: "ok", failed: "bad", skipped: "idle" };
+function workflowRunDialog(w, names) {
+  const steps = (w.steps || []).map((st, i) => ({ index: i, scriptId: pick(st, "scriptId", "script_id"),
+    name: names.get(pick(st, "scriptId", "script_id")) || pick(st, "scriptId", "script_id"),
+    onFailure: pick(st, "onFailure", "on_failure") || "stop", status: "pending", output: "", exitCode: null, error: "" }));
+  const overall = h("p", { role: "status", "data-run-status": "starting" }, "Starting…");
+  const list = h("ol", { class: "steps", "data-run-steps": "", "aria-label": `Steps of ${w.name}` });
+  const draw = () => list.replaceChildren(...steps.map((st) => h("li", { class: "card step", "data-step": st.index, "data-status": st.status },
+    h("div", { class: "row" }, h("strong", {}, `Step ${st.index + 1}: ${st.name}`), badge(st.status, STEP_KIND[st.status] || "idle"),
+      st.exitCode !== null && st.exitCode !== undefined ? h("span", { class: "muted" }, `exit ${st.exitCode}`) : null,
+      h("span", { class: "muted" }, st.onFailure === "continue" ? "continues on failure" : "stops on failure")),
+    st.error ? h("div", { class: "muted" }, st.error) : null,
+    st.output ? h("pre", { tabindex: "0", "aria-label": `Output of step ${st.index + 1}` }, st.output) : null)));
+  const finish = (status) => {
+    overall.textContent = `Workflow ${status}.`;
+    overall.setAttribute("data-run-status", status);
+  };
+  let runId = "", ended = false;
+  const pendingEvents = [];
+  const apply = (m) => {
+    const d = m.data || {};
+    if (m.type === "workflow.started") { overall.textContent = "Running…"; overall.setAttribute("data-run-status", "running"); return; }
+    if (m.type === "workflow.finished") { ended = true; finish(d.status); return; }
+    const st = steps[d.index];
+    if (!st) return;
+    st.status = d.status;
+    if (d.output !== undefined) st.output = d.output;
+    if (d.exitCode !== undefined) st.exitCode = d.exitCode;
+    if (d.error !== undefined) st.error = d.error || "";
+    draw();
+  };
+  const listener = (m) => {
+    if (!/^workflow\./.test(m.type || "")) return;
+    const d = m.data || {};
+    if (!runId) { if (d.workflowId === w.id) pendingEvents.push(m); return; }
+    if (d.workflowExecutionId === runId) apply(m);
+  };
+  state.listeners.add(listener);
+  const again = h("button", { type: "button", class: "btn primary", onclick: (e) => guard(start, e.target) }, "Run again");
+  const d = dialog(`Run of ${w.name}`, h("div", { "data-workflow-run": w.id }, overall, list, h("div", { class: "row" }, again)));
+  d.addEventListener("close", () => state.listeners.delete(listener));
+  // Catch up from the run record (no live connection, or events missed): outputs from the executions.
+  const catchUp = async (pollUrl) => {
+    const rec = await api("GET", pollUrl);
+    if (ended || ["pending", "running"].includes(rec.status)) return;
+    for (const [i, r] of (rec.steps || []).entries()) {
+      const st = steps[i]; if (!st) continue;
+      st.status = r.status === "completed" ? "succeeded" : "failed";
+      st.exitCode = r.exitCode; st.error = r.error || "";
+      if (r.executionId) { try { st.output = (await api("GET", `/api/v1/executions/${encodeURIComponent(r.executionId)}`)).output || ""; } catch { /* kept without */ } }
+    }
+    for (const st of steps.slice((rec.steps || []).length)) st.status = "skipped";
+    draw(); ended = true; finish(rec.status);
+  };
+  async function start() {
+    for (const st of steps) Object.assign(st, { status: "pending", output: "", exitCode: null, error: "" });
+    runId = ""; ended = false; pendingEvents.length = 0; draw();
+    overall.textContent = "Starting…"; overall.setAttribute("data-run-status", "starting");
+    const r = await api("POST", `/api/v1/workflows/${encodeURIComponent(w.id)}/execute?async=true`, {});
+    runId = r.executionId;
+    for (const m of pendingEvents.splice(0)) if ((m.data || {}).workflowExecutionId === runId) apply(m);
+    if (!state.wsOnline) overall.textContent = "Running (live updates are offline: showing the result when it ends)…";
+    const poll = r.pollUrl || `/api/v1/workflows/${encodeURIComponent(w.id)}/executions/${encodeURIComponent(runId)}`;
+    await catchUp(poll);
+    // Without a live connection, look again now and then until the run ends (bounded: 10 minutes).
+    for (let i = 0; i < 300 && !ended && !state.wsOnline && d.open; i++) { await new Promise((ok) => setTimeout(ok, 2000)); await catchUp(poll); }
+  }
+  draw();
+  guard(start, again);
+}
+
 function scheduleDialog(s, scripts, workflows, reload) {
   const isWf = !!(s && pick(s, "workflowId", "workflow_id"));
   const kind = h("select", { name: "kind" }, h("option", { value: "script", selected: !isWf }, "Script"), h("option", { value: "workflow", selected: isWf }, "Workflow"));
@@ -271,8 +345,7 @@ PAGES.scripts = async (main, title) => {
         { key: "name", title: "Name" },
         { key: "steps", title: "Steps", value: (w) => (w.steps || []).map((s, i) => `${i + 1}. ${names.get(s.scriptId) || s.scriptId}${s.onFailure === "continue" ? " (continue on failure)" : ""}`).join(" → ") },
         { key: "actions", title: "Actions", sort: false, class: "actions", render: (w) => h("div", { class: "row" },
-          h("button", { type: "button", class: "btn small primary", "aria-label": `Run workflow ${w.name}`, onclick: (e) => guard(async () => {
-            await api("POST", `/api/v1/workflows/${encodeURIComponent(w.id)}/execute?async=true`, {}); toast(`Workflow ${w.name} started`); }, e.target) }, "Run"),
+          h("button", { type: "button", class: "btn small primary", "aria-label": `Run workflow ${w.name}`, onclick: () => workflowRunDialog(w, names) }, "Run"),
           h("button", { type: "button", class: "btn small", "aria-label": `Runs of workflow ${w.name}`, onclick: () => runs(w) }, "Runs"),
           h("button", { type: "button", class: "btn small", "aria-label": `Edit workflow ${w.name}`, onclick: () => workflowDialog(w, scripts, again) }, "Edit"),
           h("button", { type: "button", class: "btn small danger", "aria-label": `Delete workflow ${w.name}`, onclick: async (e) => {
