@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,12 @@ class NekzusServer:
         code = self.proc.returncode
         self.proc = None
         return code
+
+    def edit_config(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Rewrite the config file on disk through `change`; the running server reloads it on its own."""
+        config = yaml.safe_load(self.config_path.read_text()) or {}
+        change(config)
+        self.config_path.write_text(yaml.safe_dump(config))
 
     def restart(self) -> NekzusServer:
         self.stop()

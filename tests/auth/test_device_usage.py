@@ -4,28 +4,17 @@ batches, kept across a restart) and the certificate pins it received when pairin
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 from pydantic import ValidationError
 
 from nekzus.config import Config
 from tests.auth.conftest import TRUSTED, bearer, pair
 from tests.nekzus_server import NekzusServer
-
-
-def poll(check: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.waiting import wait_until as poll
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +30,7 @@ def device(client: httpx.Client, device_id: str) -> dict[str, Any]:
 
 
 def set_threshold(srv: NekzusServer, value: str) -> None:
-    config = yaml.safe_load(srv.config_path.read_text())
-    config["devices"] = {"offline_threshold": value}
-    srv.config_path.write_text(yaml.safe_dump(config))
+    srv.edit_config(lambda config: config.update(devices={"offline_threshold": value}))
 
 
 def test_requests_today_counts_each_request_and_survives_restart(srv: NekzusServer) -> None:

@@ -6,47 +6,24 @@ key (which reloads live); only access:admin may read or change it; bad values ar
 from __future__ import annotations
 
 import json
-import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import yaml
-from zeroconf import IPVersion, ServiceInfo, Zeroconf
+from zeroconf import ServiceInfo, Zeroconf
 
 from tests.auth.conftest import bearer, create_admin, login
+from tests.mdns_helpers import loopback_service, loopback_zeroconf, mdns_discovery
 from tests.nekzus_server import NekzusServer
+from tests.waiting import wait_until as poll
 
-LOOPBACK = ["127.0.0.1"]
 SETTINGS = "/api/v1/discovery/settings"
-
-
-def poll(check: Any, timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
-    config = {
-        "discovery": {
-            "enabled": True,
-            "mdns": {
-                "enabled": True,
-                "interfaces": LOOPBACK,
-                "services": ["_http._tcp"],
-                "scan_interval": "30s",
-                "advertise": False,
-            },
-        }
-    }
+    config = {"discovery": mdns_discovery(advertise=False)}
     srv = NekzusServer(config, data_dir=tmp_path_factory.mktemp("autoapprove"))
     srv.start(timeout=90)
     yield srv
@@ -63,21 +40,14 @@ def admin(server: NekzusServer) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def zc() -> Iterator[Zeroconf]:
-    z = Zeroconf(interfaces=LOOPBACK, ip_version=IPVersion.V4Only)
+    z = loopback_zeroconf()
     yield z
     z.unregister_all_services()
     z.close()
 
 
 def announce(zc: Zeroconf, name: str, port: int, props: dict[str, str]) -> ServiceInfo:
-    info = ServiceInfo(
-        "_http._tcp.local.",
-        f"{name}._http._tcp.local.",
-        port=port,
-        addresses=[socket.inet_aton("127.0.0.1")],
-        server="autoapprove-box.local.",
-        properties=props,
-    )
+    info = loopback_service(name, port, props, "autoapprove-box.local.")
     zc.register_service(info)
     return info
 
@@ -166,9 +136,7 @@ def test_setting_is_audited_and_survives_restart(server: NekzusServer, admin: di
 
 
 def test_runtime_value_wins_until_reset_then_config_key_reloads_live(server: NekzusServer) -> None:
-    config = yaml.safe_load(server.config_path.read_text())
-    config["discovery"]["auto_approve_confidence"] = 80
-    server.config_path.write_text(yaml.safe_dump(config))
+    server.edit_config(lambda config: config["discovery"].update(auto_approve_confidence=80))
     with server.client() as c:
         got = poll(
             lambda: (s := c.get(SETTINGS).json())["configAutoApproveConfidence"] == 80 and s,

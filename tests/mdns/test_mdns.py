@@ -4,43 +4,22 @@ do not disturb the worker; Nekzus' own `_nekzus._tcp` record resolves with its n
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from zeroconf import IPVersion, ServiceInfo, Zeroconf
+from zeroconf import ServiceInfo, Zeroconf
 
+from tests.mdns_helpers import loopback_service, loopback_zeroconf, mdns_discovery
 from tests.nekzus_server import NekzusServer
-
-LOOPBACK = ["127.0.0.1"]
-
-
-def poll(check: Any, timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.waiting import wait_until as poll
 
 
 @pytest.fixture(scope="module")
 def mserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
-    config = {
-        "discovery": {
-            "enabled": True,
-            "mdns": {
-                "enabled": True,
-                "interfaces": LOOPBACK,
-                "services": ["_http._tcp", "_https._tcp", "_ssh._tcp"],
-                "scan_interval": "30s",
-            },
-        }
-    }
+    config = {"discovery": mdns_discovery(["_http._tcp", "_https._tcp", "_ssh._tcp"])}
     srv = NekzusServer(config, data_dir=tmp_path_factory.mktemp("mdns"))
     srv.start(timeout=90)
     yield srv
@@ -49,7 +28,7 @@ def mserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
 
 @pytest.fixture(scope="module")
 def zc() -> Iterator[Zeroconf]:
-    z = Zeroconf(interfaces=LOOPBACK, ip_version=IPVersion.V4Only)
+    z = loopback_zeroconf()
     yield z
     z.close()
 
@@ -59,14 +38,7 @@ def proposals(client: httpx.Client) -> dict[str, dict[str, Any]]:
 
 
 def service(name: str, port: int, props: dict[Any, Any], kind: str = "_http._tcp.local.") -> ServiceInfo:
-    return ServiceInfo(
-        kind,
-        f"{name}.{kind}",
-        port=port,
-        addresses=[socket.inet_aton("127.0.0.1")],
-        server="homelab-box.local.",
-        properties=props,
-    )
+    return loopback_service(name, port, props, "homelab-box.local.", kind)
 
 
 def test_announced_service_is_proposed_and_withdrawn(mserver: NekzusServer, zc: Zeroconf) -> None:

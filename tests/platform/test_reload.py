@@ -18,6 +18,7 @@ import yaml
 from aiohttp import web
 
 from tests.nekzus_server import NekzusServer, free_port
+from tests.waiting import wait_until
 
 ADMIN = {"username": "admin", "password": "correct horse battery staple"}
 BOOTSTRAP = "reload-bootstrap-token-0123456789abcdef"
@@ -88,13 +89,10 @@ def count_in_log(srv: NekzusServer, needle: str) -> int:
 
 
 def wait_for(predicate: Callable[[], Any], what: str, srv: NekzusServer, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}\n--- server log ---\n{srv.logs()[-4000:]}")
+    try:
+        return wait_until(predicate, timeout=timeout, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- server log ---\n{srv.logs()[-4000:]}") from None
 
 
 def wait_log_count(srv: NekzusServer, needle: str, count: int) -> None:
