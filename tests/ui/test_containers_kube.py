@@ -15,7 +15,7 @@ from tests.kube import objects
 from tests.kube.conftest import emulator, kubeconfig  # noqa: F401 - fixtures
 from tests.kube.emulator import KubeEmulator
 from tests.nekzus_server import NekzusServer, free_port
-from tests.ui.conftest import AXE, PASSWORD, screenshot, show, sign_in
+from tests.ui.conftest import admin_server, axe_serious, screenshot, show, signed_in_page
 
 pytestmark = [pytest.mark.browser]
 
@@ -35,23 +35,14 @@ def server(
             "kubernetes": {"enabled": True, "kubeconfig": str(kubeconfig), "metrics_cache_ttl": "1s"},
         }
     }
-    srv = NekzusServer(config, data_dir=tmp_path_factory.mktemp("uikube"))
-    srv.start(timeout=90)
-    with srv.client() as c:
-        assert (
-            c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD}).status_code == 201
-        )
-    yield srv
-    srv.stop()
+    with admin_server(config, tmp_path_factory.mktemp("uikube"), timeout=90) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def page(browser: Any, server: NekzusServer) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    sign_in(pg, server)
-    yield pg
-    context.close()
+    with signed_in_page(browser, server) as pg:
+        yield pg
 
 
 def grafana(server: NekzusServer) -> dict[str, Any]:
@@ -135,8 +126,5 @@ def test_pod_usage_shown_per_pod(page: Any, server: NekzusServer, emulator: Kube
     assert usage.inner_text() == "125m CPU (25% of limit) / 128.0 MB"
     assert page.locator("[data-pod-metrics]").count() == 0
     assert page.locator("tbody [data-usage]").count() == page.locator("tbody [data-state='running']").count()
-    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-        page.evaluate("src => (0, eval)(src)", AXE.read_text())
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    assert not [v["id"] for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    assert not axe_serious(page)
     screenshot(page, "containers-kubernetes-usage-1280")

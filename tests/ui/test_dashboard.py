@@ -16,7 +16,19 @@ import httpx
 import pytest
 
 from tests.nekzus_server import NekzusServer
-from tests.ui.conftest import AXE, PAGES, PASSWORD, screenshot, setup_token, show, sign_in
+from tests.ui.conftest import (
+    PAGES,
+    PASSWORD,
+    VIEWPORTS,
+    check_view,
+    real_errors,
+    screenshot,
+    settled,
+    setup_token,
+    show,
+    sign_in,
+    signed_in_page,
+)
 
 pytestmark = [pytest.mark.browser]
 
@@ -37,12 +49,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
 
 @pytest.fixture(scope="module")
 def page(browser: Any, server: NekzusServer) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    pg.on("pageerror", lambda exc: JS_ERRORS.append(str(exc)))
-    pg.on("console", lambda msg: JS_ERRORS.append(msg.text) if msg.type == "error" else None)
-    yield pg
-    context.close()
+    with signed_in_page(browser, server, JS_ERRORS, sign=False) as pg:  # the tests sign in themselves
+        yield pg
 
 
 def session_cookie(page: Any) -> dict[str, Any]:
@@ -207,30 +215,16 @@ def test_pages_without_backend_show_not_available(page: Any) -> None:
 
 def test_every_page_accessible_and_screenshotted(browser: Any, page: Any, server: NekzusServer) -> None:
     violations: dict[str, list[str]] = {}
-    axe = AXE.read_text()
-    for width, height in ((1280, 900), (375, 812)):
+    for width, height in VIEWPORTS:
         page.set_viewport_size({"width": width, "height": height})
         for name in PAGES:
             show(page, name)
-            # Every region finished its first load (pages that poll never leave the network idle).
-            page.wait_for_function("() => !document.querySelector('#main [aria-busy=\"true\"]')")
-            screenshot(page, f"{name}-{width}")
-            if width == 1280 or name in ("overview", "devices", "routes"):
-                if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-                    page.evaluate("src => (0, eval)(src)", axe)  # via the debugger: not subject to the CSP
-                result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-                bad = [
-                    f"{v['id']}: {v['help']} ({len(v['nodes'])})"
-                    for v in result["violations"]
-                    if v["impact"] in ("serious", "critical")
-                ]
-                if bad:
-                    violations[f"{name}@{width}"] = bad
-        if width == 375:
-            # no horizontal scrolling of the page itself on a phone
-            assert page.evaluate("() => document.documentElement.scrollWidth") <= 375 + 1
+            settled(page)
+            axe = width == 1280 or name in ("overview", "devices", "routes")
+            if bad := check_view(page, f"{name}-{width}", width, axe=axe):
+                violations[f"{name}@{width}"] = bad
     assert not violations, violations
-    assert not [e for e in JS_ERRORS if "Failed to load resource" not in e], JS_ERRORS
+    assert not real_errors(JS_ERRORS), JS_ERRORS
 
 
 CLS_OBSERVER = """

@@ -15,7 +15,7 @@ import pytest
 from tests.docker.conftest import docker_config, httpd, wait_http  # noqa: F401 - fixture
 from tests.docker.engine import DockerEngine
 from tests.nekzus_server import NekzusServer, free_port
-from tests.ui.conftest import PASSWORD, screenshot, show, sign_in
+from tests.ui.conftest import admin_server, screenshot, show, signed_in_page
 
 pytestmark = [pytest.mark.xdist_group("docker"), pytest.mark.docker, pytest.mark.browser]
 
@@ -60,23 +60,14 @@ def server(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory
         "catalog_dir": str(root / "catalog"),
         "data_dir": str(root / "deployments"),
     }
-    srv = NekzusServer(docker_config(docker_engine, toolbox=toolbox), data_dir=root / "srv")
-    srv.start(timeout=60)
-    with srv.client() as c:  # loopback is trusted here: first-run setup needs no token
-        assert (
-            c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD}).status_code == 201
-        )
-    yield srv
-    srv.stop()
+    with admin_server(docker_config(docker_engine, toolbox=toolbox), root / "srv") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def page(browser: Any, server: NekzusServer) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    sign_in(pg, server)
-    yield pg
-    context.close()
+    with signed_in_page(browser, server) as pg:
+        yield pg
 
 
 def test_approve_proposal_and_open_proxied_app(page: Any, server: NekzusServer, httpd: Any) -> None:  # noqa: F811

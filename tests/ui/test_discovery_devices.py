@@ -5,21 +5,29 @@ that rises as a scripted client uses its token. Both pages pass axe and fit 375 
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
-from zeroconf import IPVersion, ServiceInfo, Zeroconf
+from zeroconf import Zeroconf
 
+from tests.mdns_helpers import loopback_service, loopback_zeroconf, mdns_discovery
 from tests.nekzus_server import NekzusServer
-from tests.ui.conftest import AXE, PASSWORD, screenshot, show, sign_in
+from tests.ui.conftest import (
+    VIEWPORTS,
+    admin_server,
+    check_view,
+    real_errors,
+    screenshot,
+    settled,
+    show,
+    signed_in_page,
+)
 
 pytestmark = [pytest.mark.browser]
 
-LOOPBACK = ["127.0.0.1"]
 BOOTSTRAP = "ui-discovery-devices-bootstrap-token-0123456789"
 JS_ERRORS: list[str] = []
 
@@ -28,36 +36,16 @@ JS_ERRORS: list[str] = []
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
     config = {
         "bootstrap": {"tokens": [BOOTSTRAP]},
-        "discovery": {
-            "enabled": True,
-            "mdns": {
-                "enabled": True,
-                "interfaces": LOOPBACK,
-                "services": ["_http._tcp"],
-                "scan_interval": "30s",
-                "advertise": False,
-            },
-        },
+        "discovery": mdns_discovery(advertise=False),
     }
-    srv = NekzusServer(config, data_dir=tmp_path_factory.mktemp("uidisc"))
-    srv.start(timeout=90)
-    with srv.client() as c:  # loopback is trusted here: first-run setup needs no token
-        assert (
-            c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD}).status_code == 201
-        )
-    yield srv
-    srv.stop()
+    with admin_server(config, tmp_path_factory.mktemp("uidisc"), timeout=90) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def page(browser: Any, server: NekzusServer) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    pg.on("pageerror", lambda exc: JS_ERRORS.append(str(exc)))
-    pg.on("console", lambda msg: JS_ERRORS.append(msg.text) if msg.type == "error" else None)
-    sign_in(pg, server)
-    yield pg
-    context.close()
+    with signed_in_page(browser, server, JS_ERRORS) as pg:
+        yield pg
 
 
 class Announcer:
@@ -66,18 +54,11 @@ class Announcer:
 
     def __init__(self) -> None:
         self.pool = ThreadPoolExecutor(max_workers=1)
-        started = self.pool.submit(Zeroconf, interfaces=LOOPBACK, ip_version=IPVersion.V4Only)
+        started = self.pool.submit(loopback_zeroconf)
         self.zc: Zeroconf = started.result(timeout=30)
 
     def announce(self, name: str, port: int, props: dict[str, str]) -> None:
-        info = ServiceInfo(
-            "_http._tcp.local.",
-            f"{name}._http._tcp.local.",
-            port=port,
-            addresses=[socket.inet_aton("127.0.0.1")],
-            server="ui-discovery-box.local.",
-            properties=props,
-        )
+        info = loopback_service(name, port, props, "ui-discovery-box.local.")
         self.pool.submit(self.zc.register_service, info).result(timeout=30)
 
     def close(self) -> None:
@@ -192,31 +173,19 @@ def test_device_details_show_online_state_and_requests_today(page: Any, server: 
 
 
 def test_pages_are_accessible_and_fit_a_phone(page: Any) -> None:
-    axe = AXE.read_text()
     violations: dict[str, list[str]] = {}
-    for width, height in ((1280, 900), (375, 812)):
+    for width, height in VIEWPORTS:
         page.set_viewport_size({"width": width, "height": height})
         for name in ("discovery", "devices"):
             show(page, name)
-            page.wait_for_function("() => !document.querySelector('#main [aria-busy=\"true\"]')")
+            settled(page)
             if name == "devices":
                 page.get_by_role("button", name="Details of Hallway Tablet").click()
                 page.locator("[data-device-details]").wait_for()
-            screenshot(page, f"{name}-detail-{width}")
-            if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-                page.evaluate("src => (0, eval)(src)", axe)  # via the debugger: not subject to the CSP
-            result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-            bad = [
-                f"{v['id']}: {v['help']} ({len(v['nodes'])})"
-                for v in result["violations"]
-                if v["impact"] in ("serious", "critical")
-            ]
-            if bad:
+            if bad := check_view(page, f"{name}-detail-{width}", width):
                 violations[f"{name}@{width}"] = bad
-            if width == 375:
-                assert page.evaluate("() => document.documentElement.scrollWidth") <= 375 + 1
             if name == "devices":
                 page.locator("dialog[open]").get_by_role("button", name="Close").click()
     page.set_viewport_size({"width": 1280, "height": 900})
     assert not violations, violations
-    assert not [e for e in JS_ERRORS if "Failed to load resource" not in e], JS_ERRORS
+    assert not real_errors(JS_ERRORS), JS_ERRORS

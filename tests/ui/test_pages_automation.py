@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 
 from tests.nekzus_server import NekzusServer
 from tests.scripts.conftest import scripts_config, write_scripts
-from tests.ui.conftest import AXE, PASSWORD, screenshot, show, sign_in
+from tests.ui.conftest import admin_server, axe_serious, screenshot, show, signed_in_page
 
 pytestmark = [pytest.mark.browser]
 
@@ -31,37 +31,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
     config = scripts_config(root / "scripts")
     # Unacknowledged notifications are re-sent every 0.3 s and fail after one retry.
     config["notifications"] = {"enabled": True, "queue": {"retry_interval": "0.3s", "max_retries": 1}}
-    srv = NekzusServer(config, data_dir=root / "data")
-    srv.start(timeout=60)
-    with srv.client() as c:  # loopback is trusted here: first-run setup needs no token
-        assert (
-            c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD}).status_code == 201
-        )
-    yield srv
-    srv.stop()
+    with admin_server(config, root / "data") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def page(browser: Any, server: NekzusServer) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    sign_in(pg, server)
-    yield pg
-    context.close()
-    assert not errors, errors
-
-
-def axe_serious(page: Any) -> list[str]:
-    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-        page.evaluate("src => (0, eval)(src)", AXE.read_text())
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [
-        f"{v['id']}: {v['help']} ({len(v['nodes'])})"
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
+    with signed_in_page(browser, server, strict=True) as pg:
+        yield pg
 
 
 def reopen(page: Any, name: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.nekzus_server import NekzusServer
-from tests.ui.conftest import PASSWORD, screenshot, show, sign_in
+from tests.ui.conftest import admin_server, screenshot, show, sign_in
 
 pytestmark = [pytest.mark.browser]
 
@@ -26,14 +26,8 @@ SENT: list[tuple[str, str, Any, str]] = []  # (method, path, body, csrf header) 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
-    srv = NekzusServer(data_dir=tmp_path_factory.mktemp("uicontract"))
-    srv.start(timeout=60)
-    with srv.client() as c:
-        assert (
-            c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD}).status_code == 201
-        )
-    yield srv
-    srv.stop()
+    with admin_server(None, tmp_path_factory.mktemp("uicontract")) as srv:
+        yield srv
 
 
 STATE: dict[str, Any] = {

@@ -15,7 +15,7 @@ import pytest
 
 from tests.nekzus_server import NekzusServer
 from tests.scripts.conftest import scripts_config, write_scripts
-from tests.ui.conftest import AXE, PASSWORD, screenshot, show, sign_in
+from tests.ui.conftest import admin_server, axe_serious, screenshot, show, signed_in_page
 
 pytestmark = [pytest.mark.browser]
 
@@ -27,47 +27,29 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
     root: Path = tmp_path_factory.mktemp("uijobs")
     (root / "scripts").mkdir()
     write_scripts(root / "scripts")
-    srv = NekzusServer(scripts_config(root / "scripts"), data_dir=root / "data")
-    srv.start(timeout=60)
-    with srv.client() as c:
-        assert (
-            c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD}).status_code == 201
-        )
-        for body in (
-            {"name": "Greeter", "scriptPath": "hello.sh", "parameters": [{"name": "NAME", "default": "x"}]},
-            {"name": "Failer", "scriptPath": "fail.sh"},
-            {
-                "name": "Sleeper",
-                "scriptPath": "slow.sh",
-                "parameters": [{"name": "SECONDS_TO_SLEEP", "type": "number", "default": 1}],
-            },
-        ):
-            assert c.post("/api/v1/scripts", json=body).status_code == 201
-    yield srv
-    srv.stop()
+    with admin_server(scripts_config(root / "scripts"), root / "data") as srv:
+        with srv.client() as c:
+            for body in (
+                {
+                    "name": "Greeter",
+                    "scriptPath": "hello.sh",
+                    "parameters": [{"name": "NAME", "default": "x"}],
+                },
+                {"name": "Failer", "scriptPath": "fail.sh"},
+                {
+                    "name": "Sleeper",
+                    "scriptPath": "slow.sh",
+                    "parameters": [{"name": "SECONDS_TO_SLEEP", "type": "number", "default": 1}],
+                },
+            ):
+                assert c.post("/api/v1/scripts", json=body).status_code == 201
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def page(browser: Any, server: NekzusServer) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    sign_in(pg, server)
-    yield pg
-    context.close()
-    assert not errors, errors
-
-
-def axe_serious(page: Any) -> list[str]:
-    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-        page.evaluate("src => (0, eval)(src)", AXE.read_text())
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    return [
-        f"{v['id']}: {v['help']} ({len(v['nodes'])})"
-        for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
+    with signed_in_page(browser, server, strict=True) as pg:
+        yield pg
 
 
 def run(c: httpx.Client, script: str, **params: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.nekzus_server import NekzusServer
 from tests.scripts.conftest import scripts_config, write_scripts
-from tests.ui.conftest import PASSWORD, screenshot, show, sign_in
+from tests.ui.conftest import admin_server, screenshot, show, signed_in_page
 
 pytestmark = [pytest.mark.browser]
 
@@ -22,23 +22,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
     root: Path = tmp_path_factory.mktemp("uilive")
     (root / "scripts").mkdir()
     write_scripts(root / "scripts")
-    srv = NekzusServer(scripts_config(root / "scripts"), data_dir=root / "data")
-    srv.start(timeout=60)
-    with srv.client() as c:  # loopback is trusted here: first-run setup needs no token
-        assert (
-            c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD}).status_code == 201
-        )
-    yield srv
-    srv.stop()
+    with admin_server(scripts_config(root / "scripts"), root / "data") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def page(browser: Any, server: NekzusServer) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    sign_in(pg, server)
-    yield pg
-    context.close()
+    with signed_in_page(browser, server) as pg:
+        yield pg
 
 
 def test_register_run_and_dry_run_a_script(page: Any, server: NekzusServer) -> None:

@@ -20,7 +20,17 @@ import pytest
 from tests.certs.conftest import make_pair, pem
 from tests.federation.conftest import add_route, fed_config, fed_server, peers, wait_for
 from tests.nekzus_server import NekzusServer, deep_merge, free_port
-from tests.ui.conftest import AXE, PASSWORD, screenshot, show, sign_in
+from tests.ui.conftest import (
+    PASSWORD,
+    VIEWPORTS,
+    check_view,
+    real_errors,
+    screenshot,
+    settled,
+    show,
+    sign_in,
+    signed_in_page,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -57,13 +67,8 @@ def server(cluster: tuple[NekzusServer, NekzusServer]) -> NekzusServer:
 
 @pytest.fixture(scope="module")
 def page(browser: Any, server: NekzusServer) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, ignore_https_errors=True)
-    pg = context.new_page()
-    pg.on("pageerror", lambda exc: JS_ERRORS.append(str(exc)))
-    pg.on("console", lambda msg: JS_ERRORS.append(msg.text) if msg.type == "error" else None)
-    sign_in(pg, server)
-    yield pg
-    context.close()
+    with signed_in_page(browser, server, JS_ERRORS, ignore_https_errors=True) as pg:
+        yield pg
 
 
 def js_bytes(n: int) -> str:
@@ -308,26 +313,14 @@ def test_ops_controls_work_from_the_keyboard(page: Any) -> None:
 
 
 def test_ops_pages_accessible_and_readable_on_a_phone(page: Any) -> None:
-    axe = AXE.read_text()
     violations: dict[str, list[str]] = {}
-    for width, height in ((1280, 900), (375, 812)):
+    for width, height in VIEWPORTS:
         page.set_viewport_size({"width": width, "height": height})
         for name in ("overview", "certificates", "backups", "federation"):
             show(page, name)
-            page.wait_for_function("() => !document.querySelector('#main [aria-busy=\"true\"]')")
-            screenshot(page, f"{name}-{width}-ops")
-            if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-                page.evaluate("src => (0, eval)(src)", axe)  # via the debugger: not subject to the CSP
-            result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-            bad = [
-                f"{v['id']}: {v['help']} ({len(v['nodes'])})"
-                for v in result["violations"]
-                if v["impact"] in ("serious", "critical")
-            ]
-            if bad:
+            settled(page)
+            if bad := check_view(page, f"{name}-{width}-ops", width):
                 violations[f"{name}@{width}"] = bad
-            if width == 375:
-                assert page.evaluate("() => document.documentElement.scrollWidth") <= 375 + 1, name
     page.set_viewport_size({"width": 1280, "height": 900})
     assert not violations, violations
-    assert not [e for e in JS_ERRORS if "Failed to load resource" not in e], JS_ERRORS
+    assert not real_errors(JS_ERRORS), JS_ERRORS

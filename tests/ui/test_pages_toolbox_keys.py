@@ -6,13 +6,22 @@ deploy through the page)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.nekzus_server import NekzusServer
-from tests.ui.conftest import AXE, PASSWORD, screenshot, show, sign_in
+from tests.ui.conftest import (
+    admin_server,
+    check_view,
+    no_horizontal_scroll,
+    real_errors,
+    screenshot,
+    settled,
+    show,
+    sign_in,
+    signed_in_page,
+)
 
 pytestmark = [pytest.mark.browser]
 
@@ -78,26 +87,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
         # Nothing here reaches the engine: a socket that does not exist is enough.
         "runtimes": {"docker": {"enabled": False, "socket_path": f"unix://{root}/none.sock"}},
     }
-    srv = NekzusServer(config, data_dir=root / "srv")
-    srv.start(timeout=90)
-    with srv.client() as c:  # loopback is trusted here: first-run setup needs no token
-        assert (
-            c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD}).status_code == 201
-        )
-    yield srv
-    srv.stop()
+    with admin_server(config, root / "srv", timeout=90) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def page(browser: Any, server: NekzusServer) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
-    pg = context.new_page()
-    pg.on("pageerror", lambda exc: JS_ERRORS.append(str(exc)))
-    pg.on("console", lambda msg: JS_ERRORS.append(msg.text) if msg.type == "error" else None)
-    sign_in(pg, server)
-    yield pg
-    context.close()
+    with signed_in_page(browser, server, JS_ERRORS, permissions=["clipboard-read", "clipboard-write"]) as pg:
+        yield pg
 
 
 def cards(page: Any) -> list[str]:
@@ -334,28 +331,19 @@ def test_changed_pages_accessible_and_readable(page: Any, width: int) -> None:
     violations: dict[str, list[str]] = {}
     for name in ("toolbox", "apikeys"):
         show(page, name)
-        page.wait_for_function("() => !document.querySelector('#main [aria-busy=\"true\"]')")
+        settled(page)
         if width == 375:
             page.locator("#menu-toggle").wait_for()
         page.locator("#bell").click()  # the open notification centre is checked too
         page.locator("#bell-panel").wait_for()
-        screenshot(page, f"{name}-bell-{width}")
-        if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-            page.evaluate("src => (0, eval)(src)", Path(AXE).read_text())
-        result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-        bad = [
-            f"{v['id']}: {v['help']} ({len(v['nodes'])})"
-            for v in result["violations"]
-            if v["impact"] in ("serious", "critical")
-        ]
-        if bad:
+        if bad := check_view(page, f"{name}-bell-{width}", width):
             violations[f"{name}@{width}"] = bad
         page.keyboard.press("Escape")
         page.locator("#bell-panel").wait_for(state="hidden")
         if width == 375:
-            assert page.evaluate("() => document.documentElement.scrollWidth") <= 375 + 1, name
+            no_horizontal_scroll(page, name)
     assert not violations, violations
-    assert not [e for e in JS_ERRORS if "Failed to load resource" not in e], JS_ERRORS
+    assert not real_errors(JS_ERRORS), JS_ERRORS
 
 
 def test_sign_out_clears_the_notices(page: Any, server: NekzusServer) -> None:

@@ -16,7 +16,18 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.nekzus_server import NekzusServer
-from tests.ui.conftest import AXE, PASSWORD, screenshot, setup_token, show, sign_in
+from tests.ui.conftest import (
+    PASSWORD,
+    VIEWPORTS,
+    check_view,
+    real_errors,
+    screenshot,
+    settled,
+    setup_token,
+    show,
+    sign_in,
+    signed_in_page,
+)
 
 pytestmark = [pytest.mark.browser]
 
@@ -44,14 +55,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
 
 @pytest.fixture(scope="module")
 def page(browser: Any, server: NekzusServer) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    pg.on("pageerror", lambda exc: JS_ERRORS.append(str(exc)))
-    pg.on("console", lambda msg: JS_ERRORS.append(msg.text) if msg.type == "error" else None)
-    pg.clock.install()  # time flows normally until a test fast-forwards it
-    sign_in(pg, server)
-    yield pg
-    context.close()
+    # Time flows normally until a test fast-forwards it.
+    with signed_in_page(browser, server, JS_ERRORS, prepare=lambda pg: pg.clock.install()) as pg:
+        yield pg
 
 
 def prefs(page: Any) -> dict[str, Any]:
@@ -267,30 +273,18 @@ def test_appearance_survives_reload_and_applies_before_the_app_runs(page: Any, s
 
 
 def test_settings_page_accessible_and_readable_on_a_phone(page: Any) -> None:
-    axe = AXE.read_text()
     violations: dict[str, list[str]] = {}
     for theme in ("light", "dark"):
-        for width, height in ((1280, 900), (375, 812)):
+        for width, height in VIEWPORTS:
             page.set_viewport_size({"width": width, "height": height})
             show(page, "settings")
             page.get_by_label("Theme").select_option(theme)
-            page.wait_for_function("() => !document.querySelector('#main [aria-busy=\"true\"]')")
-            screenshot(page, f"settings-{theme}-{width}")
-            if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-                page.evaluate("src => (0, eval)(src)", axe)  # via the debugger: not subject to the CSP
-            result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-            bad = [
-                f"{v['id']}: {v['help']} ({len(v['nodes'])})"
-                for v in result["violations"]
-                if v["impact"] in ("serious", "critical")
-            ]
-            if bad:
+            settled(page)
+            if bad := check_view(page, f"settings-{theme}-{width}", width):
                 violations[f"settings-{theme}@{width}"] = bad
-            if width == 375:
-                assert page.evaluate("() => document.documentElement.scrollWidth") <= 375 + 1
     page.set_viewport_size({"width": 1280, "height": 900})
     assert not violations, violations
-    assert not [e for e in JS_ERRORS if "Failed to load resource" not in e], JS_ERRORS
+    assert not real_errors(JS_ERRORS), JS_ERRORS
 
 
 def test_shorter_inactivity_sign_out_signs_the_page_out(browser: Any, server: NekzusServer) -> None:
