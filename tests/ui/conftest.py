@@ -101,21 +101,26 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
+# A documentation range as the only local network: loopback is NOT trusted, so every request needs a token.
+UNTRUSTED_LOOPBACK: dict[str, Any] = {"auth": {"local_networks": ["192.0.2.0/24"]}}
 # The two sizes every page is checked at: a desktop window and a phone.
 VIEWPORTS = ((1280, 900), (375, 812))
 
 
 @contextmanager
 def admin_server(
-    config: dict[str, Any] | None, data_dir: Path, timeout: float = 60
+    config: dict[str, Any] | None, data_dir: Path, timeout: float = 60, *, token: bool = False
 ) -> Iterator[NekzusServer]:
     """A started server whose admin (admin / PASSWORD) was made by first-run setup, which needs no token
-    on the trusted loopback; stopped on exit."""
+    on the trusted loopback (with `token`, for an untrusted one, the setup token from the log); stopped
+    on exit."""
     srv = NekzusServer(config, data_dir=data_dir)
     srv.start(timeout=timeout)
     try:
         with srv.client() as c:
-            got = c.post("/api/v1/auth/setup", json={"username": "admin", "password": PASSWORD})
+            headers = {"X-Setup-Token": setup_token(srv)} if token else {}
+            body = {"username": "admin", "password": PASSWORD}
+            got = c.post("/api/v1/auth/setup", json=body, headers=headers)
             assert got.status_code == 201, got.text
         yield srv
     finally:

@@ -19,6 +19,7 @@ from tests.nekzus_server import NekzusServer
 from tests.ui.conftest import (
     PAGES,
     PASSWORD,
+    UNTRUSTED_LOOPBACK,
     VIEWPORTS,
     check_view,
     real_errors,
@@ -38,10 +39,7 @@ JS_ERRORS: list[str] = []
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
-    srv = NekzusServer(
-        {"auth": {"local_networks": ["192.0.2.0/24"]}},  # a documentation range: loopback is NOT trusted
-        data_dir=tmp_path_factory.mktemp("ui"),
-    )
+    srv = NekzusServer(UNTRUSTED_LOOPBACK, data_dir=tmp_path_factory.mktemp("ui"))
     srv.start(timeout=60)
     yield srv
     srv.stop()

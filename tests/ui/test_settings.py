@@ -17,13 +17,13 @@ import pytest
 
 from tests.nekzus_server import NekzusServer
 from tests.ui.conftest import (
-    PASSWORD,
+    UNTRUSTED_LOOPBACK,
     VIEWPORTS,
+    admin_server,
     check_view,
     real_errors,
     screenshot,
     settled,
-    setup_token,
     show,
     sign_in,
     signed_in_page,
@@ -37,20 +37,8 @@ ZONE = "Asia/Kathmandu"  # UTC+5:45: no other zone renders the same wall-clock t
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
-    srv = NekzusServer(
-        {"auth": {"local_networks": ["192.0.2.0/24"]}},  # a documentation range: loopback is NOT trusted
-        data_dir=tmp_path_factory.mktemp("uisettings"),
-    )
-    srv.start(timeout=60)
-    with srv.client() as c:
-        res = c.post(
-            "/api/v1/auth/setup",
-            json={"username": "admin", "password": PASSWORD},
-            headers={"X-Setup-Token": setup_token(srv)},
-        )
-        assert res.status_code == 201, res.text
-    yield srv
-    srv.stop()
+    with admin_server(UNTRUSTED_LOOPBACK, tmp_path_factory.mktemp("uisettings"), token=True) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
