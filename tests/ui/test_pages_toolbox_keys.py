@@ -314,6 +314,25 @@ def test_bell_counts_webhook_activity_and_lists_it(page: Any, server: NekzusServ
     assert count.inner_text() == "50"
 
 
+def test_webhook_popups_follow_the_notifications_setting(page: Any, server: NekzusServer) -> None:
+    show(page, "settings")
+    setting = page.get_by_label("Pop up webhook activity")
+    setting.uncheck()
+    with server.client() as c:
+        res = c.post("/api/v1/webhooks/activity", json={"message": "Quiet webhook"})
+        assert res.status_code == 200, res.text
+    # The bell records it (so the event did arrive) while no pop-up was shown.
+    page.wait_for_function(
+        """() => (JSON.parse(sessionStorage.getItem("nekzus.notices") || "[]"))
+                 .some((n) => n.message === "Quiet webhook")"""
+    )
+    assert page.locator(".toast", has_text="Quiet webhook").count() == 0
+    setting.check()
+    with server.client() as c:
+        assert c.post("/api/v1/webhooks/activity", json={"message": "Loud webhook"}).status_code == 200
+    page.locator(".toast", has_text="Loud webhook").wait_for()
+
+
 def test_footer_shows_server_version_and_api_docs(page: Any, server: NekzusServer) -> None:
     with server.client() as c:
         version = c.get("/api/v1/admin/info").json()["version"]

@@ -51,6 +51,8 @@ export const PREF_SPEC = {
   compact: { type: "boolean", def: false },
   showErrorDetails: { type: "boolean", def: false },
   logWsEvents: { type: "boolean", def: false },
+  webhookToasts: { type: "boolean", def: true },  // pop-ups for webhook activity (the bell keeps them anyway)
+  actionToasts: { type: "boolean", def: true },  // pop-ups confirming what this page just did
 };
 const prefDefaults = () => Object.fromEntries(Object.entries(PREF_SPEC).map(([k, s]) => [k, s.def]));
 // Why a value is refused (a sentence for the user), or "" when it is fine.
@@ -152,9 +154,13 @@ async function errorOf(res) {
 // ---------- toasts, notices ----------
 // `meta` (e.g. { source: "webhook", details }) travels with the copy the notification centre keeps.
 export function toast(message, kind = "info", meta = {}) {
-  const t = h("div", { class: "toast " + kind }, message);
-  $("#toasts").append(t);
-  setTimeout(() => t.remove(), kind === "error" ? 8000 : 5000);
+  // Errors always pop up; the other kinds follow the Notifications settings.
+  const quiet = kind !== "error" && !prefs.get(meta.source === "webhook" ? "webhookToasts" : "actionToasts");
+  if (!quiet) {
+    const t = h("div", { class: "toast " + kind }, message);
+    $("#toasts").append(t);
+    setTimeout(() => t.remove(), kind === "error" ? 8000 : 5000);
+  }
   // The header's notification centre (chrome.js) keeps a history of what flashed by.
   window.dispatchEvent(new CustomEvent("nekzus:toast", { detail: { ...meta, message: String(message), kind } }));
 }

@@ -227,6 +227,14 @@ PAGES.settings = async (main, title) => {
       h("dt", {}, "Server idle sign-out"), h("dd", {}, `${serverMinutes} minutes`));
   });
 
+  // NOTIFICATIONS
+  const hookToasts = checkbox("webhookToasts");
+  const actionToasts = checkbox("actionToasts");
+  const notices = card("Notifications",
+    h("p", { class: "muted" }, "Errors always pop up; every notice is also kept in the bell's list in the header."),
+    field("Pop up webhook activity", hookToasts), bind("webhookToasts", hookToasts),
+    field("Pop up confirmations of actions taken on this page", actionToasts), bind("actionToasts", actionToasts));
+
   // DEVELOPER OPTIONS
   const details = checkbox("showErrorDetails");
   const logWs = checkbox("logWsEvents");
@@ -234,7 +242,7 @@ PAGES.settings = async (main, title) => {
     field("Show error details (error code and request id) in error messages", details), bind("showErrorDetails", details),
     field("Log live WebSocket events to an on-page panel", logWs), bind("logWsEvents", logWs));
 
-  section(main, title, h("div", { class: "settings" }, general, security, appearance, webhooks, data,
+  section(main, title, h("div", { class: "settings" }, general, security, appearance, notices, webhooks, data,
     card("System information", info.el), developer));
   await Promise.all([info.load(), keys.load()]);
 };
