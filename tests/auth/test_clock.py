@@ -8,13 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from nekzus.auth.activity import ActivityService
-from nekzus.auth.audit import AuditService
 from nekzus.auth.principal import AuthError
-from nekzus.auth.service import AuthService
 from nekzus.auth.tokens import TokenCodec
-from nekzus.config import Config
-from nekzus.services import Services
+from tests.auth.standalone import auth_service, open_services
 
 
 class Clock:
@@ -40,23 +36,9 @@ def test_token_expires_exactly_at_exp() -> None:
 
 def test_api_key_expiry_follows_the_clock(tmp_path: Path) -> None:
     async def run() -> None:
-        config = Config.model_validate(
-            {"storage": {"database_path": str(tmp_path / "nexus.db")}, "auth": {"local_networks": []}}
-        )
-        services = Services.build(config, base_url="http://127.0.0.1")
-        await services.db.open()
+        config, services = await open_services(tmp_path / "nexus.db")
         clock = Clock()
-        auth = AuthService(
-            config,
-            data_dir=tmp_path,
-            db=services.db,
-            metrics=services.metrics,
-            spawn=services.spawn,
-            audit_log=AuditService(services.db),
-            activity_feed=ActivityService(services.db),
-            local_networks=(),
-            clock=clock,
-        )
+        auth = auth_service(config, services, tmp_path, clock)
         await auth.start()
         _row, key = await auth.create_api_key("ci", ["read:*"], clock.now + 30, "admin")
         headers = {"x-api-key": key}

@@ -9,33 +9,17 @@ import sqlite3
 import time
 from pathlib import Path
 
-from nekzus.auth.activity import ActivityService
-from nekzus.auth.audit import AuditService
 from nekzus.auth.service import AuthService
-from nekzus.config import Config
-from nekzus.services import Services
+from tests.auth.standalone import auth_service, open_services
 
 
 def test_start_and_resync_read_while_another_process_writes(tmp_path: Path) -> None:
     async def run() -> None:
         db_path = tmp_path / "nexus.db"
-        config = Config.model_validate(
-            {"storage": {"database_path": str(db_path)}, "auth": {"local_networks": []}}
-        )
-        services = Services.build(config, base_url="http://127.0.0.1")
-        await services.db.open()
+        config, services = await open_services(db_path)
 
         def make() -> AuthService:
-            return AuthService(
-                config,
-                data_dir=tmp_path,
-                db=services.db,
-                metrics=services.metrics,
-                spawn=services.spawn,
-                audit_log=AuditService(services.db),
-                activity_feed=ActivityService(services.db),
-                local_networks=(),
-            )
+            return auth_service(config, services, tmp_path)
 
         first = make()
         await first.start()
