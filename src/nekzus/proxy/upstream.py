@@ -16,7 +16,8 @@ import collections
 import contextlib
 import socket
 import ssl
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import httptools
 
@@ -29,6 +30,8 @@ IDLE_KEEPALIVE_SECONDS = 60.0
 HIGH_WATER = 512 * 1024
 LOW_WATER = 64 * 1024
 MAX_RESPONSE_HEAD = 64 * 1024
+
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 
 class UpstreamError(Exception):
@@ -436,10 +439,18 @@ class UpstreamPool:
         return conn
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> UpstreamConnection:
+        protocol = await self.dial(lambda: UpstreamConnection(self))
+        protocol.begin()
+        return protocol
+
+    async def dial(self, factory: Callable[[], _P]) -> _P:
+        """A new connection to this upstream (TLS and SNI as configured) speaking `factory()`'s protocol:
+        the pool's own keep-alive connections, and WebSocket tunnels, which leave the pool after it."""
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 _, protocol = await loop.create_connection(
-                    lambda: UpstreamConnection(self),
+                    factory,
                     self.host,
                     self.port,
                     ssl=self.tls,
@@ -451,8 +462,6 @@ class UpstreamPool:
             raise ConnectFailed(f"TLS handshake with the upstream failed: {exc.reason or exc}") from None
         except OSError as exc:
             raise ConnectFailed(f"upstream unreachable: {exc.strerror or exc}") from None
-        assert isinstance(protocol, UpstreamConnection)
-        protocol.begin()
         return protocol
 
     def release(self, conn: UpstreamConnection) -> None:

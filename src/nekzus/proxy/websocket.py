@@ -31,7 +31,6 @@ import base64
 import contextlib
 import hashlib
 import logging
-import ssl
 import time
 from typing import TYPE_CHECKING, cast
 
@@ -60,6 +59,7 @@ from nekzus.proxy.phases import (
 )
 from nekzus.proxy.routes import CompiledRoute
 from nekzus.proxy.tunnel import Tunnel
+from nekzus.proxy.upstream import ConnectFailed, UpstreamTimeout
 
 if TYPE_CHECKING:
     from nekzus.proxy.app import ProxyApp
@@ -220,27 +220,18 @@ async def _open(
 ) -> tuple[UpstreamHandshake | None, Refused | None]:
     """The upstream's answer to the handshake, or the refusal to give the client (502/504)."""
     loop = asyncio.get_running_loop()
-    _scheme, host, port, _verify = route.pool_key
-    pool = route.pool
     conn: UpstreamHandshake | None = None
     try:
         async with asyncio.timeout(OPEN_TIMEOUT):
-            _, protocol = await loop.create_connection(
-                lambda: UpstreamHandshake(loop),
-                host,
-                port,
-                ssl=pool.tls,
-                server_hostname=pool.server_hostname if pool.tls else None,
-            )
-            conn = protocol
+            conn = await route.pool.dial(lambda: UpstreamHandshake(loop))
             assert conn.transport is not None
             conn.transport.write(request)
             await asyncio.wait({conn.answered, held.lost}, return_when=asyncio.FIRST_COMPLETED)
-    except TimeoutError:
+    except (TimeoutError, UpstreamTimeout):
         _abort(conn)
         return None, Refused(504, "GATEWAY_TIMEOUT", "Upstream WebSocket handshake timed out")
-    except (OSError, ssl.SSLError) as exc:
-        log.info("websocket upstream for %s failed: %s", route.spec.route_id, type(exc).__name__)
+    except ConnectFailed as exc:
+        log.info("websocket upstream for %s failed: %s", route.spec.route_id, exc)
         _abort(conn)
         return None, Refused(502, "BAD_GATEWAY", "Upstream unreachable")
     assert conn is not None
