@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Boolean, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nekzus.store.base import Base
+from nekzus.store.orm import Base
 
 
 class User(Base):

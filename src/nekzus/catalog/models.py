@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, Float, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nekzus.store.base import Base, utcnow
+from nekzus.store.base import utcnow
+from nekzus.store.orm import Base
 
 
 class AppRow(Base):

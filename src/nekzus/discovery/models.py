@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nekzus.store.base import Base, utcnow
+from nekzus.store.base import utcnow
+from nekzus.store.orm import Base
 
 
 class ProposalRow(Base):

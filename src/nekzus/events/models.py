@@ -11,7 +11,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nekzus.store.base import Base, utcnow
+from nekzus.store.base import utcnow
+from nekzus.store.orm import Base
 
 
 class Notification(Base):

@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nekzus.store.base import Base, utcnow
+from nekzus.store.base import utcnow
+from nekzus.store.orm import Base
 
 
 class PeerRow(Base):

@@ -7,7 +7,7 @@ import enum
 from sqlalchemy import Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nekzus.store.base import Base
+from nekzus.store.orm import Base
 
 __all__ = ["JobRow", "JobState"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nekzus.store.base import Base
-from nekzus.store.db import Database
+from nekzus.store.base import metadata
+from nekzus.store.db import Database, Transaction
 
-__all__ = ["Base", "Database"]
+__all__ = ["Database", "Transaction", "metadata"]

@@ -1,11 +1,11 @@
-"""The declarative base every domain's tables hang off, so one metadata feeds the migrations."""
+"""The one metadata every domain's tables hang off (so the migrations see one schema), and the shared
+helpers for column defaults."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -15,20 +15,18 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
+metadata = MetaData(naming_convention=NAMING)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class SystemSetting(Base):
-    """Small persisted facts about this instance (its nexusId, the setup state...). Never secrets."""
-
-    __tablename__ = "system_settings"
-
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    value: Mapped[str] = mapped_column(Text, nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+# Small persisted facts about this instance (its nexusId, the setup state...). Never secrets.
+system_settings = Table(
+    "system_settings",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), default=utcnow, onupdate=utcnow),
+)
