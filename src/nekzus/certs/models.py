@@ -6,30 +6,30 @@ passphrase for the secrets that live in the data directory.
 
 from __future__ import annotations
 
-from sqlalchemy import Float, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Column, Float, Integer, String, Table, Text
 
-from nekzus.store.orm import Base
+from nekzus.store.base import metadata
 
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("domain", String(253), primary_key=True),
+    Column("cert_pem", Text, nullable=False),
+    Column("key_encrypted", Text, nullable=False),
+    Column("sans", Text, nullable=False, default="[]"),
+    Column("provider", String(32), nullable=False, default="self-signed"),
+    Column("fingerprint", String(128), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
 
-class Certificate(Base):
-    __tablename__ = "certificates"
-
-    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
-    cert_pem: Mapped[str] = mapped_column(Text, nullable=False)
-    key_encrypted: Mapped[str] = mapped_column(Text, nullable=False)
-    sans: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
-    provider: Mapped[str] = mapped_column(String(32), nullable=False, default="self-signed")
-    fingerprint: Mapped[str] = mapped_column(String(128), nullable=False)
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)
-    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
-
-
-class CertificateHistory(Base):
-    __tablename__ = "certificate_history"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    domain: Mapped[str] = mapped_column(String(253), nullable=False, index=True)
-    action: Mapped[str] = mapped_column(String(32), nullable=False)
-    fingerprint: Mapped[str] = mapped_column(String(128), nullable=False, default="")
-    at: Mapped[float] = mapped_column(Float, nullable=False)
+# Every issue, import, renewal and deletion, kept after the certificate itself is gone.
+certificate_history = Table(
+    "certificate_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("domain", String(253), nullable=False, index=True),
+    Column("action", String(32), nullable=False),
+    Column("fingerprint", String(128), nullable=False, default=""),
+    Column("at", Float, nullable=False),
+)

@@ -12,17 +12,18 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, delete, insert, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from nekzus.certs.domains import check_domain, check_domains, suggestions
-from nekzus.certs.models import Certificate, CertificateHistory
+from nekzus.certs.models import certificate_history, certificates
 from nekzus.certs.selfsigned import not_valid_after
 from nekzus.certs.tls import Served, SniStore, build_context
 from nekzus.errors import Conflict, Invalid, NotFound
@@ -221,8 +222,14 @@ class CertificateService:
     async def _load(self) -> None:
         fresh: dict[str, Managed] = {}
         now = dt.datetime.now(dt.UTC)
-        async with self.db.session() as session:
-            rows = (await session.scalars(select(Certificate))).all()
+        rows = await self.db.rows(
+            select(
+                certificates.c.domain,
+                certificates.c.cert_pem,
+                certificates.c.key_encrypted,
+                certificates.c.provider,
+            )
+        )
         if rows:
             self._parse_rows(rows, fresh, now)
         self.managed = fresh
@@ -231,7 +238,7 @@ class CertificateService:
             for d, m in fresh.items()
         }
 
-    def _parse_rows(self, rows: Any, fresh: dict[str, Managed], now: dt.datetime) -> None:
+    def _parse_rows(self, rows: Sequence[Row[Any]], fresh: dict[str, Managed], now: dt.datetime) -> None:
         from cryptography.fernet import InvalidToken
 
         from nekzus.certs.pem import CertInfo, load_chain
@@ -261,19 +268,22 @@ class CertificateService:
         info = CertInfo.of(domain, leaf)
         context = build_context(cert_pem, key_pem, self.runtime_dir)  # fails before anything is written
         now = time.time()
-        async with self.db.session() as session:
-            row = await session.get(Certificate, domain)
-            if row is None:
-                row = Certificate(domain=domain, created_at=now)
-                session.add(row)
-            row.cert_pem = cert_pem.decode()
-            row.key_encrypted = self.fernet.encrypt(key_pem).decode()
-            row.sans = json.dumps(info.sans)
-            row.provider = provider
-            row.fingerprint = info.fingerprint
-            row.updated_at = now
-            session.add(
-                CertificateHistory(domain=domain, action=action, fingerprint=info.fingerprint, at=now)
+        fields = {
+            "cert_pem": cert_pem.decode(),
+            "key_encrypted": self.fernet.encrypt(key_pem).decode(),
+            "sans": json.dumps(info.sans),
+            "provider": provider,
+            "fingerprint": info.fingerprint,
+            "updated_at": now,
+        }
+        # A certificate replaced keeps its first `created_at`.
+        upsert = sqlite_insert(certificates).values(domain=domain, created_at=now, **fields)
+        async with self.db.transaction() as tx:
+            await tx.execute(upsert.on_conflict_do_update(index_elements=["domain"], set_=fields))
+            await tx.execute(
+                insert(certificate_history).values(
+                    domain=domain, action=action, fingerprint=info.fingerprint, at=now
+                )
             )
         managed = Managed(info, cert_pem, key_pem, provider)
         self.managed[domain] = managed
@@ -351,10 +361,10 @@ class CertificateService:
                 code="CERT_IN_USE",
             )
         before = self.served_pins()
-        async with self.db.session() as session:
-            await session.execute(delete(Certificate).where(Certificate.domain == name))
-            session.add(
-                CertificateHistory(
+        async with self.db.transaction() as tx:
+            await tx.execute(delete(certificates).where(certificates.c.domain == name))
+            await tx.execute(
+                insert(certificate_history).values(
                     domain=name, action="revoked", fingerprint=managed.info.fingerprint, at=time.time()
                 )
             )

@@ -32,14 +32,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
 
 from nekzus.errors import Conflict, Invalid, NekzusError, NotFound
 from nekzus.events import EventBus
 from nekzus.jobs import Job, JobContext, JobFailed, JobRunner
 from nekzus.store import Database
 from nekzus.toolbox.compose import Compose, ComposeFailed
-from nekzus.toolbox.models import DeploymentRow
+from nekzus.toolbox.models import Deployment, deployments
 from nekzus.toolbox.templates import VAR_NAME, Template, load_catalog
 
 log = logging.getLogger("nekzus.toolbox")
@@ -260,13 +260,12 @@ class ToolboxService:
 
         Run once per instance start (never by a worker process that starts beside others: their
         deployments in progress are not interrupted)."""
-        async with self.db.session() as session:
-            rows = (
-                await session.scalars(
-                    select(DeploymentRow).where(DeploymentRow.status.in_(("pending", "deploying")))
-                )
-            ).all()
-            stuck = [(row.id, row.project_name) for row in rows]
+        rows = await self.db.rows(
+            select(deployments.c.id, deployments.c.project_name).where(
+                deployments.c.status.in_(("pending", "deploying"))
+            )
+        )
+        stuck = [(row.id, row.project_name) for row in rows]
         for deployment_id, project in stuck:
             with contextlib.suppress(Exception):
                 await self._down(deployment_id, project, remove_volumes=False)
@@ -279,9 +278,9 @@ class ToolboxService:
 
     # -- queries ---------------------------------------------------------------------------------------
 
-    def to_json(self, row: DeploymentRow) -> dict[str, Any]:
-        secret = set(row.secret_vars or [])
-        env = {k: ("********" if k in secret else v) for k, v in (row.env_vars or {}).items()}
+    def to_json(self, row: Deployment) -> dict[str, Any]:
+        secret = set(row.secret_vars)
+        env = {k: ("********" if k in secret else v) for k, v in row.env_vars.items()}
         return {
             "id": row.id,
             "service_template_id": row.service_template_id,
@@ -292,8 +291,8 @@ class ToolboxService:
             "container_id": row.container_id,
             "container_name": row.container_name,
             "project_name": row.project_name,
-            "network_names": list(row.network_names or []),
-            "volume_names": list(row.volume_names or []),
+            "network_names": list(row.network_names),
+            "volume_names": list(row.volume_names),
             "env_vars": env,
             "custom_image": row.custom_image,
             "custom_port": row.custom_port,
@@ -309,32 +308,27 @@ class ToolboxService:
     async def list_deployments(self, status: str | None = None) -> list[dict[str, Any]]:
         if status is not None and status not in STATUSES:
             raise Invalid(f"status must be one of {', '.join(STATUSES)}", code="INVALID_STATUS")
-        query = select(DeploymentRow).order_by(DeploymentRow.created_at.desc(), DeploymentRow.id.desc())
+        query = select(deployments).order_by(deployments.c.created_at.desc(), deployments.c.id.desc())
         if status:
-            query = query.where(DeploymentRow.status == status)
-        async with self.db.session() as session:
-            return [self.to_json(row) for row in (await session.scalars(query)).all()]
+            query = query.where(deployments.c.status == status)
+        return [self.to_json(Deployment.from_row(row)) for row in await self.db.rows(query)]
 
-    async def _row(self, deployment_id: str) -> DeploymentRow:
+    async def _row(self, deployment_id: str) -> Deployment:
         if not DEPLOYMENT_ID.match(deployment_id):
             raise NotFound(f"Deployment '{deployment_id[:64]}' not found", code="DEPLOYMENT_NOT_FOUND")
-        async with self.db.session() as session:
-            row = await session.get(DeploymentRow, deployment_id)
+        row = await self.db.first(select(deployments).where(deployments.c.id == deployment_id))
         if row is None:
             raise NotFound(f"Deployment '{deployment_id}' not found", code="DEPLOYMENT_NOT_FOUND")
-        return row
+        return Deployment.from_row(row)
 
     async def get_deployment(self, deployment_id: str) -> dict[str, Any]:
         return self.to_json(await self._row(deployment_id))
 
     async def _update(self, deployment_id: str, **values: Any) -> None:
-        async with self.db.session() as session:
-            row = await session.get(DeploymentRow, deployment_id)
-            if row is None:
-                return
-            for key, value in values.items():
-                setattr(row, key, value)
-            row.updated_at = _now()
+        """Change some columns of a deployment (a removed one is left alone)."""
+        await self.db.execute(
+            update(deployments).where(deployments.c.id == deployment_id).values(**values, updated_at=_now())
+        )
 
     # -- deploy: the checked, synchronous part ------------------------------------------------------------
 
@@ -379,7 +373,7 @@ class ToolboxService:
                     raise Conflict(f"Port {port} is already in use on the host", code="PORT_CONFLICT")
             folder = self._project_dir(deployment_id)
             await asyncio.to_thread(_write_project, folder, rendered)
-            row = DeploymentRow(
+            record = insert(deployments).values(
                 id=deployment_id,
                 service_template_id=template.id,
                 service_name=request.service_name,
@@ -401,8 +395,7 @@ class ToolboxService:
                 deployed_by=actor,
             )
             try:
-                async with self.db.session() as session:
-                    session.add(row)
+                await self.db.execute(record)
             except Exception:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
@@ -419,8 +412,7 @@ class ToolboxService:
             # Not queued (the runner's queue is full or the server is stopping): nothing was started, so
             # nothing is kept; the caller gets the runner's error (503 QUEUE_FULL).
             self._reserved.pop(deployment_id, None)
-            async with self.db.session() as session:
-                await session.execute(delete(DeploymentRow).where(DeploymentRow.id == deployment_id))
+            await self.db.execute(delete(deployments).where(deployments.c.id == deployment_id))
             shutil.rmtree(self._project_dir(deployment_id), ignore_errors=True)
             raise
         self._jobs[deployment_id] = job.id
@@ -439,28 +431,22 @@ class ToolboxService:
             "message": f"Deployment '{request.service_name}' initiated",
         }
 
-    async def _project_taken_by_other(self, row: DeploymentRow) -> bool:
-        async with self.db.session() as session:
-            other = (
-                await session.scalars(
-                    select(DeploymentRow.id).where(
-                        DeploymentRow.project_name == row.project_name,
-                        DeploymentRow.id != row.id,
-                        DeploymentRow.status != "failed",
-                    )
-                )
-            ).first()
+    async def _project_taken_by_other(self, row: Deployment) -> bool:
+        other = await self.db.first(
+            select(deployments.c.id).where(
+                deployments.c.project_name == row.project_name,
+                deployments.c.id != row.id,
+                deployments.c.status != "failed",
+            )
+        )
         return other is not None
 
     async def _check_project_free(self, project: str) -> None:
-        async with self.db.session() as session:
-            existing = (
-                await session.scalars(
-                    select(DeploymentRow).where(
-                        DeploymentRow.project_name == project, DeploymentRow.status != "failed"
-                    )
-                )
-            ).first()
+        existing = await self.db.first(
+            select(deployments.c.id, deployments.c.service_name).where(
+                deployments.c.project_name == project, deployments.c.status != "failed"
+            )
+        )
         if existing is not None:
             raise Conflict(
                 f"A deployment named '{existing.service_name}' already exists ({existing.id}); "
@@ -624,12 +610,10 @@ class ToolboxService:
         )
         return None
 
-    def _compose_args(self, row: DeploymentRow) -> list[str]:
+    def _compose_args(self, row: Deployment) -> list[str]:
         return ["-p", row.project_name, "-f", str(self._project_dir(row.id) / "docker-compose.json")]
 
-    async def _bring_up(
-        self, row: DeploymentRow, step: Progress, created_volumes: set[str]
-    ) -> dict[str, Any]:
+    async def _bring_up(self, row: Deployment, step: Progress, created_volumes: set[str]) -> dict[str, Any]:
         folder = self._project_dir(row.id)
         project = json.loads((folder / "docker-compose.json").read_text(encoding="utf-8"))
         base = self._compose_args(row)
@@ -669,7 +653,7 @@ class ToolboxService:
             detail = errors[-1][:500] if errors else f"state {state or 'unknown'}"
             raise DeployError(f"Service {service} did not start: {detail}")
 
-    async def _pull_missing(self, row: DeploymentRow, project: dict[str, Any], step: Progress) -> None:
+    async def _pull_missing(self, row: Deployment, project: dict[str, Any], step: Progress) -> None:
         services = project.get("services") or {}
         missing: list[tuple[str, str]] = []
         for name, service in services.items():
@@ -721,7 +705,7 @@ class ToolboxService:
         keys = ("Id", "Names", "State", "Status", "Labels")
         return [{k: c[k] for k in keys if k in c} for c in result]
 
-    async def _primary_container(self, row: DeploymentRow) -> dict[str, Any]:
+    async def _primary_container(self, row: Deployment) -> dict[str, Any]:
         template = self.templates.get(row.service_template_id)
         primary = template.primary_service if template else None
         containers = await self._project_containers(row.project_name)
@@ -737,7 +721,7 @@ class ToolboxService:
         names = chosen.get("Names") or [""]
         return {"container_id": str(chosen.get("Id", ""))[:12], "container_name": str(names[0]).lstrip("/")}
 
-    async def _create_route(self, row: DeploymentRow, project: dict[str, Any]) -> str | None:
+    async def _create_route(self, row: Deployment, project: dict[str, Any]) -> str | None:
         template = self.templates.get(row.service_template_id)
         if template is None:
             return None
@@ -781,7 +765,7 @@ class ToolboxService:
         )
         return route_id
 
-    async def _fail(self, row: DeploymentRow, message: str, created_volumes: set[str]) -> None:
+    async def _fail(self, row: Deployment, message: str, created_volumes: set[str]) -> None:
         log.info("deployment %s failed: %s", row.id, message)
         try:
             await self._down(row.id, row.project_name, remove_volumes=False)
@@ -825,7 +809,7 @@ class ToolboxService:
         finally:
             self._removing.discard(deployment_id)
 
-    async def _remove(self, row: DeploymentRow, *, remove_volumes: bool, actor: str, ip: str) -> None:
+    async def _remove(self, row: Deployment, *, remove_volumes: bool, actor: str, ip: str) -> None:
         deployment_id = row.id
         job_id = self._jobs.get(deployment_id)
         if job_id is not None and self.jobs.cancel(job_id):
@@ -845,8 +829,7 @@ class ToolboxService:
                 await self.routes.delete_route(row.route_id)
             except Exception:
                 log.warning("route %s of %s not removed", row.route_id, row.id, exc_info=True)
-        async with self.db.session() as session:
-            await session.execute(delete(DeploymentRow).where(DeploymentRow.id == deployment_id))
+        await self.db.execute(delete(deployments).where(deployments.c.id == deployment_id))
         shutil.rmtree(self._project_dir(deployment_id), ignore_errors=True)
         await self._audit(
             "toolbox.remove",
