@@ -22,8 +22,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from nekzus.discovery.models import DismissalRow, PortOption, Proposal, ProposalRow, SettingRow, Source
+from nekzus.discovery.models import (
+    PortOption,
+    Proposal,
+    Source,
+    dismissals_table,
+    proposals_table,
+    settings_table,
+)
 from nekzus.errors import Invalid, NekzusError
 from nekzus.events.bus import EventBus
 from nekzus.events.types import EventType
@@ -167,42 +175,45 @@ class DiscoveryManager:
     # -- storage ---------------------------------------------------------------------------------
 
     async def load(self) -> None:
-        async with self.db.session() as session:
-            rows = (await session.scalars(select(ProposalRow))).all()
-            self.pending = {}
-            for row in rows:
-                try:
-                    self.pending[row.id] = Proposal.from_record(row.data)
-                except (KeyError, TypeError, ValueError):
-                    log.warning("dropping unreadable stored proposal %s", row.id)
-            self.dismissed = set((await session.scalars(select(DismissalRow.id))).all())
+        async with self.db.transaction() as tx:
+            rows = await tx.rows(select(proposals_table.c.id, proposals_table.c.data))
+            dismissed = await tx.scalars(select(dismissals_table.c.id))
+        self.pending = {}
+        for row in rows:
+            try:
+                self.pending[row.id] = Proposal.from_record(row.data)
+            except (KeyError, TypeError, ValueError):
+                log.warning("dropping unreadable stored proposal %s", row.id)
+        self.dismissed = set(dismissed)
         self._gauge()
 
     async def _save(self, proposal: Proposal) -> None:
-        now = datetime.now(UTC)
-        async with self.db.session() as session:
-            row = await session.get(ProposalRow, proposal.id)
-            if row is None:
-                row = ProposalRow(id=proposal.id, created_at=now)
-                session.add(row)
-            row.source = proposal.source.value
-            row.app_id = proposal.app.id
-            row.container_id = proposal.container_id
-            row.confidence = proposal.confidence
-            row.data = proposal.record()
-            row.last_seen = datetime.fromtimestamp(proposal.last_seen, UTC)
+        """Insert or refresh a pending proposal (its `created_at` stays the first sighting's)."""
+        columns = {
+            "source": proposal.source.value,
+            "app_id": proposal.app.id,
+            "container_id": proposal.container_id,
+            "confidence": proposal.confidence,
+            "data": proposal.record(),
+            "last_seen": datetime.fromtimestamp(proposal.last_seen, UTC),
+        }
+        upsert = sqlite_insert(proposals_table).values(
+            id=proposal.id, created_at=datetime.now(UTC), **columns
+        )
+        await self.db.execute(upsert.on_conflict_do_update(index_elements=["id"], set_=columns))
 
     async def _delete(self, ids: list[str]) -> None:
         if not ids:
             return
-        async with self.db.session() as session:
-            await session.execute(delete(ProposalRow).where(ProposalRow.id.in_(ids)))
+        await self.db.execute(delete(proposals_table).where(proposals_table.c.id.in_(ids)))
 
     async def _dismiss(self, proposal_id: str, reason: str) -> None:
+        """Remember a dismissal; the first reason recorded for an id is kept."""
         self.dismissed.add(proposal_id)
-        async with self.db.session() as session:
-            if await session.get(DismissalRow, proposal_id) is None:
-                session.add(DismissalRow(id=proposal_id, reason=reason, created_at=datetime.now(UTC)))
+        insert = sqlite_insert(dismissals_table).values(
+            id=proposal_id, reason=reason, created_at=datetime.now(UTC)
+        )
+        await self.db.execute(insert.on_conflict_do_nothing(index_elements=["id"]))
 
     def _gauge(self) -> None:
         self.metrics.discovery_proposals_pending.set(len(self.pending))
@@ -279,33 +290,30 @@ class DiscoveryManager:
     async def auto_approval(self) -> AutoApproval:
         """The threshold in force: the run-time value when one is stored, else the config key."""
         configured = int(self.auto_approve_config())
-        async with self.db.session() as session:
-            row = await session.get(SettingRow, AUTO_APPROVE_KEY)
-        runtime = row.value if row is not None and isinstance(row.value, int) else None
-        if runtime is None or row is None:
+        row = await self.db.first(
+            select(settings_table.c.value, settings_table.c.updated_at, settings_table.c.updated_by).where(
+                settings_table.c.key == AUTO_APPROVE_KEY
+            )
+        )
+        value = row.value if row is not None else None
+        if row is None or not isinstance(value, int):
             return AutoApproval(configured, "config", configured, None)
-        updated = row.updated_at
+        updated: datetime | None = row.updated_at
         if updated is not None and updated.tzinfo is None:  # SQLite hands back naive UTC times
             updated = updated.replace(tzinfo=UTC)
-        return AutoApproval(runtime, "runtime", configured, runtime, updated, row.updated_by)
+        return AutoApproval(value, "runtime", configured, value, updated, str(row.updated_by))
 
     async def set_auto_approval(self, threshold: int | None, actor: str, ip: str) -> AutoApproval:
         """Store a run-time threshold (0-100, 0 = off) that wins over the config key; None removes it, so
         the config key applies again. Proposals already pending are left alone: only new ones count."""
         value = None if threshold is None else check_threshold(threshold)
         before = await self.auto_approval()
-        async with self.db.session() as session:
-            row = await session.get(SettingRow, AUTO_APPROVE_KEY)
-            if value is None:
-                if row is not None:
-                    await session.delete(row)
-            else:
-                if row is None:
-                    row = SettingRow(key=AUTO_APPROVE_KEY)
-                    session.add(row)
-                row.value = value
-                row.updated_at = datetime.now(UTC)
-                row.updated_by = actor
+        if value is None:
+            await self.db.execute(delete(settings_table).where(settings_table.c.key == AUTO_APPROVE_KEY))
+        else:
+            columns = {"value": value, "updated_at": datetime.now(UTC), "updated_by": actor}
+            upsert = sqlite_insert(settings_table).values(key=AUTO_APPROVE_KEY, **columns)
+            await self.db.execute(upsert.on_conflict_do_update(index_elements=["key"], set_=columns))
         after = await self.auto_approval()
         await self._audit(
             "discovery.settings.updated",
@@ -474,9 +482,9 @@ class DiscoveryManager:
             dismissed, active = len(self.dismissed), len(self.pending)
             self.dismissed.clear()
             self.pending.clear()
-            async with self.db.session() as session:
-                await session.execute(delete(DismissalRow))
-                await session.execute(delete(ProposalRow))
+            async with self.db.transaction() as tx:
+                await tx.execute(delete(dismissals_table))
+                await tx.execute(delete(proposals_table))
             self._gauge()
         self.bus.emit(
             EventType.REDISCOVERY_TRIGGERED, {"dismissedCleared": dismissed, "activeCleared": active}

@@ -6,47 +6,47 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, Column, DateTime, Float, Index, String, Table
 
-from nekzus.store.base import utcnow
-from nekzus.store.orm import Base
+from nekzus.store.base import metadata, utcnow
 
+# Pending proposals: the typed record (`Proposal.record()`) in `data`, plus the columns looked up by.
+proposals_table = Table(
+    "discovery_proposals",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("source", String(32), nullable=False),
+    Column("app_id", String(128), nullable=False, default="", server_default=""),
+    Column("container_id", String(64), nullable=False, default="", server_default=""),
+    Column("confidence", Float, nullable=False, default=0.0, server_default="0"),
+    Column("data", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    Column("last_seen", DateTime(timezone=True), nullable=False, default=utcnow),
+    Index("ix_discovery_proposals_source", "source"),
+    Index("ix_discovery_proposals_container_id", "container_id"),
+)
 
-class ProposalRow(Base):
-    __tablename__ = "discovery_proposals"
+# Proposals dismissed or approved: ignored when a worker proposes them again, until `rediscover`.
+dismissals_table = Table(
+    "discovery_dismissals",
+    metadata,
+    Column("id", String(255), primary_key=True),
+    Column("reason", String(32), nullable=False, default="dismissed", server_default="dismissed"),
+    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+)
 
-    id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    source: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
-    app_id: Mapped[str] = mapped_column(String(128), nullable=False, default="")
-    container_id: Mapped[str] = mapped_column(String(64), nullable=False, default="", index=True)
-    confidence: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
-    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
-
-
-class DismissalRow(Base):
-    __tablename__ = "discovery_dismissals"
-
-    id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    reason: Mapped[str] = mapped_column(String(32), nullable=False, default="dismissed")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
-
-
-class SettingRow(Base):
-    """Discovery settings changed at run time (dashboard or API); they win over the config file."""
-
-    __tablename__ = "discovery_settings"
-
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[Any] = mapped_column(JSON, nullable=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
-    updated_by: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+# Discovery settings changed at run time (dashboard or API); they win over the config file.
+settings_table = Table(
+    "discovery_settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", JSON, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    Column("updated_by", String(255), nullable=False, default="", server_default=""),
+)
 
 
 class Source(StrEnum):

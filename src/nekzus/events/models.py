@@ -6,29 +6,67 @@ itself when the bus publishes `device_revoked`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import DateTime, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Column, DateTime, Index, Integer, String, Table, Text
 
-from nekzus.store.base import utcnow
-from nekzus.store.orm import Base
+from nekzus.store.base import metadata, utcnow
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("uid", String(36), unique=True, nullable=False),
+    Column("device_id", String(255), nullable=False),
+    Column("type", String(128), nullable=False),
+    Column("payload", Text, nullable=False, default="null"),
+    Column("status", String(16), nullable=False, default="pending"),
+    Column("retry_count", Integer, nullable=False, default=0),
+    Column("max_retries", Integer, nullable=False, default=3),
+    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("last_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Index("ix_notifications_device_status", "device_id", "status"),
+    Index("ix_notifications_status", "status"),
+)
 
 
-class Notification(Base):
-    __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_device_status", "device_id", "status"),)
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One queued notification as read back (times are naive UTC: SQLite keeps no zone)."""
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    uid: Mapped[str] = mapped_column(String(36), unique=True, nullable=False)
-    device_id: Mapped[str] = mapped_column(String(255), nullable=False)
-    type: Mapped[str] = mapped_column(String(128), nullable=False)
-    payload: Mapped[str] = mapped_column(Text, nullable=False, default="null")
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending", index=True)
-    retry_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    max_retries: Mapped[int] = mapped_column(Integer, nullable=False, default=3)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    id: int
+    uid: str
+    device_id: str
+    type: str
+    payload: str
+    status: str
+    retry_count: int
+    max_retries: int
+    created_at: datetime
+    expires_at: datetime
+    delivered_at: datetime | None = None
+    last_attempt_at: datetime | None = None
+    error_message: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Notification:
+        return cls(
+            id=row.id,
+            uid=row.uid,
+            device_id=row.device_id,
+            type=row.type,
+            payload=row.payload,
+            status=row.status,
+            retry_count=row.retry_count,
+            max_retries=row.max_retries,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            delivered_at=row.delivered_at,
+            last_attempt_at=row.last_attempt_at,
+            error_message=row.error_message,
+        )

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from nekzus.errors import Gone, NotFound
 from nekzus.events.bus import Event
 from nekzus.events.hub import Client, envelope
-from nekzus.events.models import Notification
+from nekzus.events.models import Notification, notifications
 from nekzus.events.types import EventType
 
 if TYPE_CHECKING:
@@ -120,19 +120,21 @@ class NotificationQueue:
         if not isinstance(nid, str) or not nid:
             await client.send("error", {"error": "notificationId is required", "code": "INVALID_MESSAGE"})
             return
-        async with self._lock, self.db.session() as session:
-            row = await session.scalar(
-                select(Notification).where(
-                    Notification.uid == nid[:64], Notification.device_id == client.principal.id
+        t = notifications
+        async with self._lock:
+            async with self.db.transaction() as tx:
+                row = await tx.first(
+                    select(t.c.id, t.c.type, t.c.status).where(
+                        t.c.uid == nid[:64], t.c.device_id == client.principal.id
+                    )
                 )
-            )
+                if row is not None and row.status in ("pending", "failed"):
+                    await tx.execute(
+                        update(t).where(t.c.id == row.id).values(status="delivered", delivered_at=now_utc())
+                    )
+                    self.metrics.notifications_delivered_total.labels(row.type).inc()
             if row is None:
                 await client.send("error", {"error": "unknown notificationId", "code": "NOT_FOUND"})
-                return
-            if row.status in ("pending", "failed"):
-                row.status = "delivered"
-                row.delivered_at = now_utc()
-                self.metrics.notifications_delivered_total.labels(row.type).inc()
 
     async def _retry_loop(self) -> None:
         while True:
@@ -162,19 +164,19 @@ class NotificationQueue:
         # The configured maximum caps every type's own default and what the caller asked for.
         retries = min(default_retries if max_retries is None else max_retries, self.default_max_retries)
         created = now_utc()
-        row = Notification(
-            uid=str(uuid.uuid4()),
-            device_id=device_id,
-            type=type_,
-            payload=json.dumps(payload, separators=(",", ":"), default=str),
-            status="pending",
-            retry_count=0,
-            max_retries=retries,
-            created_at=created,
-            expires_at=created + timedelta(seconds=default_ttl if ttl is None else ttl),
-        )
-        async with self.db.session() as session:
-            session.add(row)
+        values: dict[str, Any] = {
+            "uid": str(uuid.uuid4()),
+            "device_id": device_id,
+            "type": type_,
+            "payload": json.dumps(payload, separators=(",", ":"), default=str),
+            "status": "pending",
+            "retry_count": 0,
+            "max_retries": retries,
+            "created_at": created,
+            "expires_at": created + timedelta(seconds=default_ttl if ttl is None else ttl),
+        }
+        new_id = await self.db.scalar(insert(notifications).values(**values).returning(notifications.c.id))
+        row = Notification(id=int(new_id), **values)
         self.metrics.notifications_enqueued_total.inc()
         if self.hub.is_online(device_id):
             await self.deliver_pending(device_id, due_only=False, only_id=row.id)
@@ -195,72 +197,82 @@ class NotificationQueue:
 
     async def deliver_pending(self, device_id: str, *, due_only: bool, only_id: int | None = None) -> int:
         """Send the device's pending rows to its live connections; returns how many were sent."""
+        t = notifications
         sent_count = 0
-        async with self._lock, self.db.session() as session:
+        async with self._lock, self.db.transaction() as tx:
             now = now_utc()
-            query = select(Notification).where(
-                Notification.device_id == device_id, Notification.status == "pending"
-            )
+            query = select(t).where(t.c.device_id == device_id, t.c.status == "pending")
             if only_id is not None:
-                query = query.where(Notification.id == only_id)
+                query = query.where(t.c.id == only_id)
             if due_only:
                 due = now - timedelta(seconds=self.retry_interval * 0.9)
-                query = query.where(
-                    (Notification.last_attempt_at.is_(None)) | (Notification.last_attempt_at <= due)
-                )
-            for row in (await session.scalars(query.order_by(Notification.id).limit(500))).all():
-                if row.expires_at <= now:
-                    row.status = "expired"
-                    self.metrics.notifications_expired_total.inc()
-                    continue
+                query = query.where(t.c.last_attempt_at.is_(None) | (t.c.last_attempt_at <= due))
+            changes: list[dict[str, Any]] = []
+            for found in await tx.rows(query.order_by(t.c.id).limit(500)):
+                row = Notification.from_row(found)
+                status, retries = row.status, row.retry_count
+                attempt, error = row.last_attempt_at, row.error_message
                 resend = row.last_attempt_at is not None
-                if resend and row.retry_count >= row.max_retries:
-                    row.status = "failed"
-                    row.error_message = f"not acknowledged after {row.retry_count} retries"
+                if row.expires_at <= now:
+                    status = "expired"
+                    self.metrics.notifications_expired_total.inc()
+                elif resend and row.retry_count >= row.max_retries:
+                    status = "failed"
+                    error = f"not acknowledged after {row.retry_count} retries"
                     self.metrics.notifications_failed_total.labels(row.type, "max_retries").inc()
-                    continue
-                if self._send(row):
+                elif self._send(row):
                     if resend:  # only a re-send that went out is a retry
-                        row.retry_count += 1
+                        retries += 1
                         self.metrics.notifications_retried_total.inc()
-                    row.last_attempt_at = now
-                    row.error_message = None
+                    attempt, error = now, None
                     sent_count += 1
                 else:
-                    row.error_message = "device not reachable"
+                    error = "device not reachable"
+                changes.append(
+                    {
+                        "row_id": row.id,
+                        "status": status,
+                        "retry_count": retries,
+                        "last_attempt_at": attempt,
+                        "error_message": error,
+                    }
+                )
+            if changes:
+                # One statement for the whole batch; the SET columns come from the parameter names.
+                await tx.execute(update(t).where(t.c.id == bindparam("row_id")), changes)
         return sent_count
 
     async def expire_old(self) -> int:
-        async with self.db.session() as session:
-            result = await session.execute(
-                update(Notification)
-                .where(Notification.status.in_(("pending", "failed")), Notification.expires_at <= now_utc())
-                .values(status="expired")
-            )
-            count = int(getattr(result, "rowcount", 0) or 0)
+        t = notifications
+        result = await self.db.execute(
+            update(t)
+            .where(t.c.status.in_(("pending", "failed")), t.c.expires_at <= now_utc())
+            .values(status="expired")
+        )
+        count = int(result.rowcount)
         if count:
             self.metrics.notifications_expired_total.inc(count)
         return count
 
     async def _devices_with_pending(self) -> list[str]:
-        async with self.db.session() as session:
-            rows = await session.scalars(
-                select(Notification.device_id).where(Notification.status == "pending").distinct()
+        t = notifications
+        return [
+            str(device)
+            for device in await self.db.scalars(
+                select(t.c.device_id).where(t.c.status == "pending").distinct()
             )
-            return list(rows.all())
+        ]
 
     async def delete_device(self, device_id: str) -> int:
-        async with self.db.session() as session:
-            result = await session.execute(delete(Notification).where(Notification.device_id == device_id))
-            return int(getattr(result, "rowcount", 0) or 0)
+        t = notifications
+        result = await self.db.execute(delete(t).where(t.c.device_id == device_id))
+        return int(result.rowcount)
 
     async def refresh_metrics(self) -> None:
         if not self.db.ready:
             return
-        async with self.db.session() as session:
-            depth = await session.scalar(
-                select(func.count()).select_from(Notification).where(Notification.status == "pending")
-            )
+        t = notifications
+        depth = await self.db.scalar(select(func.count()).select_from(t).where(t.c.status == "pending"))
         self.metrics.notification_queue_depth.set(int(depth or 0))
 
     # --- admin -------------------------------------------------------------------------------------------
@@ -288,59 +300,57 @@ class NotificationQueue:
     async def list_rows(
         self, *, status: str | None, device_id: str | None, type_: str | None, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
+        t = notifications
         conditions = []
         if status:
-            conditions.append(Notification.status == status)
+            conditions.append(t.c.status == status)
         if device_id:
-            conditions.append(Notification.device_id == device_id)
+            conditions.append(t.c.device_id == device_id)
         if type_:
-            conditions.append(Notification.type == type_)
-        async with self.db.session() as session:
-            total = await session.scalar(select(func.count()).select_from(Notification).where(*conditions))
-            rows = await session.scalars(
-                select(Notification)
+            conditions.append(t.c.type == type_)
+        async with self.db.transaction() as tx:
+            total = await tx.scalar(select(func.count()).select_from(t).where(*conditions))
+            rows = await tx.rows(
+                select(t)
                 .where(*conditions)
-                .order_by(Notification.created_at.desc(), Notification.id.desc())
+                .order_by(t.c.created_at.desc(), t.c.id.desc())
                 .limit(limit)
                 .offset(offset)
             )
-            return [self.to_json(r) for r in rows.all()], int(total or 0)
+        return [self.to_json(Notification.from_row(r)) for r in rows], int(total or 0)
 
     async def stats(self) -> dict[str, Any]:
-        async with self.db.session() as session:
-            counts = dict(
-                (
-                    await session.execute(
-                        select(Notification.status, func.count()).group_by(Notification.status)
-                    )
-                ).all()
-            )
-            stale = await session.scalar(
+        t = notifications
+        async with self.db.transaction() as tx:
+            counts = {
+                str(row.status): int(row.total)
+                for row in await tx.rows(select(t.c.status, func.count().label("total")).group_by(t.c.status))
+            }
+            stale = await tx.scalar(
                 select(func.count())
-                .select_from(Notification)
-                .where(Notification.status == "pending", Notification.created_at <= now_utc() - STALE_AFTER)
+                .select_from(t)
+                .where(t.c.status == "pending", t.c.created_at <= now_utc() - STALE_AFTER)
             )
         return {
-            "totalPending": int(counts.get("pending", 0)),
-            "totalDelivered": int(counts.get("delivered", 0)),
-            "totalFailed": int(counts.get("failed", 0)),
-            "totalExpired": int(counts.get("expired", 0)),
-            "totalDismissed": int(counts.get("dismissed", 0)),
+            "totalPending": counts.get("pending", 0),
+            "totalDelivered": counts.get("delivered", 0),
+            "totalFailed": counts.get("failed", 0),
+            "totalExpired": counts.get("expired", 0),
+            "totalDismissed": counts.get("dismissed", 0),
             "staleCount": int(stale or 0),
             "enabled": self.enabled,
         }
 
     async def stale(self) -> dict[str, Any]:
-        async with self.db.session() as session:
-            rows = (
-                await session.scalars(
-                    select(Notification)
-                    .where(
-                        Notification.status == "pending", Notification.created_at <= now_utc() - STALE_AFTER
-                    )
-                    .order_by(Notification.device_id, Notification.created_at)
-                )
-            ).all()
+        t = notifications
+        rows = [
+            Notification.from_row(row)
+            for row in await self.db.rows(
+                select(t)
+                .where(t.c.status == "pending", t.c.created_at <= now_utc() - STALE_AFTER)
+                .order_by(t.c.device_id, t.c.created_at)
+            )
+        ]
         groups: dict[str, dict[str, Any]] = {}
         for row in rows:
             group = groups.setdefault(
@@ -363,36 +373,42 @@ class NotificationQueue:
         return {"staleThresholdHours": 24, "devices": list(groups.values())}
 
     async def dismiss(self, notification_id: int) -> None:
-        async with self.db.session() as session:
-            row = await session.get(Notification, notification_id)
-            if row is None or row.status not in ("pending", "failed"):
-                raise NotFound("Notification not found or not pending")
-            row.status = "dismissed"
+        t = notifications
+        result = await self.db.execute(
+            update(t)
+            .where(t.c.id == notification_id, t.c.status.in_(("pending", "failed")))
+            .values(status="dismissed")
+        )
+        if result.rowcount == 0:
+            raise NotFound("Notification not found or not pending")
 
     async def dismiss_device(self, device_id: str) -> int:
-        async with self.db.session() as session:
-            result = await session.execute(
-                update(Notification)
-                .where(Notification.device_id == device_id, Notification.status.in_(("pending", "failed")))
-                .values(status="dismissed")
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
+        t = notifications
+        result = await self.db.execute(
+            update(t)
+            .where(t.c.device_id == device_id, t.c.status.in_(("pending", "failed")))
+            .values(status="dismissed")
+        )
+        return int(result.rowcount)
 
     async def retry(self, notification_id: int) -> str:
-        """Reset one row to pending and try it now: `sent`, `offline` or `queued`."""
-        async with self.db.session() as session:
-            row = await session.get(Notification, notification_id)
+        """Reset one row to pending and try it now: `sent`, `offline` or `queued`. An expired row stays
+        as it is (the retry pass marks pending rows expired on its own)."""
+        t = notifications
+        async with self.db.transaction() as tx:
+            row = await tx.first(
+                select(t.c.status, t.c.expires_at, t.c.device_id).where(t.c.id == notification_id)
+            )
             if row is None:
                 raise NotFound("Notification not found")
             if row.status == "expired" or row.expires_at <= now_utc():
-                if row.status != "expired":
-                    row.status = "expired"
                 raise Gone("Notification has expired and cannot be retried", code="EXPIRED")
-            row.status = "pending"
-            row.retry_count = 0
-            row.last_attempt_at = None
-            row.error_message = None
-            device_id = row.device_id
+            await tx.execute(
+                update(t)
+                .where(t.c.id == notification_id)
+                .values(status="pending", retry_count=0, last_attempt_at=None, error_message=None)
+            )
+            device_id = str(row.device_id)
         if not self.enabled:
             return "queued"
         if not self.hub.is_online(device_id):
@@ -401,24 +417,18 @@ class NotificationQueue:
         return "sent" if sent else "queued"
 
     async def retry_many(self, ids: list[int]) -> int:
-        async with self.db.session() as session:
-            result = await session.execute(
-                update(Notification)
-                .where(
-                    Notification.id.in_(ids),
-                    Notification.status != "expired",
-                    Notification.expires_at > now_utc(),
-                )
+        t = notifications
+        async with self.db.transaction() as tx:
+            result = await tx.execute(
+                update(t)
+                .where(t.c.id.in_(ids), t.c.status != "expired", t.c.expires_at > now_utc())
                 .values(status="pending", retry_count=0, last_attempt_at=None, error_message=None)
             )
-            count = int(getattr(result, "rowcount", 0) or 0)
-            devices = list(
-                (
-                    await session.scalars(
-                        select(Notification.device_id).where(Notification.id.in_(ids)).distinct()
-                    )
-                ).all()
-            )
+            count = int(result.rowcount)
+            devices = [
+                str(device)
+                for device in await tx.scalars(select(t.c.device_id).where(t.c.id.in_(ids)).distinct())
+            ]
         if self.enabled:
             for device_id in devices:
                 if self.hub.is_online(device_id):
@@ -426,6 +436,6 @@ class NotificationQueue:
         return count
 
     async def clear_delivered(self) -> int:
-        async with self.db.session() as session:
-            result = await session.execute(delete(Notification).where(Notification.status == "delivered"))
-            return int(getattr(result, "rowcount", 0) or 0)
+        t = notifications
+        result = await self.db.execute(delete(t).where(t.c.status == "delivered"))
+        return int(result.rowcount)
