@@ -66,21 +66,22 @@ class ScheduleService:
         return _ts(self.cron.add(schedule_id, expression, fire, due=due))
 
     async def _fire(self, schedule_id: str, scheduled: datetime) -> None:
-        async with self.db.transaction() as tx:
-            row = await tx.first(select(_schedules).where(_schedules.c.id == schedule_id))
-            if row is None or not row.enabled:
-                self.cron.remove(schedule_id)
-                return
-            await tx.execute(
-                update(_schedules)
-                .where(_schedules.c.id == schedule_id)
-                .values(
-                    last_run_at=self.cron.clock.now().timestamp(),
-                    next_run_at=_ts(self.cron.due(schedule_id)),
-                )
+        # One statement records the run and reads the target, so a schedule disabled or deleted since
+        # cron was armed is seen here and dropped.
+        row = await self.db.first(
+            update(_schedules)
+            .where(_schedules.c.id == schedule_id, _schedules.c.enabled.is_(True))
+            .values(
+                last_run_at=self.cron.clock.now().timestamp(),
+                next_run_at=_ts(self.cron.due(schedule_id)),
             )
-            params = json.loads(row.parameters or "{}")
-            script_id, workflow_id = row.script_id, row.workflow_id
+            .returning(_schedules.c.parameters, _schedules.c.script_id, _schedules.c.workflow_id)
+        )
+        if row is None:
+            self.cron.remove(schedule_id)
+            return
+        params = json.loads(row.parameters or "{}")
+        script_id, workflow_id = row.script_id, row.workflow_id
         who = f"scheduler:{schedule_id}"
         try:
             if script_id:

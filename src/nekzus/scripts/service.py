@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, delete, func, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from nekzus.errors import Conflict, Invalid, NotFound
 from nekzus.events import EventBus
@@ -203,10 +204,11 @@ class ScriptService:
             created_at=now,
             updated_at=now,
         )
-        async with self.db.transaction() as tx:
-            if await tx.scalar(select(_scripts.c.id).where(_scripts.c.id == script_id)) is not None:
-                raise Conflict(f"A script with id {script_id} already exists", code="SCRIPT_EXISTS")
-            await tx.execute(insert(_scripts).values(**asdict(row)))
+        added = await self.db.execute(
+            sqlite_insert(_scripts).values(**asdict(row)).on_conflict_do_nothing(index_elements=["id"])
+        )
+        if not added.rowcount:
+            raise Conflict(f"A script with id {script_id} already exists", code="SCRIPT_EXISTS")
         await self.audit(
             "script.registered", actor=created_by, target=row.id, details={"path": row.script_path}
         )

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from nekzus.errors import Conflict, Invalid, NekzusError, NotFound
 from nekzus.events import EventBus
@@ -121,10 +122,11 @@ class WorkflowService:
             created_at=now,
             updated_at=now,
         )
-        async with self.db.transaction() as tx:
-            if await tx.scalar(select(_workflows.c.id).where(_workflows.c.id == workflow_id)) is not None:
-                raise Conflict(f"A workflow with id {workflow_id} already exists", code="WORKFLOW_EXISTS")
-            await tx.execute(insert(_workflows).values(**asdict(row)))
+        added = await self.db.execute(
+            sqlite_insert(_workflows).values(**asdict(row)).on_conflict_do_nothing(index_elements=["id"])
+        )
+        if not added.rowcount:
+            raise Conflict(f"A workflow with id {workflow_id} already exists", code="WORKFLOW_EXISTS")
         return row
 
     async def update(self, workflow_id: str, data: Mapping[str, Any]) -> Workflow:
