@@ -10,6 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 from nekzus.jobs import (
     JOB_CANCELLED,
@@ -22,10 +23,10 @@ from nekzus.jobs import (
     JobContext,
     JobEvent,
     JobFailed,
-    JobRow,
     JobState,
     QueueFull,
 )
+from nekzus.jobs.models import jobs_table
 from tests.jobs.helpers import runner_env
 from tests.waiting import until
 
@@ -140,20 +141,14 @@ def test_bounded_concurrency_and_queue(tmp_path: Path) -> None:
 
 def test_interrupted_jobs_are_marked_failed_at_start(tmp_path: Path) -> None:
     async def main() -> None:
-        async with runner_env(tmp_path) as (_runner, _events, db, _tasks), db.session() as session:
-            for state in ("running", "pending", "succeeded"):
-                session.add(
-                    JobRow(
-                        id=f"old-{state}",
-                        kind="demo",
-                        state=state,
-                        phase="",
-                        message="",
-                        output_tail="",
-                        triggered_by="",
-                        created_at=time.time(),
-                    )
-                )
+        async with runner_env(tmp_path) as (_runner, _events, db, _tasks):
+            await db.execute(
+                insert(jobs_table),
+                [
+                    {"id": f"old-{state}", "kind": "demo", "state": state, "created_at": time.time()}
+                    for state in ("running", "pending", "succeeded")
+                ],
+            )
         async with runner_env(tmp_path) as (runner, _events, _db, _tasks):
             rows = {r.id: r for r in await runner.records(kind="demo")}
             assert rows["old-running"].state == "failed" and "restart" in (rows["old-running"].error or "")

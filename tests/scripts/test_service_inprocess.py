@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
+from nekzus.errors import Conflict, NotFound
 from nekzus.events import EventBus
 from nekzus.jobs import JobRunner
 from nekzus.scripts.service import ExecutionRequest, ScriptService
@@ -60,6 +63,15 @@ def test_retention_keeps_the_newest_executions(tmp_path: Path) -> None:
             assert run.status == "completed" and run.completed_at is not None
             steps, _ = await service.executions(workflow_execution_id=run.id, limit=10)
             assert [s.output for s in steps] == ["run 7\n", "run 7\n"]
+
+            with pytest.raises(Conflict) as taken:
+                await workflows.create({"name": "twice", "steps": [{"scriptId": "echo"}]}, "t")
+            assert taken.value.code == "WORKFLOW_EXISTS"
+            await workflows.delete("twice")  # its runs go with it
+            with pytest.raises(NotFound):
+                await workflows.execution(run.id)
+            with pytest.raises(NotFound):
+                await workflows.delete("twice")
         finally:
             await runner.stop()
             await tasks.close()

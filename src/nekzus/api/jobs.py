@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query
 from nekzus.api.security import require
 from nekzus.auth.principal import Principal
 from nekzus.errors import Invalid, NotFound
-from nekzus.jobs import JOBS, Job, JobRow, JobRunner, JobState
+from nekzus.jobs import JOBS, Job, JobRecord, JobRunner, JobState
 from nekzus.services import Services
 from nekzus.timefmt import rfc3339_or_none as rfc3339
 
@@ -41,7 +41,7 @@ def _result(live: Job | None) -> Any:
     return live.result if len(text) <= RESULT_MAX_CHARS else None
 
 
-def job_json(row: JobRow, live: Job | None = None) -> dict[str, Any]:
+def job_json(row: JobRecord, live: Job | None = None) -> dict[str, Any]:
     """The record; a job still running in this process shows its latest progress (the record's
     progress is written at most once a second)."""
     fresh = live is not None and not live.state.final

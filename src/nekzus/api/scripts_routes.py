@@ -22,7 +22,7 @@ from nekzus.api.security import require
 from nekzus.auth.principal import Principal
 from nekzus.errors import Forbidden, Invalid, NotFound, error_for
 from nekzus.jobs import CronScheduler, SystemClock, resolve_zone
-from nekzus.scripts.models import ExecutionRow, ScheduleRow, ScriptRow, WorkflowExecutionRow, WorkflowRow
+from nekzus.scripts.models import Execution, Schedule, Script, Workflow, WorkflowExecution
 from nekzus.scripts.schedules import ScheduleService
 from nekzus.scripts.service import ExecutionRequest, ScriptService, check_id, loads
 from nekzus.scripts.workflows import WorkflowRun, WorkflowService
@@ -65,7 +65,7 @@ def triggered_by(principal: Principal, ip: str) -> str:
 
 
 # -- wire shapes ---------------------------------------------------------------------------------------
-def script_json(row: ScriptRow) -> dict[str, Any]:
+def script_json(row: Script) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
@@ -84,7 +84,7 @@ def script_json(row: ScriptRow) -> dict[str, Any]:
     }
 
 
-def execution_json(row: ExecutionRow) -> dict[str, Any]:
+def execution_json(row: Execution) -> dict[str, Any]:
     ended = rfc3339(row.completed_at)
     duration = (
         round(row.completed_at - row.started_at, 3)
@@ -114,7 +114,7 @@ def execution_json(row: ExecutionRow) -> dict[str, Any]:
     }
 
 
-def workflow_json(row: WorkflowRow) -> dict[str, Any]:
+def workflow_json(row: Workflow) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
@@ -127,7 +127,7 @@ def workflow_json(row: WorkflowRow) -> dict[str, Any]:
     }
 
 
-def workflow_execution_json(row: WorkflowExecutionRow) -> dict[str, Any]:
+def workflow_execution_json(row: WorkflowExecution) -> dict[str, Any]:
     ended = rfc3339(row.completed_at)
     return {
         "id": row.id,
@@ -145,7 +145,7 @@ def workflow_execution_json(row: WorkflowExecutionRow) -> dict[str, Any]:
     }
 
 
-def schedule_json(row: ScheduleRow, timezone: str) -> dict[str, Any]:
+def schedule_json(row: Schedule, timezone: str) -> dict[str, Any]:
     return {
         "id": row.id,
         "scriptId": row.script_id,

@@ -15,7 +15,7 @@ Public API (everything else in this package is internal):
     await runner.wait(job.id)              # the finished Job (job.result = what `work` returned)
     runner.cancel(job.id)                  # cancels the work; its process groups are killed
     runner.set_limit(kind, concurrency=3, max_queued=100)
-    await runner.record(job_id) / runner.records(kind=..., state=...)   # persisted JobRow(s)
+    await runner.record(job_id) / runner.records(kind=..., state=...)   # persisted JobRecord(s)
 
 Inside `work`:
 
@@ -55,7 +55,7 @@ from nekzus.jobs.events import (
     JobEvent,
     JobSnapshot,
 )
-from nekzus.jobs.models import JobRow, JobState
+from nekzus.jobs.models import JobRecord, JobState
 from nekzus.jobs.process import ProcessResult, run_process
 from nekzus.jobs.runner import Job, JobContext, JobFailed, JobRunner, QueueFull, Work
 
@@ -94,7 +94,7 @@ __all__ = [
     "JobContext",
     "JobEvent",
     "JobFailed",
-    "JobRow",
+    "JobRecord",
     "JobRunner",
     "JobSnapshot",
     "JobState",

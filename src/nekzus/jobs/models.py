@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Float, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Column, Float, Index, Integer, Row, String, Table, Text
 
-from nekzus.store.orm import Base
+from nekzus.store.base import metadata
 
-__all__ = ["JobRow", "JobState"]
+__all__ = ["JobRecord", "JobState", "jobs_table"]
 
 
 class JobState(enum.StrEnum):
@@ -26,21 +27,45 @@ class JobState(enum.StrEnum):
         return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
-class JobRow(Base):
-    __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_kind_state", "kind", "state"),)
-
+jobs_table = Table(
+    "jobs",
+    metadata,
     # `seq` orders records stably (timestamps can tie); `id` is the public identifier.
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    id: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
-    kind: Mapped[str] = mapped_column(String(64), nullable=False)
-    state: Mapped[str] = mapped_column(String(16), nullable=False)
-    percent: Mapped[float | None] = mapped_column(Float, nullable=True)
-    phase: Mapped[str] = mapped_column(String(128), nullable=False, default="")
-    message: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    output_tail: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    triggered_by: Mapped[str] = mapped_column(String(255), nullable=False, default="")
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)
-    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("percent", Float, nullable=True),
+    Column("phase", String(128), nullable=False, default=""),
+    Column("message", Text, nullable=False, default=""),
+    Column("error", Text, nullable=True),
+    Column("output_tail", Text, nullable=False, default=""),
+    Column("triggered_by", String(255), nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Index("ix_jobs_kind_state", "kind", "state"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One stored job as readers see it (the live `Job` is the runner's in-memory view)."""
+
+    id: str
+    kind: str
+    state: str
+    percent: float | None
+    phase: str
+    message: str
+    error: str | None
+    output_tail: str
+    triggered_by: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> JobRecord:
+        values = row._mapping
+        return cls(**{name: values[name] for name in cls.__dataclass_fields__})

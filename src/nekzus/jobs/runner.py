@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 
 from nekzus.errors import NekzusError, NotFound, Unavailable
 from nekzus.events import EventBus
 from nekzus.jobs.events import JobEvent, JobSnapshot
-from nekzus.jobs.models import JobRow, JobState
+from nekzus.jobs.models import JobRecord, JobState, jobs_table
 from nekzus.jobs.process import ProcessResult, run_process
 from nekzus.store import Database
 from nekzus.tasks import Spawn
@@ -201,17 +201,16 @@ class JobRunner:
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> int:
         """Mark jobs left pending/running by a crash as failed; returns how many."""
-        async with self._db.session() as session:
-            result = await session.execute(
-                update(JobRow)
-                .where(JobRow.state.in_([JobState.PENDING.value, JobState.RUNNING.value]))
-                .values(
-                    state=JobState.FAILED.value,
-                    error="interrupted by a server restart",
-                    finished_at=time.time(),
-                )
+        result = await self._db.execute(
+            update(jobs_table)
+            .where(jobs_table.c.state.in_([JobState.PENDING.value, JobState.RUNNING.value]))
+            .values(
+                state=JobState.FAILED.value,
+                error="interrupted by a server restart",
+                finished_at=time.time(),
             )
-        count = int(getattr(result, "rowcount", 0) or 0)
+        )
+        count = int(result.rowcount or 0)
         if count:
             log.warning("%d job(s) were interrupted by a restart and are marked failed", count)
         return count
@@ -288,31 +287,30 @@ class JobRunner:
             job.task.cancel()
         return True
 
-    async def record(self, job_id: str) -> JobRow | None:
-        async with self._db.session() as session:
-            return await session.scalar(select(JobRow).where(JobRow.id == job_id))
+    async def record(self, job_id: str) -> JobRecord | None:
+        row = await self._db.first(select(jobs_table).where(jobs_table.c.id == job_id))
+        return None if row is None else JobRecord.from_row(row)
 
     async def records(
         self, *, kind: str | None = None, state: str | None = None, limit: int = 50, offset: int = 0
-    ) -> list[JobRow]:
-        query = select(JobRow)
-        if kind:
-            query = query.where(JobRow.kind == kind)
-        if state:
-            query = query.where(JobRow.state == state)
-        async with self._db.session() as session:
-            rows = await session.scalars(query.order_by(JobRow.seq.desc()).limit(limit).offset(offset))
-            return list(rows.all())
+    ) -> list[JobRecord]:
+        query = select(jobs_table).where(*self._filters(kind, state))
+        rows = await self._db.rows(query.order_by(jobs_table.c.seq.desc()).limit(limit).offset(offset))
+        return [JobRecord.from_row(row) for row in rows]
 
     async def count_records(self, *, kind: str | None = None, state: str | None = None) -> int:
         """How many records `records` pages through with the same filters (for page controls)."""
-        query = select(func.count()).select_from(JobRow)
+        query = select(func.count()).select_from(jobs_table).where(*self._filters(kind, state))
+        return int(await self._db.scalar(query) or 0)
+
+    @staticmethod
+    def _filters(kind: str | None, state: str | None) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = []
         if kind:
-            query = query.where(JobRow.kind == kind)
+            conditions.append(jobs_table.c.kind == kind)
         if state:
-            query = query.where(JobRow.state == state)
-        async with self._db.session() as session:
-            return int(await session.scalar(query) or 0)
+            conditions.append(jobs_table.c.state == state)
+        return conditions
 
     # -- internals --------------------------------------------------------------------------------
     async def _run(self, job: Job, work: Work, pool: _Pool) -> None:
@@ -401,46 +399,43 @@ class JobRunner:
             await self._save(job)
 
     async def _insert(self, job: Job) -> None:
-        async with self._db.session() as session:
-            session.add(
-                JobRow(
-                    id=job.id,
-                    kind=job.kind,
-                    state=job.state.value,
-                    percent=job.percent,
-                    phase="",
-                    message="",
-                    error=None,
-                    output_tail="",
-                    triggered_by=job.triggered_by,
-                    created_at=job.created_at,
-                )
+        await self._db.execute(
+            insert(jobs_table).values(
+                id=job.id,
+                kind=job.kind,
+                state=job.state.value,
+                percent=job.percent,
+                error=None,
+                triggered_by=job.triggered_by,
+                created_at=job.created_at,
             )
+        )
 
     async def _save(self, job: Job) -> None:
-        async with self._db.session() as session:
-            await session.execute(
-                update(JobRow)
-                .where(JobRow.id == job.id)
-                .values(
-                    state=job.state.value,
-                    percent=job.percent,
-                    phase=job.phase,
-                    message=job.message,
-                    error=job.error,
-                    output_tail=job.output_tail,
-                    started_at=job.started_at,
-                    finished_at=job.finished_at,
-                )
+        await self._db.execute(
+            update(jobs_table)
+            .where(jobs_table.c.id == job.id)
+            .values(
+                state=job.state.value,
+                percent=job.percent,
+                phase=job.phase,
+                message=job.message,
+                error=job.error,
+                output_tail=job.output_tail,
+                started_at=job.started_at,
+                finished_at=job.finished_at,
             )
+        )
 
     async def _prune(self) -> None:
         """Keep the newest `keep_records` job records."""
-        async with self._db.session() as session:
-            cutoff = await session.scalar(
-                select(JobRow.seq).order_by(JobRow.seq.desc()).offset(self._keep).limit(1)
+        async with self._db.transaction() as tx:
+            cutoff = await tx.scalar(
+                select(jobs_table.c.seq).order_by(jobs_table.c.seq.desc()).offset(self._keep).limit(1)
             )
             if cutoff is not None:
-                await session.execute(
-                    delete(JobRow).where(JobRow.seq <= cutoff, JobRow.finished_at.is_not(None))
+                await tx.execute(
+                    delete(jobs_table).where(
+                        jobs_table.c.seq <= cutoff, jobs_table.c.finished_at.is_not(None)
+                    )
                 )

@@ -1,4 +1,5 @@
-"""Tables of the scripts domain (Alembic branch `scripts`): scripts, executions, workflows, schedules.
+"""Tables of the scripts domain (Alembic branch `scripts`): scripts, executions, workflows, schedules,
+and the frozen records the services hand out.
 
 Timestamps are Unix seconds (floats). JSON columns hold declarations and parameters as text. Deleting a
 script or workflow deletes its executions and schedules (foreign keys with ON DELETE CASCADE).
@@ -6,106 +7,234 @@ script or workflow deletes its executions and schedules (foreign keys with ON DE
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
-from nekzus.store.orm import Base
+from sqlalchemy import Boolean, Column, Float, ForeignKey, Index, Integer, Row, String, Table, Text
 
-__all__ = ["ExecutionRow", "ScheduleRow", "ScriptRow", "WorkflowExecutionRow", "WorkflowRow"]
+from nekzus.store.base import metadata
+
+__all__ = [
+    "Execution",
+    "Schedule",
+    "Script",
+    "Workflow",
+    "WorkflowExecution",
+    "script_executions_table",
+    "script_schedules_table",
+    "scripts_table",
+    "workflow_executions_table",
+    "workflows_table",
+]
+
+scripts_table = Table(
+    "scripts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("category", String(64), nullable=False, default="general"),
+    Column("script_path", Text, nullable=False),
+    Column("script_type", String(16), nullable=False),
+    Column("timeout_seconds", Integer, nullable=False),
+    Column("parameters", Text, nullable=False, default="[]"),
+    Column("environment", Text, nullable=False, default="{}"),
+    Column("allowed_scopes", Text, nullable=False, default="[]"),
+    Column("dry_run_command", Text, nullable=False, default=""),
+    Column("created_by", String(255), nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+workflows_table = Table(
+    "workflows",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("steps", Text, nullable=False, default="[]"),
+    Column("allowed_scopes", Text, nullable=False, default="[]"),
+    Column("created_by", String(255), nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+workflow_executions_table = Table(
+    "workflow_executions",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column(
+        "workflow_id",
+        String(64),
+        ForeignKey("workflows.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("status", String(16), nullable=False),
+    Column("current_step", Integer, nullable=False, default=0),
+    Column("steps", Text, nullable=False, default="[]"),
+    Column("parameters", Text, nullable=False, default="{}"),
+    Column("triggered_by", String(255), nullable=False, default=""),
+    Column("error_message", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("completed_at", Float, nullable=True),
+)
+
+script_executions_table = Table(
+    "script_executions",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("script_id", String(64), ForeignKey("scripts.id", ondelete="CASCADE"), nullable=False),
+    Column("workflow_id", String(64), nullable=True),
+    Column("workflow_execution_id", String(64), nullable=True),
+    Column("schedule_id", String(64), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("is_dry_run", Boolean, nullable=False, default=False),
+    Column("triggered_by", String(255), nullable=False, default=""),
+    Column("triggered_ip", String(64), nullable=True),
+    Column("parameters", Text, nullable=False, default="{}"),
+    Column("output", Text, nullable=False, default=""),
+    Column("exit_code", Integer, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("completed_at", Float, nullable=True),
+    Index("ix_script_executions_script_status", "script_id", "status"),
+)
+
+script_schedules_table = Table(
+    "script_schedules",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), unique=True, nullable=False),
+    Column("script_id", String(64), ForeignKey("scripts.id", ondelete="CASCADE"), nullable=True),
+    Column("workflow_id", String(64), ForeignKey("workflows.id", ondelete="CASCADE"), nullable=True),
+    Column("cron_expression", String(128), nullable=False),
+    Column("parameters", Text, nullable=False, default="{}"),
+    Column("enabled", Boolean, nullable=False, default=False),
+    Column("last_run_at", Float, nullable=True),
+    Column("next_run_at", Float, nullable=True),
+    Column("created_by", String(255), nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
 
 
-class ScriptRow(Base):
-    __tablename__ = "scripts"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), nullable=False)
-    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    category: Mapped[str] = mapped_column(String(64), nullable=False, default="general")
-    script_path: Mapped[str] = mapped_column(Text, nullable=False)
-    script_type: Mapped[str] = mapped_column(String(16), nullable=False)
-    timeout_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
-    parameters: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
-    environment: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
-    allowed_scopes: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
-    dry_run_command: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    created_by: Mapped[str] = mapped_column(String(255), nullable=False, default="")
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)
-    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+def _columns(row: Row[Any], names: Iterable[str]) -> dict[str, Any]:
+    """The row's values of the named columns (a record's fields; the internal `seq` is left out)."""
+    values = row._mapping
+    return {name: values[name] for name in names}
 
 
-class WorkflowRow(Base):
-    __tablename__ = "workflows"
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A registered script; `parameters`, `environment` and `allowed_scopes` are stored JSON text."""
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), nullable=False)
-    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    steps: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
-    allowed_scopes: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
-    created_by: Mapped[str] = mapped_column(String(255), nullable=False, default="")
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)
-    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+    id: str
+    name: str
+    description: str
+    category: str
+    script_path: str
+    script_type: str
+    timeout_seconds: int
+    parameters: str
+    environment: str
+    allowed_scopes: str
+    dry_run_command: str
+    created_by: str
+    created_at: float
+    updated_at: float
 
-
-class WorkflowExecutionRow(Base):
-    __tablename__ = "workflow_executions"
-
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    id: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
-    workflow_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("workflows.id", ondelete="CASCADE"), nullable=False, index=True
-    )
-    status: Mapped[str] = mapped_column(String(16), nullable=False)
-    current_step: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    steps: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
-    parameters: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
-    triggered_by: Mapped[str] = mapped_column(String(255), nullable=False, default="")
-    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)
-    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    completed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Script:
+        return cls(**_columns(row, cls.__dataclass_fields__))
 
 
-class ExecutionRow(Base):
-    __tablename__ = "script_executions"
-    __table_args__ = (Index("ix_script_executions_script_status", "script_id", "status"),)
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    """A workflow; `steps` is the stored JSON list of `{scriptId, parameters, onFailure}`."""
 
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    id: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
-    script_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("scripts.id", ondelete="CASCADE"), nullable=False
-    )
-    workflow_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    workflow_execution_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    schedule_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    status: Mapped[str] = mapped_column(String(16), nullable=False)
-    is_dry_run: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    triggered_by: Mapped[str] = mapped_column(String(255), nullable=False, default="")
-    triggered_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    parameters: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
-    output: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)
-    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    completed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    id: str
+    name: str
+    description: str
+    steps: str
+    allowed_scopes: str
+    created_by: str
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Workflow:
+        return cls(**_columns(row, cls.__dataclass_fields__))
 
 
-class ScheduleRow(Base):
-    __tablename__ = "script_schedules"
+@dataclass(frozen=True, slots=True)
+class WorkflowExecution:
+    """One run of a workflow; `steps` is the stored JSON list of its steps' summaries."""
 
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    id: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
-    script_id: Mapped[str | None] = mapped_column(
-        String(64), ForeignKey("scripts.id", ondelete="CASCADE"), nullable=True
-    )
-    workflow_id: Mapped[str | None] = mapped_column(
-        String(64), ForeignKey("workflows.id", ondelete="CASCADE"), nullable=True
-    )
-    cron_expression: Mapped[str] = mapped_column(String(128), nullable=False)
-    parameters: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
-    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    last_run_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    next_run_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    created_by: Mapped[str] = mapped_column(String(255), nullable=False, default="")
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)
-    updated_at: Mapped[float] = mapped_column(Float, nullable=False)
+    id: str
+    workflow_id: str
+    status: str
+    current_step: int
+    steps: str
+    parameters: str
+    triggered_by: str
+    error_message: str | None
+    created_at: float
+    started_at: float | None
+    completed_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> WorkflowExecution:
+        return cls(**_columns(row, cls.__dataclass_fields__))
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One run of a script (alone, as a workflow step or from a schedule)."""
+
+    id: str
+    script_id: str
+    workflow_id: str | None
+    workflow_execution_id: str | None
+    schedule_id: str | None
+    status: str
+    is_dry_run: bool
+    triggered_by: str
+    triggered_ip: str | None
+    parameters: str
+    output: str
+    exit_code: int | None
+    error_message: str | None
+    created_at: float
+    started_at: float | None
+    completed_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Execution:
+        return cls(**_columns(row, cls.__dataclass_fields__))
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A cron schedule of a script or a workflow (exactly one of the two ids is set)."""
+
+    id: str
+    script_id: str | None
+    workflow_id: str | None
+    cron_expression: str
+    parameters: str
+    enabled: bool
+    last_run_at: float | None
+    next_run_at: float | None
+    created_by: str
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Schedule:
+        return cls(**_columns(row, cls.__dataclass_fields__))

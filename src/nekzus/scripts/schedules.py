@@ -12,14 +12,15 @@ import json
 import logging
 import secrets
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select, update
 
 from nekzus.errors import Invalid, NekzusError, NotFound
 from nekzus.jobs import CronScheduler, validate_cron
-from nekzus.scripts.models import ScheduleRow
+from nekzus.scripts.models import Schedule, script_schedules_table
 from nekzus.scripts.params import validate_values
 from nekzus.scripts.service import ExecutionRequest, ScriptService, check_id
 from nekzus.scripts.workflows import WorkflowRun, WorkflowService
@@ -28,6 +29,8 @@ from nekzus.store import Database
 __all__ = ["ScheduleService"]
 
 log = logging.getLogger("nekzus.scripts.schedules")
+
+_schedules = script_schedules_table
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -45,36 +48,40 @@ class ScheduleService:
 
     async def start(self) -> None:
         """Register every enabled schedule with its stored due time (a past one fires once now)."""
-        async with self.db.session() as session:
-            rows = list(
-                (await session.scalars(select(ScheduleRow).where(ScheduleRow.enabled.is_(True)))).all()
-            )
+        rows = await self.db.rows(select(_schedules).where(_schedules.c.enabled.is_(True)))
         for row in rows:
             due = datetime.fromtimestamp(row.next_run_at, UTC) if row.next_run_at is not None else None
             try:
-                self._arm(row, due)
+                self._arm(row.id, row.cron_expression, due)
             except NekzusError:
                 log.warning("schedule %s has an invalid cron expression; not armed", row.id)
         self.cron.start()
 
-    def _arm(self, row: ScheduleRow, due: datetime | None = None) -> float | None:
-        schedule_id = row.id
+    def _arm(self, schedule_id: str, expression: str, due: datetime | None = None) -> float | None:
+        """Hand the schedule to cron; returns its next due time (Unix seconds)."""
 
         async def fire(scheduled: datetime) -> None:
             await self._fire(schedule_id, scheduled)
 
-        return _ts(self.cron.add(schedule_id, row.cron_expression, fire, due=due))
+        return _ts(self.cron.add(schedule_id, expression, fire, due=due))
 
     async def _fire(self, schedule_id: str, scheduled: datetime) -> None:
-        async with self.db.session() as session:
-            row = await session.scalar(select(ScheduleRow).where(ScheduleRow.id == schedule_id))
-            if row is None or not row.enabled:
-                self.cron.remove(schedule_id)
-                return
-            row.last_run_at = self.cron.clock.now().timestamp()
-            row.next_run_at = _ts(self.cron.due(schedule_id))
-            params = json.loads(row.parameters or "{}")
-            script_id, workflow_id = row.script_id, row.workflow_id
+        # One statement records the run and reads the target, so a schedule disabled or deleted since
+        # cron was armed is seen here and dropped.
+        row = await self.db.first(
+            update(_schedules)
+            .where(_schedules.c.id == schedule_id, _schedules.c.enabled.is_(True))
+            .values(
+                last_run_at=self.cron.clock.now().timestamp(),
+                next_run_at=_ts(self.cron.due(schedule_id)),
+            )
+            .returning(_schedules.c.parameters, _schedules.c.script_id, _schedules.c.workflow_id)
+        )
+        if row is None:
+            self.cron.remove(schedule_id)
+            return
+        params = json.loads(row.parameters or "{}")
+        script_id, workflow_id = row.script_id, row.workflow_id
         who = f"scheduler:{schedule_id}"
         try:
             if script_id:
@@ -105,70 +112,74 @@ class ScheduleService:
             await self.workflows.get(str(workflow_id))  # 404 WORKFLOW_NOT_FOUND
         return (str(script_id) if script_id else None, str(workflow_id) if workflow_id else None)
 
-    async def create(self, data: Mapping[str, Any], created_by: str) -> ScheduleRow:
+    async def create(self, data: Mapping[str, Any], created_by: str) -> Schedule:
         expression = validate_cron(str(data.get("cron_expression") or ""))
         script_id, workflow_id = await self._target(data)
         params = data.get("parameters") or {}
         if not isinstance(params, Mapping):
             raise Invalid("parameters must be an object", code="INVALID_PARAMS")
         now = self.cron.clock.now().timestamp()
-        row = ScheduleRow(
-            id=f"sched_{secrets.token_hex(8)}",
+        schedule_id = f"sched_{secrets.token_hex(8)}"
+        enabled = bool(data.get("enabled", False))
+        row = Schedule(
+            id=schedule_id,
             script_id=script_id,
             workflow_id=workflow_id,
             cron_expression=expression,
             parameters=json.dumps(dict(params)),
-            enabled=bool(data.get("enabled", False)),
+            enabled=enabled,
+            last_run_at=None,
+            next_run_at=self._arm(schedule_id, expression) if enabled else None,
             created_by=created_by,
             created_at=now,
             updated_at=now,
         )
-        if row.enabled:
-            row.next_run_at = self._arm(row)
-        async with self.db.session() as session:
-            session.add(row)
+        await self.db.execute(insert(_schedules).values(**asdict(row)))
         return row
 
-    async def update(self, schedule_id: str, data: Mapping[str, Any]) -> ScheduleRow:
+    async def update(self, schedule_id: str, data: Mapping[str, Any]) -> Schedule:
         expression = validate_cron(str(data["cron_expression"])) if data.get("cron_expression") else None
-        async with self.db.session() as session:
-            row = await session.scalar(select(ScheduleRow).where(ScheduleRow.id == check_id(schedule_id)))
-            if row is None:
-                raise NotFound("Schedule not found", code="SCHEDULE_NOT_FOUND")
-            if expression is not None:
-                row.cron_expression = expression
-            if "parameters" in data and data["parameters"] is not None:
-                params = data["parameters"]
-                if not isinstance(params, Mapping):
-                    raise Invalid("parameters must be an object", code="INVALID_PARAMS")
-                if row.script_id:
-                    validate_values(self.scripts.specs(await self.scripts.get(row.script_id)), params)
-                row.parameters = json.dumps(dict(params))
-            if "enabled" in data and data["enabled"] is not None:
-                row.enabled = bool(data["enabled"])
-            row.updated_at = self.cron.clock.now().timestamp()
-            self.cron.remove(row.id)
-            row.next_run_at = self._arm(row) if row.enabled else None
-        return row
+        current = await self.get(schedule_id)
+        values: dict[str, Any] = {}
+        if expression is not None:
+            values["cron_expression"] = expression
+        if "parameters" in data and data["parameters"] is not None:
+            params = data["parameters"]
+            if not isinstance(params, Mapping):
+                raise Invalid("parameters must be an object", code="INVALID_PARAMS")
+            if current.script_id:
+                validate_values(self.scripts.specs(await self.scripts.get(current.script_id)), params)
+            values["parameters"] = json.dumps(dict(params))
+        if "enabled" in data and data["enabled"] is not None:
+            values["enabled"] = bool(data["enabled"])
+        values["updated_at"] = self.cron.clock.now().timestamp()
+        enabled = values.get("enabled", current.enabled)
+        self.cron.remove(current.id)
+        cron_expression: str = values.get("cron_expression", current.cron_expression)
+        values["next_run_at"] = self._arm(current.id, cron_expression) if enabled else None
+        found = await self.db.first(
+            update(_schedules).where(_schedules.c.id == current.id).values(**values).returning(*_schedules.c)
+        )
+        if found is None:  # deleted meanwhile
+            self.cron.remove(current.id)
+            raise NotFound("Schedule not found", code="SCHEDULE_NOT_FOUND")
+        return Schedule.from_row(found)
 
-    async def set_enabled(self, schedule_id: str, enabled: bool) -> ScheduleRow:
+    async def set_enabled(self, schedule_id: str, enabled: bool) -> Schedule:
         return await self.update(schedule_id, {"enabled": enabled})
 
-    async def get(self, schedule_id: str) -> ScheduleRow:
-        async with self.db.session() as session:
-            row = await session.scalar(select(ScheduleRow).where(ScheduleRow.id == check_id(schedule_id)))
+    async def get(self, schedule_id: str) -> Schedule:
+        row = await self.db.first(select(_schedules).where(_schedules.c.id == check_id(schedule_id)))
         if row is None:
             raise NotFound("Schedule not found", code="SCHEDULE_NOT_FOUND")
-        return row
+        return Schedule.from_row(row)
 
-    async def all(self) -> list[ScheduleRow]:
-        async with self.db.session() as session:
-            return list((await session.scalars(select(ScheduleRow).order_by(ScheduleRow.seq))).all())
+    async def all(self) -> list[Schedule]:
+        rows = await self.db.rows(select(_schedules).order_by(_schedules.c.seq))
+        return [Schedule.from_row(row) for row in rows]
 
     async def delete(self, schedule_id: str) -> None:
-        async with self.db.session() as session:
-            row = await session.scalar(select(ScheduleRow).where(ScheduleRow.id == check_id(schedule_id)))
-            if row is None:
-                raise NotFound("Schedule not found", code="SCHEDULE_NOT_FOUND")
-            await session.delete(row)
+        result = await self.db.execute(delete(_schedules).where(_schedules.c.id == check_id(schedule_id)))
+        if not result.rowcount:
+            raise NotFound("Schedule not found", code="SCHEDULE_NOT_FOUND")
         self.cron.remove(schedule_id)

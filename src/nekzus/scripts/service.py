@@ -16,17 +16,18 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from nekzus.errors import Conflict, Invalid, NotFound
 from nekzus.events import EventBus
 from nekzus.jobs import Job, JobContext, JobFailed, JobRunner
 from nekzus.scripts import events as ev
-from nekzus.scripts.models import ExecutionRow, ScriptRow
+from nekzus.scripts.models import Execution, Script, script_executions_table, scripts_table
 from nekzus.scripts.params import (
     ParamSpec,
     build_environment,
@@ -46,6 +47,9 @@ STATUSES = ("pending", "running", "completed", "failed", "timeout", "cancelled")
 FINAL = ("completed", "failed", "timeout", "cancelled")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_TIMEOUT = 24 * 3600
+
+_scripts = scripts_table
+_executions = script_executions_table
 
 
 class AuditSink(Protocol):
@@ -125,16 +129,15 @@ class ScriptService:
 
     async def start(self) -> None:
         """Executions a crash left pending/running are failed (their process died with the server)."""
-        async with self.db.session() as session:
-            await session.execute(
-                update(ExecutionRow)
-                .where(ExecutionRow.status.in_(["pending", "running"]))
-                .values(
-                    status="failed",
-                    error_message="interrupted by a server restart",
-                    completed_at=self.clock(),
-                )
+        await self.db.execute(
+            update(_executions)
+            .where(_executions.c.status.in_(["pending", "running"]))
+            .values(
+                status="failed",
+                error_message="interrupted by a server restart",
+                completed_at=self.clock(),
             )
+        )
 
     # -- scripts ----------------------------------------------------------------------------------
     def _validate(self, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,7 +178,7 @@ class ScriptService:
                 out[key] = str(data[key])[:4000]
         return out
 
-    async def register(self, data: Mapping[str, Any], created_by: str) -> ScriptRow:
+    async def register(self, data: Mapping[str, Any], created_by: str) -> Script:
         if not str(data.get("name") or "").strip():
             raise Invalid("name is required", code="MISSING_NAME")
         if not str(data.get("script_path") or "").strip():
@@ -185,7 +188,7 @@ class ScriptService:
         if not script_id:
             raise Invalid("name must contain letters or digits", code="MISSING_NAME")
         now = self.clock()
-        row = ScriptRow(
+        row = Script(
             id=script_id,
             name=values["name"],
             description=values.get("description", ""),
@@ -201,64 +204,65 @@ class ScriptService:
             created_at=now,
             updated_at=now,
         )
-        async with self.db.session() as session:
-            if await session.get(ScriptRow, script_id) is not None:
-                raise Conflict(f"A script with id {script_id} already exists", code="SCRIPT_EXISTS")
-            session.add(row)
+        added = await self.db.execute(
+            sqlite_insert(_scripts).values(**asdict(row)).on_conflict_do_nothing(index_elements=["id"])
+        )
+        if not added.rowcount:
+            raise Conflict(f"A script with id {script_id} already exists", code="SCRIPT_EXISTS")
         await self.audit(
             "script.registered", actor=created_by, target=row.id, details={"path": row.script_path}
         )
         return row
 
-    async def update(self, script_id: str, data: Mapping[str, Any], actor: str = "") -> ScriptRow:
+    async def update(self, script_id: str, data: Mapping[str, Any], actor: str = "") -> Script:
         values = self._validate(data)
-        async with self.db.session() as session:
-            row = await session.get(ScriptRow, check_id(script_id))
-            if row is None:
-                raise NotFound("Script not found", code="SCRIPT_NOT_FOUND")
-            for key, value in values.items():
-                setattr(row, key, value)
-            row.updated_at = self.clock()
+        found = await self.db.first(
+            update(_scripts)
+            .where(_scripts.c.id == check_id(script_id))
+            .values(**values, updated_at=self.clock())
+            .returning(*_scripts.c)
+        )
+        if found is None:
+            raise NotFound("Script not found", code="SCRIPT_NOT_FOUND")
+        row = Script.from_row(found)
         await self.audit("script.updated", actor=actor, target=row.id, details={"fields": sorted(values)})
         return row
 
     async def delete(self, script_id: str, actor: str = "") -> None:
-        async with self.db.session() as session:
-            row = await session.get(ScriptRow, check_id(script_id))
-            if row is None:
-                raise NotFound("Script not found", code="SCRIPT_NOT_FOUND")
-            await session.delete(row)
+        """Its executions and schedules go with it (the foreign keys cascade)."""
+        result = await self.db.execute(delete(_scripts).where(_scripts.c.id == check_id(script_id)))
+        if not result.rowcount:
+            raise NotFound("Script not found", code="SCRIPT_NOT_FOUND")
         await self.audit("script.deleted", actor=actor, target=script_id)
 
-    async def get(self, script_id: str) -> ScriptRow:
-        async with self.db.session() as session:
-            row = await session.get(ScriptRow, check_id(script_id))
+    async def get(self, script_id: str) -> Script:
+        row = await self.db.first(select(_scripts).where(_scripts.c.id == check_id(script_id)))
         if row is None:
             raise NotFound("Script not found", code="SCRIPT_NOT_FOUND")
-        return row
+        return Script.from_row(row)
 
-    async def all(self, category: str | None = None) -> list[ScriptRow]:
-        query = select(ScriptRow)
+    async def all(self, category: str | None = None) -> list[Script]:
+        query = select(_scripts)
         if category:
-            query = query.where(ScriptRow.category == category)
-        async with self.db.session() as session:
-            return list((await session.scalars(query.order_by(ScriptRow.name, ScriptRow.id))).all())
+            query = query.where(_scripts.c.category == category)
+        rows = await self.db.rows(query.order_by(_scripts.c.name, _scripts.c.id))
+        return [Script.from_row(row) for row in rows]
 
     async def available(self) -> list[dict[str, object]]:
         registered = {row.script_path for row in await self.all()}
         return await asyncio.to_thread(scan, self.directory, registered)
 
     @staticmethod
-    def specs(row: ScriptRow) -> list[ParamSpec]:
+    def specs(row: Script) -> list[ParamSpec]:
         return parse_specs(loads(row.parameters, []))
 
     # -- executions -------------------------------------------------------------------------------
-    async def execute(self, script_id: str, request: ExecutionRequest, *, wait: bool) -> ExecutionRow:
+    async def execute(self, script_id: str, request: ExecutionRequest, *, wait: bool) -> Execution:
         """Validate, record `pending`, queue on the runner; with `wait` return the finished record."""
         script = await self.get(script_id)
         values = validate_values(self.specs(script), request.parameters)
         execution_id = f"exec_{secrets.token_hex(8)}"
-        row = ExecutionRow(
+        row = Execution(
             id=execution_id,
             script_id=script.id,
             workflow_id=request.workflow_id,
@@ -270,10 +274,13 @@ class ScriptService:
             triggered_ip=request.triggered_ip,
             parameters=json.dumps(values),
             output="",
+            exit_code=None,
+            error_message=None,
             created_at=self.clock(),
+            started_at=None,
+            completed_at=None,
         )
-        async with self.db.session() as session:
-            session.add(row)
+        await self.db.execute(insert(_executions).values(**asdict(row)))
 
         async def work(ctx: JobContext) -> str:
             return await self._run(ctx, script, row, values, request.device_id)
@@ -288,8 +295,7 @@ class ScriptService:
                 on_skipped=self._skipped,
             )
         except BaseException:
-            async with self.db.session() as session:
-                await session.execute(delete(ExecutionRow).where(ExecutionRow.id == execution_id))
+            await self.db.execute(delete(_executions).where(_executions.c.id == execution_id))
             raise
         await self.audit(
             "script.executed",
@@ -308,7 +314,7 @@ class ScriptService:
             job.id, status="cancelled", error_message="cancelled before it started", completed_at=self.clock()
         )
 
-    def _argv(self, script: ScriptRow, dry_run: bool) -> list[str]:
+    def _argv(self, script: Script, dry_run: bool) -> list[str]:
         if dry_run and script.dry_run_command:
             relative, args = split_dry_run(self.directory, script.dry_run_command)
             _rel, real = resolve_in(self.directory, relative)
@@ -319,8 +325,8 @@ class ScriptService:
     async def _run(
         self,
         ctx: JobContext,
-        script: ScriptRow,
-        row: ExecutionRow,
+        script: Script,
+        row: Execution,
         values: dict[str, str],
         device: str | None,
     ) -> str:
@@ -370,8 +376,8 @@ class ScriptService:
 
     async def _finish(
         self,
-        row: ExecutionRow,
-        script: ScriptRow,
+        row: Execution,
+        script: Script,
         device: str | None,
         started: float,
         *,
@@ -402,7 +408,7 @@ class ScriptService:
             log.warning("could not prune old executions", exc_info=True)
 
     def _emit(
-        self, type_: ev.ScriptEvent, row: ExecutionRow, script: ScriptRow, device: str | None, **data: Any
+        self, type_: ev.ScriptEvent, row: Execution, script: Script, device: str | None, **data: Any
     ) -> None:
         payload = {
             "executionId": row.id,
@@ -416,31 +422,28 @@ class ScriptService:
         self.bus.emit(type_, payload, device_id=device, include_admins=device is not None)
 
     async def _save(self, execution_id: str, **values: Any) -> None:
-        async with self.db.session() as session:
-            await session.execute(
-                update(ExecutionRow).where(ExecutionRow.id == execution_id).values(**values)
-            )
+        await self.db.execute(update(_executions).where(_executions.c.id == execution_id).values(**values))
 
     async def _prune(self) -> None:
-        async with self.db.session() as session:
-            cutoff = await session.scalar(
-                select(ExecutionRow.seq)
-                .where(ExecutionRow.status.in_(FINAL))
-                .order_by(ExecutionRow.seq.desc())
+        """Keep the newest `max_executions` finished executions."""
+        async with self.db.transaction() as tx:
+            cutoff = await tx.scalar(
+                select(_executions.c.seq)
+                .where(_executions.c.status.in_(FINAL))
+                .order_by(_executions.c.seq.desc())
                 .offset(self.max_executions)
                 .limit(1)
             )
             if cutoff is not None:
-                await session.execute(
-                    delete(ExecutionRow).where(ExecutionRow.seq <= cutoff, ExecutionRow.status.in_(FINAL))
+                await tx.execute(
+                    delete(_executions).where(_executions.c.seq <= cutoff, _executions.c.status.in_(FINAL))
                 )
 
-    async def execution(self, execution_id: str) -> ExecutionRow:
-        async with self.db.session() as session:
-            row = await session.scalar(select(ExecutionRow).where(ExecutionRow.id == execution_id))
+    async def execution(self, execution_id: str) -> Execution:
+        row = await self.db.first(select(_executions).where(_executions.c.id == execution_id))
         if row is None:
             raise NotFound("Execution not found", code="EXECUTION_NOT_FOUND")
-        return row
+        return Execution.from_row(row)
 
     async def executions(
         self,
@@ -450,7 +453,7 @@ class ScriptService:
         workflow_execution_id: str | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> tuple[list[ExecutionRow], int]:
+    ) -> tuple[list[Execution], int]:
         if status is not None and status not in STATUSES:
             raise Invalid(f"status must be one of {', '.join(STATUSES)}", code="VALIDATION_ERROR")
         if script_id is not None:
@@ -459,23 +462,23 @@ class ScriptService:
             raise Invalid("limit must be between 1 and 100", code="VALIDATION_ERROR")
         if offset < 0:
             raise Invalid("offset must not be negative", code="VALIDATION_ERROR")
-        conditions = []
+        conditions: list[ColumnElement[bool]] = []
         if script_id:
-            conditions.append(ExecutionRow.script_id == script_id)
+            conditions.append(_executions.c.script_id == script_id)
         if status:
-            conditions.append(ExecutionRow.status == status)
+            conditions.append(_executions.c.status == status)
         if workflow_execution_id:
-            conditions.append(ExecutionRow.workflow_execution_id == workflow_execution_id)
-        async with self.db.session() as session:
-            total = await session.scalar(select(func.count()).select_from(ExecutionRow).where(*conditions))
-            rows = await session.scalars(
-                select(ExecutionRow)
+            conditions.append(_executions.c.workflow_execution_id == workflow_execution_id)
+        async with self.db.transaction() as tx:
+            total = await tx.scalar(select(func.count()).select_from(_executions).where(*conditions))
+            rows = await tx.rows(
+                select(_executions)
                 .where(*conditions)
-                .order_by(ExecutionRow.seq.desc())
+                .order_by(_executions.c.seq.desc())
                 .limit(limit)
                 .offset(offset)
             )
-            return list(rows.all()), int(total or 0)
+        return [Execution.from_row(row) for row in rows], int(total or 0)
 
     async def names(self) -> dict[str, str]:
         return {row.id: row.name for row in await self.all()}

@@ -16,16 +16,22 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from nekzus.errors import Conflict, Invalid, NekzusError, NotFound
 from nekzus.events import EventBus
 from nekzus.jobs import Job, JobContext, JobFailed, JobRunner
 from nekzus.scripts import events as ev
-from nekzus.scripts.models import WorkflowExecutionRow, WorkflowRow
+from nekzus.scripts.models import (
+    Workflow,
+    WorkflowExecution,
+    workflow_executions_table,
+    workflows_table,
+)
 from nekzus.scripts.service import ExecutionRequest, ScriptService, check_id, loads, slug
 from nekzus.store import Database
 
@@ -34,6 +40,9 @@ __all__ = ["WorkflowService"]
 JOB_KIND = "workflow"
 MAX_STEPS = 50
 ON_FAILURE = ("stop", "continue")
+
+_workflows = workflows_table
+_runs = workflow_executions_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,16 +71,15 @@ class WorkflowService:
         self.clock = clock
 
     async def start(self) -> None:
-        async with self.db.session() as session:
-            await session.execute(
-                update(WorkflowExecutionRow)
-                .where(WorkflowExecutionRow.status.in_(["pending", "running"]))
-                .values(
-                    status="failed",
-                    error_message="interrupted by a server restart",
-                    completed_at=self.clock(),
-                )
+        await self.db.execute(
+            update(_runs)
+            .where(_runs.c.status.in_(["pending", "running"]))
+            .values(
+                status="failed",
+                error_message="interrupted by a server restart",
+                completed_at=self.clock(),
             )
+        )
 
     async def _steps(self, raw: Any) -> str:
         if not isinstance(raw, list) or not raw:
@@ -95,7 +103,7 @@ class WorkflowService:
             steps.append({"scriptId": script_id, "parameters": dict(params), "onFailure": on_failure})
         return json.dumps(steps)
 
-    async def create(self, data: Mapping[str, Any], created_by: str) -> WorkflowRow:
+    async def create(self, data: Mapping[str, Any], created_by: str) -> Workflow:
         name = str(data.get("name") or "").strip()
         if not name:
             raise Invalid("name is required", code="MISSING_NAME")
@@ -104,7 +112,7 @@ class WorkflowService:
             raise Invalid("name must contain letters or digits", code="MISSING_NAME")
         steps = await self._steps(data.get("steps"))
         now = self.clock()
-        row = WorkflowRow(
+        row = Workflow(
             id=workflow_id,
             name=name[:255],
             description=str(data.get("description") or "")[:4000],
@@ -114,50 +122,53 @@ class WorkflowService:
             created_at=now,
             updated_at=now,
         )
-        async with self.db.session() as session:
-            if await session.get(WorkflowRow, workflow_id) is not None:
-                raise Conflict(f"A workflow with id {workflow_id} already exists", code="WORKFLOW_EXISTS")
-            session.add(row)
+        added = await self.db.execute(
+            sqlite_insert(_workflows).values(**asdict(row)).on_conflict_do_nothing(index_elements=["id"])
+        )
+        if not added.rowcount:
+            raise Conflict(f"A workflow with id {workflow_id} already exists", code="WORKFLOW_EXISTS")
         return row
 
-    async def update(self, workflow_id: str, data: Mapping[str, Any]) -> WorkflowRow:
+    async def update(self, workflow_id: str, data: Mapping[str, Any]) -> Workflow:
         steps = await self._steps(data["steps"]) if data.get("steps") is not None else None
-        async with self.db.session() as session:
-            row = await session.get(WorkflowRow, check_id(workflow_id))
-            if row is None:
-                raise NotFound("Workflow not found", code="WORKFLOW_NOT_FOUND")
-            if data.get("name"):
-                row.name = str(data["name"]).strip()[:255]
-            if data.get("description") is not None:
-                row.description = str(data["description"])[:4000]
-            if steps is not None:
-                row.steps = steps
-            row.updated_at = self.clock()
-        return row
+        values: dict[str, Any] = {"updated_at": self.clock()}
+        if data.get("name"):
+            values["name"] = str(data["name"]).strip()[:255]
+        if data.get("description") is not None:
+            values["description"] = str(data["description"])[:4000]
+        if steps is not None:
+            values["steps"] = steps
+        found = await self.db.first(
+            update(_workflows)
+            .where(_workflows.c.id == check_id(workflow_id))
+            .values(**values)
+            .returning(*_workflows.c)
+        )
+        if found is None:
+            raise NotFound("Workflow not found", code="WORKFLOW_NOT_FOUND")
+        return Workflow.from_row(found)
 
-    async def get(self, workflow_id: str) -> WorkflowRow:
-        async with self.db.session() as session:
-            row = await session.get(WorkflowRow, check_id(workflow_id))
+    async def get(self, workflow_id: str) -> Workflow:
+        row = await self.db.first(select(_workflows).where(_workflows.c.id == check_id(workflow_id)))
         if row is None:
             raise NotFound("Workflow not found", code="WORKFLOW_NOT_FOUND")
-        return row
+        return Workflow.from_row(row)
 
-    async def all(self) -> list[WorkflowRow]:
-        async with self.db.session() as session:
-            return list((await session.scalars(select(WorkflowRow).order_by(WorkflowRow.name))).all())
+    async def all(self) -> list[Workflow]:
+        rows = await self.db.rows(select(_workflows).order_by(_workflows.c.name))
+        return [Workflow.from_row(row) for row in rows]
 
     async def delete(self, workflow_id: str) -> None:
-        async with self.db.session() as session:
-            row = await session.get(WorkflowRow, check_id(workflow_id))
-            if row is None:
-                raise NotFound("Workflow not found", code="WORKFLOW_NOT_FOUND")
-            await session.delete(row)
+        """Its runs and schedules go with it (the foreign keys cascade)."""
+        result = await self.db.execute(delete(_workflows).where(_workflows.c.id == check_id(workflow_id)))
+        if not result.rowcount:
+            raise NotFound("Workflow not found", code="WORKFLOW_NOT_FOUND")
 
     # -- runs ---------------------------------------------------------------------------------------
-    async def execute(self, workflow_id: str, run: WorkflowRun, *, wait: bool) -> WorkflowExecutionRow:
+    async def execute(self, workflow_id: str, run: WorkflowRun, *, wait: bool) -> WorkflowExecution:
         workflow = await self.get(workflow_id)
         params = dict(run.parameters or {})
-        row = WorkflowExecutionRow(
+        row = WorkflowExecution(
             id=f"wfexec_{secrets.token_hex(8)}",
             workflow_id=workflow.id,
             status="pending",
@@ -165,10 +176,12 @@ class WorkflowService:
             steps="[]",
             parameters=json.dumps(params),
             triggered_by=run.triggered_by,
+            error_message=None,
             created_at=self.clock(),
+            started_at=None,
+            completed_at=None,
         )
-        async with self.db.session() as session:
-            session.add(row)
+        await self.db.execute(insert(_runs).values(**asdict(row)))
 
         async def work(ctx: JobContext) -> str:
             return await self._run(ctx, workflow, row.id, run)
@@ -178,15 +191,14 @@ class WorkflowService:
                 JOB_KIND, work, triggered_by=run.triggered_by, job_id=row.id, on_skipped=self._skipped
             )
         except BaseException:  # queue full: leave no run record behind
-            async with self.db.session() as session:
-                await session.execute(delete(WorkflowExecutionRow).where(WorkflowExecutionRow.id == row.id))
+            await self.db.execute(delete(_runs).where(_runs.c.id == row.id))
             raise
         if wait:
             await self.runner.wait(job.id)
             return await self.execution(row.id)
         return row
 
-    async def _run(self, ctx: JobContext, workflow: WorkflowRow, run_id: str, run: WorkflowRun) -> str:
+    async def _run(self, ctx: JobContext, workflow: Workflow, run_id: str, run: WorkflowRun) -> str:
         steps: list[dict[str, Any]] = loads(workflow.steps, [])
         results: list[dict[str, Any]] = []
         await self._save(run_id, status="running", started_at=self.clock())
@@ -267,7 +279,7 @@ class WorkflowService:
 
     def _announcer(
         self,
-        workflow: WorkflowRow,
+        workflow: Workflow,
         run_id: str,
         run: WorkflowRun,
         steps: list[dict[str, Any]],
@@ -347,25 +359,17 @@ class WorkflowService:
         return summary, execution.output or ""
 
     async def _save(self, run_id: str, **values: Any) -> None:
-        async with self.db.session() as session:
-            await session.execute(
-                update(WorkflowExecutionRow).where(WorkflowExecutionRow.id == run_id).values(**values)
-            )
+        await self.db.execute(update(_runs).where(_runs.c.id == run_id).values(**values))
 
-    async def execution(self, run_id: str, workflow_id: str | None = None) -> WorkflowExecutionRow:
-        async with self.db.session() as session:
-            row = await session.scalar(select(WorkflowExecutionRow).where(WorkflowExecutionRow.id == run_id))
+    async def execution(self, run_id: str, workflow_id: str | None = None) -> WorkflowExecution:
+        row = await self.db.first(select(_runs).where(_runs.c.id == run_id))
         if row is None or (workflow_id is not None and row.workflow_id != workflow_id):
             raise NotFound("Workflow execution not found", code="EXECUTION_NOT_FOUND")
-        return row
+        return WorkflowExecution.from_row(row)
 
-    async def executions(self, workflow_id: str, limit: int = 50) -> list[WorkflowExecutionRow]:
+    async def executions(self, workflow_id: str, limit: int = 50) -> list[WorkflowExecution]:
         await self.get(workflow_id)
-        async with self.db.session() as session:
-            rows = await session.scalars(
-                select(WorkflowExecutionRow)
-                .where(WorkflowExecutionRow.workflow_id == workflow_id)
-                .order_by(WorkflowExecutionRow.seq.desc())
-                .limit(limit)
-            )
-            return list(rows.all())
+        rows = await self.db.rows(
+            select(_runs).where(_runs.c.workflow_id == workflow_id).order_by(_runs.c.seq.desc()).limit(limit)
+        )
+        return [WorkflowExecution.from_row(row) for row in rows]
