@@ -844,6 +844,13 @@ class AuthService:
 
     async def revoke_api_key(self, key_id: str, permanent: bool) -> ApiKey:
         now = self.clock()
+        # Memory first, so no request passes on the key while its row is being changed.
+        digest = next((h for h, state in self.keys.items() if state.id == key_id), None)
+        if digest is not None:
+            if permanent:
+                del self.keys[digest]
+            else:
+                self.keys[digest].revoked_at = now
         k = api_keys_table
         if permanent:
             stmt: Executable = delete(k).where(k.c.id == key_id).returning(*k.c)
@@ -853,12 +860,6 @@ class AuthService:
         if found is None:
             raise error_for(404, "NOT_FOUND", "API key not found")
         row = ApiKey.from_row(found)
-        if permanent:
-            self.keys.pop(row.key_hash, None)
-        else:
-            state = self.keys.get(row.key_hash)
-            if state is not None:
-                state.revoked_at = now
         self.changed()
         self.connections.close_api_key(key_id, conn.REVOKED)
         if permanent:
