@@ -18,6 +18,7 @@ from nekzus.api.security import require
 from nekzus.auth.enrollment import DEVICE_TOKEN_HEADER, NewDevice
 from nekzus.auth.login import login as login_user
 from nekzus.auth.login import setup_first_user
+from nekzus.auth.models import User
 from nekzus.auth.principal import Principal
 from nekzus.auth.service import SUPPORTED_PLATFORMS, valid_device_id
 from nekzus.http.errors import ApiError
@@ -56,7 +57,7 @@ class TokenResponse(BaseModel):
     deviceId: str
 
 
-def user_json(user: Any) -> dict[str, Any]:
+def user_json(user: User) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": user.id,
         "username": user.username,

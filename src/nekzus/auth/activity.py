@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 
-from nekzus.auth.models import ActivityEvent
+from nekzus.auth.models import activity_table as t
 from nekzus.store import Database
 
 MAX_ROWS = 5000
@@ -37,52 +38,53 @@ class ActivityService:
             suffix = secrets.token_hex(4)
             event_id = f"{type}_{key}_{suffix}" if key else f"{type}_{suffix}"
         now_ms = int(time.time() * 1000)
-        row = ActivityEvent(
-            event_id=event_id[:255],
-            type=type[:64],
-            icon=icon[:64],
-            icon_class=icon_class[:64],
-            message=message,
-            details=None if details is None else json.dumps(details, default=str),
-            timestamp=now_ms,
-        )
-        async with self.db.session() as session:
-            session.add(row)
+        row = {
+            "event_id": event_id[:255],
+            "type": type[:64],
+            "icon": icon[:64],
+            "icon_class": icon_class[:64],
+            "message": message,
+            "details": None if details is None else json.dumps(details, default=str),
+            "timestamp": now_ms,
+        }
+        await self.db.execute(insert(t).values(row))
         self._writes += 1
         if self._writes % 200 == 0:
             await self._prune()
         return activity_json(row)
 
     async def _prune(self) -> None:
-        async with self.db.session() as session:
-            newest = await session.scalar(select(func.max(ActivityEvent.id)))
+        async with self.db.transaction() as tx:
+            newest = await tx.scalar(select(func.max(t.c.id)))
             if newest is not None and newest > MAX_ROWS:
-                await session.execute(delete(ActivityEvent).where(ActivityEvent.id <= newest - MAX_ROWS))
+                await tx.execute(delete(t).where(t.c.id <= newest - MAX_ROWS))
 
     async def recent(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        async with self.db.session() as session:
-            total = int(await session.scalar(select(func.count()).select_from(ActivityEvent)) or 0)
+        async with self.db.transaction() as tx:
+            total = int(await tx.scalar(select(func.count()).select_from(t)) or 0)
             if limit == 0:
                 return [], total
-            stmt = select(ActivityEvent).order_by(ActivityEvent.id.desc()).offset(offset)
+            stmt = select(t).order_by(t.c.id.desc()).offset(offset)
             if limit > 0:
                 stmt = stmt.limit(limit)
-            rows = list(await session.scalars(stmt))
-        return [activity_json(r) for r in rows], total
+            rows = await tx.rows(stmt)
+        return [activity_json(r._mapping) for r in rows], total
 
 
-def activity_json(row: ActivityEvent) -> dict[str, Any]:
+def activity_json(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """The API shape of one stored event (a row's mapping, or the values just inserted)."""
     out: dict[str, Any] = {
-        "id": row.event_id,
-        "type": row.type,
-        "icon": row.icon,
-        "iconClass": row.icon_class,
-        "message": row.message,
-        "timestamp": row.timestamp,
+        "id": row["event_id"],
+        "type": row["type"],
+        "icon": row["icon"],
+        "iconClass": row["icon_class"],
+        "message": row["message"],
+        "timestamp": row["timestamp"],
     }
-    if row.details is not None:
+    details = row["details"]
+    if details is not None:
         try:
-            out["details"] = json.loads(row.details)
+            out["details"] = json.loads(details)
         except ValueError:
-            out["details"] = row.details
+            out["details"] = details
     return out

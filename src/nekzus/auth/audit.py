@@ -7,9 +7,9 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, delete, func, insert, select
 
-from nekzus.auth.models import AuditLog
+from nekzus.auth.models import audit_log_table as t
 from nekzus.store import Database
 from nekzus.timefmt import rfc3339_or_none
 
@@ -38,7 +38,7 @@ class AuditService:
         text = json.dumps(details or {}, separators=(",", ":"), default=str, sort_keys=True)
         if len(text) > MAX_DETAILS:
             text = json.dumps({"truncated": True, "preview": text[:1024]})
-        row = AuditLog(
+        row = insert(t).values(
             timestamp=time.time(),
             action=action[:64],
             actor=(actor or "")[:255],
@@ -48,8 +48,7 @@ class AuditService:
             success=success,
         )
         try:
-            async with self.db.session() as session:
-                session.add(row)
+            await self.db.execute(row)
             self._writes += 1
             if self._writes % 1000 == 0:
                 await self._prune()
@@ -57,30 +56,30 @@ class AuditService:
             log.warning("could not write audit event %s", action, exc_info=True)
 
     async def _prune(self) -> None:
-        async with self.db.session() as session:
-            newest = await session.scalar(select(func.max(AuditLog.id)))
+        async with self.db.transaction() as tx:
+            newest = await tx.scalar(select(func.max(t.c.id)))
             if newest is not None and newest > MAX_ROWS:
-                await session.execute(delete(AuditLog).where(AuditLog.id <= newest - MAX_ROWS))
+                await tx.execute(delete(t).where(t.c.id <= newest - MAX_ROWS))
 
     async def query(
         self, *, action: str = "", actor: str = "", limit: int = 100, offset: int = 0
     ) -> tuple[list[dict[str, Any]], int]:
-        stmt = select(AuditLog)
-        count = select(func.count()).select_from(AuditLog)
+        stmt = select(t)
+        count = select(func.count()).select_from(t)
         if action:
-            stmt = stmt.where(AuditLog.action == action)
-            count = count.where(AuditLog.action == action)
+            stmt = stmt.where(t.c.action == action)
+            count = count.where(t.c.action == action)
         if actor:
-            stmt = stmt.where(AuditLog.actor == actor)
-            count = count.where(AuditLog.actor == actor)
-        stmt = stmt.order_by(AuditLog.id.desc()).limit(limit).offset(offset)
-        async with self.db.session() as session:
-            rows = list(await session.scalars(stmt))
-            total = int(await session.scalar(count) or 0)
+            stmt = stmt.where(t.c.actor == actor)
+            count = count.where(t.c.actor == actor)
+        stmt = stmt.order_by(t.c.id.desc()).limit(limit).offset(offset)
+        async with self.db.transaction() as tx:
+            rows = await tx.rows(stmt)
+            total = int(await tx.scalar(count) or 0)
         return [audit_json(r) for r in rows], total
 
 
-def audit_json(row: AuditLog) -> dict[str, Any]:
+def audit_json(row: Row[Any]) -> dict[str, Any]:
     return {
         "id": row.id,
         "action": row.action,
@@ -88,6 +87,6 @@ def audit_json(row: AuditLog) -> dict[str, Any]:
         "target": row.target,
         "details": row.details,
         "ip": row.ip,
-        "success": row.success,
+        "success": bool(row.success),
         "timestamp": rfc3339_or_none(row.timestamp),
     }

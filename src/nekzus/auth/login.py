@@ -87,7 +87,7 @@ async def login(auth: AuthService, username: str, password: str, *, ip: str) -> 
         )
         raise _bad_credentials()
     auth.lockout.succeeded(username, ip)
-    await auth.mark_login(user)
+    user = await auth.mark_login(user)
     token = auth.issue_user_token(username)
     auth.metrics.auth_login_total.labels("success").inc()
     await auth.audit("auth.login", actor=f"user-{username}", target=f"user-{username}", ip=ip)

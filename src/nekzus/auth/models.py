@@ -2,115 +2,192 @@
 
 Times are stored as Unix seconds (floats) so ordering and arithmetic need no timezone handling;
 the API renders them as RFC3339 UTC.
+
+Rows handed outside this package (to the routers, to the login flow) are the frozen records below,
+so callers see typed fields instead of untyped database rows.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from dataclasses import dataclass
+from typing import Any
 
-from nekzus.store.orm import Base
+from sqlalchemy import Boolean, Column, Float, Index, Integer, Row, String, Table, Text
+
+from nekzus.store.base import metadata
+
+# A dashboard account. Only the argon2id hash of the password is kept.
+users_table = Table(
+    "auth_users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(255), unique=True, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_login", Float, nullable=True),
+    Column("is_active", Boolean, nullable=False, default=True),
+)
+
+# A paired device. `session_id` is baked into its tokens: re-pairing or deleting cuts old ones off.
+# `spki_pins` are the certificate pins (`sha256/...` SPKI hashes) the device received when it paired.
+devices_table = Table(
+    "auth_devices",
+    metadata,
+    Column("device_id", String(100), primary_key=True),
+    Column("device_name", String(255), nullable=False),
+    Column("platform", String(32), nullable=False, default=""),
+    Column("platform_version", String(64), nullable=False, default=""),
+    Column("model", String(255), nullable=False, default=""),
+    Column("push_token", String(512), nullable=False, default=""),
+    Column("scopes", Text, nullable=False, default="[]"),
+    Column("session_id", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=True),
+    Column("spki_pins", Text, nullable=False, default="[]", server_default="[]"),
+)
+
+# Authenticated requests of one device on one local calendar day (`YYYY-MM-DD`), written in batches.
+device_requests_table = Table(
+    "auth_device_requests",
+    metadata,
+    Column("device_id", String(100), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("count", Integer, nullable=False, default=0, server_default="0"),
+)
+
+# An API key: only the SHA-256 of the key is stored, plus a short display prefix.
+api_keys_table = Table(
+    "auth_api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("key_hash", String(64), unique=True, nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("scopes", Text, nullable=False, default="[]"),
+    Column("expires_at", Float, nullable=True),
+    Column("last_used_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(255), nullable=False, default=""),
+    Column("revoked_at", Float, nullable=True),
+)
+
+# A JWT id that must never be accepted again (logout). Pruned once past expiry + refresh grace.
+revoked_tokens_table = Table(
+    "auth_revoked_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("subject", String(255), nullable=False, default=""),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=False),
+)
+
+# One security-relevant event.
+audit_log_table = Table(
+    "audit_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("timestamp", Float, nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("actor", String(255), nullable=False, default=""),
+    Column("target", String(512), nullable=False, default=""),
+    Column("ip", String(64), nullable=False, default=""),
+    Column("details", Text, nullable=False, default="{}"),
+    Column("success", Boolean, nullable=False, default=True),
+    Index("ix_audit_logs_action", "action"),
+    Index("ix_audit_logs_actor", "actor"),
+)
+
+# One entry of the dashboard's activity feed; `timestamp` is Unix milliseconds.
+activity_table = Table(
+    "activity_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(255), unique=True, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("icon", String(64), nullable=False, default=""),
+    Column("icon_class", String(64), nullable=False, default=""),
+    Column("message", Text, nullable=False),
+    Column("details", Text, nullable=True),
+    Column("timestamp", Integer, nullable=False),
+)
 
 
-class User(Base):
-    """A dashboard account. Only the argon2id hash of the password is kept."""
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    password_hash: str
+    created_at: float
+    last_login: float | None
+    is_active: bool
 
-    __tablename__ = "auth_users"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    username: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
-    password_hash: Mapped[str] = mapped_column(Text, nullable=False)
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)
-    last_login: Mapped[float | None] = mapped_column(Float, nullable=True)
-    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-
-
-class Device(Base):
-    """A paired device. `session_id` is baked into its tokens: re-pairing or deleting cuts old ones off."""
-
-    __tablename__ = "auth_devices"
-
-    device_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    device_name: Mapped[str] = mapped_column(String(255), nullable=False)
-    platform: Mapped[str] = mapped_column(String(32), nullable=False, default="")
-    platform_version: Mapped[str] = mapped_column(String(64), nullable=False, default="")
-    model: Mapped[str] = mapped_column(String(255), nullable=False, default="")
-    push_token: Mapped[str] = mapped_column(String(512), nullable=False, default="")
-    scopes: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
-    session_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)
-    last_seen: Mapped[float | None] = mapped_column(Float, nullable=True)
-    # The certificate pins (`sha256/...` SPKI hashes) the device received when it paired: what it pins.
-    spki_pins: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> User:
+        return cls(
+            id=int(row.id),
+            username=str(row.username),
+            password_hash=str(row.password_hash),
+            created_at=float(row.created_at),
+            last_login=row.last_login,
+            is_active=bool(row.is_active),
+        )
 
 
-class DeviceRequests(Base):
-    """Authenticated requests of one device on one local calendar day (`YYYY-MM-DD`), written in batches."""
+@dataclass(frozen=True, slots=True)
+class Device:
+    device_id: str
+    device_name: str
+    platform: str
+    platform_version: str
+    model: str
+    push_token: str
+    scopes: str  # a JSON list
+    session_id: str
+    created_at: float
+    last_seen: float | None
+    spki_pins: str  # a JSON list
 
-    __tablename__ = "auth_device_requests"
-
-    device_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    day: Mapped[str] = mapped_column(String(10), primary_key=True)
-    count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-
-
-class ApiKey(Base):
-    """An API key: only the SHA-256 of the key is stored, plus a short display prefix."""
-
-    __tablename__ = "auth_api_keys"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), nullable=False)
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
-    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
-    scopes: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
-    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    created_at: Mapped[float] = mapped_column(Float, nullable=False)
-    created_by: Mapped[str] = mapped_column(String(255), nullable=False, default="")
-    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-
-
-class RevokedToken(Base):
-    """A JWT id that must never be accepted again (logout). Pruned once past expiry + refresh grace."""
-
-    __tablename__ = "auth_revoked_tokens"
-
-    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
-    subject: Mapped[str] = mapped_column(String(255), nullable=False, default="")
-    expires_at: Mapped[float] = mapped_column(Float, nullable=False)
-    revoked_at: Mapped[float] = mapped_column(Float, nullable=False)
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Device:
+        return cls(
+            device_id=str(row.device_id),
+            device_name=str(row.device_name),
+            platform=str(row.platform),
+            platform_version=str(row.platform_version),
+            model=str(row.model),
+            push_token=str(row.push_token),
+            scopes=str(row.scopes),
+            session_id=str(row.session_id),
+            created_at=float(row.created_at),
+            last_seen=row.last_seen,
+            spki_pins=str(row.spki_pins),
+        )
 
 
-class AuditLog(Base):
-    """One security-relevant event."""
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    name: str
+    key_hash: str
+    prefix: str
+    scopes: str  # a JSON list
+    expires_at: float | None
+    last_used_at: float | None
+    created_at: float
+    created_by: str
+    revoked_at: float | None
 
-    __tablename__ = "audit_logs"
-    __table_args__ = (
-        Index("ix_audit_logs_action", "action"),
-        Index("ix_audit_logs_actor", "actor"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    timestamp: Mapped[float] = mapped_column(Float, nullable=False)
-    action: Mapped[str] = mapped_column(String(64), nullable=False)
-    actor: Mapped[str] = mapped_column(String(255), nullable=False, default="")
-    target: Mapped[str] = mapped_column(String(512), nullable=False, default="")
-    ip: Mapped[str] = mapped_column(String(64), nullable=False, default="")
-    details: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
-    success: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-
-
-class ActivityEvent(Base):
-    """One entry of the dashboard's activity feed."""
-
-    __tablename__ = "activity_events"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(String(255), unique=True, nullable=False)
-    type: Mapped[str] = mapped_column(String(64), nullable=False)
-    icon: Mapped[str] = mapped_column(String(64), nullable=False, default="")
-    icon_class: Mapped[str] = mapped_column(String(64), nullable=False, default="")
-    message: Mapped[str] = mapped_column(Text, nullable=False)
-    details: Mapped[str | None] = mapped_column(Text, nullable=True)
-    timestamp: Mapped[int] = mapped_column(Integer, nullable=False)
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> ApiKey:
+        return cls(
+            id=str(row.id),
+            name=str(row.name),
+            key_hash=str(row.key_hash),
+            prefix=str(row.prefix),
+            scopes=str(row.scopes),
+            expires_at=row.expires_at,
+            last_used_at=row.last_used_at,
+            created_at=float(row.created_at),
+            created_by=str(row.created_by),
+            revoked_at=row.revoked_at,
+        )

@@ -16,15 +16,25 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import BindParameter, bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql import Executable
 
 from nekzus.auth import connections as conn
 from nekzus.auth.connections import ConnectionRegistry
-from nekzus.auth.models import ApiKey, Device, RevokedToken, User
+from nekzus.auth.models import (
+    ApiKey,
+    Device,
+    User,
+    api_keys_table,
+    devices_table,
+    revoked_tokens_table,
+    users_table,
+)
 from nekzus.auth.pairing import PairingStore
 from nekzus.auth.passwords import LoginLockout, Passwords
 from nekzus.auth.principal import ADMIN, TRUSTED, AuthError, Headers, Principal
@@ -191,24 +201,31 @@ class AuthService:
         revoked: dict[str, float] = {}
         keys: dict[str, KeyState] = {}
         now = self.clock()
-        async with self.db.session() as session:
-            for device in await session.scalars(select(Device)):
-                devices[device.device_id] = DeviceState(
-                    device.session_id, frozenset(_loads_list(device.scopes)), device.device_name
-                )
-                if device.last_seen is not None:
-                    latest = max(device.last_seen, self.seen.latest.get(device.device_id, 0.0))
-                    self.seen.latest[device.device_id] = latest
-                    self.seen.written[device.device_id] = device.last_seen
-            for user in await session.scalars(select(User)):
-                users[user.username] = user.is_active
-            cutoff = now - self.refresh_grace
-            for row in await session.scalars(select(RevokedToken).where(RevokedToken.expires_at >= cutoff)):
-                revoked[row.jti] = row.expires_at
-            for key in await session.scalars(select(ApiKey)):
-                keys[key.key_hash] = KeyState(
-                    key.id, key.name, frozenset(_loads_list(key.scopes)), key.expires_at, key.revoked_at
-                )
+        d, u, r, k = devices_table.c, users_table.c, revoked_tokens_table.c, api_keys_table.c
+        cutoff = now - self.refresh_grace
+        async with self.db.transaction() as tx:
+            device_rows = await tx.rows(
+                select(d.device_id, d.session_id, d.scopes, d.device_name, d.last_seen)
+            )
+            user_rows = await tx.rows(select(u.username, u.is_active))
+            revoked_rows = await tx.rows(select(r.jti, r.expires_at).where(r.expires_at >= cutoff))
+            key_rows = await tx.rows(select(k.key_hash, k.id, k.name, k.scopes, k.expires_at, k.revoked_at))
+        for device in device_rows:
+            devices[device.device_id] = DeviceState(
+                device.session_id, frozenset(_loads_list(device.scopes)), device.device_name
+            )
+            if device.last_seen is not None:
+                latest = max(device.last_seen, self.seen.latest.get(device.device_id, 0.0))
+                self.seen.latest[device.device_id] = latest
+                self.seen.written[device.device_id] = device.last_seen
+        for user in user_rows:
+            users[user.username] = bool(user.is_active)
+        for row in revoked_rows:
+            revoked[row.jti] = row.expires_at
+        for key in key_rows:
+            keys[key.key_hash] = KeyState(
+                key.id, key.name, frozenset(_loads_list(key.scopes)), key.expires_at, key.revoked_at
+            )
         self.devices, self.users, self.revoked, self.keys = devices, users, revoked, keys
         await self.usage.load()
 
@@ -248,8 +265,9 @@ class AuthService:
         next start."""
         cutoff = self.clock() - self.refresh_grace
         try:
-            async with self.db.session() as session:
-                await session.execute(delete(RevokedToken).where(RevokedToken.expires_at < cutoff))
+            await self.db.execute(
+                delete(revoked_tokens_table).where(revoked_tokens_table.c.expires_at < cutoff)
+            )
         except OperationalError as exc:
             log.info("expired revocations not pruned this time: %s", exc.orig)
 
@@ -300,13 +318,21 @@ class AuthService:
         seen = self.seen.due(now, force)
         used = self.key_used.due(now, force)
         if seen or used:
-            async with self.db.session() as session:
-                for device_id, ts in seen.items():
-                    await session.execute(
-                        update(Device).where(Device.device_id == device_id).values(last_seen=ts)
+            d, k = devices_table, api_keys_table
+            # One statement each, run once per (id, time) pair.
+            of: BindParameter[str] = bindparam("of")
+            at: BindParameter[float] = bindparam("at")
+            async with self.db.transaction() as tx:
+                if seen:
+                    await tx.execute(
+                        update(d).where(d.c.device_id == of).values(last_seen=at),
+                        [{"of": device_id, "at": ts} for device_id, ts in seen.items()],
                     )
-                for key_id, ts in used.items():
-                    await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=ts))
+                if used:
+                    await tx.execute(
+                        update(k).where(k.c.id == of).values(last_used_at=at),
+                        [{"of": key_id, "at": ts} for key_id, ts in used.items()],
+                    )
             for device_id in seen:
                 self.seen.written[device_id] = now
             for key_id in used:
@@ -568,13 +594,10 @@ class AuthService:
         )
         self.revoked[principal.token_id] = exp
         self.connections.close_token(principal.token_id, conn.LOGGED_OUT)
-        async with self.db.session() as session:
-            if await session.get(RevokedToken, principal.token_id) is None:
-                session.add(
-                    RevokedToken(
-                        jti=principal.token_id, subject=principal.id, expires_at=exp, revoked_at=self.clock()
-                    )
-                )
+        add = sqlite_insert(revoked_tokens_table).values(
+            jti=principal.token_id, subject=principal.id, expires_at=exp, revoked_at=self.clock()
+        )
+        await self.db.execute(add.on_conflict_do_nothing(index_elements=["jti"]))
         self.changed()
 
     # -- devices ----------------------------------------------------------------------------------
@@ -607,20 +630,20 @@ class AuthService:
         scopes = list(self.default_scopes)
         session_id = secrets.token_hex(16)
         name = device["name"]
-        async with self.db.session() as session:
-            row = await session.get(Device, device_id)
-            if row is None:
-                row = Device(device_id=device_id, created_at=now)
-                session.add(row)
-            row.device_name = name
-            row.platform = device["platform"]
-            row.platform_version = device.get("platformVersion", "")
-            row.model = device.get("model", "")
-            row.push_token = device.get("pushToken", "")
-            row.scopes = json.dumps(scopes)
-            row.session_id = session_id
-            row.last_seen = now
-            row.spki_pins = json.dumps(list(device.get("spkiPins") or []))
+        fields = {
+            "device_name": name,
+            "platform": device["platform"],
+            "platform_version": device.get("platformVersion", ""),
+            "model": device.get("model", ""),
+            "push_token": device.get("pushToken", ""),
+            "scopes": json.dumps(scopes),
+            "session_id": session_id,
+            "last_seen": now,
+            "spki_pins": json.dumps(list(device.get("spkiPins") or [])),
+        }
+        # A re-pairing keeps the device's first pairing time; everything else is replaced.
+        add = sqlite_insert(devices_table).values(device_id=device_id, created_at=now, **fields)
+        await self.db.execute(add.on_conflict_do_update(index_elements=["device_id"], set_=fields))
         self.devices[device_id] = DeviceState(session_id, frozenset(scopes), name)
         self.changed()
         self.connections.close_device(device_id, conn.REPAIRED)
@@ -655,9 +678,8 @@ class AuthService:
         }
 
     async def list_devices(self, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        async with self.db.session() as session:
-            rows = list(await session.scalars(select(Device)))
-        items = [self.device_json(r) for r in rows]
+        rows = await self.db.rows(select(devices_table))
+        items = [self.device_json(Device.from_row(r)) for r in rows]
         items.sort(key=lambda d: (d["lastSeenAt"] or "", d["createdAt"] or "", d["deviceId"]), reverse=True)
         total = len(items)
         if limit == 0:
@@ -666,23 +688,28 @@ class AuthService:
         return items, total
 
     async def get_device(self, device_id: str) -> dict[str, Any]:
-        async with self.db.session() as session:
-            row = await session.get(Device, device_id)
+        row = await self.db.first(select(devices_table).where(devices_table.c.device_id == device_id))
         if row is None:
             raise error_for(404, "DEVICE_NOT_FOUND", "Device not found")
-        return self.device_json(row)
+        return self.device_json(Device.from_row(row))
 
     async def update_device(
         self, device_id: str, name: str | None, scopes: list[str] | None
     ) -> dict[str, Any]:
-        async with self.db.session() as session:
-            row = await session.get(Device, device_id)
-            if row is None:
-                raise error_for(404, "DEVICE_NOT_FOUND", "Device not found")
-            if name is not None:
-                row.device_name = name
-            if scopes is not None:
-                row.scopes = json.dumps(sorted(set(scopes)))
+        changes: dict[str, str] = {}
+        if name is not None:
+            changes["device_name"] = name
+        if scopes is not None:
+            changes["scopes"] = json.dumps(sorted(set(scopes)))
+        d = devices_table
+        if changes:
+            stmt: Executable = update(d).where(d.c.device_id == device_id).values(**changes).returning(*d.c)
+        else:
+            stmt = select(d).where(d.c.device_id == device_id)
+        found = await self.db.first(stmt)
+        if found is None:
+            raise error_for(404, "DEVICE_NOT_FOUND", "Device not found")
+        row = Device.from_row(found)
         state = self.devices.get(device_id)
         if state is not None:
             if name is not None:
@@ -699,18 +726,16 @@ class AuthService:
         """Delete the device and cut off every token it holds (memory first, so nothing slips through)."""
         self.devices.pop(device_id, None)
         self.connections.close_device(device_id, conn.DEVICE_REVOKED)
-        async with self.db.session() as session:
-            result = await session.execute(delete(Device).where(Device.device_id == device_id))
+        result = await self.db.execute(delete(devices_table).where(devices_table.c.device_id == device_id))
         self.changed()
         self.seen.forget(device_id)
         self.refresh_gauges()
-        return bool(getattr(result, "rowcount", 0))
+        return result.rowcount > 0
 
     # -- users ------------------------------------------------------------------------------------
 
     async def user_count(self) -> int:
-        async with self.db.session() as session:
-            return int(await session.scalar(select(func.count()).select_from(User)) or 0)
+        return int(await self.db.scalar(select(func.count()).select_from(users_table)) or 0)
 
     def setup_token_ok(self, presented: str) -> bool:
         return bool(self.setup_token and presented and secrets.compare_digest(self.setup_token, presented))
@@ -724,30 +749,40 @@ class AuthService:
                     "Setup has already been completed. Please use the login page.",
                 )
             password_hash = await self.passwords.hash(password)
-            user = User(
-                username=username, password_hash=password_hash, created_at=self.clock(), is_active=True
+            created_at = self.clock()
+            user_id = await self.db.scalar(
+                insert(users_table)
+                .values(username=username, password_hash=password_hash, created_at=created_at, is_active=True)
+                .returning(users_table.c.id)
             )
-            async with self.db.session() as session:
-                session.add(user)
+            user = User(
+                id=int(user_id),
+                username=username,
+                password_hash=password_hash,
+                created_at=created_at,
+                last_login=None,
+                is_active=True,
+            )
             self.users[username] = True
             self.setup_token = None
             self.changed()
         return user
 
     async def find_user(self, username: str) -> User | None:
-        async with self.db.session() as session:
-            user: User | None = await session.scalar(select(User).where(User.username == username))
-            return user
+        row = await self.db.first(select(users_table).where(users_table.c.username == username))
+        return None if row is None else User.from_row(row)
 
-    async def mark_login(self, user: User) -> None:
-        user.last_login = self.clock()
-        async with self.db.session() as session:
-            await session.execute(update(User).where(User.id == user.id).values(last_login=user.last_login))
+    async def mark_login(self, user: User) -> User:
+        """Record a successful login; returns the user with its new `last_login`."""
+        now = self.clock()
+        await self.db.execute(update(users_table).where(users_table.c.id == user.id).values(last_login=now))
+        return replace(user, last_login=now)
 
     async def set_user_active(self, username: str, active: bool) -> None:
         """Enable or disable a user; disabling cuts off its tokens and open connections at once."""
-        async with self.db.session() as session:
-            await session.execute(update(User).where(User.username == username).values(is_active=active))
+        await self.db.execute(
+            update(users_table).where(users_table.c.username == username).values(is_active=active)
+        )
         if username in self.users:
             self.users[username] = active
         self.changed()
@@ -772,11 +807,12 @@ class AuthService:
             prefix=key[:10],
             scopes=json.dumps(sorted(set(scopes))),
             expires_at=expires_at,
+            last_used_at=None,
             created_at=self.clock(),
             created_by=created_by,
+            revoked_at=None,
         )
-        async with self.db.session() as session:
-            session.add(row)
+        await self.db.execute(insert(api_keys_table).values(**asdict(row)))
         self.keys[digest] = KeyState(row.id, name, frozenset(_loads_list(row.scopes)), expires_at, None)
         self.changed()
         return row, key
@@ -796,31 +832,34 @@ class AuthService:
         }
 
     async def list_api_keys(self) -> list[dict[str, Any]]:
-        async with self.db.session() as session:
-            rows = list(await session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id)))
-        return [self.api_key_json(r) for r in rows]
+        k = api_keys_table
+        rows = await self.db.rows(select(k).order_by(k.c.created_at.desc(), k.c.id))
+        return [self.api_key_json(ApiKey.from_row(r)) for r in rows]
 
     async def get_api_key(self, key_id: str) -> ApiKey:
-        async with self.db.session() as session:
-            row = await session.get(ApiKey, key_id)
+        row = await self.db.first(select(api_keys_table).where(api_keys_table.c.id == key_id))
         if row is None:
             raise error_for(404, "NOT_FOUND", "API key not found")
-        return row
+        return ApiKey.from_row(row)
 
     async def revoke_api_key(self, key_id: str, permanent: bool) -> ApiKey:
         now = self.clock()
-        async with self.db.session() as session:
-            row = await session.get(ApiKey, key_id)
-            if row is None:
-                raise error_for(404, "NOT_FOUND", "API key not found")
-            state = self.keys.get(row.key_hash)
+        # Memory first, so no request passes on the key while its row is being changed.
+        digest = next((h for h, state in self.keys.items() if state.id == key_id), None)
+        if digest is not None:
             if permanent:
-                self.keys.pop(row.key_hash, None)
-                await session.delete(row)
+                del self.keys[digest]
             else:
-                row.revoked_at = now
-                if state is not None:
-                    state.revoked_at = now
+                self.keys[digest].revoked_at = now
+        k = api_keys_table
+        if permanent:
+            stmt: Executable = delete(k).where(k.c.id == key_id).returning(*k.c)
+        else:
+            stmt = update(k).where(k.c.id == key_id).values(revoked_at=now).returning(*k.c)
+        found = await self.db.first(stmt)
+        if found is None:
+            raise error_for(404, "NOT_FOUND", "API key not found")
+        row = ApiKey.from_row(found)
         self.changed()
         self.connections.close_api_key(key_id, conn.REVOKED)
         if permanent:

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.sqlite import insert
 
-from nekzus.auth.models import DeviceRequests
+from nekzus.auth.models import device_requests_table as t
 from nekzus.store import Database
 
 KEEP_DAYS = 7
@@ -60,11 +60,8 @@ class RequestCounter:
     async def load(self) -> None:
         """Re-read today's counts (start-up, and after another worker changed the identity tables)."""
         day = self._today(self.clock())
-        async with self.db.session() as session:
-            rows = await session.execute(
-                select(DeviceRequests.device_id, DeviceRequests.count).where(DeviceRequests.day == day)
-            )
-            counts = {device_id: count for device_id, count in rows}
+        rows = await self.db.rows(select(t.c.device_id, t.c.count.label("n")).where(t.c.day == day))
+        counts = {str(row.device_id): int(row.n) for row in rows}
         # Swapped in with no await before the caller drops what it was writing: nothing counts twice.
         self.stored, self.stored_day = counts, day
 
@@ -73,15 +70,17 @@ class RequestCounter:
         if self.pending:
             self.writing, self.pending = self.pending, {}
             try:
-                async with self.db.session() as session:
-                    for (day, device_id), n in self.writing.items():
-                        stmt = insert(DeviceRequests).values(device_id=device_id, day=day, count=n)
-                        await session.execute(
-                            stmt.on_conflict_do_update(
-                                index_elements=["device_id", "day"],
-                                set_={"count": DeviceRequests.count + stmt.excluded.count},
-                            )
-                        )
+                stmt = insert(t)
+                add = stmt.on_conflict_do_update(
+                    index_elements=["device_id", "day"], set_={"count": t.c.count + stmt.excluded.count}
+                )
+                await self.db.execute(
+                    add,
+                    [
+                        {"device_id": device_id, "day": day, "count": n}
+                        for (day, device_id), n in self.writing.items()
+                    ],
+                )
             except Exception:
                 for key, n in self.writing.items():  # keep them for the next flush
                     self.pending[key] = self.pending.get(key, 0) + n
@@ -93,6 +92,5 @@ class RequestCounter:
             await self.load()
         if self._pruned != self._day:
             cutoff = (date.fromisoformat(self._day) - timedelta(days=KEEP_DAYS)).isoformat()
-            async with self.db.session() as session:
-                await session.execute(delete(DeviceRequests).where(DeviceRequests.day < cutoff))
+            await self.db.execute(delete(t).where(t.c.day < cutoff))
             self._pruned = self._day
