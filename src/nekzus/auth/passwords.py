@@ -6,9 +6,10 @@ import asyncio
 import ipaddress
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 LOCK_AFTER = 5
 FAILURE_WINDOW = 900.0
@@ -18,11 +19,22 @@ ACCOUNT_LOCK_AFTER = 50
 
 
 class Passwords:
+    """argon2 is loaded at the first password check, not at start-up: most processes (API keys and
+    device tokens) never hash a password, and an idle server stays smaller."""
+
     def __init__(self) -> None:
-        # argon2id with OWASP's recommended minimum (19 MiB, 2 passes, 1 lane): ~50 ms per check,
-        # costly for an attacker yet cheap enough that login cannot be used to exhaust the server.
-        self._hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+        self._argon2: PasswordHasher | None = None
         self._dummy: str | None = None
+
+    @property
+    def _hasher(self) -> PasswordHasher:
+        if self._argon2 is None:
+            from argon2 import PasswordHasher
+
+            # argon2id with OWASP's recommended minimum (19 MiB, 2 passes, 1 lane): ~50 ms per check,
+            # costly for an attacker yet cheap enough that login cannot be used to exhaust the server.
+            self._argon2 = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+        return self._argon2
 
     async def hash(self, password: str) -> str:
         return await asyncio.to_thread(self._hasher.hash, password)
@@ -38,6 +50,8 @@ class Passwords:
         return await asyncio.to_thread(self._check, stored_hash, password)
 
     def _check(self, stored_hash: str, password: str) -> bool:
+        from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
         try:
             return bool(self._hasher.verify(stored_hash, password))
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import os
-import tarfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,8 @@ def sha256_file(path: Path) -> str:
 
 def write_archive(dest: Path, manifest: dict[str, Any], members: dict[str, Path]) -> dict[str, Any]:
     """Write atomically (temp + rename), mode 0600: the archive holds password and key hashes."""
+    import tarfile  # loaded when a backup is made or read, not at start-up
+
     manifest = dict(manifest)
     manifest["members"] = {
         name: {"sha256": sha256_file(path), "size": path.stat().st_size} for name, path in members.items()
@@ -55,6 +56,8 @@ def _corrupt(message: str) -> Invalid:
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """Just the manifest (for listings); does not verify the members."""
+    import tarfile  # loaded when a backup is made or read, not at start-up
+
     try:
         with tarfile.open(path, mode="r:gz") as tar:
             member = tar.next()
@@ -73,6 +76,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 def extract_verified(path: Path, dest_dir: Path) -> dict[str, Any]:
     """Unpack into `dest_dir` and check every member against the manifest; return the manifest."""
+    import tarfile  # loaded when a backup is made or read, not at start-up
+
     manifest: dict[str, Any] | None = None
     seen: set[str] = set()
     try:
