@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, event, select
 
-from nekzus.catalog.models import AppRow, RouteRow
+from nekzus.catalog.models import catalog_apps
 from nekzus.catalog.service import CatalogService
 from nekzus.catalog.spec import RouteSpec
 from nekzus.config import Config
@@ -25,17 +24,19 @@ class WriteRefused(Exception):
 
 @pytest.fixture
 def refuse_route_writes() -> Iterator[None]:
-    """Make every flush that carries a route row fail, as a full disk or a lock timeout would."""
+    """Make every statement that writes a route row fail, as a full disk or a lock timeout would."""
 
-    def before_flush(session: Session, _context: Any, _instances: Any) -> None:
-        if any(isinstance(obj, RouteRow) for obj in [*session.new, *session.dirty]):
+    def before_cursor_execute(
+        _conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
+    ) -> None:
+        if statement.lstrip().startswith(("INSERT INTO catalog_routes", "UPDATE catalog_routes")):
             raise WriteRefused("route row refused")
 
-    event.listen(Session, "before_flush", before_flush)
+    event.listen(Engine, "before_cursor_execute", before_cursor_execute)
     try:
         yield
     finally:
-        event.remove(Session, "before_flush", before_flush)
+        event.remove(Engine, "before_cursor_execute", before_cursor_execute)
 
 
 async def _catalog(tmp_path: Path) -> tuple[Services, CatalogService]:
@@ -50,8 +51,7 @@ async def _catalog(tmp_path: Path) -> tuple[Services, CatalogService]:
 
 
 async def _app_ids(services: Services) -> list[str]:
-    async with services.db.session() as session:
-        return list((await session.scalars(select(AppRow.id))).all())
+    return [str(app_id) for app_id in await services.db.scalars(select(catalog_apps.c.id))]
 
 
 def test_register_leaves_nothing_when_the_route_fails(tmp_path: Path, refuse_route_writes: None) -> None:

@@ -17,16 +17,17 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from nekzus.catalog.models import AppRow, RouteRow, ServiceHealthRow
+from nekzus.catalog.models import catalog_apps, catalog_routes, catalog_service_health
 from nekzus.catalog.spec import AppSpec, RouteSpec
 from nekzus.config import Config
 from nekzus.errors import NekzusError
 from nekzus.events import EventBus
 from nekzus.events.types import EventType
 from nekzus.metrics import Metrics
-from nekzus.store import Database
+from nekzus.store import Database, Transaction
+from nekzus.store.base import utcnow
 from nekzus.tasks import Spawn
 from nekzus.timefmt import rfc3339_or_none
 
@@ -40,6 +41,16 @@ SOURCES = ("config", "api", "discovery")
 # Health results are written behind: at most one transaction per this many seconds, whatever the number
 # of routes checked.
 HEALTH_WRITE_DELAY = 1.0
+# The persisted fields of a `HealthState` (the columns of `catalog_service_health` besides its key).
+HEALTH_FIELDS = (
+    "status",
+    "message",
+    "last_check",
+    "last_success",
+    "consecutive_failures",
+    "response_time_ms",
+    "status_code",
+)
 
 
 def _route_from_config(route_cfg: Any) -> RouteSpec:
@@ -152,31 +163,36 @@ class CatalogService:
             self._changed("Catalog reloaded", announce=False)
 
     async def _read_storage(self) -> None:
-        async with self.db.session() as session:
-            for app_row in (await session.scalars(select(AppRow))).all():
-                try:
-                    spec = AppSpec.model_validate(json.loads(app_row.spec))
-                except (ValidationError, ValueError):
-                    log.warning("skipping unreadable app %s", app_row.id)
-                    continue
-                self.apps[spec.id] = AppEntry(spec, app_row.source)
-            for route_row in (await session.scalars(select(RouteRow))).all():
-                try:
-                    rspec = RouteSpec.model_validate(json.loads(route_row.spec))
-                except (ValidationError, ValueError):
-                    log.warning("skipping unreadable route %s", route_row.id)
-                    continue
-                self.routes[rspec.route_id] = RouteEntry(rspec, route_row.source)
-            for health_row in (await session.scalars(select(ServiceHealthRow))).all():
-                self.health[health_row.app_id] = HealthState(
-                    status=health_row.status,
-                    message=health_row.message,
-                    last_check=health_row.last_check,
-                    last_success=health_row.last_success,
-                    consecutive_failures=health_row.consecutive_failures,
-                    response_time_ms=health_row.response_time_ms,
-                    status_code=health_row.status_code,
-                )
+        async with self.db.transaction() as tx:
+            app_rows = await tx.rows(select(catalog_apps.c.id, catalog_apps.c.spec, catalog_apps.c.source))
+            route_rows = await tx.rows(
+                select(catalog_routes.c.id, catalog_routes.c.spec, catalog_routes.c.source)
+            )
+            health_rows = await tx.rows(select(catalog_service_health))
+        for app_row in app_rows:
+            try:
+                spec = AppSpec.model_validate(json.loads(app_row.spec))
+            except (ValidationError, ValueError):
+                log.warning("skipping unreadable app %s", app_row.id)
+                continue
+            self.apps[spec.id] = AppEntry(spec, app_row.source)
+        for route_row in route_rows:
+            try:
+                rspec = RouteSpec.model_validate(json.loads(route_row.spec))
+            except (ValidationError, ValueError):
+                log.warning("skipping unreadable route %s", route_row.id)
+                continue
+            self.routes[rspec.route_id] = RouteEntry(rspec, route_row.source)
+        for health_row in health_rows:
+            self.health[health_row.app_id] = HealthState(
+                status=health_row.status,
+                message=health_row.message,
+                last_check=health_row.last_check,
+                last_success=health_row.last_success,
+                consecutive_failures=health_row.consecutive_failures,
+                response_time_ms=health_row.response_time_ms,
+                status_code=health_row.status_code,
+            )
 
     async def reload_from_storage(self) -> None:
         """Drop the in-memory catalog and read it again (after a backup restore replaced the tables);
@@ -225,9 +241,8 @@ class CatalogService:
             # Stale config routes go first, so a renamed route may take over its old path.
             stale = [e for rid, e in self.routes.items() if e.source == "config" and rid not in route_specs]
             if stale:
-                async with self.db.session() as session:
-                    for entry in stale:
-                        await session.execute(delete(RouteRow).where(RouteRow.id == entry.spec.route_id))
+                stale_ids = [entry.spec.route_id for entry in stale]
+                await self.db.execute(delete(catalog_routes).where(catalog_routes.c.id.in_(stale_ids)))
                 for entry in stale:
                     del self.routes[entry.spec.route_id]
                     summary["routesRemoved"].append(entry.spec.route_id)
@@ -398,43 +413,34 @@ class CatalogService:
     # memory that disagrees with the database.
 
     @staticmethod
-    async def _write_app(session: AsyncSession, spec: AppSpec, source: str) -> AppEntry:
-        row = await session.get(AppRow, spec.id)
-        if row is None:
-            session.add(AppRow(id=spec.id, name=spec.name, spec=json.dumps(spec.storage()), source=source))
-        else:
-            row.name = spec.name
-            row.spec = json.dumps(spec.storage())
-            row.source = source
+    async def _write_app(tx: Transaction, spec: AppSpec, source: str) -> AppEntry:
+        values = {"name": spec.name, "spec": json.dumps(spec.storage()), "source": source}
+        upsert = sqlite_insert(catalog_apps).values(id=spec.id, **values)
+        # ON CONFLICT updates skip the column's Python-side `onupdate`: stamp it here.
+        await tx.execute(
+            upsert.on_conflict_do_update(index_elements=["id"], set_={**values, "updated_at": utcnow()})
+        )
         return AppEntry(spec, source)
 
     @staticmethod
-    async def _write_route(session: AsyncSession, spec: RouteSpec, source: str) -> RouteEntry:
-        row = await session.get(RouteRow, spec.route_id)
-        data = json.dumps(spec.storage())
-        if row is None:
-            session.add(
-                RouteRow(
-                    id=spec.route_id,
-                    app_id=spec.app_id,
-                    path_base=spec.path_base,
-                    target=spec.to,
-                    spec=data,
-                    source=source,
-                )
-            )
-        else:
-            row.app_id = spec.app_id
-            row.path_base = spec.path_base
-            row.target = spec.to
-            row.spec = data
-            row.source = source
+    async def _write_route(tx: Transaction, spec: RouteSpec, source: str) -> RouteEntry:
+        values = {
+            "app_id": spec.app_id,
+            "path_base": spec.path_base,
+            "target": spec.to,
+            "spec": json.dumps(spec.storage()),
+            "source": source,
+        }
+        upsert = sqlite_insert(catalog_routes).values(id=spec.route_id, **values)
+        await tx.execute(
+            upsert.on_conflict_do_update(index_elements=["id"], set_={**values, "updated_at": utcnow()})
+        )
         return RouteEntry(spec, source)
 
     @staticmethod
-    async def _delete_app_rows(session: AsyncSession, app_id: str) -> None:
-        await session.execute(delete(AppRow).where(AppRow.id == app_id))
-        await session.execute(delete(ServiceHealthRow).where(ServiceHealthRow.app_id == app_id))
+    async def _delete_app_rows(tx: Transaction, app_id: str) -> None:
+        await tx.execute(delete(catalog_apps).where(catalog_apps.c.id == app_id))
+        await tx.execute(delete(catalog_service_health).where(catalog_service_health.c.app_id == app_id))
 
     def _orphaned(self, app_id: str, *, leaving: str) -> bool:
         """True when no route but `leaving` (which is moving away or being deleted) uses the app."""
@@ -445,17 +451,17 @@ class CatalogService:
         self.health.pop(app_id, None)
 
     async def _save_app(self, spec: AppSpec, source: str) -> None:
-        async with self.db.session() as session:
-            entry = await self._write_app(session, spec, source)
+        async with self.db.transaction() as tx:
+            entry = await self._write_app(tx, spec, source)
         self.apps[spec.id] = entry
 
     async def _save_route(self, spec: RouteSpec, source: str) -> None:
         """Save a route, creating a bare app for it in the same transaction when its app is unknown."""
-        async with self.db.session() as session:
+        async with self.db.transaction() as tx:
             app = None
             if spec.app_id not in self.apps:
-                app = await self._write_app(session, AppSpec(id=spec.app_id, name=spec.app_id), source)
-            route = await self._write_route(session, spec, source)
+                app = await self._write_app(tx, AppSpec(id=spec.app_id, name=spec.app_id), source)
+            route = await self._write_route(tx, spec, source)
         if app is not None:
             self.apps[spec.app_id] = app
         self.routes[spec.route_id] = route
@@ -474,20 +480,20 @@ class CatalogService:
                 and self._orphaned(old_app, leaving=spec.route_id)
                 else None
             )
-            async with self.db.session() as session:
+            async with self.db.transaction() as tx:
                 app = self.apps.get(spec.app_id)
                 new_app = None
                 if app is None:
                     app = new_app = await self._write_app(
-                        session, AppSpec(id=spec.app_id, name=spec.app_id), route_source
+                        tx, AppSpec(id=spec.app_id, name=spec.app_id), route_source
                     )
                 if icon is not None:
                     new_app = await self._write_app(
-                        session, app.spec.model_copy(update={"icon": icon}), app.source
+                        tx, app.spec.model_copy(update={"icon": icon}), app.source
                     )
-                route = await self._write_route(session, spec, route_source)
+                route = await self._write_route(tx, spec, route_source)
                 if orphan is not None:
-                    await self._delete_app_rows(session, orphan)
+                    await self._delete_app_rows(tx, orphan)
             if new_app is not None:
                 self.apps[spec.app_id] = new_app
             self.routes[spec.route_id] = route
@@ -565,10 +571,10 @@ class CatalogService:
                 return False
             app_id = entry.spec.app_id
             orphan = self._orphaned(app_id, leaving=route_id)
-            async with self.db.session() as session:
-                await session.execute(delete(RouteRow).where(RouteRow.id == route_id))
+            async with self.db.transaction() as tx:
+                await tx.execute(delete(catalog_routes).where(catalog_routes.c.id == route_id))
                 if orphan:
-                    await self._delete_app_rows(session, app_id)
+                    await self._delete_app_rows(tx, app_id)
             del self.routes[route_id]
             if orphan:
                 self._forget_app(app_id)
@@ -578,8 +584,8 @@ class CatalogService:
     async def _drop_orphan_app(self, app_id: str) -> None:
         if not self._orphaned(app_id, leaving=""):
             return
-        async with self.db.session() as session:
-            await self._delete_app_rows(session, app_id)
+        async with self.db.transaction() as tx:
+            await self._delete_app_rows(tx, app_id)
         self._forget_app(app_id)
 
     async def register(
@@ -596,12 +602,10 @@ class CatalogService:
             self._check_conflicts(route_spec)
             existing = self.apps.get(app_spec.id)
             route_existing = self.routes.get(route_spec.route_id)
-            async with self.db.session() as session:
-                app_entry = await self._write_app(
-                    session, app_spec, existing.source if existing else "discovery"
-                )
+            async with self.db.transaction() as tx:
+                app_entry = await self._write_app(tx, app_spec, existing.source if existing else "discovery")
                 route_entry = await self._write_route(
-                    session, route_spec, route_existing.source if route_existing else "discovery"
+                    tx, route_spec, route_existing.source if route_existing else "discovery"
                 )
             self.apps[app_spec.id] = app_entry
             self.routes[route_spec.route_id] = route_entry
@@ -675,27 +679,18 @@ class CatalogService:
         await self.flush_health()
 
     async def flush_health(self) -> None:
-        """Write every pending health result in one transaction (also called at shutdown)."""
+        """Write every pending health result in one statement (also called at shutdown)."""
         pending, self._health_dirty = self._health_dirty, set()
         items = [(a, self.health[a]) for a in sorted(pending) if a in self.apps and a in self.health]
         if not items or not self.db.ready:
             return
-        async with self.db.session() as session:
-            for app_id, state in items:
-                await self._persist_health(session, app_id, state)
-
-    async def _persist_health(self, session: AsyncSession, app_id: str, state: HealthState) -> None:
-        row = await session.get(ServiceHealthRow, app_id)
-        if row is None:
-            row = ServiceHealthRow(app_id=app_id)
-            session.add(row)
-        row.status = state.status
-        row.message = state.message
-        row.last_check = state.last_check
-        row.last_success = state.last_success
-        row.consecutive_failures = state.consecutive_failures
-        row.response_time_ms = state.response_time_ms
-        row.status_code = state.status_code
+        upsert = sqlite_insert(catalog_service_health)
+        await self.db.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["app_id"], set_={name: upsert.excluded[name] for name in HEALTH_FIELDS}
+            ),
+            [{"app_id": app_id, **{n: getattr(state, n) for n in HEALTH_FIELDS}} for app_id, state in items],
+        )
 
     def mark_unhealthy(self, app_id: str, message: str) -> None:
         previous = self.health.get(app_id)

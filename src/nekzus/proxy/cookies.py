@@ -21,9 +21,10 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Row, bindparam, delete, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from nekzus.catalog.models import SessionCookieRow
+from nekzus.catalog.models import proxy_session_cookies as cookies_table
 from nekzus.events import EventBus
 from nekzus.events.types import EventType
 from nekzus.secretfiles import load_or_create
@@ -127,19 +128,19 @@ class SessionCookieStore:
         jar = self._jars.get(key)
         if jar is None:
             jar = {}
-            async with self.db.session() as session:
-                rows = await session.scalars(
-                    select(SessionCookieRow).where(
-                        SessionCookieRow.device_id == device_id, SessionCookieRow.app_id == app_id
-                    )
+            t = cookies_table
+            rows = await self.db.rows(
+                select(t.c.name, t.c.value, t.c.expires_at, t.c.updated_at).where(
+                    t.c.device_id == device_id, t.c.app_id == app_id
                 )
-                for row in rows.all():
-                    try:
-                        value = self._decrypt(device_id, app_id, row.name, row.value)
-                    except Exception:
-                        log.warning("dropping an undecryptable stored cookie for app %s", app_id)
-                        continue
-                    jar[row.name] = (value, row.expires_at, row.updated_at)
+            )
+            for row in rows:
+                try:
+                    value = self._decrypt(device_id, app_id, row.name, row.value)
+                except Exception:
+                    log.warning("dropping an undecryptable stored cookie for app %s", app_id)
+                    continue
+                jar[row.name] = (value, row.expires_at, row.updated_at)
             self._jars[key] = jar
         return jar
 
@@ -193,9 +194,7 @@ class SessionCookieStore:
             return
         self._writing = True
         try:
-            async with self.db.session() as session:
-                for (device_id, app_id, name), change in batch.items():
-                    await self._write_one(session, device_id, app_id, name, change)
+            await self._write_batch(batch)
         except Exception:
             log.warning("storing %d session cookie change(s) failed; retrying", len(batch), exc_info=True)
             for key, change in batch.items():
@@ -207,43 +206,54 @@ class SessionCookieStore:
         if self._pending:
             self._flusher = self.spawn(self._flush_later(), "session-cookies-flush")
 
-    async def _write_one(self, session: Any, device_id: str, app_id: str, name: str, change: Change) -> None:
-        value, expires, remove = change
-        row = await session.scalar(
-            select(SessionCookieRow).where(
-                SessionCookieRow.device_id == device_id,
-                SessionCookieRow.app_id == app_id,
-                SessionCookieRow.name == name,
-            )
-        )
-        if remove:
-            if row is not None:
-                await session.delete(row)
-            return
-        blob = self._encrypt(device_id, app_id, name, value)
-        if row is None:
-            session.add(
-                SessionCookieRow(
-                    device_id=device_id,
-                    app_id=app_id,
-                    name=name,
-                    value=blob,
-                    expires_at=expires,
-                    updated_at=time.time(),
+    async def _write_batch(self, batch: dict[tuple[str, str, str], Change]) -> None:
+        """Upsert the stored cookies and delete the removed ones, in one transaction."""
+        t = cookies_table
+        now = time.time()
+        removed = [{"d": d, "a": a, "n": n} for (d, a, n), (_v, _e, remove) in batch.items() if remove]
+        stored = [
+            {
+                "device_id": d,
+                "app_id": a,
+                "name": n,
+                "value": self._encrypt(d, a, n, value),
+                "expires_at": expires,
+                "updated_at": now,
+            }
+            for (d, a, n), (value, expires, remove) in batch.items()
+            if not remove
+        ]
+        async with self.db.transaction() as tx:
+            if removed:
+                await tx.execute(
+                    delete(t).where(
+                        t.c.device_id == bindparam("d"),
+                        t.c.app_id == bindparam("a"),
+                        t.c.name == bindparam("n"),
+                    ),
+                    removed,
                 )
-            )
-        else:
-            row.value = blob
-            row.expires_at = expires
-            row.updated_at = time.time()
+            if stored:
+                upsert = sqlite_insert(t)
+                await tx.execute(
+                    upsert.on_conflict_do_update(
+                        index_elements=["device_id", "app_id", "name"],
+                        set_={
+                            "value": upsert.excluded.value,
+                            "expires_at": upsert.excluded.expires_at,
+                            "updated_at": upsert.excluded.updated_at,
+                        },
+                    ),
+                    stored,
+                )
 
     async def summaries(self, device_id: str) -> list[dict[str, Any]]:
         now = time.time()
-        async with self.db.session() as session:
-            rows = (
-                await session.scalars(select(SessionCookieRow).where(SessionCookieRow.device_id == device_id))
-            ).all()
-        by_app: dict[str, list[SessionCookieRow]] = {}
+        t = cookies_table
+        rows = await self.db.rows(
+            select(t.c.app_id, t.c.expires_at, t.c.updated_at).where(t.c.device_id == device_id)
+        )
+        by_app: dict[str, list[Row[Any]]] = {}
         for row in rows:
             if row.expires_at is None or row.expires_at > now:
                 by_app.setdefault(row.app_id, []).append(row)
@@ -271,10 +281,9 @@ class SessionCookieStore:
         if flusher is not None and not flusher.done() and flusher is not asyncio.current_task():
             # A batch being written may hold this device's cookies: let it land before deleting.
             await asyncio.wait([flusher])
-        async with self.db.session() as session:
-            stmt = delete(SessionCookieRow).where(SessionCookieRow.device_id == device_id)
-            if app_id is not None:
-                stmt = stmt.where(SessionCookieRow.app_id == app_id)
-            await session.execute(stmt)
+        stmt = delete(cookies_table).where(cookies_table.c.device_id == device_id)
+        if app_id is not None:
+            stmt = stmt.where(cookies_table.c.app_id == app_id)
+        await self.db.execute(stmt)
         for jar_key in [k for k in self._jars if matches(k)]:
             del self._jars[jar_key]
