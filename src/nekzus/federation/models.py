@@ -2,34 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from sqlalchemy import JSON, Column, DateTime, LargeBinary, String, Table
 
-from sqlalchemy import JSON, DateTime, LargeBinary, String
-from sqlalchemy.orm import Mapped, mapped_column
+from nekzus.store.base import metadata, utcnow
 
-from nekzus.store.base import utcnow
-from nekzus.store.orm import Base
+# One row per peer that joined (authenticated hello); deleted when an admin removes the peer.
+federation_peers = Table(
+    "federation_peers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False, default="", server_default=""),
+    Column("address", String(255), nullable=False, default="", server_default=""),
+    Column("gossip_addr", String(300), nullable=False, default="", server_default=""),
+    Column("fingerprint", String(64), nullable=False, default="", server_default=""),
+    Column("status", String(16), nullable=False, default="offline", server_default="offline"),
+    Column("meta", JSON, nullable=False, default=dict),
+    Column("last_seen", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    Column("updated_at", DateTime(timezone=True), nullable=False, default=utcnow),
+)
 
-
-class PeerRow(Base):
-    __tablename__ = "federation_peers"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), nullable=False, default="")
-    address: Mapped[str] = mapped_column(String(255), nullable=False, default="")
-    gossip_addr: Mapped[str] = mapped_column(String(300), nullable=False, default="")
-    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False, default="")
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default="offline")
-    meta: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
-    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
-
-
-class DocumentRow(Base):
-    __tablename__ = "federation_documents"
-
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+# Named snapshots of replicated documents; today only "catalog" (the shared app catalog, Yjs-encoded).
+federation_documents = Table(
+    "federation_documents",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, default=utcnow),
+)

@@ -32,14 +32,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy import delete, select
+from sqlalchemy import Row, delete, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from nekzus.config.model import FederationConfig
 from nekzus.errors import Forbidden, NotFound
 from nekzus.events import EventBus
 from nekzus.federation import crypto
 from nekzus.federation.document import CatalogDocument, split_key
-from nekzus.federation.models import DocumentRow, PeerRow
+from nekzus.federation.models import federation_documents, federation_peers
 from nekzus.store import Database
 
 log = logging.getLogger("nekzus.federation")
@@ -65,12 +66,26 @@ LOCAL_NAME = "Nekzus Instance"
 REQUEST_TIMEOUT = 10.0
 MAX_MESSAGE = 64 * 1024 * 1024
 EMPTY_UPDATE_LEN = 2  # a Yjs update with no structs and no deletions
+CATALOG_DOCUMENT = "catalog"  # the stored snapshot's name in federation_documents
 
 
 def _iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+def _ts(value: datetime | None) -> float | None:
+    """Seconds since the epoch; SQLite hands back naive datetimes, which were stored as UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
 
 
 def _b64(data: bytes) -> str:
@@ -146,6 +161,22 @@ class Peer:
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Peer:
+        """A stored peer, `offline` until it is heard from again."""
+        return cls(
+            id=row.id,
+            name=row.name,
+            address=row.address,
+            gossip_addr=row.gossip_addr,
+            fingerprint=row.fingerprint,
+            status=OFFLINE,
+            last_seen=_ts(row.last_seen),
+            created_at=_ts(row.created_at) or time.time(),
+            updated_at=_ts(row.updated_at) or time.time(),
+            meta=dict(row.meta or {}),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -271,47 +302,35 @@ class FederationService:
     # -- persistence --------------------------------------------------------------------------------
 
     async def _load(self) -> None:
-        async with self.db.session() as session:
-            for row in (await session.scalars(select(PeerRow))).all():
-                self.peers[row.id] = Peer(
-                    id=row.id,
-                    name=row.name,
-                    address=row.address,
-                    gossip_addr=row.gossip_addr,
-                    fingerprint=row.fingerprint,
-                    status=OFFLINE,
-                    last_seen=row.last_seen.timestamp() if row.last_seen else None,
-                    created_at=row.created_at.timestamp(),
-                    updated_at=row.updated_at.timestamp(),
-                    meta=dict(row.meta or {}),
-                )
-                if row.gossip_addr:
-                    self.targets[row.gossip_addr] = row.id
-            doc = await session.get(DocumentRow, "catalog")
-            if doc is not None:
-                try:
-                    self.doc.apply(doc.data)
-                except Exception:
-                    log.warning("stored federation catalog unreadable; starting empty")
+        peers, docs = federation_peers, federation_documents
+        async with self.db.transaction() as tx:
+            rows = await tx.rows(select(peers))
+            data = await tx.scalar(select(docs.c.data).where(docs.c.name == CATALOG_DOCUMENT))
+        for row in rows:
+            self.peers[row.id] = Peer.from_row(row)
+            if row.gossip_addr:
+                self.targets[row.gossip_addr] = row.id
+        if data is not None:
+            try:
+                self.doc.apply(data)
+            except Exception:
+                log.warning("stored federation catalog unreadable; starting empty")
 
     async def _save_peer(self, peer: Peer) -> None:
-        def dt(ts: float | None) -> datetime | None:
-            return datetime.fromtimestamp(ts, UTC) if ts is not None else None
-
-        async with self.db.session() as session:
-            row = await session.get(PeerRow, peer.id)
-            if row is None:
-                row = PeerRow(id=peer.id, created_at=dt(peer.created_at), meta={})
-                session.add(row)
-            row.name = peer.name
-            row.address = peer.address
-            row.gossip_addr = peer.gossip_addr
-            row.fingerprint = peer.fingerprint
-            row.status = peer.status
-            row.meta = dict(peer.meta)
-            row.last_seen = dt(peer.last_seen)
-            row.updated_at = dt(peer.updated_at) or datetime.now(UTC)
-            await session.commit()
+        peers = federation_peers
+        values = {
+            "name": peer.name,
+            "address": peer.address,
+            "gossip_addr": peer.gossip_addr,
+            "fingerprint": peer.fingerprint,
+            "status": peer.status,
+            "meta": dict(peer.meta),
+            "last_seen": _dt(peer.last_seen),
+            "updated_at": _dt(peer.updated_at),
+        }
+        # created_at is written once, by the first save; later saves leave it alone.
+        upsert = sqlite_insert(peers).values(id=peer.id, created_at=_dt(peer.created_at), **values)
+        await self.db.execute(upsert.on_conflict_do_update(index_elements=[peers.c.id], set_=values))
 
     def _persist_soon(self) -> None:
         if self._persist_pending:
@@ -326,15 +345,11 @@ class FederationService:
 
     async def _persist_now(self) -> None:
         self._persist_pending = False
-        data = self.doc.snapshot()
-        async with self.db.session() as session:
-            row = await session.get(DocumentRow, "catalog")
-            if row is None:
-                session.add(DocumentRow(name="catalog", data=data, updated_at=datetime.now(UTC)))
-            else:
-                row.data = data
-                row.updated_at = datetime.now(UTC)
-            await session.commit()
+        values = {"data": self.doc.snapshot(), "updated_at": datetime.now(UTC)}
+        upsert = sqlite_insert(federation_documents).values(name=CATALOG_DOCUMENT, **values)
+        await self.db.execute(
+            upsert.on_conflict_do_update(index_elements=[federation_documents.c.name], set_=values)
+        )
 
     # -- local catalog -> document ------------------------------------------------------------------
 
@@ -479,9 +494,7 @@ class FederationService:
         for addr, known in list(self.targets.items()):
             if known == peer_id:
                 self.targets[addr] = None
-        async with self.db.session() as session:
-            await session.execute(delete(PeerRow).where(PeerRow.id == peer_id))
-            await session.commit()
+        await self.db.execute(delete(federation_peers).where(federation_peers.c.id == peer_id))
         self._update_active()
         self.bus.emit(FederationEvent.PEER_LEFT, {"peer_id": peer_id, "name": peer.name})
         for callback in self.on_catalog_change:
