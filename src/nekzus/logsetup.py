@@ -45,6 +45,6 @@ def setup_logging(fmt: str = "text", debug: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.INFO)
-    for noisy in ("uvicorn.access", "aiosqlite", "alembic", "asyncio"):
+    for noisy in ("uvicorn.access", "alembic", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     logging.getLogger("uvicorn.error").setLevel(logging.INFO if debug else logging.WARNING)

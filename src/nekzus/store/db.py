@@ -248,9 +248,6 @@ class Database:
         self.ready = False
         engine, executor = self._engine, self._executor
         self._engine = self._executor = None
-        if self._orm_engine is not None:
-            await self._orm_engine.dispose()
-            self._orm_engine = self._sessions = None
         if engine is not None and executor is not None:
             await asyncio.wrap_future(executor.submit(engine.dispose))
             executor.shutdown(wait=False)
@@ -290,25 +287,6 @@ class Database:
     async def scalars(self, statement: Executable, params: Params = None) -> list[Any]:
         async with self.transaction() as tx:
             return await tx.scalars(statement, params)
-
-    # Temporary, while domains move to Core: the ORM session of the ones not moved yet.
-    _sessions: Any = None
-    _orm_engine: Any = None
-
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[Any]:
-        """A unit of work: committed when the block ends, rolled back if it raises."""
-        from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-
-        if self._engine is None:
-            raise RuntimeError("database is not open")
-        if self._sessions is None:
-            engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}", pool_size=5, max_overflow=5)
-            event.listen(engine.sync_engine, "connect", _on_connect)
-            self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-            self._orm_engine = engine
-        async with self._sessions() as session, session.begin():
-            yield session
 
     async def ping(self) -> None:
         await self.scalar(text("SELECT 1"))
