@@ -1,9 +1,12 @@
 """What an idle server loads: a restart with its TLS material in place does not load `cryptography`
 (~10 MiB of code and libraries): certificates are issued, parsed or unsealed only when something asks,
-and PyJWT's HS256 path runs without it."""
+and PyJWT's HS256 path runs without it. Nor does it load the SQLAlchemy ORM, or libraries only one
+feature's first use needs."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.nekzus_server import NekzusServer
@@ -29,3 +32,44 @@ def test_a_restarted_idle_server_does_not_load_cryptography() -> None:
         maps = _mapped(server.proc.pid)
         assert "pydantic_core" in maps
         assert "cryptography" not in maps, "cryptography was loaded by an idle restarted server"
+
+
+# Libraries an idle server must not load: the ORM layer (storage speaks SQLAlchemy Core), and what only a
+# password check (argon2) or a backup (tarfile) needs.
+NOT_AT_IDLE = ("sqlalchemy.orm", "sqlalchemy.ext.asyncio", "argon2", "tarfile")
+
+IDLE_SCRIPT = """
+import sys
+import subprocess
+import sys
+from pathlib import Path
+from tests.inproc_server import InProcNekzus
+
+server = InProcNekzus(Path(sys.argv[1])).start()
+try:
+    with server.client() as client:
+        assert client.get("/api/v1/healthz").status_code == 200
+        assert client.get("/api/v1/apps", headers={"Authorization": "Bearer a.b.c"}).status_code == 401
+        assert client.get("/api/v1/auth/setup-status").status_code == 200
+finally:
+    server.stop()
+print(",".join(name for name in sys.argv[2:] if name in sys.modules))
+"""
+
+
+def test_an_idle_server_does_not_load_the_orm_or_feature_only_libraries(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+
+    def run() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", IDLE_SCRIPT, str(tmp_path), *NOT_AT_IDLE],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+
+    run()  # the first start creates and migrates the database (Alembic is loaded for that only)
+    assert run() == "", "loaded by an idle server"

@@ -36,4 +36,9 @@ def install(api: FastAPI, services: Services) -> None:
         host_root=Path(root) if root else None,
     )
     services.domains.features.provide(SYSTEM, system)
+
+    async def start() -> None:
+        await asyncio.to_thread(system.prime)
+
+    services.on_startup("system", start)
     api.include_router(router)

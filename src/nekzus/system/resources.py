@@ -1,9 +1,8 @@
 """System resources via psutil, reading the host's /proc when Nekzus runs in a container with the host
 mounted (`system.host_root_path`).
 
-psutil reads /proc through a module-wide path, so pointing it at `<root>/proc` is done once, when psutil
-is first loaded; disk figures then describe the host root instead of the data directory. psutil is loaded
-by the first request for these figures, not at start-up (an idle server stays smaller).
+psutil reads /proc through a module-wide path, so pointing it at `<root>/proc` is done once at start-up;
+disk figures then describe the host root instead of the data directory.
 """
 
 from __future__ import annotations
@@ -13,8 +12,9 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+import psutil
 
 # Calls closer together than this reuse the last CPU sample: a delta over a few ms is noise.
 CPU_MIN_INTERVAL = 0.5
@@ -32,21 +32,14 @@ class SystemResources:
     _cpu: float = 0.0
     _cpu_at: float = 0.0
     _primed: bool = field(default=False)
-    _psutil: ModuleType | None = field(default=None, repr=False)
 
-    @property
-    def psutil(self) -> ModuleType:
-        if self._psutil is None:
-            import psutil
-
-            if self.host_root is not None:
-                psutil.PROCFS_PATH = str(self.host_root / "proc")
-            self._psutil = psutil
-        return self._psutil
+    def __post_init__(self) -> None:
+        if self.host_root is not None:
+            psutil.PROCFS_PATH = str(self.host_root / "proc")
 
     def prime(self) -> None:
-        """Take the first CPU sample, the reference the next reading is measured against."""
-        self.psutil.cpu_percent(interval=None)
+        """Take the first CPU sample so the first request already reports a real figure."""
+        psutil.cpu_percent(interval=None)
         self._cpu_at = time.monotonic()
         self._primed = True
 
@@ -57,7 +50,7 @@ class SystemResources:
             time.sleep(0.1)
             now = time.monotonic()
         if now - self._cpu_at >= CPU_MIN_INTERVAL or self._cpu_at == 0.0 or self._cpu == 0.0:
-            self._cpu = float(self.psutil.cpu_percent(interval=None))
+            self._cpu = float(psutil.cpu_percent(interval=None))
             self._cpu_at = now
         return max(0.0, min(100.0, round(self._cpu, 2)))
 
@@ -70,7 +63,6 @@ class SystemResources:
 
     def snapshot(self) -> dict[str, Any]:
         """The API's fields (cpu %, ram %, bytes, disk, storage_size, network) plus cores, load and uptime."""
-        psutil = self.psutil
         mem = psutil.virtual_memory()
         disk_path = self.host_root if self.host_root is not None else self.data_dir
         disk = psutil.disk_usage(str(disk_path))
