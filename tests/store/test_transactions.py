@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import QueuePool
 
 from nekzus.store import Database
 from nekzus.store.base import system_settings
@@ -23,7 +24,9 @@ async def opened(tmp_path: Path) -> Database:
 
 
 def checked_out(db: Database) -> int:
-    return int(db.engine.pool.checkedout())
+    pool = db.engine.pool
+    assert isinstance(pool, QueuePool)
+    return pool.checkedout()
 
 
 async def count(db: Database) -> int:

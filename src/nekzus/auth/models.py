@@ -10,11 +10,10 @@ so callers see typed fields instead of untyped database rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Boolean, Column, Float, Index, Integer, Row, String, Table, Text
+from sqlalchemy import Boolean, Column, Float, Index, Integer, String, Table, Text
 
-from nekzus.store.base import metadata
+from nekzus.store.base import Record, metadata
 
 # A dashboard account. Only the argon2id hash of the password is kept.
 users_table = Table(
@@ -113,7 +112,7 @@ activity_table = Table(
 
 
 @dataclass(frozen=True, slots=True)
-class User:
+class User(Record):
     id: int
     username: str
     password_hash: str
@@ -121,20 +120,9 @@ class User:
     last_login: float | None
     is_active: bool
 
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> User:
-        return cls(
-            id=int(row.id),
-            username=str(row.username),
-            password_hash=str(row.password_hash),
-            created_at=float(row.created_at),
-            last_login=row.last_login,
-            is_active=bool(row.is_active),
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class Device:
+class Device(Record):
     device_id: str
     device_name: str
     platform: str
@@ -147,25 +135,9 @@ class Device:
     last_seen: float | None
     spki_pins: str  # a JSON list
 
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> Device:
-        return cls(
-            device_id=str(row.device_id),
-            device_name=str(row.device_name),
-            platform=str(row.platform),
-            platform_version=str(row.platform_version),
-            model=str(row.model),
-            push_token=str(row.push_token),
-            scopes=str(row.scopes),
-            session_id=str(row.session_id),
-            created_at=float(row.created_at),
-            last_seen=row.last_seen,
-            spki_pins=str(row.spki_pins),
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class ApiKey:
+class ApiKey(Record):
     id: str
     name: str
     key_hash: str
@@ -176,18 +148,3 @@ class ApiKey:
     created_at: float
     created_by: str
     revoked_at: float | None
-
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> ApiKey:
-        return cls(
-            id=str(row.id),
-            name=str(row.name),
-            key_hash=str(row.key_hash),
-            prefix=str(row.prefix),
-            scopes=str(row.scopes),
-            expires_at=row.expires_at,
-            last_used_at=row.last_used_at,
-            created_at=float(row.created_at),
-            created_by=str(row.created_by),
-            revoked_at=row.revoked_at,
-        )

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Column, DateTime, Index, Integer, String, Table, Text
 
-from nekzus.store.base import metadata, utcnow
+from nekzus.store.base import Record, metadata, utcnow
 
 notifications = Table(
     "notifications",
@@ -36,7 +35,7 @@ notifications = Table(
 
 
 @dataclass(frozen=True, slots=True)
-class Notification:
+class Notification(Record):
     """One queued notification as read back (times are naive UTC: SQLite keeps no zone)."""
 
     id: int
@@ -52,21 +51,3 @@ class Notification:
     delivered_at: datetime | None = None
     last_attempt_at: datetime | None = None
     error_message: str | None = None
-
-    @classmethod
-    def from_row(cls, row: Any) -> Notification:
-        return cls(
-            id=row.id,
-            uid=row.uid,
-            device_id=row.device_id,
-            type=row.type,
-            payload=row.payload,
-            status=row.status,
-            retry_count=row.retry_count,
-            max_retries=row.max_retries,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            delivered_at=row.delivered_at,
-            last_attempt_at=row.last_attempt_at,
-            error_message=row.error_message,
-        )

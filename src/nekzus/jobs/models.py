@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Column, Float, Index, Integer, Row, String, Table, Text
+from sqlalchemy import Column, Float, Index, Integer, String, Table, Text
 
-from nekzus.store.base import metadata
+from nekzus.store.base import Record, metadata
 
 __all__ = ["JobRecord", "JobState", "jobs_table"]
 
@@ -49,7 +48,7 @@ jobs_table = Table(
 
 
 @dataclass(frozen=True, slots=True)
-class JobRecord:
+class JobRecord(Record):
     """One stored job as readers see it (the live `Job` is the runner's in-memory view)."""
 
     id: str
@@ -64,8 +63,3 @@ class JobRecord:
     created_at: float
     started_at: float | None
     finished_at: float | None
-
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> JobRecord:
-        values = row._mapping
-        return cls(**{name: values[name] for name in cls.__dataclass_fields__})

@@ -7,13 +7,11 @@ script or workflow deletes its executions and schedules (foreign keys with ON DE
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import Boolean, Column, Float, ForeignKey, Index, Integer, Row, String, Table, Text
+from sqlalchemy import Boolean, Column, Float, ForeignKey, Index, Integer, String, Table, Text
 
-from nekzus.store.base import metadata
+from nekzus.store.base import Record, metadata
 
 __all__ = [
     "Execution",
@@ -124,14 +122,8 @@ script_schedules_table = Table(
 )
 
 
-def _columns(row: Row[Any], names: Iterable[str]) -> dict[str, Any]:
-    """The row's values of the named columns (a record's fields; the internal `seq` is left out)."""
-    values = row._mapping
-    return {name: values[name] for name in names}
-
-
 @dataclass(frozen=True, slots=True)
-class Script:
+class Script(Record):
     """A registered script; `parameters`, `environment` and `allowed_scopes` are stored JSON text."""
 
     id: str
@@ -149,13 +141,9 @@ class Script:
     created_at: float
     updated_at: float
 
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> Script:
-        return cls(**_columns(row, cls.__dataclass_fields__))
-
 
 @dataclass(frozen=True, slots=True)
-class Workflow:
+class Workflow(Record):
     """A workflow; `steps` is the stored JSON list of `{scriptId, parameters, onFailure}`."""
 
     id: str
@@ -167,13 +155,9 @@ class Workflow:
     created_at: float
     updated_at: float
 
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> Workflow:
-        return cls(**_columns(row, cls.__dataclass_fields__))
-
 
 @dataclass(frozen=True, slots=True)
-class WorkflowExecution:
+class WorkflowExecution(Record):
     """One run of a workflow; `steps` is the stored JSON list of its steps' summaries."""
 
     id: str
@@ -188,13 +172,9 @@ class WorkflowExecution:
     started_at: float | None
     completed_at: float | None
 
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> WorkflowExecution:
-        return cls(**_columns(row, cls.__dataclass_fields__))
-
 
 @dataclass(frozen=True, slots=True)
-class Execution:
+class Execution(Record):
     """One run of a script (alone, as a workflow step or from a schedule)."""
 
     id: str
@@ -214,13 +194,9 @@ class Execution:
     started_at: float | None
     completed_at: float | None
 
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> Execution:
-        return cls(**_columns(row, cls.__dataclass_fields__))
-
 
 @dataclass(frozen=True, slots=True)
-class Schedule:
+class Schedule(Record):
     """A cron schedule of a script or a workflow (exactly one of the two ids is set)."""
 
     id: str
@@ -234,7 +210,3 @@ class Schedule:
     created_by: str
     created_at: float
     updated_at: float
-
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> Schedule:
-        return cls(**_columns(row, cls.__dataclass_fields__))

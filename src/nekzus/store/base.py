@@ -3,9 +3,11 @@ helpers for column defaults."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
+from typing import Any, Self
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text
+from sqlalchemy import Column, DateTime, MetaData, Row, String, Table, Text
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -20,6 +22,19 @@ metadata = MetaData(naming_convention=NAMING)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class Record:
+    """Base of a domain's frozen dataclass records read from its tables: `from_row` fills each field
+    from the selected column of the same name (the row may carry more columns than the record)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> Self:
+        values = row._mapping
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]  # subclasses are dataclasses
+        return cls(**{field.name: values[field.name] for field in fields})
 
 
 # Small persisted facts about this instance (its nexusId, the setup state...). Never secrets.
