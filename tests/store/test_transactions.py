@@ -63,6 +63,10 @@ def test_commit_rollback_and_shortcuts(tmp_path: Path) -> None:
             assert await db.get_setting("missing") is None
             row = await db.first(select(system_settings).where(system_settings.c.key == "e"))
             assert row is not None and row.value == "new" and row.updated_at is not None
+            # An upsert that updates stamps the column's `onupdate` too.
+            await db.set_setting("e", "newer")
+            again = await db.first(select(system_settings).where(system_settings.c.key == "e"))
+            assert again is not None and again.value == "newer" and again.updated_at > row.updated_at
             assert checked_out(db) == 0
         finally:
             await db.close()

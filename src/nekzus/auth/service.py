@@ -43,6 +43,7 @@ from nekzus.auth.usage import RequestCounter
 from nekzus.errors import error_for
 from nekzus.http.clientip import in_networks, parse_ip, parse_networks
 from nekzus.secretfiles import load_or_create
+from nekzus.store.db import upsert
 from nekzus.timefmt import rfc3339_or_none
 
 if TYPE_CHECKING:
@@ -642,8 +643,8 @@ class AuthService:
             "spki_pins": json.dumps(list(device.get("spkiPins") or [])),
         }
         # A re-pairing keeps the device's first pairing time; everything else is replaced.
-        add = sqlite_insert(devices_table).values(device_id=device_id, created_at=now, **fields)
-        await self.db.execute(add.on_conflict_do_update(index_elements=["device_id"], set_=fields))
+        first = {"created_at": now}
+        await self.db.execute(upsert(devices_table, {"device_id": device_id}, fields, first=first))
         self.devices[device_id] = DeviceState(session_id, frozenset(scopes), name)
         self.changed()
         self.connections.close_device(device_id, conn.REPAIRED)

@@ -26,8 +26,7 @@ from nekzus.errors import NekzusError
 from nekzus.events import EventBus
 from nekzus.events.types import EventType
 from nekzus.metrics import Metrics
-from nekzus.store import Database, Transaction
-from nekzus.store.base import utcnow
+from nekzus.store import Database, Transaction, upsert
 from nekzus.tasks import Spawn
 from nekzus.timefmt import rfc3339_or_none
 
@@ -415,11 +414,7 @@ class CatalogService:
     @staticmethod
     async def _write_app(tx: Transaction, spec: AppSpec, source: str) -> AppEntry:
         values = {"name": spec.name, "spec": json.dumps(spec.storage()), "source": source}
-        upsert = sqlite_insert(catalog_apps).values(id=spec.id, **values)
-        # ON CONFLICT updates skip the column's Python-side `onupdate`: stamp it here.
-        await tx.execute(
-            upsert.on_conflict_do_update(index_elements=["id"], set_={**values, "updated_at": utcnow()})
-        )
+        await tx.execute(upsert(catalog_apps, {"id": spec.id}, values))
         return AppEntry(spec, source)
 
     @staticmethod
@@ -431,10 +426,7 @@ class CatalogService:
             "spec": json.dumps(spec.storage()),
             "source": source,
         }
-        upsert = sqlite_insert(catalog_routes).values(id=spec.route_id, **values)
-        await tx.execute(
-            upsert.on_conflict_do_update(index_elements=["id"], set_={**values, "updated_at": utcnow()})
-        )
+        await tx.execute(upsert(catalog_routes, {"id": spec.route_id}, values))
         return RouteEntry(spec, source)
 
     @staticmethod
@@ -684,10 +676,10 @@ class CatalogService:
         items = [(a, self.health[a]) for a in sorted(pending) if a in self.apps and a in self.health]
         if not items or not self.db.ready:
             return
-        upsert = sqlite_insert(catalog_service_health)
+        add = sqlite_insert(catalog_service_health)
         await self.db.execute(
-            upsert.on_conflict_do_update(
-                index_elements=["app_id"], set_={name: upsert.excluded[name] for name in HEALTH_FIELDS}
+            add.on_conflict_do_update(
+                index_elements=["app_id"], set_={name: add.excluded[name] for name in HEALTH_FIELDS}
             ),
             [{"app_id": app_id, **{n: getattr(state, n) for n in HEALTH_FIELDS}} for app_id, state in items],
         )

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from sqlalchemy import Row, delete, insert, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from nekzus.certs.domains import check_domain, check_domains, suggestions
 from nekzus.certs.models import certificate_history, certificates
@@ -29,7 +28,7 @@ from nekzus.certs.tls import Served, SniStore, build_context
 from nekzus.errors import Conflict, Invalid, NotFound
 from nekzus.health.registry import ComponentHealth, Status
 from nekzus.secretfiles import load_or_create
-from nekzus.store import Database
+from nekzus.store import Database, upsert
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
@@ -277,9 +276,8 @@ class CertificateService:
             "updated_at": now,
         }
         # A certificate replaced keeps its first `created_at`.
-        upsert = sqlite_insert(certificates).values(domain=domain, created_at=now, **fields)
         async with self.db.transaction() as tx:
-            await tx.execute(upsert.on_conflict_do_update(index_elements=["domain"], set_=fields))
+            await tx.execute(upsert(certificates, {"domain": domain}, fields, first={"created_at": now}))
             await tx.execute(
                 insert(certificate_history).values(
                     domain=domain, action=action, fingerprint=info.fingerprint, at=now

@@ -36,7 +36,7 @@ from nekzus.errors import Invalid, NekzusError
 from nekzus.events.bus import EventBus
 from nekzus.events.types import EventType
 from nekzus.metrics import Metrics
-from nekzus.store import Database
+from nekzus.store import Database, upsert
 
 if TYPE_CHECKING:
     from nekzus.auth.activity import ActivityService
@@ -197,10 +197,8 @@ class DiscoveryManager:
             "data": proposal.record(),
             "last_seen": datetime.fromtimestamp(proposal.last_seen, UTC),
         }
-        upsert = sqlite_insert(proposals_table).values(
-            id=proposal.id, created_at=datetime.now(UTC), **columns
-        )
-        await self.db.execute(upsert.on_conflict_do_update(index_elements=["id"], set_=columns))
+        first = {"created_at": datetime.now(UTC)}
+        await self.db.execute(upsert(proposals_table, {"id": proposal.id}, columns, first=first))
 
     async def _delete(self, ids: list[str]) -> None:
         if not ids:
@@ -312,8 +310,7 @@ class DiscoveryManager:
             await self.db.execute(delete(settings_table).where(settings_table.c.key == AUTO_APPROVE_KEY))
         else:
             columns = {"value": value, "updated_at": datetime.now(UTC), "updated_by": actor}
-            upsert = sqlite_insert(settings_table).values(key=AUTO_APPROVE_KEY, **columns)
-            await self.db.execute(upsert.on_conflict_do_update(index_elements=["key"], set_=columns))
+            await self.db.execute(upsert(settings_table, {"key": AUTO_APPROVE_KEY}, columns))
         after = await self.auto_approval()
         await self._audit(
             "discovery.settings.updated",

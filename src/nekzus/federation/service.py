@@ -33,7 +33,6 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Row, delete, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from nekzus.config.model import FederationConfig
 from nekzus.errors import Forbidden, NotFound
@@ -41,7 +40,7 @@ from nekzus.events import EventBus
 from nekzus.federation import crypto
 from nekzus.federation.document import CatalogDocument, split_key
 from nekzus.federation.models import federation_documents, federation_peers
-from nekzus.store import Database
+from nekzus.store import Database, upsert
 
 log = logging.getLogger("nekzus.federation")
 
@@ -329,8 +328,8 @@ class FederationService:
             "updated_at": _dt(peer.updated_at),
         }
         # created_at is written once, by the first save; later saves leave it alone.
-        upsert = sqlite_insert(peers).values(id=peer.id, created_at=_dt(peer.created_at), **values)
-        await self.db.execute(upsert.on_conflict_do_update(index_elements=[peers.c.id], set_=values))
+        first = {"created_at": _dt(peer.created_at)}
+        await self.db.execute(upsert(peers, {"id": peer.id}, values, first=first))
 
     def _persist_soon(self) -> None:
         if self._persist_pending:
@@ -346,10 +345,7 @@ class FederationService:
     async def _persist_now(self) -> None:
         self._persist_pending = False
         values = {"data": self.doc.snapshot(), "updated_at": datetime.now(UTC)}
-        upsert = sqlite_insert(federation_documents).values(name=CATALOG_DOCUMENT, **values)
-        await self.db.execute(
-            upsert.on_conflict_do_update(index_elements=[federation_documents.c.name], set_=values)
-        )
+        await self.db.execute(upsert(federation_documents, {"name": CATALOG_DOCUMENT}, values))
 
     # -- local catalog -> document ------------------------------------------------------------------
 

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from nekzus.store.base import metadata
-from nekzus.store.db import Database, Transaction
+from nekzus.store.db import Database, Transaction, upsert
 
-__all__ = ["Database", "Transaction", "metadata"]
+__all__ = ["Database", "Transaction", "metadata", "upsert"]

@@ -20,11 +20,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, CursorResult, Engine, Row, create_engine, event, select, text
+from sqlalchemy import Connection, CursorResult, Engine, Row, Table, create_engine, event, select, text
+from sqlalchemy.dialects.sqlite import Insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.schema import CallableColumnDefault
 
-from nekzus.store.base import system_settings, utcnow
+from nekzus.store.base import system_settings
 
 log = logging.getLogger("nekzus.store")
 
@@ -118,6 +120,24 @@ Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 # for a connection while holding one).
 POOL_SIZE = 4
 MAX_CONNECTIONS = 8
+
+
+def upsert(
+    table: Table, key: Mapping[str, Any], values: Mapping[str, Any], first: Mapping[str, Any] | None = None
+) -> Insert:
+    """Insert a row, or update `values` on the row with the same `key` (SQLite's ON CONFLICT).
+
+    `first` columns (a creation time) are written by the insert only. A column with a Python-side
+    `onupdate` (an `updated_at`) gets it on the update too, which ON CONFLICT would not run by itself.
+    """
+    changes = dict(values)
+    for column in table.c:
+        if column.name not in changes and isinstance(column.onupdate, CallableColumnDefault):
+            # The tables' `onupdate`s take no argument (`utcnow`); SQLAlchemy wraps such a callable
+            # in one that ignores the execution context, so none is needed here.
+            changes[column.name] = column.onupdate.arg(None)  # type: ignore[arg-type]
+    insert = sqlite_insert(table).values(**key, **(first or {}), **values)
+    return insert.on_conflict_do_update(index_elements=list(key), set_=changes)
 
 
 class Transaction:
@@ -296,8 +316,4 @@ class Database:
         return None if value is None else str(value)
 
     async def set_setting(self, key: str, value: str) -> None:
-        now = utcnow()
-        upsert = sqlite_insert(system_settings).values(key=key, value=value, updated_at=now)
-        await self.execute(
-            upsert.on_conflict_do_update(index_elements=["key"], set_={"value": value, "updated_at": now})
-        )
+        await self.execute(upsert(system_settings, {"key": key}, {"value": value}))
