@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from sqlalchemy import (
     Column,
-    DateTime,
     Float,
     Integer,
     LargeBinary,
@@ -14,7 +13,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from nekzus.store.base import metadata, utcnow
+from nekzus.store.base import UtcDateTime, metadata, utcnow
 
 catalog_apps = Table(
     "catalog_apps",
@@ -23,8 +22,8 @@ catalog_apps = Table(
     Column("name", String(256), nullable=False),
     Column("spec", Text, nullable=False, default="{}"),
     Column("source", String(32), nullable=False, default="api"),
-    Column("created_at", DateTime(timezone=True), default=utcnow),
-    Column("updated_at", DateTime(timezone=True), default=utcnow, onupdate=utcnow),
+    Column("created_at", UtcDateTime(), default=utcnow),
+    Column("updated_at", UtcDateTime(), default=utcnow, onupdate=utcnow),
 )
 
 catalog_routes = Table(
@@ -36,8 +35,8 @@ catalog_routes = Table(
     Column("target", Text, nullable=False),
     Column("spec", Text, nullable=False, default="{}"),
     Column("source", String(32), nullable=False, default="api"),
-    Column("created_at", DateTime(timezone=True), default=utcnow),
-    Column("updated_at", DateTime(timezone=True), default=utcnow, onupdate=utcnow),
+    Column("created_at", UtcDateTime(), default=utcnow),
+    Column("updated_at", UtcDateTime(), default=utcnow, onupdate=utcnow),
 )
 
 catalog_service_health = Table(

@@ -297,8 +297,6 @@ class DiscoveryManager:
         if row is None or not isinstance(value, int):
             return AutoApproval(configured, "config", configured, None)
         updated: datetime | None = row.updated_at
-        if updated is not None and updated.tzinfo is None:  # SQLite hands back naive UTC times
-            updated = updated.replace(tzinfo=UTC)
         return AutoApproval(value, "runtime", configured, value, updated, str(row.updated_by))
 
     async def set_auto_approval(self, threshold: int | None, actor: str, ip: str) -> AutoApproval:

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Float, Index, String, Table
+from sqlalchemy import JSON, Column, Float, Index, String, Table
 
-from nekzus.store.base import metadata, utcnow
+from nekzus.store.base import UtcDateTime, metadata, utcnow
 
 # Pending proposals: the typed record (`Proposal.record()`) in `data`, plus the columns looked up by.
 proposals_table = Table(
@@ -23,8 +23,8 @@ proposals_table = Table(
     Column("container_id", String(64), nullable=False, default="", server_default=""),
     Column("confidence", Float, nullable=False, default=0.0, server_default="0"),
     Column("data", JSON, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
-    Column("last_seen", DateTime(timezone=True), nullable=False, default=utcnow),
+    Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
+    Column("last_seen", UtcDateTime(), nullable=False, default=utcnow),
     Index("ix_discovery_proposals_source", "source"),
     Index("ix_discovery_proposals_container_id", "container_id"),
 )
@@ -35,7 +35,7 @@ dismissals_table = Table(
     metadata,
     Column("id", String(255), primary_key=True),
     Column("reason", String(32), nullable=False, default="dismissed", server_default="dismissed"),
-    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
 )
 
 # Discovery settings changed at run time (dashboard or API); they win over the config file.
@@ -44,7 +44,7 @@ settings_table = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", JSON, nullable=True),
-    Column("updated_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    Column("updated_at", UtcDateTime(), nullable=False, default=utcnow),
     Column("updated_by", String(255), nullable=False, default="", server_default=""),
 )
 

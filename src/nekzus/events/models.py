@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Index, Integer, String, Table, Text
+from sqlalchemy import Column, Index, Integer, String, Table, Text
 
-from nekzus.store.base import Record, metadata, utcnow
+from nekzus.store.base import Record, UtcDateTime, metadata, utcnow
 
 notifications = Table(
     "notifications",
@@ -24,10 +24,10 @@ notifications = Table(
     Column("status", String(16), nullable=False, default="pending"),
     Column("retry_count", Integer, nullable=False, default=0),
     Column("max_retries", Integer, nullable=False, default=3),
-    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("delivered_at", DateTime(timezone=True), nullable=True),
-    Column("last_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("delivered_at", UtcDateTime(), nullable=True),
+    Column("last_attempt_at", UtcDateTime(), nullable=True),
     Column("error_message", Text, nullable=True),
     Index("ix_notifications_device_status", "device_id", "status"),
     Index("ix_notifications_status", "status"),
@@ -36,7 +36,7 @@ notifications = Table(
 
 @dataclass(frozen=True, slots=True)
 class Notification(Record):
-    """One queued notification as read back (times are naive UTC: SQLite keeps no zone)."""
+    """One queued notification as read back (times in UTC)."""
 
     id: int
     uid: str

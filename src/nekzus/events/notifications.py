@@ -8,7 +8,7 @@ retry (a pass that sends nothing counts none); past `max_retries` the row become
 `expires_at` it becomes `expired`. `notifications.queue.max_retries` is the ceiling: per-type defaults
 and a caller's own value only apply below it. Admins may dismiss or retry rows.
 
-All timestamps are stored as naive UTC (SQLite keeps no zone) and leave as RFC3339 with `Z`.
+All timestamps are UTC and leave as RFC3339 with `Z`.
 """
 
 from __future__ import annotations
@@ -56,15 +56,13 @@ TYPE_DEFAULTS: dict[str, tuple[float, int]] = {
 
 
 def now_utc() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    return datetime.now(UTC)
 
 
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(timespec="seconds") + "Z"
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class NotificationQueue:

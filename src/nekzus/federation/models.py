@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, LargeBinary, String, Table
+from sqlalchemy import JSON, Column, LargeBinary, String, Table
 
-from nekzus.store.base import metadata, utcnow
+from nekzus.store.base import UtcDateTime, metadata, utcnow
 
 # One row per peer that joined (authenticated hello); deleted when an admin removes the peer.
 federation_peers = Table(
@@ -17,9 +17,9 @@ federation_peers = Table(
     Column("fingerprint", String(64), nullable=False, default="", server_default=""),
     Column("status", String(16), nullable=False, default="offline", server_default="offline"),
     Column("meta", JSON, nullable=False, default=dict),
-    Column("last_seen", DateTime(timezone=True), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
-    Column("updated_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    Column("last_seen", UtcDateTime(), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
+    Column("updated_at", UtcDateTime(), nullable=False, default=utcnow),
 )
 
 # Named snapshots of replicated documents; today only "catalog" (the shared app catalog, Yjs-encoded).
@@ -28,5 +28,5 @@ federation_documents = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("data", LargeBinary, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    Column("updated_at", UtcDateTime(), nullable=False, default=utcnow),
 )

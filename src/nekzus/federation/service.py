@@ -79,12 +79,7 @@ def _dt(ts: float | None) -> datetime | None:
 
 
 def _ts(value: datetime | None) -> float | None:
-    """Seconds since the epoch; SQLite hands back naive datetimes, which were stored as UTC."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
+    return None if value is None else value.timestamp()
 
 
 def _b64(data: bytes) -> str:

@@ -7,7 +7,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any, Self
 
-from sqlalchemy import Column, DateTime, MetaData, Row, String, Table, Text
+from sqlalchemy import Column, DateTime, Dialect, MetaData, Row, String, Table, Text, TypeDecorator
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -22,6 +22,25 @@ metadata = MetaData(naming_convention=NAMING)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A point in time, stored as UTC and always read back as an aware UTC datetime.
+
+    SQLite keeps no zone: a plain `DateTime(timezone=True)` hands back naive values, which then compare
+    wrongly with aware ones and read as local time in `.timestamp()`. Converting here, once, spares every
+    domain from guessing. A naive value written is taken to be UTC already."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
 
 
 class Record:
@@ -43,5 +62,5 @@ system_settings = Table(
     metadata,
     Column("key", String(128), primary_key=True),
     Column("value", Text, nullable=False),
-    Column("updated_at", DateTime(timezone=True), default=utcnow, onupdate=utcnow),
+    Column("updated_at", UtcDateTime(), default=utcnow, onupdate=utcnow),
 )

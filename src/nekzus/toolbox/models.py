@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, Row, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, Integer, Row, String, Table, Text
 
-from nekzus.store.base import metadata, utcnow
+from nekzus.store.base import UtcDateTime, metadata, utcnow
 
 deployments = Table(
     "toolbox_deployments",
@@ -31,10 +31,10 @@ deployments = Table(
     Column("auto_start", Boolean, nullable=False, default=True),
     Column("route_id", String(255), nullable=True),
     Column("error_message", Text, nullable=True),
-    Column("deployed_at", DateTime(timezone=True), nullable=True),
+    Column("deployed_at", UtcDateTime(), nullable=True),
     Column("deployed_by", String(255), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
-    Column("updated_at", DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow),
+    Column("created_at", UtcDateTime(), nullable=False, default=utcnow),
+    Column("updated_at", UtcDateTime(), nullable=False, default=utcnow, onupdate=utcnow),
 )
 
 
