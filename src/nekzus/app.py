@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -33,6 +34,9 @@ from nekzus.http.guard import ServedHosts, refusal, refuse
 from nekzus.http.handlers import install_error_handlers
 from nekzus.http.ratelimit import RateLimitMiddleware
 from nekzus.services import Services
+
+if TYPE_CHECKING:
+    from nekzus.proxy.direct import DirectAnswer
 
 __all__ = ["FEATURES", "NekzusApp", "create_app"]
 
@@ -139,6 +143,15 @@ class NekzusApp:
             await proxy(scope, receive, send)
             return
         await self.stack(scope, receive, send)
+
+    def direct(self, scope: Scope, answer: DirectAnswer) -> bool:
+        """The HTTP server's direct claim (`nekzus.http.protocol`): the proxy may answer a ready
+        instance's proxied GETs from protocol callbacks. False, with nothing done, sends the request
+        through `__call__` (host refusal included)."""
+        proxy = self.services.proxy
+        if proxy is None or not self.services.ready or refusal(scope, self.hosts) is not None:
+            return False
+        return proxy.handles(scope) and proxy.direct(scope, answer)
 
 
 def create_app(

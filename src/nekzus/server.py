@@ -301,7 +301,10 @@ def serve(
         loop="uvloop",
         http=TunnellingHttpToolsProtocol.tunnelling(
             CoalescingHttpToolsProtocol.configured(
-                head_timeout=config.server.read_header_timeout, body_timeout=config.server.read_body_timeout
+                head_timeout=config.server.read_header_timeout,
+                body_timeout=config.server.read_body_timeout,
+                # Proxied plain GETs are answered from protocol callbacks, without an ASGI task.
+                direct=served.direct,
             ),
             # Proxied WebSocket routes take the client connection after the handshake (a byte tunnel).
             app.services.domains.proxy.claims_tunnel,

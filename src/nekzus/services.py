@@ -30,6 +30,7 @@ from nekzus.workers import WorkerInfo
 
 if TYPE_CHECKING:
     from nekzus.domains import Domains
+    from nekzus.proxy.direct import DirectAnswer
 
 log = logging.getLogger("nekzus")
 
@@ -40,6 +41,8 @@ class ProxyDispatch(Protocol):
     """What the catalog's reverse proxy offers the outer ASGI app."""
 
     def handles(self, scope: Scope) -> bool: ...
+
+    def direct(self, scope: Scope, answer: DirectAnswer) -> bool: ...
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 

@@ -359,6 +359,11 @@ class AuthService:
         return in_networks(parse_ip(client_ip), self.local_networks)
 
     async def authenticate(self, headers: Headers, client_ip: str) -> Principal | None:
+        return self.authenticate_now(headers, client_ip)
+
+    def authenticate_now(self, headers: Headers, client_ip: str) -> Principal | None:
+        """`authenticate` without the coroutine: every check is answered from memory (the proxy's
+        direct path calls this from a protocol callback, where nothing may be awaited)."""
         credential = _credential(headers)
         if credential is None:
             if self.trusted(client_ip):

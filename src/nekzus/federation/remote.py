@@ -108,6 +108,8 @@ class LocalProxy(Protocol):
 
     def handles(self, scope: Scope) -> bool: ...
 
+    def direct(self, scope: Scope, answer: Any) -> bool: ...
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
@@ -176,6 +178,10 @@ class RemoteRouteDispatch:
         if self.inner.handles(scope):
             return True
         return bool(scope["path"].startswith("/apps/") and self._remote)
+
+    def direct(self, scope: Scope, answer: Any) -> bool:
+        """Local routes may be answered directly (see `ProxyApp.direct`); remote ones go through ASGI."""
+        return self._route(scope["path"]) is None and self.inner.direct(scope, answer)
 
     def _route(self, path: str) -> RemoteRoute | None:
         if not path.startswith("/apps/") or not self._remote or self.is_local(path):

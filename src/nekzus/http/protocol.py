@@ -11,6 +11,11 @@ uvicorn writes the status line + headers and then the body as two separate socke
 TCP_NODELAY that is two syscalls and two packets for every small response, which is most of what the
 reverse proxy serves. Holding the head until the first body write (or the end of the current event-loop
 turn, so a slow stream still gets its headers at once) halves the writes per response.
+
+Direct answers: a request the server's `direct` claim accepts (the reverse proxy's plain GETs) is not
+run as an ASGI task. The claim answers it from callbacks (`DirectAnswer.respond`), or hands it to the
+ASGI app after all (`DirectAnswer.continue_with`); an ASGI task, its coroutines and its messages cost
+more CPU than forwarding a small response does.
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ import logging
 import re
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 _STATUS_PREFIX = b"HTTP/1.1 "
 _CONTINUE = b"HTTP/1.1 100 "
@@ -91,6 +96,12 @@ def host_problem(headers: list[tuple[bytes, bytes]], http_version: str) -> str |
     return None
 
 
+_INTERNAL_ERROR = b"Internal Server Error"
+_INTERNAL_ERROR_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", b"21"),
+]
+
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
@@ -102,6 +113,59 @@ def raw_error_response(status: int, code: str, message: str) -> bytes:
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
         b"connection: close\r\n\r\n" % (status, _REASONS.get(status, b"Error"), len(data))
     ) + data
+
+
+class DirectAnswer:
+    """One request a direct claim took: answer it whole now or later (`respond`), or pass it on to an
+    ASGI app (`continue_with`). Exactly one of the two, once."""
+
+    __slots__ = ("_protocol", "cycle", "taken")
+
+    def __init__(self, protocol: CoalescingHttpToolsProtocol, cycle: RequestResponseCycle) -> None:
+        self._protocol = protocol
+        self.cycle = cycle
+        self.taken = False  # answered or passed on
+
+    @property
+    def gone(self) -> bool:
+        """Whether the client has disconnected (an answer would not reach it)."""
+        return self.cycle.disconnected or self._protocol.transport.is_closing()
+
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Write the whole response in one write, framed as uvicorn frames an ASGI response: the server's
+        default headers first, `connection: close` (and closing) when the connection is not kept alive.
+        `headers` are lower-case, carry the body's Content-Length, and no hop-by-hop fields."""
+        if self.taken:
+            return
+        self.taken = True
+        cycle = self.cycle
+        cycle.response_started = cycle.response_complete = True
+        transport = self._protocol.transport
+        if not cycle.disconnected and not transport.is_closing():
+            parts = [STATUS_LINE[status]]
+            for name, value in self._protocol.server_state.default_headers:
+                parts += (name, b": ", value, b"\r\n")
+            for name, value in headers:
+                parts += (name, b": ", value, b"\r\n")
+            if not cycle.keep_alive:
+                parts.append(b"connection: close\r\n")
+            parts += (b"\r\n", body)
+            transport.write(b"".join(parts))
+            if not cycle.keep_alive:
+                transport.close()
+        cycle.message_event.set()
+        cycle.on_response()
+
+    def continue_with(self, app: Any) -> None:
+        """Serve the request with the ASGI callable `app` in a task, as any other request is served."""
+        if self.taken:
+            return
+        self.taken = True
+        HttpToolsProtocol._start_asgi_task(self._protocol, self.cycle, app)
+
+
+# Decides, from a request's ASGI scope, whether the app answers it directly (see the module docstring).
+DirectClaim = Callable[[dict[str, Any], DirectAnswer], bool]
 
 
 # What the connection's single timer should watch once the current `data_received` has been fed.
@@ -118,12 +182,36 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     _timer: asyncio.TimerHandle | None = None
     _want = 0  # _HEAD or _BODY: arm that timer when the data at hand is fed (0: nothing to wait for)
     _coalescing: CoalescingTransport | None = None  # one per connection, handed to each cycle
+    direct_claim: ClassVar[tuple[DirectClaim, ...]] = ()  # one claim, or none
 
     @classmethod
-    def configured(cls, *, head_timeout: float, body_timeout: float) -> type[CoalescingHttpToolsProtocol]:
-        """A subclass carrying the server's read timeouts (uvicorn instantiates the class itself)."""
-        attrs = {"head_timeout": head_timeout, "body_timeout": body_timeout}
+    def configured(
+        cls, *, head_timeout: float, body_timeout: float, direct: DirectClaim | None = None
+    ) -> type[CoalescingHttpToolsProtocol]:
+        """A subclass carrying the server's read timeouts and direct claim (uvicorn instantiates the
+        class itself)."""
+        attrs = {
+            "head_timeout": head_timeout,
+            "body_timeout": body_timeout,
+            "direct_claim": (direct,) if direct is not None else (),
+        }
         return type("ConfiguredHttpToolsProtocol", (cls,), attrs)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        claim = self.direct_claim
+        if claim and app is self.app and cycle.scope["type"] == "http":
+            answer = DirectAnswer(self, cycle)
+            try:
+                if claim[0](cast(dict[str, Any], cycle.scope), answer):
+                    return
+            except Exception:
+                logging.getLogger("nekzus.http").exception("answering a request directly failed")
+                if answer.taken:
+                    return
+                cycle.keep_alive = False
+                answer.respond(500, _INTERNAL_ERROR_HEADERS, _INTERNAL_ERROR)
+                return
+        super()._start_asgi_task(cycle, app)
 
     def data_received(self, data: bytes) -> None:
         if not self._head_open:

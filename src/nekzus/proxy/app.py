@@ -31,12 +31,12 @@ from nekzus.auth.principal import TRUSTED, AuthError, Principal
 from nekzus.catalog.service import CatalogService
 from nekzus.config import Config
 from nekzus.http.clientip import IPNetwork, in_networks, parse_ip, parse_networks, resolve_client_ip
-from nekzus.http.errors import error_body
 from nekzus.http.ratelimit import RateLimiter
 from nekzus.http.requestid import request_id_or_new
 from nekzus.metrics import Metrics
 from nekzus.proxy.cache import CachedResponse, ResponseCache
 from nekzus.proxy.cookies import SessionCookieStore
+from nekzus.proxy.direct import DirectAnswer, DirectExchange
 from nekzus.proxy.phases import (
     Forwarding,
     Headers,
@@ -49,6 +49,7 @@ from nekzus.proxy.phases import (
     chunk,
     common_headers,
     decode_body,
+    error_response,
     forwarded_prefix,
     forwarding_headers,
     header_value,
@@ -78,7 +79,7 @@ Spawn = Callable[[Awaitable[Any], str], "asyncio.Task[Any]"]
 
 
 class Authenticator(Protocol):
-    async def authenticate(self, headers: Mapping[str, str], client_ip: str) -> Principal | None: ...
+    def authenticate_now(self, headers: Mapping[str, str], client_ip: str) -> Principal | None: ...
 
 
 class AuditLog(Protocol):
@@ -182,6 +183,27 @@ class ProxiedRequest:
     bytes_out: int = 0
     response_started: bool = False
 
+    def data(self) -> bytes:
+        """The request head as the upstream gets it."""
+        return request_bytes(
+            self.method, self.target, self.head.host or self.route.upstream_host, self.headers, self.extra
+        )
+
+
+@dataclass(slots=True)
+class _Admitted:
+    """A request that passed admission, with what the later phases need from it."""
+
+    scope: Scope
+    head: RequestHead
+    route: CompiledRoute
+    subdomain: bool
+    principal: Principal | None
+    client_ip: str
+    request_id: bytes
+    common: Headers
+    started: float
+
 
 class ProxyApp:
     """Implements `ProxyDispatch`: answers `/apps/...` and routed subdomains from the catalog's routes."""
@@ -217,7 +239,7 @@ class ProxyApp:
         self.hop_token = secrets.token_hex(8).encode()
         self._ip_cache: dict[str, tuple[str, bool]] = {}
         self._denials: dict[tuple[str, str], float] = {}
-        self._active = metrics.proxy_active_sessions.inc
+        self.count_active = metrics.proxy_active_sessions.inc
         catalog.on_change(self.rebuild)
 
     @property
@@ -332,9 +354,7 @@ class ProxyApp:
 
     # -- admission (shared with the WebSocket tunnel) -------------------------------------------------
 
-    async def admit(
-        self, route: CompiledRoute, scope: Scope, hop: bytes | None
-    ) -> tuple[Principal | None, str]:
+    def admit(self, route: CompiledRoute, scope: Scope, hop: bytes | None) -> tuple[Principal | None, str]:
         """Loop detection, authentication and scopes, rate limit, upstream health.
 
         Returns (principal, client ip); raises `Refused` with the answer to give otherwise.
@@ -342,7 +362,7 @@ class ProxyApp:
         if hop == self.hop_token or route.loop:
             raise Refused(508, "LOOP_DETECTED", "The route points back at Nekzus")
         client_ip, trusted = self._client(scope)
-        principal = await self.authorize(route, scope, client_ip, trusted)
+        principal = self.authorize(route, scope, client_ip, trusted)
         limiter = self.limiter
         if limiter.enabled and limiter.buckets.get("proxy") is not None:
             key = principal.rate_key if principal is not None else f"ip:{client_ip}"
@@ -372,7 +392,7 @@ class ProxyApp:
             self._ip_cache[peer] = cached
         return cached
 
-    async def authorize(
+    def authorize(
         self, route: CompiledRoute, scope: Scope, client_ip: str, trusted: bool
     ) -> Principal | None:
         """The caller's principal (None on a public route without credentials); raises `Refused`.
@@ -384,7 +404,7 @@ class ProxyApp:
         principal: Principal | None = None
         if self.authenticator is not None:
             try:
-                principal = await self.authenticator.authenticate(_Headers(scope["headers"]), client_ip)
+                principal = self.authenticator.authenticate_now(_Headers(scope["headers"]), client_ip)
             except AuthError as exc:
                 if spec.public_access:
                     return None
@@ -468,19 +488,64 @@ class ProxyApp:
             if route is None:
                 await self._no_route(scope, path, subdomain, send, common)
                 return
-            principal, client_ip = await self.admit(route, scope, head.hop)
+            principal, client_ip = self.admit(route, scope, head.hop)
         except Refused as refused:
             if route is not None and refused.status == 503:
                 self._count(route, 503)
             await _error(send, [*common, *refused.headers], refused.status, refused.code, refused.message)
             return
-        request = await self._prepare(scope, head, route, subdomain, principal, client_ip, request_id)
+        admitted = _Admitted(scope, head, route, subdomain, principal, client_ip, request_id, common, started)
+        await self._proceed(admitted, receive, send)
+
+    async def _proceed(self, admitted: _Admitted, receive: Receive, send: Send) -> None:
+        """An admitted request: a cached answer, or the exchange with the upstream."""
+        request = await self._prepare(admitted)
         cached = request.cached
         if cached is not None and cached.fresh(now := time.time()):
-            await self._serve_cached(send, common, cached, now, scope["headers"])
-            self._count(route, cached.status)
+            await self._serve_cached(send, admitted.common, cached, now, admitted.scope["headers"])
+            self._count(admitted.route, cached.status)
             return
-        await self._exchange(request, receive, send, common, started)
+        await self.exchange(request, receive, send, admitted.common, admitted.started)
+
+    def direct(self, scope: Scope, answer: DirectAnswer) -> bool:
+        """Serve a plain GET (no body, route without response cache) from protocol callbacks instead of
+        an ASGI task: the same phases and decisions as `http`, with the answer written whole once the
+        upstream's response is in (`DirectExchange`). Returns False, having done nothing, for any request
+        that `http` answers differently (refusals before admission, unknown routes, storage starting);
+        streamed responses and the rarer cases continue on the ASGI path from where they are."""
+        if scope["method"] != "GET" or not self.is_ready():
+            return False
+        started = time.perf_counter()
+        path: str = scope["path"]
+        head = parse_head(scope["headers"], self.settings.strip)
+        if head.content_length > 0 or head.chunked or check_head(head, path) is not None:
+            return False
+        route, subdomain = self.lookup(scope, path)
+        if route is None or route.spec.cache:
+            return False
+        request_id = request_id_or_new(head.request_id)
+        common = common_headers(request_id, self.settings.tls)
+        try:
+            principal, client_ip = self.admit(route, scope, head.hop)
+        except Refused as refused:
+            if refused.status == 503:
+                self._count(route, 503)
+            headers, body = error_response([*common, *refused.headers], refused.code, refused.message)
+            answer.respond(refused.status, headers, body)
+            return True
+        admitted = _Admitted(scope, head, route, subdomain, principal, client_ip, request_id, common, started)
+        store = self.cookie_store_for(route, principal)
+        conn = route.pool.take_idle() if store is None else None
+        if conn is None:  # stored cookies to read, or a connection to open: both are awaited
+
+            async def proceed(_scope: Scope, receive: Receive, send: Send) -> None:
+                await self._proceed(admitted, receive, send)
+
+            answer.continue_with(proceed)
+            return True
+        request = self._request(admitted, None, None)
+        DirectExchange(self, request, conn, answer, common, started).start()
+        return True
 
     async def _no_route(self, scope: Scope, path: str, subdomain: bool, send: Send, common: Headers) -> None:
         """404, or a redirect to the route's base when only the trailing slash is missing."""
@@ -491,17 +556,21 @@ class ProxyApp:
             return
         await _error(send, common, 404, "NOT_FOUND", "No route for this path")
 
-    async def _prepare(
-        self,
-        scope: Scope,
-        head: RequestHead,
-        route: CompiledRoute,
-        subdomain: bool,
-        principal: Principal | None,
-        client_ip: str,
-        request_id: bytes,
+    async def _prepare(self, admitted: _Admitted) -> ProxiedRequest:
+        """The request to send, with the cookies stored for this device merged in."""
+        store = self.cookie_store_for(admitted.route, admitted.principal)
+        stored = None
+        principal = admitted.principal
+        if store is not None and principal is not None and principal.device_id is not None:
+            stored = await store.cookie_header(principal.device_id, admitted.route.spec.app_id)
+        return self._request(admitted, store, stored)
+
+    def _request(
+        self, admitted: _Admitted, store: SessionCookieStore | None, stored: dict[str, str] | None
     ) -> ProxiedRequest:
-        """Upstream target, copied and forwarding headers, stored cookies, cache lookup, request bytes."""
+        """Upstream target, copied and forwarding headers, stored cookies, cache lookup."""
+        scope, head, route, subdomain = admitted.scope, admitted.head, admitted.route, admitted.subdomain
+        principal, client_ip, request_id = admitted.principal, admitted.client_ip, admitted.request_id
         spec = route.spec
         method: str = scope["method"]
         up_path = upstream_path(route, scope["path"], scope.get("raw_path"), subdomain)
@@ -512,12 +581,9 @@ class ProxyApp:
         if rewriter is not None:
             # Bodies to rewrite must arrive uncompressed.
             headers = [h for h in headers if h[0] != b"accept-encoding"]
-        store = self.cookie_store_for(route, principal)
         device_id = principal.device_id if store is not None and principal is not None else None
-        if store is not None and device_id is not None:
-            stored = await store.cookie_header(device_id, spec.app_id)
-            if stored:
-                headers = merge_cookies(headers, stored)
+        if stored:
+            headers = merge_cookies(headers, stored)
         fwd = self.forwarding(scope, client_ip, request_id)
         extra = forwarding_headers(head, fwd, forwarded_prefix(route, subdomain))
         extra += body_framing(head, method)
@@ -554,15 +620,25 @@ class ProxyApp:
         elif cached.last_modified:
             request.extra.append((b"if-modified-since", cached.last_modified))
 
-    async def _exchange(
-        self, request: ProxiedRequest, receive: Receive, send: Send, common: Headers, started: float
+    async def exchange(
+        self,
+        request: ProxiedRequest,
+        receive: Receive,
+        send: Send,
+        common: Headers,
+        started: float,
+        sent: tuple[UpstreamConnection, float] | None = None,
     ) -> None:
-        """Send the request upstream and relay the answer; map upstream failures to 502/504."""
+        """Send the request upstream and relay the answer; map upstream failures to 502/504.
+
+        `sent`: the connection the request was already written to (and when), by a `DirectExchange`
+        that passed the rest on; it counted the request as active already."""
         route = request.route
-        self._active(1)
+        if sent is None:
+            self.count_active(1)
         try:
-            upstream_started = time.perf_counter()
-            conn = await self._send_request(request, receive)
+            upstream_started = time.perf_counter() if sent is None else sent[1]
+            conn = await self._send_request(request, receive, sent[0] if sent is not None else None)
             route.metrics["upstream"](time.perf_counter() - upstream_started)
             request.status = conn.status
             await self._respond(request, conn, receive, send, common)
@@ -585,15 +661,17 @@ class ProxyApp:
             if request.conn is not None:
                 request.conn.abort()
                 request.conn = None
-            self._active(-1)
-            self._account(request, started)
+            self.count_active(-1)
+            self.account(request, started)
 
-    async def _send_request(self, request: ProxiedRequest, receive: Receive) -> UpstreamConnection:
-        """Write the request (head with the first body piece) and wait for the response head."""
+    async def _send_request(
+        self, request: ProxiedRequest, receive: Receive, sent: UpstreamConnection | None = None
+    ) -> UpstreamConnection:
+        """Write the request (head with the first body piece) and wait for the response head; `sent` is
+        a connection a body-less request was written to already."""
         head = request.head
         route = request.route
-        host = head.host or route.upstream_host
-        data = request_bytes(request.method, request.target, host, request.headers, request.extra)
+        data = request.data()
         more_body = False
         if head.content_length > 0 or head.chunked:
             message = await receive()
@@ -604,8 +682,11 @@ class ProxyApp:
             data += chunk(body, more_body) if head.chunked else body
         timeout = self.settings.idle_timeout
         for attempt in (0, 1):
-            conn = request.conn = await route.pool.acquire()
-            conn.write(data)
+            if attempt == 0 and sent is not None:
+                conn = sent
+            else:
+                conn = request.conn = await route.pool.acquire()
+                conn.write(data)
             if more_body:
                 await self._stream_request(conn, receive, head.chunked)
             try:
@@ -625,8 +706,6 @@ class ProxyApp:
     ) -> None:
         """Shape the upstream's response; serve a revalidated cache entry, a rewritten or cached body, or
         stream it through."""
-        route = request.route
-        spec = route.spec
         status = conn.status
         is_head = request.method == "HEAD"
         if is_head and not conn.complete:
@@ -635,19 +714,11 @@ class ProxyApp:
         cached = request.cached
         if cached is not None and status == 304 and request.cache is not None:
             request.cache.refresh(cached, conn.headers)
-            self._release(request)
+            self.release(request)
             request.status = cached.status
             await self._serve_cached(send, common, cached, time.time(), request.head.forward)
             return
-        shape = shape_response(conn.headers, spec, request.rewriter)
-        rewriter = request.rewriter
-        if rewriter is not None:
-            shape.headers = rewriter.headers(shape.headers, request.head.host.decode("latin-1"), status)
-        if request.cookie_store is not None and shape.set_cookies and request.device_id:
-            request.cookie_store.capture(request.device_id, spec.app_id, [v for _, v in shape.set_cookies])
-        body_type: str | None = None
-        if rewriter is not None and spec.rewrite_html and not is_head and 200 <= status < 300:
-            body_type = body_kind(shape.content_type, shape.length, request.upstream_path.decode("latin-1"))
+        shape, body_type = self.shape(request, conn)
         length = shape.length
         cacheable = (
             request.cache is not None and not is_head and length is not None and length <= MAX_CACHED_BODY
@@ -656,6 +727,23 @@ class ProxyApp:
             await self._respond_buffered(request, conn, shape, body_type, receive, send, common)
         else:
             await self._respond_streaming(request, conn, shape.headers, receive, send, common)
+
+    @staticmethod
+    def shape(request: ProxiedRequest, conn: UpstreamConnection) -> tuple[ResponseShape, str | None]:
+        """The response headers as the client gets them (cookies captured for the device), and the kind
+        of body to rewrite, if any."""
+        spec = request.route.spec
+        status = conn.status
+        shape = shape_response(conn.headers, spec, request.rewriter)
+        rewriter = request.rewriter
+        if rewriter is not None:
+            shape.headers = rewriter.headers(shape.headers, request.head.host.decode("latin-1"), status)
+        if request.cookie_store is not None and shape.set_cookies and request.device_id:
+            request.cookie_store.capture(request.device_id, spec.app_id, [v for _, v in shape.set_cookies])
+        body_type: str | None = None
+        if rewriter is not None and spec.rewrite_html and request.method != "HEAD" and 200 <= status < 300:
+            body_type = body_kind(shape.content_type, shape.length, request.upstream_path.decode("latin-1"))
+        return shape, body_type
 
     async def _respond_buffered(
         self,
@@ -676,10 +764,10 @@ class ProxyApp:
             await send(start)
             await send({"type": "http.response.body", "body": body, "more_body": True})
             request.bytes_out = len(body) + await self._stream_response(conn, receive, send)
-            self._release(request)
+            self.release(request)
             return
         if body_type is not None:
-            body, headers = self._rewrite(request, body_type, body, shape)
+            body, headers = self.rewrite(request, body_type, body, shape)
         elif request.cache is not None:
             spec = request.route.spec
             request.cache.store(spec.route_id, request.target, request.headers, request.status, headers, body)
@@ -688,10 +776,10 @@ class ProxyApp:
         await send({"type": "http.response.start", "status": request.status, "headers": headers + common})
         await send({"type": "http.response.body", "body": body})
         request.bytes_out = len(body)
-        self._release(request)
+        self.release(request)
 
     @staticmethod
-    def _rewrite(
+    def rewrite(
         request: ProxiedRequest, body_type: str, body: bytes, shape: ResponseShape
     ) -> tuple[bytes, Headers]:
         headers = shape.headers
@@ -729,15 +817,15 @@ class ProxyApp:
             conn.close()
             request.conn = None
         else:
-            self._release(request)
+            self.release(request)
 
-    def _release(self, request: ProxiedRequest) -> None:
+    def release(self, request: ProxiedRequest) -> None:
         conn = request.conn
         if conn is not None:
             request.route.pool.release(conn)
             request.conn = None
 
-    def _account(self, request: ProxiedRequest, started: float) -> None:
+    def account(self, request: ProxiedRequest, started: float) -> None:
         route = request.route
         self._count(route, request.status)
         metrics = route.metrics
@@ -858,12 +946,6 @@ async def _respond(send: Send, status: int, headers: Headers, body: bytes) -> No
 
 
 async def _error(send: Send, common: Headers, status: int, code: str, message: str) -> None:
-    body = error_body(code, message)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        *common,
-    ]
+    headers, body = error_response(common, code, message)
     with contextlib.suppress(Exception):
         await _respond(send, status, headers, body)

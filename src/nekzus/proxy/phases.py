@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from nekzus import API_VERSION
 from nekzus.catalog.spec import RouteSpec
+from nekzus.http.errors import error_body
 from nekzus.proxy.rewrite import Rewriter
 from nekzus.proxy.routes import CompiledRoute
 
@@ -200,6 +201,18 @@ def check_head(head: RequestHead, path: str) -> Refused | None:
     if head.content_length == -2 or (head.chunked and head.content_length >= 0):
         return Refused(400, "INVALID_REQUEST", "Invalid Content-Length")
     return None
+
+
+def error_response(common: Headers, code: str, message: str) -> tuple[Headers, bytes]:
+    """Headers and body of an error answered by the proxy itself, in the API's error shape."""
+    body = error_body(code, message)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        *common,
+    ]
+    return headers, body
 
 
 def common_headers(request_id: bytes, tls: bool) -> Headers:

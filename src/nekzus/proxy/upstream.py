@@ -63,6 +63,8 @@ class UpstreamConnection(asyncio.Protocol):
         "_head_size",
         "_head_waiter",
         "_length",
+        "_listen_limit",
+        "_listener",
         "_loop",
         "_paused",
         "_raw_left",
@@ -114,6 +116,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._length = -1  # the body's Content-Length when it alone frames the body, else -1
         self._delivered = 0  # body bytes received so far
         self._raw_left = 0  # body bytes still to come that bypass the parser (see `data_received`)
+        self._listener: Callable[[], None] | None = None  # see `watch`
+        self._listen_limit = 0
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -131,20 +135,22 @@ class UpstreamConnection(asyncio.Protocol):
         left = self._raw_left
         if left:
             self._raw_body(data, left)
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            pass
-        except httptools.HttpParserError as exc:
-            self._fail(UpstreamBroken(f"invalid response from upstream: {exc}"))
-            if self.transport is not None:
-                self.transport.close()
-            return
-        if self._length > self._delivered and not self.complete and self.error is None:
-            # The rest of a Content-Length body is the next `_length - _delivered` bytes: they are taken
-            # as the socket delivers them, without the parser copying each piece into a new object.
-            self._raw_left = self._length - self._delivered
+        else:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                pass
+            except httptools.HttpParserError as exc:
+                self._fail(UpstreamBroken(f"invalid response from upstream: {exc}"))
+                if self.transport is not None:
+                    self.transport.close()
+            else:
+                if self._length > self._delivered and not self.complete and self.error is None:
+                    # The rest of a Content-Length body is the next `_length - _delivered` bytes: they are
+                    # taken as the socket delivers them, without the parser copying each piece again.
+                    self._raw_left = self._length - self._delivered
+        if self._listener is not None:
+            self._tell_listener()
 
     def _raw_body(self, data: bytes, left: int) -> None:
         size = len(data)
@@ -176,6 +182,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._fail(UpstreamBroken("upstream closed the connection"))
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)
+        if self._listener is not None:
+            self._tell_listener()
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -249,6 +257,43 @@ class UpstreamConnection(asyncio.Protocol):
     def begin(self) -> None:
         self._reset()
         self.error = None
+
+    def watch(self, listener: Callable[[], None] | None, max_body: int = 0) -> None:
+        """Call `listener` once, from the protocol's own callbacks, as soon as the response is complete,
+        has failed, or has its head in with a body that is unframed or longer than `max_body` (then it
+        is to be streamed). For callers that answer without awaiting; None stops watching."""
+        self._listener = listener
+        self._listen_limit = max_body
+
+    def _tell_listener(self) -> None:
+        listener = self._listener
+        if listener is not None and (
+            self.complete
+            or self.error is not None
+            or (self.status and not 0 <= self._length <= self._listen_limit)
+        ):
+            self._listener = None
+            listener()
+
+    def time_out(self, what: str) -> None:
+        """Fail the exchange as timed out (a watcher's own timer ran out)."""
+        self._fail(UpstreamTimeout(f"upstream {what} timed out"))
+        if self._listener is not None:
+            self._tell_listener()
+
+    def take_body(self) -> bytes:
+        """Every body byte received and not yet taken, as one piece (for a complete, small response)."""
+        chunks = self._chunks
+        if len(chunks) == 1:
+            data = chunks.popleft()
+        else:
+            data = b"".join(chunks)
+            chunks.clear()
+        self._body_bytes = 0
+        if self._read_paused and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+        return data
 
     def write(self, data: bytes) -> None:
         if self.transport is None or self.closed:
@@ -386,6 +431,12 @@ class UpstreamPool:
             if not deadline:
                 deadline = loop.time() + CONNECT_TIMEOUT
             await self._wait_for_slot(loop, deadline)
+
+    def take_idle(self) -> UpstreamConnection | None:
+        """A kept-alive idle connection, ready for a request, or None (`acquire` then dials or waits)."""
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        return self._take_idle(loop.time())
 
     def _take_idle(self, now: float) -> UpstreamConnection | None:
         idle = self.idle

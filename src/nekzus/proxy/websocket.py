@@ -106,7 +106,7 @@ def accept_value(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key.strip() + _GUID, usedforsecurity=False).digest())
 
 
-async def _admit(
+def _admit(
     proxy: ProxyApp, scope: Scope, head: RequestHead
 ) -> tuple[CompiledRoute, bool, Principal | None, str]:
     path: str = scope["path"]
@@ -115,7 +115,7 @@ async def _admit(
     route, subdomain = proxy.lookup(scope, path)
     if route is None:
         raise Refused(404, "NOT_FOUND", "No route for this path")
-    principal, client_ip = await proxy.admit(route, scope, head.hop)
+    principal, client_ip = proxy.admit(route, scope, head.hop)
     if not route.spec.websocket:
         raise Refused(403, "WEBSOCKET_DISABLED", "WebSockets are not enabled for this route")
     return route, subdomain, principal, client_ip
@@ -304,7 +304,7 @@ def _key_of(scope: Scope) -> bytes:
 async def tunnel(proxy: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
     head = parse_head(scope["headers"], proxy.settings.strip)
     try:
-        route, subdomain, principal, client_ip = await _admit(proxy, scope, head)
+        route, subdomain, principal, client_ip = _admit(proxy, scope, head)
     except Refused as refused:
         await _reject(scope, send, refused.status, refused.code, refused.message)
         return

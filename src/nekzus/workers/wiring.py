@@ -23,6 +23,7 @@ from nekzus.workers.shared import AUTH, CATALOG, CERTIFICATES, CONFIG, Mirrors
 if TYPE_CHECKING:
     from nekzus.app import NekzusApp
     from nekzus.config import Config
+    from nekzus.proxy.direct import DirectAnswer
 
 log = logging.getLogger("nekzus.workers")
 
@@ -49,6 +50,13 @@ class WorkerGate:
         if self.mirrors.stale() and services.ready:
             await self.mirrors.current()
         await self.app(scope, receive, send)
+
+    def direct(self, scope: Scope, answer: DirectAnswer) -> bool:
+        """The direct claim (see `NekzusApp.direct`), only while this worker is ready and its mirrors
+        are current: a change another worker made (a revocation) is applied on the ASGI path first."""
+        if not self.services.ready or self.mirrors.stale():
+            return False
+        return self.app.direct(scope, answer)
 
 
 def join(app: NekzusApp, info: WorkerInfo, on_failed: Callable[[], None] | None = None) -> WorkerGate:

@@ -1,0 +1,208 @@
+"""The proxy's direct path (plain GETs answered from protocol callbacks) against a raw upstream whose
+bytes the test chooses: framing, keep-alive, pipelining and the hand-over to the streaming path."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.nekzus_server import NekzusServer
+
+# The same body, chunked, written by the upstream in one piece: the direct path gets it whole.
+CHUNKED = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+)
+
+
+def _answer(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: %d\r\n%s\r\n%s" % (
+        len(body),
+        extra,
+        body,
+    )
+
+
+class RawUpstream:
+    """An asyncio server on 127.0.0.1 answering each request head by its path.
+
+    `/chunked`: a chunked body in one write; `/echo/X`: body X; `/once`: answers the first request of
+    a connection and closes the connection when a second one arrives on it (a stale keep-alive); `/big`:
+    200 KiB, streamed by the proxy."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.connections = 0
+        self.port = 0
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def start(self) -> RawUpstream:
+        self._thread.start()
+        self.port = asyncio.run_coroutine_threadsafe(self._serve(), self.loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+    async def _serve(self) -> int:
+        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port: int = server.sockets[0].getsockname()[1]
+        return port
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        served = 0
+        try:
+            for _ in range(1000):
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1]
+                served += 1
+                if path == b"/chunked":
+                    writer.write(CHUNKED)
+                elif path.startswith(b"/echo/"):
+                    writer.write(_answer(path[len(b"/echo/") :]))
+                elif path == b"/once":
+                    if served > 1:
+                        break
+                    writer.write(_answer(b"first"))
+                elif path == b"/big":
+                    writer.write(_answer(b"x" * (200 * 1024)))
+                else:
+                    writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[RawUpstream]:
+    up = RawUpstream().start()
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="module")
+def nekzus(upstream: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
+    route = {
+        "id": "raw",
+        "app_id": "raw",
+        "path_base": "/apps/raw/",
+        "to": f"http://127.0.0.1:{upstream.port}",
+        "strip_prefix": True,
+        "public_access": True,
+        "skip_health_check": True,
+    }
+    private = {**route, "id": "private", "app_id": "private", "path_base": "/apps/private/"}
+    del private["public_access"]
+    srv = NekzusServer(
+        {"routes": [route, private], "health_checks": {"enabled": False}},
+        data_dir=tmp_path_factory.mktemp("proxy-direct"),
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _exchange(port: int, data: bytes, responses: int) -> list[bytes]:
+    """Send `data` on one connection and read `responses` complete (Content-Length framed) responses."""
+    out: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        buffer = b""
+        while len(out) < responses:
+            while b"\r\n\r\n" not in buffer:
+                piece = sock.recv(65536)
+                assert piece, f"connection closed after {len(out)} responses: {buffer!r}"
+                buffer += piece
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            while len(buffer) < length:
+                piece = sock.recv(65536)
+                assert piece, "connection closed inside a body"
+                buffer += piece
+            out.append(head + b"\r\n\r\n" + buffer[:length])
+            buffer = buffer[length:]
+    return out
+
+
+def test_a_chunked_answer_that_arrived_whole_is_sent_with_its_length(nekzus: NekzusServer) -> None:
+    with nekzus.client() as http:
+        assert http.get("/apps/raw/echo/warm").status_code == 200  # opens a pooled upstream connection
+        for _ in range(3):
+            r = http.get("/apps/raw/chunked")
+            assert r.status_code == 200
+            assert r.content == b"hello world"
+            assert r.headers["content-length"] == "11"
+            assert "transfer-encoding" not in r.headers
+            assert r.headers["x-request-id"]
+
+
+def test_pipelined_requests_are_answered_in_order(nekzus: NekzusServer) -> None:
+    with nekzus.client() as http:  # an idle upstream connection in the pool
+        assert http.get("/apps/raw/echo/warm").status_code == 200
+    names = [b"one", b"two", b"three", b"four"]
+    data = b"".join(b"GET /apps/raw/echo/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % n for n in names)
+    answers = _exchange(nekzus.port, data, len(names))
+    assert [a.rpartition(b"\r\n\r\n")[2] for a in answers] == names
+    assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers)
+
+
+def test_connection_close_is_honoured(nekzus: NekzusServer) -> None:
+    with nekzus.client() as http:
+        assert http.get("/apps/raw/echo/warm").status_code == 200
+    with socket.create_connection(("127.0.0.1", nekzus.port), timeout=10) as sock:
+        sock.sendall(b"GET /apps/raw/echo/bye HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        received = b""
+        for _ in range(100):
+            piece = sock.recv(65536)
+            if not piece:
+                break  # the server closed the connection after answering
+            received += piece
+        else:
+            pytest.fail("the connection stayed open")
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert body == b"bye"
+    assert b"\r\nconnection: close" in head.lower()
+
+
+def test_a_stale_pooled_connection_is_retried_on_a_fresh_one(
+    nekzus: NekzusServer, upstream: RawUpstream
+) -> None:
+    with nekzus.client() as http:
+        assert http.get("/apps/raw/once").text == "first"
+        before = upstream.connections
+        # The pooled connection is closed by the upstream when this request arrives on it.
+        r = http.get("/apps/raw/once")
+        assert r.status_code == 200
+        assert r.text == "first"
+        assert upstream.connections == before + 1
+
+
+def test_a_long_answer_is_streamed_whole(nekzus: NekzusServer) -> None:
+    with nekzus.client() as http:
+        for _ in range(2):
+            r = http.get("/apps/raw/big")
+            assert r.status_code == 200
+            assert r.content == b"x" * (200 * 1024)
+
+
+def test_a_refusal_is_answered_in_the_error_shape_and_keeps_the_connection(nekzus: NekzusServer) -> None:
+    with nekzus.client() as http:
+        assert http.get("/apps/private/echo/warm").status_code == 200  # local network, no credential
+        r = http.get("/apps/private/echo/x", headers={"Authorization": "Bearer not.a.token"})
+        assert r.status_code == 401
+        assert r.json()["code"] == "UNAUTHORIZED"
+        assert r.headers["x-request-id"]
+        assert r.headers["content-length"] == str(len(r.content))
+        assert http.get("/apps/private/echo/again").text == "again"  # same keep-alive connection
