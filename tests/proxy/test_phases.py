@@ -239,3 +239,23 @@ def test_websocket_handshake_uses_the_same_strip_list() -> None:
     ]
     # RFC 6455's example key and answer.
     assert accept_value(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def test_fresh_request_ids_are_random_hex_and_not_shared_with_a_forked_child() -> None:
+    import os
+
+    from nekzus.http.requestid import new_request_id
+
+    ids = [new_request_id() for _ in range(2000)]  # more than one batch
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 16 and valid_request_id(i) and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports the id it makes next
+        os.write(write, new_request_id())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child != new_request_id()  # the parent's next id (the child dropped the inherited batch)
