@@ -6,17 +6,21 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.nekzus_server import NekzusServer
+from tests.waiting import wait_until
 
 # The same body, chunked, written by the upstream in one piece: the direct path gets it whole.
 CHUNKED = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
     b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
 )
+
+
+HUGE = 64 * 1024 * 1024
 
 
 def _answer(body: bytes, extra: bytes = b"") -> bytes:
@@ -32,12 +36,16 @@ class RawUpstream:
 
     `/chunked`: a chunked body in one write; `/echo/X`: body X; `/once`: answers the first request of
     a connection and closes the connection when a second one arrives on it (a stale keep-alive); `/big`:
-    200 KiB, streamed by the proxy."""
+    200 KiB, relayed by the proxy; `/stall`: announces 200,000 bytes, sends 1,000 and stops; `/huge`:
+    64 MiB in 64 KiB pieces, counting what the proxy took (`written`) and whether it went away
+    (`dropped`)."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.connections = 0
         self.port = 0
+        self.written = 0
+        self.dropped = 0
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def start(self) -> RawUpstream:
@@ -72,6 +80,13 @@ class RawUpstream:
                     writer.write(_answer(b"first"))
                 elif path == b"/big":
                     writer.write(_answer(b"x" * (200 * 1024)))
+                elif path == b"/stall":
+                    writer.write(_answer(b"s" * 1000)[:-1000].replace(b"1000", b"200000") + b"s" * 1000)
+                    await writer.drain()
+                    await reader.read()  # until the proxy gives up on this connection
+                    break
+                elif path == b"/huge":
+                    await self._huge(writer)
                 else:
                     writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
                 await writer.drain()
@@ -79,6 +94,19 @@ class RawUpstream:
             pass
         finally:
             writer.close()
+
+    async def _huge(self, writer: asyncio.StreamWriter) -> None:
+        self.written = 0
+        piece = b"h" * 65536
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % HUGE)
+        try:
+            for _ in range(HUGE // len(piece)):
+                writer.write(piece)
+                await writer.drain()
+                self.written += len(piece)
+        except ConnectionError:
+            self.dropped += 1
+            raise
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +132,7 @@ def nekzus(upstream: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> I
     srv = NekzusServer(
         {"routes": [route, private], "health_checks": {"enabled": False}},
         data_dir=tmp_path_factory.mktemp("proxy-direct"),
+        env={"NEKZUS_PROXY_IDLE_TIMEOUT": "1"},
     )
     srv.start()
     yield srv
@@ -206,3 +235,81 @@ def test_a_refusal_is_answered_in_the_error_shape_and_keeps_the_connection(nekzu
         assert r.headers["x-request-id"]
         assert r.headers["content-length"] == str(len(r.content))
         assert http.get("/apps/private/echo/again").text == "again"  # same keep-alive connection
+
+
+def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        piece = sock.recv(65536)
+        assert piece, buffer
+        buffer += piece
+    head, _, rest = buffer.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def _wait_steady(read: Callable[[], int]) -> int:
+    """Wait until `read()` gives the same value for 10 polls in a row (~0.5 s) and return it."""
+    seen: list[int] = []
+
+    def steady() -> bool:
+        seen.append(read())
+        return len(seen) >= 10 and len(set(seen[-10:])) == 1
+
+    wait_until(steady, timeout=20, what="the upstream's writes to stop")
+    return seen[-1]
+
+
+def _warm(nekzus: NekzusServer) -> None:
+    with nekzus.client() as http:  # leaves an idle upstream connection in the pool
+        assert http.get("/apps/raw/echo/warm").status_code == 200
+
+
+def test_an_upstream_stalling_mid_body_is_cut_off_after_the_idle_timeout(nekzus: NekzusServer) -> None:
+    _warm(nekzus)
+    with socket.create_connection(("127.0.0.1", nekzus.port), timeout=15) as sock:
+        sock.sendall(b"GET /apps/raw/stall HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head, body = _read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert b"content-length: 200000" in head.lower()
+        for _ in range(1000):  # until the proxy closes the connection (idle timeout: 1 s)
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            body += piece
+        assert body == b"s" * 1000  # what the upstream sent, then the cut
+    with nekzus.client() as http:
+        assert http.get("/apps/raw/echo/after").text == "after"
+
+
+def test_a_client_that_stops_reading_holds_the_upstream_back(
+    nekzus: NekzusServer, upstream: RawUpstream
+) -> None:
+    _warm(nekzus)
+    with socket.create_connection(("127.0.0.1", nekzus.port), timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /apps/raw/huge HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head, body = _read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        received = len(body)
+        # Not reading: the upstream's writes stop once the socket buffers on both sides are full.
+        _wait_steady(lambda: upstream.written)
+        assert upstream.written < HUGE // 4, upstream.written
+        while received < HUGE:
+            piece = sock.recv(1 << 20)
+            assert piece, f"cut after {received} bytes"
+            received += len(piece)
+    assert received == HUGE
+
+
+def test_a_client_leaving_mid_body_drops_the_upstream_connection(
+    nekzus: NekzusServer, upstream: RawUpstream
+) -> None:
+    _warm(nekzus)
+    dropped = upstream.dropped
+    with socket.create_connection(("127.0.0.1", nekzus.port), timeout=30) as sock:
+        sock.sendall(b"GET /apps/raw/huge HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        head, _ = _read_head(sock)
+        assert head.startswith(b"HTTP/1.1 200 ")
+    wait_until(lambda: upstream.dropped > dropped, timeout=10, what="the upstream connection dropped")
+    with nekzus.client() as http:
+        assert http.get("/apps/raw/echo/still").text == "still"

@@ -28,7 +28,7 @@ import logging
 import re
 import urllib.parse
 from collections.abc import Callable
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Protocol, cast
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
@@ -115,16 +115,27 @@ def raw_error_response(status: int, code: str, message: str) -> bytes:
     ) + data
 
 
-class DirectAnswer:
-    """One request a direct claim took: answer it whole now or later (`respond`), or pass it on to an
-    ASGI app (`continue_with`). Exactly one of the two, once."""
+class StreamEvents(Protocol):
+    """What the owner of a streamed direct answer is told about the client's connection."""
 
-    __slots__ = ("_protocol", "cycle", "taken")
+    def writable(self, ready: bool) -> None:
+        """The client's socket stopped (False) or started again (True) taking data."""
+
+    def lost(self) -> None:
+        """The client disconnected before the answer ended."""
+
+
+class DirectAnswer:
+    """One request a direct claim took: answer it whole now or later (`respond`), stream the answer
+    (`stream`, `write`, `end`), or pass it on to an ASGI app (`continue_with`). One of these, once."""
+
+    __slots__ = ("_protocol", "cycle", "events", "taken")
 
     def __init__(self, protocol: CoalescingHttpToolsProtocol, cycle: RequestResponseCycle) -> None:
         self._protocol = protocol
         self.cycle = cycle
         self.taken = False  # answered or passed on
+        self.events: StreamEvents | None = None  # while streaming
 
     @property
     def gone(self) -> bool:
@@ -142,19 +153,63 @@ class DirectAnswer:
         cycle.response_started = cycle.response_complete = True
         transport = self._protocol.transport
         if not cycle.disconnected and not transport.is_closing():
-            parts = [STATUS_LINE[status]]
-            for name, value in self._protocol.server_state.default_headers:
-                parts += (name, b": ", value, b"\r\n")
-            for name, value in headers:
-                parts += (name, b": ", value, b"\r\n")
-            if not cycle.keep_alive:
-                parts.append(b"connection: close\r\n")
-            parts += (b"\r\n", body)
-            transport.write(b"".join(parts))
+            transport.write(self._head(status, headers, body))
             if not cycle.keep_alive:
                 transport.close()
         cycle.message_event.set()
         cycle.on_response()
+
+    def _head(self, status: int, headers: list[tuple[bytes, bytes]], first: bytes) -> bytes:
+        parts = [STATUS_LINE[status]]
+        for name, value in self._protocol.server_state.default_headers:
+            parts += (name, b": ", value, b"\r\n")
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        if not self.cycle.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts += (b"\r\n", first)
+        return b"".join(parts)
+
+    def stream(
+        self, status: int, headers: list[tuple[bytes, bytes]], first: bytes, events: StreamEvents
+    ) -> None:
+        """Write the head (as `respond` frames it; `headers` carry the Content-Length) and the first body
+        bytes; the rest follows through `write`, and `end` completes the response. `events` hears when
+        the client's socket fills up and drains again, and when the client goes away."""
+        if self.taken:
+            return
+        self.taken = True
+        self.cycle.response_started = True
+        self.events = events
+        self._protocol.streaming = self
+        self._protocol.transport.write(self._head(status, headers, first))
+
+    def write(self, data: bytes) -> None:
+        transport = self._protocol.transport
+        if not transport.is_closing():
+            transport.write(data)
+
+    def end(self) -> None:
+        """The whole body was written: the connection serves the next request (or closes)."""
+        cycle = self.cycle
+        if cycle.response_complete:
+            return
+        self._stop()
+        cycle.response_complete = True
+        if not cycle.keep_alive:
+            self._protocol.transport.close()
+        cycle.message_event.set()
+        cycle.on_response()
+
+    def abort(self) -> None:
+        """The body cannot be completed: close the connection (the client sees it cut short)."""
+        self._stop()
+        self._protocol.transport.close()
+
+    def _stop(self) -> None:
+        self.events = None
+        if self._protocol.streaming is self:
+            self._protocol.streaming = None
 
     def continue_with(self, app: Any) -> None:
         """Serve the request with the ASGI callable `app` in a task, as any other request is served."""
@@ -183,6 +238,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     _want = 0  # _HEAD or _BODY: arm that timer when the data at hand is fed (0: nothing to wait for)
     _coalescing: CoalescingTransport | None = None  # one per connection, handed to each cycle
     direct_claim: ClassVar[tuple[DirectClaim, ...]] = ()  # one claim, or none
+    streaming: DirectAnswer | None = None  # a direct answer whose body is being written
 
     @classmethod
     def configured(
@@ -295,6 +351,23 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         super().connection_lost(exc)
+        answer = self.streaming
+        if answer is not None and answer.events is not None:
+            events = answer.events
+            answer._stop()
+            events.lost()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        answer = self.streaming
+        if answer is not None and answer.events is not None:
+            answer.events.writable(False)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        answer = self.streaming
+        if answer is not None and answer.events is not None:
+            answer.events.writable(True)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

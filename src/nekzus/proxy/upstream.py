@@ -69,6 +69,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_paused",
         "_raw_left",
         "_read_paused",
+        "_sink",
         "_waiter",
         "bytes_received",
         "closed",
@@ -117,7 +118,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._delivered = 0  # body bytes received so far
         self._raw_left = 0  # body bytes still to come that bypass the parser (see `data_received`)
         self._listener: Callable[[], None] | None = None  # see `watch`
-        self._listen_limit = 0
+        self._listen_limit = -1
+        self._sink: Callable[[bytes], None] | None = None  # see `relay`
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------
 
@@ -220,9 +222,13 @@ class UpstreamConnection(asyncio.Protocol):
             waiter.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        self._delivered += len(body)
+        sink = self._sink
+        if sink is not None:
+            sink(body)
+            return
         self._chunks.append(body)
         self._body_bytes += len(body)
-        self._delivered += len(body)
         if self._body_bytes > HIGH_WATER and not self._read_paused and self.transport is not None:
             self._read_paused = True
             self.transport.pause_reading()
@@ -258,19 +264,38 @@ class UpstreamConnection(asyncio.Protocol):
         self._reset()
         self.error = None
 
-    def watch(self, listener: Callable[[], None] | None, max_body: int = 0) -> None:
+    def watch(self, listener: Callable[[], None] | None, max_body: int | None = None) -> None:
         """Call `listener` once, from the protocol's own callbacks, as soon as the response is complete,
-        has failed, or has its head in with a body that is unframed or longer than `max_body` (then it
-        is to be streamed). For callers that answer without awaiting; None stops watching."""
+        has failed, or (with `max_body`) has its head in with a body that is unframed or longer than
+        `max_body`. For callers that answer without awaiting; None stops watching."""
         self._listener = listener
-        self._listen_limit = max_body
+        self._listen_limit = -1 if max_body is None else max_body
+
+    def relay(self, sink: Callable[[bytes], None]) -> None:
+        """Hand every further body piece to `sink` as it arrives instead of queueing it (take what is
+        queued first). The caller paces the upstream with `pause_reading`/`resume_reading`."""
+        self._sink = sink
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    @property
+    def framed_length(self) -> int:
+        """The body's Content-Length when that alone frames it, else -1."""
+        return self._length
 
     def _tell_listener(self) -> None:
         listener = self._listener
+        limit = self._listen_limit
         if listener is not None and (
             self.complete
             or self.error is not None
-            or (self.status and not 0 <= self._length <= self._listen_limit)
+            or (self.status and limit >= 0 and not 0 <= self._length <= limit)
         ):
             self._listener = None
             listener()
