@@ -259,6 +259,15 @@ def _wait_steady(read: Callable[[], int]) -> int:
     return seen[-1]
 
 
+def _active_sessions(nekzus: NekzusServer) -> float:
+    with nekzus.client() as http:
+        text = http.get("/metrics").text
+    for line in text.splitlines():
+        if line.startswith("nekzus_proxy_active_sessions "):
+            return float(line.split()[1])
+    raise AssertionError("nekzus_proxy_active_sessions is not exported")
+
+
 def _warm(nekzus: NekzusServer) -> None:
     with nekzus.client() as http:  # leaves an idle upstream connection in the pool
         assert http.get("/apps/raw/echo/warm").status_code == 200
@@ -294,11 +303,13 @@ def test_a_client_that_stops_reading_holds_the_upstream_back(
         # Not reading: the upstream's writes stop once the socket buffers on both sides are full.
         _wait_steady(lambda: upstream.written)
         assert upstream.written < HUGE // 4, upstream.written
+        assert _active_sessions(nekzus) == 1  # this download, still in flight
         while received < HUGE:
             piece = sock.recv(1 << 20)
             assert piece, f"cut after {received} bytes"
             received += len(piece)
     assert received == HUGE
+    wait_until(lambda: _active_sessions(nekzus) == 0, timeout=10, what="the download to end")
 
 
 def test_a_client_leaving_mid_body_drops_the_upstream_connection(

@@ -43,6 +43,9 @@ class ServedHosts:
     def __init__(self, names: Iterable[str], domains: Iterable[str] = ()) -> None:
         self.names = frozenset(host_name(n) for n in names if n)
         self.domains = tuple(d.strip(".").lower() for d in domains if d)
+        # Answers by Host value as sent: every request of a keep-alive connection repeats it. Bounded,
+        # since the values come from clients.
+        self._answers: dict[str, bool] = {}
 
     @classmethod
     def for_instance(
@@ -59,6 +62,14 @@ class ServedHosts:
         return cls(names, domains)
 
     def serves(self, host: str) -> bool:
+        answer = self._answers.get(host)
+        if answer is None:
+            if len(self._answers) >= 1024:
+                self._answers.clear()
+            answer = self._answers[host] = self._serves(host)
+        return answer
+
+    def _serves(self, host: str) -> bool:
         name = host_name(host)
         if not name:
             return False

@@ -239,7 +239,9 @@ class ProxyApp:
         self.hop_token = secrets.token_hex(8).encode()
         self._ip_cache: dict[str, tuple[str, bool]] = {}
         self._denials: dict[tuple[str, str], float] = {}
-        self.count_active = metrics.proxy_active_sessions.inc
+        # Requests in flight, read by the gauge when it is collected (not a locked update per request).
+        self.active = 0
+        metrics.proxy_active_sessions.set_function(lambda: self.active)
         catalog.on_change(self.rebuild)
 
     @property
@@ -635,7 +637,7 @@ class ProxyApp:
         that passed the rest on; it counted the request as active already."""
         route = request.route
         if sent is None:
-            self.count_active(1)
+            self.active += 1
         try:
             upstream_started = time.perf_counter() if sent is None else sent[1]
             conn = await self._send_request(request, receive, sent[0] if sent is not None else None)
@@ -661,7 +663,7 @@ class ProxyApp:
             if request.conn is not None:
                 request.conn.abort()
                 request.conn = None
-            self.count_active(-1)
+            self.active -= 1
             self.account(request, started)
 
     async def _send_request(

@@ -106,7 +106,7 @@ class DirectExchange:
 
             self.answer.continue_with(exchange)
             return
-        proxy.count_active(1)
+        proxy.active += 1
         request.conn = conn
         self.timer = self.loop.call_later(proxy.settings.idle_timeout, conn.time_out, "response")
         conn.watch(self._upstream_ready, MAX_DIRECT_BODY)
@@ -243,7 +243,7 @@ class DirectExchange:
             return
         self.done = True
         self._cancel_timer()
-        self.proxy.count_active(-1)
+        self.proxy.active -= 1
         self.proxy.account(self.request, self.started)
 
     def _finish_failed(self) -> None:
