@@ -113,6 +113,7 @@ http://127.0.0.1:{self.caddy} {{
             "XDG_CONFIG_HOME": str(self.dir),
         }
         self.spawn(["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"], "caddy", env=env)
+        self.cpu_of["caddy"] = self.procs[-1].pid  # the peer's CPU per request, for the same comparison
 
         for name, (port, workers) in self.instances.items():
             self.start_nekzus(name, port, None, workers)
@@ -291,7 +292,7 @@ def main() -> int:
             ratio_n = f"{rate / nginx_rate:.2f}x" if ours else ""
             row = f"{labels[test]:<36} {name:<9} {rate:>10.0f} {p50:>8.2f} {p99:>8.2f}"
             print(f"{row} {ratio_c:>9} {ratio_n:>9}")
-        for name in [*stack.instances, "baseline"]:
+        for name in [*stack.instances, "baseline", "caddy"]:
             if (test, name) in cpu_per_op:
                 print(f"{'':<36} {name:<9} CPU per request/message: {cpu_per_op[test, name]:.0f} µs")
         for name in stack.instances:

@@ -51,7 +51,7 @@ PROXY_LINE = re.compile(
     r"^(?P<label>.{36}) (?P<name>nekzus\S*|baseline\S*|caddy|nginx)\s+(?P<rate>[\d.]+)\s+"
     r"(?P<p50>[\d.]+|nan)\s+(?P<p99>[\d.]+|nan)"
 )
-CPU_LINE = re.compile(r"^\s+(?P<name>nekzus\S*|baseline\S*)\s+CPU per request/message: (?P<cpu>[\d.]+)")
+CPU_LINE = re.compile(r"^\s+(?P<name>nekzus\S*|baseline\S*|caddy)\s+CPU per request/message: (?P<cpu>[\d.]+)")
 
 
 def proxy_rows(stdout: str) -> list[Row]:
@@ -88,7 +88,15 @@ def proxy_rows(stdout: str) -> list[Row]:
                     )
                 )
             if (label, name) in cpu:
-                rows.append((f"{label}, {name}: CPU per op", f"{cpu[label, name]:.0f} µs", "", ""))
+                peer_cpu = cpu.get((label, "caddy"))
+                rows.append(
+                    (
+                        f"{label}, {name} vs caddy: CPU per op",
+                        f"{cpu[label, name]:.0f} µs",
+                        f"{peer_cpu:.0f} µs" if peer_cpu else "",
+                        f"{cpu[label, name] / peer_cpu:.2f}x CPU" if peer_cpu else "",
+                    )
+                )
     return rows
 
 

@@ -145,12 +145,8 @@ def _exchange(port: int, data: bytes, responses: int) -> list[bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(data)
         buffer = b""
-        while len(out) < responses:
-            while b"\r\n\r\n" not in buffer:
-                piece = sock.recv(65536)
-                assert piece, f"connection closed after {len(out)} responses: {buffer!r}"
-                buffer += piece
-            head, _, buffer = buffer.partition(b"\r\n\r\n")
+        for _ in range(responses):
+            head, buffer = _read_head(sock, buffer)
             length = 0
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
@@ -237,11 +233,11 @@ def test_a_refusal_is_answered_in_the_error_shape_and_keeps_the_connection(nekzu
         assert http.get("/apps/private/echo/again").text == "again"  # same keep-alive connection
 
 
-def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
-    buffer = b""
+def _read_head(sock: socket.socket, buffer: bytes = b"") -> tuple[bytes, bytes]:
+    """The next response head, and what was read after it."""
     while b"\r\n\r\n" not in buffer:
         piece = sock.recv(65536)
-        assert piece, buffer
+        assert piece, f"connection closed before a response head: {buffer!r}"
         buffer += piece
     head, _, rest = buffer.partition(b"\r\n\r\n")
     return head, rest
