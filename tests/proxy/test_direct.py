@@ -320,3 +320,19 @@ def test_a_client_leaving_mid_body_drops_the_upstream_connection(
     wait_until(lambda: upstream.dropped > dropped, timeout=10, what="the upstream connection dropped")
     with nekzus.client() as http:
         assert http.get("/apps/raw/echo/still").text == "still"
+
+
+def test_many_pipelined_refusals_are_all_answered_in_order(nekzus: NekzusServer) -> None:
+    # Each refusal is answered at once, which starts the next queued request: they must not nest.
+    count = 500
+    one = (
+        b"GET /apps/private/echo/%d HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer not.a.token\r\n\r\n"
+    )
+    # Behind a request that waits for the upstream, so the refusals queue up until it is answered.
+    first = b"GET /apps/raw/echo/first HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    data = first + b"".join(one % i for i in range(count))
+    answers = _exchange(nekzus.port, data, count + 1)
+    assert answers[0].endswith(b"\r\n\r\nfirst")
+    assert all(a.startswith(b"HTTP/1.1 401 ") for a in answers[1:])
+    with nekzus.client() as http:
+        assert http.get("/apps/raw/echo/alive").text == "alive"

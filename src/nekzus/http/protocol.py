@@ -253,10 +253,19 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         }
         return type("ConfiguredHttpToolsProtocol", (cls,), attrs)
 
+    _claiming = False  # a direct claim is running
+
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         claim = self.direct_claim
         if claim and app is self.app and cycle.scope["type"] == "http":
+            if self._claiming:
+                # An answer given at once ends its response, and that starts the next pipelined request
+                # from inside the claim: start it on the next loop turn instead, or a long pipeline of
+                # such answers would nest one call deeper per request.
+                self.loop.call_soon(self._start_asgi_task, cycle, app)
+                return
             answer = DirectAnswer(self, cycle)
+            self._claiming = True
             try:
                 if claim[0](cast(dict[str, Any], cycle.scope), answer):
                     return
@@ -267,6 +276,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 cycle.keep_alive = False
                 answer.respond(500, _INTERNAL_ERROR_HEADERS, _INTERNAL_ERROR)
                 return
+            finally:
+                self._claiming = False
         super()._start_asgi_task(cycle, app)
 
     def data_received(self, data: bytes) -> None:
