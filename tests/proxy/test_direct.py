@@ -7,6 +7,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -118,7 +119,19 @@ def upstream() -> Iterator[RawUpstream]:
 
 @pytest.fixture(scope="module")
 def nekzus(upstream: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
-    route = {
+    srv = NekzusServer(
+        {"routes": _routes(upstream), "health_checks": {"enabled": False}},
+        data_dir=tmp_path_factory.mktemp("proxy-direct"),
+        env={"NEKZUS_PROXY_IDLE_TIMEOUT": "1"},
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _routes(upstream: RawUpstream) -> list[dict[str, object]]:
+    """`/apps/raw/` (public) and `/apps/private/` (credential needed) to the raw upstream."""
+    route: dict[str, object] = {
         "id": "raw",
         "app_id": "raw",
         "path_base": "/apps/raw/",
@@ -129,14 +142,7 @@ def nekzus(upstream: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> I
     }
     private = {**route, "id": "private", "app_id": "private", "path_base": "/apps/private/"}
     del private["public_access"]
-    srv = NekzusServer(
-        {"routes": [route, private], "health_checks": {"enabled": False}},
-        data_dir=tmp_path_factory.mktemp("proxy-direct"),
-        env={"NEKZUS_PROXY_IDLE_TIMEOUT": "1"},
-    )
-    srv.start()
-    yield srv
-    srv.stop()
+    return [route, private]
 
 
 def _exchange(port: int, data: bytes, responses: int) -> list[bytes]:
@@ -336,3 +342,14 @@ def test_many_pipelined_refusals_are_all_answered_in_order(nekzus: NekzusServer)
     assert all(a.startswith(b"HTTP/1.1 401 ") for a in answers[1:])
     with nekzus.client() as http:
         assert http.get("/apps/raw/echo/alive").text == "alive"
+
+
+def test_direct_answers_and_relays_over_tls(upstream: RawUpstream, tmp_path: Path) -> None:
+    config = {"routes": _routes(upstream), "health_checks": {"enabled": False}}
+    with NekzusServer(config, tls=True, data_dir=tmp_path) as srv, srv.client() as https:
+        assert https.get("/apps/raw/echo/warm").text == "warm"
+        r = https.get("/apps/raw/chunked")  # answered whole: the length is Nekzus' own
+        assert (r.content, r.headers["content-length"]) == (b"hello world", "11")
+        assert "strict-transport-security" in r.headers
+        assert https.get("/apps/raw/big").content == b"x" * (200 * 1024)  # relayed
+        assert https.get("/apps/private/echo/x", headers={"Authorization": "Bearer a.b.c"}).status_code == 401
