@@ -6,6 +6,9 @@ Starts an upstream (nginx serving a small body and a 1 MiB file, plus a Python W
 then Nekzus, Caddy and nginx as reverse proxies (keep-alive to the upstream), drives each with the same
 load: wrk for small responses (keep-alive, 50 connections) and a 1 MiB download, and a Python client for
 WebSocket echo round trips. Prints requests/s, p50/p99 and the Nekzus/Caddy and Nekzus/nginx ratios.
+`--rounds N` runs every proxy N times in turn, `--duration` seconds each, and reports the median round
+(the machine's speed drifts over a run; taking turns gives each proxy the same conditions), and the
+CPU per request of Nekzus and Caddy over all rounds.
 `--workers 1,2` runs one Nekzus per listed `server.workers` value side by side (`nekzus-w1`, `nekzus-w2`);
 without it one Nekzus runs with the default (one worker per core). CPU per request counts the
 supervisor and all its workers.
@@ -206,11 +209,22 @@ async def _ws_bench(url: str, connections: int, duration: float) -> tuple[float,
     return len(latencies) / elapsed, qs[49], qs[98]
 
 
+def _measure(test: str, port: int, args: argparse.Namespace) -> tuple[float, float, float]:
+    """One run of `test` against the proxy on `port`: (rate, p50 ms, p99 ms)."""
+    base = f"http://127.0.0.1:{port}"
+    if test == "small":
+        return wrk(base + "/apps/bench/small", args.connections, args.duration, args.threads)
+    if test == "download":
+        return wrk(base + "/apps/bench/1m.bin", 10, args.duration, args.threads)
+    return asyncio.run(_ws_bench(f"ws://127.0.0.1:{port}/apps/ws/echo", 10, args.duration))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=1, help="take turns this many times (median round)")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=["small", "download", "ws"], action="append")
@@ -250,28 +264,25 @@ def main() -> int:
             results: dict[str, dict[str, tuple[float, float, float]]] = {}
             cpu_per_op: dict[tuple[str, str], float] = {}
             for test in tests:
+                rounds: dict[str, list[tuple[float, float, float]]] = {name: [] for name in targets}
+                cpu_used: dict[str, float] = dict.fromkeys(targets, 0.0)
+                if test == "small":
+                    for port in targets.values():  # warm-up
+                        wrk(f"http://127.0.0.1:{port}/apps/bench/small", args.connections, 2, args.threads)
+                for _ in range(max(1, args.rounds)):
+                    for name, port in targets.items():
+                        pid = stack.cpu_of.get(name)
+                        cpu_before = cpu_seconds(pid) if pid else 0.0
+                        rounds[name].append(_measure(test, port, args))
+                        if pid:
+                            cpu_used[name] += cpu_seconds(pid) - cpu_before
+                        print(f"  {test:<9} {name:<7} done", file=sys.stderr)
                 results[test] = {}
-                for name, port in targets.items():
-                    base = f"http://127.0.0.1:{port}"
-                    pid = stack.cpu_of.get(name)
-                    if test == "small":
-                        wrk(base + "/apps/bench/small", args.connections, 2, args.threads)  # warm-up
-                    cpu_before = cpu_seconds(pid) if pid else 0.0
-                    if test == "small":
-                        results[test][name] = wrk(
-                            base + "/apps/bench/small", args.connections, args.duration, args.threads
-                        )
-                    elif test == "download":
-                        results[test][name] = wrk(
-                            base + "/apps/bench/1m.bin", 10, args.duration, args.threads
-                        )
-                    else:
-                        ws = f"ws://127.0.0.1:{port}/apps/ws/echo"
-                        results[test][name] = asyncio.run(_ws_bench(ws, 10, args.duration))
-                    if pid:
-                        ops = results[test][name][0] * args.duration
-                        cpu_per_op[test, name] = (cpu_seconds(pid) - cpu_before) / max(ops, 1) * 1e6
-                    print(f"  {test:<9} {name:<7} done", file=sys.stderr)
+                for name, runs in rounds.items():
+                    results[test][name] = sorted(runs)[len(runs) // 2]  # the median round, by rate
+                    if stack.cpu_of.get(name):
+                        ops = sum(rate for rate, _, _ in runs) * args.duration
+                        cpu_per_op[test, name] = cpu_used[name] / max(ops, 1) * 1e6
         finally:
             stack.stop()
     labels = {

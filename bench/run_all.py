@@ -202,7 +202,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="nekzus-bench-all-") as tmp:
         out = Path(tmp)
         if "proxy" in wanted:
-            argv = [PYTHON, str(BENCH / "proxy.py"), "--duration", "2" if args.quick else "8", *baseline]
+            timing = ["--duration", "2"] if args.quick else ["--duration", "4", "--rounds", "3"]
+            argv = [PYTHON, str(BENCH / "proxy.py"), *timing, *baseline]
             status, stdout = run("proxy (small GET, 1 MiB GET, WebSocket echo)", argv, 400)
             if status == 2:
                 skipped.append("proxy (nginx/caddy/wrk missing)")
