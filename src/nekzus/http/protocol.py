@@ -13,9 +13,9 @@ reverse proxy serves. Holding the head until the first body write (or the end of
 turn, so a slow stream still gets its headers at once) halves the writes per response.
 
 Direct answers: a request the server's `direct` claim accepts (the reverse proxy's plain GETs) is not
-run as an ASGI task. The claim answers it from callbacks (`DirectAnswer.respond`), or hands it to the
-ASGI app after all (`DirectAnswer.continue_with`); an ASGI task, its coroutines and its messages cost
-more CPU than forwarding a small response does.
+run as an ASGI task. The claim answers it from callbacks (`DirectAnswer.respond`, or `stream` for a body
+that follows in pieces), or hands it to the ASGI app after all (`DirectAnswer.continue_with`); an ASGI
+task, its coroutines and its messages cost more CPU than forwarding a small response does.
 """
 
 from __future__ import annotations
