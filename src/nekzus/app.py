@@ -145,11 +145,11 @@ class NekzusApp:
         await self.stack(scope, receive, send)
 
     def direct(self, scope: Scope, answer: DirectAnswer) -> bool:
-        """The HTTP server's direct claim (`nekzus.http.protocol`): the proxy may answer a ready
-        instance's proxied GETs from protocol callbacks. False, with nothing done, sends the request
-        through `__call__` (host refusal included)."""
+        """The HTTP server's direct claim (`nekzus.http.protocol`): the proxy may answer proxied GETs
+        from protocol callbacks (once storage is ready: `ProxyApp.direct`). False, with nothing done,
+        sends the request through `__call__` (host refusal included)."""
         proxy = self.services.proxy
-        if proxy is None or not self.services.ready or refusal(scope, self.hosts) is not None:
+        if proxy is None or refusal(scope, self.hosts) is not None:
             return False
         return proxy.handles(scope) and proxy.direct(scope, answer)
 

@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -30,6 +30,9 @@ from nekzus.errors import NekzusError
 from nekzus.federation import crypto
 from nekzus.federation.service import ONLINE, PREFIX, FederationService, split_hostport
 from nekzus.proxy.phases import header_key
+
+if TYPE_CHECKING:
+    from nekzus.proxy.direct import DirectAnswer
 
 log = logging.getLogger("nekzus.federation.remote")
 
@@ -108,7 +111,7 @@ class LocalProxy(Protocol):
 
     def handles(self, scope: Scope) -> bool: ...
 
-    def direct(self, scope: Scope, answer: Any) -> bool: ...
+    def direct(self, scope: Scope, answer: DirectAnswer) -> bool: ...
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
@@ -179,7 +182,7 @@ class RemoteRouteDispatch:
             return True
         return bool(scope["path"].startswith("/apps/") and self._remote)
 
-    def direct(self, scope: Scope, answer: Any) -> bool:
+    def direct(self, scope: Scope, answer: DirectAnswer) -> bool:
         """Local routes may be answered directly (see `ProxyApp.direct`); remote ones go through ASGI."""
         return self._route(scope["path"]) is None and self.inner.direct(scope, answer)
 

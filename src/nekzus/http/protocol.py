@@ -150,12 +150,18 @@ class DirectAnswer:
             return
         self.taken = True
         cycle = self.cycle
-        cycle.response_started = cycle.response_complete = True
+        cycle.response_started = True
         transport = self._protocol.transport
         if not cycle.disconnected and not transport.is_closing():
             transport.write(self._head(status, headers, body))
-            if not cycle.keep_alive:
-                transport.close()
+        self._complete()
+
+    def _complete(self) -> None:
+        """The response is whole: close a connection not kept alive, or serve its next request."""
+        cycle = self.cycle
+        cycle.response_complete = True
+        if not cycle.keep_alive:
+            self._protocol.transport.close()
         cycle.message_event.set()
         cycle.on_response()
 
@@ -191,15 +197,10 @@ class DirectAnswer:
 
     def end(self) -> None:
         """The whole body was written: the connection serves the next request (or closes)."""
-        cycle = self.cycle
-        if cycle.response_complete:
+        if self.cycle.response_complete:
             return
         self._stop()
-        cycle.response_complete = True
-        if not cycle.keep_alive:
-            self._protocol.transport.close()
-        cycle.message_event.set()
-        cycle.on_response()
+        self._complete()
 
     def abort(self) -> None:
         """The body cannot be completed: close the connection (the client sees it cut short)."""

@@ -99,12 +99,7 @@ class DirectExchange:
         except UpstreamError:
             # Closed under our feet: the ASGI path's exchange starts over (a fresh connection).
             conn.abort()
-            common, started = self.common, self.started
-
-            async def exchange(_scope: Scope, receive: Receive, send: Send) -> None:
-                await proxy.exchange(request, receive, send, common, started)
-
-            self.answer.continue_with(exchange)
+            self._pass_on(written=False)
             return
         proxy.active += 1
         request.conn = conn
@@ -259,13 +254,14 @@ class DirectExchange:
             self.answer.abort()
         self._finish()
 
-    def _pass_on(self) -> None:
-        """Continue on the ASGI path with the request already written to `conn`."""
+    def _pass_on(self, *, written: bool = True) -> None:
+        """Continue on the ASGI path: with the request already written to `conn` (counted as active), or
+        from the start on a fresh connection."""
         self._cancel_timer()
         self.done = True  # counted from here on by the ASGI path's exchange
         self.conn.watch(None)
         proxy, request, common, started = self.proxy, self.request, self.common, self.started
-        sent = (self.conn, self.sent_at)
+        sent = (self.conn, self.sent_at) if written else None
 
         async def exchange(_scope: Scope, receive: Receive, send: Send) -> None:
             await proxy.exchange(request, receive, send, common, started, sent=sent)

@@ -52,9 +52,9 @@ class WorkerGate:
         await self.app(scope, receive, send)
 
     def direct(self, scope: Scope, answer: DirectAnswer) -> bool:
-        """The direct claim (see `NekzusApp.direct`), only while this worker is ready and its mirrors
-        are current: a change another worker made (a revocation) is applied on the ASGI path first."""
-        if not self.services.ready or self.mirrors.stale():
+        """The direct claim (see `NekzusApp.direct`), only while this worker's mirrors are current: a
+        change another worker made (a revocation) is applied on the ASGI path first."""
+        if self.mirrors.stale():
             return False
         return self.app.direct(scope, answer)
 
