@@ -83,3 +83,25 @@ def test_failing_script_shows_its_exit_code(page: Any) -> None:
     dialog.get_by_label("Script output").get_by_text("about to fail").wait_for()
     assert dialog.get_by_label("Script output").inner_text().startswith("failed (exit 3)")
     dialog.get_by_role("button", name="Close").click()
+
+
+OVERLAPPING_LOADS = """async () => {
+  // the page's own module instance
+  const m = await import(document.querySelector('script[type=module][src*="/app."]').src);
+  const answers = [];  // one pending answer per load, settled below in the opposite order
+  const table = m.region("Overlap", () => new Promise((resolve) => answers.push(resolve)));
+  const older = table.load();
+  const newer = table.load();
+  answers[1](m.h("p", {}, "state after the stop"));
+  await newer;
+  answers[0](m.h("p", {}, "state before the stop"));
+  await older;
+  return table.el.textContent;
+}"""
+
+
+def test_a_slow_earlier_load_never_paints_over_a_newer_one(page: Any) -> None:
+    """A click reloads a table and the event that follows reloads it again: the older answer, arriving
+    last, must not bring back the state the newer answer already replaced."""
+    show(page, "scripts")
+    assert page.evaluate(OVERLAPPING_LOADS) == "state after the stop"

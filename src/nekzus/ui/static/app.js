@@ -507,13 +507,18 @@ function section(main, title, ...nodes) { main.replaceChildren(h("h1", {}, title
 // A region reloaded by `load()`; errors (incl. "not available") render inside it. Until its first load it
 // shows a placeholder (`skeleton()`, shaped like the content where that is known) and keeps at least the
 // placeholder's height, so content arriving never pushes the rest of the page around.
+// Loads can overlap (a click reloads, then an event reloads again); only the latest one started is drawn,
+// so a slow earlier answer never paints an older state over a newer one.
 function region(what, build, skeleton) {
   const el = h("div", { "aria-live": "polite", "aria-busy": "true", class: "region" },
     skeleton ? skeleton() : h("div", { class: "skeleton", "aria-hidden": "true" }));
   let first = true;
+  let latest = 0;
   const load = async () => {
+    const mine = ++latest;
     let content;
     try { content = await build(); } catch (e) { content = errorBox(e, what); }
+    if (mine !== latest) return;
     if (first && el.isConnected) el.style.minHeight = el.offsetHeight + "px";
     first = false;
     el.replaceChildren(content);
