@@ -214,8 +214,10 @@ def run(config: Config, config_path: str | None = None) -> int:
     """Prepare TLS and the listening socket once, then serve: in this process (`server.workers: 1`),
     or in that many forked workers under a supervisor (`nekzus.workers`)."""
     from nekzus.certs.selfsigned import TlsSetupError
+    from nekzus.lean import keep_out_unused_imports
     from nekzus.workers import default_count
 
+    keep_out_unused_imports()
     tune_allocator()
     try:
         tls = prepare_tls(config)

@@ -73,3 +73,30 @@ def test_an_idle_server_does_not_load_the_orm_or_feature_only_libraries(tmp_path
 
     run()  # the first start creates and migrates the database (Alembic is loaded for that only)
     assert run() == "", "loaded by an idle server"
+
+
+# Imported by libraries for code the server never runs: uvicorn's command line (click, the watchfiles
+# auto-reloader, the multiprocessing supervisor) and pydantic's legacy v1 package that FastAPI probes for.
+NEVER_IN_THE_SERVER = ("click", "watchfiles", "multiprocessing", "uvicorn.supervisors", "pydantic.v1.")
+
+
+def test_the_server_process_keeps_the_command_line_and_pydantic_v1_out(tmp_path: Path) -> None:
+    # Python's import profiler lists every module each server process imports (a failed attempt at a
+    # hidden module shows as that one name only, without the package's submodules).
+    # Two workers: the supervisor imports uvicorn before it forks them.
+    server = NekzusServer({"server": {"workers": 2}}, tls=True, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    with server:
+        with server.client() as client:
+            assert client.get("/api/v1/healthz").status_code == 200
+            assert client.get("/api/v1/apps", headers={"Authorization": "Bearer a.b.c"}).status_code == 401
+            # A request body is validated and a response model serialised: FastAPI's v1 checks ran.
+            refused = client.post("/api/v1/auth/login", json={"username": "x", "password": 5})
+            assert refused.status_code in (400, 422)
+        imported = {
+            line.rsplit("|", 1)[1].strip()
+            for line in server.logs().splitlines()
+            if line.startswith("import time:") and line.count("|") == 2
+        }
+    assert "uvicorn.server" in imported and "fastapi" in imported  # the profile is there
+    found = sorted(m for m in imported if any(m == n or m.startswith(n) for n in NEVER_IN_THE_SERVER))
+    assert found == [], f"imported by the server: {found}"
