@@ -36,6 +36,14 @@ _ids = itertools.count()
 def srv(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NekzusServer]:
     routes = [
         {"id": "pub", "app_id": "pub", "path_base": "/apps/pub/", "to": upstream.url, "public_access": True},
+        {
+            "id": "pubs",
+            "app_id": "pubs",
+            "path_base": "/apps/pubs/",
+            "to": upstream.url,
+            "strip_prefix": True,
+            "public_access": True,
+        },
         {"id": "plain", "app_id": "plain", "path_base": "/apps/plain/", "to": upstream.url},
         {
             "id": "grafana",
@@ -494,3 +502,77 @@ def test_open_websocket_tunnel_closes_when_its_credential_is_revoked(
                 assert await asyncio.wait_for(other.recv(), 5) == "echo:still here"
 
     asyncio.run(run())
+
+
+STREAM_TIMEOUT = httpx.Timeout(10.0, read=5.0)  # a stream that is not cut fails the test after 5 s
+
+
+def test_streaming_response_is_cut_when_its_credential_is_revoked(
+    srv: NekzusServer,
+    upstream: Upstream,
+    client: httpx.Client,
+    admin: dict[str, str],
+    new_device: Callable[..., tuple[str, dict[str, str]]],
+    new_key: Callable[..., tuple[str, dict[str, str]]],
+) -> None:
+    """An event stream (relayed as its chunks come) and a long download (relayed straight from the
+    protocol callbacks once a pooled connection is idle) stop when the device or API key that opened
+    them is revoked, as WebSocket tunnels do; other callers' streams go on."""
+    device_id, device_headers = new_device(["access:grafana", *DEFAULT_SCOPES])
+    key_id, key_headers = new_key(["access:grafana", *DEFAULT_SCOPES])
+    with srv.client(timeout=STREAM_TIMEOUT) as streams:
+        # An event stream: one event, then the upstream waits for the gate, which stays shut.
+        try:
+            with streams.stream("GET", "/apps/grafana/sse-gated", headers=device_headers) as sse:
+                assert sse.status_code == 200
+                events = sse.iter_raw()
+                assert next(events).startswith(b"data: first")
+                r = client.delete(f"/api/v1/devices/{device_id}", headers=admin)
+                assert r.status_code == 200, r.text
+                with pytest.raises(httpx.RemoteProtocolError):
+                    for _ in events:
+                        pass
+        finally:
+            upstream.open_gate()
+
+        # A 50 MiB download the client reads slowly; a pooled connection is idle, so it is relayed
+        # without an ASGI task.
+        assert streams.get("/apps/grafana/x", headers=key_headers).status_code == 200
+        received = 0
+        with streams.stream("GET", "/apps/grafana/big?mb=50", headers=key_headers) as big:
+            assert big.status_code == 200 and big.headers["content-length"] == str(50 << 20)
+            pieces = big.iter_raw()
+            received += len(next(pieces))
+            r = client.delete(f"/api/v1/apikeys/{key_id}", headers=admin)
+            assert r.status_code == 200, r.text
+            with pytest.raises(httpx.RemoteProtocolError):
+                for piece in pieces:
+                    received += len(piece)
+        assert received < 50 << 20
+        # The revoked key is refused from now on; the server goes on serving others.
+        assert streams.get("/apps/grafana/x", headers=key_headers).status_code == 401
+        _, other = new_key(["access:grafana", *DEFAULT_SCOPES])
+        assert streams.get("/apps/grafana/x", headers=other).status_code == 200
+
+
+def test_streaming_response_on_a_public_route_is_not_cut(
+    srv: NekzusServer,
+    upstream: Upstream,
+    client: httpx.Client,
+    admin: dict[str, str],
+    new_device: Callable[..., tuple[str, dict[str, str]]],
+) -> None:
+    """Anyone may read a public route: revoking the credential a caller happened to send changes
+    nothing for a stream already open."""
+    device_id, device_headers = new_device()
+    with srv.client(timeout=STREAM_TIMEOUT) as streams:
+        try:
+            with streams.stream("GET", "/apps/pubs/sse-gated", headers=device_headers) as sse:
+                events = sse.iter_raw()
+                assert next(events).startswith(b"data: first")
+                r = client.delete(f"/api/v1/devices/{device_id}", headers=admin)
+                assert r.status_code == 200, r.text
+                upstream.open_gate()
+                assert b"".join(events).startswith(b"data: second")
+        finally:
+            upstream.open_gate()

@@ -1,5 +1,6 @@
 """Bounds on the proxy's upstream I/O and background writes, against real loopback sockets and storage:
-a write timeout on `drain`, the per-upstream connection cap, batched session-cookie writes."""
+a write timeout on `drain`, the per-upstream connection cap, a response cut from our side, batched
+session-cookie writes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from nekzus.config import Config
 from nekzus.events import EventBus
 from nekzus.proxy import upstream
 from nekzus.proxy.cookies import SessionCookieStore
-from nekzus.proxy.upstream import UpstreamPool, UpstreamTimeout
+from nekzus.proxy.upstream import StreamCut, UpstreamPool, UpstreamTimeout
 from nekzus.store import Database
 from tests.waiting import until
 
@@ -73,6 +74,33 @@ def test_connection_cap_per_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
         pool.close()
         for writer in held:
             writer.close()
+        server.close()
+
+    asyncio.run(asyncio.wait_for(run(), 30))
+
+
+def test_a_cut_response_fails_even_when_the_closing_connection_would_end_it() -> None:
+    """A body delimited by the connection closing ends cleanly when the upstream closes; cut by Nekzus
+    (its credential revoked), it fails, so the client is not told the stream ended normally."""
+
+    async def run() -> None:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: one\n\n")
+            await reader.read()  # until the connection goes away
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        pool = UpstreamPool("127.0.0.1", server.sockets[0].getsockname()[1], None, None)
+        conn = await pool.acquire()
+        conn.write(b"GET /events HTTP/1.1\r\nhost: up\r\n\r\n")
+        await conn.read_head(5)
+        assert conn.until_close
+        assert await conn.read_chunk(5) == b"data: one\n\n"
+        conn.cut("credential revoked")
+        # Read once the connection is gone for good: its closing does not turn into a clean end.
+        await until(lambda: pool.open == 0, timeout=5, what="the connection to be lost")
+        with pytest.raises(StreamCut, match="credential revoked"):
+            await conn.read_chunk(5)
         server.close()
 
     asyncio.run(asyncio.wait_for(run(), 30))

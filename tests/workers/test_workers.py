@@ -22,6 +22,7 @@ import yaml
 
 from tests.events.conftest import WS, create_api_key, pair_device
 from tests.nekzus_server import NekzusServer
+from tests.proxy.conftest import Upstream
 
 WORKERS = 2
 BURST = 6
@@ -30,12 +31,28 @@ KEEP = httpx.Limits(max_connections=1, keepalive_expiry=600)
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[NekzusServer]:
-    names = ("health", "auth", "qr", "websocket", "device", "general", "metrics")
+def upstream() -> Iterator[Upstream]:
+    up = Upstream().start()
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="module")
+def server(upstream: Upstream) -> Iterator[NekzusServer]:
+    names = ("health", "auth", "qr", "websocket", "device", "general", "metrics", "proxy")
     limits: dict[str, object] = {name: GENEROUS for name in names}
     # The container category is the one under test: a small burst and (almost) no refill.
     limits["container"] = {"rate": "1/h", "burst": BURST}
-    srv = NekzusServer({"server": {"workers": WORKERS}, "rate_limits": limits}, rate_limits=True)
+    route = {
+        "id": "feed",
+        "app_id": "feed",
+        "path_base": "/apps/feed/",
+        "to": upstream.url,
+        "strip_prefix": True,
+    }
+    srv = NekzusServer(
+        {"server": {"workers": WORKERS}, "rate_limits": limits, "routes": [route]}, rate_limits=True
+    )
     srv.start(timeout=180)
     yield srv
     srv.stop()
@@ -104,6 +121,31 @@ def test_device_revoked_in_one_worker_is_refused_by_the_other_at_once(
         assert refused.json()["error"]["code"] == "DEVICE_REVOKED"
         assert _worker_of(conns[victim]) == victim  # it really was the other worker that refused
     finally:
+        for client in conns.values():
+            client.close()
+
+
+@pytest.mark.parametrize(("revoker", "victim"), [(0, 1), (1, 0)])
+def test_device_revoked_in_one_worker_cuts_its_stream_in_the_other(
+    server: NekzusServer, upstream: Upstream, revoker: int, victim: int
+) -> None:
+    """A proxied event stream open in one worker stops when another worker revokes its device."""
+    device_id = f"feed-{revoker}-{victim}"
+    bearer = {"Authorization": f"Bearer {pair_device(server, device_id)}"}
+    conns = connections(server)
+    try:
+        with conns[victim].stream(
+            "GET", "/apps/feed/sse-gated", headers=bearer, timeout=httpx.Timeout(10, read=5)
+        ) as sse:
+            assert sse.status_code == 200
+            events = sse.iter_raw()
+            assert next(events).startswith(b"data: first")
+            assert conns[revoker].delete(f"/api/v1/devices/{device_id}").status_code == 200
+            with pytest.raises(httpx.RemoteProtocolError):
+                for _ in events:
+                    pass
+    finally:
+        upstream.open_gate()
         for client in conns.values():
             client.close()
 

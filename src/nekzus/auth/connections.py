@@ -1,6 +1,6 @@
-"""Long-lived connections (hub sockets, proxied WebSocket tunnels) indexed by the credential that opened
-them, so revoking, logging out or deleting that credential closes them at once, and they close by
-themselves when the credential expires.
+"""Long-lived connections (hub sockets, proxied WebSocket tunnels, proxied responses still streaming)
+indexed by the credential that opened them, so revoking, logging out or deleting that credential closes
+them at once, and they close by themselves when the credential expires.
 
 A connection is checked once, when it opens; without this registry it would outlive every later change
 to its credential. Each connection registers with `register(principal, close)` and releases its handle
@@ -58,6 +58,7 @@ class ConnectionHandle:
     principal: Principal
     close_callback: CloseCallback
     keys: tuple[str, ...]
+    capped: bool = True
     timer: asyncio.TimerHandle | None = None
     closed_reason: str | None = field(default=None)
     released: bool = False
@@ -96,21 +97,27 @@ class ConnectionRegistry:
         self._by_key: dict[str, set[ConnectionHandle]] = {}
         self._by_principal: dict[str, set[ConnectionHandle]] = {}
 
-    def register(self, principal: Principal, close: CloseCallback) -> ConnectionHandle:
+    def register(
+        self, principal: Principal, close: CloseCallback, *, capped: bool = True
+    ) -> ConnectionHandle:
         """Register a connection opened by `principal`; `close(reason)` must close it promptly.
 
         Raises TooManyConnections when the principal is at its cap. Must be called on the event loop.
+        `capped=False` for a proxied response still streaming: it ends by itself, and a page may load
+        many at once, so it is closed with its credential but not counted against the cap.
         """
-        group = self._by_principal.setdefault(principal.rate_key, set())
-        # The cap is per credential; trusted networks present none (they are the owner's own machines).
-        if principal.kind != "trusted" and len(group) >= self.max_per_principal:
-            if not group:
-                del self._by_principal[principal.rate_key]
-            raise TooManyConnections(
-                f"At most {self.max_per_principal} concurrent connections per credential"
-            )
-        handle = ConnectionHandle(self, principal, close, credential_keys(principal))
-        group.add(handle)
+        if capped:
+            group = self._by_principal.setdefault(principal.rate_key, set())
+            # The cap is per credential; trusted networks present none (the owner's own machines).
+            if principal.kind != "trusted" and len(group) >= self.max_per_principal:
+                if not group:
+                    del self._by_principal[principal.rate_key]
+                raise TooManyConnections(
+                    f"At most {self.max_per_principal} concurrent connections per credential"
+                )
+        handle = ConnectionHandle(self, principal, close, credential_keys(principal), capped)
+        if capped:
+            group.add(handle)
         for key in handle.keys:
             self._by_key.setdefault(key, set()).add(handle)
         if principal.expires_at is not None:
@@ -122,7 +129,7 @@ class ConnectionRegistry:
         return len(self._by_principal.get(principal.rate_key, ()))
 
     def _forget(self, handle: ConnectionHandle) -> None:
-        group = self._by_principal.get(handle.principal.rate_key)
+        group = self._by_principal.get(handle.principal.rate_key) if handle.capped else None
         if group is not None:
             group.discard(handle)
             if not group:
@@ -153,7 +160,8 @@ class ConnectionRegistry:
         return self.close_key(f"user:user-{username}", reason)
 
     def close_all(self, reason: str) -> int:
-        handles = [h for group in self._by_principal.values() for h in group]
+        # Every handle is filed under its credential's key (and capped ones by principal as well).
+        handles = {h for bucket in self._by_key.values() for h in bucket}
         for handle in handles:
             handle.close(reason)
         return len(handles)

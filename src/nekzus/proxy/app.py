@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 from starlette.types import Receive, Scope, Send
 
 from nekzus.auth.authorize import decide
-from nekzus.auth.connections import ConnectionRegistry
+from nekzus.auth.connections import ConnectionHandle, ConnectionRegistry
 from nekzus.auth.principal import TRUSTED, AuthError, Principal
 from nekzus.catalog.service import CatalogService
 from nekzus.config import Config
@@ -63,7 +63,7 @@ from nekzus.proxy.phases import (
 )
 from nekzus.proxy.rewrite import MAX_REWRITE_BYTES, Rewriter, body_kind
 from nekzus.proxy.routes import CompiledRoute, RouteTable
-from nekzus.proxy.upstream import PoolRegistry, UpstreamConnection, UpstreamError
+from nekzus.proxy.upstream import PoolRegistry, StreamCut, UpstreamConnection, UpstreamError
 from nekzus.proxy.websocket import tunnel
 
 __all__ = ["ProxyApp", "ProxySettings", "Refused"]
@@ -177,6 +177,7 @@ class ProxiedRequest:
     device_id: str | None
     cookie_store: SessionCookieStore | None
     cache: ResponseCache | None
+    principal: Principal | None = None
     cached: CachedResponse | None = None
     conn: UpstreamConnection | None = None  # owned: released or aborted by the exchange
     status: int = 502
@@ -602,6 +603,7 @@ class ProxyApp:
             request_id=request_id,
             rewriter=rewriter,
             device_id=device_id,
+            principal=principal,
             cookie_store=store,
             cache=self.cache if spec.cache and ResponseCache.request_allows(method, headers) else None,
         )
@@ -644,6 +646,8 @@ class ProxyApp:
             route.metrics["upstream"](time.perf_counter() - upstream_started)
             request.status = conn.status
             await self._respond(request, conn, receive, send, common)
+        except StreamCut:
+            pass  # the head went out with the upstream's status; the client sees the body cut short
         except UpstreamError as exc:
             request.status = exc.status
             self.metrics.proxy_upstream_errors_total.labels(route.spec.app_id, exc.code.lower()).inc()
@@ -812,14 +816,31 @@ class ProxyApp:
             await send({"type": "http.response.body", "body": first})
             request.bytes_out = len(first)
         else:
-            if first:
-                await send({"type": "http.response.body", "body": first, "more_body": True})
-            request.bytes_out = len(first) + await self._stream_response(conn, receive, send)
+            handle = self.follow_credential(request, conn.cut)
+            try:
+                if first:
+                    await send({"type": "http.response.body", "body": first, "more_body": True})
+                request.bytes_out = len(first) + await self._stream_response(conn, receive, send)
+            finally:
+                if handle is not None:
+                    handle.release()
         if request.method == "HEAD":
             conn.close()
             request.conn = None
         else:
             self.release(request)
+
+    def follow_credential(
+        self, request: ProxiedRequest, close: Callable[[str], object]
+    ) -> ConnectionHandle | None:
+        """File a response that keeps streaming (SSE, a download) under the credential that opened it:
+        revoking that credential, or its expiry, cuts it as it closes WebSocket tunnels and hub sockets,
+        in every worker. Public routes (anyone may read them) and trusted networks have nothing to
+        revoke."""
+        principal = request.principal
+        if principal is None or principal.kind == "trusted" or request.route.spec.public_access:
+            return None
+        return self.connections.register(principal, close, capped=False)
 
     def release(self, request: ProxiedRequest) -> None:
         conn = request.conn

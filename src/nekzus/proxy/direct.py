@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.types import Receive, Scope, Send
 
+from nekzus.auth.connections import ConnectionHandle
 from nekzus.proxy.phases import Headers, error_response
 from nekzus.proxy.upstream import UpstreamConnection, UpstreamError
 
@@ -59,6 +60,7 @@ class DirectExchange:
         "common",
         "conn",
         "done",
+        "handle",
         "last_piece",
         "loop",
         "paused",
@@ -90,6 +92,7 @@ class DirectExchange:
         self.last_piece = 0.0  # loop time of the last body piece relayed
         self.paused = False  # reading from the upstream paused: the client's socket is full
         self.done = False
+        self.handle: ConnectionHandle | None = None  # the credential a relayed body is filed under
 
     def start(self) -> None:
         proxy, conn, request = self.proxy, self.conn, self.request
@@ -161,6 +164,7 @@ class DirectExchange:
         self.last_piece = self.loop.time()
         self.timer = self.loop.call_later(proxy.settings.idle_timeout, self._check_idle)
         self.answer.stream(status, shape.headers + self.common, first, self)
+        self.handle = proxy.follow_credential(request, self._credential_gone)
         return True
 
     def _piece(self, data: bytes) -> None:
@@ -185,6 +189,14 @@ class DirectExchange:
             return
         self.request.status = 499
         self._drop_upstream()
+        self._finish()
+
+    def _credential_gone(self, _reason: str) -> None:
+        """The credential the request came with was revoked (or expired): cut the body short."""
+        if self.done:
+            return
+        self._drop_upstream()
+        self.answer.abort()
         self._finish()
 
     def _check_idle(self) -> None:
@@ -238,6 +250,9 @@ class DirectExchange:
             return
         self.done = True
         self._cancel_timer()
+        if self.handle is not None:
+            self.handle.release()
+            self.handle = None
         self.proxy.active -= 1
         self.proxy.account(self.request, self.started)
 

@@ -52,6 +52,10 @@ class UpstreamBroken(UpstreamError):
     pass
 
 
+class StreamCut(UpstreamError):
+    """Nekzus ended the exchange itself: the credential that opened it was revoked or expired."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive connection; serves one request at a time."""
 
@@ -176,8 +180,8 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
-        if self.until_close and self.status and not self.complete:
-            # A response delimited by the connection closing ends here.
+        if self.until_close and self.status and not self.complete and self.error is None:
+            # A response delimited by the connection closing ends here (unless it was cut).
             self.complete = True
             self._wake()
         if not self.complete:
@@ -299,6 +303,14 @@ class UpstreamConnection(asyncio.Protocol):
         ):
             self._listener = None
             listener()
+
+    def cut(self, reason: str) -> None:
+        """End the exchange from this side: it fails with `StreamCut` (a body delimited by the
+        connection closing included) and the connection is dropped."""
+        self._fail(StreamCut(reason))
+        self.abort()
+        if self._listener is not None:
+            self._tell_listener()
 
     def time_out(self, what: str) -> None:
         """Fail the exchange as timed out (a watcher's own timer ran out)."""
