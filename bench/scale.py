@@ -1,7 +1,7 @@
 """Scale benchmark: does the proxy's cost grow with routes, paired devices and API keys?
 
     .venv/bin/python bench/scale.py                    # 1 / 100 / 1,000 routes; 10,000 devices, 1,000 keys
-    .venv/bin/python bench/scale.py --quick            # shorter runs, fewer idle connections
+    .venv/bin/python bench/scale.py --quick            # one turn of 2 s runs, fewer idle connections
 
 Starts an nginx upstream (small fixed response) and Nekzus with 1, 100 and 1,000 proxy routes (config
 routes `/apps/r<i>/`, health checks off), against two stores: "few" (1 device, 1 API key) and "many"
@@ -11,7 +11,9 @@ The JWT secret is fixed in the config, so the bench mints a device token with Ne
 
 Each server is driven by wrk (keep-alive, `--connections`) on the last route, once with a device JWT and
 once with an API key in `Authorization`, so every request does a route lookup and a credential check.
-Reported: requests/s, p99, and server CPU per request (from /proc/<pid>/stat; the steady number on a
+All six servers run at once and take turns (`--rounds`, 3 by default): the machine's speed drifts
+within minutes, and turns spread that drift over every row. Reported per row, the median over the
+turns of: requests/s, p99, and server CPU per request (from /proc/<pid>/stat; the steady number on a
 busy machine). Flat CPU per request across the rows means lookups do not grow with the counts.
 
 Then memory: RSS of one Nekzus before and after opening N idle keep-alive HTTP connections (each made
@@ -30,6 +32,7 @@ import re
 import secrets
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -267,6 +270,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="turns per row (the median is reported)")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--routes", type=int, nargs="+", default=[1, 100, 1000])
     parser.add_argument("--devices", type=int, default=10000)
@@ -276,7 +280,7 @@ def main() -> int:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.idle = 2, 200
+        args.duration, args.idle, args.rounds = 2, 200, 1
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
             print(f"{tool} is missing: run `bash scripts/install-system-deps.sh bench`", file=sys.stderr)
@@ -302,41 +306,60 @@ def main() -> int:
                     f"{time.perf_counter() - started:.1f} s",
                     file=sys.stderr,
                 )
+            # Every configuration runs at once and they take turns, round after round: the machine's
+            # speed drifts within minutes, and turns give every row the same share of it.
+            servers: dict[tuple[int, str], Server] = {}
             for routes in args.routes:
-                for name, (devices, keys) in stores.items():
-                    server = Server(root / name, routes, upstream.port)
+                for name in stores:
+                    data_dir = root / f"{name}-{routes}"
+                    shutil.copytree(root / name, data_dir)
+                    servers[(routes, name)] = Server(data_dir, routes, upstream.port)
+            samples: dict[tuple[int, str, str], list[tuple[float, float, float]]] = {}
+            try:
+                for server in servers.values():
                     server.start()
-                    try:
+                order = list(servers.items())
+                for turn in range(args.rounds):
+                    # Each turn starts one server further on, so no row is always first or last.
+                    shift = turn % len(order)
+                    for (routes, name), server in order[shift:] + order[:shift]:
                         url = f"{server.url}/apps/r{routes - 1}/small"
                         for kind in ("device", "apikey"):
                             header = f"Authorization: Bearer {creds[name][kind]}"
-                            wrk(url, header, args.connections, 1)  # warm-up (and credential check)
+                            if turn == 0:
+                                wrk(url, header, args.connections, 1)  # warm-up (and credential check)
                             cpu0 = cpu_seconds(server.pid)
                             rps, p99, total = wrk(url, header, args.connections, args.duration)
                             cpu = cpu_seconds(server.pid) - cpu0
-                            rows.append(
-                                {
-                                    "routes": routes,
-                                    "devices": devices,
-                                    "keys": keys,
-                                    "credential": kind,
-                                    "rps": rps,
-                                    "p99_ms": p99,
-                                    "cpu_us_per_req": cpu / max(total, 1) * 1e6,
-                                }
+                            samples.setdefault((routes, name, kind), []).append(
+                                (rps, p99, cpu / max(total, 1) * 1e6)
                             )
-                            print(f"  {routes} routes, {name}, {kind}: {rps:.0f} req/s", file=sys.stderr)
-                        if routes == args.routes[-1] and name == "many":
-                            mem = asyncio.run(memory(server, args.idle))
-                    finally:
-                        server.stop()
+                    print(f"  round {turn + 1} of {args.rounds} done", file=sys.stderr)
+                mem = asyncio.run(memory(servers[(args.routes[-1], "many")], args.idle))
+            finally:
+                for server in servers.values():
+                    server.stop()
+            for (routes, name, kind), runs in samples.items():
+                devices, keys = stores[name]
+                rows.append(
+                    {
+                        "routes": routes,
+                        "devices": devices,
+                        "keys": keys,
+                        "credential": kind,
+                        # The median of each column over the rounds.
+                        "rps": statistics.median(r[0] for r in runs),
+                        "p99_ms": statistics.median(r[1] for r in runs),
+                        "cpu_us_per_req": statistics.median(r[2] for r in runs),
+                    }
+                )
         finally:
             upstream.stop()
 
     load = os.getloadavg()[0]
     print(
-        f"Scale: proxied small GET, {args.connections} keep-alive conns, {args.duration} s per row, "
-        f"load average {load:.1f} on {os.cpu_count()} CPUs"
+        f"Scale: proxied small GET, {args.connections} keep-alive conns, median of {args.rounds} turns of "
+        f"{args.duration} s per row, load average {load:.1f} on {os.cpu_count()} CPUs"
     )
     header = (
         f"{'routes':>6} {'devices':>8} {'API keys':>8} {'credential':<10} "
