@@ -4,6 +4,7 @@ tunnels, not responses still streaming, and revoking a credential closes both ki
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -16,7 +17,7 @@ def test_streams_are_closed_with_their_credential_but_not_capped() -> None:
     device = Principal(kind="device", id="phone")
     closed: list[tuple[str, str]] = []
 
-    def closer(name: str) -> object:
+    def closer(name: str) -> Callable[[str], object]:
         return lambda reason: closed.append((name, reason))
 
     sockets = [registry.register(device, closer(f"socket{i}")) for i in range(2)]

@@ -314,6 +314,31 @@ def test_remote_websocket_closes_when_the_callers_device_is_revoked(
     delete_route(a, "revokeecho")
 
 
+def test_remote_event_stream_is_cut_when_the_callers_device_is_revoked(
+    cluster: list[FedServer], upstream: Upstream
+) -> None:
+    """A response streaming from the owner through the caller's instance stops when the device that
+    opened it is revoked there, as a remote WebSocket does."""
+    a, b, _ = cluster
+    add_route(a, "revokefeed", upstream.url, stripPrefix=True, scopes=["read:catalog"])
+    wait_for(lambda: apps(b).get("revokefeed"), 15, "the remote app on the caller")
+    token = pair_device(b, "fed-feed-phone")
+    try:
+        with b.client(timeout=httpx.Timeout(10, read=5)) as cl:
+            bearer = {"Authorization": f"Bearer {token}"}
+            with cl.stream("GET", "/apps/revokefeed/sse-gated", headers=bearer) as sse:
+                assert sse.status_code == 200 and sse.headers["x-nekzus-federated-from"] == peer_id(a)
+                events = sse.iter_raw()
+                assert next(events).startswith(b"data: first")
+                assert cl.delete("/api/v1/devices/fed-feed-phone").status_code == 200
+                with pytest.raises(httpx.RemoteProtocolError):
+                    for _ in events:
+                        pass
+    finally:
+        upstream.open_gate()
+        delete_route(a, "revokefeed")
+
+
 class EventTap:
     """Collects the event types A's WebSocket delivers, in a background thread."""
 

@@ -246,14 +246,15 @@ def _install_remote_routes(services: Services, fed: FederationService) -> None:
         }
         return Caller(identity, principal), None
 
-    def track(caller: Caller, close: CloseTunnel) -> Callable[[], object]:
-        """Register an open remote WebSocket with the caller's credential, so revoking, deleting or
-        logging out that credential (or its expiry) closes it, as for local tunnels and hub sockets."""
+    def track(caller: Caller, close: CloseTunnel, *, capped: bool = True) -> Callable[[], object]:
+        """Register an open remote WebSocket (or a response still streaming, uncapped) with the caller's
+        credential, so revoking, deleting or logging out that credential (or its expiry) closes it, as
+        for local tunnels, streams and hub sockets. Trusted networks present no credential to revoke."""
         principal = caller.credential
-        if not isinstance(principal, Principal):
+        if not isinstance(principal, Principal) or (not capped and principal.kind == "trusted"):
             return lambda: None
         try:
-            return services.domains.auth.connections.register(principal, close).release
+            return services.domains.auth.connections.register(principal, close, capped=capped).release
         except TooManyConnections:
             close("too many connections")
             return lambda: None

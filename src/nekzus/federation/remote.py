@@ -128,10 +128,17 @@ class Caller:
 
 
 Authenticate = Callable[[Scope], Awaitable[tuple[Caller | None, Denial | None]]]
-# Registers an open remote WebSocket of `caller`: `close(reason)` must be called when the caller's credential
-# stops being valid (revoked, logged out, expired); returns the function that unregisters the tunnel.
 CloseTunnel = Callable[[str], object]
-TrackTunnel = Callable[[Caller, CloseTunnel], Callable[[], object]]
+
+
+class TrackTunnel(Protocol):
+    """Registers an open remote WebSocket (or, `capped=False`, a response still streaming) of `caller`:
+    `close(reason)` is called when the caller's credential stops being valid (revoked, logged out,
+    expired); returns the function that unregisters it."""
+
+    def __call__(
+        self, caller: Caller, close: CloseTunnel, *, capped: bool = True
+    ) -> Callable[[], object]: ...
 
 
 class RemoteRouteDispatch:
@@ -304,8 +311,29 @@ class RemoteRouteDispatch:
                 ]
                 out.append((b"x-nekzus-federated-from", route.origin.encode()))
                 await send({"type": "http.response.start", "status": resp.status, "headers": out})
-                async for chunk in resp.content.iter_any():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                # Filed under the caller's credential while it streams: revoking it cuts the body short.
+                cut: list[str] = []
+
+                def close(reason: str) -> None:
+                    cut.append(reason)
+                    resp.close()
+
+                release = None
+                if self.track is not None and caller.credential and not route.public:
+                    release = self.track(caller, close, capped=False)
+                try:
+                    async for chunk in resp.content.iter_any():
+                        if cut:
+                            break
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                except aiohttp.ClientError:
+                    if not cut:
+                        raise
+                finally:
+                    if release is not None:
+                        release()
+                if cut:
+                    return  # the head went out: the client sees the body cut short, never a clean end
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except aiohttp.ServerFingerprintMismatch:
             await _send_plain(
