@@ -549,6 +549,11 @@ def test_streaming_response_is_cut_when_its_credential_is_revoked(
                 for piece in pieces:
                     received += len(piece)
         assert received < 50 << 20
+        # A cut is an expected end: logged as such, not reported as a response left incomplete.
+        logs = srv.logs()
+        assert "response from grafana cut short: device_revoked" in logs  # the event stream
+        assert "response from grafana cut short: credential revoked" in logs  # the download
+        assert "without completing response" not in logs
         # The revoked key is refused from now on; the server goes on serving others.
         assert streams.get("/apps/grafana/x", headers=key_headers).status_code == 401
         _, other = new_key(["access:grafana", *DEFAULT_SCOPES])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import logging
 import re
@@ -217,11 +218,23 @@ class DirectAnswer:
         if self.taken:
             return
         self.taken = True
-        HttpToolsProtocol._start_asgi_task(self._protocol, self.cycle, app)
+        self._protocol._run_asgi(self.cycle, app)
 
 
 # Decides, from a request's ASGI scope, whether the app answers it directly (see the module docstring).
 DirectClaim = Callable[[dict[str, Any], DirectAnswer], bool]
+
+# Offered to every ASGI request in `scope["extensions"]`: `abort()` ends a response whose body cannot
+# be completed (the reverse proxy's upstream failed mid-body, or the stream was cut on revocation) by
+# closing the connection. The client sees the body cut short, and the app is not reported for having
+# returned without completing its response.
+ABORT_EXTENSION = "nekzus.http.abort"
+
+
+def _abort(cycle: RequestResponseCycle) -> None:
+    cycle.disconnected = True  # later sends are dropped, and uvicorn reports nothing when the app returns
+    cycle.keep_alive = False
+    cycle.transport.close()
 
 
 # What the connection's single timer should watch once the current `data_received` has been fed.
@@ -279,7 +292,14 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 return
             finally:
                 self._claiming = False
-        super()._start_asgi_task(cycle, app)
+        self._run_asgi(cycle, app)
+
+    def _run_asgi(self, cycle: RequestResponseCycle, app: Any) -> None:
+        """Run `app` for the request in a task, as uvicorn does, with the abort extension offered."""
+        if cycle.scope["type"] == "http":
+            extensions = cycle.scope.setdefault("extensions", {})
+            extensions[ABORT_EXTENSION] = {"abort": functools.partial(_abort, cycle)}
+        HttpToolsProtocol._start_asgi_task(self, cycle, app)
 
     def data_received(self, data: bytes) -> None:
         if not self._head_open:

@@ -43,6 +43,7 @@ from nekzus.proxy.phases import (
     Refused,
     RequestHead,
     ResponseShape,
+    abort_of,
     body_framing,
     charset_of,
     check_head,
@@ -508,7 +509,8 @@ class ProxyApp:
             await self._serve_cached(send, admitted.common, cached, now, admitted.scope["headers"])
             self._count(admitted.route, cached.status)
             return
-        await self.exchange(request, receive, send, admitted.common, admitted.started)
+        abort = abort_of(admitted.scope)
+        await self.exchange(request, receive, send, admitted.common, admitted.started, abort=abort)
 
     def direct(self, scope: Scope, answer: DirectAnswer) -> bool:
         """Serve a plain GET (no body, route without response cache) from protocol callbacks instead of
@@ -632,11 +634,13 @@ class ProxyApp:
         common: Headers,
         started: float,
         sent: tuple[UpstreamConnection, float] | None = None,
+        abort: Callable[[], object] | None = None,
     ) -> None:
         """Send the request upstream and relay the answer; map upstream failures to 502/504.
 
         `sent`: the connection the request was already written to (and when), by a `DirectExchange`
-        that passed the rest on; it counted the request as active already."""
+        that passed the rest on; it counted the request as active already. `abort`: how to end a
+        response whose body cannot be completed (the server closes the connection)."""
         route = request.route
         if sent is None:
             self.active += 1
@@ -646,14 +650,19 @@ class ProxyApp:
             route.metrics["upstream"](time.perf_counter() - upstream_started)
             request.status = conn.status
             await self._respond(request, conn, receive, send, common)
-        except StreamCut:
-            pass  # the head went out with the upstream's status; the client sees the body cut short
+        except StreamCut as exc:
+            # The head went out with the upstream's status; the client sees the body cut short.
+            log.info("response from %s cut short: %s", route.spec.route_id, exc)
+            if abort is not None:
+                abort()
         except UpstreamError as exc:
             request.status = exc.status
             self.metrics.proxy_upstream_errors_total.labels(route.spec.app_id, exc.code.lower()).inc()
+            log.info("upstream %s for %s: %s", exc.code, route.spec.route_id, exc)
             if not request.response_started:
-                log.info("upstream %s for %s: %s", exc.code, route.spec.route_id, exc)
                 await _error(send, common, exc.status, exc.code, str(exc))
+            elif abort is not None:
+                abort()
         except _ClientGone:
             request.status = 499
         except Exception:
@@ -663,6 +672,8 @@ class ProxyApp:
             if not request.response_started:
                 request.status = 502
                 await _error(send, common, 502, "BAD_GATEWAY", "Proxy error")
+            elif abort is not None:
+                abort()
         finally:
             if request.conn is not None:
                 request.conn.abort()

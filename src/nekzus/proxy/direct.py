@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starlette.types import Receive, Scope, Send
 
 from nekzus.auth.connections import ConnectionHandle
-from nekzus.proxy.phases import Headers, error_response
+from nekzus.proxy.phases import Headers, abort_of, error_response
 from nekzus.proxy.upstream import UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:
@@ -191,10 +191,11 @@ class DirectExchange:
         self._drop_upstream()
         self._finish()
 
-    def _credential_gone(self, _reason: str) -> None:
+    def _credential_gone(self, reason: str) -> None:
         """The credential the request came with was revoked (or expired): cut the body short."""
         if self.done:
             return
+        log.info("response from %s cut short: %s", self.request.route.spec.route_id, reason)
         self._drop_upstream()
         self.answer.abort()
         self._finish()
@@ -278,7 +279,7 @@ class DirectExchange:
         proxy, request, common, started = self.proxy, self.request, self.common, self.started
         sent = (self.conn, self.sent_at) if written else None
 
-        async def exchange(_scope: Scope, receive: Receive, send: Send) -> None:
-            await proxy.exchange(request, receive, send, common, started, sent=sent)
+        async def exchange(scope: Scope, receive: Receive, send: Send) -> None:
+            await proxy.exchange(request, receive, send, common, started, sent=sent, abort=abort_of(scope))
 
         self.answer.continue_with(exchange)

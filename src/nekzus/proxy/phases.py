@@ -12,13 +12,14 @@ one upstream path computation, one cookie merge and one request-id rule (`nekzus
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from nekzus import API_VERSION
 from nekzus.catalog.spec import RouteSpec
 from nekzus.http.errors import error_body
+from nekzus.http.protocol import ABORT_EXTENSION
 from nekzus.proxy.rewrite import Rewriter
 from nekzus.proxy.routes import CompiledRoute
 
@@ -201,6 +202,14 @@ def check_head(head: RequestHead, path: str) -> Refused | None:
     if head.content_length == -2 or (head.chunked and head.content_length >= 0):
         return Refused(400, "INVALID_REQUEST", "Invalid Content-Length")
     return None
+
+
+def abort_of(scope: Mapping[str, object]) -> Callable[[], object] | None:
+    """The server's way to end a response whose body cannot be completed (it closes the connection),
+    when it offers one."""
+    extensions = scope.get("extensions")
+    offered = extensions.get(ABORT_EXTENSION) if isinstance(extensions, dict) else None
+    return offered["abort"] if isinstance(offered, dict) else None
 
 
 def error_response(common: Headers, code: str, message: str) -> tuple[Headers, bytes]:
