@@ -334,6 +334,9 @@ def test_remote_event_stream_is_cut_when_the_callers_device_is_revoked(
                 with pytest.raises(httpx.RemoteProtocolError):
                     for _ in events:
                         pass
+        logs = b.logs()
+        assert "response from revokefeed cut short: device_revoked" in logs
+        assert "without completing response" not in logs
     finally:
         upstream.open_gate()
         delete_route(a, "revokefeed")

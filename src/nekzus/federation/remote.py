@@ -29,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 from nekzus.errors import NekzusError
 from nekzus.federation import crypto
 from nekzus.federation.service import ONLINE, PREFIX, FederationService, split_hostport
-from nekzus.proxy.phases import header_key
+from nekzus.proxy.phases import abort_of, header_key
 
 if TYPE_CHECKING:
     from nekzus.proxy.direct import DirectAnswer
@@ -333,7 +333,12 @@ class RemoteRouteDispatch:
                     if release is not None:
                         release()
                 if cut:
-                    return  # the head went out: the client sees the body cut short, never a clean end
+                    # The head went out: the client sees the body cut short, never a clean end.
+                    log.info("response from %s cut short: %s", route.app_id, cut[0])
+                    abort = abort_of(scope)
+                    if abort is not None:
+                        abort()
+                    return
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         except aiohttp.ServerFingerprintMismatch:
             await _send_plain(
