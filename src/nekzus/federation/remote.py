@@ -292,6 +292,7 @@ class RemoteRouteDispatch:
                     return
 
         has_body = any(n in (b"content-length", b"transfer-encoding") for n, _ in scope["headers"])
+        started = False
         try:
             async with self.federation.session.request(
                 method,
@@ -311,6 +312,7 @@ class RemoteRouteDispatch:
                 ]
                 out.append((b"x-nekzus-federated-from", route.origin.encode()))
                 await send({"type": "http.response.start", "status": resp.status, "headers": out})
+                started = True
                 # Filed under the caller's credential while it streams: revoking it cuts the body short.
                 cut: list[str] = []
 
@@ -344,7 +346,13 @@ class RemoteRouteDispatch:
             await _send_plain(
                 send, *_json_error(502, "PEER_UNTRUSTED", "The owning instance's certificate changed")
             )
-        except (aiohttp.ClientError, OSError, TimeoutError):
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if started:  # failed mid-body: the client sees it cut short
+                log.info("response from %s broke off: %r", route.app_id, exc)
+                abort = abort_of(scope)
+                if abort is not None:
+                    abort()
+                return
             with contextlib.suppress(Exception):
                 await _send_plain(
                     send, *_json_error(502, "PEER_UNAVAILABLE", "The owning instance did not answer")

@@ -16,6 +16,9 @@ Direct answers: a request the server's `direct` claim accepts (the reverse proxy
 run as an ASGI task. The claim answers it from callbacks (`DirectAnswer.respond`, or `stream` for a body
 that follows in pieces), or hands it to the ASGI app after all (`DirectAnswer.continue_with`); an ASGI
 task, its coroutines and its messages cost more CPU than forwarding a small response does.
+
+ASGI requests are offered one extension, `nekzus.http.abort`: a way to end a response whose body cannot be
+completed by closing the connection, without uvicorn reporting the app for returning early.
 """
 
 from __future__ import annotations
