@@ -517,7 +517,7 @@ def test_streaming_response_is_cut_when_its_credential_is_revoked(
 ) -> None:
     """An event stream (relayed as its chunks come) and a long download (relayed straight from the
     protocol callbacks once a pooled connection is idle) stop when the device or API key that opened
-    them is revoked, as WebSocket tunnels do; other callers' streams go on."""
+    them is revoked, as WebSocket tunnels do; other callers go on being served."""
     device_id, device_headers = new_device(["access:grafana", *DEFAULT_SCOPES])
     key_id, key_headers = new_key(["access:grafana", *DEFAULT_SCOPES])
     with srv.client(timeout=STREAM_TIMEOUT) as streams:
