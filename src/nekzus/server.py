@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
+import os
 import re
 import signal
 import socket
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +75,53 @@ def prepare_tls(config: Config) -> tuple[Path, Path] | None:
     if generated:
 
         def issuer(domains: list[str]) -> tuple[bytes, bytes]:
-            # The local CA (and `cryptography`) is loaded only when a certificate must be issued.
-            from nekzus.certs.ca import LocalCA
+            def issue() -> tuple[bytes, bytes]:
+                from nekzus.certs.ca import LocalCA
 
-            return LocalCA.load_or_create(Path(config.data_dir) / "ca").issue(domains)
+                return LocalCA.load_or_create(Path(config.data_dir) / "ca").issue(domains)
+
+            return in_child(issue)
 
     ensure_certificate(cert, key, generated=generated, issue=issuer)
     validate_pair(cert, key)
     return cert, key
+
+
+def in_child(issue: Callable[[], tuple[bytes, bytes]]) -> tuple[bytes, bytes]:
+    """Issue a certificate in a forked child and return its PEM pair (certificate, key).
+
+    Issuing loads the local CA and `cryptography` (~10 MiB of code and libraries). Done in a child that
+    exits, it stays out of the server and of the workers forked from it; a first start on a fresh data
+    directory is then as small as a restart. Where fork is missing, it runs here."""
+    if not hasattr(os, "fork"):
+        return issue()
+    from nekzus.certs.selfsigned import TlsSetupError
+
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe, then leave without running the parent's exit code
+        os.close(reader)
+        code = 0
+        try:
+            cert, key = issue()
+            answer = {"cert": cert.decode("ascii"), "key": key.decode("ascii")}
+        except BaseException as exc:  # every failure, reported to the parent
+            answer, code = {"error": f"{type(exc).__name__}: {exc}"}, 1
+        with os.fdopen(writer, "w") as out:
+            out.write(json.dumps(answer))
+        os._exit(code)
+    os.close(writer)
+    with os.fdopen(reader) as source:
+        data = source.read()
+    os.waitpid(pid, 0)
+    try:
+        answer = json.loads(data) if data else {}
+    except ValueError:
+        answer = {}
+    if "cert" in answer and "key" in answer:
+        return answer["cert"].encode("ascii"), answer["key"].encode("ascii")
+    reason = answer.get("error") or "the issuing process ended without an answer"
+    raise TlsSetupError(f"could not issue the TLS certificate: {reason}")
 
 
 class ListenerSwap:

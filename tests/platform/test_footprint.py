@@ -1,14 +1,19 @@
-"""What an idle server loads: a restart with its TLS material in place does not load `cryptography`
-(~10 MiB of code and libraries): certificates are issued, parsed or unsealed only when something asks,
-and PyJWT's HS256 path runs without it. Nor does it load the SQLAlchemy ORM, or libraries only one
-feature's first use needs."""
+"""What an idle server loads: it does not load `cryptography` (~10 MiB of code and libraries), neither on
+a restart with its TLS material in place nor on a first start, whose certificate is issued in a child
+process; certificates are issued, parsed or unsealed only when something asks, and PyJWT's HS256 path
+runs without it. Nor does it load the SQLAlchemy ORM, or libraries only one feature's first use needs."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from nekzus.certs.selfsigned import TlsSetupError
+from nekzus.server import in_child
 from tests.nekzus_server import NekzusServer
 
 
@@ -16,10 +21,15 @@ def _mapped(pid: int) -> str:
     return Path(f"/proc/{pid}/maps").read_text()
 
 
-def test_a_restarted_idle_server_does_not_load_cryptography() -> None:
+def test_an_idle_server_does_not_load_cryptography() -> None:
     server = NekzusServer(tls=True)
-    with server:  # first start: generates the CA and the certificate (cryptography is needed)
-        pass
+    with server:  # first start: the CA and the certificate are issued, by a child process
+        assert server.proc is not None
+        assert (server.data_dir / "tls" / "server.crt").exists()
+        assert (server.data_dir / "ca").is_dir()
+        with server.client() as client:
+            assert client.get("/api/v1/healthz").status_code == 200
+        assert "cryptography" not in _mapped(server.proc.pid), "loaded on a first start"
     with server:
         assert server.proc is not None
         with server.client() as client:
@@ -102,3 +112,27 @@ def test_the_server_process_keeps_the_command_line_and_pydantic_v1_out(tmp_path:
     assert "uvicorn.server" in imported and "fastapi" in imported  # the profile is there
     found = sorted(m for m in imported if any(m == n or m.startswith(n) for n in NEVER_IN_THE_SERVER))
     assert found == [], f"imported by the server: {found}"
+
+
+def test_a_certificate_issued_in_a_child_comes_back_or_fails_clearly() -> None:
+    """The parent gets the child's PEM pair as it was issued, or the child's failure as a start-up error
+    (never a hang or a half-written pair)."""
+    parent = os.getpid()
+
+    def issue() -> tuple[bytes, bytes]:
+        return b"CERT from %d" % os.getpid(), b"KEY"
+
+    cert, key = in_child(issue)
+    assert key == b"KEY" and cert.startswith(b"CERT from ") and cert != b"CERT from %d" % parent
+
+    def broken() -> tuple[bytes, bytes]:
+        raise ValueError("the CA directory is read-only")
+
+    with pytest.raises(TlsSetupError, match="ValueError: the CA directory is read-only"):
+        in_child(broken)
+
+    def vanished() -> tuple[bytes, bytes]:
+        os._exit(3)  # dies without an answer
+
+    with pytest.raises(TlsSetupError, match="ended without an answer"):
+        in_child(vanished)
