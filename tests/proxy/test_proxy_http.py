@@ -318,17 +318,22 @@ def test_loop_to_itself_is_508(make_server: Callable[..., NekzusServer]) -> None
 
 
 def test_response_cache_opt_in(http: httpx.Client, upstream: Upstream) -> None:
+    # Counted as differences: a GET sent on a pooled keep-alive connection that the upstream closed at
+    # that very moment is sent again on a fresh one, which the upstream may count twice.
     first = http.get("/apps/cache/cached")
+    reached = upstream.hits["cached"]
     second = http.get("/apps/cache/cached")
-    assert first.text == second.text == first.text
+    assert first.text == second.text
     assert second.headers.get("x-cache") == "HIT"
-    assert upstream.hits["cached"] == 1
+    assert upstream.hits["cached"] == reached  # answered from the cache
     r = http.get("/apps/cache/cached", headers={"If-None-Match": '"v1"'})
     assert r.status_code == 304
+    assert upstream.hits["cached"] == reached
     # Requests carrying cookies are never served from or stored in the cache.
     http.get("/apps/cache/cached", headers={"Cookie": "s=1"})
-    assert upstream.hits["cached"] == 2
+    assert upstream.hits["cached"] > reached
+    reached = upstream.hits["cached"]
     # Routes without `cache` never cache.
     http.get("/apps/echo/cached")
     http.get("/apps/echo/cached")
-    assert upstream.hits["cached"] == 4
+    assert upstream.hits["cached"] >= reached + 2

@@ -68,7 +68,10 @@ def test_pods_listed_stopped_and_started_live(page: Any, server: NekzusServer) -
     stopped = table.locator("tr[data-id='monitoring/grafana']")
     stopped.locator("[data-state='stopped']").wait_for(timeout=20000)
     stopped.get_by_role("button", name="start monitoring/grafana").click()
-    table.locator("tr[data-id^='monitoring/grafana-'] [data-state='running']").wait_for(timeout=20000)
+    # The new pod (another name): while the stop was being applied, one listing may still have shown the
+    # old pod beside the stopped Deployment (pods and Deployments are listed by separate calls).
+    started = f"tr[data-id^='monitoring/grafana-']:not([data-id='monitoring/{pod['id']}'])"
+    table.locator(f"{started} [data-state='running']").wait_for(timeout=20000)
     assert grafana(server)["state"] == "running"
 
 
