@@ -175,7 +175,6 @@ class ProxiedRequest:
     client_ip: str
     request_id: bytes
     rewriter: Rewriter | None
-    device_id: str | None
     cookie_store: SessionCookieStore | None
     cache: ResponseCache | None
     principal: Principal | None = None
@@ -184,6 +183,12 @@ class ProxiedRequest:
     status: int = 502
     bytes_out: int = 0
     response_started: bool = False
+
+    @property
+    def device_id(self) -> str | None:
+        """The device whose upstream cookies are kept (routes with `persist_cookies`), if any."""
+        principal = self.principal
+        return principal.device_id if self.cookie_store is not None and principal is not None else None
 
     def data(self) -> bytes:
         """The request head as the upstream gets it."""
@@ -586,7 +591,6 @@ class ProxyApp:
         if rewriter is not None:
             # Bodies to rewrite must arrive uncompressed.
             headers = [h for h in headers if h[0] != b"accept-encoding"]
-        device_id = principal.device_id if store is not None and principal is not None else None
         if stored:
             headers = merge_cookies(headers, stored)
         fwd = self.forwarding(scope, client_ip, request_id)
@@ -604,7 +608,6 @@ class ProxyApp:
             client_ip=client_ip,
             request_id=request_id,
             rewriter=rewriter,
-            device_id=device_id,
             principal=principal,
             cookie_store=store,
             cache=self.cache if spec.cache and ResponseCache.request_allows(method, headers) else None,
@@ -780,7 +783,7 @@ class ProxyApp:
             request.response_started = True
             await send(start)
             await send({"type": "http.response.body", "body": body, "more_body": True})
-            request.bytes_out = len(body) + await self._stream_response(conn, receive, send)
+            request.bytes_out = len(body) + await self._stream_response(request, conn, receive, send)
             self.release(request)
             return
         if body_type is not None:
@@ -827,14 +830,9 @@ class ProxyApp:
             await send({"type": "http.response.body", "body": first})
             request.bytes_out = len(first)
         else:
-            handle = self.follow_credential(request, conn.cut)
-            try:
-                if first:
-                    await send({"type": "http.response.body", "body": first, "more_body": True})
-                request.bytes_out = len(first) + await self._stream_response(conn, receive, send)
-            finally:
-                if handle is not None:
-                    handle.release()
+            if first:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+            request.bytes_out = len(first) + await self._stream_response(request, conn, receive, send)
         if request.method == "HEAD":
             conn.close()
             request.conn = None
@@ -904,9 +902,13 @@ class ProxyApp:
             if not more:
                 return
 
-    async def _stream_response(self, conn: UpstreamConnection, receive: Receive, send: Send) -> int:
-        """Relay body chunks as they arrive (SSE, downloads); stop when the client goes away."""
+    async def _stream_response(
+        self, request: ProxiedRequest, conn: UpstreamConnection, receive: Receive, send: Send
+    ) -> int:
+        """Relay body chunks as they arrive (SSE, downloads); stop when the client goes away, or cut the
+        body short when the request's credential is revoked (`follow_credential`)."""
         sent = 0
+        handle = self.follow_credential(request, conn.cut)
         watcher = self.spawn(_wait_disconnect(receive), "proxy-disconnect-watch")
         watcher.add_done_callback(lambda _f: conn.abort() if not conn.complete else None)
         try:
@@ -925,6 +927,8 @@ class ProxyApp:
                 if watcher.done() and not conn.complete:
                     raise _ClientGone
         finally:
+            if handle is not None:
+                handle.release()
             if not watcher.done():
                 watcher.cancel()
                 # Wait for it to finish; a cancellation of this task still propagates from here.

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from nekzus.auth.connections import ConnectionHandle
 from nekzus.proxy.phases import Headers, abort_of, error_response
-from nekzus.proxy.upstream import UpstreamConnection, UpstreamError
+from nekzus.proxy.upstream import StreamCut, UpstreamConnection, UpstreamError
 
 if TYPE_CHECKING:
     from nekzus.proxy.app import ProxiedRequest, ProxyApp
@@ -164,7 +164,7 @@ class DirectExchange:
         self.last_piece = self.loop.time()
         self.timer = self.loop.call_later(proxy.settings.idle_timeout, self._check_idle)
         self.answer.stream(status, shape.headers + self.common, first, self)
-        self.handle = proxy.follow_credential(request, self._credential_gone)
+        self.handle = proxy.follow_credential(request, conn.cut)
         return True
 
     def _piece(self, data: bytes) -> None:
@@ -191,15 +191,6 @@ class DirectExchange:
         self._drop_upstream()
         self._finish()
 
-    def _credential_gone(self, reason: str) -> None:
-        """The credential the request came with was revoked (or expired): cut the body short."""
-        if self.done:
-            return
-        log.info("response from %s cut short: %s", self.request.route.spec.route_id, reason)
-        self._drop_upstream()
-        self.answer.abort()
-        self._finish()
-
     def _check_idle(self) -> None:
         self.timer = None
         if self.done:
@@ -220,6 +211,10 @@ class DirectExchange:
         if conn.complete and error is None:
             self.answer.end()
             self.proxy.release(request)
+        elif isinstance(error, StreamCut):  # its credential was revoked (`follow_credential`)
+            log.info("response from %s cut short: %s", request.route.spec.route_id, error)
+            self._drop_upstream()
+            self.answer.abort()
         else:
             status = error.status if isinstance(error, UpstreamError) else 502
             code = error.code if isinstance(error, UpstreamError) else "BAD_GATEWAY"

@@ -307,14 +307,16 @@ class UpstreamConnection(asyncio.Protocol):
     def cut(self, reason: str) -> None:
         """End the exchange from this side: it fails with `StreamCut` (a body delimited by the
         connection closing included) and the connection is dropped."""
-        self._fail(StreamCut(reason))
+        self._fail_now(StreamCut(reason))  # failed first: then its closing cannot end the body cleanly
         self.abort()
-        if self._listener is not None:
-            self._tell_listener()
 
     def time_out(self, what: str) -> None:
         """Fail the exchange as timed out (a watcher's own timer ran out)."""
-        self._fail(UpstreamTimeout(f"upstream {what} timed out"))
+        self._fail_now(UpstreamTimeout(f"upstream {what} timed out"))
+
+    def _fail_now(self, exc: UpstreamError) -> None:
+        """Fail the exchange from outside the protocol's callbacks; a watcher hears of it at once."""
+        self._fail(exc)
         if self._listener is not None:
             self._tell_listener()
 
